@@ -1,0 +1,35 @@
+//! # dlt-theory
+//!
+//! The effective theory of deep multilayer perceptrons at large but finite width, after
+//! *The Principles of Deep Learning Theory* (Roberts, Yaida, Hanin, arXiv 2106.10165; "PDLT"),
+//! with the orthogonal-weight results of Day, Kahn, Roberts (arXiv 2310.07765).
+//!
+//! Everything is f64 and tensor-free:
+//! * [`activation`]: σ, σ', σ'' for the usual activations, and a trait for your own;
+//! * [`gauss`]: Gaussian expectations (Gauss–Hermite, kink-aware splits, closed forms);
+//! * [`profile`]: single-input recursions for K, χ_∥, χ_⊥, V, Θ, A, B, D, F;
+//! * [`multi`]: multi-input kernel K_{δ1δ2} and four-point vertex V_{(δ1δ2)(δ3δ4)};
+//! * [`criticality`]: critical (C_b, C_W), universality classes, ν and the optimal aspect ratio;
+//! * [`mc`]: a multi-threaded Monte Carlo validator over ensembles of real networks.
+
+pub mod activation;
+pub mod criticality;
+pub mod gauss;
+pub mod mc;
+pub mod moments;
+pub mod multi;
+pub mod profile;
+
+pub use activation::{Act, Activation};
+pub use profile::{Ensemble, Init, Layer, LearningRates, ProfileConfig};
+
+/// Errors of the theory engine; each names the input (usually a CLI flag) and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TheoryError {
+    #[error("unknown activation '{name}'; known: {known}")]
+    UnknownActivation { name: String, known: String },
+    #[error("{flag}: {msg}")]
+    Invalid { flag: &'static str, msg: String },
+    #[error("recursion diverged at layer {layer}: {what}")]
+    Diverged { layer: usize, what: String },
+}

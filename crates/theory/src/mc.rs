@@ -1,0 +1,563 @@
+//! Monte Carlo validator: ensembles of real width-n, depth-L networks (spec §6).
+//!
+//! Two samplers, both exact in distribution:
+//! * [`Sampler::Full`]: full weight matrices (Gaussian or Haar via QR with sign fix), the exact
+//!   forward equation for the NTK (spec §1.5; 4n³ flops per layer as two GEMMs).
+//! * [`Sampler::Gram`]: for preactivation statistics only. Given layer l, the preactivations of
+//!   layer l+1 are i.i.d. N(0, Ĝ) with Ĝ = C_b + (C_W/n)Σσ² (Gaussian weights), or
+//!   b + √(C_W Σσ²)·u with u uniform on the sphere (Haar weights): O(n) per layer (spec §6.1).
+//!
+//! Estimators are the model-free pair estimators of spec §6.2 with an unbiased K̂² (the
+//! finite-S bias (2K² + V)/S of the plain square is removed), and standard errors come from
+//! batch means (spec §6.3). Every network draws from its own ChaCha8 stream (seed, network
+//! index), so results do not depend on the number of threads.
+
+use crate::profile::{Ensemble, Init, LearningRates};
+use crate::TheoryError;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, Par};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+/// Which sampler to use (see module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sampler {
+    Full,
+    Gram,
+}
+
+/// Configuration of one Monte Carlo run.
+#[derive(Debug, Clone)]
+pub struct McConfig {
+    pub ensemble: Ensemble,
+    /// K^(1): the fixed input has |x|²/n₀ = (K^(1) − C_b)/C_W, n₀ = n.
+    pub k1: f64,
+    pub width: usize,
+    pub depth: usize,
+    pub networks: usize,
+    /// Measure the NTK (requires the full sampler).
+    pub ntk: bool,
+    pub lr: LearningRates,
+    /// Weight ensemble of the first layer (default: the same as the others).
+    pub first_layer: Init,
+    pub seed: u64,
+    /// Number of batches for the batch-means standard errors.
+    pub batches: usize,
+    /// Worker threads (0: all available cores).
+    pub threads: usize,
+}
+
+impl McConfig {
+    pub fn sampler(&self) -> Sampler {
+        if self.ntk {
+            Sampler::Full
+        } else {
+            Sampler::Gram
+        }
+    }
+    /// V^(1) implied by the first layer: 0 for Gaussian weights, −2(K^(1) − C_b)² for Haar weights
+    /// (a vector uniform on a sphere, spec §1.8).
+    pub fn v1(&self) -> f64 {
+        match self.first_layer {
+            Init::Gaussian => 0.0,
+            Init::Orthogonal => -2.0 * (self.k1 - self.ensemble.cb).powi(2),
+        }
+    }
+    fn validate(&self) -> Result<(), TheoryError> {
+        self.ensemble.validate()?;
+        let bad = |flag, msg: &str| {
+            Err(TheoryError::Invalid {
+                flag,
+                msg: msg.into(),
+            })
+        };
+        if self.ensemble.is_residual() {
+            return bad("--gamma", "the Monte Carlo samples plain MLPs (γ = 0)");
+        }
+        if self.width < 2 {
+            return bad(
+                "--width",
+                "width must be ≥ 2 (the pair estimators need two neurons)",
+            );
+        }
+        if self.depth == 0 {
+            return bad("--depth", "depth must be ≥ 1");
+        }
+        if self.networks < 2 * self.batches.max(2) {
+            return bad(
+                "--networks",
+                "need at least two networks per batch (networks ≥ 2 × batches)",
+            );
+        }
+        if !(self.k1 > self.ensemble.cb) || !self.k1.is_finite() {
+            return bad(
+                "--k1",
+                "K^(1) must be finite and larger than C_b (the input must be non-zero)",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// An estimate with its batch-means standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub value: f64,
+    pub se: f64,
+}
+
+/// Monte Carlo statistics of one layer. NTK entries are None without `ntk`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McLayer {
+    pub l: usize,
+    /// (name, estimate) in a fixed order: K, V, V_over_K2, then theta, A, B, D, F and the ratios
+    /// A_over_theta2, B_over_theta2, D_over_Ktheta, F_over_Ktheta.
+    pub stats: Vec<(String, Estimate)>,
+}
+
+impl McLayer {
+    pub fn get(&self, name: &str) -> Option<Estimate> {
+        self.stats.iter().find(|(n, _)| n == name).map(|(_, e)| *e)
+    }
+}
+
+/// Per-network, per-layer sums that the estimators need (all divided by n or n(n−1)).
+const NQ: usize = 12;
+// 0 S2/n, 1 (S2²−S4)/(n(n−1)), 2 (S2/n)², 3 T1/n, 4 (T1²−T2)/(n(n−1)), 5 (‖H‖²−T2)/(n(n−1)),
+// 6 (S2·T1−Σz²H_ii)/(n(n−1)), 7 (zᵀHz−Σz²H_ii)/(n(n−1)), 8 (T1/n)², 9 (S2/n)(T1/n),
+// 10 Ĝ-based unused slot, 11 count.
+
+/// Run the ensemble. `progress` is called with the number of networks finished since last call.
+pub fn run(cfg: &McConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<McLayer>, TheoryError> {
+    cfg.validate()?;
+    let (n, depth, nb) = (cfg.width, cfg.depth, cfg.batches.max(2));
+    let threads = if cfg.threads == 0 {
+        std::thread::available_parallelism()
+            .map(|v| v.get())
+            .unwrap_or(1)
+    } else {
+        cfg.threads
+    };
+    // batch b holds networks s with s % nb == b, summed in increasing s: thread-count independent.
+    let mut sums = vec![vec![0.0f64; depth * NQ]; nb];
+    let failure = std::sync::Mutex::new(None::<TheoryError>);
+    let chunks = std::sync::Mutex::new(sums.iter_mut().enumerate().collect::<Vec<_>>());
+    std::thread::scope(|scope| {
+        let chunks = &chunks;
+        let failure = &failure;
+        for _ in 0..threads.min(nb) {
+            scope.spawn(move || {
+                let mut work = Workspace::new(n, cfg.ntk);
+                loop {
+                    let item = chunks.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                    let Some((b, acc)) = item else { break };
+                    let mut s = b;
+                    while s < cfg.networks {
+                        if let Err(e) = work.network(cfg, s as u64, acc) {
+                            *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                            return;
+                        }
+                        s += nb;
+                        progress(1);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    Ok(estimate(&sums, n, depth, cfg.ntk))
+}
+
+/// Estimators of spec §6.2 from the accumulated sums (count in slot 11).
+fn layer_estimates(q: &[f64], n: f64, ntk: bool) -> Vec<(&'static str, f64)> {
+    let cnt = q[11];
+    let m = |i: usize| q[i] / cnt;
+    // Unbiased squares of means: m̄² − Var̂/(S) with Var̂ from the per-network second moments.
+    let sq = |mean: f64, second: f64| mean * mean - (second - mean * mean) / (cnt - 1.0);
+    let k = m(0);
+    let v = n * (m(1) - sq(k, m(2)));
+    let mut out = vec![("K", k), ("V", v), ("V_over_K2", v / (k * k))];
+    if ntk {
+        let th = m(3);
+        let cross = k * th - (m(9) - k * th) / (cnt - 1.0);
+        let a = n * (m(4) - sq(th, m(8)));
+        let b = n * m(5);
+        let d = n * (m(6) - cross);
+        let f = n * m(7);
+        out.extend([
+            ("theta", th),
+            ("A", a),
+            ("B", b),
+            ("D", d),
+            ("F", f),
+            ("A_over_theta2", a / (th * th)),
+            ("B_over_theta2", b / (th * th)),
+            ("D_over_Ktheta", d / (k * th)),
+            ("F_over_Ktheta", f / (k * th)),
+        ]);
+    }
+    out
+}
+
+fn estimate(sums: &[Vec<f64>], n: usize, depth: usize, ntk: bool) -> Vec<McLayer> {
+    let nb = sums.len() as f64;
+    (0..depth)
+        .map(|l| {
+            let slot = |b: &Vec<f64>| b[l * NQ..(l + 1) * NQ].to_vec();
+            let mut pooled = vec![0.0; NQ];
+            let per_batch: Vec<Vec<(&str, f64)>> = sums
+                .iter()
+                .map(|b| {
+                    let q = slot(b);
+                    pooled.iter_mut().zip(&q).for_each(|(p, v)| *p += v);
+                    layer_estimates(&q, n as f64, ntk)
+                })
+                .collect();
+            let full = layer_estimates(&pooled, n as f64, ntk);
+            let stats = full
+                .iter()
+                .enumerate()
+                .map(|(i, (name, value))| {
+                    let vals: Vec<f64> = per_batch.iter().map(|b| b[i].1).collect();
+                    let mean = vals.iter().sum::<f64>() / nb;
+                    let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (nb - 1.0);
+                    (
+                        name.to_string(),
+                        Estimate {
+                            value: *value,
+                            se: (var / nb).sqrt(),
+                        },
+                    )
+                })
+                .collect();
+            McLayer { l: l + 1, stats }
+        })
+        .collect()
+}
+
+/// Buffers reused across the networks of one thread.
+struct Workspace {
+    n: usize,
+    z: Vec<f64>,
+    s: Vec<f64>,
+    ds: Vec<f64>,
+    w: Mat<f64>,
+    m: Mat<f64>,
+    h: Mat<f64>,
+    tmp: Mat<f64>,
+}
+
+impl Workspace {
+    fn new(n: usize, ntk: bool) -> Self {
+        let big = |on: bool| {
+            if on {
+                Mat::zeros(n, n)
+            } else {
+                Mat::zeros(0, 0)
+            }
+        };
+        Self {
+            n,
+            z: vec![0.0; n],
+            s: vec![0.0; n],
+            ds: vec![0.0; n],
+            w: Mat::zeros(n, n),
+            m: big(ntk),
+            h: big(ntk),
+            tmp: big(ntk),
+        }
+    }
+
+    /// Fill `w` with a weight matrix of variance C_W/n per entry (Gaussian) or √C_W·Haar.
+    fn draw_weights(&mut self, init: Init, cw: f64, rng: &mut ChaCha8Rng) {
+        let n = self.n;
+        for j in 0..n {
+            for v in self.w.col_as_slice_mut(j) {
+                *v = rng.sample::<f64, _>(StandardNormal);
+            }
+        }
+        match init {
+            Init::Gaussian => {
+                let sd = (cw / n as f64).sqrt();
+                for j in 0..n {
+                    self.w.col_as_slice_mut(j).iter_mut().for_each(|v| *v *= sd);
+                }
+            }
+            Init::Orthogonal => {
+                // Haar: Q from QR, columns multiplied by sign(diag R) (Mezzadri 2007).
+                let qr = self.w.qr();
+                let q = qr.compute_Q();
+                let r = qr.R();
+                let sc = cw.sqrt();
+                for j in 0..n {
+                    let sign = if r[(j, j)] < 0.0 { -sc } else { sc };
+                    let (src, dst) = (q.col(j), self.w.col_as_slice_mut(j));
+                    for i in 0..n {
+                        dst[i] = sign * src[i];
+                    }
+                }
+            }
+        }
+    }
+
+    fn network(&mut self, cfg: &McConfig, s: u64, acc: &mut [f64]) -> Result<(), TheoryError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        rng.set_stream(s);
+        let e = &cfg.ensemble;
+        let n = self.n;
+        let nf = n as f64;
+        let sb = e.cb.sqrt();
+        let xnorm2 = nf * (cfg.k1 - e.cb) / e.cw; // |x|², n₀ = n
+                                                  // Layer 1.
+        match (cfg.sampler(), cfg.first_layer) {
+            (Sampler::Gram, Init::Gaussian) => {
+                let sd = cfg.k1.sqrt();
+                self.z
+                    .iter_mut()
+                    .for_each(|v| *v = sd * rng.sample::<f64, _>(StandardNormal));
+            }
+            (Sampler::Gram, Init::Orthogonal) => {
+                self.sphere(&mut rng, (e.cw * xnorm2).sqrt());
+                self.z
+                    .iter_mut()
+                    .for_each(|v| *v += sb * rng.sample::<f64, _>(StandardNormal));
+            }
+            (Sampler::Full, init) => {
+                self.draw_weights(init, e.cw, &mut rng);
+                let xi = (xnorm2 / nf).sqrt();
+                for i in 0..n {
+                    let row: f64 = (0..n).map(|j| self.w[(i, j)]).sum();
+                    self.z[i] = xi * row + sb * rng.sample::<f64, _>(StandardNormal);
+                }
+                if cfg.ntk {
+                    let (lb, lw) = cfg.lr.at(1);
+                    let d = lb + lw * xnorm2 / nf;
+                    self.h.fill(0.0);
+                    for i in 0..n {
+                        self.h[(i, i)] = d;
+                    }
+                }
+            }
+        }
+        for l in 1..=cfg.depth {
+            self.record(l, cfg.ntk, acc);
+            if self.z.iter().any(|v| !v.is_finite()) {
+                return Err(TheoryError::Diverged {
+                    layer: l,
+                    what: "a preactivation overflowed in the Monte Carlo".into(),
+                });
+            }
+            if l == cfg.depth {
+                break;
+            }
+            let act = &*e.act;
+            for i in 0..n {
+                self.s[i] = act.f(self.z[i]);
+                self.ds[i] = act.d1(self.z[i]);
+            }
+            let ss: f64 = self.s.iter().map(|v| v * v).sum();
+            match (cfg.sampler(), e.init) {
+                (Sampler::Gram, Init::Gaussian) => {
+                    let sd = (e.cb + e.cw * ss / nf).sqrt();
+                    self.z
+                        .iter_mut()
+                        .for_each(|v| *v = sd * rng.sample::<f64, _>(StandardNormal));
+                }
+                (Sampler::Gram, Init::Orthogonal) => {
+                    self.sphere(&mut rng, (e.cw * ss).sqrt());
+                    self.z
+                        .iter_mut()
+                        .for_each(|v| *v += sb * rng.sample::<f64, _>(StandardNormal));
+                }
+                (Sampler::Full, init) => {
+                    self.draw_weights(init, e.cw, &mut rng);
+                    self.z
+                        .iter_mut()
+                        .for_each(|v| *v = sb * rng.sample::<f64, _>(StandardNormal));
+                    for j in 0..n {
+                        let (col, sj) = (self.w.col_as_slice(j), self.s[j]);
+                        self.z.iter_mut().zip(col).for_each(|(z, w)| *z += w * sj);
+                    }
+                    if cfg.ntk {
+                        // Ĥ' = (λ_b + λ_W Σσ²/n) I + (W diag σ') Ĥ (W diag σ')ᵀ   (spec §1.5)
+                        for j in 0..n {
+                            let dj = self.ds[j];
+                            let (src, dst) = (self.w.col_as_slice(j), self.m.col_as_slice_mut(j));
+                            dst.iter_mut().zip(src).for_each(|(d, w)| *d = w * dj);
+                        }
+                        matmul(
+                            self.tmp.as_mut(),
+                            Accum::Replace,
+                            self.m.as_ref(),
+                            self.h.as_ref(),
+                            1.0,
+                            Par::Seq,
+                        );
+                        matmul(
+                            self.h.as_mut(),
+                            Accum::Replace,
+                            self.tmp.as_ref(),
+                            self.m.transpose(),
+                            1.0,
+                            Par::Seq,
+                        );
+                        let (lb, lw) = cfg.lr.at(l + 1);
+                        let d = lb + lw * ss / nf;
+                        for i in 0..n {
+                            self.h[(i, i)] += d;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// z ← radius · (uniform unit vector).
+    fn sphere(&mut self, rng: &mut ChaCha8Rng, radius: f64) {
+        self.z
+            .iter_mut()
+            .for_each(|v| *v = rng.sample::<f64, _>(StandardNormal));
+        let norm = self.z.iter().map(|v| v * v).sum::<f64>().sqrt();
+        self.z.iter_mut().for_each(|v| *v *= radius / norm);
+    }
+
+    fn record(&self, l: usize, ntk: bool, acc: &mut [f64]) {
+        let n = self.n as f64;
+        let pairs = n * (n - 1.0);
+        let q = &mut acc[(l - 1) * NQ..l * NQ];
+        let s2: f64 = self.z.iter().map(|v| v * v).sum();
+        let s4: f64 = self.z.iter().map(|v| v.powi(4)).sum();
+        q[0] += s2 / n;
+        q[1] += (s2 * s2 - s4) / pairs;
+        q[2] += (s2 / n).powi(2);
+        q[11] += 1.0;
+        if ntk {
+            let h = &self.h;
+            let nn = self.n;
+            let (mut t1, mut t2, mut fro, mut zhz, mut zdiag) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for j in 0..nn {
+                let col = h.col_as_slice(j);
+                let zj = self.z[j];
+                let mut dot = 0.0;
+                for i in 0..nn {
+                    fro += col[i] * col[i];
+                    dot += self.z[i] * col[i];
+                }
+                zhz += dot * zj;
+                t1 += col[j];
+                t2 += col[j] * col[j];
+                zdiag += zj * zj * col[j];
+            }
+            q[3] += t1 / n;
+            q[4] += (t1 * t1 - t2) / pairs;
+            q[5] += (fro - t2) / pairs;
+            q[6] += (s2 * t1 - zdiag) / pairs;
+            q[7] += (zhz - zdiag) / pairs;
+            q[8] += (t1 / n).powi(2);
+            q[9] += (s2 / n) * (t1 / n);
+        }
+    }
+}
+
+/// Exact finite-width V/(nK²) = E[z_i²z_j²]/K² − 1 for ReLU (C_b = 0, Gaussian weights):
+/// (1 + 5/n)^{l−1} − 1; linear networks: (1 + 2/n)^{l−1} − 1 (spec §3.2).
+pub fn exact_scale_invariant_ratio(nu_plus_one_over_n: f64, l: usize) -> f64 {
+    (1.0 + nu_plus_one_over_n).powi(l as i32 - 1) - 1.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::parse;
+
+    fn cfg(act: &str, cw: f64, n: usize, depth: usize, s: usize, ntk: bool) -> McConfig {
+        McConfig {
+            ensemble: Ensemble::new(parse(act).unwrap(), 0.0, cw),
+            k1: 1.0,
+            width: n,
+            depth,
+            networks: s,
+            ntk,
+            lr: LearningRates::default(),
+            first_layer: Init::Gaussian,
+            seed: 7,
+            batches: 16,
+            threads: 0,
+        }
+    }
+
+    #[test]
+    fn relu_gram_sampler_matches_exact_finite_width_ratio() {
+        // (1 + 5/n)^{l−1} − 1 holds exactly at finite n; require |MC − exact| < 3.5 SE
+        // (batch-means SE with 16 batches; a 3.5σ band fails by chance with p ≈ 5e-4 per point).
+        let (n, depth) = (16, 6);
+        let r = run(&cfg("relu", 2.0, n, depth, 40_000, false), &|_| {}).unwrap();
+        for layer in &r[1..] {
+            let v = layer.get("V_over_K2").unwrap();
+            let exact = exact_scale_invariant_ratio(5.0 / n as f64, layer.l) * n as f64;
+            assert!(
+                (v.value - exact).abs() < 3.5 * v.se,
+                "l={}: {} ± {} vs {exact}",
+                layer.l,
+                v.value,
+                v.se
+            );
+        }
+    }
+
+    #[test]
+    fn full_and_gram_samplers_agree_and_are_thread_independent() {
+        let mut c = cfg("tanh", 1.0, 8, 4, 4_000, true);
+        let full = run(&c, &|_| {}).unwrap();
+        c.threads = 1;
+        assert_eq!(
+            full,
+            run(&c, &|_| {}).unwrap(),
+            "same seed, different threads, same numbers"
+        );
+        c.ntk = false;
+        c.threads = 0;
+        let gram = run(&c, &|_| {}).unwrap();
+        for (a, b) in full.iter().zip(&gram) {
+            let (x, y) = (a.get("V").unwrap(), b.get("V").unwrap());
+            let se = (x.se * x.se + y.se * y.se).sqrt();
+            assert!(
+                (x.value - y.value).abs() < 4.0 * se,
+                "l={}: {x:?} vs {y:?}",
+                a.l
+            );
+        }
+    }
+
+    #[test]
+    fn linear_orthogonal_network_has_exact_sphere_vertex() {
+        // Linear Haar network: z is uniform on a sphere of fixed radius at every layer, so
+        // V/K² = n(n/(n+2) − 1) exactly in expectation (MC within 4 SE) and the NTK is ∝ I.
+        let mut c = cfg("linear", 1.0, 12, 5, 4_000, true);
+        c.ensemble.init = Init::Orthogonal;
+        c.first_layer = Init::Orthogonal;
+        let r = run(&c, &|_| {}).unwrap();
+        for layer in &r {
+            let v = layer.get("V_over_K2").unwrap().value;
+            let want = 12.0 * (12.0 / 14.0 - 1.0);
+            let est = layer.get("V_over_K2").unwrap();
+            assert!(
+                (est.value - want).abs() < 4.0 * est.se,
+                "l={}: {v} ± {} vs {want}",
+                layer.l,
+                est.se
+            );
+            // Θ of a linear Haar network is deterministic: A = 0 and the NTK is ∝ I.
+            assert!(
+                layer.get("A").unwrap().value.abs() < 1e-9
+                    && layer.get("B").unwrap().value.abs() < 1e-9
+            );
+        }
+    }
+}
