@@ -1,1 +1,100 @@
-fn main() {}
+//! `dlt`: a laboratory for the science of deep learning. A thin shell over `dlt-theory` and
+//! `dlt-studies`: it parses flags, calls the libraries, and prints or writes their results.
+
+mod bench;
+mod theory_cmd;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "dlt",
+    version,
+    about = "dlt: compute each deep-learning theory's prediction, run the matching experiment, show both side by side",
+    long_about = "dlt: compute each deep-learning theory's prediction, run the matching experiment on real networks, \
+and show both side by side.\n\nStudies:\n  theory      Principles of Deep Learning Theory; Why is AI hard and Physics simple? \
+(kernel / NTK / four-point-vertex recursions, criticality, universality classes, finite-width Monte Carlo)\n\n\
+`dlt reproduce` runs every study at laptop scale and writes OUT/report/index.html."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Study `theory`: effective theory of deep MLPs (PDLT, arXiv 2106.10165; arXiv 2104.00008).
+    Theory {
+        #[command(subcommand)]
+        cmd: theory_cmd::TheoryCmd,
+    },
+    /// Run every study at laptop scale and write OUT/report/index.html (figures + claims table).
+    Reproduce {
+        /// Output folder (each study writes OUT/<study>/, the report OUT/report/).
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Smaller ensembles (CI scale, about a minute per study).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print the claims table as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks of the heavy kernels, each beside a baseline measured in the same run.
+    Bench {
+        /// Also write the results as Markdown to this file (e.g. BENCHMARKS.md).
+        #[arg(long)]
+        write: Option<PathBuf>,
+        /// Fewer repetitions.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Theory { cmd } => theory_cmd::run(cmd),
+        Cmd::Reproduce { out, quick, seed, json } => reproduce(out, quick, seed, json),
+        Cmd::Bench { write, quick } => bench::run(write, quick),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn reproduce(out: PathBuf, quick: bool, seed: u64, json: bool) -> anyhow::Result<()> {
+    let root = dlt_studies::output::OutDir::create(&out)?;
+    let sections = dlt_studies::reproduce(&root, quick, seed, json);
+    let index = dlt_studies::report::write(&root, &sections, quick)?;
+    let claims: Vec<_> = sections.iter().flat_map(|s| s.claims.iter().map(move |c| (s.study.clone(), c))).collect();
+    if json {
+        let v: Vec<_> = claims
+            .iter()
+            .map(|(s, c)| serde_json::json!({"study": s, "id": c.id, "paper": c.paper, "claim": c.claim, "measured": c.measured, "expected": c.expected, "criterion": c.criterion, "holds": c.holds}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"report": index, "claims": v}))?);
+    } else {
+        for (s, c) in &claims {
+            println!(
+                "{:<10} {:<6} {:<40} measured {:<12} expected {}",
+                s,
+                if c.holds { "holds" } else { "FAILS" },
+                c.id,
+                dlt_studies::output::fmt_num(c.measured),
+                dlt_studies::output::fmt_num(c.expected)
+            );
+        }
+        let held = claims.iter().filter(|(_, c)| c.holds).count();
+        println!("{held}/{} claims hold; report: {}", claims.len(), index.display());
+    }
+    let failed: Vec<_> = sections.iter().filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.study))).collect();
+    if !failed.is_empty() {
+        anyhow::bail!("{} study(ies) failed: {}", failed.len(), failed.join("; "));
+    }
+    Ok(())
+}

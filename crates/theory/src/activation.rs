@@ -101,7 +101,7 @@ smooth!(
     "erf",
     |z| erf(z),
     |z| 2.0 / std::f64::consts::PI.sqrt() * (-z * z).exp(),
-    |z| { -4.0 * z / std::f64::consts::PI.sqrt() * (-z * z).exp() }
+    |z| -4.0 * z / std::f64::consts::PI.sqrt() * (-z * z).exp()
 );
 smooth!(
     Sigmoid,
@@ -132,7 +132,7 @@ smooth!(
     "gelu",
     |z| z * normal_cdf(z),
     |z| normal_cdf(z) + z * phi(z),
-    |z| { phi(z) * (2.0 - z * z) }
+    |z| phi(z) * (2.0 - z * z)
 );
 // SiLU / swish: σ(z) = z·sigmoid(z).
 smooth!(
@@ -152,7 +152,7 @@ smooth!(
 smooth!(
     GeluTanh,
     "gelu_tanh",
-    |z| { 0.5 * z * (1.0 + (SQRT_2_OVER_PI * (z + 0.044715 * z * z * z)).tanh()) },
+    |z| 0.5 * z * (1.0 + (SQRT_2_OVER_PI * (z + 0.044715 * z * z * z)).tanh()),
     |z| {
         let u = SQRT_2_OVER_PI * (z + 0.044715 * z * z * z);
         let t = u.tanh();

@@ -66,6 +66,16 @@ impl McConfig {
             Init::Orthogonal => -2.0 * (self.k1 - self.ensemble.cb).powi(2),
         }
     }
+    /// The leading-order theory for this ensemble (same K^(1), V^(1), learning rates, depth).
+    pub fn theory(&self) -> Result<Vec<crate::Layer>, TheoryError> {
+        crate::profile::profile(&crate::ProfileConfig {
+            ensemble: self.ensemble.clone(),
+            k1: self.k1,
+            v1: self.v1(),
+            depth: self.depth,
+            lr: self.lr,
+        })
+    }
     fn validate(&self) -> Result<(), TheoryError> {
         self.ensemble.validate()?;
         let bad = |flag, msg: &str| {

@@ -165,6 +165,26 @@ impl Layer {
     pub fn f_over_ktheta(&self) -> Option<f64> {
         self.f.map(|f| f / (self.k * self.theta))
     }
+    /// A statistic by its `results.json` name (the names [`crate::mc`] estimates).
+    pub fn stat(&self, name: &str) -> Option<f64> {
+        match name {
+            "K" => Some(self.k),
+            "V" => Some(self.v),
+            "V_over_K2" => Some(self.v_over_k2()),
+            "theta" => Some(self.theta),
+            "A" => self.a,
+            "B" => self.b,
+            "D" => self.d,
+            "F" => self.f,
+            "A_over_theta2" => self.a_over_theta2(),
+            "B_over_theta2" => self.b_over_theta2(),
+            "D_over_Ktheta" => self.d_over_ktheta(),
+            "F_over_Ktheta" => self.f_over_ktheta(),
+            "chi_par" => Some(self.chi_par),
+            "chi_perp" => Some(self.chi_perp),
+            _ => None,
+        }
+    }
 }
 
 /// Inputs of a single-input profile.

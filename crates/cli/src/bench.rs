@@ -1,0 +1,162 @@
+//! `dlt bench`: timings of the heavy kernels, each beside a baseline measured in the same run.
+//!
+//! * Recursion: a depth-10⁴ tanh profile (goal: milliseconds), beside the cost of the bare
+//!   Gauss–Hermite quadrature it performs (10⁴ × 192 evaluations of tanh).
+//! * Full-NTK Monte Carlo: networks/s and GFLOP/s (4n³ per layer: two n×n GEMMs), beside this
+//!   machine's own f64 GEMM rate for the same n×n products on the same number of threads (faer).
+//!   Goal: ≥ 50 % of that rate.
+//! * Gram sampler: neuron-layers per second.
+
+use anyhow::Result;
+use dlt_theory::activation::parse;
+use dlt_theory::mc::{self, McConfig};
+use dlt_theory::profile::{profile, Ensemble, Init, LearningRates, ProfileConfig};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, Par};
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn best_of<T>(reps: usize, mut f: impl FnMut() -> T) -> f64 {
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(f());
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// f64 GEMM GFLOP/s for n×n products, `threads` independent streams (one per core).
+fn gemm_rate(n: usize, threads: usize, seconds: f64) -> f64 {
+    let counts: Vec<f64> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let a = Mat::<f64>::from_fn(n, n, |i, j| ((i * 7 + j * 3 + t) % 11) as f64 * 0.1);
+                    let b = Mat::<f64>::from_fn(n, n, |i, j| ((i + 2 * j) % 5) as f64 * 0.2);
+                    let mut c = Mat::<f64>::zeros(n, n);
+                    let t0 = Instant::now();
+                    let mut k = 0u64;
+                    while t0.elapsed().as_secs_f64() < seconds {
+                        for _ in 0..16 {
+                            matmul(c.as_mut(), Accum::Replace, a.as_ref(), b.as_ref(), 1.0, Par::Seq);
+                        }
+                        k += 16;
+                    }
+                    std::hint::black_box(&c);
+                    k as f64 * 2.0 * (n * n * n) as f64 / t0.elapsed().as_secs_f64()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or(0.0)).collect()
+    });
+    counts.iter().sum::<f64>() / 1e9
+}
+
+pub fn run(write: Option<PathBuf>, quick: bool) -> Result<()> {
+    let threads = std::thread::available_parallelism().map(|v| v.get()).unwrap_or(1);
+    let reps = if quick { 3 } else { 7 };
+    let mut lines = vec![];
+    let mut say = |s: String| {
+        println!("{s}");
+        lines.push(s);
+    };
+    say(format!("# dlt benchmarks\n\nMachine: {threads} threads. Rerun: `cargo run --release -p dlt -- bench --write BENCHMARKS.md`.\n"));
+    say("| kernel | measured | baseline (same run) | ratio |".into());
+    say("|---|---|---|---|".into());
+
+    // 1. Depth-10⁴ profile vs the bare quadrature it performs.
+    let tanh = parse("tanh")?;
+    let cfg = ProfileConfig { ensemble: Ensemble::new(tanh.clone(), 0.0, 1.0), k1: 1.0, v1: 0.0, depth: 10_000, lr: LearningRates::default() };
+    let t_prof = best_of(reps, || profile(&cfg).map(|p| p.len()));
+    let rule = dlt_theory::gauss::hermite(192);
+    let t_quad = best_of(reps, || {
+        let mut acc = 0.0;
+        for l in 0..10_000 {
+            let sk = (1.0 / (1.0 + l as f64)).sqrt();
+            for (&x, &w) in rule.x.iter().zip(&rule.w) {
+                let (s, d) = tanh.f_d1(sk * x);
+                acc += w * (s * s + d * d);
+            }
+        }
+        acc
+    });
+    say(format!(
+        "| tanh profile, depth 10⁴ (K, χ, V, Θ, A, B, D, F) | {:.1} ms | bare 192-node quadrature × 10⁴: {:.1} ms | {:.2} |",
+        t_prof * 1e3,
+        t_quad * 1e3,
+        t_prof / t_quad
+    ));
+
+    // 2. Full-NTK Monte Carlo vs GEMM at the same size and thread count.
+    for n in [64usize, 128] {
+        let depth = 8;
+        let networks = if quick { 400 } else { 2000 } * 64 / n;
+        let c = McConfig {
+            ensemble: Ensemble::new(tanh.clone(), 0.0, 1.0),
+            k1: 1.0,
+            width: n,
+            depth,
+            networks,
+            ntk: true,
+            lr: LearningRates::default(),
+            first_layer: Init::Gaussian,
+            seed: 1,
+            batches: 16,
+            threads,
+        };
+        let t = best_of(2, || mc::run(&c, &|_| {}).map(|r| r.len()));
+        let flops = networks as f64 * (depth - 1) as f64 * 4.0 * (n * n * n) as f64;
+        let mc_rate = flops / t / 1e9;
+        let gemm = gemm_rate(n, threads, if quick { 0.5 } else { 1.5 });
+        say(format!(
+            "| full-NTK MC, tanh, n = {n}, L = {depth}: {:.0} networks/s | {:.2} GFLOP/s | f64 GEMM {n}×{n}, {threads} threads: {:.2} GFLOP/s | {:.0} % |",
+            networks as f64 / t,
+            mc_rate,
+            gemm,
+            100.0 * mc_rate / gemm
+        ));
+    }
+
+    // 3. Gram sampler throughput.
+    let n = 256;
+    let depth = 50;
+    let networks = if quick { 2000 } else { 10_000 };
+    let c = McConfig {
+        ensemble: Ensemble::new(tanh, 0.0, 1.0),
+        k1: 1.0,
+        width: n,
+        depth,
+        networks,
+        ntk: false,
+        lr: LearningRates::default(),
+        first_layer: Init::Gaussian,
+        seed: 1,
+        batches: 16,
+        threads,
+    };
+    let t = best_of(2, || mc::run(&c, &|_| {}).map(|r| r.len()));
+    let per = (networks * n * depth) as f64 / t;
+    // Baseline: drawing the same number of standard normals alone (the sampler's floor).
+    let t_norm = best_of(2, || {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut acc = 0.0;
+        for _ in 0..(networks * n * depth / threads) {
+            acc += rng.sample::<f64, _>(rand_distr::StandardNormal);
+        }
+        acc
+    });
+    say(format!(
+        "| Gram sampler, tanh, n = {n}, L = {depth}: {:.1} M neuron-layers/s | {:.2} s for {networks} networks | drawing the normals alone (per thread share): {:.2} s | {:.2} |",
+        per / 1e6,
+        t,
+        t_norm,
+        t / t_norm
+    ));
+    if let Some(path) = write {
+        dlt_studies::output::write_atomic(&path, (lines.join("\n") + "\n").as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

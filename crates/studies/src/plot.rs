@@ -1,0 +1,185 @@
+//! Figures: a thin layer over plotters for the one kind of chart the studies draw, theory lines
+//! beside measured points with error bars, written as SVG.
+
+use crate::output::{write_atomic, OutputError};
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// How a series is drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Style {
+    Line,
+    Dashed,
+    Points,
+}
+
+/// One series: (x, y) points, optional symmetric error bars.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub err: Option<Vec<f64>>,
+    pub style: Style,
+}
+
+impl Series {
+    pub fn line(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Self { name: name.into(), points, err: None, style: Style::Line }
+    }
+    pub fn dashed(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Self { name: name.into(), points, err: None, style: Style::Dashed }
+    }
+    pub fn points(name: impl Into<String>, points: Vec<(f64, f64)>, err: Option<Vec<f64>>) -> Self {
+        Self { name: name.into(), points, err, style: Style::Points }
+    }
+}
+
+/// A chart.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub series: Vec<Series>,
+    pub log_x: bool,
+    pub log_y: bool,
+}
+
+impl Figure {
+    pub fn new(title: impl Into<String>, x_label: impl Into<String>, y_label: impl Into<String>) -> Self {
+        Self { title: title.into(), x_label: x_label.into(), y_label: y_label.into(), series: vec![], log_x: false, log_y: false }
+    }
+    pub fn with(mut self, s: Series) -> Self {
+        self.series.push(s);
+        self
+    }
+    pub fn log_log(mut self) -> Self {
+        self.log_x = true;
+        self.log_y = true;
+        self
+    }
+
+    /// Render to an SVG file (atomically).
+    pub fn save_svg(&self, path: &Path) -> Result<PathBuf, OutputError> {
+        let svg = self.to_svg().map_err(|msg| OutputError::Encode { path: path.to_path_buf(), msg })?;
+        write_atomic(path, svg.as_bytes())
+    }
+
+    fn ranges(&self) -> ((f64, f64), (f64, f64)) {
+        let ok = |v: f64, log: bool| v.is_finite() && (!log || v > 0.0);
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        for s in &self.series {
+            for (i, &(x, y)) in s.points.iter().enumerate() {
+                let e = s.err.as_ref().map_or(0.0, |e| e[i].abs());
+                for yy in [y - e, y + e] {
+                    if ok(x, self.log_x) && ok(yy, self.log_y) {
+                        x0 = x0.min(x);
+                        x1 = x1.max(x);
+                        y0 = y0.min(yy);
+                        y1 = y1.max(yy);
+                    }
+                }
+            }
+        }
+        if !x0.is_finite() {
+            return ((0.0, 1.0), (0.0, 1.0));
+        }
+        let pad = |a: f64, b: f64, log: bool| {
+            if log {
+                (a / 1.3, b * 1.3)
+            } else {
+                let d = if b > a { 0.05 * (b - a) } else { 0.5 * a.abs().max(1.0) };
+                (a - d, b + d)
+            }
+        };
+        (pad(x0, x1, self.log_x), pad(y0, y1, self.log_y))
+    }
+
+    fn to_svg(&self) -> Result<String, String> {
+        let mut buf = String::new();
+        {
+            let root = SVGBackend::with_string(&mut buf, (720, 480)).into_drawing_area();
+            root.fill(&WHITE).map_err(|e| e.to_string())?;
+            let ((x0, x1), (y0, y1)) = self.ranges();
+            macro_rules! draw {
+                ($xr:expr, $yr:expr) => {{
+                    let mut chart = ChartBuilder::on(&root)
+                        .caption(&self.title, ("sans-serif", 18))
+                        .margin(12)
+                        .x_label_area_size(40)
+                        .y_label_area_size(64)
+                        .build_cartesian_2d($xr, $yr)
+                        .map_err(|e| e.to_string())?;
+                    chart
+                        .configure_mesh()
+                        .x_desc(&self.x_label)
+                        .y_desc(&self.y_label)
+                        .light_line_style(RGBColor(235, 235, 235))
+                        .draw()
+                        .map_err(|e| e.to_string())?;
+                    for (k, s) in self.series.iter().enumerate() {
+                        let color = Palette99::pick(k).to_rgba();
+                        let pts: Vec<(f64, f64)> = s
+                            .points
+                            .iter()
+                            .copied()
+                            .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!self.log_x || x > 0.0) && (!self.log_y || y > 0.0))
+                            .collect();
+                        let anno = match s.style {
+                            Style::Line => chart.draw_series(LineSeries::new(pts, color.stroke_width(2))),
+                            Style::Dashed => chart.draw_series(DashedLineSeries::new(pts, 6, 4, color.stroke_width(2))),
+                            Style::Points => {
+                                if let Some(err) = &s.err {
+                                    chart
+                                        .draw_series(s.points.iter().zip(err).filter(|((x, y), e)| {
+                                            x.is_finite() && y.is_finite() && e.is_finite() && (!self.log_y || y - e.abs() > 0.0)
+                                        }).map(|(&(x, y), &e)| {
+                                            ErrorBar::new_vertical(x, y - e.abs(), y, y + e.abs(), color.filled(), 6)
+                                        }))
+                                        .map_err(|e| e.to_string())?;
+                                }
+                                chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                            }
+                        }
+                        .map_err(|e| e.to_string())?;
+                        anno.label(s.name.clone()).legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                        });
+                    }
+                    chart
+                        .configure_series_labels()
+                        .background_style(WHITE.mix(0.85))
+                        .border_style(BLACK)
+                        .position(SeriesLabelPosition::UpperLeft)
+                        .draw()
+                        .map_err(|e| e.to_string())?;
+                }};
+            }
+            match (self.log_x, self.log_y) {
+                (false, false) => draw!(x0..x1, y0..y1),
+                (true, false) => draw!((x0..x1).log_scale(), y0..y1),
+                (false, true) => draw!(x0..x1, (y0..y1).log_scale()),
+                (true, true) => draw!((x0..x1).log_scale(), (y0..y1).log_scale()),
+            }
+            root.present().map_err(|e| e.to_string())?;
+        }
+        Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_lines_points_and_error_bars() {
+        let f = Figure::new("t", "x", "y")
+            .with(Series::line("theory", vec![(1.0, 1.0), (2.0, 4.0), (3.0, 9.0)]))
+            .with(Series::points("mc", vec![(1.0, 1.1), (2.0, 3.9)], Some(vec![0.1, 0.2])));
+        let svg = f.to_svg().unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("theory") && svg.contains("<circle"), "{}", &svg[..200.min(svg.len())]);
+        let mut g = f.clone().log_log();
+        g.series.push(Series::dashed("neg", vec![(1.0, -1.0)]));
+        assert!(g.to_svg().unwrap().contains("polyline"));
+    }
+}
