@@ -32,14 +32,22 @@ fn gemm_rate(n: usize, threads: usize, seconds: f64) -> f64 {
         let hs: Vec<_> = (0..threads)
             .map(|t| {
                 s.spawn(move || {
-                    let a = Mat::<f64>::from_fn(n, n, |i, j| ((i * 7 + j * 3 + t) % 11) as f64 * 0.1);
+                    let a =
+                        Mat::<f64>::from_fn(n, n, |i, j| ((i * 7 + j * 3 + t) % 11) as f64 * 0.1);
                     let b = Mat::<f64>::from_fn(n, n, |i, j| ((i + 2 * j) % 5) as f64 * 0.2);
                     let mut c = Mat::<f64>::zeros(n, n);
                     let t0 = Instant::now();
                     let mut k = 0u64;
                     while t0.elapsed().as_secs_f64() < seconds {
                         for _ in 0..16 {
-                            matmul(c.as_mut(), Accum::Replace, a.as_ref(), b.as_ref(), 1.0, Par::Seq);
+                            matmul(
+                                c.as_mut(),
+                                Accum::Replace,
+                                a.as_ref(),
+                                b.as_ref(),
+                                1.0,
+                                Par::Seq,
+                            );
                         }
                         k += 16;
                     }
@@ -54,7 +62,9 @@ fn gemm_rate(n: usize, threads: usize, seconds: f64) -> f64 {
 }
 
 pub fn run(write: Option<PathBuf>, quick: bool) -> Result<()> {
-    let threads = std::thread::available_parallelism().map(|v| v.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|v| v.get())
+        .unwrap_or(1);
     let reps = if quick { 3 } else { 7 };
     let mut lines = vec![];
     let mut say = |s: String| {
@@ -67,7 +77,13 @@ pub fn run(write: Option<PathBuf>, quick: bool) -> Result<()> {
 
     // 1. Depth-10⁴ profile vs the bare quadrature it performs.
     let tanh = parse("tanh")?;
-    let cfg = ProfileConfig { ensemble: Ensemble::new(tanh.clone(), 0.0, 1.0), k1: 1.0, v1: 0.0, depth: 10_000, lr: LearningRates::default() };
+    let cfg = ProfileConfig {
+        ensemble: Ensemble::new(tanh.clone(), 0.0, 1.0),
+        k1: 1.0,
+        v1: 0.0,
+        depth: 10_000,
+        lr: LearningRates::default(),
+    };
     let t_prof = best_of(reps, || profile(&cfg).map(|p| p.len()));
     let rule = dlt_theory::gauss::hermite(192);
     let t_quad = best_of(reps, || {
@@ -140,7 +156,7 @@ pub fn run(write: Option<PathBuf>, quick: bool) -> Result<()> {
     // Baseline: drawing the same number of standard normals alone (the sampler's floor).
     let t_norm = best_of(2, || {
         use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(1);
         let mut acc = 0.0;
         for _ in 0..(networks * n * depth / threads) {
             acc += rng.sample::<f64, _>(rand_distr::StandardNormal);

@@ -58,7 +58,12 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Theory { cmd } => theory_cmd::run(cmd),
-        Cmd::Reproduce { out, quick, seed, json } => reproduce(out, quick, seed, json),
+        Cmd::Reproduce {
+            out,
+            quick,
+            seed,
+            json,
+        } => reproduce(out, quick, seed, json),
         Cmd::Bench { write, quick } => bench::run(write, quick),
     };
     if let Err(e) = result {
@@ -71,13 +76,19 @@ fn reproduce(out: PathBuf, quick: bool, seed: u64, json: bool) -> anyhow::Result
     let root = dlt_studies::output::OutDir::create(&out)?;
     let sections = dlt_studies::reproduce(&root, quick, seed, json);
     let index = dlt_studies::report::write(&root, &sections, quick)?;
-    let claims: Vec<_> = sections.iter().flat_map(|s| s.claims.iter().map(move |c| (s.study.clone(), c))).collect();
+    let claims: Vec<_> = sections
+        .iter()
+        .flat_map(|s| s.claims.iter().map(move |c| (s.study.clone(), c)))
+        .collect();
     if json {
         let v: Vec<_> = claims
             .iter()
             .map(|(s, c)| serde_json::json!({"study": s, "id": c.id, "paper": c.paper, "claim": c.claim, "measured": c.measured, "expected": c.expected, "criterion": c.criterion, "holds": c.holds}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"report": index, "claims": v}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"report": index, "claims": v}))?
+        );
     } else {
         for (s, c) in &claims {
             println!(
@@ -90,9 +101,16 @@ fn reproduce(out: PathBuf, quick: bool, seed: u64, json: bool) -> anyhow::Result
             );
         }
         let held = claims.iter().filter(|(_, c)| c.holds).count();
-        println!("{held}/{} claims hold; report: {}", claims.len(), index.display());
+        println!(
+            "{held}/{} claims hold; report: {}",
+            claims.len(),
+            index.display()
+        );
     }
-    let failed: Vec<_> = sections.iter().filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.study))).collect();
+    let failed: Vec<_> = sections
+        .iter()
+        .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.study)))
+        .collect();
     if !failed.is_empty() {
         anyhow::bail!("{} study(ies) failed: {}", failed.len(), failed.join("; "));
     }

@@ -32,7 +32,7 @@ pub enum TheoryCmd {
         out: PathBuf,
         #[arg(long)]
         quick: bool,
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
         seed: u64,
         #[arg(long)]
         json: bool,
@@ -45,25 +45,25 @@ pub struct NetArgs {
     #[arg(long)]
     activation: String,
     /// Bias variance C_b (≥ 0).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     cb: f64,
     /// Weight variance C_W (> 0); weights have variance C_W/fan_in.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     cw: f64,
     /// K^(1) = C_b + C_W|x|²/n₀.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     k1: Option<f64>,
     /// Number of layers L (≥ 1).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     depth: usize,
     /// Weight ensemble: gaussian or orthogonal (Haar).
     #[arg(long, default_value = "gaussian")]
     init: Init,
     /// NTK bias learning rate λ_b.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
     lambda_b: f64,
     /// NTK weight learning rate λ_W.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
     lambda_w: f64,
     /// Use λ_b^(l) = λ_b / l (the K* = 0 equivalence-principle scaling).
     #[arg(long)]
@@ -81,19 +81,19 @@ pub struct ProfileArgs {
     #[command(flatten)]
     net: NetArgs,
     /// V^(1) (default 0: a Gaussian first layer).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     v1: f64,
     /// Residual skip weight γ: z' = γz + ξ(b + Wσ(z)).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     gamma: f64,
     /// Residual branch weight ξ.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
     xi: f64,
     /// p inputs: K^(1) as a p×p matrix, rows separated by ';', e.g. "1,0.5;0.5,1".
     #[arg(long, conflicts_with = "k1")]
     k1_matrix: Option<String>,
     /// Gauss–Hermite order for 1-D expectations of smooth activations.
-    #[arg(long, default_value_t = 192)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 192)]
     quad_order: usize,
 }
 
@@ -102,10 +102,10 @@ pub struct McArgs {
     #[command(flatten)]
     net: NetArgs,
     /// Width n of every hidden layer (and of the input).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     width: usize,
     /// Number of sampled networks S.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     networks: usize,
     /// Measure the NTK with the exact forward equation (full weight matrices).
     #[arg(long)]
@@ -113,13 +113,13 @@ pub struct McArgs {
     /// First-layer ensemble (default: same as --init).
     #[arg(long)]
     first_layer: Option<Init>,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     seed: u64,
     /// Batches for batch-means standard errors.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 20)]
     batches: usize,
     /// Worker threads (0: all cores).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     threads: usize,
 }
 
@@ -133,20 +133,46 @@ pub fn run(cmd: TheoryCmd) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 let f = |x: Option<f64>| x.map_or("none".to_string(), |v| format!("{v:.10}"));
-                println!("activation {}\nclass      {}\nC_b        {}\nC_W        {}\nK*         {}", c.activation, c.class.as_str(), f(c.cb), f(c.cw), f(c.k_star));
+                println!(
+                    "activation {}\nclass      {}\nC_b        {}\nC_W        {}\nK*         {}",
+                    c.activation,
+                    c.class.as_str(),
+                    f(c.cb),
+                    f(c.cw),
+                    f(c.k_star)
+                );
             }
             Ok(())
         }
         TheoryCmd::Profile(a) => run_profile(a),
         TheoryCmd::Mc(a) => run_mc(a),
-        TheoryCmd::Study { out, quick, seed, json } => {
+        TheoryCmd::Study {
+            out,
+            quick,
+            seed,
+            json,
+        } => {
             let dir = OutDir::create(&out)?;
-            let r = dlt_studies::theory::run(&dlt_studies::theory::Config { quick, seed, threads: 0, quiet: json }, &dir)?;
+            let r = dlt_studies::theory::run(
+                &dlt_studies::theory::Config {
+                    quick,
+                    seed,
+                    threads: 0,
+                    quiet: json,
+                },
+                &dir,
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 for c in &r.claims {
-                    println!("{:<6} {:<36} measured {:<12} expected {}", if c.holds { "holds" } else { "FAILS" }, c.id, dlt_studies::output::fmt_num(c.measured), dlt_studies::output::fmt_num(c.expected));
+                    println!(
+                        "{:<6} {:<36} measured {:<12} expected {}",
+                        if c.holds { "holds" } else { "FAILS" },
+                        c.id,
+                        dlt_studies::output::fmt_num(c.measured),
+                        dlt_studies::output::fmt_num(c.expected)
+                    );
                 }
                 println!("wrote {}", dir.path("results.json").display());
             }
@@ -161,20 +187,36 @@ fn ensemble(n: &NetArgs) -> Result<Ensemble> {
 
 fn lr(n: &NetArgs) -> Result<LearningRates> {
     for (flag, v) in [("--lambda-b", n.lambda_b), ("--lambda-w", n.lambda_w)] {
-        anyhow::ensure!(v.is_finite() && v >= 0.0, "{flag}: learning rates must be finite and ≥ 0, got {v}");
+        anyhow::ensure!(
+            v.is_finite() && v >= 0.0,
+            "{flag}: learning rates must be finite and ≥ 0, got {v}"
+        );
     }
-    Ok(LearningRates { lambda_b: n.lambda_b, lambda_w: n.lambda_w, b_over_l: n.lambda_b_over_l })
+    Ok(LearningRates {
+        lambda_b: n.lambda_b,
+        lambda_w: n.lambda_w,
+        b_over_l: n.lambda_b_over_l,
+    })
 }
 
 /// Parse "1,0.5;0.5,1" into (row-major values, p).
 pub fn parse_matrix(s: &str) -> Result<(Vec<f64>, usize)> {
     let rows: Vec<Vec<f64>> = s
         .split(';')
-        .map(|r| r.split(',').map(|v| v.trim().parse::<f64>()).collect::<Result<Vec<_>, _>>())
+        .map(|r| {
+            r.split(',')
+                .map(|v| v.trim().parse::<f64>())
+                .collect::<Result<Vec<_>, _>>()
+        })
         .collect::<Result<_, _>>()
-        .with_context(|| format!("--k1-matrix: cannot parse '{s}' (expected numbers like \"1,0.5;0.5,1\")"))?;
+        .with_context(|| {
+            format!("--k1-matrix: cannot parse '{s}' (expected numbers like \"1,0.5;0.5,1\")")
+        })?;
     let p = rows.len();
-    anyhow::ensure!(rows.iter().all(|r| r.len() == p), "--k1-matrix: the matrix must be square ({p} rows)");
+    anyhow::ensure!(
+        rows.iter().all(|r| r.len() == p),
+        "--k1-matrix: the matrix must be square ({p} rows)"
+    );
     Ok((rows.concat(), p))
 }
 
@@ -200,11 +242,25 @@ fn run_profile(a: ProfileArgs) -> Result<()> {
     if let Some(m) = &a.k1_matrix {
         let (k1, p) = parse_matrix(m)?;
         let rows = profile_multi(&e, &k1, p, a.net.depth, &lr)?;
-        let nest2 = |v: &[f64]| (0..p).map(|i| v[i * p..(i + 1) * p].to_vec()).collect::<Vec<_>>();
+        let nest2 = |v: &[f64]| {
+            (0..p)
+                .map(|i| v[i * p..(i + 1) * p].to_vec())
+                .collect::<Vec<_>>()
+        };
         let layers: Vec<Value> = rows
             .iter()
             .map(|r| {
-                let v4: Vec<Vec<Vec<Vec<f64>>>> = (0..p).map(|i| (0..p).map(|j| (0..p).map(|k| (0..p).map(|l| r.v_at(i, j, k, l)).collect()).collect()).collect()).collect();
+                let v4: Vec<Vec<Vec<Vec<f64>>>> = (0..p)
+                    .map(|i| {
+                        (0..p)
+                            .map(|j| {
+                                (0..p)
+                                    .map(|k| (0..p).map(|l| r.v_at(i, j, k, l)).collect())
+                                    .collect()
+                            })
+                            .collect()
+                    })
+                    .collect();
                 json!({"l": r.l, "K": nest2(&r.k), "theta": nest2(&r.theta), "V": v4})
             })
             .collect();
@@ -217,15 +273,29 @@ fn run_profile(a: ProfileArgs) -> Result<()> {
             for r in &rows {
                 for i in 0..p {
                     for j in 0..p {
-                        csv.push(vec![r.l.to_string(), i.to_string(), j.to_string(), cell(r.k_at(i, j)), cell(r.theta[i * p + j]), cell(r.v_at(i, i, j, j))]);
+                        csv.push(vec![
+                            r.l.to_string(),
+                            i.to_string(),
+                            j.to_string(),
+                            cell(r.k_at(i, j)),
+                            cell(r.theta[i * p + j]),
+                            cell(r.v_at(i, i, j, j)),
+                        ]);
                     }
                 }
             }
-            dir.write_csv("profile_multi.csv", &["l", "a", "b", "K", "theta", "V_aa_bb"], &csv)?;
+            dir.write_csv(
+                "profile_multi.csv",
+                &["l", "a", "b", "K", "theta", "V_aa_bb"],
+                &csv,
+            )?;
             let mut fig = Figure::new("Kernel entries vs depth", "layer l", "K_ab");
             for i in 0..p {
                 for j in i..p {
-                    fig = fig.with(Series::line(format!("K_{i}{j}"), rows.iter().map(|r| (r.l as f64, r.k_at(i, j))).collect()));
+                    fig = fig.with(Series::line(
+                        format!("K_{i}{j}"),
+                        rows.iter().map(|r| (r.l as f64, r.k_at(i, j))).collect(),
+                    ));
                 }
             }
             fig.save_svg(&dir.path("kernel.svg"))?;
@@ -240,23 +310,71 @@ fn run_profile(a: ProfileArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let k1 = a.net.k1.context("--k1 is required (or --k1-matrix for several inputs)")?;
-    let rows = profile(&ProfileConfig { ensemble: e, k1, v1: a.v1, depth: a.net.depth, lr })?;
+    let k1 = a
+        .net
+        .k1
+        .context("--k1 is required (or --k1-matrix for several inputs)")?;
+    let rows = profile(&ProfileConfig {
+        ensemble: e,
+        k1,
+        v1: a.v1,
+        depth: a.net.depth,
+        lr,
+    })?;
     let mut v = header;
     v["k1"] = json!(k1);
     v["v1"] = json!(a.v1);
     v["layers"] = json!(rows.iter().map(layer_json).collect::<Vec<_>>());
     if let Some(out) = &a.net.out {
         let dir = OutDir::create(out)?;
-        let names = ["l", "K", "chi_par", "chi_perp", "V", "theta", "A", "B", "D", "F", "V_over_K2", "A_over_theta2", "B_over_theta2", "D_over_Ktheta", "F_over_Ktheta"];
-        let csv: Vec<Vec<String>> = rows.iter().map(|r| names.iter().map(|n| if *n == "l" { r.l.to_string() } else { cell(r.stat(n)) }).collect()).collect();
+        let names = [
+            "l",
+            "K",
+            "chi_par",
+            "chi_perp",
+            "V",
+            "theta",
+            "A",
+            "B",
+            "D",
+            "F",
+            "V_over_K2",
+            "A_over_theta2",
+            "B_over_theta2",
+            "D_over_Ktheta",
+            "F_over_Ktheta",
+        ];
+        let csv: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                names
+                    .iter()
+                    .map(|n| {
+                        if *n == "l" {
+                            r.l.to_string()
+                        } else {
+                            cell(r.stat(n))
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
         dir.write_csv("profile.csv", &names, &csv)?;
-        let line = |name: &str, f: &dyn Fn(&Layer) -> Option<f64>| Series::line(name, rows.iter().filter_map(|r| f(r).map(|y| (r.l as f64, y))).collect());
+        let line = |name: &str, f: &dyn Fn(&Layer) -> Option<f64>| {
+            Series::line(
+                name,
+                rows.iter()
+                    .filter_map(|r| f(r).map(|y| (r.l as f64, y)))
+                    .collect(),
+            )
+        };
         Figure::new("Kernel and NTK mean", "layer l", "value")
             .with(line("K", &|r| Some(r.k)))
             .with(line("Θ", &|r| Some(r.theta)))
             .save_svg(&dir.path("kernel.svg"))?;
-        Figure::new("Normalised four-point vertex", "layer l", "V/K²").with(line("V/K²", &|r| Some(r.v_over_k2()))).save_svg(&dir.path("vertex.svg"))?;
+        Figure::new("Normalised four-point vertex", "layer l", "V/K²")
+            .with(line("V/K²", &|r| Some(r.v_over_k2())))
+            .save_svg(&dir.path("vertex.svg"))?;
         if rows[0].a.is_some() {
             Figure::new("NTK fluctuations", "layer l", "normalised")
                 .with(line("A/Θ²", &|r| r.a_over_theta2()))
@@ -270,12 +388,24 @@ fn run_profile(a: ProfileArgs) -> Result<()> {
     if a.net.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{:>6} {:>14} {:>10} {:>10} {:>12} {:>12} {:>12}", "l", "K", "chi_par", "chi_perp", "V/K^2", "theta", "A/theta^2");
+        println!(
+            "{:>6} {:>14} {:>10} {:>10} {:>12} {:>12} {:>12}",
+            "l", "K", "chi_par", "chi_perp", "V/K^2", "theta", "A/theta^2"
+        );
         let step = (rows.len() / 40).max(1);
-        for r in rows.iter().filter(|r| r.l == 1 || r.l % step == 0 || r.l == rows.len()) {
+        for r in rows
+            .iter()
+            .filter(|r| r.l == 1 || r.l % step == 0 || r.l == rows.len())
+        {
             println!(
                 "{:>6} {:>14.8e} {:>10.6} {:>10.6} {:>12.6} {:>12.6} {:>12}",
-                r.l, r.k, r.chi_par, r.chi_perp, r.v_over_k2(), r.theta, r.a_over_theta2().map_or("-".into(), |x| format!("{x:.6}"))
+                r.l,
+                r.k,
+                r.chi_par,
+                r.chi_perp,
+                r.v_over_k2(),
+                r.theta,
+                r.a_over_theta2().map_or("-".into(), |x| format!("{x:.6}"))
             );
         }
     }
@@ -298,7 +428,10 @@ fn run_mc(a: McArgs) -> Result<()> {
         batches: a.batches,
         threads: a.threads,
     };
-    anyhow::ensure!(a.batches >= 2, "--batches: need at least 2 batches for a standard error");
+    anyhow::ensure!(
+        a.batches >= 2,
+        "--batches: need at least 2 batches for a standard error"
+    );
     let theory = cfg.theory()?;
     let pb = dlt_studies::progress::bar(cfg.networks as u64, "networks", a.net.json);
     let t0 = std::time::Instant::now();
@@ -317,7 +450,14 @@ fn run_mc(a: McArgs) -> Result<()> {
                 o.insert(name.clone(), json!(est.value));
                 o.insert(format!("{name}_se"), json!(est.se));
                 o.insert(format!("{name}_theory"), json!(th));
-                o.insert(format!("{name}_z"), json!(th.map(|th| if est.se > 0.0 { (est.value - th) / est.se } else { 0.0 })));
+                o.insert(
+                    format!("{name}_z"),
+                    json!(th.map(|th| if est.se > 0.0 {
+                        (est.value - th) / est.se
+                    } else {
+                        0.0
+                    })),
+                );
             }
             Value::Object(o)
         })
@@ -346,20 +486,42 @@ fn run_mc(a: McArgs) -> Result<()> {
                 row
             })
             .collect();
-        dir.write_csv("mc.csv", &header.iter().map(|s| s.as_str()).collect::<Vec<_>>(), &csv)?;
+        dir.write_csv(
+            "mc.csv",
+            &header.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            &csv,
+        )?;
         let plot = |stat: &str, title: &str| {
             Figure::new(title, "layer l", stat)
-                .with(Series::line("theory (1/n recursion)", theory.iter().filter_map(|t| t.stat(stat).map(|y| (t.l as f64, y))).collect()))
+                .with(Series::line(
+                    "theory (1/n recursion)",
+                    theory
+                        .iter()
+                        .filter_map(|t| t.stat(stat).map(|y| (t.l as f64, y)))
+                        .collect(),
+                ))
                 .with(Series::points(
                     format!("MC, n = {}", cfg.width),
-                    res.iter().filter_map(|m| m.get(stat).map(|e| (m.l as f64, e.value))).collect(),
-                    Some(res.iter().filter_map(|m| m.get(stat).map(|e| e.se)).collect()),
+                    res.iter()
+                        .filter_map(|m| m.get(stat).map(|e| (m.l as f64, e.value)))
+                        .collect(),
+                    Some(
+                        res.iter()
+                            .filter_map(|m| m.get(stat).map(|e| e.se))
+                            .collect(),
+                    ),
                 ))
         };
         plot("K", "Kernel").save_svg(&dir.path("kernel.svg"))?;
         plot("V_over_K2", "Four-point vertex").save_svg(&dir.path("vertex.svg"))?;
         if cfg.ntk {
-            for s in ["theta", "A_over_theta2", "B_over_theta2", "D_over_Ktheta", "F_over_Ktheta"] {
+            for s in [
+                "theta",
+                "A_over_theta2",
+                "B_over_theta2",
+                "D_over_Ktheta",
+                "F_over_Ktheta",
+            ] {
                 plot(s, s).save_svg(&dir.path(&format!("{s}.svg")))?;
             }
         }
@@ -368,12 +530,29 @@ fn run_mc(a: McArgs) -> Result<()> {
     if a.net.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{} networks of width {} in {:.2} s ({} sampler)", cfg.networks, cfg.width, secs, if cfg.ntk { "full" } else { "Gram" });
-        println!("{:>4} {:>16} {:>24} {:>12} {:>7}", "l", "stat", "MC ± SE", "theory", "z");
+        println!(
+            "{} networks of width {} in {:.2} s ({} sampler)",
+            cfg.networks,
+            cfg.width,
+            secs,
+            if cfg.ntk { "full" } else { "Gram" }
+        );
+        println!(
+            "{:>4} {:>16} {:>24} {:>12} {:>7}",
+            "l", "stat", "MC ± SE", "theory", "z"
+        );
         for (m, t) in res.iter().zip(&theory) {
             for (name, est) in &m.stats {
                 let th = t.stat(name).unwrap_or(f64::NAN);
-                println!("{:>4} {:>16} {:>12.6} ± {:<9.6} {:>12.6} {:>7.2}", m.l, name, est.value, est.se, th, (est.value - th) / est.se);
+                println!(
+                    "{:>4} {:>16} {:>12.6} ± {:<9.6} {:>12.6} {:>7.2}",
+                    m.l,
+                    name,
+                    est.value,
+                    est.se,
+                    th,
+                    (est.value - th) / est.se
+                );
             }
         }
     }

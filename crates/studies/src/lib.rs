@@ -20,8 +20,15 @@ pub fn reproduce(root: &OutDir, quick: bool, seed: u64, quiet: bool) -> Vec<Sect
     let mut sections = vec![];
     // Study `theory`.
     let t0 = Instant::now();
-    let cfg = theory::Config { quick, seed, threads: 0, quiet };
-    let res = OutDir::create(root.path("theory")).map_err(theory::StudyError::from).and_then(|out| theory::run(&cfg, &out));
+    let cfg = theory::Config {
+        quick,
+        seed,
+        threads: 0,
+        quiet,
+    };
+    let res = OutDir::create(root.path("theory"))
+        .map_err(theory::StudyError::from)
+        .and_then(|out| theory::run(&cfg, &out));
     sections.push(match res {
         Ok(r) => theory::section(&r, "theory/"),
         Err(e) => Section {

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     #[error("cannot write {path}: {source} (check that the --out folder is writable and the disk has room)")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot encode {path}: {msg}")]
     Encode { path: PathBuf, msg: String },
 }
@@ -36,7 +39,15 @@ pub struct Claim {
 
 impl Claim {
     /// A claim that holds when |measured − expected| ≤ tol.
-    pub fn within(id: &str, paper: &str, claim: &str, measured: f64, expected: f64, tol: f64, why: &str) -> Self {
+    pub fn within(
+        id: &str,
+        paper: &str,
+        claim: &str,
+        measured: f64,
+        expected: f64,
+        tol: f64,
+        why: &str,
+    ) -> Self {
         Self {
             id: id.into(),
             paper: paper.into(),
@@ -69,7 +80,10 @@ pub struct OutDir {
 impl OutDir {
     pub fn create(root: impl Into<PathBuf>) -> Result<Self, OutputError> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(|source| OutputError::Io { path: root.clone(), source })?;
+        fs::create_dir_all(&root).map_err(|source| OutputError::Io {
+            path: root.clone(),
+            source,
+        })?;
         Ok(Self { root })
     }
 
@@ -85,29 +99,45 @@ impl OutDir {
 
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<PathBuf, OutputError> {
         let path = self.path(name);
-        let mut text = serde_json::to_string_pretty(value)
-            .map_err(|e| OutputError::Encode { path: path.clone(), msg: e.to_string() })?;
+        let mut text = serde_json::to_string_pretty(value).map_err(|e| OutputError::Encode {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
         text.push('\n');
         write_atomic(&path, text.as_bytes())
     }
 
     /// Write a CSV table (header row + rows of numbers or strings).
-    pub fn write_csv(&self, name: &str, header: &[&str], rows: &[Vec<String>]) -> Result<PathBuf, OutputError> {
+    pub fn write_csv(
+        &self,
+        name: &str,
+        header: &[&str],
+        rows: &[Vec<String>],
+    ) -> Result<PathBuf, OutputError> {
         let path = self.path(name);
-        let enc = |e: csv::Error| OutputError::Encode { path: path.clone(), msg: e.to_string() };
+        let enc = |e: csv::Error| OutputError::Encode {
+            path: path.clone(),
+            msg: e.to_string(),
+        };
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(header).map_err(enc)?;
         for r in rows {
             w.write_record(r).map_err(enc)?;
         }
-        let bytes = w.into_inner().map_err(|e| OutputError::Encode { path: path.clone(), msg: e.to_string() })?;
+        let bytes = w.into_inner().map_err(|e| OutputError::Encode {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
         write_atomic(&path, &bytes)
     }
 }
 
 /// Write `bytes` to `path` atomically (temporary sibling + rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf, OutputError> {
-    let io = |source| OutputError::Io { path: path.to_path_buf(), source };
+    let io = |source| OutputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(io)?;
     }
@@ -140,11 +170,19 @@ mod tests {
     fn atomic_write_leaves_no_temporary_files() {
         let dir = std::env::temp_dir().join(format!("dlt-out-test-{}", std::process::id()));
         let out = OutDir::create(&dir).unwrap();
-        out.write_json("results.json", &serde_json::json!({"a": 1})).unwrap();
-        out.write_csv("t.csv", &["x", "y"], &[vec![cell(1.5), cell(None)]]).unwrap();
-        let names: Vec<String> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        out.write_json("results.json", &serde_json::json!({"a": 1}))
+            .unwrap();
+        out.write_csv("t.csv", &["x", "y"], &[vec![cell(1.5), cell(None)]])
+            .unwrap();
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         assert_eq!(names.len(), 2, "{names:?}");
-        assert_eq!(fs::read_to_string(dir.join("t.csv")).unwrap(), "x,y\n1.5,\n");
+        assert_eq!(
+            fs::read_to_string(dir.join("t.csv")).unwrap(),
+            "x,y\n1.5,\n"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -24,13 +24,28 @@ pub struct Series {
 
 impl Series {
     pub fn line(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
-        Self { name: name.into(), points, err: None, style: Style::Line }
+        Self {
+            name: name.into(),
+            points,
+            err: None,
+            style: Style::Line,
+        }
     }
     pub fn dashed(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
-        Self { name: name.into(), points, err: None, style: Style::Dashed }
+        Self {
+            name: name.into(),
+            points,
+            err: None,
+            style: Style::Dashed,
+        }
     }
     pub fn points(name: impl Into<String>, points: Vec<(f64, f64)>, err: Option<Vec<f64>>) -> Self {
-        Self { name: name.into(), points, err, style: Style::Points }
+        Self {
+            name: name.into(),
+            points,
+            err,
+            style: Style::Points,
+        }
     }
 }
 
@@ -46,8 +61,19 @@ pub struct Figure {
 }
 
 impl Figure {
-    pub fn new(title: impl Into<String>, x_label: impl Into<String>, y_label: impl Into<String>) -> Self {
-        Self { title: title.into(), x_label: x_label.into(), y_label: y_label.into(), series: vec![], log_x: false, log_y: false }
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+    ) -> Self {
+        Self {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            series: vec![],
+            log_x: false,
+            log_y: false,
+        }
     }
     pub fn with(mut self, s: Series) -> Self {
         self.series.push(s);
@@ -61,13 +87,21 @@ impl Figure {
 
     /// Render to an SVG file (atomically).
     pub fn save_svg(&self, path: &Path) -> Result<PathBuf, OutputError> {
-        let svg = self.to_svg().map_err(|msg| OutputError::Encode { path: path.to_path_buf(), msg })?;
+        let svg = self.to_svg().map_err(|msg| OutputError::Encode {
+            path: path.to_path_buf(),
+            msg,
+        })?;
         write_atomic(path, svg.as_bytes())
     }
 
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
         let ok = |v: f64, log: bool| v.is_finite() && (!log || v > 0.0);
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        let (mut x0, mut x1, mut y0, mut y1) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
         for s in &self.series {
             for (i, &(x, y)) in s.points.iter().enumerate() {
                 let e = s.err.as_ref().map_or(0.0, |e| e[i].abs());
@@ -88,7 +122,11 @@ impl Figure {
             if log {
                 (a / 1.3, b * 1.3)
             } else {
-                let d = if b > a { 0.05 * (b - a) } else { 0.5 * a.abs().max(1.0) };
+                let d = if b > a {
+                    0.05 * (b - a)
+                } else {
+                    0.5 * a.abs().max(1.0)
+                };
                 (a - d, b + d)
             }
         };
@@ -123,22 +161,52 @@ impl Figure {
                             .points
                             .iter()
                             .copied()
-                            .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!self.log_x || x > 0.0) && (!self.log_y || y > 0.0))
+                            .filter(|&(x, y)| {
+                                x.is_finite()
+                                    && y.is_finite()
+                                    && (!self.log_x || x > 0.0)
+                                    && (!self.log_y || y > 0.0)
+                            })
                             .collect();
                         let anno = match s.style {
-                            Style::Line => chart.draw_series(LineSeries::new(pts, color.stroke_width(2))),
-                            Style::Dashed => chart.draw_series(DashedLineSeries::new(pts, 6, 4, color.stroke_width(2))),
+                            Style::Line => {
+                                chart.draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                            }
+                            Style::Dashed => chart.draw_series(DashedLineSeries::new(
+                                pts,
+                                6,
+                                4,
+                                color.stroke_width(2),
+                            )),
                             Style::Points => {
                                 if let Some(err) = &s.err {
                                     chart
-                                        .draw_series(s.points.iter().zip(err).filter(|((x, y), e)| {
-                                            x.is_finite() && y.is_finite() && e.is_finite() && (!self.log_y || y - e.abs() > 0.0)
-                                        }).map(|(&(x, y), &e)| {
-                                            ErrorBar::new_vertical(x, y - e.abs(), y, y + e.abs(), color.filled(), 6)
-                                        }))
+                                        .draw_series(
+                                            s.points
+                                                .iter()
+                                                .zip(err)
+                                                .filter(|((x, y), e)| {
+                                                    x.is_finite()
+                                                        && y.is_finite()
+                                                        && e.is_finite()
+                                                        && (!self.log_y || y - e.abs() > 0.0)
+                                                })
+                                                .map(|(&(x, y), &e)| {
+                                                    ErrorBar::new_vertical(
+                                                        x,
+                                                        y - e.abs(),
+                                                        y,
+                                                        y + e.abs(),
+                                                        color.filled(),
+                                                        6,
+                                                    )
+                                                }),
+                                        )
                                         .map_err(|e| e.to_string())?;
                                 }
-                                chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                                chart.draw_series(
+                                    pts.into_iter().map(|p| Circle::new(p, 3, color.filled())),
+                                )
                             }
                         }
                         .map_err(|e| e.to_string())?;
@@ -174,10 +242,21 @@ mod tests {
     #[test]
     fn renders_lines_points_and_error_bars() {
         let f = Figure::new("t", "x", "y")
-            .with(Series::line("theory", vec![(1.0, 1.0), (2.0, 4.0), (3.0, 9.0)]))
-            .with(Series::points("mc", vec![(1.0, 1.1), (2.0, 3.9)], Some(vec![0.1, 0.2])));
+            .with(Series::line(
+                "theory",
+                vec![(1.0, 1.0), (2.0, 4.0), (3.0, 9.0)],
+            ))
+            .with(Series::points(
+                "mc",
+                vec![(1.0, 1.1), (2.0, 3.9)],
+                Some(vec![0.1, 0.2]),
+            ));
         let svg = f.to_svg().unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("theory") && svg.contains("<circle"), "{}", &svg[..200.min(svg.len())]);
+        assert!(
+            svg.starts_with("<svg") && svg.contains("theory") && svg.contains("<circle"),
+            "{}",
+            &svg[..200.min(svg.len())]
+        );
         let mut g = f.clone().log_log();
         g.series.push(Series::dashed("neg", vec![(1.0, -1.0)]));
         assert!(g.to_svg().unwrap().contains("polyline"));

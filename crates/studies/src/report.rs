@@ -18,15 +18,28 @@ pub struct Section {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Write `root/report/index.html` and `root/report/claims.csv`.
-pub fn write(root: &OutDir, sections: &[Section], quick: bool) -> Result<std::path::PathBuf, OutputError> {
+pub fn write(
+    root: &OutDir,
+    sections: &[Section],
+    quick: bool,
+) -> Result<std::path::PathBuf, OutputError> {
     let mut h = String::new();
     let total: usize = sections.iter().map(|s| s.claims.len()).sum();
-    let held: usize = sections.iter().flat_map(|s| &s.claims).filter(|c| c.holds).count();
-    h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><title>dlt reproduce</title><style>");
+    let held: usize = sections
+        .iter()
+        .flat_map(|s| &s.claims)
+        .filter(|c| c.holds)
+        .count();
+    h.push_str(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>dlt reproduce</title><style>",
+    );
     h.push_str("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:4px 6px;font-size:14px;vertical-align:top}th{background:#f4f4f4}.ok{color:#070}.no{color:#b00;font-weight:bold}img{max-width:100%;border:1px solid #eee;margin:4px 0}.fig{display:inline-block;width:49%}");
     h.push_str("</style></head><body>");
     h.push_str(&format!(
@@ -44,23 +57,53 @@ pub fn write(root: &OutDir, sections: &[Section], quick: bool) -> Result<std::pa
                 if c.holds { "ok" } else { "no" }, if c.holds { "holds" } else { "does not hold" }
             ));
             rows.push(vec![
-                s.study.clone(), c.id.clone(), c.paper.clone(), c.claim.clone(),
-                format!("{}", c.measured), format!("{}", c.expected), c.criterion.clone(), c.holds.to_string(),
+                s.study.clone(),
+                c.id.clone(),
+                c.paper.clone(),
+                c.claim.clone(),
+                format!("{}", c.measured),
+                format!("{}", c.expected),
+                c.criterion.clone(),
+                c.holds.to_string(),
             ]);
         }
     }
     h.push_str("</table>");
     for s in sections {
-        h.push_str(&format!("<h2>{}: {}</h2><p>{:.1} s.</p>", esc(&s.study), esc(&s.title), s.seconds));
+        h.push_str(&format!(
+            "<h2>{}: {}</h2><p>{:.1} s.</p>",
+            esc(&s.study),
+            esc(&s.title),
+            s.seconds
+        ));
         if let Some(e) = &s.error {
-            h.push_str(&format!("<p class=\"no\">This study failed: {}</p>", esc(e)));
+            h.push_str(&format!(
+                "<p class=\"no\">This study failed: {}</p>",
+                esc(e)
+            ));
         }
         for f in &s.figures {
-            h.push_str(&format!("<div class=\"fig\"><img src=\"../{0}\" alt=\"{0}\"></div>", esc(f)));
+            h.push_str(&format!(
+                "<div class=\"fig\"><img src=\"../{0}\" alt=\"{0}\"></div>",
+                esc(f)
+            ));
         }
     }
     h.push_str("</body></html>\n");
     let report = OutDir::create(root.path("report"))?;
-    report.write_csv("claims.csv", &["study", "id", "paper", "claim", "measured", "expected", "criterion", "holds"], &rows)?;
+    report.write_csv(
+        "claims.csv",
+        &[
+            "study",
+            "id",
+            "paper",
+            "claim",
+            "measured",
+            "expected",
+            "criterion",
+            "holds",
+        ],
+        &rows,
+    )?;
     report.write_bytes("index.html", h.as_bytes())
 }

@@ -6,7 +6,7 @@
 //! criticality and universality classes, the depth-to-width scaling V/(nK²) ≈ ν l/n, the exact
 //! finite-width ReLU result, NTK fluctuations, and the orthogonal-weight vertex.
 //!
-//! Cost (2 cores): quick ≈ 30 s, full ≈ 4 min; dominated by the full-NTK ensembles (4n³ flops per
+//! Cost (2 cores): quick ≈ 10 s, full ≈ 2 min; dominated by the full-NTK ensembles (4n³ flops per
 //! layer per network).
 
 use crate::output::{cell, Claim, OutDir, OutputError};
@@ -75,12 +75,12 @@ impl Scale {
             }
         } else {
             Self {
-                gram_networks: 100_000,
+                gram_networks: 200_000,
                 gram_widths: [64, 128],
                 gram_depth: 30,
-                ntk_networks: [60_000, 24_000],
-                ntk_widths: [32, 64],
-                ntk_depth: 6,
+                ntk_networks: [40_000, 20_000],
+                ntk_widths: [64, 128],
+                ntk_depth: 10,
                 relu_width: 64,
                 relu_depth: 12,
                 orth_depth: 40,
@@ -152,8 +152,20 @@ pub struct ReluRow {
     pub leading: f64,
 }
 
-const ACTIVATIONS: &[&str] =
-    &["relu", "leaky_relu:0.1", "linear", "tanh", "sin", "erf", "gelu", "swish", "elu", "selu", "sigmoid", "softplus"];
+const ACTIVATIONS: &[&str] = &[
+    "relu",
+    "leaky_relu:0.1",
+    "linear",
+    "tanh",
+    "sin",
+    "erf",
+    "gelu",
+    "swish",
+    "elu",
+    "selu",
+    "sigmoid",
+    "softplus",
+];
 
 fn run_mc(cfg: &McConfig, label: &str, quiet: bool) -> Result<Vec<McLayer>, TheoryError> {
     let pb = progress::bar(cfg.networks as u64, label, quiet);
@@ -174,26 +186,59 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let mut figures = vec![];
 
     // 1. Criticality and universality classes (PDLT ch. 5).
-    let crit: Vec<Critical> = ACTIVATIONS.iter().map(|a| criticality(&*parse(a).expect("built-in"))).collect();
+    let crit: Vec<Critical> = ACTIVATIONS
+        .iter()
+        .map(|a| criticality(&*parse(a).expect("built-in")))
+        .collect();
     let find = |name: &str| crit.iter().find(|c| c.activation == name).expect("listed");
-    let cw_if = |c: &Critical, class: Class| if c.class == class { c.cw.unwrap_or(f64::NAN) } else { f64::NAN };
+    let cw_if = |c: &Critical, class: Class| {
+        if c.class == class {
+            c.cw.unwrap_or(f64::NAN)
+        } else {
+            f64::NAN
+        }
+    };
     claims.push(Claim::within(
-        "theory.crit_relu", &format!("{PDLT} §5.2"), "ReLU is scale-invariant; critical at C_b = 0, C_W = 2",
-        cw_if(find("relu"), Class::ScaleInvariant), 2.0, 1e-12, "closed form",
+        "theory.crit_relu",
+        &format!("{PDLT} §5.2"),
+        "ReLU is scale-invariant; critical at C_b = 0, C_W = 2",
+        cw_if(find("relu"), Class::ScaleInvariant),
+        2.0,
+        1e-12,
+        "closed form",
     ));
     claims.push(Claim::within(
-        "theory.crit_tanh", &format!("{PDLT} §5.3"), "tanh is in the K* = 0 class; critical at C_b = 0, C_W = 1",
-        cw_if(find("tanh"), Class::KStarZero), 1.0, 1e-6, "σ'(0)² = 1 from finite differences",
+        "theory.crit_tanh",
+        &format!("{PDLT} §5.3"),
+        "tanh is in the K* = 0 class; critical at C_b = 0, C_W = 1",
+        cw_if(find("tanh"), Class::KStarZero),
+        1.0,
+        1e-6,
+        "σ'(0)² = 1 from finite differences",
     ));
-    for (name, kstar, id) in [("gelu", 3.56155281, "theory.crit_gelu"), ("silu", 14.3201736, "theory.crit_swish")] {
+    for (name, kstar, id) in [
+        ("gelu", 3.56155281, "theory.crit_gelu"),
+        ("silu", 14.3201736, "theory.crit_swish"),
+    ] {
         let c = find(name);
         claims.push(Claim::within(
-            id, &format!("{PDLT} §5.3.3"), &format!("{name} is half-stable with a critical K* > 0"),
-            if c.class == Class::HalfStable { c.k_star.unwrap_or(f64::NAN) } else { f64::NAN }, kstar, 1e-5,
+            id,
+            &format!("{PDLT} §5.3.3"),
+            &format!("{name} is half-stable with a critical K* > 0"),
+            if c.class == Class::HalfStable {
+                c.k_star.unwrap_or(f64::NAN)
+            } else {
+                f64::NAN
+            },
+            kstar,
+            1e-5,
             "root bracketing to machine precision; quadrature error < 1e-10",
         ));
     }
-    let none_count = ["sigmoid", "softplus"].iter().filter(|n| find(n).class == Class::None).count();
+    let none_count = ["sigmoid", "softplus"]
+        .iter()
+        .filter(|n| find(n).class == Class::None)
+        .count();
     claims.push(Claim::within(
         "theory.no_criticality", &format!("{PDLT} §5.3"), "sigmoid and softplus have no critical initialisation (count of the two found critical-free)",
         none_count as f64, 2.0, 0.0, "class detection",
@@ -201,28 +246,63 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     out.write_csv(
         "criticality.csv",
         &["activation", "class", "cb", "cw", "k_star"],
-        &crit.iter().map(|c| vec![c.activation.clone(), c.class.as_str().into(), cell(c.cb), cell(c.cw), cell(c.k_star)]).collect::<Vec<_>>(),
+        &crit
+            .iter()
+            .map(|c| {
+                vec![
+                    c.activation.clone(),
+                    c.class.as_str().into(),
+                    cell(c.cb),
+                    cell(c.cw),
+                    cell(c.k_star),
+                ]
+            })
+            .collect::<Vec<_>>(),
     )?;
 
     // 2. ν, r* and the tanh kernel asymptotics (PDLT §5.3, §9.4, appendix A).
     let mut nus = vec![];
     for a in ["relu", "leaky_relu:0.1", "linear", "tanh", "sin", "gelu"] {
         if let Some(v) = nu(parse(a).expect("built-in"), 0.0) {
-            nus.push(NuRow { activation: a.into(), nu: v, r_star_1: optimal_aspect_ratio(v, 1), r_star_10: optimal_aspect_ratio(v, 10) });
+            nus.push(NuRow {
+                activation: a.into(),
+                nu: v,
+                r_star_1: optimal_aspect_ratio(v, 1),
+                r_star_10: optimal_aspect_ratio(v, 10),
+            });
         }
     }
-    let nu_of = |a: &str| nus.iter().find(|r| r.activation == a).map_or(f64::NAN, |r| r.nu);
+    let nu_of = |a: &str| {
+        nus.iter()
+            .find(|r| r.activation == a)
+            .map_or(f64::NAN, |r| r.nu)
+    };
     claims.push(Claim::within(
-        "theory.nu_relu", &format!("{PDLT} §5.4 / §9.4"), "ReLU: V/(nK²) grows as ν l/n with ν = 5",
-        nu_of("relu"), 5.0, 1e-9, "exact for scale-invariant σ",
+        "theory.nu_relu",
+        &format!("{PDLT} §5.4 / §9.4"),
+        "ReLU: V/(nK²) grows as ν l/n with ν = 5",
+        nu_of("relu"),
+        5.0,
+        1e-9,
+        "exact for scale-invariant σ",
     ));
     claims.push(Claim::within(
-        "theory.nu_tanh", &format!("{PDLT} §5.4 / §9.4"), "K* = 0 class (tanh): ν = 2/3, independent of the activation",
-        nu_of("tanh"), 2.0 / 3.0, 2e-3, "slope at depth 4000 converges as O(1/L)",
+        "theory.nu_tanh",
+        &format!("{PDLT} §5.4 / §9.4"),
+        "K* = 0 class (tanh): ν = 2/3, independent of the activation",
+        nu_of("tanh"),
+        2.0 / 3.0,
+        2e-3,
+        "slope at depth 4000 converges as O(1/L)",
     ));
     claims.push(Claim::within(
-        "theory.r_star_relu", &format!("{PDLT} appendix A"), "optimal aspect ratio r* = 4/((20 + 3n_L)ν): ReLU, one output",
-        optimal_aspect_ratio(nu_of("relu"), 1), 0.0348, 5e-5, "rounding of the quoted value",
+        "theory.r_star_relu",
+        &format!("{PDLT} appendix A"),
+        "optimal aspect ratio r* = 4/((20 + 3n_L)ν): ReLU, one output",
+        optimal_aspect_ratio(nu_of("relu"), 1),
+        0.0348,
+        5e-5,
+        "rounding of the quoted value",
     ));
     let tanh_deep = profile(&ProfileConfig {
         ensemble: tanh_ensemble(Init::Gaussian),
@@ -233,8 +313,13 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     })?;
     let kl = |l: usize| tanh_deep[l - 1].k;
     claims.push(Claim::within(
-        "theory.tanh_kernel_decay", &format!("{PDLT} §5.3.2"), "critical tanh kernel decays as K^(l) ≈ 1/(2l): 2l·K^(l) at l = 10⁴",
-        2.0 * 1e4 * kl(10_000), 1.0, 1e-3, "the (5/12) ln l / l correction is 4e-4 at l = 10⁴",
+        "theory.tanh_kernel_decay",
+        &format!("{PDLT} §5.3.2"),
+        "critical tanh kernel decays as K^(l) ≈ 1/(2l): 2l·K^(l) at l = 10⁴",
+        2.0 * 1e4 * kl(10_000),
+        1.0,
+        1e-3,
+        "the (5/12) ln l / l correction is 4e-4 at l = 10⁴",
     ));
     let relu_k = profile(&ProfileConfig {
         ensemble: Ensemble::new(parse("relu").expect("built-in"), 0.0, 2.0),
@@ -245,7 +330,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     })?;
     let gelu = find("gelu");
     let gelu_k = profile(&ProfileConfig {
-        ensemble: Ensemble::new(parse("gelu").expect("built-in"), gelu.cb.unwrap_or(0.0), gelu.cw.unwrap_or(1.0)),
+        ensemble: Ensemble::new(
+            parse("gelu").expect("built-in"),
+            gelu.cb.unwrap_or(0.0),
+            gelu.cw.unwrap_or(1.0),
+        ),
         k1: 1.05 * gelu.k_star.unwrap_or(1.0),
         v1: 0.0,
         depth: 200,
@@ -253,10 +342,28 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     })?;
     let fig = Figure::new("Kernel at criticality", "layer l", "K^(l)")
         .log_log()
-        .with(Series::line("tanh (K* = 0 class)", tanh_deep[..2000].iter().map(|r| (r.l as f64, r.k)).collect()))
-        .with(Series::dashed("1/(2l)", (1..=2000).step_by(10).map(|l| (l as f64, 0.5 / l as f64)).collect()))
-        .with(Series::line("ReLU (scale-invariant)", relu_k.iter().map(|r| (r.l as f64, r.k)).collect()))
-        .with(Series::line("GELU from 1.05 K* (half-stable)", gelu_k.iter().map(|r| (r.l as f64, r.k)).collect()));
+        .with(Series::line(
+            "tanh (K* = 0 class)",
+            tanh_deep[..2000]
+                .iter()
+                .map(|r| (r.l as f64, r.k))
+                .collect(),
+        ))
+        .with(Series::dashed(
+            "1/(2l)",
+            (1..=2000)
+                .step_by(10)
+                .map(|l| (l as f64, 0.5 / l as f64))
+                .collect(),
+        ))
+        .with(Series::line(
+            "ReLU (scale-invariant)",
+            relu_k.iter().map(|r| (r.l as f64, r.k)).collect(),
+        ))
+        .with(Series::line(
+            "GELU from 1.05 K* (half-stable)",
+            gelu_k.iter().map(|r| (r.l as f64, r.k)).collect(),
+        ));
     fig.save_svg(&out.path("kernel.svg"))?;
     figures.push("kernel.svg".to_string());
 
@@ -281,44 +388,96 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         let th = c.theory()?;
         for (m, t) in r.iter().zip(&th) {
             let e = m.get("V_over_K2").expect("always estimated");
-            vertex_mc.push(McRow { l: m.l, n, stat: "V_over_nK2".into(), mc: e.value / n as f64, se: e.se / n as f64, theory: t.v_over_k2() / n as f64 });
+            vertex_mc.push(McRow {
+                l: m.l,
+                n,
+                stat: "V_over_nK2".into(),
+                mc: e.value / n as f64,
+                se: e.se / n as f64,
+                theory: t.v_over_k2() / n as f64,
+            });
         }
         by_width.push((n, r, th));
     }
-    let vertex_extrapolated = extrapolate(&by_width[0].1, &by_width[1].1, &by_width[1].2, &["V_over_K2"]);
+    let vertex_extrapolated = extrapolate(
+        &by_width[0].1,
+        &by_width[1].1,
+        &by_width[1].2,
+        &["V_over_K2"],
+    );
     let l_star = sc.gram_depth.min(10);
     let (n0, n1) = (sc.gram_widths[0], sc.gram_widths[1]);
-    let at = |n: usize, l: usize| vertex_mc.iter().find(|r| r.n == n && r.l == l).expect("row");
+    let at = |n: usize, l: usize| {
+        vertex_mc
+            .iter()
+            .find(|r| r.n == n && r.l == l)
+            .expect("row")
+    };
     let (a0, a1) = (at(n0, l_star), at(n1, l_star));
     let ratio = a0.mc / a1.mc;
     let ratio_se = ratio * ((a0.se / a0.mc).powi(2) + (a1.se / a1.mc).powi(2)).sqrt();
     claims.push(Claim::within(
-        "theory.vertex_halves_with_width", &format!("{PDLT} §5.4; Why AI is hard (arXiv 2104.00008)"),
+        "theory.vertex_halves_with_width",
+        &format!("{PDLT} §5.4; Why AI is hard (arXiv 2104.00008)"),
         &format!("doubling the width halves V/(nK²) (tanh, l = {l_star}, n = {n0} → {n1})"),
-        ratio, 2.0, 3.0 * ratio_se + 0.5 * l_star as f64 / n0 as f64,
-        &format!("3 SE (SE = {:.3}) + O(l/n) finite-width correction 0.5·l/n", ratio_se),
+        ratio,
+        2.0,
+        3.0 * ratio_se + 0.5 * l_star as f64 / n0 as f64,
+        &format!(
+            "3 SE (SE = {:.3}) + O(l/n) finite-width correction 0.5·l/n",
+            ratio_se
+        ),
     ));
-    for row in vertex_extrapolated.iter().filter(|r| r.l == l_star || r.l == sc.gram_depth) {
+    for row in vertex_extrapolated
+        .iter()
+        .filter(|r| r.l == l_star || r.l == sc.gram_depth)
+    {
         claims.push(Claim::within(
-            &format!("theory.vertex_tanh_l{}", row.l), &format!("{PDLT} §4.3 (V recursion)"),
-            &format!("tanh V/K² at l = {} from MC (Richardson n = {n0}/{n1}) equals the 1/n recursion", row.l),
-            row.extrapolated, row.theory, (3.0 * row.se).max(0.03 * row.theory.abs()), "max(3 SE, 3%), spec §6.4(b)",
+            &format!("theory.vertex_tanh_l{}", row.l),
+            &format!("{PDLT} §4.3 (V recursion)"),
+            &format!(
+                "tanh V/K² at l = {} from MC (Richardson n = {n0}/{n1}) equals the 1/n recursion",
+                row.l
+            ),
+            row.extrapolated,
+            row.theory,
+            (3.0 * row.se).max(0.03 * row.theory.abs()),
+            "max(3 SE, 3%), spec §6.4(b)",
         ));
     }
     let mut fig = Figure::new("Four-point vertex, tanh at criticality", "l/n", "V/(nK²)");
     for (n, _, th) in &by_width {
-        fig = fig.with(Series::line(format!("recursion, n={n}"), th.iter().map(|t| (t.l as f64 / *n as f64, t.v_over_k2() / *n as f64)).collect()));
+        fig = fig.with(Series::line(
+            format!("recursion, n={n}"),
+            th.iter()
+                .map(|t| (t.l as f64 / *n as f64, t.v_over_k2() / *n as f64))
+                .collect(),
+        ));
         let rows: Vec<&McRow> = vertex_mc.iter().filter(|r| r.n == *n).collect();
         fig = fig.with(Series::points(
             format!("MC, n={n}"),
-            rows.iter().map(|r| (r.l as f64 / *n as f64, r.mc)).collect(),
+            rows.iter()
+                .map(|r| (r.l as f64 / *n as f64, r.mc))
+                .collect(),
             Some(rows.iter().map(|r| r.se).collect()),
         ));
     }
-    fig = fig.with(Series::dashed("ν l/n, ν = 2/3", (0..=20).map(|i| { let x = i as f64 * sc.gram_depth as f64 / n0 as f64 / 20.0; (x, 2.0 / 3.0 * x) }).collect()));
+    fig = fig.with(Series::dashed(
+        "ν l/n, ν = 2/3",
+        (0..=20)
+            .map(|i| {
+                let x = i as f64 * sc.gram_depth as f64 / n0 as f64 / 20.0;
+                (x, 2.0 / 3.0 * x)
+            })
+            .collect(),
+    ));
     fig.save_svg(&out.path("vertex_mc.svg"))?;
     figures.push("vertex_mc.svg".into());
-    out.write_csv("vertex_mc.csv", &["l", "n", "stat", "mc", "se", "theory"], &rows_csv(&vertex_mc))?;
+    out.write_csv(
+        "vertex_mc.csv",
+        &["l", "n", "stat", "mc", "se", "theory"],
+        &rows_csv(&vertex_mc),
+    )?;
 
     // 4. Exact finite-width ReLU (spec §3.2): V/(nK²) = (1 + 5/n)^{l−1} − 1.
     let n = sc.relu_width;
@@ -350,29 +509,69 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             }
         })
         .collect();
-    let max_z = relu_exact.iter().skip(1).map(|r| ((r.mc - r.exact) / r.se).abs()).fold(0.0, f64::max);
+    let max_z = relu_exact
+        .iter()
+        .skip(1)
+        .map(|r| ((r.mc - r.exact) / r.se).abs())
+        .fold(0.0, f64::max);
     claims.push(Claim::within(
         "theory.relu_exact_finite_width", "PDLT §4.3 / spec §3.2 (exact at finite n)",
         &format!("ReLU E[z_i²z_j²]/K² − 1 = (1 + 5/n)^(l−1) − 1 exactly at n = {n}: max |z-score| over layers"),
         max_z, 0.0, 3.5, &format!("every layer within 3.5 SE ({} layers)", relu_exact.len() - 1),
     ));
-    Figure::new(format!("ReLU at n = {n}: exact finite-width result"), "layer l", "V/(nK²)")
-        .with(Series::line("exact (1+5/n)^(l−1) − 1", relu_exact.iter().map(|r| (r.l as f64, r.exact)).collect()))
-        .with(Series::dashed("leading order 5(l−1)/n", relu_exact.iter().map(|r| (r.l as f64, r.leading)).collect()))
-        .with(Series::points("MC", relu_exact.iter().map(|r| (r.l as f64, r.mc)).collect(), Some(relu_exact.iter().map(|r| r.se).collect())))
-        .save_svg(&out.path("relu_exact.svg"))?;
+    Figure::new(
+        format!("ReLU at n = {n}: exact finite-width result"),
+        "layer l",
+        "V/(nK²)",
+    )
+    .with(Series::line(
+        "exact (1+5/n)^(l−1) − 1",
+        relu_exact.iter().map(|r| (r.l as f64, r.exact)).collect(),
+    ))
+    .with(Series::dashed(
+        "leading order 5(l−1)/n",
+        relu_exact.iter().map(|r| (r.l as f64, r.leading)).collect(),
+    ))
+    .with(Series::points(
+        "MC",
+        relu_exact.iter().map(|r| (r.l as f64, r.mc)).collect(),
+        Some(relu_exact.iter().map(|r| r.se).collect()),
+    ))
+    .save_svg(&out.path("relu_exact.svg"))?;
     figures.push("relu_exact.svg".into());
     out.write_csv(
         "relu_exact.csv",
         &["l", "n", "mc", "se", "exact", "leading"],
-        &relu_exact.iter().map(|r| vec![r.l.to_string(), r.n.to_string(), cell(r.mc), cell(r.se), cell(r.exact), cell(r.leading)]).collect::<Vec<_>>(),
+        &relu_exact
+            .iter()
+            .map(|r| {
+                vec![
+                    r.l.to_string(),
+                    r.n.to_string(),
+                    cell(r.mc),
+                    cell(r.se),
+                    cell(r.exact),
+                    cell(r.leading),
+                ]
+            })
+            .collect::<Vec<_>>(),
     )?;
 
     // 5. NTK fluctuations: full networks, exact forward equation (spec §1.7 table setting).
-    let lr = LearningRates { lambda_b: 1.0, lambda_w: 1.0, b_over_l: true };
+    let lr = LearningRates {
+        lambda_b: 1.0,
+        lambda_w: 1.0,
+        b_over_l: true,
+    };
     let mut ntk_runs = vec![];
     let mut ntk_mc = vec![];
-    let ntk_stats = ["V_over_K2", "A_over_theta2", "B_over_theta2", "D_over_Ktheta", "F_over_Ktheta"];
+    let ntk_stats = [
+        "V_over_K2",
+        "A_over_theta2",
+        "B_over_theta2",
+        "D_over_Ktheta",
+        "F_over_Ktheta",
+    ];
     for (i, &n) in sc.ntk_widths.iter().enumerate() {
         let c = McConfig {
             ensemble: tanh_ensemble(Init::Gaussian),
@@ -392,7 +591,14 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         for (m, t) in r.iter().zip(&th) {
             for s in ntk_stats.iter().chain(&["theta"]) {
                 let e = m.get(s).expect("ntk stats");
-                ntk_mc.push(McRow { l: m.l, n, stat: s.to_string(), mc: e.value, se: e.se, theory: t.stat(s).unwrap_or(f64::NAN) });
+                ntk_mc.push(McRow {
+                    l: m.l,
+                    n,
+                    stat: s.to_string(),
+                    mc: e.value,
+                    se: e.se,
+                    theory: t.stat(s).unwrap_or(f64::NAN),
+                });
             }
         }
         ntk_runs.push((r, th));
@@ -400,20 +606,47 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let ntk_extrapolated = extrapolate(&ntk_runs[0].0, &ntk_runs[1].0, &ntk_runs[1].1, &ntk_stats);
     for row in ntk_extrapolated.iter().filter(|r| r.l == sc.ntk_depth) {
         claims.push(Claim::within(
-            &format!("theory.ntk_{}", row.stat), &format!("{PDLT} ch. 8 (NTK fluctuations; recursion of spec §1.7)"),
-            &format!("tanh {} at l = {} (MC, Richardson n = {}/{}) equals the 1/n recursion", row.stat, row.l, sc.ntk_widths[0], sc.ntk_widths[1]),
-            row.extrapolated, row.theory, (3.0 * row.se).max(0.03 * row.theory.abs()), "max(3 SE, 3%), spec §6.4(b)",
+            &format!("theory.ntk_{}", row.stat),
+            &format!("{PDLT} ch. 8 (NTK fluctuations; recursion of spec §1.7)"),
+            &format!(
+                "tanh {} at l = {} (MC, Richardson n = {}/{}) equals the 1/n recursion",
+                row.stat, row.l, sc.ntk_widths[0], sc.ntk_widths[1]
+            ),
+            row.extrapolated,
+            row.theory,
+            (3.0 * row.se).max(0.03 * row.theory.abs()),
+            "max(3 SE, 3%), spec §6.4(b)",
         ));
     }
-    let mut fig = Figure::new("NTK fluctuations, tanh (λ_b = 1/l, λ_W = 1)", "layer l", "normalised correlator");
+    let mut fig = Figure::new(
+        "NTK fluctuations, tanh (λ_b = 1/l, λ_W = 1)",
+        "layer l",
+        "normalised correlator",
+    );
     for s in &ntk_stats[1..] {
-        fig = fig.with(Series::line(format!("{s} recursion"), ntk_runs[1].1.iter().map(|t| (t.l as f64, t.stat(s).unwrap_or(f64::NAN))).collect()));
-        let rows: Vec<&ExtrapolatedRow> = ntk_extrapolated.iter().filter(|r| r.stat == *s).collect();
-        fig = fig.with(Series::points(format!("{s} MC (extrap.)"), rows.iter().map(|r| (r.l as f64, r.extrapolated)).collect(), Some(rows.iter().map(|r| r.se).collect())));
+        fig = fig.with(Series::line(
+            format!("{s} recursion"),
+            ntk_runs[1]
+                .1
+                .iter()
+                .map(|t| (t.l as f64, t.stat(s).unwrap_or(f64::NAN)))
+                .collect(),
+        ));
+        let rows: Vec<&ExtrapolatedRow> =
+            ntk_extrapolated.iter().filter(|r| r.stat == *s).collect();
+        fig = fig.with(Series::points(
+            format!("{s} MC (extrap.)"),
+            rows.iter().map(|r| (r.l as f64, r.extrapolated)).collect(),
+            Some(rows.iter().map(|r| r.se).collect()),
+        ));
     }
     fig.save_svg(&out.path("ntk_mc.svg"))?;
     figures.push("ntk_mc.svg".into());
-    out.write_csv("ntk_mc.csv", &["l", "n", "stat", "mc", "se", "theory"], &rows_csv(&ntk_mc))?;
+    out.write_csv(
+        "ntk_mc.csv",
+        &["l", "n", "stat", "mc", "se", "theory"],
+        &rows_csv(&ntk_mc),
+    )?;
 
     // 6. Orthogonal weights: V/K² saturates near −2 instead of growing (spec §1.8, arXiv 2310.07765).
     let mut orthogonal = vec![];
@@ -433,17 +666,33 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
                 batches: 20,
                 threads: cfg.threads,
             };
-            let name = if init == Init::Orthogonal { "orthogonal" } else { "gaussian" };
+            let name = if init == Init::Orthogonal {
+                "orthogonal"
+            } else {
+                "gaussian"
+            };
             let r = run_mc(&c, &format!("tanh {name} V, n={n}"), cfg.quiet)?;
             let th = c.theory()?;
             for (m, t) in r.iter().zip(&th) {
                 let e = m.get("V_over_K2").expect("always");
-                orthogonal.push(McRow { l: m.l, n, stat: format!("V_over_K2_{name}"), mc: e.value, se: e.se, theory: t.v_over_k2() });
+                orthogonal.push(McRow {
+                    l: m.l,
+                    n,
+                    stat: format!("V_over_K2_{name}"),
+                    mc: e.value,
+                    se: e.se,
+                    theory: t.v_over_k2(),
+                });
             }
             orth_runs.push((init, n, r, th));
         }
     }
-    let orth_ex = extrapolate(&orth_runs[2].2, &orth_runs[3].2, &orth_runs[3].3, &["V_over_K2"]);
+    let orth_ex = extrapolate(
+        &orth_runs[2].2,
+        &orth_runs[3].2,
+        &orth_runs[3].3,
+        &["V_over_K2"],
+    );
     if let Some(row) = orth_ex.iter().find(|r| r.l == sc.orth_depth) {
         claims.push(Claim::within(
             "orthogonal.vertex_saturates", "Day, Kahn, Roberts (arXiv 2310.07765); recursion of spec §1.8",
@@ -451,7 +700,13 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             row.extrapolated, row.theory, (3.0 * row.se).max(0.03 * row.theory.abs()), "max(3 SE, 3%), spec §6.4(b)",
         ));
     }
-    let orth_deep = profile(&ProfileConfig { ensemble: tanh_ensemble(Init::Orthogonal), k1: 1.0, v1: -2.0, depth: 2000, lr: LearningRates::default() })?;
+    let orth_deep = profile(&ProfileConfig {
+        ensemble: tanh_ensemble(Init::Orthogonal),
+        k1: 1.0,
+        v1: -2.0,
+        depth: 2000,
+        lr: LearningRates::default(),
+    })?;
     claims.push(Claim::within(
         "orthogonal.vertex_limit", "Day, Kahn, Roberts (arXiv 2310.07765)",
         "orthogonal tanh: V/K² → −2 at large depth (recursion at l = 2000), depth-independent fluctuations",
@@ -459,19 +714,36 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     ));
     let mut fig = Figure::new("Gaussian vs orthogonal weights, tanh", "layer l", "V/K²");
     for (init, n, r, th) in &orth_runs {
-        let name = if *init == Init::Orthogonal { "orthogonal" } else { "Gaussian" };
+        let name = if *init == Init::Orthogonal {
+            "orthogonal"
+        } else {
+            "Gaussian"
+        };
         if *n == n1 {
-            fig = fig.with(Series::line(format!("{name} recursion"), th.iter().map(|t| (t.l as f64, t.v_over_k2())).collect()));
+            fig = fig.with(Series::line(
+                format!("{name} recursion"),
+                th.iter().map(|t| (t.l as f64, t.v_over_k2())).collect(),
+            ));
         }
         fig = fig.with(Series::points(
             format!("{name} MC n={n}"),
-            r.iter().map(|m| (m.l as f64, m.get("V_over_K2").expect("always").value)).collect(),
-            Some(r.iter().map(|m| m.get("V_over_K2").expect("always").se).collect()),
+            r.iter()
+                .map(|m| (m.l as f64, m.get("V_over_K2").expect("always").value))
+                .collect(),
+            Some(
+                r.iter()
+                    .map(|m| m.get("V_over_K2").expect("always").se)
+                    .collect(),
+            ),
         ));
     }
     fig.save_svg(&out.path("orthogonal.svg"))?;
     figures.push("orthogonal.svg".into());
-    out.write_csv("orthogonal.csv", &["l", "n", "stat", "mc", "se", "theory"], &rows_csv(&orthogonal))?;
+    out.write_csv(
+        "orthogonal.csv",
+        &["l", "n", "stat", "mc", "se", "theory"],
+        &rows_csv(&orthogonal),
+    )?;
 
     let results = Results {
         study: "theory",
@@ -506,7 +778,12 @@ pub fn section(r: &Results, prefix: &str) -> Section {
 }
 
 /// Richardson extrapolation 2M(2n) − M(n) of the named statistics, layer by layer.
-fn extrapolate(narrow: &[McLayer], wide: &[McLayer], theory: &[dlt_theory::Layer], stats: &[&str]) -> Vec<ExtrapolatedRow> {
+fn extrapolate(
+    narrow: &[McLayer],
+    wide: &[McLayer],
+    theory: &[dlt_theory::Layer],
+    stats: &[&str],
+) -> Vec<ExtrapolatedRow> {
     let mut rows = vec![];
     for ((a, b), t) in narrow.iter().zip(wide).zip(theory).skip(1) {
         for s in stats {
@@ -524,5 +801,16 @@ fn extrapolate(narrow: &[McLayer], wide: &[McLayer], theory: &[dlt_theory::Layer
 }
 
 fn rows_csv(rows: &[McRow]) -> Vec<Vec<String>> {
-    rows.iter().map(|r| vec![r.l.to_string(), r.n.to_string(), r.stat.clone(), cell(r.mc), cell(r.se), cell(r.theory)]).collect()
+    rows.iter()
+        .map(|r| {
+            vec![
+                r.l.to_string(),
+                r.n.to_string(),
+                r.stat.clone(),
+                cell(r.mc),
+                cell(r.se),
+                cell(r.theory),
+            ]
+        })
+        .collect()
 }

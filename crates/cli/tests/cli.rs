@@ -1,0 +1,500 @@
+//! End-to-end tests of the `dlt` binary: exact output keys that outside scripts rely on, and a
+//! one-line error naming the flag (exit code 1, never a panic) for every kind of bad input.
+
+use serde_json::Value;
+use std::process::{Command, Output};
+
+fn dlt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dlt"))
+        .args(args)
+        .output()
+        .expect("run dlt")
+}
+
+fn json(args: &[&str]) -> Value {
+    let o = dlt(args);
+    assert!(
+        o.status.success(),
+        "dlt {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("valid JSON on stdout")
+}
+
+/// Runs dlt expecting a clean failure: exit code 1 (2 for clap usage errors), a one-line
+/// message containing `needle`, and no panic.
+fn fails_with(args: &[&str], needle: &str) {
+    let o = dlt(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "dlt {args:?} should fail");
+    assert!(
+        matches!(o.status.code(), Some(1) | Some(2)),
+        "dlt {args:?}: exit {:?}, stderr {err}",
+        o.status.code()
+    );
+    assert!(!err.contains("panicked"), "dlt {args:?} panicked: {err}");
+    assert!(
+        err.contains(needle),
+        "dlt {args:?}: expected '{needle}' in: {err}"
+    );
+}
+
+#[test]
+fn criticality_json_contract() {
+    let v = json(&["theory", "criticality", "--activation", "tanh", "--json"]);
+    assert_eq!(v["activation"], "tanh");
+    assert_eq!(v["class"], "k_star_zero");
+    assert!((v["cw"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+    assert_eq!(v["cb"].as_f64(), Some(0.0));
+    let v = json(&["theory", "criticality", "--activation", "sigmoid", "--json"]);
+    assert_eq!(v["class"], "none");
+    assert!(v["cb"].is_null() && v["cw"].is_null() && v["k_star"].is_null());
+    let v = json(&["theory", "criticality", "--activation", "gelu", "--json"]);
+    assert_eq!(v["class"], "half_stable");
+    assert!((v["k_star"].as_f64().unwrap() - 3.56155281).abs() < 1e-6);
+}
+
+#[test]
+fn profile_json_contract_and_outputs() {
+    let dir = std::env::temp_dir().join(format!("dlt-cli-profile-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let v = json(&[
+        "theory",
+        "profile",
+        "--activation",
+        "relu",
+        "--cb",
+        "0",
+        "--cw",
+        "2",
+        "--k1",
+        "1",
+        "--depth",
+        "5",
+        "--json",
+        "--out",
+        d,
+    ]);
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 5);
+    for key in [
+        "l",
+        "K",
+        "chi_par",
+        "chi_perp",
+        "V",
+        "theta",
+        "A",
+        "B",
+        "D",
+        "F",
+        "V_over_K2",
+    ] {
+        assert!(layers[4].get(key).is_some(), "missing key {key}");
+    }
+    // ReLU at criticality: V^(5) = 5·4·K², Θ^(5) = 5(λ_b + λ_W K/2) = 7.5.
+    assert!((layers[4]["V"].as_f64().unwrap() - 20.0).abs() < 1e-9);
+    assert!((layers[4]["theta"].as_f64().unwrap() - 7.5).abs() < 1e-9);
+    for f in [
+        "results.json",
+        "profile.csv",
+        "kernel.svg",
+        "vertex.svg",
+        "ntk.svg",
+    ] {
+        assert!(dir.join(f).exists(), "{f} not written");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    // λ_b/l and orthogonal init: A..F are null (not derived), V/K² negative.
+    let v = json(&[
+        "theory",
+        "profile",
+        "--activation",
+        "tanh",
+        "--cb",
+        "0",
+        "--cw",
+        "1",
+        "--k1",
+        "1",
+        "--depth",
+        "50",
+        "--init",
+        "orthogonal",
+        "--lambda-b-over-l",
+        "--json",
+    ]);
+    let last = &v["layers"][49];
+    assert!(last["A"].is_null() && last["V_over_K2"].as_f64().unwrap() < -1.5);
+}
+
+#[test]
+fn profile_multi_input_shapes() {
+    let v = json(&[
+        "theory",
+        "profile",
+        "--activation",
+        "tanh",
+        "--cb",
+        "0",
+        "--cw",
+        "1",
+        "--k1-matrix",
+        "1,0.5;0.5,1",
+        "--depth",
+        "3",
+        "--json",
+    ]);
+    let l3 = &v["layers"][2];
+    assert_eq!(l3["K"].as_array().unwrap().len(), 2);
+    assert_eq!(l3["K"][0].as_array().unwrap().len(), 2);
+    let v4 = &l3["V"];
+    assert_eq!(
+        v4[1][0][1][1].as_f64(),
+        v4[1][1][0][1].as_f64(),
+        "V_(ab)(cd) = V_(cd)(ab)"
+    );
+    assert!(v4[0][0][0][0].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn mc_json_contract() {
+    let v = json(&[
+        "theory",
+        "mc",
+        "--activation",
+        "tanh",
+        "--cb",
+        "0",
+        "--cw",
+        "1",
+        "--k1",
+        "1",
+        "--width",
+        "8",
+        "--depth",
+        "3",
+        "--networks",
+        "400",
+        "--ntk",
+        "--seed",
+        "3",
+        "--json",
+    ]);
+    let l = &v["layers"][2];
+    for key in [
+        "K", "K_se", "K_theory", "V", "V_se", "V_theory", "theta", "A", "B", "D", "F", "A_theory",
+        "F_z",
+    ] {
+        assert!(
+            l.get(key).is_some_and(|x| x.is_number()),
+            "missing numeric {key}: {l}"
+        );
+    }
+    // Same seed, same numbers.
+    let w = json(&[
+        "theory",
+        "mc",
+        "--activation",
+        "tanh",
+        "--cb",
+        "0",
+        "--cw",
+        "1",
+        "--k1",
+        "1",
+        "--width",
+        "8",
+        "--depth",
+        "3",
+        "--networks",
+        "400",
+        "--ntk",
+        "--seed",
+        "3",
+        "--json",
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(v["layers"], w["layers"]);
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_naming_the_flag() {
+    let base = [
+        "theory",
+        "profile",
+        "--activation",
+        "tanh",
+        "--cb",
+        "0",
+        "--cw",
+        "1",
+        "--k1",
+        "1",
+        "--depth",
+        "4",
+    ];
+    fails_with(
+        &["theory", "criticality", "--activation", "tahn"],
+        "known: linear, relu",
+    );
+    fails_with(
+        &[
+            "theory",
+            "profile",
+            "--activation",
+            "tanh",
+            "--cb",
+            "-1",
+            "--cw",
+            "1",
+            "--k1",
+            "1",
+            "--depth",
+            "4",
+        ],
+        "--cb",
+    );
+    fails_with(
+        &[
+            "theory",
+            "profile",
+            "--activation",
+            "tanh",
+            "--cb",
+            "0",
+            "--cw",
+            "-2",
+            "--k1",
+            "1",
+            "--depth",
+            "4",
+        ],
+        "--cw",
+    );
+    fails_with(
+        &[
+            "theory",
+            "profile",
+            "--activation",
+            "tanh",
+            "--cb",
+            "0",
+            "--cw",
+            "nan",
+            "--k1",
+            "1",
+            "--depth",
+            "4",
+        ],
+        "--cw",
+    );
+    fails_with(
+        &[
+            "theory",
+            "profile",
+            "--activation",
+            "tanh",
+            "--cb",
+            "0",
+            "--cw",
+            "1",
+            "--k1",
+            "1",
+            "--depth",
+            "0",
+        ],
+        "--depth",
+    );
+    fails_with(
+        &[
+            "theory",
+            "profile",
+            "--activation",
+            "tanh",
+            "--cb",
+            "0",
+            "--cw",
+            "1",
+            "--k1",
+            "1",
+            "--depth",
+            "-3",
+        ],
+        "--depth",
+    );
+    fails_with(
+        &[
+            "theory",
+            "profile",
+            "--activation",
+            "tanh",
+            "--cb",
+            "0",
+            "--cw",
+            "1",
+            "--k1",
+            "-1",
+            "--depth",
+            "4",
+        ],
+        "--k1",
+    );
+    fails_with(&[&base[..], &["--lambda-b", "-1"]].concat(), "--lambda-b");
+    fails_with(
+        &[
+            "theory",
+            "profile",
+            "--activation",
+            "tanh",
+            "--cb",
+            "0",
+            "--cw",
+            "1",
+            "--k1-matrix",
+            "1,2;2,1",
+            "--depth",
+            "4",
+        ],
+        "--k1-matrix",
+    );
+    fails_with(
+        &[
+            "theory",
+            "profile",
+            "--activation",
+            "tanh",
+            "--cb",
+            "0",
+            "--cw",
+            "1",
+            "--k1-matrix",
+            "1,0.5;0.5",
+            "--depth",
+            "4",
+        ],
+        "--k1-matrix",
+    );
+    fails_with(
+        &[
+            "theory",
+            "profile",
+            "--activation",
+            "relu",
+            "--cb",
+            "0",
+            "--cw",
+            "4",
+            "--k1",
+            "1",
+            "--depth",
+            "3000",
+        ],
+        "layer",
+    );
+    let mc = [
+        "theory",
+        "mc",
+        "--activation",
+        "tanh",
+        "--cb",
+        "0",
+        "--cw",
+        "1",
+        "--k1",
+        "1",
+        "--depth",
+        "3",
+        "--networks",
+        "100",
+    ];
+    fails_with(&[&mc[..], &["--width", "0"]].concat(), "--width");
+    fails_with(&[&mc[..], &["--width", "-5"]].concat(), "--width");
+    fails_with(
+        &[
+            "theory",
+            "mc",
+            "--activation",
+            "tanh",
+            "--cb",
+            "0",
+            "--cw",
+            "1",
+            "--k1",
+            "1",
+            "--depth",
+            "3",
+            "--width",
+            "8",
+            "--networks",
+            "10",
+        ],
+        "--networks",
+    );
+    fails_with(
+        &[
+            "theory",
+            "mc",
+            "--activation",
+            "relu",
+            "--cb",
+            "0",
+            "--cw",
+            "9",
+            "--k1",
+            "1",
+            "--depth",
+            "400",
+            "--width",
+            "8",
+            "--networks",
+            "40",
+        ],
+        "layer",
+    );
+}
+
+#[test]
+fn help_lists_the_studies() {
+    let o = dlt(&["--help"]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("theory") && s.contains("reproduce"), "{s}");
+}
+
+#[test]
+fn reproduce_quick_writes_the_report_and_the_claims_hold() {
+    // The whole main job at CI scale: every study's results.json, figures and the report table.
+    // Seeds are fixed, so the verdicts are deterministic; a failing claim is a regression.
+    let dir = std::env::temp_dir().join(format!("dlt-cli-reproduce-{}", std::process::id()));
+    let v = json(&[
+        "reproduce",
+        "--quick",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let claims = v["claims"].as_array().unwrap();
+    assert!(claims.len() >= 15, "{} claims", claims.len());
+    for c in claims {
+        assert_eq!(c["holds"], true, "claim failed: {c}");
+        assert!(c["measured"].is_number() && c["expected"].is_number());
+    }
+    let html = std::fs::read_to_string(dir.join("report/index.html")).unwrap();
+    assert!(html.contains("theory.nu_relu") || html.contains("V/(nK²)"));
+    assert!(html.contains("../theory/vertex_mc.svg"));
+    for f in [
+        "theory/results.json",
+        "theory/vertex_mc.svg",
+        "theory/criticality.csv",
+        "report/claims.csv",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("theory/results.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["study"], "theory");
+    assert!(r["relu_exact"].as_array().unwrap().len() >= 5);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
