@@ -71,7 +71,8 @@ fn tanh_vertex_two_widths_and_width_halving() {
 
 #[test]
 fn relu_vertex_two_widths_exact() {
-    for (n, seed) in [(16, 3), (32, 4)] {
+    // Widths with 5l/n ≲ 1 (spec §6.3: beyond that the ReLU pair estimator is heavy-tailed).
+    for (n, seed) in [(32, 3), (64, 4)] {
         let m = run(&cfg("relu", 2.0, n, 6, 40_000, false, seed), &|_| {}).unwrap();
         for layer in &m[1..] {
             let v = layer.get("V_over_K2").unwrap();
