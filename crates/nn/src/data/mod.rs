@@ -1,0 +1,120 @@
+//! Data sets: the real ones (fetched by [`fetch`]), an IDX reader ([`idx`]) and synthetic
+//! generators ([`synthetic`]), all delivered as a plain in-memory [`Split`].
+
+pub mod fetch;
+pub mod idx;
+pub mod synthetic;
+
+use crate::NnError;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::path::Path;
+
+/// Examples in memory: `x` is row-major `n × dim` (f32), `y` holds class labels (or is empty
+/// for regression) and `targets` real-valued targets (`n × out`, regression only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    pub x: Vec<f32>,
+    pub dim: usize,
+    pub y: Vec<u32>,
+    pub classes: usize,
+    pub targets: Vec<f32>,
+    pub out: usize,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        if self.dim == 0 {
+            0
+        } else {
+            self.x.len() / self.dim
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The first `n` examples after a seeded shuffle (a class-balanced-in-expectation subset).
+    pub fn subset(&self, n: usize, seed: u64) -> Split {
+        let mut idx: Vec<usize> = (0..self.len()).collect();
+        idx.shuffle(&mut rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed));
+        idx.truncate(n.min(self.len()));
+        self.select(&idx)
+    }
+    /// The examples at `idx`, in that order.
+    pub fn select(&self, idx: &[usize]) -> Split {
+        let mut s = Split {
+            x: Vec::with_capacity(idx.len() * self.dim),
+            y: vec![],
+            targets: vec![],
+            ..self.clone()
+        };
+        for &i in idx {
+            s.x.extend_from_slice(&self.x[i * self.dim..(i + 1) * self.dim]);
+            if !self.y.is_empty() {
+                s.y.push(self.y[i]);
+            }
+            if !self.targets.is_empty() {
+                s.targets
+                    .extend_from_slice(&self.targets[i * self.out..(i + 1) * self.out]);
+            }
+        }
+        s
+    }
+}
+
+/// Train and test splits.
+#[derive(Debug, Clone)]
+pub struct TrainTest {
+    pub train: Split,
+    pub test: Split,
+}
+
+/// Load Fashion-MNIST from an IDX folder: pixels scaled to [0, 1], 10 classes.
+pub fn load_fashion_mnist(dir: &Path) -> Result<TrainTest, NnError> {
+    let load = |img: &str, lab: &str| -> Result<Split, NnError> {
+        let find = |name: &str| {
+            let gz = dir.join(name);
+            if gz.exists() {
+                gz
+            } else {
+                dir.join(name.trim_end_matches(".gz"))
+            }
+        };
+        let (ip, lp) = (find(img), find(lab));
+        let images = idx::read(&ip, 3)?;
+        let labels = idx::read(&lp, 1)?;
+        if images.dims[0] != labels.dims[0] {
+            return Err(NnError::Data {
+                what: format!("{} and {}", ip.display(), lp.display()),
+                problem: format!("{} images but {} labels", images.dims[0], labels.dims[0]),
+                fix: "the files do not belong together: fetch them again (`dlt data fetch fashion-mnist`)".into(),
+            });
+        }
+        if let Some(bad) = labels.data.iter().find(|&&l| l > 9) {
+            return Err(NnError::Data {
+                what: lp.display().to_string(),
+                problem: format!("label {bad} is not in 0..=9"),
+                fix: "fetch the labels again".into(),
+            });
+        }
+        let dim = images.dims[1] * images.dims[2];
+        Ok(Split {
+            x: images.data.iter().map(|&p| p as f32 / 255.0).collect(),
+            dim,
+            y: labels.data.iter().map(|&l| l as u32).collect(),
+            classes: 10,
+            targets: vec![],
+            out: 10,
+        })
+    };
+    Ok(TrainTest {
+        train: load("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")?,
+        test: load("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")?,
+    })
+}
+
+/// Locate (fetching if needed) and load Fashion-MNIST.
+pub fn fashion_mnist(explicit: Option<&Path>) -> Result<TrainTest, NnError> {
+    let (dir, _) = fetch::locate(fetch::Dataset::FashionMnist, explicit, true)?;
+    load_fashion_mnist(&dir)
+}
