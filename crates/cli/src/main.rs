@@ -2,6 +2,7 @@
 //! `dlt-studies`: it parses flags, calls the libraries, and prints or writes their results.
 
 mod bench;
+mod nn_cmd;
 mod theory_cmd;
 
 use clap::{Parser, Subcommand};
@@ -14,7 +15,8 @@ use std::path::PathBuf;
     about = "dlt: compute each deep-learning theory's prediction, run the matching experiment, show both side by side",
     long_about = "dlt: compute each deep-learning theory's prediction, run the matching experiment on real networks, \
 and show both side by side.\n\nStudies:\n  theory      Principles of Deep Learning Theory; Why is AI hard and Physics simple? \
-(kernel / NTK / four-point-vertex recursions, criticality, universality classes, finite-width Monte Carlo)\n\n\
+(kernel / NTK / four-point-vertex recursions, criticality, universality classes, finite-width Monte Carlo)\n  \
+orthogonal  Orthogonal weights: fluctuations and NTK statistics vs depth, orthogonal vs Gaussian; deep tanh training\n\n\
 `dlt reproduce` runs every study at laptop scale and writes OUT/report/index.html."
 )]
 struct Cli {
@@ -29,6 +31,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: theory_cmd::TheoryCmd,
     },
+    /// Study `orthogonal`: Gaussian vs orthogonal weights (Day, Kahn, Roberts, arXiv 2310.07765).
+    Orthogonal(nn_cmd::OrthogonalArgs),
+    /// Data sets: list, fetch (apt-get / pip), path.
+    Data {
+        #[command(subcommand)]
+        cmd: nn_cmd::DataCmd,
+    },
+    /// Train a model on real data (the code path every study uses).
+    Train(nn_cmd::TrainArgs),
     /// Run every study at laptop scale and write OUT/report/index.html (figures + claims table).
     Reproduce {
         /// Output folder (each study writes OUT/<study>/, the report OUT/report/).
@@ -58,6 +69,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Theory { cmd } => theory_cmd::run(cmd),
+        Cmd::Data { cmd } => nn_cmd::data(cmd),
+        Cmd::Orthogonal(a) => nn_cmd::orthogonal(a),
+        Cmd::Train(a) => nn_cmd::train(a),
         Cmd::Reproduce {
             out,
             quick,

@@ -475,10 +475,34 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
         dir.to_str().unwrap(),
     ]);
     let claims = v["claims"].as_array().unwrap();
-    assert!(claims.len() >= 15, "{} claims", claims.len());
+    assert!(claims.len() >= 25, "{} claims", claims.len());
     for c in claims {
-        assert_eq!(c["holds"], true, "claim failed: {c}");
-        assert!(c["measured"].is_number() && c["expected"].is_number());
+        assert!(
+            c["measured"].is_number() && c["expected"].is_number(),
+            "{c}"
+        );
+        // The theory checks are exact statements of the recursions and their Monte Carlo: they
+        // must hold. The orthogonal-weight claims are the paper's empirical statements; those
+        // that test our own machinery (recursion vs MC, candle NTK vs MC) must hold too, while
+        // the training comparisons are reported as measured.
+        let id = c["id"].as_str().unwrap();
+        let must = id.starts_with("theory.")
+            || [
+                "orthogonal.vertex_follows_recursion",
+                "orthogonal.candle_ntk_gaussian",
+                "orthogonal.candle_ntk_orthogonal",
+                "orthogonal.gaussian_vertex_grows",
+            ]
+            .contains(&id);
+        if must {
+            assert_eq!(c["holds"], true, "claim failed: {c}");
+        }
+    }
+    for study in ["theory", "orthogonal"] {
+        assert!(
+            claims.iter().any(|c| c["study"] == study),
+            "no claims from {study}"
+        );
     }
     let html = std::fs::read_to_string(dir.join("report/index.html")).unwrap();
     assert!(html.contains("theory.nu_relu") || html.contains("V/(nK²)"));
@@ -497,4 +521,159 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
     assert_eq!(r["study"], "theory");
     assert!(r["relu_exact"].as_array().unwrap().len() >= 5);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_json_contract_and_bad_input() {
+    // Synthetic data: the code path of `dlt train` without the download.
+    let dir = std::env::temp_dir().join(format!("dlt-cli-train-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let v = json(&[
+        "train",
+        "--data",
+        "gaussian-mixture",
+        "--model",
+        "mlp:784-32-10:relu",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.01",
+        "--epochs",
+        "1",
+        "--subset",
+        "2000",
+        "--json",
+        "--out",
+        d,
+    ]);
+    for k in [
+        "test_accuracy",
+        "test_loss",
+        "train_loss",
+        "steps",
+        "seconds",
+    ] {
+        assert!(v[k].is_number(), "missing {k}: {v}");
+    }
+    assert_eq!(v["steps"], 16);
+    assert!(v["test_accuracy"].as_f64().unwrap() > 0.5, "{v}");
+    for f in [
+        "results.json",
+        "metrics.csv",
+        "metrics.jsonl",
+        "checkpoint.safetensors",
+        "loss.svg",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    // Resume from the checkpoint for one more epoch: the step counter continues.
+    let ck = dir.join("checkpoint.safetensors");
+    let w = json(&[
+        "train",
+        "--data",
+        "gaussian-mixture",
+        "--model",
+        "mlp:784-32-10:relu",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.01",
+        "--epochs",
+        "2",
+        "--subset",
+        "2000",
+        "--json",
+        "--resume",
+        ck.to_str().unwrap(),
+    ]);
+    assert_eq!(w["steps"], 32);
+    // A checkpoint of another model is refused with a reason.
+    fails_with(
+        &[
+            "train",
+            "--data",
+            "gaussian-mixture",
+            "--model",
+            "mlp:784-16-10:relu",
+            "--epochs",
+            "1",
+            "--resume",
+            ck.to_str().unwrap(),
+        ],
+        "shape",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Bad input.
+    fails_with(
+        &[
+            "train",
+            "--data",
+            "gaussian-mixture",
+            "--model",
+            "mlp:784-32-10:relu",
+            "--out",
+            "/proc/dlt-cannot-write/x",
+        ],
+        "--out",
+    );
+    fails_with(
+        &[
+            "train",
+            "--data",
+            "gaussian-mixture",
+            "--model",
+            "mlp:784-32-10:tahn",
+        ],
+        "activation",
+    );
+    fails_with(
+        &[
+            "train",
+            "--data",
+            "gaussian-mixture",
+            "--model",
+            "mlp:10-32-10:relu",
+        ],
+        "input width",
+    );
+    fails_with(
+        &[
+            "train",
+            "--data",
+            "gaussian-mixture",
+            "--model",
+            "mlp:784-32-10:relu",
+            "--lr",
+            "-1",
+        ],
+        "--lr",
+    );
+    fails_with(
+        &[
+            "train",
+            "--data",
+            "gaussian-mixture",
+            "--model",
+            "mlp:784-32-10:relu",
+            "--lr",
+            "1e9",
+            "--subset",
+            "500",
+            "--loss",
+            "mse",
+        ],
+        "diverged at step",
+    );
+    fails_with(
+        &[
+            "train",
+            "--data",
+            "fashion-mnist",
+            "--data-path",
+            "/nonexistent/fm",
+        ],
+        "/nonexistent/fm",
+    );
+    fails_with(&["train", "--data", "cifar"], "unknown data set");
+    fails_with(&["data", "path", "nope"], "unknown data set");
 }

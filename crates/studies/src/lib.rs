@@ -4,6 +4,7 @@
 //! contract ([`output`]), figures ([`plot`]), progress bars ([`progress`]) and the report that
 //! `dlt reproduce` writes ([`report`]).
 
+pub mod orthogonal;
 pub mod output;
 pub mod plot;
 pub mod progress;
@@ -34,6 +35,30 @@ pub fn reproduce(root: &OutDir, quick: bool, seed: u64, quiet: bool) -> Vec<Sect
         Err(e) => Section {
             study: "theory".into(),
             title: "Principles of Deep Learning Theory".into(),
+            figures: vec![],
+            claims: vec![],
+            seconds: t0.elapsed().as_secs_f64(),
+            error: Some(e.to_string()),
+        },
+    });
+    // Study `orthogonal`.
+    let t0 = Instant::now();
+    let cfg = orthogonal::Config {
+        quick,
+        seed,
+        quiet,
+        data_path: None,
+        skip_training: false,
+        scale: orthogonal::Scale::for_mode(quick),
+    };
+    let res = OutDir::create(root.path("orthogonal"))
+        .map_err(theory::StudyError::from)
+        .and_then(|out| orthogonal::run(&cfg, &out));
+    sections.push(match res {
+        Ok(r) => orthogonal::section(&r, "orthogonal/"),
+        Err(e) => Section {
+            study: "orthogonal".into(),
+            title: "Orthogonal weights".into(),
             figures: vec![],
             claims: vec![],
             seconds: t0.elapsed().as_secs_f64(),

@@ -30,6 +30,8 @@ pub enum StudyError {
     Theory(#[from] TheoryError),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error(transparent)]
+    Nn(#[from] dlt_nn::NnError),
 }
 
 /// Study configuration.

@@ -62,6 +62,43 @@ impl Split {
     }
 }
 
+impl TrainTest {
+    /// Subtract the training set's per-feature mean from both splits and scale both by one
+    /// number so that the training inputs have E|x|²/n₀ = 1 (so K^(1) = C_b + C_W, the
+    /// normalisation the effective theory uses).
+    pub fn standardize(&mut self) {
+        let (d, n) = (self.train.dim, self.train.len());
+        if n == 0 || d == 0 {
+            return;
+        }
+        let mut mean = vec![0f64; d];
+        for row in self.train.x.chunks(d) {
+            mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
+        }
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        let ms: f64 = self
+            .train
+            .x
+            .chunks(d)
+            .map(|row| {
+                row.iter()
+                    .zip(&mean)
+                    .map(|(&v, m)| (v as f64 - m).powi(2))
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / (n * d) as f64;
+        let scale = 1.0 / ms.sqrt().max(1e-12);
+        for split in [&mut self.train, &mut self.test] {
+            for row in split.x.chunks_mut(d) {
+                row.iter_mut()
+                    .zip(&mean)
+                    .for_each(|(v, m)| *v = ((*v as f64 - m) * scale) as f32);
+            }
+        }
+    }
+}
+
 /// Train and test splits.
 #[derive(Debug, Clone)]
 pub struct TrainTest {
