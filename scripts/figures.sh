@@ -7,4 +7,7 @@ cargo run --release -p dlt -- reproduce --quick --out "$tmp"
 for f in vertex_mc ntk_mc orthogonal relu_exact kernel; do
   cp "$tmp/theory/$f.svg" docs/figures/
 done
+for f in fig3_b_over_theta2 fig3_a_over_theta2 vertex_wide ntk_candle ntk_spread training_loss accuracy_vs_depth; do
+  cp "$tmp/orthogonal/$f.svg" "docs/figures/orthogonal_$f.svg"
+done
 rm -rf "$tmp"

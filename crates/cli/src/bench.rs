@@ -61,7 +61,47 @@ fn gemm_rate(n: usize, threads: usize, seconds: f64) -> f64 {
     counts.iter().sum::<f64>() / 1e9
 }
 
-pub fn run(write: Option<PathBuf>, quick: bool) -> Result<()> {
+/// Samples/s of SGD training of a 784-512-512-10 tanh MLP (batch 128, cross-entropy) with our
+/// candle trainer, after 10 warm-up steps.
+fn candle_mlp_rate(steps: usize) -> Result<f64> {
+    use candle_core::{DType, Device};
+    use dlt_nn::data::{synthetic, TrainTest};
+    use dlt_nn::train::{Optimizer, TrainConfig, Trainer};
+    let dev = Device::Cpu;
+    let all = synthetic::gaussian_mixture(128 * 8, 784, 10, 0.1, 0);
+    let data = TrainTest {
+        train: all.clone(),
+        test: all.select(&[0]),
+    };
+    let model = dlt_nn::model::build(
+        "mlp:784-512-512-10:tanh",
+        "gaussian",
+        None,
+        None,
+        0,
+        DType::F32,
+        &dev,
+    )?;
+    let cfg = TrainConfig {
+        optimizer: Optimizer::Sgd,
+        lr: 0.05,
+        batch: 128,
+        epochs: 1000,
+        ..Default::default()
+    };
+    let mut tr = Trainer::new(&*model, cfg, DType::F32, dev)?;
+    let idx: Vec<Vec<usize>> = (0..8).map(|k| (k * 128..(k + 1) * 128).collect()).collect();
+    for i in 0..10 {
+        tr.step_on(&data.train, &idx[i % 8])?;
+    }
+    let t = Instant::now();
+    for i in 0..steps {
+        tr.step_on(&data.train, &idx[i % 8])?;
+    }
+    Ok((steps * 128) as f64 / t.elapsed().as_secs_f64())
+}
+
+pub fn run(write: Option<PathBuf>, quick: bool, python: String) -> Result<()> {
     let threads = std::thread::available_parallelism()
         .map(|v| v.get())
         .unwrap_or(1);
@@ -170,6 +210,31 @@ pub fn run(write: Option<PathBuf>, quick: bool) -> Result<()> {
         t_norm,
         t / t_norm
     ));
+    // 4. MLP training throughput vs PyTorch (or numpy) on this machine, same run.
+    let steps = if quick { 30 } else { 100 };
+    let ours = candle_mlp_rate(steps)?;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_mlp.py");
+    let base = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(threads.to_string())
+        .arg(steps.to_string())
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    match base {
+        Some(v) => {
+            let rate = v["samples_per_s"].as_f64().unwrap_or(f64::NAN);
+            say(format!(
+                "| MLP 784-512-512-10 tanh, SGD, batch 128, {threads} threads (candle, dlt-nn trainer) | {ours:.0} samples/s | {}: {rate:.0} samples/s | {:.2}× |",
+                v["framework"].as_str().unwrap_or("?"),
+                ours / rate
+            ));
+        }
+        None => say(format!("| MLP 784-512-512-10 tanh, SGD, batch 128 | {ours:.0} samples/s | baseline not run ({python} {} failed) | – |", script.display())),
+    }
     if let Some(path) = write {
         dlt_studies::output::write_atomic(&path, (lines.join("\n") + "\n").as_bytes())?;
         println!("wrote {}", path.display());

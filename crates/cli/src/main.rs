@@ -62,6 +62,9 @@ enum Cmd {
         /// Fewer repetitions.
         #[arg(long)]
         quick: bool,
+        /// Python interpreter for the PyTorch/numpy baseline (one with torch installed if you have it).
+        #[arg(long, default_value = "python3")]
+        python: String,
     },
 }
 
@@ -78,7 +81,11 @@ fn main() {
             seed,
             json,
         } => reproduce(out, quick, seed, json),
-        Cmd::Bench { write, quick } => bench::run(write, quick),
+        Cmd::Bench {
+            write,
+            quick,
+            python,
+        } => bench::run(write, quick, python),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
