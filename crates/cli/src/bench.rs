@@ -235,6 +235,45 @@ pub fn run(write: Option<PathBuf>, quick: bool, python: String) -> Result<()> {
         }
         None => say(format!("| MLP 784-512-512-10 tanh, SGD, batch 128 | {ours:.0} samples/s | baseline not run ({python} {} failed) | – |", script.display())),
     }
+    // 5. Scaling-law simulation, one seed at N = P = 4000 (M = 2000, γ = 1e-3), vs numpy.
+    let model = dlt_theory::scaling::ScalingModel::new(1.0, 2000);
+    let t = Instant::now();
+    let sim = dlt_theory::scaling::simulate(
+        &model,
+        4000,
+        4000,
+        1e-3,
+        dlt_theory::scaling::Features::Linear,
+        1,
+        0,
+        0,
+    )?;
+    let ours = t.elapsed().as_secs_f64();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_scaling.py");
+    let base = std::process::Command::new(&python)
+        .arg(&script)
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .env("OPENBLAS_NUM_THREADS", threads.to_string())
+        .env_remove("OPENBLAS_CORETYPE")
+        .env_remove("OPENBLAS_L2_SIZE")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    match base {
+        Some(v) => {
+            let secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
+            say(format!(
+                "| scaling simulate, N = P = 4000, M = 2000, one seed (faer; loss {:.3e}) | {ours:.2} s | {}: {secs:.2} s (loss {:.3e}) | {:.2}× |",
+                sim.loss,
+                v["framework"].as_str().unwrap_or("?"),
+                v["loss"].as_f64().unwrap_or(f64::NAN),
+                secs / ours
+            ));
+        }
+        None => say(format!("| scaling simulate, N = P = 4000, one seed | {ours:.2} s | numpy baseline not run | – |")),
+    }
     if let Some(path) = write {
         dlt_studies::output::write_atomic(&path, (lines.join("\n") + "\n").as_bytes())?;
         println!("wrote {}", path.display());

@@ -3,6 +3,7 @@
 
 mod bench;
 mod nn_cmd;
+mod scaling_cmd;
 mod theory_cmd;
 
 use clap::{Parser, Subcommand};
@@ -16,7 +17,8 @@ use std::path::PathBuf;
     long_about = "dlt: compute each deep-learning theory's prediction, run the matching experiment on real networks, \
 and show both side by side.\n\nStudies:\n  theory      Principles of Deep Learning Theory; Why is AI hard and Physics simple? \
 (kernel / NTK / four-point-vertex recursions, criticality, universality classes, finite-width Monte Carlo)\n  \
-orthogonal  Orthogonal weights: fluctuations and NTK statistics vs depth, orthogonal vs Gaussian; deep tanh training\n\n\
+orthogonal  Orthogonal weights: fluctuations and NTK statistics vs depth, orthogonal vs Gaussian; deep tanh training\n  \
+scaling     Solvable model of scaling laws: power-law data + random features, theory and simulation of loss(N, P)\n\n\
 `dlt reproduce` runs every study at laptop scale and writes OUT/report/index.html."
 )]
 struct Cli {
@@ -33,6 +35,11 @@ enum Cmd {
     },
     /// Study `orthogonal`: Gaussian vs orthogonal weights (Day, Kahn, Roberts, arXiv 2310.07765).
     Orthogonal(nn_cmd::OrthogonalArgs),
+    /// Study `scaling`: a solvable model of neural scaling laws (Maloney, Roberts, Sully, arXiv 2210.16859).
+    Scaling {
+        #[command(subcommand)]
+        cmd: scaling_cmd::ScalingCmd,
+    },
     /// Data sets: list, fetch (apt-get / pip), path.
     Data {
         #[command(subcommand)]
@@ -74,6 +81,7 @@ fn main() {
         Cmd::Theory { cmd } => theory_cmd::run(cmd),
         Cmd::Data { cmd } => nn_cmd::data(cmd),
         Cmd::Orthogonal(a) => nn_cmd::orthogonal(a),
+        Cmd::Scaling { cmd } => scaling_cmd::run(cmd),
         Cmd::Train(a) => nn_cmd::train(a),
         Cmd::Reproduce {
             out,

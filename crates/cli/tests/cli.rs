@@ -487,6 +487,7 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
         // the training comparisons are reported as measured.
         let id = c["id"].as_str().unwrap();
         let must = id.starts_with("theory.")
+            || id.starts_with("scaling.")
             || [
                 "orthogonal.vertex_follows_recursion",
                 "orthogonal.candle_ntk_gaussian",
@@ -498,7 +499,7 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
             assert_eq!(c["holds"], true, "claim failed: {c}");
         }
     }
-    for study in ["theory", "orthogonal"] {
+    for study in ["theory", "orthogonal", "scaling"] {
         assert!(
             claims.iter().any(|c| c["study"] == study),
             "no claims from {study}"
@@ -676,4 +677,137 @@ fn train_json_contract_and_bad_input() {
     );
     fails_with(&["train", "--data", "cifar"], "unknown data set");
     fails_with(&["data", "path", "nope"], "unknown data set");
+}
+
+#[test]
+fn scaling_json_contracts_and_bad_input() {
+    let v = json(&[
+        "scaling", "theory", "--alpha", "1", "--m", "2000", "--n", "100", "--p", "1000", "--json",
+    ]);
+    assert!(
+        (v["loss"].as_f64().unwrap() / 1.3013e-5 - 1.0).abs() < 5e-4,
+        "{v}"
+    );
+    assert!(v["kappa"].as_f64().unwrap() > 0.0);
+    let s = json(&[
+        "scaling", "simulate", "--alpha", "1", "--m", "300", "--n", "30", "--p", "200", "--seeds",
+        "8", "--json",
+    ]);
+    for k in ["loss", "loss_se", "median"] {
+        assert!(s[k].as_f64().unwrap() > 0.0, "{s}");
+    }
+    let r = json(&[
+        "scaling",
+        "simulate",
+        "--alpha",
+        "1",
+        "--m",
+        "300",
+        "--n",
+        "30",
+        "--p",
+        "200",
+        "--seeds",
+        "2",
+        "--features",
+        "relu",
+        "--test",
+        "500",
+        "--json",
+    ]);
+    assert!(r["loss"].as_f64().unwrap().is_finite());
+    let dir = std::env::temp_dir().join(format!("dlt-cli-sweep-{}", std::process::id()));
+    let w = json(&[
+        "scaling",
+        "sweep",
+        "--alpha",
+        "1",
+        "--m",
+        "300",
+        "--n-grid",
+        "10,20,40",
+        "--p-grid",
+        "20,200",
+        "--seeds",
+        "4",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(w["table"].as_array().unwrap().len(), 6);
+    let at200 = w["exponents_vs_n"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["p"] == 200)
+        .unwrap()
+        .clone();
+    assert!(at200["exponent"].as_f64().unwrap() > 0.3, "{at200}");
+    let peak = w["table"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["n"] == 20 && r["p"] == 20)
+        .unwrap()
+        .clone();
+    assert!(
+        peak["theory"].is_null(),
+        "the N = P peak without ridge has no finite expected loss: {peak}"
+    );
+    for f in [
+        "results.json",
+        "table.csv",
+        "loss_vs_n.svg",
+        "loss_vs_p.svg",
+        "heatmap.svg",
+    ] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    // At N = P without ridge the sweep keeps going; the table has no NaN (null instead).
+    let text = std::fs::read_to_string(dir.join("results.json")).unwrap();
+    assert!(!text.contains("NaN"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    fails_with(
+        &[
+            "scaling", "theory", "--alpha", "0", "--m", "100", "--n", "10", "--p", "20",
+        ],
+        "--alpha",
+    );
+    fails_with(
+        &[
+            "scaling", "theory", "--alpha", "-1", "--m", "100", "--n", "10", "--p", "20",
+        ],
+        "--alpha",
+    );
+    fails_with(
+        &[
+            "scaling", "theory", "--alpha", "1", "--m", "0", "--n", "10", "--p", "20",
+        ],
+        "--m",
+    );
+    fails_with(
+        &[
+            "scaling", "theory", "--alpha", "1", "--m", "100", "--n", "0", "--p", "20",
+        ],
+        "--n",
+    );
+    fails_with(
+        &[
+            "scaling", "simulate", "--alpha", "1", "--m", "100", "--n", "10", "--p", "0",
+        ],
+        "--p",
+    );
+    fails_with(
+        &[
+            "scaling", "theory", "--alpha", "1", "--m", "100", "--n", "10", "--p", "20", "--ridge",
+            "-1",
+        ],
+        "--ridge",
+    );
+    fails_with(
+        &[
+            "scaling", "theory", "--alpha", "1", "--m", "100", "--n", "30", "--p", "30",
+        ],
+        "--ridge",
+    );
 }

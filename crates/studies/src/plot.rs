@@ -152,6 +152,8 @@ impl Figure {
                         .configure_mesh()
                         .x_desc(&self.x_label)
                         .y_desc(&self.y_label)
+                        .x_label_formatter(&|v| crate::output::fmt_num(*v))
+                        .y_label_formatter(&|v| crate::output::fmt_num(*v))
                         .light_line_style(RGBColor(235, 235, 235))
                         .draw()
                         .map_err(|e| e.to_string())?;
@@ -228,6 +230,128 @@ impl Figure {
                 (true, false) => draw!((x0..x1).log_scale(), y0..y1),
                 (false, true) => draw!(x0..x1, (y0..y1).log_scale()),
                 (true, true) => draw!((x0..x1).log_scale(), (y0..y1).log_scale()),
+            }
+            root.present().map_err(|e| e.to_string())?;
+        }
+        Ok(buf)
+    }
+}
+
+/// A heat map of z over a (possibly log-spaced) grid, with an optional diagonal marker (x = y).
+#[derive(Debug, Clone)]
+pub struct Heatmap {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub xs: Vec<f64>,
+    pub ys: Vec<f64>,
+    /// z[j][i] at (xs[i], ys[j]); shown as log10 when `log_z`.
+    pub z: Vec<Vec<f64>>,
+    pub log_z: bool,
+    pub diagonal: bool,
+}
+
+impl Heatmap {
+    pub fn save_svg(&self, path: &Path) -> Result<PathBuf, OutputError> {
+        let svg = self.to_svg().map_err(|msg| OutputError::Encode {
+            path: path.to_path_buf(),
+            msg,
+        })?;
+        write_atomic(path, svg.as_bytes())
+    }
+
+    fn to_svg(&self) -> Result<String, String> {
+        let mut buf = String::new();
+        {
+            let root = SVGBackend::with_string(&mut buf, (720, 560)).into_drawing_area();
+            root.fill(&WHITE).map_err(|e| e.to_string())?;
+            let tr = |v: f64| if self.log_z { v.log10() } else { v };
+            let vals: Vec<f64> = self
+                .z
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|v| v.is_finite() && (!self.log_z || *v > 0.0))
+                .map(tr)
+                .collect();
+            let (lo, hi) = vals
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
+            let (nx, ny) = (self.xs.len() as i32, self.ys.len() as i32);
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    format!(
+                        "{} (colour: {}{} … {})",
+                        self.title,
+                        if self.log_z { "log10 " } else { "" },
+                        crate::output::fmt_num(lo),
+                        crate::output::fmt_num(hi)
+                    ),
+                    ("sans-serif", 16),
+                )
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d((0..nx).into_segmented(), (0..ny).into_segmented())
+                .map_err(|e| e.to_string())?;
+            let (xs, ys) = (self.xs.clone(), self.ys.clone());
+            let label = |vals: &[f64], v: &SegmentValue<i32>| match v {
+                SegmentValue::CenterOf(i) => vals
+                    .get(*i as usize)
+                    .map_or(String::new(), |x| crate::output::fmt_num(*x)),
+                _ => String::new(),
+            };
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_desc(&self.x_label)
+                .y_desc(&self.y_label)
+                .x_labels(nx as usize)
+                .y_labels(ny as usize)
+                .x_label_formatter(&|v| label(&xs, v))
+                .y_label_formatter(&|v| label(&ys, v))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            let cell = |i: i32, j: i32| {
+                [
+                    (SegmentValue::Exact(i), SegmentValue::Exact(j)),
+                    (SegmentValue::Exact(i + 1), SegmentValue::Exact(j + 1)),
+                ]
+            };
+            for (j, row) in self.z.iter().enumerate() {
+                for (i, &v) in row.iter().enumerate() {
+                    let t = if v.is_finite() && hi > lo {
+                        ((tr(v) - lo) / (hi - lo)).clamp(0.0, 1.0)
+                    } else {
+                        f64::NAN
+                    };
+                    let color = if t.is_nan() {
+                        RGBColor(200, 200, 200)
+                    } else {
+                        ViridisRGB::get_color(t)
+                    };
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            cell(i as i32, j as i32),
+                            color.filled(),
+                        )))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            if self.diagonal {
+                // Cells whose x and y values coincide (N = P) get a white outline.
+                for (i, x) in self.xs.iter().enumerate() {
+                    if let Some(j) = self.ys.iter().position(|y| (y / x - 1.0).abs() < 1e-9) {
+                        chart
+                            .draw_series(std::iter::once(Rectangle::new(
+                                cell(i as i32, j as i32),
+                                WHITE.stroke_width(3),
+                            )))
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
             }
             root.present().map_err(|e| e.to_string())?;
         }

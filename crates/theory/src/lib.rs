@@ -19,6 +19,7 @@ pub mod mc;
 pub mod moments;
 pub mod multi;
 pub mod profile;
+pub mod scaling;
 
 pub use activation::{Act, Activation};
 pub use profile::{Ensemble, Init, Layer, LearningRates, ProfileConfig};

@@ -1,0 +1,359 @@
+//! `dlt scaling …`: the solvable model of neural scaling laws.
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use dlt_studies::output::OutDir;
+use dlt_theory::scaling::{simulate, theory_loss, Features, ScalingModel};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Spectrum exponent: λ_I = λ₊ I^−(1+α).
+    #[arg(long, allow_negative_numbers = true)]
+    alpha: f64,
+    /// Latent dimension M (extent of the power law).
+    #[arg(long)]
+    m: usize,
+    /// Label-noise standard deviation σ_ε.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    noise: f64,
+    /// Ridge γ (0: minimum-norm least squares).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    ridge: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+impl ModelArgs {
+    fn model(&self) -> ScalingModel {
+        ScalingModel {
+            noise: self.noise,
+            ..ScalingModel::new(self.alpha, self.m)
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ScalingCmd {
+    /// Expected test loss from the deterministic equivalent: {"loss", "kappa"}.
+    Theory {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        n: usize,
+        #[arg(long)]
+        p: usize,
+    },
+    /// Simulated population loss of the fitted model over seeds: {"loss", "loss_se", "median"}.
+    Simulate {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        n: usize,
+        #[arg(long)]
+        p: usize,
+        /// linear, relu or tanh.
+        #[arg(long, default_value = "linear")]
+        features: Features,
+        #[arg(long, default_value_t = 10)]
+        seeds: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Held-out samples for the loss of nonlinear features.
+        #[arg(long, default_value_t = 4000)]
+        test: usize,
+    },
+    /// Loss(N, P) table (theory and simulation), fitted exponents and figures.
+    Sweep {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256,512")]
+        n_grid: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256,512")]
+        p_grid: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        seeds: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The whole `scaling` study (what `dlt reproduce` runs).
+    Study {
+        #[arg(long, default_value = "out/scaling")]
+        out: PathBuf,
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seeds per simulated point.
+        #[arg(long)]
+        seeds: Option<usize>,
+        /// Latent dimension M.
+        #[arg(long)]
+        m: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: ScalingCmd) -> Result<()> {
+    match cmd {
+        ScalingCmd::Theory { model, n, p } => {
+            let t = theory_loss(&model.model(), n, p, model.ridge)?;
+            if model.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"loss": t.loss, "kappa": t.kappa}))?
+                );
+            } else {
+                println!("loss {:e}  kappa {:e}", t.loss, t.kappa);
+            }
+        }
+        ScalingCmd::Simulate {
+            model,
+            n,
+            p,
+            features,
+            seeds,
+            seed,
+            test,
+        } => {
+            anyhow::ensure!(
+                features == Features::Linear || test > 0,
+                "--test: nonlinear features need held-out samples"
+            );
+            let s = simulate(
+                &model.model(),
+                n,
+                p,
+                model.ridge,
+                features,
+                seeds,
+                seed,
+                test,
+            )?;
+            if model.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"loss": s.loss, "loss_se": s.loss_se, "median": s.median, "seeds": seeds})
+                    )?
+                );
+            } else {
+                println!(
+                    "loss {:e} ± {:e} (median {:e}, {seeds} seeds)",
+                    s.loss, s.loss_se, s.median
+                );
+            }
+        }
+        ScalingCmd::Sweep {
+            model,
+            n_grid,
+            p_grid,
+            seeds,
+            seed,
+            out,
+        } => {
+            let md = model.model();
+            anyhow::ensure!(
+                !n_grid.is_empty() && !p_grid.is_empty(),
+                "--n-grid/--p-grid: give at least one value"
+            );
+            let mut rows = vec![];
+            for (i, &n) in n_grid.iter().enumerate() {
+                for (j, &p) in p_grid.iter().enumerate() {
+                    let th = theory_loss(&md, n, p, model.ridge).ok();
+                    let sim = simulate(
+                        &md,
+                        n,
+                        p,
+                        model.ridge,
+                        Features::Linear,
+                        seeds,
+                        seed + (i * 1000 + j) as u64,
+                        0,
+                    );
+                    let (sl, se, med) = match &sim {
+                        Ok(s) => (Some(s.loss), Some(s.loss_se), Some(s.median)),
+                        Err(_) => (None, None, None),
+                    };
+                    rows.push(json!({"n": n, "p": p, "theory": th.map(|t| t.loss), "sim": sl, "sim_se": se, "sim_median": med}));
+                }
+            }
+            let fit = |fixed_is_p: bool| -> Vec<serde_json::Value> {
+                let (outer, inner) = if fixed_is_p {
+                    (&p_grid, &n_grid)
+                } else {
+                    (&n_grid, &p_grid)
+                };
+                outer
+                    .iter()
+                    .filter_map(|&o| {
+                        let pts: Vec<(f64, f64, f64)> = inner
+                            .iter()
+                            .filter_map(|&x| {
+                                let (n, p) = if fixed_is_p { (x, o) } else { (o, x) };
+                                let r = rows.iter().find(|r| r["n"] == n && r["p"] == p)?;
+                                Some((x as f64, r["sim"].as_f64()?, r["sim_se"].as_f64()?))
+                            })
+                            .filter(|p| p.1 > 0.0)
+                            .collect();
+                        (pts.len() >= 2).then(|| {
+                            let (s, se) = dlt_theory::scaling::fit_exponent(&pts.iter().map(|p| p.0).collect::<Vec<_>>(), &pts.iter().map(|p| p.1).collect::<Vec<_>>(), &pts.iter().map(|p| p.2).collect::<Vec<_>>());
+                            json!({if fixed_is_p {"p"} else {"n"}: o, "exponent": -s, "ci95": [-s - 1.96 * se, -s + 1.96 * se]})
+                        })
+                    })
+                    .collect()
+            };
+            let v = json!({"alpha": model.alpha, "m": model.m, "ridge": model.ridge, "noise": model.noise, "seeds": seeds, "table": rows, "exponents_vs_n": fit(true), "exponents_vs_p": fit(false)});
+            if let Some(out) = out {
+                let dir = OutDir::create(&out)?;
+                let csv: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|r| {
+                        ["n", "p", "theory", "sim", "sim_se", "sim_median"]
+                            .iter()
+                            .map(|k| r[*k].to_string().replace("null", ""))
+                            .collect()
+                    })
+                    .collect();
+                dir.write_csv(
+                    "table.csv",
+                    &["n", "p", "theory", "sim", "sim_se", "sim_median"],
+                    &csv,
+                )?;
+                use dlt_studies::plot::{Figure, Heatmap, Series};
+                let mut fig = Figure::new(
+                    format!("Loss vs N (α = {}, M = {})", model.alpha, model.m),
+                    "N",
+                    "loss",
+                )
+                .log_log();
+                for &p in &p_grid {
+                    let sel: Vec<&serde_json::Value> =
+                        rows.iter().filter(|r| r["p"] == p).collect();
+                    fig = fig.with(Series::line(
+                        format!("theory P={p}"),
+                        sel.iter()
+                            .filter_map(|r| Some((r["n"].as_f64()?, r["theory"].as_f64()?)))
+                            .collect(),
+                    ));
+                    fig = fig.with(Series::points(
+                        format!("sim P={p}"),
+                        sel.iter()
+                            .filter_map(|r| Some((r["n"].as_f64()?, r["sim"].as_f64()?)))
+                            .collect(),
+                        Some(sel.iter().filter_map(|r| r["sim_se"].as_f64()).collect()),
+                    ));
+                }
+                fig.save_svg(&dir.path("loss_vs_n.svg"))?;
+                let mut fig = Figure::new(
+                    format!("Loss vs P (α = {}, M = {})", model.alpha, model.m),
+                    "P",
+                    "loss",
+                )
+                .log_log();
+                for &n in &n_grid {
+                    let sel: Vec<&serde_json::Value> =
+                        rows.iter().filter(|r| r["n"] == n).collect();
+                    fig = fig.with(Series::line(
+                        format!("theory N={n}"),
+                        sel.iter()
+                            .filter_map(|r| Some((r["p"].as_f64()?, r["theory"].as_f64()?)))
+                            .collect(),
+                    ));
+                    fig = fig.with(Series::points(
+                        format!("sim N={n}"),
+                        sel.iter()
+                            .filter_map(|r| Some((r["p"].as_f64()?, r["sim"].as_f64()?)))
+                            .collect(),
+                        Some(sel.iter().filter_map(|r| r["sim_se"].as_f64()).collect()),
+                    ));
+                }
+                fig.save_svg(&dir.path("loss_vs_p.svg"))?;
+                let z = p_grid
+                    .iter()
+                    .map(|&p| {
+                        n_grid
+                            .iter()
+                            .map(|&n| {
+                                rows.iter()
+                                    .find(|r| r["n"] == n && r["p"] == p)
+                                    .and_then(|r| r["sim"].as_f64())
+                                    .unwrap_or(f64::NAN)
+                            })
+                            .collect()
+                    })
+                    .collect();
+                Heatmap {
+                    title: "Simulated loss; outlined: N = P".into(),
+                    x_label: "N".into(),
+                    y_label: "P".into(),
+                    xs: n_grid.iter().map(|&v| v as f64).collect(),
+                    ys: p_grid.iter().map(|&v| v as f64).collect(),
+                    z,
+                    log_z: true,
+                    diagonal: true,
+                }
+                .save_svg(&dir.path("heatmap.svg"))?;
+                dir.write_json("results.json", &v)?;
+            }
+            if model.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for r in &rows {
+                    println!(
+                        "N={:<6} P={:<6} theory {:<12} sim {}",
+                        r["n"], r["p"], r["theory"], r["sim"]
+                    );
+                }
+            }
+        }
+        ScalingCmd::Study {
+            out,
+            quick,
+            seed,
+            seeds,
+            m,
+            json,
+        } => {
+            use dlt_studies::scaling::{run, Config, Scale};
+            let mut scale = Scale::for_mode(quick);
+            if let Some(s) = seeds {
+                anyhow::ensure!(s >= 2, "--seeds: need at least 2 for a standard error");
+                scale.seeds = s;
+            }
+            if let Some(m) = m {
+                anyhow::ensure!(m >= 1, "--m: must be ≥ 1");
+                scale.m = m;
+            }
+            let dir = OutDir::create(&out)?;
+            let r = run(
+                &Config {
+                    quick,
+                    seed,
+                    quiet: json,
+                    scale,
+                },
+                &dir,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                for c in &r.claims {
+                    println!(
+                        "{:<6} {:<36} measured {:<12} expected {}",
+                        if c.holds { "holds" } else { "FAILS" },
+                        c.id,
+                        dlt_studies::output::fmt_num(c.measured),
+                        dlt_studies::output::fmt_num(c.expected)
+                    );
+                }
+                println!("wrote {}", dir.path("results.json").display());
+            }
+        }
+    }
+    Ok(())
+}
