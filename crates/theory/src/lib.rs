@@ -13,6 +13,7 @@
 //! * [`mc`]: a multi-threaded Monte Carlo validator over ensembles of real networks.
 
 pub mod activation;
+pub mod collapse;
 pub mod criticality;
 pub mod gauss;
 pub mod mc;
