@@ -2,6 +2,7 @@
 //! `dlt-studies`: it parses flags, calls the libraries, and prints or writes their results.
 
 mod bench;
+mod collapse_cmd;
 mod nn_cmd;
 mod scaling_cmd;
 mod theory_cmd;
@@ -18,7 +19,8 @@ use std::path::PathBuf;
 and show both side by side.\n\nStudies:\n  theory      Principles of Deep Learning Theory; Why is AI hard and Physics simple? \
 (kernel / NTK / four-point-vertex recursions, criticality, universality classes, finite-width Monte Carlo)\n  \
 orthogonal  Orthogonal weights: fluctuations and NTK statistics vs depth, orthogonal vs Gaussian; deep tanh training\n  \
-scaling     Solvable model of scaling laws: power-law data + random features, theory and simulation of loss(N, P)\n\n\
+scaling     Solvable model of scaling laws: power-law data + random features, theory and simulation of loss(N, P)\n  \
+collapse    Model collapse: replace vs accumulate (linear regression and Gaussians so far)\n\n\
 `dlt reproduce` runs every study at laptop scale and writes OUT/report/index.html."
 )]
 struct Cli {
@@ -39,6 +41,11 @@ enum Cmd {
     Scaling {
         #[command(subcommand)]
         cmd: scaling_cmd::ScalingCmd,
+    },
+    /// Study `collapse`: model collapse, replace vs accumulate (Gerstgrasser et al., arXiv 2404.01413).
+    Collapse {
+        #[command(subcommand)]
+        cmd: collapse_cmd::CollapseCmd,
     },
     /// Data sets: list, fetch (apt-get / pip), path.
     Data {
@@ -82,6 +89,7 @@ fn main() {
         Cmd::Data { cmd } => nn_cmd::data(cmd),
         Cmd::Orthogonal(a) => nn_cmd::orthogonal(a),
         Cmd::Scaling { cmd } => scaling_cmd::run(cmd),
+        Cmd::Collapse { cmd } => collapse_cmd::run(cmd),
         Cmd::Train(a) => nn_cmd::train(a),
         Cmd::Reproduce {
             out,

@@ -488,6 +488,7 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
         let id = c["id"].as_str().unwrap();
         let must = id.starts_with("theory.")
             || id.starts_with("scaling.")
+            || id.starts_with("collapse.")
             || [
                 "orthogonal.vertex_follows_recursion",
                 "orthogonal.candle_ntk_gaussian",
@@ -499,7 +500,7 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
             assert_eq!(c["holds"], true, "claim failed: {c}");
         }
     }
-    for study in ["theory", "orthogonal", "scaling"] {
+    for study in ["theory", "orthogonal", "scaling", "collapse"] {
         assert!(
             claims.iter().any(|c| c["study"] == study),
             "no claims from {study}"
@@ -810,4 +811,65 @@ fn scaling_json_contracts_and_bad_input() {
         ],
         "--ridge",
     );
+}
+
+#[test]
+fn collapse_json_contracts_and_bad_input() {
+    let v = json(&[
+        "collapse",
+        "linear",
+        "--d",
+        "5",
+        "--t",
+        "40",
+        "--sigma",
+        "1",
+        "--generations",
+        "4",
+        "--policy",
+        "replace",
+        "--seeds",
+        "500",
+        "--json",
+    ]);
+    let gens = v["generations"].as_array().unwrap();
+    assert_eq!(gens.len(), 4);
+    for (i, g) in gens.iter().enumerate() {
+        for k in ["g", "test_error", "test_error_se", "theory"] {
+            assert!(g[k].is_number(), "{k} in {g}");
+        }
+        // n·σ²d/(T−d−1) with d = 5, T = 40.
+        assert!((g["theory"].as_f64().unwrap() - (i + 1) as f64 * 5.0 / 34.0).abs() < 1e-12);
+    }
+    let a = json(&[
+        "collapse",
+        "linear",
+        "--generations",
+        "3",
+        "--policy",
+        "accumulate-subsample",
+        "--seeds",
+        "50",
+        "--json",
+    ]);
+    assert!(a["generations"][2]["theory"].is_null());
+    let g = json(&[
+        "collapse",
+        "gaussian",
+        "--generations",
+        "5",
+        "--seeds",
+        "20",
+        "--policy",
+        "accumulate",
+        "--json",
+    ]);
+    assert_eq!(g["generations"].as_array().unwrap().len(), 5);
+    fails_with(&["collapse", "linear", "--d", "10", "--t", "11"], "--t");
+    fails_with(
+        &["collapse", "linear", "--generations", "0"],
+        "--generations",
+    );
+    fails_with(&["collapse", "linear", "--policy", "keep"], "accumulate");
+    fails_with(&["collapse", "gaussian", "--dim", "5", "--t", "3"], "--t");
 }

@@ -4,6 +4,7 @@
 //! contract ([`output`]), figures ([`plot`]), progress bars ([`progress`]) and the report that
 //! `dlt reproduce` writes ([`report`]).
 
+pub mod collapse;
 pub mod orthogonal;
 pub mod output;
 pub mod plot;

@@ -34,7 +34,9 @@ impl std::str::FromStr for Policy {
             "replace" => Ok(Self::Replace),
             "accumulate" => Ok(Self::Accumulate),
             "accumulate-subsample" => Ok(Self::AccumulateSubsample),
-            _ => Err(format!("unknown policy '{s}': use replace, accumulate or accumulate-subsample")),
+            _ => Err(format!(
+                "unknown policy '{s}': use replace, accumulate or accumulate-subsample"
+            )),
         }
     }
 }
@@ -47,7 +49,11 @@ impl Policy {
             Self::AccumulateSubsample => "accumulate-subsample",
         }
     }
-    pub const ALL: [Policy; 3] = [Policy::Replace, Policy::Accumulate, Policy::AccumulateSubsample];
+    pub const ALL: [Policy; 3] = [
+        Policy::Replace,
+        Policy::Accumulate,
+        Policy::AccumulateSubsample,
+    ];
 }
 
 /// A generative model for the collapse loop. `Data` is a set of examples.
@@ -84,11 +90,19 @@ pub fn run_generations<M: Generative>(
     on_generation: &mut dyn FnMut(&GenerationMetrics),
 ) -> Result<Vec<GenerationMetrics>, M::Error> {
     if generations == 0 {
-        return Err(TheoryError::Invalid { flag: "--generations", msg: "need at least one generation".into() }.into());
+        return Err(TheoryError::Invalid {
+            flag: "--generations",
+            msg: "need at least one generation".into(),
+        }
+        .into());
     }
     let t = M::len(real);
     if t == 0 {
-        return Err(TheoryError::Invalid { flag: "--data", msg: "the real data set is empty".into() }.into());
+        return Err(TheoryError::Invalid {
+            flag: "--data",
+            msg: "the real data set is empty".into(),
+        }
+        .into());
     }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut pool: Vec<M::Data> = vec![real.clone()];
@@ -96,7 +110,11 @@ pub fn run_generations<M: Generative>(
     let mut out = vec![];
     for g in 0..generations {
         model.fit(&train, &mut rng)?;
-        let m = GenerationMetrics { g, train_size: M::len(&train), metrics: model.evaluate()? };
+        let m = GenerationMetrics {
+            g,
+            train_size: M::len(&train),
+            metrics: model.evaluate()?,
+        };
         on_generation(&m);
         out.push(m);
         if g + 1 == generations {
@@ -151,28 +169,72 @@ pub mod linear {
 
     /// Monte Carlo over `seeds` (each a fresh design X ~ N(0, I), w* ~ N(0, I)); generations
     /// are numbered 1..=G as in the paper (generation 1 fits the real labels).
-    pub fn simulate(d: usize, t: usize, sigma: f64, generations: usize, policy: Policy, seeds: usize, seed: u64) -> Result<Vec<Generation>, TheoryError> {
+    pub fn simulate(
+        d: usize,
+        t: usize,
+        sigma: f64,
+        generations: usize,
+        policy: Policy,
+        seeds: usize,
+        seed: u64,
+    ) -> Result<Vec<Generation>, TheoryError> {
         if d == 0 {
-            return Err(TheoryError::Invalid { flag: "--d", msg: "the dimension d must be ≥ 1".into() });
+            return Err(TheoryError::Invalid {
+                flag: "--d",
+                msg: "the dimension d must be ≥ 1".into(),
+            });
         }
         if t < d + 2 {
-            return Err(TheoryError::Invalid { flag: "--t", msg: format!("OLS needs T ≥ d + 2 for a finite expected error (T = {t}, d = {d})") });
+            return Err(TheoryError::Invalid {
+                flag: "--t",
+                msg: format!("OLS needs T ≥ d + 2 for a finite expected error (T = {t}, d = {d})"),
+            });
         }
         if generations == 0 {
-            return Err(TheoryError::Invalid { flag: "--generations", msg: "need at least one generation".into() });
+            return Err(TheoryError::Invalid {
+                flag: "--generations",
+                msg: "need at least one generation".into(),
+            });
         }
         if seeds < 2 {
-            return Err(TheoryError::Invalid { flag: "--seeds", msg: "need at least 2 seeds for a standard error".into() });
+            return Err(TheoryError::Invalid {
+                flag: "--seeds",
+                msg: "need at least 2 seeds for a standard error".into(),
+            });
         }
         if !(sigma >= 0.0) || !sigma.is_finite() {
-            return Err(TheoryError::Invalid { flag: "--sigma", msg: format!("σ must be finite and ≥ 0, got {sigma}") });
+            return Err(TheoryError::Invalid {
+                flag: "--sigma",
+                msg: format!("σ must be finite and ≥ 0, got {sigma}"),
+            });
         }
-        let threads = std::thread::available_parallelism().map(|v| v.get()).unwrap_or(1).min(seeds);
+        let threads = std::thread::available_parallelism()
+            .map(|v| v.get())
+            .unwrap_or(1)
+            .min(seeds);
         let per: Vec<Vec<f64>> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..threads)
-                .map(|k| s.spawn(move || (k..seeds).step_by(threads).map(|i| one(d, t, sigma, generations, policy, seed.wrapping_add(i as u64))).collect::<Vec<_>>()))
+                .map(|k| {
+                    s.spawn(move || {
+                        (k..seeds)
+                            .step_by(threads)
+                            .map(|i| {
+                                one(
+                                    d,
+                                    t,
+                                    sigma,
+                                    generations,
+                                    policy,
+                                    seed.wrapping_add(i as u64),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
                 .collect();
-            hs.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            hs.into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
         });
         let k = per.len() as f64;
         Ok((0..generations)
@@ -180,7 +242,12 @@ pub mod linear {
                 let v: Vec<f64> = per.iter().map(|r| r[g]).collect();
                 let mean = v.iter().sum::<f64>() / k;
                 let se = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0) / k).sqrt();
-                Generation { g: g + 1, test_error: mean, test_error_se: se, theory: theory(policy, g + 1, d, t, sigma) }
+                Generation {
+                    g: g + 1,
+                    test_error: mean,
+                    test_error_se: se,
+                    theory: theory(policy, g + 1, d, t, sigma),
+                }
             })
             .collect())
     }
@@ -194,16 +261,37 @@ pub mod linear {
         use faer::linalg::solvers::Solve;
         let d = x.ncols();
         let mut g = Mat::<f64>::zeros(d, d);
-        matmul(g.as_mut(), Accum::Replace, x.transpose(), x.as_ref(), 1.0, Par::Seq);
+        matmul(
+            g.as_mut(),
+            Accum::Replace,
+            x.transpose(),
+            x.as_ref(),
+            1.0,
+            Par::Seq,
+        );
         let mut b = Mat::<f64>::zeros(d, 1);
-        matmul(b.as_mut(), Accum::Replace, x.transpose(), y.as_ref(), 1.0, Par::Seq);
+        matmul(
+            b.as_mut(),
+            Accum::Replace,
+            x.transpose(),
+            y.as_ref(),
+            1.0,
+            Par::Seq,
+        );
         match g.llt(Side::Lower) {
             Ok(l) => l.solve(&b),
             Err(_) => Mat::from_fn(d, 1, |_, _| f64::NAN),
         }
     }
 
-    fn one(d: usize, t: usize, sigma: f64, generations: usize, policy: Policy, seed: u64) -> Vec<f64> {
+    fn one(
+        d: usize,
+        t: usize,
+        sigma: f64,
+        generations: usize,
+        policy: Policy,
+        seed: u64,
+    ) -> Vec<f64> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let x = normals(t, d, 1.0, &mut rng);
         let w_star = normals(d, 1, 1.0, &mut rng);
@@ -212,7 +300,14 @@ pub mod linear {
         let mut errs = Vec::with_capacity(generations);
         for _ in 0..generations {
             let mut y = Mat::<f64>::zeros(t, 1);
-            matmul(y.as_mut(), Accum::Replace, x.as_ref(), w.as_ref(), 1.0, Par::Seq);
+            matmul(
+                y.as_mut(),
+                Accum::Replace,
+                x.as_ref(),
+                w.as_ref(),
+                1.0,
+                Par::Seq,
+            );
             for i in 0..t {
                 y[(i, 0)] += sigma * rng.sample::<f64, _>(StandardNormal);
             }
@@ -222,7 +317,9 @@ pub mod linear {
                 Policy::Accumulate => {
                     // OLS on [X; …; X] and the stacked labels = OLS on X and the mean label.
                     let k = labels.len() as f64;
-                    let mean = Mat::from_fn(t, 1, |i, _| labels.iter().map(|y| y[(i, 0)]).sum::<f64>() / k);
+                    let mean = Mat::from_fn(t, 1, |i, _| {
+                        labels.iter().map(|y| y[(i, 0)]).sum::<f64>() / k
+                    });
                     ols(&x, &mean)
                 }
                 Policy::AccumulateSubsample => {
@@ -233,7 +330,11 @@ pub mod linear {
                     ols(&xs, &ys)
                 }
             };
-            errs.push((0..d).map(|i| (w[(i, 0)] - w_star[(i, 0)]).powi(2)).sum::<f64>());
+            errs.push(
+                (0..d)
+                    .map(|i| (w[(i, 0)] - w_star[(i, 0)]).powi(2))
+                    .sum::<f64>(),
+            );
         }
         errs
     }
@@ -252,24 +353,47 @@ pub struct GaussianModel {
 impl GaussianModel {
     /// The reference distribution N(0, I_D).
     pub fn standard(dim: usize) -> Self {
-        Self { dim, true_mean: vec![0.0; dim], true_cov: Mat::identity(dim, dim), mean: vec![0.0; dim], cov: Mat::identity(dim, dim) }
+        Self {
+            dim,
+            true_mean: vec![0.0; dim],
+            true_cov: Mat::identity(dim, dim),
+            mean: vec![0.0; dim],
+            cov: Mat::identity(dim, dim),
+        }
     }
     /// `n` samples from N(μ, Σ) (rows of an n × D matrix).
-    pub fn draw(mean: &[f64], cov: &Mat<f64>, n: usize, rng: &mut Xoshiro256PlusPlus) -> Result<Mat<f64>, TheoryError> {
+    pub fn draw(
+        mean: &[f64],
+        cov: &Mat<f64>,
+        n: usize,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Result<Mat<f64>, TheoryError> {
         let d = mean.len();
         // Σ may become singular under collapse: factor Σ + εI (ε relative 1e-12) or fall back to
         // the eigendecomposition with negative eigenvalues clipped.
         let l = match cov.llt(Side::Lower) {
             Ok(l) => l.L().to_owned(),
             Err(_) => {
-                let evd = cov.self_adjoint_eigen(Side::Lower).map_err(|_| TheoryError::Diverged { layer: 0, what: "covariance eigendecomposition failed".into() })?;
+                let evd =
+                    cov.self_adjoint_eigen(Side::Lower)
+                        .map_err(|_| TheoryError::Diverged {
+                            layer: 0,
+                            what: "covariance eigendecomposition failed".into(),
+                        })?;
                 let (u, s) = (evd.U(), evd.S());
                 Mat::from_fn(d, d, |i, j| u[(i, j)] * s[j].max(0.0).sqrt())
             }
         };
         let z = Mat::<f64>::from_fn(n, d, |_, _| rng.sample::<f64, _>(StandardNormal));
         let mut x = Mat::<f64>::zeros(n, d);
-        matmul(x.as_mut(), Accum::Replace, z.as_ref(), l.transpose(), 1.0, Par::Seq);
+        matmul(
+            x.as_mut(),
+            Accum::Replace,
+            z.as_ref(),
+            l.transpose(),
+            1.0,
+            Par::Seq,
+        );
         for i in 0..n {
             for j in 0..d {
                 x[(i, j)] += mean[j];
@@ -284,10 +408,19 @@ impl Generative for GaussianModel {
     type Error = TheoryError;
     fn fit(&mut self, data: &Mat<f64>, _rng: &mut Xoshiro256PlusPlus) -> Result<(), TheoryError> {
         let (n, d) = (data.nrows(), data.ncols());
-        self.mean = (0..d).map(|j| (0..n).map(|i| data[(i, j)]).sum::<f64>() / n as f64).collect();
+        self.mean = (0..d)
+            .map(|j| (0..n).map(|i| data[(i, j)]).sum::<f64>() / n as f64)
+            .collect();
         let centred = Mat::from_fn(n, d, |i, j| data[(i, j)] - self.mean[j]);
         let mut c = Mat::<f64>::zeros(d, d);
-        matmul(c.as_mut(), Accum::Replace, centred.transpose(), centred.as_ref(), 1.0 / n as f64, Par::Seq);
+        matmul(
+            c.as_mut(),
+            Accum::Replace,
+            centred.transpose(),
+            centred.as_ref(),
+            1.0 / n as f64,
+            Par::Seq,
+        );
         self.cov = c;
         Ok(())
     }
@@ -297,11 +430,25 @@ impl Generative for GaussianModel {
     /// tr(Σ̂)/tr(Σ₀), log det(Σ̂)/det(Σ₀), ‖μ̂ − μ₀‖².
     fn evaluate(&self) -> Result<Vec<(String, f64)>, TheoryError> {
         let d = self.dim;
-        let tr = (0..d).map(|i| self.cov[(i, i)]).sum::<f64>() / (0..d).map(|i| self.true_cov[(i, i)]).sum::<f64>();
-        let logdet = |m: &Mat<f64>| m.llt(Side::Lower).map(|l| (0..d).map(|i| 2.0 * l.L()[(i, i)].ln()).sum::<f64>()).unwrap_or(f64::NEG_INFINITY);
+        let tr = (0..d).map(|i| self.cov[(i, i)]).sum::<f64>()
+            / (0..d).map(|i| self.true_cov[(i, i)]).sum::<f64>();
+        let logdet = |m: &Mat<f64>| {
+            m.llt(Side::Lower)
+                .map(|l| (0..d).map(|i| 2.0 * l.L()[(i, i)].ln()).sum::<f64>())
+                .unwrap_or(f64::NEG_INFINITY)
+        };
         let ld = logdet(&self.cov) - logdet(&self.true_cov);
-        let mu = self.mean.iter().zip(&self.true_mean).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
-        Ok(vec![("trace_ratio".into(), tr), ("logdet_ratio".into(), ld), ("mean_sq_error".into(), mu)])
+        let mu = self
+            .mean
+            .iter()
+            .zip(&self.true_mean)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>();
+        Ok(vec![
+            ("trace_ratio".into(), tr),
+            ("logdet_ratio".into(), ld),
+            ("mean_sq_error".into(), mu),
+        ])
     }
     fn len(data: &Mat<f64>) -> usize {
         data.nrows()
@@ -344,17 +491,35 @@ mod tests {
         let acc = linear::simulate(10, 100, 1.0, g, Policy::Accumulate, 4000, 2).unwrap();
         for r in rep.iter().chain(&acc) {
             let th = r.theory.unwrap();
-            assert!((r.test_error - th).abs() <= 3.0 * r.test_error_se, "g={}: {} ± {} vs {th}", r.g, r.test_error, r.test_error_se);
+            assert!(
+                (r.test_error - th).abs() <= 3.0 * r.test_error_se,
+                "g={}: {} ± {} vs {th}",
+                r.g,
+                r.test_error,
+                r.test_error_se
+            );
         }
         let ratio = rep[g - 1].test_error / rep[0].test_error;
         assert!((ratio - g as f64).abs() < 0.1 * g as f64, "{ratio}");
         let bound = std::f64::consts::PI.powi(2) / 6.0 * linear::base(10, 100, 1.0);
-        assert!(acc.iter().all(|r| r.test_error < bound + 3.0 * r.test_error_se));
+        assert!(acc
+            .iter()
+            .all(|r| r.test_error < bound + 3.0 * r.test_error_se));
         let sub = linear::simulate(10, 100, 1.0, g, Policy::AccumulateSubsample, 2000, 3).unwrap();
         // Spec §B3: accumulate-subsample at n = 20 ≈ 0.3364 (between accumulate and replace).
-        assert!((sub[g - 1].test_error - 0.3364).abs() < 4.0 * sub[g - 1].test_error_se + 0.01, "{:?}", sub[g - 1]);
-        assert!(linear::simulate(10, 11, 1.0, 3, Policy::Replace, 10, 0).unwrap_err().to_string().contains("--t"));
-        assert!(linear::simulate(10, 100, 1.0, 0, Policy::Replace, 10, 0).unwrap_err().to_string().contains("--generations"));
+        assert!(
+            (sub[g - 1].test_error - 0.3364).abs() < 4.0 * sub[g - 1].test_error_se + 0.01,
+            "{:?}",
+            sub[g - 1]
+        );
+        assert!(linear::simulate(10, 11, 1.0, 3, Policy::Replace, 10, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("--t"));
+        assert!(linear::simulate(10, 100, 1.0, 0, Policy::Replace, 10, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("--generations"));
     }
 
     #[test]
@@ -378,14 +543,20 @@ mod tests {
         let stat = |v: &[f64]| {
             let k = v.len() as f64;
             let m = v.iter().sum::<f64>() / k;
-            (m, (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (k - 1.0) / k).sqrt())
+            (
+                m,
+                (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (k - 1.0) / k).sqrt(),
+            )
         };
         for g in [10, 49] {
             let (m, se) = stat(&rep[g]);
             // Generation g was fitted on data that passed through g + 1 MLE fits (the real
             // sample is the first): E = ((T−1)/T)^(g+1).
             let th = gaussian_replace_trace(t, g + 1);
-            assert!((m - th).abs() <= 3.0 * se, "replace g={g}: {m} ± {se} vs {th}");
+            assert!(
+                (m - th).abs() <= 3.0 * se,
+                "replace g={g}: {m} ± {se} vs {th}"
+            );
             let (a, _) = stat(&acc[g]);
             assert!(a > 0.95, "accumulate g={g}: {a}");
         }

@@ -1,0 +1,220 @@
+//! `dlt collapse …`: model collapse when data are replaced vs accumulated.
+
+use anyhow::Result;
+use clap::Subcommand;
+use dlt_studies::output::{cell, OutDir};
+use dlt_studies::plot::{Figure, Series};
+use dlt_theory::collapse::{linear, Policy};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum CollapseCmd {
+    /// Linear regression (spec §B1): Monte Carlo beside the closed forms.
+    Linear {
+        #[arg(long, default_value_t = 10)]
+        d: usize,
+        #[arg(long, default_value_t = 100)]
+        t: usize,
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+        sigma: f64,
+        #[arg(long, default_value_t = 20)]
+        generations: usize,
+        /// replace, accumulate or accumulate-subsample.
+        #[arg(long, default_value = "replace")]
+        policy: Policy,
+        #[arg(long, default_value_t = 2000)]
+        seeds: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// A Gaussian fitted by maximum likelihood on its own samples.
+    Gaussian {
+        #[arg(long, default_value_t = 1)]
+        dim: usize,
+        #[arg(long, default_value_t = 100)]
+        t: usize,
+        #[arg(long, default_value_t = 100)]
+        generations: usize,
+        #[arg(long, default_value = "replace")]
+        policy: Policy,
+        #[arg(long, default_value_t = 300)]
+        seeds: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The whole `collapse` study (what `dlt reproduce` runs).
+    Study {
+        #[arg(long, default_value = "out/collapse")]
+        out: PathBuf,
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: CollapseCmd) -> Result<()> {
+    match cmd {
+        CollapseCmd::Linear {
+            d,
+            t,
+            sigma,
+            generations,
+            policy,
+            seeds,
+            seed,
+            json: as_json,
+            out,
+        } => {
+            let rows = linear::simulate(d, t, sigma, generations, policy, seeds, seed)?;
+            let v = json!({"d": d, "t": t, "sigma": sigma, "policy": policy, "seeds": seeds, "generations": rows});
+            if let Some(o) = out {
+                let dir = OutDir::create(&o)?;
+                dir.write_csv(
+                    "linear.csv",
+                    &["g", "test_error", "test_error_se", "theory"],
+                    &rows
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r.g.to_string(),
+                                cell(r.test_error),
+                                cell(r.test_error_se),
+                                cell(r.theory),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                )?;
+                let mut fig = Figure::new(
+                    format!("Linear regression, {}", policy.as_str()),
+                    "generation",
+                    "test error",
+                )
+                .with(Series::points(
+                    "Monte Carlo",
+                    rows.iter().map(|r| (r.g as f64, r.test_error)).collect(),
+                    Some(rows.iter().map(|r| r.test_error_se).collect()),
+                ));
+                if rows[0].theory.is_some() {
+                    fig = fig.with(Series::line(
+                        "closed form",
+                        rows.iter()
+                            .map(|r| (r.g as f64, r.theory.unwrap_or(f64::NAN)))
+                            .collect(),
+                    ));
+                }
+                fig.save_svg(&dir.path("linear.svg"))?;
+                dir.write_json("results.json", &v)?;
+            }
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for r in &rows {
+                    println!(
+                        "g={:<4} test error {:.5} ± {:.5}   theory {}",
+                        r.g,
+                        r.test_error,
+                        r.test_error_se,
+                        r.theory.map_or("-".into(), |t| format!("{t:.5}"))
+                    );
+                }
+            }
+        }
+        CollapseCmd::Gaussian {
+            dim,
+            t,
+            generations,
+            policy,
+            seeds,
+            seed,
+            json: as_json,
+            out,
+        } => {
+            anyhow::ensure!(dim >= 1, "--dim: must be ≥ 1");
+            anyhow::ensure!(t > dim, "--t: need more samples than dimensions for a full-rank MLE covariance (T = {t}, dim = {dim})");
+            anyhow::ensure!(seeds >= 2, "--seeds: need at least 2");
+            let rows =
+                dlt_studies::collapse::gaussian_runs(dim, t, generations, policy, seeds, seed)?;
+            let v =
+                json!({"dim": dim, "t": t, "policy": policy, "seeds": seeds, "generations": rows});
+            if let Some(o) = out {
+                let dir = OutDir::create(&o)?;
+                Figure::new(
+                    format!("Gaussian, {}", policy.as_str()),
+                    "generation",
+                    "tr Σ̂ / tr Σ₀",
+                )
+                .with(Series::line(
+                    "mean",
+                    rows.iter().map(|r| (r.g as f64, r.trace_ratio)).collect(),
+                ))
+                .with(Series::dashed(
+                    "median",
+                    rows.iter()
+                        .map(|r| (r.g as f64, r.trace_ratio_median))
+                        .collect(),
+                ))
+                .save_svg(&dir.path("gaussian.svg"))?;
+                dir.write_json("results.json", &v)?;
+            }
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for r in rows.iter().step_by((generations / 20).max(1)) {
+                    println!(
+                        "g={:<4} tr ratio {:.4} ± {:.4} (median {:.4}) theory {}",
+                        r.g,
+                        r.trace_ratio,
+                        r.trace_ratio_se,
+                        r.trace_ratio_median,
+                        r.theory.map_or("-".into(), |t| format!("{t:.4}"))
+                    );
+                }
+            }
+        }
+        CollapseCmd::Study {
+            out,
+            quick,
+            seed,
+            json: as_json,
+        } => {
+            use dlt_studies::collapse::{run, Config, Scale};
+            let dir = OutDir::create(&out)?;
+            let r = run(
+                &Config {
+                    quick,
+                    seed,
+                    quiet: as_json,
+                    scale: Scale::for_mode(quick),
+                },
+                &dir,
+            )?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                for c in &r.claims {
+                    println!(
+                        "{:<6} {:<40} measured {:<12} expected {}",
+                        if c.holds { "holds" } else { "FAILS" },
+                        c.id,
+                        dlt_studies::output::fmt_num(c.measured),
+                        dlt_studies::output::fmt_num(c.expected)
+                    );
+                }
+                println!("wrote {}", dir.path("results.json").display());
+            }
+        }
+    }
+    Ok(())
+}
