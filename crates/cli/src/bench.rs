@@ -235,7 +235,68 @@ pub fn run(write: Option<PathBuf>, quick: bool, python: String) -> Result<()> {
         }
         None => say(format!("| MLP 784-512-512-10 tanh, SGD, batch 128 | {ours:.0} samples/s | baseline not run ({python} {} failed) | – |", script.display())),
     }
-    // 5. Scaling-law simulation, one seed at N = P = 4000 (M = 2000, γ = 1e-3), vs numpy.
+    // 5. Character-level transformer training throughput (the collapse study's LM, quick size).
+    {
+        use dlt_nn::lm::{Gpt, LmConfig};
+        use rand::SeedableRng;
+        let cfg = LmConfig {
+            vocab: 72,
+            ctx: 64,
+            d_model: 64,
+            n_layer: 2,
+            n_head: 4,
+            batch: 32,
+            lr: 3e-3,
+            epochs: 1.0,
+        };
+        let steps = if quick { 20 } else { 60 };
+        let gpt = Gpt::new(LmConfig { epochs: 0.0, ..cfg }, 0)?;
+        let tokens: Vec<u32> = (0..200_000u32).map(|i| (i * 7919 + i / 13) % 72).collect();
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
+        // epochs = steps·batch·ctx / tokens, so that `train` runs exactly `steps` steps.
+        let timed = Gpt::new(
+            LmConfig {
+                epochs: (steps * 32 * 64) as f64 / tokens.len() as f64,
+                ..cfg
+            },
+            0,
+        )?;
+        let _ = gpt;
+        let t = Instant::now();
+        let n = timed.train(&tokens, &mut rng, &mut |_, _| {})?;
+        let ours = (n * 32 * 64) as f64 / t.elapsed().as_secs_f64();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_lm.py");
+        let base = std::process::Command::new(&python)
+            .arg(&script)
+            .args([
+                threads.to_string(),
+                steps.to_string(),
+                "72".into(),
+                "64".into(),
+                "64".into(),
+                "2".into(),
+                "4".into(),
+                "32".into(),
+            ])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+        match base {
+            Some(v) => {
+                let rate = v["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
+                say(format!(
+                    "| char transformer (2 layers, d = 64, ctx 64, batch 32), AdamW training, {threads} threads (candle) | {ours:.0} tokens/s | {}: {rate:.0} tokens/s | {:.2}× |",
+                    v["framework"].as_str().unwrap_or("?"),
+                    ours / rate
+                ));
+            }
+            None => say(format!("| char transformer training (candle) | {ours:.0} tokens/s | PyTorch not available to {python} (install torch and pass --python) | – |")),
+        }
+    }
+
+    // 6. Scaling-law simulation, one seed at N = P = 4000 (M = 2000, γ = 1e-3), vs numpy.
     let model = dlt_theory::scaling::ScalingModel::new(1.0, 2000);
     let t = Instant::now();
     let sim = dlt_theory::scaling::simulate(

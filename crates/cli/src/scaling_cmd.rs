@@ -79,6 +79,26 @@ pub enum ScalingCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Spectrum of the feature second-moment matrix E[φφᵀ]: nonlinear features extend the power law past M.
+    Spectrum {
+        #[arg(long, allow_negative_numbers = true)]
+        alpha: f64,
+        #[arg(long)]
+        m: usize,
+        #[arg(long)]
+        n: usize,
+        #[arg(long, default_value = "relu")]
+        features: Features,
+        /// Monte Carlo samples (tanh only; linear and ReLU are exact).
+        #[arg(long, default_value_t = 20000)]
+        samples: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The whole `scaling` study (what `dlt reproduce` runs).
     Study {
         #[arg(long, default_value = "out/scaling")]
@@ -307,6 +327,54 @@ pub fn run(cmd: ScalingCmd) -> Result<()> {
                     println!(
                         "N={:<6} P={:<6} theory {:<12} sim {}",
                         r["n"], r["p"], r["theory"], r["sim"]
+                    );
+                }
+            }
+        }
+        ScalingCmd::Spectrum {
+            alpha,
+            m,
+            n,
+            features,
+            samples,
+            seed,
+            json: as_json,
+            out,
+        } => {
+            let md = ScalingModel::new(alpha, m);
+            let ev = dlt_theory::scaling::feature_spectrum(&md, n, features, samples, seed)?;
+            let rank = ev.iter().filter(|&&v| v > 1e-10 * ev[0]).count();
+            let ranges = [(5usize, 100usize), (250, 600)];
+            let slopes: Vec<_> = ranges.iter().filter(|r| r.1 <= n).map(|&(a, b)| json!({"ranks": [a, b], "slope": dlt_theory::scaling::spectrum_slope(&ev, a, b)})).collect();
+            let v = json!({"alpha": alpha, "m": m, "n": n, "features": features, "rank": rank, "slopes": slopes, "eigenvalues": ev});
+            if let Some(o) = out {
+                let dir = OutDir::create(&o)?;
+                dlt_studies::plot::Figure::new(
+                    format!("Feature spectrum ({features:?}, α = {alpha}, M = {m}, N = {n})"),
+                    "rank",
+                    "eigenvalue",
+                )
+                .log_log()
+                .with(dlt_studies::plot::Series::line(
+                    "E[φφᵀ]",
+                    ev.iter()
+                        .enumerate()
+                        .filter(|(_, &v)| v > 1e-14 * ev[0])
+                        .map(|(k, &v)| ((k + 1) as f64, v))
+                        .collect(),
+                ))
+                .save_svg(&dir.path("spectrum.svg"))?;
+                dir.write_json("results.json", &v)?;
+            }
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("rank {rank} of {n}");
+                for sl in &slopes {
+                    println!(
+                        "slope over ranks {}: {:.3}",
+                        sl["ranks"],
+                        sl["slope"].as_f64().unwrap_or(f64::NAN)
                     );
                 }
             }

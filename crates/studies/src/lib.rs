@@ -99,5 +99,22 @@ pub fn reproduce(root: &OutDir, quick: bool, seed: u64, quiet: bool) -> Vec<Sect
             },
             scaling::section,
         ),
+        run_study(
+            root,
+            "collapse",
+            "Model collapse: replace vs accumulate",
+            |o| {
+                let cfg = collapse::Config {
+                    quick,
+                    seed,
+                    quiet,
+                    scale: collapse::Scale::for_mode(quick),
+                    lm: Some(collapse::LmScale::for_mode(quick)),
+                    text: None,
+                };
+                collapse::run(&cfg, o)
+            },
+            collapse::section,
+        ),
     ]
 }
