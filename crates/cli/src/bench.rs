@@ -312,16 +312,19 @@ pub fn run(write: Option<PathBuf>, quick: bool, python: String) -> Result<()> {
     let ours = t.elapsed().as_secs_f64();
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_scaling.py");
-    let base = std::process::Command::new(&python)
-        .arg(&script)
-        .env("OMP_NUM_THREADS", threads.to_string())
-        .env("OPENBLAS_NUM_THREADS", threads.to_string())
-        .env_remove("OPENBLAS_CORETYPE")
-        .env_remove("OPENBLAS_L2_SIZE")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    // numpy may live in another interpreter than torch: try --python, then python3.
+    let base = [python.as_str(), "python3"].iter().find_map(|py| {
+        std::process::Command::new(py)
+            .arg(&script)
+            .env("OMP_NUM_THREADS", threads.to_string())
+            .env("OPENBLAS_NUM_THREADS", threads.to_string())
+            .env_remove("OPENBLAS_CORETYPE")
+            .env_remove("OPENBLAS_L2_SIZE")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+    });
     match base {
         Some(v) => {
             let secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
