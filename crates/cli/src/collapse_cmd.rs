@@ -323,20 +323,7 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                 },
                 &dir,
             )?;
-            if as_json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                for c in &r.claims {
-                    println!(
-                        "{:<6} {:<40} measured {:<12} expected {}",
-                        if c.holds { "holds" } else { "FAILS" },
-                        c.id,
-                        dlt_studies::output::fmt_num(c.measured),
-                        dlt_studies::output::fmt_num(c.expected)
-                    );
-                }
-                println!("wrote {}", dir.path("results.json").display());
-            }
+            crate::print_study(&r, &r.claims, as_json, &dir)?;
         }
     }
     Ok(())

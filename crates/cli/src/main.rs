@@ -109,6 +109,31 @@ fn main() {
     }
 }
 
+/// Print a study's results: the whole JSON on stdout, or one line per claim and where
+/// `results.json` was written.
+pub fn print_study<R: serde::Serialize>(
+    r: &R,
+    claims: &[dlt_studies::output::Claim],
+    json: bool,
+    dir: &dlt_studies::output::OutDir,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        for c in claims {
+            println!(
+                "{:<6} {:<44} measured {:<12} expected {}",
+                if c.holds { "holds" } else { "FAILS" },
+                c.id,
+                dlt_studies::output::fmt_num(c.measured),
+                dlt_studies::output::fmt_num(c.expected)
+            );
+        }
+        println!("wrote {}", dir.path("results.json").display());
+    }
+    Ok(())
+}
+
 fn reproduce(out: PathBuf, quick: bool, seed: u64, json: bool) -> anyhow::Result<()> {
     let root = dlt_studies::output::OutDir::create(&out)?;
     let sections = dlt_studies::reproduce(&root, quick, seed, json);

@@ -321,19 +321,5 @@ pub fn orthogonal(a: OrthogonalArgs) -> Result<()> {
         scale: sc,
     };
     let r = run(&cfg, &dir)?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        for c in &r.claims {
-            println!(
-                "{:<6} {:<44} measured {:<12} expected {}",
-                if c.holds { "holds" } else { "FAILS" },
-                c.id,
-                dlt_studies::output::fmt_num(c.measured),
-                dlt_studies::output::fmt_num(c.expected)
-            );
-        }
-        println!("wrote {}", dir.path("results.json").display());
-    }
-    Ok(())
+    crate::print_study(&r, &r.claims, a.json, &dir)
 }

@@ -407,20 +407,7 @@ pub fn run(cmd: ScalingCmd) -> Result<()> {
                 },
                 &dir,
             )?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                for c in &r.claims {
-                    println!(
-                        "{:<6} {:<36} measured {:<12} expected {}",
-                        if c.holds { "holds" } else { "FAILS" },
-                        c.id,
-                        dlt_studies::output::fmt_num(c.measured),
-                        dlt_studies::output::fmt_num(c.expected)
-                    );
-                }
-                println!("wrote {}", dir.path("results.json").display());
-            }
+            crate::print_study(&r, &r.claims, json, &dir)?;
         }
     }
     Ok(())

@@ -8,7 +8,7 @@
 //!
 //! Cost (2 cores): quick ≈ 3 min, full ≈ 40 min (the language models dominate).
 
-use crate::output::{cell, fmt_num, Claim, OutDir};
+use crate::output::{fmt_num, Claim, OutDir};
 use crate::plot::{Figure, Series};
 use crate::report::Section;
 use crate::theory::StudyError;
@@ -502,70 +502,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         }
         fig.save_svg(&out.path("lm.svg"))?;
         figures.push("lm.svg".into());
-        out.write_csv(
-            "lm.csv",
-            &[
-                "policy",
-                "g",
-                "train_tokens",
-                "train_steps",
-                "test_cross_entropy",
-            ],
-            &lm.iter()
-                .map(|r| {
-                    vec![
-                        r.policy.clone(),
-                        r.g.to_string(),
-                        r.train_tokens.to_string(),
-                        r.train_steps.to_string(),
-                        cell(r.test_cross_entropy),
-                    ]
-                })
-                .collect::<Vec<_>>(),
-        )?;
+        out.write_records("lm.csv", &lm)?;
     }
 
-    out.write_csv(
-        "linear.csv",
-        &["policy", "g", "test_error", "test_error_se", "theory"],
-        &lin.iter()
-            .map(|r| {
-                vec![
-                    r.policy.clone(),
-                    r.g.to_string(),
-                    cell(r.test_error),
-                    cell(r.test_error_se),
-                    cell(r.theory),
-                ]
-            })
-            .collect::<Vec<_>>(),
-    )?;
-    out.write_csv(
-        "gaussian.csv",
-        &[
-            "policy",
-            "g",
-            "trace_ratio",
-            "trace_ratio_se",
-            "trace_ratio_median",
-            "mean_sq_error",
-            "theory",
-        ],
-        &gauss
-            .iter()
-            .map(|r| {
-                vec![
-                    r.policy.clone(),
-                    r.g.to_string(),
-                    cell(r.trace_ratio),
-                    cell(r.trace_ratio_se),
-                    cell(r.trace_ratio_median),
-                    cell(r.mean_sq_error),
-                    cell(r.theory),
-                ]
-            })
-            .collect::<Vec<_>>(),
-    )?;
+    out.write_records("linear.csv", &lin)?;
+    out.write_records("gaussian.csv", &gauss)?;
     let results = Results {
         study: "collapse",
         config: cfg.clone(),
@@ -581,12 +522,12 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
 }
 
 pub fn section(r: &Results, prefix: &str) -> Section {
-    Section {
-        study: "collapse".into(),
-        title: "Is model collapse inevitable? Replace vs accumulate".into(),
-        figures: r.figures.iter().map(|f| format!("{prefix}{f}")).collect(),
-        claims: r.claims.clone(),
-        seconds: r.seconds,
-        error: None,
-    }
+    Section::of_study(
+        "collapse",
+        "Is model collapse inevitable? Replace vs accumulate",
+        &r.figures,
+        &r.claims,
+        r.seconds,
+        prefix,
+    )
 }

@@ -802,54 +802,10 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         )?;
     }
 
-    let stat_csv = |rs: &[StatRow]| {
-        rs.iter()
-            .map(|r| {
-                vec![
-                    r.init.clone(),
-                    r.l.to_string(),
-                    r.n.to_string(),
-                    r.stat.clone(),
-                    cell(r.mc),
-                    cell(r.se),
-                    cell(r.theory),
-                ]
-            })
-            .collect::<Vec<_>>()
-    };
-    let head = ["init", "l", "n", "stat", "mc", "se", "theory"];
-    out.write_csv("fig3.csv", &head, &stat_csv(&fig3))?;
-    out.write_csv("vertex_wide.csv", &head, &stat_csv(&wide))?;
-    out.write_csv("relu_linear.csv", &head, &stat_csv(&relu_linear))?;
-    out.write_csv(
-        "ntk_candle.csv",
-        &[
-            "init",
-            "depth",
-            "n",
-            "candle_mean",
-            "candle_se",
-            "candle_sd",
-            "mc_mean",
-            "mc_se",
-            "theory",
-        ],
-        &ntk.iter()
-            .map(|r| {
-                vec![
-                    r.init.clone(),
-                    r.depth.to_string(),
-                    r.n.to_string(),
-                    cell(r.candle_mean),
-                    cell(r.candle_se),
-                    cell(r.candle_sd),
-                    cell(r.mc_mean),
-                    cell(r.mc_se),
-                    cell(r.theory),
-                ]
-            })
-            .collect::<Vec<_>>(),
-    )?;
+    out.write_records("fig3.csv", &fig3)?;
+    out.write_records("vertex_wide.csv", &wide)?;
+    out.write_records("relu_linear.csv", &relu_linear)?;
+    out.write_records("ntk_candle.csv", &ntk)?;
     let results = Results {
         study: "orthogonal",
         config: cfg.clone(),
@@ -871,13 +827,12 @@ fn to_study(e: dlt_nn::NnError) -> StudyError {
 }
 
 pub fn section(r: &Results, prefix: &str) -> Section {
-    Section {
-        study: "orthogonal".into(),
-        title: "Feature learning and generalization in deep networks with orthogonal weights"
-            .into(),
-        figures: r.figures.iter().map(|f| format!("{prefix}{f}")).collect(),
-        claims: r.claims.clone(),
-        seconds: r.seconds,
-        error: None,
-    }
+    Section::of_study(
+        "orthogonal",
+        "Feature learning and generalization in deep networks with orthogonal weights",
+        &r.figures,
+        &r.claims,
+        r.seconds,
+        prefix,
+    )
 }

@@ -154,6 +154,31 @@ impl OutDir {
     }
 }
 
+impl OutDir {
+    /// Write a CSV table with one row per record and the field names as the header (csv's serde
+    /// support; None becomes an empty cell).
+    pub fn write_records<T: Serialize>(
+        &self,
+        name: &str,
+        records: &[T],
+    ) -> Result<PathBuf, OutputError> {
+        let path = self.path(name);
+        let enc = |e: csv::Error| OutputError::Encode {
+            path: path.clone(),
+            msg: e.to_string(),
+        };
+        let mut w = csv::Writer::from_writer(Vec::new());
+        for r in records {
+            w.serialize(r).map_err(enc)?;
+        }
+        let bytes = w.into_inner().map_err(|e| OutputError::Encode {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+        write_atomic(&path, &bytes)
+    }
+}
+
 /// Write `bytes` to `path` atomically (temporary sibling + rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf, OutputError> {
     let io = |source| OutputError::Io {

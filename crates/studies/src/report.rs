@@ -17,6 +17,27 @@ pub struct Section {
     pub error: Option<String>,
 }
 
+impl Section {
+    /// A study's section: its figures (paths under `prefix`, the study's folder) and claims.
+    pub fn of_study(
+        study: &str,
+        title: &str,
+        figures: &[String],
+        claims: &[Claim],
+        seconds: f64,
+        prefix: &str,
+    ) -> Self {
+        Self {
+            study: study.into(),
+            title: title.into(),
+            figures: figures.iter().map(|f| format!("{prefix}{f}")).collect(),
+            claims: claims.to_vec(),
+            seconds,
+            error: None,
+        }
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")

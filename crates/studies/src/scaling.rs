@@ -446,34 +446,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     fig.save_svg(&out.path("exponents.svg"))?;
     figures.push("exponents.svg".into());
 
-    let rows_csv = |rs: &[GridRow]| {
-        rs.iter()
-            .map(|r| {
-                vec![
-                    cell(r.alpha),
-                    r.n.to_string(),
-                    r.p.to_string(),
-                    cell(r.ridge),
-                    cell(r.theory),
-                    cell(r.sim),
-                    cell(r.sim_se),
-                    cell(r.sim_median),
-                ]
-            })
-            .collect::<Vec<_>>()
-    };
-    let head = [
-        "alpha",
-        "n",
-        "p",
-        "ridge",
-        "theory",
-        "sim",
-        "sim_se",
-        "sim_median",
-    ];
-    out.write_csv("grid.csv", &head, &rows_csv(&grid))?;
-    out.write_csv("bias.csv", &head, &rows_csv(&bias))?;
+    out.write_records("grid.csv", &grid)?;
+    out.write_records("bias.csv", &bias)?;
     out.write_csv(
         "exponents.csv",
         &["alpha", "against", "sim", "sim_se", "theory"],
@@ -505,12 +479,12 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
 }
 
 pub fn section(r: &Results, prefix: &str) -> Section {
-    Section {
-        study: "scaling".into(),
-        title: "A solvable model of neural scaling laws".into(),
-        figures: r.figures.iter().map(|f| format!("{prefix}{f}")).collect(),
-        claims: r.claims.clone(),
-        seconds: r.seconds,
-        error: None,
-    }
+    Section::of_study(
+        "scaling",
+        "A solvable model of neural scaling laws",
+        &r.figures,
+        &r.claims,
+        r.seconds,
+        prefix,
+    )
 }

@@ -245,22 +245,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         "theory.no_criticality", &format!("{PDLT} §5.3"), "sigmoid and softplus have no critical initialisation (count of the two found critical-free)",
         none_count as f64, 2.0, 0.0, "class detection",
     ));
-    out.write_csv(
-        "criticality.csv",
-        &["activation", "class", "cb", "cw", "k_star"],
-        &crit
-            .iter()
-            .map(|c| {
-                vec![
-                    c.activation.clone(),
-                    c.class.as_str().into(),
-                    cell(c.cb),
-                    cell(c.cw),
-                    cell(c.k_star),
-                ]
-            })
-            .collect::<Vec<_>>(),
-    )?;
+    out.write_records("criticality.csv", &crit)?;
 
     // 2. ν, r* and the tanh kernel asymptotics (PDLT §5.3, §9.4, appendix A).
     let mut nus = vec![];
@@ -475,11 +460,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     ));
     fig.save_svg(&out.path("vertex_mc.svg"))?;
     figures.push("vertex_mc.svg".into());
-    out.write_csv(
-        "vertex_mc.csv",
-        &["l", "n", "stat", "mc", "se", "theory"],
-        &rows_csv(&vertex_mc),
-    )?;
+    out.write_records("vertex_mc.csv", &vertex_mc)?;
 
     // 4. Exact finite-width ReLU (spec §3.2): V/(nK²) = (1 + 5/n)^{l−1} − 1.
     let n = sc.relu_width;
@@ -541,23 +522,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     ))
     .save_svg(&out.path("relu_exact.svg"))?;
     figures.push("relu_exact.svg".into());
-    out.write_csv(
-        "relu_exact.csv",
-        &["l", "n", "mc", "se", "exact", "leading"],
-        &relu_exact
-            .iter()
-            .map(|r| {
-                vec![
-                    r.l.to_string(),
-                    r.n.to_string(),
-                    cell(r.mc),
-                    cell(r.se),
-                    cell(r.exact),
-                    cell(r.leading),
-                ]
-            })
-            .collect::<Vec<_>>(),
-    )?;
+    out.write_records("relu_exact.csv", &relu_exact)?;
 
     // 5. NTK fluctuations: full networks, exact forward equation (spec §1.7 table setting).
     let lr = LearningRates {
@@ -644,11 +609,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     }
     fig.save_svg(&out.path("ntk_mc.svg"))?;
     figures.push("ntk_mc.svg".into());
-    out.write_csv(
-        "ntk_mc.csv",
-        &["l", "n", "stat", "mc", "se", "theory"],
-        &rows_csv(&ntk_mc),
-    )?;
+    out.write_records("ntk_mc.csv", &ntk_mc)?;
 
     // 6. Orthogonal weights: V/K² saturates near −2 instead of growing (spec §1.8, arXiv 2310.07765).
     let mut orthogonal = vec![];
@@ -741,11 +702,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     }
     fig.save_svg(&out.path("orthogonal.svg"))?;
     figures.push("orthogonal.svg".into());
-    out.write_csv(
-        "orthogonal.csv",
-        &["l", "n", "stat", "mc", "se", "theory"],
-        &rows_csv(&orthogonal),
-    )?;
+    out.write_records("orthogonal.csv", &orthogonal)?;
 
     let results = Results {
         study: "theory",
@@ -769,14 +726,14 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
 
 /// The report section for this study.
 pub fn section(r: &Results, prefix: &str) -> Section {
-    Section {
-        study: "theory".into(),
-        title: "Principles of Deep Learning Theory; Why is AI hard and Physics simple?".into(),
-        figures: r.figures.iter().map(|f| format!("{prefix}{f}")).collect(),
-        claims: r.claims.clone(),
-        seconds: r.seconds,
-        error: None,
-    }
+    Section::of_study(
+        "theory",
+        "Principles of Deep Learning Theory; Why is AI hard and Physics simple?",
+        &r.figures,
+        &r.claims,
+        r.seconds,
+        prefix,
+    )
 }
 
 /// Richardson extrapolation 2M(2n) − M(n) of the named statistics, layer by layer.
@@ -800,19 +757,4 @@ fn extrapolate(
         }
     }
     rows
-}
-
-fn rows_csv(rows: &[McRow]) -> Vec<Vec<String>> {
-    rows.iter()
-        .map(|r| {
-            vec![
-                r.l.to_string(),
-                r.n.to_string(),
-                r.stat.clone(),
-                cell(r.mc),
-                cell(r.se),
-                cell(r.theory),
-            ]
-        })
-        .collect()
 }
