@@ -9,7 +9,7 @@
 //! Cost (2 cores): quick ≈ 10 s, full ≈ 2 min; dominated by the full-NTK ensembles (4n³ flops per
 //! layer per network).
 
-use crate::output::{cell, Claim, OutDir, OutputError};
+use crate::output::{Claim, OutDir, OutputError};
 use crate::plot::{Figure, Series};
 use crate::progress;
 use crate::report::Section;
