@@ -85,6 +85,32 @@ pub enum CollapseCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// VAEs on Fashion-MNIST, generation after generation.
+    Vae {
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "replace,accumulate,accumulate-subsample"
+        )]
+        policy: Vec<Policy>,
+        #[arg(long)]
+        generations: Option<usize>,
+        #[arg(long)]
+        train_images: Option<usize>,
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Folder with the Fashion-MNIST IDX files.
+        #[arg(long)]
+        data_path: Option<PathBuf>,
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The whole `collapse` study (what `dlt reproduce` runs).
     Study {
         #[arg(long, default_value = "out/collapse")]
@@ -92,6 +118,9 @@ pub enum CollapseCmd {
         /// Skip the language-model experiment.
         #[arg(long)]
         skip_lm: bool,
+        /// Skip the VAE experiment.
+        #[arg(long)]
+        skip_vae: bool,
         /// Text for the language models (default: Shakespeare's plays).
         #[arg(long)]
         text: Option<PathBuf>,
@@ -302,12 +331,74 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                 }
             }
         }
+        CollapseCmd::Vae {
+            policy,
+            generations,
+            train_images,
+            epochs,
+            data_path,
+            quick,
+            seed,
+            json: as_json,
+            out,
+        } => {
+            let mut sc = dlt_studies::collapse::VaeScale::for_mode(quick);
+            if let Some(g) = generations {
+                anyhow::ensure!(g >= 1, "--generations: need at least one generation");
+                sc.generations = g;
+            }
+            if let Some(v) = train_images {
+                anyhow::ensure!(v >= 1, "--train-images: need at least one image");
+                sc.train_images = v;
+            }
+            if let Some(v) = epochs {
+                anyhow::ensure!(v >= 1, "--epochs: need at least one");
+                sc.model.epochs = v;
+            }
+            let (rows, grids) =
+                dlt_studies::collapse::vae_runs(data_path.as_deref(), &sc, &policy, seed, as_json)?;
+            let v = json!({"scale": sc, "generations": rows});
+            if let Some(o) = out {
+                let dir = OutDir::create(&o)?;
+                let mut fig = Figure::new(
+                    "VAEs on Fashion-MNIST",
+                    "generation",
+                    "test −ELBO (nats/image)",
+                );
+                for p in &policy {
+                    let rs: Vec<_> = rows.iter().filter(|r| r.policy == p.as_str()).collect();
+                    fig = fig.with(Series::line(
+                        p.as_str(),
+                        rs.iter().map(|r| (r.g as f64, r.test_neg_elbo)).collect(),
+                    ));
+                }
+                fig.save_svg(&dir.path("vae.svg"))?;
+                for (p, g) in &grids {
+                    dir.write_bytes(
+                        &format!("vae_samples_{p}.png"),
+                        &dlt_nn::vae::png_grid(g, 16)?,
+                    )?;
+                }
+                dir.write_json("results.json", &v)?;
+            }
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for r in &rows {
+                    println!(
+                        "{:<22} g={} train images {:<7} test -ELBO {:.2}",
+                        r.policy, r.g, r.train_images, r.test_neg_elbo
+                    );
+                }
+            }
+        }
         CollapseCmd::Study {
             out,
             quick,
             seed,
             json: as_json,
             skip_lm,
+            skip_vae,
             text,
         } => {
             use dlt_studies::collapse::{run, Config, Scale};
@@ -320,6 +411,7 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                     scale: Scale::for_mode(quick),
                     lm: (!skip_lm).then(|| dlt_studies::collapse::LmScale::for_mode(quick)),
                     text,
+                    vae: (!skip_vae).then(|| dlt_studies::collapse::VaeScale::for_mode(quick)),
                 },
                 &dir,
             )?;

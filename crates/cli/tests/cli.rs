@@ -947,3 +947,41 @@ fn collapse_lm_tiny_run_on_real_shakespeare() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn collapse_vae_tiny_run_on_real_fashion_mnist() {
+    let dir = std::env::temp_dir().join(format!("dlt-cli-vae-{}", std::process::id()));
+    let v = json(&[
+        "collapse",
+        "vae",
+        "--generations",
+        "2",
+        "--train-images",
+        "600",
+        "--epochs",
+        "1",
+        "--policy",
+        "replace,accumulate",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let rows = v["generations"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    // −ELBO of 784 Bernoulli pixels: well below the 784·ln 2 ≈ 543 nats of a coin flip per pixel.
+    assert!(
+        rows.iter()
+            .all(|r| r["test_neg_elbo"].as_f64().unwrap() < 543.0),
+        "{v}"
+    );
+    assert_eq!(rows[3]["train_images"], 1200);
+    for f in [
+        "vae.svg",
+        "vae_samples_replace.png",
+        "vae_samples_accumulate.png",
+        "results.json",
+    ] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

