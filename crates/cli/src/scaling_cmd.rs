@@ -245,54 +245,40 @@ pub fn run(cmd: ScalingCmd) -> Result<()> {
                     &csv,
                 )?;
                 use dlt_studies::plot::{Figure, Heatmap, Series};
-                let mut fig = Figure::new(
-                    format!("Loss vs N (α = {}, M = {})", model.alpha, model.m),
-                    "N",
-                    "loss",
-                )
-                .log_log();
-                for &p in &p_grid {
-                    let sel: Vec<&serde_json::Value> =
-                        rows.iter().filter(|r| r["p"] == p).collect();
-                    fig = fig.with(Series::line(
-                        format!("theory P={p}"),
-                        sel.iter()
-                            .filter_map(|r| Some((r["n"].as_f64()?, r["theory"].as_f64()?)))
-                            .collect(),
-                    ));
-                    fig = fig.with(Series::points(
-                        format!("sim P={p}"),
-                        sel.iter()
-                            .filter_map(|r| Some((r["n"].as_f64()?, r["sim"].as_f64()?)))
-                            .collect(),
-                        Some(sel.iter().filter_map(|r| r["sim_se"].as_f64()).collect()),
-                    ));
-                }
-                fig.save_svg(&dir.path("loss_vs_n.svg"))?;
-                let mut fig = Figure::new(
-                    format!("Loss vs P (α = {}, M = {})", model.alpha, model.m),
-                    "P",
-                    "loss",
-                )
-                .log_log();
-                for &n in &n_grid {
-                    let sel: Vec<&serde_json::Value> =
-                        rows.iter().filter(|r| r["n"] == n).collect();
-                    fig = fig.with(Series::line(
-                        format!("theory N={n}"),
-                        sel.iter()
-                            .filter_map(|r| Some((r["p"].as_f64()?, r["theory"].as_f64()?)))
-                            .collect(),
-                    ));
-                    fig = fig.with(Series::points(
-                        format!("sim N={n}"),
-                        sel.iter()
-                            .filter_map(|r| Some((r["p"].as_f64()?, r["sim"].as_f64()?)))
-                            .collect(),
-                        Some(sel.iter().filter_map(|r| r["sim_se"].as_f64()).collect()),
-                    ));
-                }
-                fig.save_svg(&dir.path("loss_vs_p.svg"))?;
+                // Loss against one resource, one theory line and one set of points per value of
+                // the other resource.
+                let against = |x: &str, other: &str, others: &[usize], file: &str| {
+                    let mut fig = Figure::new(
+                        format!(
+                            "Loss vs {} (α = {}, M = {})",
+                            x.to_uppercase(),
+                            model.alpha,
+                            model.m
+                        ),
+                        x.to_uppercase(),
+                        "loss",
+                    )
+                    .log_log();
+                    for &o in others {
+                        let sel: Vec<&serde_json::Value> =
+                            rows.iter().filter(|r| r[other] == o).collect();
+                        let pts = |key: &str| {
+                            sel.iter()
+                                .filter_map(|r| Some((r[x].as_f64()?, r[key].as_f64()?)))
+                                .collect::<Vec<_>>()
+                        };
+                        let tag = format!("{}={o}", other.to_uppercase());
+                        fig = fig.with(Series::line(format!("theory {tag}"), pts("theory")));
+                        fig = fig.with(Series::points(
+                            format!("sim {tag}"),
+                            pts("sim"),
+                            Some(sel.iter().filter_map(|r| r["sim_se"].as_f64()).collect()),
+                        ));
+                    }
+                    fig.save_svg(&dir.path(file))
+                };
+                against("n", "p", &p_grid, "loss_vs_n.svg")?;
+                against("p", "n", &n_grid, "loss_vs_p.svg")?;
                 let z = p_grid
                     .iter()
                     .map(|&p| {

@@ -37,6 +37,35 @@ pub enum NnError {
     Candle(#[from] candle_core::Error),
 }
 
+/// Re-draw every parameter of a candle `VarMap` from our own seeded stream (candle's CPU device
+/// cannot be seeded, so its initialisers are not reproducible). Parameters are visited in name
+/// order; `draw(name, dims, rng)` returns the values of one.
+pub fn reinit_seeded(
+    varmap: &candle_nn::VarMap,
+    seed: u64,
+    draw: impl Fn(&str, &[usize], &mut rand_xoshiro::Xoshiro256PlusPlus) -> Vec<f32>,
+) -> Result<(), NnError> {
+    use rand::SeedableRng;
+    let data = varmap.data().lock().map_err(|_| NnError::Invalid {
+        what: "parameter map".into(),
+        fix: "a thread panicked while holding it".into(),
+    })?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+    for name in names {
+        let var = &data[name];
+        let shape = var.as_tensor().shape().clone();
+        let vals = draw(name, shape.dims(), &mut rng);
+        var.set(&candle_core::Tensor::from_vec(
+            vals,
+            shape,
+            var.as_tensor().device(),
+        )?)?;
+    }
+    Ok(())
+}
+
 impl NnError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         NnError::Io {

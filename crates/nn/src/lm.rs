@@ -11,7 +11,7 @@ use candle_nn::{
     embedding, layer_norm, linear, AdamW, Embedding, LayerNorm, Linear, Optimizer, ParamsAdamW,
     VarBuilder, VarMap,
 };
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -126,30 +126,18 @@ impl Gpt {
         }
         let ln_f = layer_norm(d, 1e-5, vb.pp("ln_f"))?;
         let head = linear(d, cfg.vocab, vb.pp("head"))?;
-        {
-            let data = varmap.data().lock().map_err(|_| NnError::Invalid {
-                what: "parameter map".into(),
-                fix: "poisoned lock".into(),
-            })?;
-            let mut names: Vec<&String> = data.keys().collect();
-            names.sort();
-            let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-            for name in names {
-                let var = &data[name];
-                let shape = var.as_tensor().shape().clone();
-                let n = shape.elem_count();
-                let vals: Vec<f32> = if name.contains("ln") {
-                    vec![if name.ends_with("weight") { 1.0 } else { 0.0 }; n]
-                } else if name.ends_with("bias") {
-                    vec![0.0; n]
-                } else {
-                    (0..n)
-                        .map(|_| 0.02 * rng.sample::<f32, _>(rand_distr::StandardNormal))
-                        .collect()
-                };
-                var.set(&Tensor::from_vec(vals, shape, &dev)?)?;
+        crate::reinit_seeded(&varmap, seed, |name, dims, rng| {
+            let n: usize = dims.iter().product();
+            if name.contains("ln") {
+                vec![if name.ends_with("weight") { 1.0 } else { 0.0 }; n]
+            } else if name.ends_with("bias") {
+                vec![0.0; n]
+            } else {
+                (0..n)
+                    .map(|_| 0.02 * rng.sample::<f32, _>(rand_distr::StandardNormal))
+                    .collect()
             }
-        }
+        })?;
         Ok(Self {
             cfg,
             varmap,
@@ -449,6 +437,7 @@ impl From<dlt_theory::TheoryError> for NnError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn tokenizer_round_trip_and_errors() {

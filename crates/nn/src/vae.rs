@@ -45,28 +45,16 @@ impl Vae {
         let logvar = linear(h, z, vb.pp("logvar"))?;
         let dec1 = linear(z, h, vb.pp("dec1"))?;
         let dec2 = linear(h, 784, vb.pp("dec2"))?;
-        {
-            let data = varmap.data().lock().map_err(|_| NnError::Invalid {
-                what: "parameter map".into(),
-                fix: "poisoned lock".into(),
-            })?;
-            let mut names: Vec<&String> = data.keys().collect();
-            names.sort();
-            let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-            for name in names {
-                let var = &data[name];
-                let shape = var.as_tensor().shape().clone();
-                let n = shape.elem_count();
-                // PyTorch's default Linear init scale, U(−1/√fan_in, 1/√fan_in); biases zero.
-                let vals: Vec<f32> = if name.ends_with("bias") {
-                    vec![0.0; n]
-                } else {
-                    let bound = 1.0 / (shape.dims()[1] as f32).sqrt();
-                    (0..n).map(|_| rng.random_range(-bound..bound)).collect()
-                };
-                var.set(&Tensor::from_vec(vals, shape, &dev)?)?;
+        // PyTorch's default Linear init scale, U(−1/√fan_in, 1/√fan_in); biases zero.
+        crate::reinit_seeded(&varmap, seed, |name, dims, rng| {
+            let n: usize = dims.iter().product();
+            if name.ends_with("bias") {
+                vec![0.0; n]
+            } else {
+                let bound = 1.0 / (dims[1] as f32).sqrt();
+                (0..n).map(|_| rng.random_range(-bound..bound)).collect()
             }
-        }
+        })?;
         Ok(Self {
             cfg,
             varmap,
