@@ -13,7 +13,7 @@ done
 for f in loss_vs_n_alpha1 exponents heatmap_alpha1; do
   cp "$tmp/scaling/$f.svg" "docs/figures/scaling_$f.svg"
 done
-for f in linear gaussian lm vae; do
+for f in linear gaussian lm vae diffusion; do
   cp "$tmp/collapse/$f.svg" "docs/figures/collapse_$f.svg"
 done
 for p in replace accumulate; do

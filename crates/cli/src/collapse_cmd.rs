@@ -111,6 +111,33 @@ pub enum CollapseCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// DDPMs on Fashion-MNIST projected by PCA, generation after generation.
+    Diffusion {
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "replace,accumulate,accumulate-subsample"
+        )]
+        policy: Vec<Policy>,
+        #[arg(long)]
+        generations: Option<usize>,
+        #[arg(long)]
+        train_images: Option<usize>,
+        #[arg(long)]
+        pca_dims: Option<usize>,
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[arg(long)]
+        data_path: Option<PathBuf>,
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The whole `collapse` study (what `dlt reproduce` runs).
     Study {
         #[arg(long, default_value = "out/collapse")]
@@ -121,6 +148,9 @@ pub enum CollapseCmd {
         /// Skip the VAE experiment.
         #[arg(long)]
         skip_vae: bool,
+        /// Skip the diffusion experiment.
+        #[arg(long)]
+        skip_diffusion: bool,
         /// Text for the language models (default: Shakespeare's plays).
         #[arg(long)]
         text: Option<PathBuf>,
@@ -392,6 +422,73 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                 }
             }
         }
+        CollapseCmd::Diffusion {
+            policy,
+            generations,
+            train_images,
+            pca_dims,
+            epochs,
+            data_path,
+            quick,
+            seed,
+            json: as_json,
+            out,
+        } => {
+            let mut sc = dlt_studies::collapse::DiffusionScale::for_mode(quick);
+            if let Some(g) = generations {
+                anyhow::ensure!(g >= 1, "--generations: need at least one generation");
+                sc.generations = g;
+            }
+            if let Some(v) = train_images {
+                anyhow::ensure!(v >= 2, "--train-images: need at least two images");
+                sc.train_images = v;
+            }
+            if let Some(v) = pca_dims {
+                anyhow::ensure!((1..=784).contains(&v), "--pca-dims: between 1 and 784");
+                sc.pca_dims = v;
+            }
+            if let Some(v) = epochs {
+                anyhow::ensure!(v >= 1, "--epochs: need at least one");
+                sc.model.epochs = v;
+            }
+            let rows = dlt_studies::collapse::diffusion_runs(
+                data_path.as_deref(),
+                &sc,
+                &policy,
+                seed,
+                as_json,
+            )?;
+            let v = json!({"scale": sc, "generations": rows});
+            if let Some(o) = out {
+                let dir = OutDir::create(&o)?;
+                let mut fig = Figure::new(
+                    "DDPMs on PCA-projected Fashion-MNIST",
+                    "generation",
+                    "Fréchet distance",
+                );
+                for p in &policy {
+                    let rs: Vec<_> = rows.iter().filter(|r| r.policy == p.as_str()).collect();
+                    fig = fig.with(Series::line(
+                        p.as_str(),
+                        rs.iter()
+                            .map(|r| (r.g as f64, r.frechet_distance))
+                            .collect(),
+                    ));
+                }
+                fig.save_svg(&dir.path("diffusion.svg"))?;
+                dir.write_json("results.json", &v)?;
+            }
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for r in &rows {
+                    println!(
+                        "{:<22} g={} train points {:<7} denoising loss {:.4} Fréchet {:.4}",
+                        r.policy, r.g, r.train_points, r.test_denoising_loss, r.frechet_distance
+                    );
+                }
+            }
+        }
         CollapseCmd::Study {
             out,
             quick,
@@ -399,6 +496,7 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
             json: as_json,
             skip_lm,
             skip_vae,
+            skip_diffusion,
             text,
         } => {
             use dlt_studies::collapse::{run, Config, Scale};
@@ -412,6 +510,8 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                     lm: (!skip_lm).then(|| dlt_studies::collapse::LmScale::for_mode(quick)),
                     text,
                     vae: (!skip_vae).then(|| dlt_studies::collapse::VaeScale::for_mode(quick)),
+                    diffusion: (!skip_diffusion)
+                        .then(|| dlt_studies::collapse::DiffusionScale::for_mode(quick)),
                 },
                 &dir,
             )?;

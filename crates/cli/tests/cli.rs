@@ -985,3 +985,31 @@ fn collapse_vae_tiny_run_on_real_fashion_mnist() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn collapse_diffusion_tiny_run_on_real_fashion_mnist() {
+    let v = json(&[
+        "collapse",
+        "diffusion",
+        "--generations",
+        "2",
+        "--train-images",
+        "600",
+        "--epochs",
+        "2",
+        "--pca-dims",
+        "8",
+        "--policy",
+        "replace,accumulate",
+        "--json",
+    ]);
+    let rows = v["generations"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        // Standardised PCA coordinates: predicting ε = 0 scores 1; a trained denoiser is below.
+        assert!(r["test_denoising_loss"].as_f64().unwrap() < 1.0, "{r}");
+        assert!(r["frechet_distance"].as_f64().unwrap() >= 0.0);
+    }
+    assert_eq!(rows[3]["train_points"], 1200);
+    fails_with(&["collapse", "diffusion", "--pca-dims", "0"], "--pca-dims");
+}

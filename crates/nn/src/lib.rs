@@ -5,6 +5,7 @@
 //! ([`model`]), training with checkpoints ([`train`]) and the empirical NTK ([`ntk`]).
 
 pub mod data;
+pub mod diffusion;
 pub mod lm;
 pub mod model;
 pub mod ntk;

@@ -112,6 +112,7 @@ pub fn reproduce(root: &OutDir, quick: bool, seed: u64, quiet: bool) -> Vec<Sect
                     lm: Some(collapse::LmScale::for_mode(quick)),
                     text: None,
                     vae: Some(collapse::VaeScale::for_mode(quick)),
+                    diffusion: Some(collapse::DiffusionScale::for_mode(quick)),
                 };
                 collapse::run(&cfg, o)
             },
