@@ -1006,10 +1006,10 @@ fn collapse_diffusion_tiny_run_on_real_fashion_mnist() {
     let rows = v["generations"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
     for r in rows {
-        // Standardised PCA coordinates: predicting ε = 0 scores 1; a trained denoiser is below.
-        assert!(r["test_denoising_loss"].as_f64().unwrap() < 1.0, "{r}");
-        assert!(r["frechet_distance"].as_f64().unwrap() >= 0.0);
+        assert!(r["frechet_distance"].as_f64().unwrap().is_finite() && r["frechet_distance"].as_f64().unwrap() >= 0.0, "{r}");
     }
+    // Standardised PCA coordinates: predicting ε = 0 scores 1; the trained generation-0 denoiser is below.
+    assert!(rows[0]["test_denoising_loss"].as_f64().unwrap() < 0.9, "{}", rows[0]);
     assert_eq!(rows[3]["train_points"], 1200);
     fails_with(&["collapse", "diffusion", "--pca-dims", "0"], "--pca-dims");
 }
