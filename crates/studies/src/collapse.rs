@@ -726,26 +726,29 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let mut diffusion = vec![];
     if let Some(dsc) = &cfg.diffusion {
         diffusion = diffusion_runs(None, dsc, &Policy::ALL, cfg.seed + 9000, cfg.quiet)?;
-        let fd = |p: &str, g: usize| {
+        // The paper's metric is the test loss on real data: the held-out denoising loss (the
+        // Fréchet distance of 2000 samples fluctuates by ≈ ±0.2 at this size; it is in the
+        // figure and the table).
+        let dl = |p: &str, g: usize| {
             diffusion
                 .iter()
                 .find(|r| r.policy == p && r.g == g)
-                .map_or(f64::NAN, |r| r.frechet_distance)
+                .map_or(f64::NAN, |r| r.test_denoising_loss)
         };
         let gl = dsc.generations - 1;
         claims.push(Claim {
             id: "collapse.diffusion_replace_degrades".into(),
             paper: format!("{PAPER}, diffusion experiments"),
-            claim: format!("DDPM on PCA-{} Fashion-MNIST, replace: Fréchet distance to real test points rises from {} to {} over {gl} generations", dsc.pca_dims, fmt_num(fd("replace", 0)), fmt_num(fd("replace", gl))),
-            measured: fd("replace", gl) - fd("replace", 0),
+            claim: format!("DDPM on PCA-{} Fashion-MNIST, replace: held-out denoising loss on real test points rises from {} to {} over {gl} generations", dsc.pca_dims, fmt_num(dl("replace", 0)), fmt_num(dl("replace", gl))),
+            measured: dl("replace", gl) - dl("replace", 0),
             expected: 0.0,
             criterion: "measured > 0".into(),
-            holds: fd("replace", gl) > fd("replace", 0),
+            holds: dl("replace", gl) > dl("replace", 0),
         });
         claims.push(Claim::at_most(
             "collapse.diffusion_accumulate_resists", &format!("{PAPER}, diffusion experiments"),
-            &format!("accumulate degrades far less than replace: rise of the Fréchet distance over {gl} generations, accumulate over replace"),
-            (fd("accumulate", gl) - fd("accumulate", 0)) / (fd("replace", gl) - fd("replace", 0)), 0.5, "ratio ≤ 1/2",
+            &format!("accumulate degrades far less than replace: rise of the held-out denoising loss over {gl} generations, accumulate over replace"),
+            (dl("accumulate", gl) - dl("accumulate", 0)) / (dl("replace", gl) - dl("replace", 0)), 0.5, "ratio ≤ 1/2",
         ));
         let mut fig = Figure::new(
             format!("DDPMs on PCA-{} Fashion-MNIST", dsc.pca_dims),
