@@ -163,6 +163,17 @@ pub enum CollapseCmd {
     },
 }
 
+/// With `--out`, the per-generation metrics are streamed to OUT/generations.jsonl (a fresh file).
+fn stream_path(out: Option<&std::path::Path>) -> Result<Option<PathBuf>> {
+    let Some(o) = out else { return Ok(None) };
+    let dir = OutDir::create(o)?;
+    let p = dir.path("generations.jsonl");
+    if p.exists() {
+        std::fs::remove_file(&p)?;
+    }
+    Ok(Some(p))
+}
+
 pub fn run(cmd: CollapseCmd) -> Result<()> {
     match cmd {
         CollapseCmd::Linear {
@@ -329,7 +340,15 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                 }
             };
             let t0 = std::time::Instant::now();
-            let rows = dlt_studies::collapse::lm_runs(&path, &sc, &policy, seed, as_json)?;
+            let stream = stream_path(out.as_deref())?;
+            let rows = dlt_studies::collapse::lm_runs(
+                &path,
+                &sc,
+                &policy,
+                seed,
+                as_json,
+                stream.as_deref(),
+            )?;
             let v = json!({"text": path, "scale": sc, "seconds": t0.elapsed().as_secs_f64(), "generations": rows});
             if let Some(o) = out {
                 let dir = OutDir::create(&o)?;
@@ -385,8 +404,14 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                 anyhow::ensure!(v >= 1, "--epochs: need at least one");
                 sc.model.epochs = v;
             }
-            let (rows, grids) =
-                dlt_studies::collapse::vae_runs(data_path.as_deref(), &sc, &policy, seed, as_json)?;
+            let (rows, grids) = dlt_studies::collapse::vae_runs(
+                data_path.as_deref(),
+                &sc,
+                &policy,
+                seed,
+                as_json,
+                stream_path(out.as_deref())?.as_deref(),
+            )?;
             let v = json!({"scale": sc, "generations": rows});
             if let Some(o) = out {
                 let dir = OutDir::create(&o)?;
@@ -457,6 +482,7 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                 &policy,
                 seed,
                 as_json,
+                stream_path(out.as_deref())?.as_deref(),
             )?;
             let v = json!({"scale": sc, "generations": rows});
             if let Some(o) = out {

@@ -156,6 +156,28 @@ pub fn gaussian_runs(
         .collect())
 }
 
+/// Append one generation's metrics as a JSON line to `path` (so a long run can be followed,
+/// and its completed generations survive an interruption).
+fn append_generation(
+    path: &std::path::Path,
+    experiment: &str,
+    policy: Policy,
+    m: &dlt_theory::collapse::GenerationMetrics,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let metrics: serde_json::Map<String, serde_json::Value> = m
+        .metrics
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+        .collect();
+    let line = serde_json::json!({"experiment": experiment, "policy": policy.as_str(), "g": m.g, "train_size": m.train_size, "metrics": metrics});
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(f, "{line}")
+}
+
 /// Sizes of the language-model experiment.
 #[derive(Debug, Clone, Serialize)]
 pub struct LmScale {
@@ -205,6 +227,7 @@ pub fn lm_runs(
     policies: &[Policy],
     seed: u64,
     quiet: bool,
+    stream: Option<&std::path::Path>,
 ) -> Result<Vec<LmRow>, StudyError> {
     let bytes = std::fs::read(text_path).map_err(|e| dlt_nn::NnError::io(text_path, e))?;
     let text = String::from_utf8(bytes).map_err(|e| dlt_nn::NnError::Data {
@@ -240,6 +263,7 @@ pub fn lm_runs(
         ..sc.model
     };
     let mut rows = vec![];
+    let mut stream_err: Option<std::io::Error> = None;
     let pb = crate::progress::bar(
         (policies.len() * sc.generations) as u64,
         "LM generations",
@@ -256,7 +280,14 @@ pub fn lm_runs(
             sc.generations,
             policy,
             seed,
-            &mut |_| pb.inc(1),
+            &mut |m| {
+                pb.inc(1);
+                if let (Some(p), None) = (stream, &stream_err) {
+                    if let Err(e) = append_generation(p, "lm", policy, m) {
+                        stream_err = Some(e);
+                    }
+                }
+            },
         )?;
         for g in out {
             let get = |n: &str| {
@@ -275,6 +306,9 @@ pub fn lm_runs(
         }
     }
     pb.finish_and_clear();
+    if let (Some(p), Some(e)) = (stream, stream_err) {
+        return Err(dlt_nn::NnError::io(p, e).into());
+    }
     Ok(rows)
 }
 
@@ -321,12 +355,14 @@ pub fn vae_runs(
     policies: &[Policy],
     seed: u64,
     quiet: bool,
+    stream: Option<&std::path::Path>,
 ) -> Result<(Vec<VaeRow>, Vec<(String, Vec<Vec<f32>>)>), StudyError> {
     let data = dlt_nn::data::fashion_mnist(data_path)?;
     let train = data.train.subset(sc.train_images, seed);
     let test = data.test.subset(sc.test_images, seed + 1);
     let mut rows = vec![];
     let mut grids = vec![];
+    let mut stream_err: Option<std::io::Error> = None;
     let pb = crate::progress::bar(
         (policies.len() * sc.generations) as u64,
         "VAE generations",
@@ -334,14 +370,14 @@ pub fn vae_runs(
     );
     for &policy in policies {
         let mut model = dlt_nn::vae::VaeGenerative::new(sc.model, test.clone(), seed);
-        let out = run_generations(
-            &mut model,
-            &train,
-            sc.generations,
-            policy,
-            seed,
-            &mut |_| pb.inc(1),
-        )?;
+        let out = run_generations(&mut model, &train, sc.generations, policy, seed, &mut |m| {
+            pb.inc(1);
+            if let (Some(p), None) = (stream, &stream_err) {
+                if let Err(e) = append_generation(p, "vae", policy, m) {
+                    stream_err = Some(e);
+                }
+            }
+        })?;
         for g in out {
             rows.push(VaeRow {
                 policy: policy.as_str().into(),
@@ -353,6 +389,9 @@ pub fn vae_runs(
         grids.push((policy.as_str().to_string(), model.grids.clone()));
     }
     pb.finish_and_clear();
+    if let (Some(p), Some(e)) = (stream, stream_err) {
+        return Err(dlt_nn::NnError::io(p, e).into());
+    }
     Ok((rows, grids))
 }
 
@@ -404,6 +443,7 @@ pub fn diffusion_runs(
     policies: &[Policy],
     seed: u64,
     quiet: bool,
+    stream: Option<&std::path::Path>,
 ) -> Result<Vec<DiffusionRow>, StudyError> {
     let data = dlt_nn::data::fashion_mnist(data_path)?;
     let train = data.train.subset(sc.train_images, seed);
@@ -411,6 +451,7 @@ pub fn diffusion_runs(
     let proj = dlt_nn::diffusion::pca_project(&train, sc.pca_dims, &[&train, &test])?;
     let (ptrain, ptest) = (proj[0].clone(), proj[1].clone());
     let mut rows = vec![];
+    let mut stream_err: Option<std::io::Error> = None;
     let pb = crate::progress::bar(
         (policies.len() * sc.generations) as u64,
         "diffusion generations",
@@ -424,7 +465,14 @@ pub fn diffusion_runs(
             sc.generations,
             policy,
             seed,
-            &mut |_| pb.inc(1),
+            &mut |m| {
+                pb.inc(1);
+                if let (Some(p), None) = (stream, &stream_err) {
+                    if let Err(e) = append_generation(p, "diffusion", policy, m) {
+                        stream_err = Some(e);
+                    }
+                }
+            },
         )? {
             rows.push(DiffusionRow {
                 policy: policy.as_str().into(),
@@ -436,6 +484,9 @@ pub fn diffusion_runs(
         }
     }
     pb.finish_and_clear();
+    if let (Some(p), Some(e)) = (stream, stream_err) {
+        return Err(dlt_nn::NnError::io(p, e).into());
+    }
     Ok(rows)
 }
 
@@ -444,6 +495,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let sc = &cfg.scale;
     let mut claims = vec![];
     let mut figures = vec![];
+    let _ = std::fs::remove_file(out.path("generations.jsonl"));
 
     // 1. Linear regression.
     let mut lin = vec![];
@@ -622,7 +674,14 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
                     .0
             }
         };
-        lm = lm_runs(&path, lsc, &Policy::ALL, cfg.seed + 5000, cfg.quiet)?;
+        lm = lm_runs(
+            &path,
+            lsc,
+            &Policy::ALL,
+            cfg.seed + 5000,
+            cfg.quiet,
+            Some(&out.path("generations.jsonl")),
+        )?;
         let ce = |p: &str, g: usize| {
             lm.iter()
                 .find(|r| r.policy == p && r.g == g)
@@ -675,7 +734,14 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     // 4. VAEs on real images.
     let mut vae = vec![];
     if let Some(vsc) = &cfg.vae {
-        let (rows, grids) = vae_runs(None, vsc, &Policy::ALL, cfg.seed + 7000, cfg.quiet)?;
+        let (rows, grids) = vae_runs(
+            None,
+            vsc,
+            &Policy::ALL,
+            cfg.seed + 7000,
+            cfg.quiet,
+            Some(&out.path("generations.jsonl")),
+        )?;
         vae = rows;
         let nelbo = |p: &str, g: usize| {
             vae.iter()
@@ -725,7 +791,14 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     // 5. Diffusion on PCA-projected images.
     let mut diffusion = vec![];
     if let Some(dsc) = &cfg.diffusion {
-        diffusion = diffusion_runs(None, dsc, &Policy::ALL, cfg.seed + 9000, cfg.quiet)?;
+        diffusion = diffusion_runs(
+            None,
+            dsc,
+            &Policy::ALL,
+            cfg.seed + 9000,
+            cfg.quiet,
+            Some(&out.path("generations.jsonl")),
+        )?;
         // The paper's metric is the test loss on real data: the held-out denoising loss (the
         // Fréchet distance of 2000 samples fluctuates by ≈ ±0.2 at this size; it is in the
         // figure and the table).
