@@ -8,9 +8,8 @@
 
 use crate::NnError;
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{linear, AdamW, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{linear, Linear, VarBuilder, VarMap};
 use faer::{Mat, Side};
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -246,33 +245,18 @@ impl Ddpm {
                 fix: format!("expected {} dimensions", self.d),
             });
         }
-        let mut opt = AdamW::new(
-            self.varmap.all_vars(),
-            ParamsAdamW {
-                lr: self.cfg.lr,
-                weight_decay: 0.0,
-                ..Default::default()
-            },
-        )?;
-        let mut steps = 0;
-        for _ in 0..self.cfg.epochs {
-            let mut idx: Vec<usize> = (0..data.len()).collect();
-            idx.shuffle(rng);
-            for chunk in idx.chunks(self.cfg.batch) {
+        crate::train_epochs(
+            &self.varmap,
+            self.cfg.lr,
+            self.cfg.epochs,
+            self.cfg.batch,
+            data.len(),
+            rng,
+            |chunk, rng| {
                 let (xt, ep, ts) = self.noised(data, chunk, rng)?;
-                let loss = (self.eps(&xt, &ts)? - ep)?.sqr()?.mean_all()?;
-                let l = loss.to_scalar::<f32>()? as f64;
-                if !l.is_finite() {
-                    return Err(NnError::Diverged {
-                        step: steps,
-                        loss: l,
-                    });
-                }
-                opt.backward_step(&loss)?;
-                steps += 1;
-            }
-        }
-        Ok(steps)
+                (self.eps(&xt, &ts)? - ep)?.sqr()?.mean_all()
+            },
+        )
     }
 
     /// Mean denoising loss ‖ε − ε_θ‖²/d on `data` with a fixed noise stream.

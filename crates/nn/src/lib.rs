@@ -67,6 +67,51 @@ pub fn reinit_seeded(
     Ok(())
 }
 
+/// Shuffled mini-batch epochs with AdamW over every variable of `varmap`: `loss(chunk, rng)`
+/// gives the batch loss for the example indices `chunk`. Returns the steps taken; a non-finite
+/// loss stops training with the step at which it happened.
+pub fn train_epochs(
+    varmap: &candle_nn::VarMap,
+    lr: f64,
+    epochs: usize,
+    batch: usize,
+    n: usize,
+    rng: &mut rand_xoshiro::Xoshiro256PlusPlus,
+    mut loss: impl FnMut(
+        &[usize],
+        &mut rand_xoshiro::Xoshiro256PlusPlus,
+    ) -> candle_core::Result<candle_core::Tensor>,
+) -> Result<usize, NnError> {
+    use candle_nn::Optimizer;
+    use rand::seq::SliceRandom;
+    let mut opt = candle_nn::AdamW::new(
+        varmap.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
+    let mut steps = 0;
+    for _ in 0..epochs {
+        let mut idx: Vec<usize> = (0..n).collect();
+        idx.shuffle(rng);
+        for chunk in idx.chunks(batch.max(1)) {
+            let l = loss(chunk, rng)?;
+            let v = l.to_scalar::<f32>()? as f64;
+            if !v.is_finite() {
+                return Err(NnError::Diverged {
+                    step: steps,
+                    loss: v,
+                });
+            }
+            opt.backward_step(&l)?;
+            steps += 1;
+        }
+    }
+    Ok(steps)
+}
+
 impl NnError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         NnError::Io {

@@ -6,8 +6,7 @@
 use crate::data::Split;
 use crate::NnError;
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{linear, AdamW, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use rand::seq::SliceRandom;
+use candle_nn::{linear, Linear, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -114,33 +113,18 @@ impl Vae {
                 fix: "give 28×28 images".into(),
             });
         }
-        let mut opt = AdamW::new(
-            self.varmap.all_vars(),
-            ParamsAdamW {
-                lr: self.cfg.lr,
-                weight_decay: 0.0,
-                ..Default::default()
-            },
-        )?;
-        let mut steps = 0;
-        for _ in 0..self.cfg.epochs {
-            let mut idx: Vec<usize> = (0..data.len()).collect();
-            idx.shuffle(rng);
-            for chunk in idx.chunks(self.cfg.batch) {
+        crate::train_epochs(
+            &self.varmap,
+            self.cfg.lr,
+            self.cfg.epochs,
+            self.cfg.batch,
+            data.len(),
+            rng,
+            |chunk, rng| {
                 let x = self.batch(data, chunk)?;
-                let loss = self.neg_elbo(&x, &self.eps(chunk.len(), rng)?)?;
-                let l = loss.to_scalar::<f32>()? as f64;
-                if !l.is_finite() {
-                    return Err(NnError::Diverged {
-                        step: steps,
-                        loss: l,
-                    });
-                }
-                opt.backward_step(&loss)?;
-                steps += 1;
-            }
-        }
-        Ok(steps)
+                self.neg_elbo(&x, &self.eps(chunk.len(), rng)?)
+            },
+        )
     }
 
     /// Mean −ELBO (nats per image) on `data`, with a fixed noise stream.

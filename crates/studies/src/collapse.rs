@@ -490,6 +490,39 @@ pub fn diffusion_runs(
     Ok(rows)
 }
 
+/// The paper's two statements for a trained generative model, on a held-out metric `m(policy, g)`
+/// (larger is worse): replace degrades it over `gl` generations, and accumulate's rise is at
+/// most half of replace's.
+fn degradation_claims(
+    kind: &str,
+    section: &str,
+    replace_claim: &str,
+    metric: &str,
+    m: impl Fn(&str, usize) -> f64,
+    gl: usize,
+) -> [Claim; 2] {
+    let rise = |p: &str| m(p, gl) - m(p, 0);
+    [
+        Claim {
+            id: format!("collapse.{kind}_replace_degrades"),
+            paper: format!("{PAPER}, {section}"),
+            claim: replace_claim.into(),
+            measured: rise("replace"),
+            expected: 0.0,
+            criterion: "measured > 0".into(),
+            holds: m("replace", gl) > m("replace", 0),
+        },
+        Claim::at_most(
+            &format!("collapse.{kind}_accumulate_resists"),
+            &format!("{PAPER}, {section}"),
+            &format!("accumulate degrades far less than replace: rise of {metric} over {gl} generations, accumulate over replace"),
+            rise("accumulate") / rise("replace"),
+            0.5,
+            "ratio ≤ 1/2",
+        ),
+    ]
+}
+
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t0 = Instant::now();
     let sc = &cfg.scale;
@@ -749,21 +782,17 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
                 .map_or(f64::NAN, |r| r.test_neg_elbo)
         };
         let gl = vsc.generations - 1;
-        claims.push(Claim {
-            id: "collapse.vae_replace_degrades".into(),
-            paper: format!("{PAPER}, VAE experiments"),
-            claim: format!("VAE on Fashion-MNIST, replace: test −ELBO on real images rises from {} to {} nats over {gl} generations", fmt_num(nelbo("replace", 0)), fmt_num(nelbo("replace", gl))),
-            measured: nelbo("replace", gl) - nelbo("replace", 0),
-            expected: 0.0,
-            criterion: "measured > 0".into(),
-            holds: nelbo("replace", gl) > nelbo("replace", 0),
-        });
-        let acc_rise = nelbo("accumulate", gl) - nelbo("accumulate", 0);
-        let rep_rise = nelbo("replace", gl) - nelbo("replace", 0);
-        claims.push(Claim::at_most(
-            "collapse.vae_accumulate_resists", &format!("{PAPER}, VAE experiments"),
-            &format!("accumulate degrades far less than replace: rise of the test −ELBO over {gl} generations, accumulate over replace"),
-            acc_rise / rep_rise, 0.5, "ratio ≤ 1/2",
+        claims.extend(degradation_claims(
+            "vae",
+            "VAE experiments",
+            &format!(
+                "VAE on Fashion-MNIST, replace: test −ELBO on real images rises from {} to {} nats over {gl} generations",
+                fmt_num(nelbo("replace", 0)),
+                fmt_num(nelbo("replace", gl))
+            ),
+            "the test −ELBO",
+            nelbo,
+            gl,
         ));
         let mut fig = Figure::new(
             format!("VAEs on Fashion-MNIST ({} real images)", vsc.train_images),
@@ -809,19 +838,18 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
                 .map_or(f64::NAN, |r| r.test_denoising_loss)
         };
         let gl = dsc.generations - 1;
-        claims.push(Claim {
-            id: "collapse.diffusion_replace_degrades".into(),
-            paper: format!("{PAPER}, diffusion experiments"),
-            claim: format!("DDPM on PCA-{} Fashion-MNIST, replace: held-out denoising loss on real test points rises from {} to {} over {gl} generations", dsc.pca_dims, fmt_num(dl("replace", 0)), fmt_num(dl("replace", gl))),
-            measured: dl("replace", gl) - dl("replace", 0),
-            expected: 0.0,
-            criterion: "measured > 0".into(),
-            holds: dl("replace", gl) > dl("replace", 0),
-        });
-        claims.push(Claim::at_most(
-            "collapse.diffusion_accumulate_resists", &format!("{PAPER}, diffusion experiments"),
-            &format!("accumulate degrades far less than replace: rise of the held-out denoising loss over {gl} generations, accumulate over replace"),
-            (dl("accumulate", gl) - dl("accumulate", 0)) / (dl("replace", gl) - dl("replace", 0)), 0.5, "ratio ≤ 1/2",
+        claims.extend(degradation_claims(
+            "diffusion",
+            "diffusion experiments",
+            &format!(
+                "DDPM on PCA-{} Fashion-MNIST, replace: held-out denoising loss on real test points rises from {} to {} over {gl} generations",
+                dsc.pca_dims,
+                fmt_num(dl("replace", 0)),
+                fmt_num(dl("replace", gl))
+            ),
+            "the held-out denoising loss",
+            dl,
+            gl,
         ));
         let mut fig = Figure::new(
             format!("DDPMs on PCA-{} Fashion-MNIST", dsc.pca_dims),
