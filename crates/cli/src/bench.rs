@@ -101,7 +101,12 @@ fn candle_mlp_rate(steps: usize) -> Result<f64> {
     Ok((steps * 128) as f64 / t.elapsed().as_secs_f64())
 }
 
-pub fn run(write: Option<PathBuf>, quick: bool, python: String) -> Result<()> {
+pub fn run(
+    write: Option<PathBuf>,
+    quick: bool,
+    python: String,
+    llama_cpp: Option<PathBuf>,
+) -> Result<()> {
     let threads = std::thread::available_parallelism()
         .map(|v| v.get())
         .unwrap_or(1);
@@ -338,9 +343,63 @@ pub fn run(write: Option<PathBuf>, quick: bool, python: String) -> Result<()> {
         }
         None => say(format!("| scaling simulate, N = P = 4000, one seed | {ours:.2} s | numpy baseline not run | – |")),
     }
+    // LLM prefill: our f32 forward on SmolLM2-135M Q4_1 (dequantised) vs llama.cpp's own
+    // quantised kernels (llama-bench -p 512 -n 0) on the same file and thread count.
+    match llm_prefill(reps.min(3), threads, llama_cpp.as_deref()) {
+        Ok(line) => say(line),
+        Err(e) => say(format!(
+            "| SmolLM2-135M prefill, 512 tokens | not run: {e} | – | – |"
+        )),
+    }
     if let Some(path) = write {
         dlt_studies::output::write_atomic(&path, (lines.join("\n") + "\n").as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Prefill tokens/s of our forward (512 tokens, SmolLM2-135M) and of llama.cpp's llama-bench.
+fn llm_prefill(reps: usize, threads: usize, llama_cpp: Option<&std::path::Path>) -> Result<String> {
+    use dlt_nn::data::fetch::{locate, Dataset};
+    let gguf = locate(Dataset::Smollm2, None, true)?.0;
+    let ck = dlt_llm::load(&gguf)?;
+    let ids: Vec<u32> = (0..512u32).map(|i| (i * 7919 + 13) % 40_000).collect();
+    let ids = candle_core::Tensor::new(ids.as_slice(), &candle_core::Device::Cpu)?.unsqueeze(0)?;
+    let blocks = ck.model.all_blocks();
+    let secs = best_of(reps.max(1), || {
+        ck.model
+            .logits(&ids, &blocks, false)
+            .map(|t| t.dims().len())
+    });
+    let ours = 512.0 / secs;
+    let Some(bin) = llama_cpp.map(|p| p.join("llama-bench")) else {
+        return Ok(format!(
+            "| SmolLM2-135M Q4_1 prefill, 512 tokens (f32 dequantised) | {ours:.0} tokens/s | llama.cpp not given (--llama-cpp DIR with llama-bench) | – |"
+        ));
+    };
+    let out = std::process::Command::new(&bin)
+        .args([
+            "-m",
+            gguf.to_str().unwrap_or(""),
+            "-p",
+            "512",
+            "-n",
+            "0",
+            "-t",
+            &threads.to_string(),
+            "-r",
+            "3",
+            "-o",
+            "json",
+        ])
+        .output()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", bin.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| anyhow::anyhow!("{} printed no JSON ({e})", bin.display()))?;
+    let theirs = v[0]["avg_ts"].as_f64().unwrap_or(f64::NAN);
+    Ok(format!(
+        "| SmolLM2-135M Q4_1 prefill, 512 tokens, {threads} threads (ours: f32 dequantised) | {ours:.0} tokens/s | llama.cpp {}: {theirs:.0} tokens/s | {:.2}× |",
+        v[0]["build_commit"].as_str().unwrap_or("?"),
+        ours / theirs
+    ))
 }

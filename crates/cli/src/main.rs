@@ -4,6 +4,7 @@
 mod bench;
 mod collapse_cmd;
 mod nn_cmd;
+mod prune_cmd;
 mod scaling_cmd;
 mod theory_cmd;
 
@@ -47,6 +48,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: collapse_cmd::CollapseCmd,
     },
+    /// Angular-distance layer pruning of LLMs, LoRA healing, export (Gromov et al. 2024).
+    Prune {
+        #[command(subcommand)]
+        cmd: prune_cmd::PruneCmd,
+    },
     /// Data sets: list, fetch (apt-get / pip), path.
     Data {
         #[command(subcommand)]
@@ -79,6 +85,10 @@ enum Cmd {
         /// Python interpreter for the PyTorch/numpy baseline (one with torch installed if you have it).
         #[arg(long, default_value = "python3")]
         python: String,
+        /// A llama.cpp build/bin folder (with llama-bench) for the LLM prefill baseline;
+        /// default: $DLT_LLAMA_CPP.
+        #[arg(long, env = "DLT_LLAMA_CPP")]
+        llama_cpp: Option<PathBuf>,
     },
 }
 
@@ -90,6 +100,7 @@ fn main() {
         Cmd::Orthogonal(a) => nn_cmd::orthogonal(a),
         Cmd::Scaling { cmd } => scaling_cmd::run(cmd),
         Cmd::Collapse { cmd } => collapse_cmd::run(cmd),
+        Cmd::Prune { cmd } => prune_cmd::run(cmd),
         Cmd::Train(a) => nn_cmd::train(a),
         Cmd::Reproduce {
             out,
@@ -101,7 +112,8 @@ fn main() {
             write,
             quick,
             python,
-        } => bench::run(write, quick, python),
+            llama_cpp,
+        } => bench::run(write, quick, python, llama_cpp),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

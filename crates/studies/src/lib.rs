@@ -9,6 +9,7 @@ pub mod orthogonal;
 pub mod output;
 pub mod plot;
 pub mod progress;
+pub mod prune;
 pub mod report;
 pub mod scaling;
 pub mod theory;
@@ -117,6 +118,25 @@ pub fn reproduce(root: &OutDir, quick: bool, seed: u64, quiet: bool) -> Vec<Sect
                 collapse::run(&cfg, o)
             },
             collapse::section,
+        ),
+        run_study(
+            root,
+            "prune",
+            "The unreasonable ineffectiveness of the deeper layers",
+            |o| {
+                prune::run(
+                    &prune::Config {
+                        quick,
+                        seed,
+                        quiet,
+                        model: None,
+                        text: None,
+                        scale: prune::Scale::for_mode(quick),
+                    },
+                    o,
+                )
+            },
+            prune::section,
         ),
     ]
 }

@@ -82,6 +82,28 @@ impl Claim {
     }
 }
 
+impl Claim {
+    /// A claim that holds when measured ≥ bound.
+    pub fn at_least(
+        id: &str,
+        paper: &str,
+        claim: &str,
+        measured: f64,
+        bound: f64,
+        why: &str,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            paper: paper.into(),
+            claim: claim.into(),
+            measured,
+            expected: bound,
+            criterion: format!("measured ≥ {} ({why})", fmt_num(bound)),
+            holds: measured >= bound,
+        }
+    }
+}
+
 /// Compact number formatting for tables and criteria.
 pub fn fmt_num(v: f64) -> String {
     if v == 0.0 || (1e-3..1e5).contains(&v.abs()) {

@@ -32,6 +32,8 @@ pub enum StudyError {
     Output(#[from] OutputError),
     #[error(transparent)]
     Nn(#[from] dlt_nn::NnError),
+    #[error(transparent)]
+    Llm(#[from] dlt_llm::LlmError),
 }
 
 /// Study configuration.

@@ -1,0 +1,491 @@
+//! Our own Llama forward pass on candle (f32 weights), readable in one sitting.
+//!
+//! Per block l (pre-norm residual, Touvron et al. 2023):
+//!   h = x + W_o · Attn(RoPE(W_q · rms(x)), RoPE(W_k · rms(x)), W_v · rms(x))   (causal, GQA)
+//!   x' = h + W_down · (silu(W_gate · rms(h)) ⊙ W_up · rms(h))
+//! logits = W_out · rms(x^(L)) with W_out tied to the embedding when the checkpoint has none.
+//!
+//! candle-transformers' quantized Llama hides its blocks and returns only last-position logits;
+//! the `prune` study needs every block's output, block skipping and LoRA, hence this file.
+//! The fused candle ops (`rms_norm`, `softmax_last_dim`, `rope_i`) have no backward; with
+//! `train = true` the composed, differentiable ones are used instead.
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use serde::Serialize;
+
+use crate::{LlmError, Result};
+
+/// How RoPE pairs the coordinates of a head: GGUF `llama` files store Q/K rows permuted so
+/// that pairs are adjacent (`Interleaved`, llama.cpp's default); Hugging Face checkpoints pair
+/// coordinate i with i + d/2 (`Half`, NEOX style).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RopeStyle {
+    Interleaved,
+    Half,
+}
+
+/// Architecture hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LlamaConfig {
+    pub n_layers: usize,
+    pub hidden: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub ffn: usize,
+    pub vocab: usize,
+    pub rms_eps: f64,
+    pub rope_theta: f64,
+    pub rope: RopeStyle,
+    pub context: usize,
+}
+
+impl LlamaConfig {
+    pub fn head_dim(&self) -> usize {
+        self.hidden / self.n_heads
+    }
+    pub fn validate(&self) -> Result<()> {
+        let bad = |p: String| Err(LlmError::invalid("model config", p));
+        if self.n_layers == 0 || self.hidden == 0 || self.n_heads == 0 || self.vocab == 0 {
+            return bad(format!("empty dimension in {self:?}"));
+        }
+        if self.hidden % self.n_heads != 0 || self.head_dim() % 2 != 0 {
+            return bad(format!(
+                "hidden {} not divisible into {} heads of even size",
+                self.hidden, self.n_heads
+            ));
+        }
+        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+            return bad(format!(
+                "{} heads not a multiple of {} KV heads",
+                self.n_heads, self.n_kv_heads
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Names of the seven linear maps of a block (LoRA targets).
+pub const TARGETS: [&str; 7] = ["q", "k", "v", "o", "gate", "up", "down"];
+
+/// A LoRA adapter: y += (alpha / r) · B A x, A ∈ R^{r×in}, B ∈ R^{out×r} (Hu et al. 2021).
+#[derive(Debug, Clone)]
+pub struct Lora {
+    pub a: Var,
+    pub b: Var,
+    pub scale: f64,
+}
+
+/// A linear map `y = x Wᵀ` with W ∈ R^{out×in}, f32, and an optional LoRA adapter.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub w: Tensor,
+    pub lora: Option<Lora>,
+}
+
+impl Linear {
+    pub fn new(w: Tensor) -> Self {
+        Linear { w, lora: None }
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.broadcast_matmul(&self.w.t()?)?;
+        Ok(match &self.lora {
+            None => y,
+            Some(l) => {
+                let ax = x.broadcast_matmul(&l.a.as_tensor().t()?)?;
+                let bax = ax.broadcast_matmul(&l.b.as_tensor().t()?)?;
+                (y + (bax * l.scale)?)?
+            }
+        })
+    }
+    /// W + scale · B A (the weight a merged export writes).
+    pub fn merged(&self) -> Result<Tensor> {
+        Ok(match &self.lora {
+            None => self.w.clone(),
+            Some(l) => (&self.w + (l.b.as_tensor().matmul(l.a.as_tensor())? * l.scale)?)?,
+        })
+    }
+}
+
+/// One transformer block.
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub attn_norm: Tensor,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub ffn_norm: Tensor,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+impl Block {
+    pub fn linear(&self, name: &str) -> Option<&Linear> {
+        Some(match name {
+            "q" => &self.q,
+            "k" => &self.k,
+            "v" => &self.v,
+            "o" => &self.o,
+            "gate" => &self.gate,
+            "up" => &self.up,
+            "down" => &self.down,
+            _ => return None,
+        })
+    }
+    pub fn linear_mut(&mut self, name: &str) -> Option<&mut Linear> {
+        Some(match name {
+            "q" => &mut self.q,
+            "k" => &mut self.k,
+            "v" => &mut self.v,
+            "o" => &mut self.o,
+            "gate" => &mut self.gate,
+            "up" => &mut self.up,
+            "down" => &mut self.down,
+            _ => return None,
+        })
+    }
+}
+
+/// A Llama-architecture decoder.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    pub cfg: LlamaConfig,
+    /// Token embedding, [vocab, hidden].
+    pub embed: Tensor,
+    pub blocks: Vec<Block>,
+    pub norm: Tensor,
+    /// Output projection [vocab, hidden]; `None` when tied to the embedding.
+    pub lm_head: Option<Tensor>,
+}
+
+fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, train: bool) -> Result<Tensor> {
+    Ok(if train {
+        candle_nn::ops::rms_norm_slow(x, w, eps as f32)?
+    } else {
+        candle_nn::ops::rms_norm(x, w, eps as f32)?
+    })
+}
+
+impl Llama {
+    pub fn device(&self) -> Device {
+        self.embed.device().clone()
+    }
+
+    /// Blocks 0..L in order (the unpruned model).
+    pub fn all_blocks(&self) -> Vec<usize> {
+        (0..self.blocks.len()).collect()
+    }
+
+    /// RoPE tables cos/sin ∈ R^{T×d/2}: angle(t, i) = t · θ^{−2i/d}.
+    fn rope_tables(&self, t: usize) -> Result<(Tensor, Tensor)> {
+        let d = self.cfg.head_dim();
+        let mut cos = Vec::with_capacity(t * d / 2);
+        let mut sin = Vec::with_capacity(t * d / 2);
+        for p in 0..t {
+            for i in 0..d / 2 {
+                let a = p as f64 * self.cfg.rope_theta.powf(-2.0 * i as f64 / d as f64);
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+        let dev = self.device();
+        Ok((
+            Tensor::from_vec(cos, (t, d / 2), &dev)?,
+            Tensor::from_vec(sin, (t, d / 2), &dev)?,
+        ))
+    }
+
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, train: bool) -> Result<Tensor> {
+        use candle_nn::rotary_emb as r;
+        let x = x.contiguous()?;
+        Ok(match (self.cfg.rope, train) {
+            (RopeStyle::Interleaved, false) => r::rope_i(&x, cos, sin)?,
+            (RopeStyle::Interleaved, true) => r::rope_i_slow(&x, cos, sin)?,
+            (RopeStyle::Half, false) => r::rope(&x, cos, sin)?,
+            (RopeStyle::Half, true) => r::rope_slow(&x, cos, sin)?,
+        })
+    }
+
+    fn block_forward(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (self.cfg.n_heads, self.cfg.n_kv_heads, self.cfg.head_dim());
+        let h = rms_norm(x, &blk.attn_norm, self.cfg.rms_eps, train)?;
+        let q = blk
+            .q
+            .forward(&h)?
+            .reshape((b, t, nh, hd))?
+            .transpose(1, 2)?;
+        let k = blk
+            .k
+            .forward(&h)?
+            .reshape((b, t, nkv, hd))?
+            .transpose(1, 2)?;
+        let v = blk
+            .v
+            .forward(&h)?
+            .reshape((b, t, nkv, hd))?
+            .transpose(1, 2)?;
+        let q = self.rope(&q, cos, sin, train)?;
+        let k = self.rope(&k, cos, sin, train)?;
+        // Grouped-query attention: query head j reads KV head j / (nh / nkv).
+        let rep = nh / nkv;
+        let expand = |z: Tensor| -> Result<Tensor> {
+            if rep == 1 {
+                return Ok(z.contiguous()?);
+            }
+            Ok(z.unsqueeze(2)?
+                .expand((b, nkv, rep, t, hd))?
+                .reshape((b, nh, t, hd))?)
+        };
+        let k = expand(k)?;
+        let v = expand(v.contiguous()?)?;
+        let att = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
+        let att = if train {
+            candle_nn::ops::softmax(&att, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&att)?
+        };
+        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        let x = (x + blk.o.forward(&y)?)?;
+        let h = rms_norm(&x, &blk.ffn_norm, self.cfg.rms_eps, train)?;
+        let g = blk.gate.forward(&h)?.silu()?;
+        let u = blk.up.forward(&h)?;
+        Ok((&x + blk.down.forward(&(g * u)?)?)?)
+    }
+
+    fn causal_mask(&self, t: usize) -> Result<Tensor> {
+        let m: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        Ok(Tensor::from_vec(m, (t, t), &self.device())?)
+    }
+
+    /// Run the residual stream through `blocks` (indices into `self.blocks`, in order), calling
+    /// `visit(k, x)` with x^(0) (the embedding output) and after each block (k = 1, 2, ...).
+    /// Returns the final residual stream x^(L), before the output norm.
+    pub fn residual_stream(
+        &self,
+        ids: &Tensor,
+        blocks: &[usize],
+        train: bool,
+        mut visit: impl FnMut(usize, &Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
+        if t == 0 {
+            return Err(LlmError::invalid("token ids", "empty sequence"));
+        }
+        if let Some(&bad) = blocks.iter().find(|&&l| l >= self.blocks.len()) {
+            return Err(LlmError::invalid(
+                "blocks",
+                format!("block {bad} ≥ {} blocks", self.blocks.len()),
+            ));
+        }
+        let (cos, sin) = self.rope_tables(t)?;
+        let mask = self.causal_mask(t)?;
+        let mut x = self.embed.embedding(&ids.flatten_all()?)?.reshape((
+            ids.dim(0)?,
+            t,
+            self.cfg.hidden,
+        ))?;
+        visit(0, &x)?;
+        for (k, &l) in blocks.iter().enumerate() {
+            x = self.block_forward(&self.blocks[l], &x, &cos, &sin, &mask, train)?;
+            visit(k + 1, &x)?;
+        }
+        Ok(x)
+    }
+
+    /// Logits [B, T, vocab] of token ids [B, T] through `blocks`.
+    pub fn logits(&self, ids: &Tensor, blocks: &[usize], train: bool) -> Result<Tensor> {
+        let x = self.residual_stream(ids, blocks, train, |_, _| Ok(()))?;
+        let x = rms_norm(&x, &self.norm, self.cfg.rms_eps, train)?;
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        Ok(x.broadcast_matmul(&head.t()?)?)
+    }
+
+    /// Summed next-token cross-entropy (nats) over positions `from..T-1` of each row of `ids`
+    /// [B, T], and the number of scored tokens.
+    pub fn nll(
+        &self,
+        ids: &Tensor,
+        blocks: &[usize],
+        from: usize,
+        train: bool,
+    ) -> Result<(Tensor, usize)> {
+        let (b, t) = ids.dims2()?;
+        if from + 1 >= t {
+            return Err(LlmError::invalid(
+                "scoring window",
+                format!("nothing to score: from {from}, length {t}"),
+            ));
+        }
+        let logits = self.logits(ids, blocks, train)?;
+        let n = t - 1 - from;
+        let pred = logits
+            .narrow(1, from, n)?
+            .reshape((b * n, self.cfg.vocab))?;
+        let target = ids.narrow(1, from + 1, n)?.flatten_all()?;
+        let logp = candle_nn::ops::log_softmax(&pred, D::Minus1)?;
+        let picked = logp.gather(&target.unsqueeze(1)?, 1)?;
+        Ok(((picked.sum_all()? * -1.0)?, b * n))
+    }
+
+    /// Attach fresh LoRA adapters (A ~ N(0, 1/in), B = 0, so the model is unchanged) to the
+    /// `targets` of every block; returns the new trainable variables.
+    pub fn attach_lora(
+        &mut self,
+        rank: usize,
+        alpha: f64,
+        targets: &[String],
+        seed: u64,
+    ) -> Result<Vec<Var>> {
+        use rand::SeedableRng;
+        use rand_distr::Distribution;
+        if rank == 0 {
+            return Err(LlmError::invalid("--lora-rank", "must be ≥ 1"));
+        }
+        for t in targets {
+            if !TARGETS.contains(&t.as_str()) {
+                return Err(LlmError::invalid(
+                    "LoRA target",
+                    format!("{t:?} is not one of {TARGETS:?}"),
+                ));
+            }
+        }
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+        let dev = self.device();
+        let mut vars = Vec::new();
+        for blk in &mut self.blocks {
+            for t in targets {
+                let lin = blk.linear_mut(t).expect("checked above");
+                let (out, inp) = lin.w.dims2()?;
+                let normal =
+                    rand_distr::Normal::new(0.0f32, (1.0 / inp as f32).sqrt()).expect("finite");
+                let a: Vec<f32> = (0..rank * inp).map(|_| normal.sample(&mut rng)).collect();
+                let a = Var::from_tensor(&Tensor::from_vec(a, (rank, inp), &dev)?)?;
+                let b = Var::from_tensor(&Tensor::zeros((out, rank), DType::F32, &dev)?)?;
+                vars.push(a.clone());
+                vars.push(b.clone());
+                lin.lora = Some(Lora {
+                    a,
+                    b,
+                    scale: alpha / rank as f64,
+                });
+            }
+        }
+        Ok(vars)
+    }
+
+    /// Fold every LoRA adapter into its weight and drop the adapters.
+    pub fn merge_lora(&mut self) -> Result<()> {
+        for blk in &mut self.blocks {
+            for t in TARGETS {
+                let lin = blk.linear_mut(t).expect("known target");
+                if lin.lora.is_some() {
+                    lin.w = lin.merged()?;
+                    lin.lora = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The model with only `blocks` kept, in that order (a physically pruned copy).
+    pub fn with_blocks(&self, blocks: &[usize]) -> Result<Llama> {
+        if blocks.is_empty() {
+            return Err(LlmError::invalid("pruning", "cannot drop every block"));
+        }
+        let mut m = self.clone();
+        m.blocks = blocks
+            .iter()
+            .map(|&l| {
+                self.blocks
+                    .get(l)
+                    .cloned()
+                    .ok_or_else(|| LlmError::invalid("blocks", format!("block {l} does not exist")))
+            })
+            .collect::<Result<_>>()?;
+        m.cfg.n_layers = m.blocks.len();
+        Ok(m)
+    }
+
+    /// Number of parameters (embedding counted once when tied).
+    pub fn n_params(&self) -> usize {
+        let c = &self.cfg;
+        let kv = c.n_kv_heads * c.head_dim();
+        let per_block =
+            2 * c.hidden + 2 * c.hidden * c.hidden + 2 * c.hidden * kv + 3 * c.hidden * c.ffn;
+        c.vocab * c.hidden * if self.lm_head.is_some() { 2 } else { 1 }
+            + c.hidden
+            + self.blocks.len() * per_block
+    }
+}
+
+/// Reorder the rows of a Q or K weight between the two RoPE layouts. Hugging Face → GGUF
+/// (llama.cpp `convert_hf_to_gguf.py`, `LlamaModel.permute`): rows [heads, 2, d/2] → [heads,
+/// d/2, 2]; `to_interleaved = false` is the inverse.
+pub fn permute_rope_rows(w: &Tensor, heads: usize, to_interleaved: bool) -> Result<Tensor> {
+    let (out, inp) = w.dims2()?;
+    let d = out / heads;
+    Ok(if to_interleaved {
+        w.reshape((heads, 2, d / 2, inp))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((out, inp))?
+    } else {
+        w.reshape((heads, d / 2, 2, inp))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((out, inp))?
+    })
+}
+
+impl Llama {
+    /// A randomly initialised model (weights N(0, 1/fan_in), norms 1), for tests and benchmarks.
+    pub fn random(cfg: LlamaConfig, seed: u64) -> Result<Llama> {
+        use rand::SeedableRng;
+        use rand_distr::Distribution;
+        cfg.validate()?;
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+        let dev = Device::Cpu;
+        let mut mat = |out: usize, inp: usize| -> Result<Tensor> {
+            let nrm = rand_distr::Normal::new(0.0f32, (1.0 / inp as f32).sqrt()).expect("finite");
+            let v: Vec<f32> = (0..out * inp).map(|_| nrm.sample(&mut rng)).collect();
+            Ok(Tensor::from_vec(v, (out, inp), &dev)?)
+        };
+        let ones = |n: usize| Tensor::ones(n, DType::F32, &Device::Cpu);
+        let (d, f, kv) = (cfg.hidden, cfg.ffn, cfg.n_kv_heads * cfg.head_dim());
+        let embed = mat(cfg.vocab, d)?;
+        let mut blocks = Vec::new();
+        for _ in 0..cfg.n_layers {
+            blocks.push(Block {
+                attn_norm: ones(d)?,
+                q: Linear::new(mat(d, d)?),
+                k: Linear::new(mat(kv, d)?),
+                v: Linear::new(mat(kv, d)?),
+                o: Linear::new(mat(d, d)?),
+                ffn_norm: ones(d)?,
+                gate: Linear::new(mat(f, d)?),
+                up: Linear::new(mat(f, d)?),
+                down: Linear::new(mat(d, f)?),
+            });
+        }
+        Ok(Llama {
+            norm: ones(d)?,
+            embed,
+            blocks,
+            lm_head: None,
+            cfg,
+        })
+    }
+}

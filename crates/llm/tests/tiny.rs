@@ -1,0 +1,372 @@
+//! Tiny random Llama models that the tests create and save: layouts, export round trips,
+//! LoRA gradients and bad input. Tolerances: f32 forward passes that differ only in the order
+//! of summation agree to ≈ 1e-6 relative; we allow 1e-4 absolute on logits of size O(1).
+
+use candle_core::{Device, Tensor};
+use dlt_llm::model::{permute_rope_rows, Llama, LlamaConfig, RopeStyle};
+use dlt_llm::tokenizer::{PreTokenizer, Tokenizer};
+
+fn byte_tokens() -> Vec<String> {
+    // GPT-2's byte alphabet, in byte order (as in every byte-level vocabulary).
+    let mut out = Vec::new();
+    let mut n = 0u32;
+    for b in 0..256u32 {
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let c = if printable {
+            char::from_u32(b).unwrap()
+        } else {
+            n += 1;
+            char::from_u32(255 + n).unwrap()
+        };
+        out.push(c.to_string());
+    }
+    out
+}
+
+fn tiny_tokenizer() -> Tokenizer {
+    let mut tokens = byte_tokens();
+    tokens.extend(["th", "the", "Ġt", "Ġth"].map(String::from));
+    tokens.push("<|endoftext|>".into());
+    let merges = [("t", "h"), ("th", "e"), ("Ġ", "t"), ("Ġt", "h")]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .to_vec();
+    let mut special = vec![false; tokens.len()];
+    *special.last_mut().unwrap() = true;
+    Tokenizer::new(
+        tokens,
+        merges,
+        special,
+        PreTokenizer::Gpt2SplitDigits,
+        "smollm".into(),
+    )
+    .unwrap()
+}
+
+fn tiny_cfg(rope: RopeStyle) -> LlamaConfig {
+    LlamaConfig {
+        n_layers: 4,
+        hidden: 32,
+        n_heads: 4,
+        n_kv_heads: 2,
+        ffn: 48,
+        vocab: 261,
+        rms_eps: 1e-5,
+        rope_theta: 10_000.0,
+        rope,
+        context: 64,
+    }
+}
+
+fn ids() -> Tensor {
+    let v: Vec<u32> = (0..24u32).map(|i| (i * 37 + 5) % 261).collect();
+    Tensor::new(v.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn interleaved_and_half_rope_agree_after_permuting_q_k_rows() {
+    let m = Llama::random(tiny_cfg(RopeStyle::Interleaved), 1).unwrap();
+    let mut h = m.clone();
+    h.cfg.rope = RopeStyle::Half;
+    for b in &mut h.blocks {
+        b.q.w = permute_rope_rows(&b.q.w, h.cfg.n_heads, false).unwrap();
+        b.k.w = permute_rope_rows(&b.k.w, h.cfg.n_kv_heads, false).unwrap();
+    }
+    let blocks = m.all_blocks();
+    let a = m.logits(&ids(), &blocks, false).unwrap();
+    let b = h.logits(&ids(), &blocks, false).unwrap();
+    assert!(max_diff(&a, &b) < 1e-4, "{}", max_diff(&a, &b));
+    // Without the permutation the two layouts disagree (the test can fail).
+    let mut wrong = m.clone();
+    wrong.cfg.rope = RopeStyle::Half;
+    let c = wrong.logits(&ids(), &blocks, false).unwrap();
+    assert!(max_diff(&a, &c) > 1e-2);
+    // And the permutation is an involution pair.
+    let w = &m.blocks[0].q.w;
+    let back = permute_rope_rows(&permute_rope_rows(w, 4, false).unwrap(), 4, true).unwrap();
+    assert_eq!(max_diff(w, &back), 0.0);
+}
+
+#[test]
+fn differentiable_forward_equals_fused_forward() {
+    for rope in [RopeStyle::Interleaved, RopeStyle::Half] {
+        let m = Llama::random(tiny_cfg(rope), 2).unwrap();
+        let blocks = m.all_blocks();
+        let a = m.logits(&ids(), &blocks, false).unwrap();
+        let b = m.logits(&ids(), &blocks, true).unwrap();
+        assert!(max_diff(&a, &b) < 1e-4, "{rope:?}: {}", max_diff(&a, &b));
+    }
+}
+
+#[test]
+fn causal_attention_ignores_the_future() {
+    let m = Llama::random(tiny_cfg(RopeStyle::Interleaved), 3).unwrap();
+    let blocks = m.all_blocks();
+    let full = m.logits(&ids(), &blocks, false).unwrap();
+    let head = m
+        .logits(&ids().narrow(1, 0, 10).unwrap(), &blocks, false)
+        .unwrap();
+    assert!(max_diff(&full.narrow(1, 0, 10).unwrap(), &head) < 1e-5);
+}
+
+#[test]
+fn every_lora_parameter_gets_a_gradient_and_healing_lowers_the_loss() {
+    let mut m = Llama::random(tiny_cfg(RopeStyle::Interleaved), 4).unwrap();
+    let text: Vec<u32> = (0..400u32)
+        .map(|i| [5, 9, 12, 9, 40, 7][(i % 6) as usize])
+        .collect();
+    let cfg = dlt_llm::lora::HealConfig {
+        steps: 30,
+        lr: 1e-2,
+        seq: 16,
+        batch: 2,
+        ..Default::default()
+    };
+    let (rep, vars) = dlt_llm::lora::heal(&mut m, &text, &cfg, |_, _, _| {}).unwrap();
+    assert_eq!(vars.len(), 2 * 7 * 4);
+    assert!(
+        rep.losses.last().unwrap() < &(rep.losses[0] * 0.8),
+        "{:?}",
+        rep.losses
+    );
+    // One more backward pass: after training B ≠ 0, so A and B both receive gradients; the
+    // fused ops (no backward) would leave them at zero silently.
+    let ids = Tensor::new(&text[..16], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let (loss, _) = m.nll(&ids, &m.all_blocks(), 0, true).unwrap();
+    let grads = loss.backward().unwrap();
+    for v in &vars {
+        let g = grads
+            .get(v.as_tensor())
+            .expect("gradient reaches every LoRA variable");
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(norm > 0.0);
+    }
+    // Merging folds the adapters into the weights without changing the function.
+    let before = m.logits(&ids, &m.all_blocks(), false).unwrap();
+    m.merge_lora().unwrap();
+    let after = m.logits(&ids, &m.all_blocks(), false).unwrap();
+    assert!(max_diff(&before, &after) < 1e-4);
+}
+
+#[test]
+fn safetensors_and_gguf_exports_reload_to_the_same_function() {
+    let dir = std::env::temp_dir().join(format!("dlt-llm-tiny-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tok = tiny_tokenizer();
+    let m = Llama::random(tiny_cfg(RopeStyle::Interleaved), 5).unwrap();
+    let hf = dir.join("hf");
+    dlt_llm::export::write_safetensors(&m, &tok, &hf).unwrap();
+    let ck = dlt_llm::load(&hf).unwrap();
+    assert_eq!(ck.model.cfg.rope, RopeStyle::Half);
+    assert_eq!(
+        ck.tokenizer.encode("the 12 theft").unwrap(),
+        tok.encode("the 12 theft").unwrap()
+    );
+    let blocks = m.all_blocks();
+    let a = m.logits(&ids(), &blocks, false).unwrap();
+    let b = ck.model.logits(&ids(), &blocks, false).unwrap();
+    assert!(max_diff(&a, &b) < 1e-4);
+
+    // Prune blocks 1..3 of the safetensors model and write it as GGUF (F32): llama layout.
+    let kept = dlt_llm::probe::kept_blocks(4, 1, 2);
+    let pruned = ck.model.with_blocks(&kept).unwrap();
+    let gguf = dir.join("pruned.gguf");
+    dlt_llm::export::write_gguf(
+        &ck,
+        &pruned,
+        &kept,
+        dlt_llm::export::Requant::Unchanged,
+        &gguf,
+    )
+    .unwrap();
+    let back = dlt_llm::load(&gguf).unwrap();
+    assert_eq!(back.model.blocks.len(), 2);
+    assert_eq!(back.model.cfg.rope, RopeStyle::Interleaved);
+    let c = pruned.logits(&ids(), &pruned.all_blocks(), false).unwrap();
+    let d = back
+        .model
+        .logits(&ids(), &back.model.all_blocks(), false)
+        .unwrap();
+    assert!(max_diff(&c, &d) < 1e-4);
+    // Same as running the unpruned model through the kept blocks.
+    let e = m.logits(&ids(), &kept, false).unwrap();
+    assert!(max_diff(&c, &e) < 1e-4);
+    assert_eq!(
+        back.tokenizer.encode("the 12 theft").unwrap(),
+        tok.encode("the 12 theft").unwrap()
+    );
+    // No partial files left behind.
+    assert!(!dir.join("pruned.gguf.partial").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_checkpoints_give_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("dlt-llm-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tok = tiny_tokenizer();
+    let m = Llama::random(tiny_cfg(RopeStyle::Half), 6).unwrap();
+    let hf = dir.join("hf");
+    dlt_llm::export::write_safetensors(&m, &tok, &hf).unwrap();
+    let ck = dlt_llm::load(&hf).unwrap();
+    let gguf = dir.join("m.gguf");
+    dlt_llm::export::write_gguf(
+        &ck,
+        &ck.model,
+        &ck.model.all_blocks(),
+        dlt_llm::export::Requant::Unchanged,
+        &gguf,
+    )
+    .unwrap();
+    let bytes = std::fs::read(&gguf).unwrap();
+
+    // Truncated GGUF.
+    let t = dir.join("truncated.gguf");
+    std::fs::write(&t, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let e = dlt_llm::load(&t).unwrap_err().to_string();
+    assert!(
+        e.contains("truncated.gguf") && e.contains("truncated or corrupt"),
+        "{e}"
+    );
+    // Not a GGUF at all.
+    let g = dir.join("garbage.gguf");
+    std::fs::write(&g, b"this is not a model").unwrap();
+    let e = dlt_llm::load(&g).unwrap_err().to_string();
+    assert!(
+        e.contains("garbage.gguf") && e.contains("not a readable GGUF"),
+        "{e}"
+    );
+    // An unsupported architecture.
+    let arch = dir.join("gpt2.gguf");
+    let mut b2 = bytes.clone();
+    let pos = b2.windows(5).position(|w| w == b"llama").unwrap();
+    b2[pos..pos + 5].copy_from_slice(b"gpt2x");
+    std::fs::write(&arch, &b2).unwrap();
+    let e = dlt_llm::load(&arch).unwrap_err().to_string();
+    assert!(
+        e.contains("unsupported architecture") && e.contains("gpt2x"),
+        "{e}"
+    );
+    // An unknown quantisation type id in the first tensor's header.
+    let q = dir.join("quant.gguf");
+    let mut b3 = bytes.clone();
+    let name = b"token_embd.weight";
+    let at = b3.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    let dims = u32::from_le_bytes(b3[at..at + 4].try_into().unwrap()) as usize;
+    let dtype_at = at + 4 + 8 * dims;
+    b3[dtype_at..dtype_at + 4].copy_from_slice(&99u32.to_le_bytes());
+    std::fs::write(&q, &b3).unwrap();
+    let e = dlt_llm::load(&q).unwrap_err().to_string();
+    assert!(
+        e.contains("quant.gguf") && e.contains("not a readable GGUF"),
+        "{e}"
+    );
+    // Corrupt safetensors.
+    let st = hf.join("model.safetensors");
+    let sb = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &sb[..sb.len() / 2]).unwrap();
+    let e = dlt_llm::load(&hf).unwrap_err().to_string();
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated or corrupt"),
+        "{e}"
+    );
+    // Unsupported architecture in config.json.
+    std::fs::write(&st, &sb).unwrap();
+    let cfg = std::fs::read_to_string(hf.join("config.json")).unwrap();
+    std::fs::write(
+        hf.join("config.json"),
+        cfg.replace("LlamaForCausalLM", "GPT2LMHeadModel")
+            .replace("\"llama\"", "\"gpt2\""),
+    )
+    .unwrap();
+    let e = dlt_llm::load(&hf).unwrap_err().to_string();
+    assert!(
+        e.contains("config.json") && e.contains("unsupported architecture"),
+        "{e}"
+    );
+    // Missing path.
+    let e = dlt_llm::load(&dir.join("nope.gguf"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dlt data fetch smollm2"), "{e}");
+    // Dropping every block, or none.
+    assert!(dlt_llm::probe::check_drop(4, 4)
+        .unwrap_err()
+        .to_string()
+        .contains("--drop"));
+    assert!(dlt_llm::probe::check_drop(4, 0).is_err());
+    assert!(dlt_llm::probe::check_drop(4, 3).is_ok());
+    // An empty text cannot be evaluated.
+    let e = dlt_llm::eval::perplexity(&m, &m.all_blocks(), &[], 8, 0, |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fewer than one window"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn angular_distance_of_identical_states_is_zero_and_rules_pick_valid_blocks() {
+    let m = Llama::random(tiny_cfg(RopeStyle::Interleaved), 7).unwrap();
+    let seqs: Vec<Vec<u32>> = (0..3)
+        .map(|s| (0..12u32).map(|i| (i * 7 + s) % 261).collect())
+        .collect();
+    let d = dlt_llm::probe::angular_distances(
+        &m,
+        &seqs,
+        dlt_llm::probe::Position::LastToken,
+        |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(d.table.len(), 4);
+    assert_eq!(d.table[0].len(), 4);
+    assert_eq!(d.table[3].len(), 1);
+    for row in &d.table {
+        for &v in row {
+            assert!((0.0..=1.0).contains(&v));
+        }
+    }
+    // A block whose output projections are zero is the identity on the residual stream:
+    // distance 0 across it, so the angular rule must pick it.
+    let mut z = m.clone();
+    z.blocks[2].o.w = z.blocks[2].o.w.zeros_like().unwrap();
+    z.blocks[2].down.w = z.blocks[2].down.w.zeros_like().unwrap();
+    let dz = dlt_llm::probe::angular_distances(
+        &z,
+        &seqs,
+        dlt_llm::probe::Position::AllTokens,
+        |_, _| {},
+    )
+    .unwrap();
+    assert!(dz.table[0][2] < 1e-3, "{}", dz.table[0][2]);
+    use dlt_llm::probe::{choose_start, Rule};
+    assert_eq!(choose_start(Rule::Angular, 4, 1, Some(&dz), 0).unwrap(), 2);
+    assert_eq!(choose_start(Rule::Last, 4, 2, None, 0).unwrap(), 1);
+    for s in 0..20 {
+        assert!(choose_start(Rule::Random, 4, 2, None, s).unwrap() <= 2);
+    }
+}

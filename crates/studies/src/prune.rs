@@ -1,0 +1,746 @@
+//! Study `prune`: Gromov, Tirumala, Shapourian, Glorioso, Roberts, "The Unreasonable
+//! Ineffectiveness of the Deeper Layers" (arXiv 2403.17887) on a real LLM (SmolLM2-135M-Instruct,
+//! Q4_1 GGUF, dequantised to f32) and held-out Shakespeare:
+//!
+//! 1. the angular distance d(x^(l), x^(l+n)) between residual-stream states (§3.2, eq. (7)) for
+//!    every (n, l), and the block l*(n) it selects;
+//! 2. perplexity after dropping n blocks chosen by the angular rule, by the paper's simpler
+//!    heuristic (the deepest n blocks before the final one) and by random blocks (control);
+//! 3. LoRA healing of pruned models (§3.3; f32 base instead of 4-bit), perplexity before/after;
+//! 4. export of a pruned model as GGUF, reloaded and re-evaluated.
+//!
+//! Block ranges are 0-based and end-exclusive everywhere (`start..end`).
+//! Cost (2 cores): quick ≈ 4 min, full ≈ 40 min (perplexity windows and healing steps dominate:
+//! ≈ 280 tokens/s forward, ≈ 2 s per LoRA step of 128 tokens).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use dlt_llm::eval::{perplexity, Perplexity};
+use dlt_llm::lora::{heal, HealConfig};
+use dlt_llm::probe::{
+    angular_distances, choose_start, kept_blocks, sequences, Distances, Position, Rule,
+};
+use serde::Serialize;
+
+use crate::output::{Claim, OutDir};
+use crate::plot::{Figure, Heatmap, Series};
+use crate::progress::bar;
+use crate::report::Section;
+use crate::theory::StudyError;
+
+const PAPER: &str = "Gromov et al. 2024 (arXiv 2403.17887)";
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scale {
+    /// Probe sequences and their length in tokens.
+    pub probe_samples: usize,
+    pub probe_len: usize,
+    pub position: Position,
+    /// Held-out tokens for perplexity, window length (every prediction in a window is scored).
+    pub eval_tokens: usize,
+    pub ctx: usize,
+    /// Block sizes n to drop.
+    pub drops: Vec<usize>,
+    /// Random blocks drawn per n (control).
+    pub random_draws: usize,
+    /// Block sizes healed with LoRA (angular and drop-last rules).
+    pub heal_drops: Vec<usize>,
+    pub heal: HealConfig,
+    /// Characters of training text given to healing.
+    pub heal_chars: usize,
+    /// Block size of the exported GGUF files (angular rule), if any.
+    pub export_drop: Option<usize>,
+}
+
+impl Scale {
+    pub fn for_mode(quick: bool) -> Self {
+        Scale {
+            probe_samples: if quick { 16 } else { 64 },
+            probe_len: if quick { 128 } else { 256 },
+            position: Position::LastToken,
+            eval_tokens: if quick { 2048 } else { 16384 },
+            ctx: 512,
+            drops: if quick {
+                vec![1, 2, 4, 6, 8, 10, 12]
+            } else {
+                (1..=15).collect()
+            },
+            random_draws: if quick { 2 } else { 5 },
+            heal_drops: if quick { vec![6] } else { vec![3, 6, 9, 12] },
+            heal: HealConfig {
+                steps: if quick { 24 } else { 300 },
+                seq: if quick { 128 } else { 256 },
+                ..HealConfig::default()
+            },
+            heal_chars: if quick { 300_000 } else { 2_000_000 },
+            export_drop: Some(6),
+        }
+    }
+}
+
+/// Study configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub quick: bool,
+    pub seed: u64,
+    pub quiet: bool,
+    /// A .gguf file or Hugging Face directory; default: SmolLM2-135M-Instruct Q4_1 (fetched).
+    pub model: Option<PathBuf>,
+    /// A UTF-8 text file; default: Shakespeare's plays (fetched). The last 10 % is held out.
+    pub text: Option<PathBuf>,
+    pub scale: Scale,
+}
+
+/// The model that was studied.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub path: String,
+    pub n_layers: usize,
+    pub hidden: usize,
+    pub params: usize,
+    /// Storage types in the file; the forward pass runs on weights dequantised to f32.
+    pub weight_types: std::collections::BTreeMap<String, usize>,
+    pub load_seconds: f64,
+}
+
+/// l*(n) for one n.
+#[derive(Debug, Clone, Serialize)]
+pub struct Best {
+    pub n: usize,
+    pub start: usize,
+    pub end: usize,
+    pub distance: f64,
+    pub se: f64,
+}
+
+/// Perplexity after dropping blocks `start..end`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneRow {
+    pub rule: String,
+    pub n: usize,
+    pub start: usize,
+    pub end: usize,
+    pub fraction: f64,
+    pub draw: usize,
+    pub perplexity: f64,
+    pub nll: f64,
+}
+
+/// One healed model.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealRow {
+    pub rule: String,
+    pub n: usize,
+    pub start: usize,
+    pub end: usize,
+    pub before: f64,
+    pub after: f64,
+    pub steps: usize,
+    pub trainable_params: usize,
+    pub first_loss: f64,
+    pub last_loss: f64,
+    pub seconds: f64,
+}
+
+/// One exported file, reloaded and evaluated.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportRow {
+    pub file: String,
+    pub healed: bool,
+    pub n_layers: usize,
+    pub bytes: u64,
+    /// Perplexity of the in-memory model and of the reloaded file.
+    pub in_memory: f64,
+    pub reloaded: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub quick: bool,
+    pub seed: u64,
+    pub scale: Scale,
+    pub model: ModelInfo,
+    pub text: String,
+    pub heldout_tokens: usize,
+    pub base: Perplexity,
+    pub distances: Distances,
+    pub best: Vec<Best>,
+    pub pruning: Vec<PruneRow>,
+    pub healing: Vec<HealRow>,
+    pub export: Vec<ExportRow>,
+    pub forward_tokens_per_second: f64,
+    pub seconds: f64,
+    pub claims: Vec<Claim>,
+    pub figures: Vec<String>,
+}
+
+/// Read a UTF-8 text file and split it: (first 90 %, last 10 %) at a line break.
+pub fn split_text(path: &std::path::Path) -> Result<(String, String), StudyError> {
+    let bytes = std::fs::read(path).map_err(|e| dlt_nn::NnError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| dlt_nn::NnError::Data {
+        what: path.display().to_string(),
+        problem: format!(
+            "not UTF-8 (invalid byte at {})",
+            e.utf8_error().valid_up_to()
+        ),
+        fix: "convert the file to UTF-8".into(),
+    })?;
+    if text.trim().is_empty() {
+        return Err(dlt_nn::NnError::Data {
+            what: path.display().to_string(),
+            problem: "the text is empty".into(),
+            fix: "give a text file with at least a few thousand words".into(),
+        }
+        .into());
+    }
+    let mut cut = text.len() * 9 / 10;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    let cut = text[cut..].find('\n').map_or(cut, |i| cut + i + 1);
+    Ok((text[..cut].to_string(), text[cut..].to_string()))
+}
+
+/// Spearman's rank correlation of the pairs (no ties expected).
+fn spearman(p: &[(f64, f64)]) -> f64 {
+    let rank = |v: Vec<f64>| -> Vec<f64> {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+        let mut r = vec![0.0; v.len()];
+        for (k, &i) in idx.iter().enumerate() {
+            r[i] = k as f64;
+        }
+        r
+    };
+    let n = p.len() as f64;
+    if n < 2.0 {
+        return f64::NAN;
+    }
+    let rx = rank(p.iter().map(|x| x.0).collect());
+    let ry = rank(p.iter().map(|x| x.1).collect());
+    let d2: f64 = rx.iter().zip(&ry).map(|(a, b)| (a - b).powi(2)).sum();
+    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
+}
+
+fn geo_mean(v: &[f64]) -> f64 {
+    (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp()
+}
+
+pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+    let t0 = Instant::now();
+    let sc = &cfg.scale;
+    use dlt_nn::data::fetch::{locate, Dataset};
+    let model_path = match &cfg.model {
+        Some(p) => p.clone(),
+        None => locate(Dataset::Smollm2, None, true)?.0,
+    };
+    let text_path = match &cfg.text {
+        Some(p) => p.clone(),
+        None => locate(Dataset::Shakespeare, None, true)?.0,
+    };
+    let t_load = Instant::now();
+    let ckpt = dlt_llm::load(&model_path)?;
+    let load_seconds = t_load.elapsed().as_secs_f64();
+    let model = &ckpt.model;
+    let l_tot = model.blocks.len();
+    for &n in sc
+        .drops
+        .iter()
+        .chain(&sc.heal_drops)
+        .chain(sc.export_drop.iter())
+    {
+        dlt_llm::probe::check_drop(l_tot, n)?;
+    }
+    let (train_text, heldout_text) = split_text(&text_path)?;
+    let heldout = ckpt.tokenizer.encode(&heldout_text)?;
+    if heldout.len() < sc.eval_tokens + sc.probe_len {
+        return Err(dlt_nn::NnError::Data {
+            what: text_path.display().to_string(),
+            problem: format!(
+                "its held-out 10 % has {} tokens, fewer than the {} needed",
+                heldout.len(),
+                sc.eval_tokens + sc.probe_len
+            ),
+            fix: "give a longer text".into(),
+        }
+        .into());
+    }
+    let eval_tokens = &heldout[..sc.eval_tokens];
+    let probe = sequences(&heldout[sc.eval_tokens..], sc.probe_len, sc.probe_samples)?;
+    let all = model.all_blocks();
+    let ppl = |blocks: &[usize], m: &dlt_llm::Llama| {
+        perplexity(m, blocks, eval_tokens, sc.ctx, 0, |_, _| {})
+    };
+
+    // 1. Unpruned perplexity and the angular-distance table.
+    let t_base = Instant::now();
+    let base = ppl(&all, model)?;
+    let forward_tokens_per_second =
+        (eval_tokens.len() / sc.ctx * sc.ctx) as f64 / t_base.elapsed().as_secs_f64();
+    let pb = bar(probe.len() as u64, "prune: probe", cfg.quiet);
+    let distances =
+        angular_distances(model, &probe, sc.position, |d, _| pb.set_position(d as u64))?;
+    pb.finish_and_clear();
+    let best: Vec<Best> = (1..l_tot)
+        .map(|n| {
+            let (start, distance) = distances.best(n).expect("n < L");
+            Best {
+                n,
+                start,
+                end: start + n,
+                distance,
+                se: distances.se[n - 1][start],
+            }
+        })
+        .collect();
+
+    // 2. Perplexity after pruning, three rules.
+    let mut pruning = Vec::new();
+    let jobs: usize = sc.drops.len() * (2 + sc.random_draws);
+    let pb = bar(jobs as u64, "prune: evaluate", cfg.quiet);
+    for &n in &sc.drops {
+        let mut plan = vec![
+            (
+                Rule::Angular,
+                0,
+                choose_start(Rule::Angular, l_tot, n, Some(&distances), 0)?,
+            ),
+            (Rule::Last, 0, choose_start(Rule::Last, l_tot, n, None, 0)?),
+        ];
+        for d in 0..sc.random_draws {
+            let seed = cfg
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add((n * 100 + d) as u64);
+            plan.push((
+                Rule::Random,
+                d,
+                choose_start(Rule::Random, l_tot, n, None, seed)?,
+            ));
+        }
+        for (rule, draw, start) in plan {
+            let r = ppl(&kept_blocks(l_tot, start, n), model)?;
+            pruning.push(PruneRow {
+                rule: rule.name().into(),
+                n,
+                start,
+                end: start + n,
+                fraction: n as f64 / l_tot as f64,
+                draw,
+                perplexity: r.perplexity,
+                nll: r.nll,
+            });
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+
+    // 3. LoRA healing.
+    let mut heal_text = &train_text[..];
+    if heal_text.len() > sc.heal_chars {
+        let mut c = sc.heal_chars;
+        while !heal_text.is_char_boundary(c) {
+            c += 1;
+        }
+        heal_text = &heal_text[..c];
+    }
+    let train_tokens = if sc.heal_drops.is_empty() {
+        vec![]
+    } else {
+        ckpt.tokenizer.encode(heal_text)?
+    };
+    let mut healing = Vec::new();
+    let mut heal_curves: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut healed_export: Option<dlt_llm::Llama> = None;
+    for &n in &sc.heal_drops {
+        for rule in [Rule::Angular, Rule::Last] {
+            let start = choose_start(rule, l_tot, n, Some(&distances), 0)?;
+            let kept = kept_blocks(l_tot, start, n);
+            let mut pruned = model.with_blocks(&kept)?;
+            let before = ppl(&pruned.all_blocks(), &pruned)?.perplexity;
+            let pb = bar(
+                sc.heal.steps as u64,
+                &format!("prune: heal {} n={n}", rule.name()),
+                cfg.quiet,
+            );
+            let hc = HealConfig {
+                seed: cfg.seed + n as u64,
+                ..sc.heal.clone()
+            };
+            let (rep, _) = heal(&mut pruned, &train_tokens, &hc, |s, _, _| {
+                pb.set_position(s as u64)
+            })?;
+            pb.finish_and_clear();
+            let after = ppl(&pruned.all_blocks(), &pruned)?.perplexity;
+            healing.push(HealRow {
+                rule: rule.name().into(),
+                n,
+                start,
+                end: start + n,
+                before,
+                after,
+                steps: rep.steps,
+                trainable_params: rep.trainable_params,
+                first_loss: rep.losses.first().copied().unwrap_or(f64::NAN),
+                last_loss: rep.losses.last().copied().unwrap_or(f64::NAN),
+                seconds: rep.seconds,
+            });
+            heal_curves.push((
+                format!("{} n={n} ({start}..{})", rule.name(), start + n),
+                rep.losses,
+            ));
+            if rule == Rule::Angular && Some(n) == sc.export_drop {
+                pruned.merge_lora()?;
+                healed_export = Some(pruned);
+            }
+        }
+    }
+
+    // 4. Export: the pruned model as GGUF (tensors copied), and the healed one (re-quantised).
+    let mut export = Vec::new();
+    if let Some(n) = sc.export_drop {
+        let start = choose_start(Rule::Angular, l_tot, n, Some(&distances), 0)?;
+        let kept = kept_blocks(l_tot, start, n);
+        let pruned = model.with_blocks(&kept)?;
+        let mut items = vec![(
+            format!("pruned-angular-{start}-{}.gguf", start + n),
+            pruned,
+            false,
+        )];
+        if let Some(h) = healed_export.take() {
+            items.push((
+                format!("pruned-angular-{start}-{}-healed.gguf", start + n),
+                h,
+                true,
+            ));
+        }
+        for (name, m, healed) in items {
+            let path = out.path(&name);
+            let rq = if healed {
+                dlt_llm::export::Requant::To(candle_core::quantized::GgmlDType::Q8_0)
+            } else {
+                dlt_llm::export::Requant::Unchanged
+            };
+            dlt_llm::export::write_gguf(&ckpt, &m, &kept, rq, &path)?;
+            let back = dlt_llm::load(&path)?;
+            export.push(ExportRow {
+                file: name,
+                healed,
+                n_layers: back.model.blocks.len(),
+                bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                in_memory: ppl(&m.all_blocks(), &m)?.perplexity,
+                reloaded: ppl(&back.model.all_blocks(), &back.model)?.perplexity,
+            });
+        }
+    }
+
+    // Tables.
+    let mut rows = vec![];
+    for n in 1..=l_tot {
+        for l in 0..=l_tot - n {
+            rows.push(vec![
+                n.to_string(),
+                l.to_string(),
+                (l + n).to_string(),
+                format!("{:.6}", distances.table[n - 1][l]),
+                format!("{:.6}", distances.se[n - 1][l]),
+            ]);
+        }
+    }
+    out.write_csv(
+        "distances.csv",
+        &["n", "start", "end", "distance", "se"],
+        &rows,
+    )?;
+    out.write_records("perplexity.csv", &pruning)?;
+    out.write_records("healing.csv", &healing)?;
+
+    // Figures.
+    let mut figures = vec![];
+    let hm = Heatmap {
+        title: format!(
+            "angular distance d(x^(l), x^(l+n)), {}",
+            model_path
+                .file_name()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default()
+        ),
+        x_label: "l (first block dropped)".into(),
+        y_label: "n (blocks dropped)".into(),
+        xs: (0..l_tot).map(|l| l as f64).collect(),
+        ys: (1..l_tot).map(|n| n as f64).collect(),
+        z: (1..l_tot)
+            .map(|n| {
+                (0..l_tot)
+                    .map(|l| distances.table[n - 1].get(l).copied().unwrap_or(f64::NAN))
+                    .collect()
+            })
+            .collect(),
+        log_z: false,
+        diagonal: false,
+    };
+    hm.save_svg(&out.path("distances.svg"))?;
+    figures.push("distances.svg".to_string());
+    let mut fig = Figure::new(
+        "perplexity on held-out text vs fraction of blocks dropped",
+        "fraction of blocks dropped",
+        "perplexity",
+    );
+    fig.log_y = true;
+    fig = fig.with(Series::dashed(
+        "unpruned",
+        vec![
+            (0.0, base.perplexity),
+            (
+                sc.drops.iter().max().copied().unwrap_or(1) as f64 / l_tot as f64,
+                base.perplexity,
+            ),
+        ],
+    ));
+    for rule in ["angular", "last", "random"] {
+        let mut pts: Vec<(f64, f64)> = Vec::new();
+        for &n in &sc.drops {
+            let v: Vec<f64> = pruning
+                .iter()
+                .filter(|r| r.rule == rule && r.n == n)
+                .map(|r| r.perplexity)
+                .collect();
+            if !v.is_empty() {
+                pts.push((n as f64 / l_tot as f64, geo_mean(&v)));
+            }
+        }
+        let label = if rule == "random" {
+            format!("random block (geometric mean of {})", sc.random_draws)
+        } else {
+            format!("{rule} rule")
+        };
+        fig = fig.with(Series::line(label, pts));
+    }
+    for rule in ["angular", "last"] {
+        let pts: Vec<(f64, f64)> = healing
+            .iter()
+            .filter(|h| h.rule == rule)
+            .map(|h| (h.n as f64 / l_tot as f64, h.after))
+            .collect();
+        if !pts.is_empty() {
+            fig = fig.with(Series::points(
+                format!("{rule} rule + LoRA healing"),
+                pts,
+                None,
+            ));
+        }
+    }
+    fig.save_svg(&out.path("perplexity.svg"))?;
+    figures.push("perplexity.svg".to_string());
+    let mut d1 = Figure::new(
+        "distance between the input and output of one block (n = 1)",
+        "block l",
+        "angular distance d(x^(l), x^(l+1))",
+    );
+    d1 = d1.with(Series::points(
+        "mean over probe sequences ± SE",
+        distances.table[0]
+            .iter()
+            .enumerate()
+            .map(|(l, &d)| (l as f64, d))
+            .collect(),
+        Some(distances.se[0].clone()),
+    ));
+    d1.save_svg(&out.path("distance_n1.svg"))?;
+    figures.push("distance_n1.svg".to_string());
+    if !heal_curves.is_empty() {
+        let mut hf = Figure::new(
+            "LoRA healing: training loss",
+            "step",
+            "cross-entropy (nats/token)",
+        );
+        for (name, losses) in &heal_curves {
+            hf = hf.with(Series::line(
+                name.clone(),
+                losses
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| (i as f64 + 1.0, l))
+                    .collect(),
+            ));
+        }
+        hf.save_svg(&out.path("healing.svg"))?;
+        figures.push("healing.svg".to_string());
+    }
+
+    // Claims.
+    let mut claims = vec![];
+    claims.push(Claim::at_most(
+        "prune.base_perplexity",
+        "SmolLM2-135M-Instruct (Q4_1)",
+        "the unpruned model is a working LM on held-out Shakespeare (perplexity far below the vocabulary size)",
+        base.perplexity,
+        100.0,
+        "a 135M model on Early Modern English; uniform guessing gives 49152",
+    ));
+    let small: Vec<&Best> = best.iter().filter(|b| b.n <= l_tot / 2).collect();
+    let kept_final =
+        small.iter().filter(|b| b.end < l_tot).count() as f64 / small.len().max(1) as f64;
+    claims.push(Claim::at_least(
+        "prune.final_block_kept",
+        &format!("{PAPER} §4"),
+        "the angular rule keeps the final block (l*(n) + n < L) for n ≤ L/2",
+        kept_final,
+        0.8,
+        "fraction of n ≤ L/2",
+    ));
+    let row1 = &distances.table[0];
+    let mut mid: Vec<f64> = row1[2..l_tot - 1].to_vec();
+    mid.sort_by(|a, b| a.total_cmp(b));
+    let median = mid[mid.len() / 2];
+    claims.push(Claim::at_least(
+        "prune.edges_change_most",
+        &format!("{PAPER} §4, Fig. 7"),
+        "the first and the last block change the residual stream more than the middle ones: min(d(x^(0), x^(1)), d(x^(L−1), x^(L))) / median d(x^(l), x^(l+1))",
+        row1[0].min(row1[l_tot - 1]) / median,
+        1.5,
+        "ratio to the median block",
+    ));
+    let per_n = |rule: &str, n: usize| -> f64 {
+        let v: Vec<f64> = pruning
+            .iter()
+            .filter(|r| r.rule == rule && r.n == n)
+            .map(|r| r.perplexity)
+            .collect();
+        geo_mean(&v)
+    };
+    let frac = |f: &dyn Fn(usize) -> bool| {
+        sc.drops.iter().filter(|&&n| f(n)).count() as f64 / sc.drops.len() as f64
+    };
+    if sc.random_draws > 0 {
+        claims.push(Claim::at_least(
+            "prune.angular_beats_random",
+            &format!("{PAPER} §4"),
+            "dropping the block of least angular distance costs less perplexity than dropping a random block of the same size",
+            frac(&|n| per_n("angular", n) <= per_n("random", n)),
+            0.75,
+            "fraction of n where angular ≤ geometric mean of random draws",
+        ));
+    }
+    claims.push(Claim::at_least(
+        "prune.angular_beats_last_unhealed",
+        &format!("{PAPER} §4"),
+        "without healing the angular rule beats dropping the deepest blocks before the last",
+        frac(&|n| per_n("angular", n) <= per_n("last", n)),
+        0.75,
+        "fraction of n",
+    ));
+    let nll_angular: Vec<(f64, f64)> = sc
+        .drops
+        .iter()
+        .map(|&n| (n as f64, per_n("angular", n).ln()))
+        .collect();
+    claims.push(Claim::at_least(
+        "prune.loss_grows_with_n",
+        &format!("{PAPER} §4, Fig. 2"),
+        "the held-out loss grows with the number of blocks dropped (angular rule): Spearman rank correlation of (n, loss)",
+        spearman(&nll_angular),
+        0.8,
+        "1 = strictly increasing; single steps may dip within the noise",
+    ));
+    if !healing.is_empty() {
+        let worst = healing
+            .iter()
+            .map(|h| h.after / h.before)
+            .fold(0.0, f64::max);
+        claims.push(Claim::at_most(
+            "prune.healing_lowers_perplexity",
+            &format!("{PAPER} §3.3, §4"),
+            "LoRA healing lowers the perplexity of every pruned model (largest after/before ratio)",
+            worst,
+            1.0,
+            "after < before",
+        ));
+        let gap = |n: usize, f: &dyn Fn(&HealRow) -> f64| -> Option<f64> {
+            let a = healing.iter().find(|h| h.rule == "angular" && h.n == n)?;
+            let l = healing.iter().find(|h| h.rule == "last" && h.n == n)?;
+            Some((f(l) / f(a)).ln())
+        };
+        let narrow: Vec<f64> = sc
+            .heal_drops
+            .iter()
+            .filter_map(|&n| Some(gap(n, &|h| h.after)? / gap(n, &|h| h.before)?))
+            .collect();
+        if !narrow.is_empty() {
+            claims.push(Claim::at_most(
+                "prune.healing_narrows_last_gap",
+                &format!("{PAPER} §4"),
+                "healing closes most of the gap between the drop-last heuristic and the angular rule: ln(ppl_last/ppl_angular) after / before healing",
+                narrow.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                0.5,
+                "largest ratio over healed n",
+            ));
+        }
+    }
+    if let Some(e) = export.iter().find(|e| !e.healed) {
+        claims.push(Claim::within(
+            "prune.export_gguf_exact",
+            "dlt export",
+            "the exported pruned GGUF reloads with the perplexity of the in-memory pruned model",
+            e.reloaded / e.in_memory - 1.0,
+            0.0,
+            1e-9,
+            "tensors are copied, so only summation order could differ",
+        ));
+    }
+    if let Some(e) = export.iter().find(|e| e.healed) {
+        claims.push(Claim::within(
+            "prune.export_healed_requantised",
+            "dlt export",
+            "the healed model, merged and written with Q8_0 block weights, keeps its perplexity (relative change)",
+            e.reloaded / e.in_memory - 1.0,
+            0.0,
+            0.02,
+            "Q8_0 rounding of the merged weights; Q4_1 would undo the healing",
+        ));
+    }
+
+    let results = Results {
+        quick: cfg.quick,
+        seed: cfg.seed,
+        scale: sc.clone(),
+        model: ModelInfo {
+            path: model_path.display().to_string(),
+            n_layers: l_tot,
+            hidden: model.cfg.hidden,
+            params: model.n_params(),
+            weight_types: ckpt.weight_types.clone(),
+            load_seconds,
+        },
+        text: text_path.display().to_string(),
+        heldout_tokens: heldout.len(),
+        base,
+        distances,
+        best,
+        pruning,
+        healing,
+        export,
+        forward_tokens_per_second,
+        seconds: t0.elapsed().as_secs_f64(),
+        claims,
+        figures,
+    };
+    out.write_json("results.json", &results)?;
+    Ok(results)
+}
+
+pub fn section(r: &Results, prefix: &str) -> Section {
+    Section::of_study(
+        "prune",
+        "The unreasonable ineffectiveness of the deeper layers",
+        &r.figures,
+        &r.claims,
+        r.seconds,
+        prefix,
+    )
+}
