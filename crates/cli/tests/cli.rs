@@ -496,13 +496,16 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
                 "orthogonal.candle_ntk_gaussian",
                 "orthogonal.candle_ntk_orthogonal",
                 "orthogonal.gaussian_vertex_grows",
+                "prune.base_perplexity",
+                "prune.export_gguf_exact",
+                "prune.export_healed_requantised",
             ]
             .contains(&id);
         if must {
             assert_eq!(c["holds"], true, "claim failed: {c}");
         }
     }
-    for study in ["theory", "orthogonal", "scaling", "collapse"] {
+    for study in ["theory", "orthogonal", "scaling", "collapse", "prune"] {
         assert!(
             claims.iter().any(|c| c["study"] == study),
             "no claims from {study}"
@@ -1022,4 +1025,159 @@ fn collapse_diffusion_tiny_run_on_real_fashion_mnist() {
     );
     assert_eq!(rows[3]["train_points"], 1200);
     fails_with(&["collapse", "diffusion", "--pca-dims", "0"], "--pca-dims");
+}
+
+#[test]
+fn prune_json_contracts_and_bad_input_on_real_smollm2() {
+    let dir = std::env::temp_dir().join(format!("dlt-cli-prune-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plays = dlt_nn::data::fetch::locate(dlt_nn::data::fetch::Dataset::Shakespeare, None, true)
+        .unwrap()
+        .0;
+    let text = std::fs::read_to_string(&plays).unwrap();
+    let sample = dir.join("sample.txt");
+    std::fs::write(&sample, &text[200_000..212_000]).unwrap();
+    let s = sample.to_str().unwrap();
+
+    let e = json(&["prune", "eval", "--text", s, "--ctx", "256", "--json"]);
+    for k in [
+        "perplexity",
+        "tokens",
+        "nll",
+        "nll_se",
+        "windows",
+        "ctx",
+        "tokens_per_second",
+    ] {
+        assert!(e[k].is_number(), "eval: {k} missing in {e}");
+    }
+    let ppl = e["perplexity"].as_f64().unwrap();
+    assert!(
+        ppl > 5.0 && ppl < 200.0,
+        "SmolLM2 on Shakespeare: perplexity {ppl}"
+    );
+    assert_eq!(e["ctx"], 256);
+
+    let d = json(&[
+        "prune",
+        "distances",
+        "--text",
+        s,
+        "--samples",
+        "3",
+        "--len",
+        "32",
+        "--json",
+    ]);
+    assert_eq!(d["n_layers"], 30);
+    let table = d["table"].as_array().unwrap();
+    assert_eq!(table.len(), 30);
+    assert_eq!(table[0].as_array().unwrap().len(), 30);
+    assert_eq!(table[29].as_array().unwrap().len(), 1);
+    let best = d["best"].as_array().unwrap();
+    assert_eq!(best.len(), 29);
+    for b in best {
+        let (n, st, en) = (
+            b["n"].as_u64().unwrap(),
+            b["start"].as_u64().unwrap(),
+            b["end"].as_u64().unwrap(),
+        );
+        assert_eq!(en, st + n);
+        assert!(en <= 30);
+    }
+
+    let out = dir.join("run");
+    let r = json(&[
+        "prune",
+        "run",
+        "--drop",
+        "2",
+        "--rule",
+        "last",
+        "--text",
+        s,
+        "--eval-tokens",
+        "256",
+        "--heal-steps",
+        "2",
+        "--heal-seq",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        (r["start"].as_u64(), r["end"].as_u64()),
+        (Some(27), Some(29))
+    );
+    assert_eq!(r["n_layers_after"], 28);
+    assert!(r["perplexity_healed"].is_number() && r["perplexity_pruned"].is_number());
+    assert_eq!(r["heal_losses"].as_array().unwrap().len(), 2);
+    let g = out.join("pruned.gguf");
+    assert!(g.exists() && out.join("results.json").exists());
+    let e2 = json(&[
+        "prune",
+        "eval",
+        "--model",
+        g.to_str().unwrap(),
+        "--text",
+        s,
+        "--tokens",
+        "256",
+        "--ctx",
+        "256",
+        "--json",
+    ]);
+    assert!(e2["perplexity"].is_number());
+
+    // Bad input.
+    fails_with(&["prune", "run", "--drop", "30", "--text", s], "--drop");
+    fails_with(
+        &[
+            "prune", "run", "--drop", "2", "--rule", "bogus", "--text", s,
+        ],
+        "--rule",
+    );
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "  \n").unwrap();
+    fails_with(
+        &["prune", "eval", "--text", empty.to_str().unwrap()],
+        "empty",
+    );
+    let latin1 = dir.join("latin1.txt");
+    std::fs::write(&latin1, b"caf\xe9 au lait").unwrap();
+    fails_with(
+        &["prune", "eval", "--text", latin1.to_str().unwrap()],
+        "UTF-8",
+    );
+    let short = dir.join("short.txt");
+    std::fs::write(&short, "To be, or not to be.").unwrap();
+    fails_with(
+        &["prune", "eval", "--text", short.to_str().unwrap()],
+        "fewer than one window",
+    );
+    let bytes = std::fs::read(&g).unwrap();
+    let trunc = dir.join("truncated.gguf");
+    std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(
+        &[
+            "prune",
+            "eval",
+            "--model",
+            trunc.to_str().unwrap(),
+            "--text",
+            s,
+        ],
+        "truncated or corrupt",
+    );
+    fails_with(
+        &[
+            "prune",
+            "eval",
+            "--model",
+            dir.join("missing.gguf").to_str().unwrap(),
+        ],
+        "dlt data fetch smollm2",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
