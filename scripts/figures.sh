@@ -19,4 +19,7 @@ done
 for p in replace accumulate; do
   cp "$tmp/collapse/vae_samples_$p.png" "docs/figures/collapse_vae_samples_$p.png"
 done
+for f in distances perplexity distance_n1 healing; do
+  cp "$tmp/prune/$f.svg" "docs/figures/prune_$f.svg"
+done
 rm -rf "$tmp"

@@ -22,6 +22,37 @@ fn plays() -> (PathBuf, String) {
     (p, t)
 }
 
+/// llama.cpp's `llama-perplexity -c 512 -t 2` on `text` (second halves of 512-token windows).
+fn llama_cpp_perplexity(bin: &std::path::Path, gguf: &std::path::Path, text: &str) -> f64 {
+    let f = std::env::temp_dir().join(format!(
+        "dlt-llama-cpp-{}-{}.txt",
+        std::process::id(),
+        text.len()
+    ));
+    std::fs::write(&f, text).unwrap();
+    let out = std::process::Command::new(bin.join("llama-perplexity"))
+        .args([
+            "-m",
+            gguf.to_str().unwrap(),
+            "-f",
+            f.to_str().unwrap(),
+            "-c",
+            "512",
+            "-t",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&f).unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    log.split("Final estimate: PPL = ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("llama.cpp could not evaluate {}:\n{log}", gguf.display()))
+}
+
 #[test]
 fn tokenizer_config_and_perplexity_match_llama_cpp() {
     let ck = model();
@@ -77,38 +108,17 @@ fn tokenizer_config_and_perplexity_match_llama_cpp() {
     );
 
     if let Some(bin) = std::env::var_os("DLT_LLAMA_CPP") {
-        let dir = std::env::temp_dir().join(format!("dlt-llama-cpp-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("text.txt");
-        std::fs::write(&f, ck.tokenizer.decode(&toks[..2048])).unwrap();
         let gguf = locate(Dataset::Smollm2, None, false).unwrap().0;
-        let out = std::process::Command::new(PathBuf::from(bin).join("llama-perplexity"))
-            .args([
-                "-m",
-                gguf.to_str().unwrap(),
-                "-f",
-                f.to_str().unwrap(),
-                "-c",
-                "512",
-                "-t",
-                "2",
-            ])
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stderr).to_string()
-            + &String::from_utf8_lossy(&out.stdout);
-        let ppl: f64 = log
-            .split("Final estimate: PPL = ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no PPL in llama.cpp output:\n{log}"));
+        let ppl = llama_cpp_perplexity(
+            &PathBuf::from(bin),
+            &gguf,
+            &ck.tokenizer.decode(&toks[..2048]),
+        );
         assert!(
             (r.perplexity / ppl - 1.0).abs() < 0.01,
             "ours {} vs live llama.cpp {ppl}",
             r.perplexity
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
@@ -142,6 +152,26 @@ fn pruned_exports_reload_with_the_same_perplexity() {
     assert_eq!(back.model.blocks.len(), 12);
     assert_eq!(back.weight_types.get("Q4_1"), Some(&(12 * 7)));
     assert_eq!(ppl(&back.model), p_mem);
+    // llama.cpp loads the pruned file and agrees with us (when it is on this machine).
+    if let Some(bin) = std::env::var_os("DLT_LLAMA_CPP") {
+        let t = ck.tokenizer.decode(&toks[..1024.min(toks.len())]);
+        let ids = ck.tokenizer.encode(&t).unwrap();
+        let ours = dlt_llm::eval::perplexity(
+            &back.model,
+            &back.model.all_blocks(),
+            &ids,
+            512,
+            256,
+            |_, _| {},
+        )
+        .unwrap()
+        .perplexity;
+        let theirs = llama_cpp_perplexity(&PathBuf::from(bin), &g, &t);
+        assert!(
+            (ours / theirs - 1.0).abs() < 0.01,
+            "pruned: ours {ours} vs llama.cpp {theirs}"
+        );
+    }
     let orig = std::fs::metadata(locate(Dataset::Smollm2, None, false).unwrap().0)
         .unwrap()
         .len();
