@@ -84,6 +84,9 @@ pub enum CollapseCmd {
         json: bool,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
+        #[arg(long, requires = "out")]
+        resume: bool,
     },
     /// VAEs on Fashion-MNIST, generation after generation.
     Vae {
@@ -110,6 +113,9 @@ pub enum CollapseCmd {
         json: bool,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
+        #[arg(long, requires = "out")]
+        resume: bool,
     },
     /// DDPMs on Fashion-MNIST projected by PCA, generation after generation.
     Diffusion {
@@ -137,6 +143,9 @@ pub enum CollapseCmd {
         json: bool,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
+        #[arg(long, requires = "out")]
+        resume: bool,
     },
     /// The whole `collapse` study (what `dlt reproduce` runs).
     Study {
@@ -159,6 +168,9 @@ pub enum CollapseCmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long)]
+        /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
+        #[arg(long)]
+        resume: bool,
         json: bool,
     },
 }
@@ -172,6 +184,19 @@ fn stream_path(out: Option<&std::path::Path>) -> Result<Option<PathBuf>> {
         std::fs::remove_file(&p)?;
     }
     Ok(Some(p))
+}
+
+/// Stream and checkpoint locations of a trained-model experiment.
+fn files<'a>(
+    stream: Option<&'a std::path::Path>,
+    checkpoints: &'a Option<PathBuf>,
+    resume: bool,
+) -> dlt_studies::collapse::RunFiles<'a> {
+    dlt_studies::collapse::RunFiles {
+        stream,
+        checkpoints: checkpoints.as_deref(),
+        resume,
+    }
 }
 
 pub fn run(cmd: CollapseCmd) -> Result<()> {
@@ -306,6 +331,7 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
             seed,
             json: as_json,
             out,
+            resume,
         } => {
             let mut sc = dlt_studies::collapse::LmScale::for_mode(quick);
             if let Some(g) = generations {
@@ -341,13 +367,14 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
             };
             let t0 = std::time::Instant::now();
             let stream = stream_path(out.as_deref())?;
+            let ckdir = out.as_ref().map(|o| o.join("checkpoints"));
             let rows = dlt_studies::collapse::lm_runs(
                 &path,
                 &sc,
                 &policy,
                 seed,
                 as_json,
-                stream.as_deref(),
+                files(stream.as_deref(), &ckdir, resume),
             )?;
             let v = json!({"text": path, "scale": sc, "seconds": t0.elapsed().as_secs_f64(), "generations": rows});
             if let Some(o) = out {
@@ -390,6 +417,7 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
             seed,
             json: as_json,
             out,
+            resume,
         } => {
             let mut sc = dlt_studies::collapse::VaeScale::for_mode(quick);
             if let Some(g) = generations {
@@ -410,7 +438,11 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                 &policy,
                 seed,
                 as_json,
-                stream_path(out.as_deref())?.as_deref(),
+                files(
+                    stream_path(out.as_deref())?.as_deref(),
+                    &out.as_ref().map(|o| o.join("checkpoints")),
+                    resume,
+                ),
             )?;
             let v = json!({"scale": sc, "generations": rows});
             if let Some(o) = out {
@@ -458,6 +490,7 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
             seed,
             json: as_json,
             out,
+            resume,
         } => {
             let mut sc = dlt_studies::collapse::DiffusionScale::for_mode(quick);
             if let Some(g) = generations {
@@ -482,7 +515,11 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                 &policy,
                 seed,
                 as_json,
-                stream_path(out.as_deref())?.as_deref(),
+                files(
+                    stream_path(out.as_deref())?.as_deref(),
+                    &out.as_ref().map(|o| o.join("checkpoints")),
+                    resume,
+                ),
             )?;
             let v = json!({"scale": sc, "generations": rows});
             if let Some(o) = out {
@@ -524,6 +561,7 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
             skip_vae,
             skip_diffusion,
             text,
+            resume,
         } => {
             use dlt_studies::collapse::{run, Config, Scale};
             let dir = OutDir::create(&out)?;
@@ -538,6 +576,7 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                     vae: (!skip_vae).then(|| dlt_studies::collapse::VaeScale::for_mode(quick)),
                     diffusion: (!skip_diffusion)
                         .then(|| dlt_studies::collapse::DiffusionScale::for_mode(quick)),
+                    resume,
                 },
                 &dir,
             )?;

@@ -376,6 +376,16 @@ impl dlt_theory::collapse::Generative for DdpmGenerative {
             d: data.d,
         }
     }
+    fn save_state(&self) -> Vec<u8> {
+        self.generation.to_le_bytes().to_vec()
+    }
+    fn load_state(&mut self, bytes: &[u8]) -> Result<(), NnError> {
+        self.generation = u64::from_le_bytes(bytes.try_into().map_err(|_| NnError::Invalid {
+            what: "collapse checkpoint".into(),
+            fix: "its model state is corrupt; delete it to start afresh".into(),
+        })?);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -433,5 +443,21 @@ mod tests {
         m.train(&data, &mut rng).unwrap();
         let after = frechet_distance(&m.sample(2000, &mut rng).unwrap(), &data).unwrap();
         assert!(after < 0.3 && after < 0.2 * before, "{before} → {after}");
+    }
+}
+
+impl dlt_theory::collapse::Persist for Points {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut o = Vec::with_capacity(16 + 4 * self.x.len());
+        dlt_theory::collapse::bytes::put_u64(&mut o, self.d as u64);
+        dlt_theory::collapse::bytes::put_f32s(&mut o, &self.x);
+        o
+    }
+    fn from_bytes(b: &[u8]) -> Option<Self> {
+        use dlt_theory::collapse::bytes::*;
+        let mut at = 0;
+        let d = get_u64(b, &mut at)? as usize;
+        let x = get_f32s(b, &mut at)?;
+        (at == b.len() && d > 0 && x.len() % d == 0).then_some(Points { x, d })
     }
 }

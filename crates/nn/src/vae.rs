@@ -223,6 +223,30 @@ impl dlt_theory::collapse::Generative for VaeGenerative {
         s.y.clear();
         s.select(idx)
     }
+    fn save_state(&self) -> Vec<u8> {
+        use dlt_theory::collapse::bytes::*;
+        let mut o = Vec::new();
+        put_u64(&mut o, self.generation);
+        put_u64(&mut o, self.grids.len() as u64);
+        for g in &self.grids {
+            put_f32s(&mut o, g);
+        }
+        o
+    }
+    fn load_state(&mut self, b: &[u8]) -> Result<(), NnError> {
+        use dlt_theory::collapse::bytes::*;
+        let bad = || NnError::Invalid {
+            what: "collapse checkpoint".into(),
+            fix: "its model state is corrupt; delete it to start afresh".into(),
+        };
+        let mut at = 0;
+        self.generation = get_u64(b, &mut at).ok_or_else(bad)?;
+        let n = get_u64(b, &mut at).ok_or_else(bad)?;
+        self.grids = (0..n)
+            .map(|_| get_f32s(b, &mut at).ok_or_else(bad))
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }
 }
 
 /// Images (rows of 784 grey levels in [0, 1], dark on light) as a PNG grid, `cols` per row.

@@ -13,7 +13,8 @@ use crate::plot::{Figure, Series};
 use crate::report::Section;
 use crate::theory::StudyError;
 use dlt_theory::collapse::{
-    gaussian_replace_trace, linear, run_generations, GaussianModel, Policy,
+    gaussian_replace_trace, linear, run_generations, run_generations_checkpointed, GaussianModel,
+    Policy,
 };
 use faer::Mat;
 use rand::SeedableRng;
@@ -65,6 +66,9 @@ pub struct Config {
     pub vae: Option<VaeScale>,
     /// Diffusion experiment (None: skipped).
     pub diffusion: Option<DiffusionScale>,
+    /// Resume the trained-model experiments from `OUT/checkpoints/` (written before every
+    /// generation; a run that stopped continues where it stopped, with the same numbers).
+    pub resume: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -218,6 +222,33 @@ pub struct LmRow {
     pub test_cross_entropy: f64,
 }
 
+/// Where a trained-model experiment streams its finished generations (JSON lines) and keeps
+/// the checkpoints that let an interrupted run resume (one file per experiment and policy,
+/// removed when that run completes).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFiles<'a> {
+    pub stream: Option<&'a std::path::Path>,
+    pub checkpoints: Option<&'a std::path::Path>,
+    /// Resume from existing checkpoints (otherwise they are overwritten).
+    pub resume: bool,
+}
+
+impl RunFiles<'_> {
+    fn checkpoint(
+        &self,
+        experiment: &str,
+        policy: Policy,
+        fingerprint: String,
+    ) -> Option<dlt_theory::collapse::Checkpointing> {
+        self.checkpoints
+            .map(|d| dlt_theory::collapse::Checkpointing {
+                path: d.join(format!("{experiment}-{}.ckpt", policy.as_str())),
+                fingerprint,
+                resume: self.resume,
+            })
+    }
+}
+
 /// The language-model collapse experiment on Shakespeare's plays (one UTF-8 text file): a fresh
 /// character-level transformer per generation; generation 0 trains on `train_chars` real
 /// characters, later generations on sampled text of the same size (temperature 1).
@@ -227,8 +258,9 @@ pub fn lm_runs(
     policies: &[Policy],
     seed: u64,
     quiet: bool,
-    stream: Option<&std::path::Path>,
+    files: RunFiles<'_>,
 ) -> Result<Vec<LmRow>, StudyError> {
+    let stream = files.stream;
     let bytes = std::fs::read(text_path).map_err(|e| dlt_nn::NnError::io(text_path, e))?;
     let text = String::from_utf8(bytes).map_err(|e| dlt_nn::NnError::Data {
         what: text_path.display().to_string(),
@@ -274,12 +306,22 @@ pub fn lm_runs(
         // differ only from generation 1 on.
         let mut model =
             dlt_nn::lm::LmGenerative::new(model_cfg, test_ids.clone(), start.clone(), seed);
-        let out = run_generations(
+        let ckpt = files.checkpoint(
+            "lm",
+            policy,
+            format!(
+                "{}|{}|{seed}",
+                text_path.display(),
+                serde_json::to_string(sc).unwrap_or_default()
+            ),
+        );
+        let out = run_generations_checkpointed(
             &mut model,
             &train_ids,
             sc.generations,
             policy,
             seed,
+            ckpt.as_ref(),
             &mut |m| {
                 pb.inc(1);
                 if let (Some(p), None) = (stream, &stream_err) {
@@ -355,8 +397,9 @@ pub fn vae_runs(
     policies: &[Policy],
     seed: u64,
     quiet: bool,
-    stream: Option<&std::path::Path>,
+    files: RunFiles<'_>,
 ) -> Result<(Vec<VaeRow>, Vec<(String, Vec<Vec<f32>>)>), StudyError> {
+    let stream = files.stream;
     let data = dlt_nn::data::fashion_mnist(data_path)?;
     let train = data.train.subset(sc.train_images, seed);
     let test = data.test.subset(sc.test_images, seed + 1);
@@ -370,14 +413,30 @@ pub fn vae_runs(
     );
     for &policy in policies {
         let mut model = dlt_nn::vae::VaeGenerative::new(sc.model, test.clone(), seed);
-        let out = run_generations(&mut model, &train, sc.generations, policy, seed, &mut |m| {
-            pb.inc(1);
-            if let (Some(p), None) = (stream, &stream_err) {
-                if let Err(e) = append_generation(p, "vae", policy, m) {
-                    stream_err = Some(e);
+        let ckpt = files.checkpoint(
+            "vae",
+            policy,
+            format!(
+                "{data_path:?}|{}|{seed}",
+                serde_json::to_string(sc).unwrap_or_default()
+            ),
+        );
+        let out = run_generations_checkpointed(
+            &mut model,
+            &train,
+            sc.generations,
+            policy,
+            seed,
+            ckpt.as_ref(),
+            &mut |m| {
+                pb.inc(1);
+                if let (Some(p), None) = (stream, &stream_err) {
+                    if let Err(e) = append_generation(p, "vae", policy, m) {
+                        stream_err = Some(e);
+                    }
                 }
-            }
-        })?;
+            },
+        )?;
         for g in out {
             rows.push(VaeRow {
                 policy: policy.as_str().into(),
@@ -443,8 +502,9 @@ pub fn diffusion_runs(
     policies: &[Policy],
     seed: u64,
     quiet: bool,
-    stream: Option<&std::path::Path>,
+    files: RunFiles<'_>,
 ) -> Result<Vec<DiffusionRow>, StudyError> {
+    let stream = files.stream;
     let data = dlt_nn::data::fashion_mnist(data_path)?;
     let train = data.train.subset(sc.train_images, seed);
     let test = data.test.subset(sc.test_images, seed + 1);
@@ -459,12 +519,21 @@ pub fn diffusion_runs(
     );
     for &policy in policies {
         let mut model = dlt_nn::diffusion::DdpmGenerative::new(sc.model, ptest.clone(), seed);
-        for g in run_generations(
+        let ckpt = files.checkpoint(
+            "diffusion",
+            policy,
+            format!(
+                "{data_path:?}|{}|{seed}",
+                serde_json::to_string(sc).unwrap_or_default()
+            ),
+        );
+        for g in run_generations_checkpointed(
             &mut model,
             &ptrain,
             sc.generations,
             policy,
             seed,
+            ckpt.as_ref(),
             &mut |m| {
                 pb.inc(1);
                 if let (Some(p), None) = (stream, &stream_err) {
@@ -713,7 +782,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             &Policy::ALL,
             cfg.seed + 5000,
             cfg.quiet,
-            Some(&out.path("generations.jsonl")),
+            RunFiles {
+                stream: Some(&out.path("generations.jsonl")),
+                checkpoints: Some(&out.path("checkpoints")),
+                resume: cfg.resume,
+            },
         )?;
         let ce = |p: &str, g: usize| {
             lm.iter()
@@ -773,7 +846,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             &Policy::ALL,
             cfg.seed + 7000,
             cfg.quiet,
-            Some(&out.path("generations.jsonl")),
+            RunFiles {
+                stream: Some(&out.path("generations.jsonl")),
+                checkpoints: Some(&out.path("checkpoints")),
+                resume: cfg.resume,
+            },
         )?;
         vae = rows;
         let nelbo = |p: &str, g: usize| {
@@ -826,7 +903,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             &Policy::ALL,
             cfg.seed + 9000,
             cfg.quiet,
-            Some(&out.path("generations.jsonl")),
+            RunFiles {
+                stream: Some(&out.path("generations.jsonl")),
+                checkpoints: Some(&out.path("checkpoints")),
+                resume: cfg.resume,
+            },
         )?;
         // The paper's metric is the test loss on real data: the held-out denoising loss (the
         // Fréchet distance of 2000 samples fluctuates by ≈ ±0.2 at this size; it is in the

@@ -114,6 +114,7 @@ pub fn reproduce(root: &OutDir, quick: bool, seed: u64, quiet: bool) -> Vec<Sect
                     text: None,
                     vae: Some(collapse::VaeScale::for_mode(quick)),
                     diffusion: Some(collapse::DiffusionScale::for_mode(quick)),
+                    resume: false,
                 };
                 collapse::run(&cfg, o)
             },
