@@ -227,6 +227,10 @@ pub trait Model {
     fn params(&self) -> &[Param];
     fn describe(&self) -> String;
     fn input_dim(&self) -> usize;
+    /// The model as an MLP, for the trainer's hand-written fast path.
+    fn as_mlp(&self) -> Option<&Mlp> {
+        None
+    }
 }
 
 /// Multilayer perceptron: z^(1) = W^(1)x + b^(1), z^(l+1) = W^(l+1)σ(z^(l)) + b^(l+1); the output
@@ -340,6 +344,9 @@ impl Model for Mlp {
     }
     fn input_dim(&self) -> usize {
         self.widths[0]
+    }
+    fn as_mlp(&self) -> Option<&Mlp> {
+        Some(self)
     }
 }
 
