@@ -1,7 +1,7 @@
 //! `dlt prune …`: angular-distance layer pruning of Llama-architecture LLMs (GGUF or
 //! safetensors), LoRA healing and export. Block ranges are 0-based and end-exclusive.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use dlt_llm::lora::HealConfig;
 use dlt_llm::probe::{angular_distances, choose_start, kept_blocks, sequences, Position, Rule};
@@ -16,7 +16,8 @@ pub enum PruneCmd {
         /// A .gguf file or a Hugging Face directory (default: SmolLM2-135M-Instruct Q4_1, fetched).
         #[arg(long)]
         model: Option<PathBuf>,
-        /// UTF-8 text (default: the held-out 10 % of Shakespeare's plays).
+        /// UTF-8 text or JSON lines with a "text" field (default: Shakespeare's plays); its
+        /// last 10 % is used.
         #[arg(long)]
         text: Option<PathBuf>,
         /// Number of probe sequences.
@@ -85,7 +86,8 @@ pub enum PruneCmd {
     Eval {
         #[arg(long)]
         model: Option<PathBuf>,
-        /// UTF-8 text, evaluated whole (default: the held-out 10 % of Shakespeare's plays).
+        /// UTF-8 text or JSON lines with a "text" field, evaluated whole (default: the
+        /// held-out 10 % of Shakespeare's plays).
         #[arg(long)]
         text: Option<PathBuf>,
         /// Window length in tokens.
@@ -144,16 +146,7 @@ fn heldout_text(p: Option<&Path>) -> Result<(String, String)> {
 }
 
 fn read_text(p: &Path) -> Result<String> {
-    let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
-    let s = String::from_utf8(bytes)
-        .map_err(|_| anyhow::anyhow!("{}: not UTF-8; convert the file to UTF-8", p.display()))?;
-    if s.trim().is_empty() {
-        anyhow::bail!(
-            "{}: the text is empty; give a text with at least a few hundred words",
-            p.display()
-        );
-    }
-    Ok(s)
+    Ok(dlt_llm::eval::read_corpus(p)?)
 }
 
 fn load(p: Option<PathBuf>) -> Result<dlt_llm::Checkpoint> {

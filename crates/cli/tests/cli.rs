@@ -1130,6 +1130,26 @@ fn prune_json_contracts_and_bad_input_on_real_smollm2() {
     ]);
     assert!(e2["perplexity"].is_number());
 
+    // JSON lines with a "text" field are a corpus too.
+    let jl = dir.join("docs.jsonl");
+    let docs: String = [&text[300_000..303_000], &text[400_000..403_000]]
+        .iter()
+        .map(|t| serde_json::json!({"text": t, "source": "plays"}).to_string() + "\n")
+        .collect();
+    std::fs::write(&jl, docs).unwrap();
+    let e3 = json(&[
+        "prune",
+        "eval",
+        "--text",
+        jl.to_str().unwrap(),
+        "--ctx",
+        "256",
+        "--json",
+    ]);
+    assert!(e3["tokens"].as_u64().unwrap() >= 255 * 4, "{e3}");
+    std::fs::write(&jl, "{\"text\": \"fine\"}\n{\"body\": 3}\n").unwrap();
+    fails_with(&["prune", "eval", "--text", jl.to_str().unwrap()], "line 2");
+
     // Bad input.
     fails_with(&["prune", "run", "--drop", "30", "--text", s], "--drop");
     fails_with(

@@ -85,3 +85,54 @@ pub fn perplexity(
         ctx,
     })
 }
+
+/// Read a corpus: a UTF-8 text file, or JSON lines (`.jsonl`, one object per line with a
+/// `"text"` field; documents are joined by a blank line).
+pub fn read_corpus(path: &std::path::Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| LlmError::io(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        LlmError::file(
+            path,
+            format!(
+                "not UTF-8 (invalid byte at {})",
+                e.utf8_error().valid_up_to()
+            ),
+            "convert the file to UTF-8",
+        )
+    })?;
+    let text = if path.extension().is_some_and(|e| e == "jsonl") {
+        let mut docs = Vec::new();
+        for (k, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                LlmError::file(
+                    path,
+                    format!("line {}: not JSON ({e})", k + 1),
+                    "one JSON object per line",
+                )
+            })?;
+            let t = v["text"].as_str().ok_or_else(|| {
+                LlmError::file(
+                    path,
+                    format!("line {}: no string field \"text\"", k + 1),
+                    "give each line a \"text\" field",
+                )
+            })?;
+            docs.push(t.to_string());
+        }
+        docs.join("\n\n")
+    } else {
+        text
+    };
+    if text.trim().is_empty() {
+        return Err(LlmError::file(
+            path,
+            "the text is empty",
+            "give a text with at least a few hundred words",
+        ));
+    }
+    Ok(text)
+}

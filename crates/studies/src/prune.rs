@@ -176,28 +176,10 @@ pub struct Results {
     pub figures: Vec<String>,
 }
 
-/// Read a UTF-8 text file and split it: (first 90 %, last 10 %) at a line break.
+/// Read a corpus (UTF-8 text, or JSON lines with a `"text"` field) and split it: (first 90 %,
+/// last 10 %) at a line break.
 pub fn split_text(path: &std::path::Path) -> Result<(String, String), StudyError> {
-    let bytes = std::fs::read(path).map_err(|e| dlt_nn::NnError::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    let text = String::from_utf8(bytes).map_err(|e| dlt_nn::NnError::Data {
-        what: path.display().to_string(),
-        problem: format!(
-            "not UTF-8 (invalid byte at {})",
-            e.utf8_error().valid_up_to()
-        ),
-        fix: "convert the file to UTF-8".into(),
-    })?;
-    if text.trim().is_empty() {
-        return Err(dlt_nn::NnError::Data {
-            what: path.display().to_string(),
-            problem: "the text is empty".into(),
-            fix: "give a text file with at least a few thousand words".into(),
-        }
-        .into());
-    }
+    let text = dlt_llm::eval::read_corpus(path)?;
     let mut cut = text.len() * 9 / 10;
     while !text.is_char_boundary(cut) {
         cut += 1;
