@@ -60,6 +60,23 @@ impl CharTokenizer {
     }
 }
 
+/// LayerNorm (eps 1e-5): candle's fused op for inference, the composed differentiable form for
+/// training (the fused op detaches its output).
+fn norm(l: &LayerNorm, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+    if !train {
+        return l.forward(x);
+    }
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    let xn = xc.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
+    let y = xn.broadcast_mul(l.weight())?;
+    match l.bias() {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
 /// Model and training sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LmConfig {
@@ -157,8 +174,17 @@ impl Gpt {
             .contiguous()
     }
 
-    /// Logits (B, T, V) for token ids (B, T), T ≤ ctx, with causal attention.
+    /// Logits (B, T, V) for token ids (B, T), T ≤ ctx, with causal attention (inference: fused
+    /// ops).
     pub fn forward(&self, idx: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_mode(idx, false)
+    }
+
+    /// Logits with `train = true`: differentiable LayerNorm and softmax. candle's fused
+    /// `layer_norm` and `softmax_last_dim` have no backward and *detach* their outputs, which
+    /// silently stops every gradient at them (no gradient to Q/K, to the LayerNorms, or through
+    /// a LayerNorm to earlier blocks).
+    pub fn forward_mode(&self, idx: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let (b, t) = idx.dims2()?;
         let d = self.cfg.d_model;
         let pos = Tensor::arange(0u32, t as u32, &self.dev)?;
@@ -178,28 +204,36 @@ impl Gpt {
         let mask = Tensor::from_vec(mask, (t, t), &self.dev)?;
         let scale = 1.0 / ((d / self.cfg.n_head) as f64).sqrt();
         for blk in &self.blocks {
-            let qkv = blk.qkv.forward(&blk.ln1.forward(&x)?)?;
+            let qkv = blk.qkv.forward(&norm(&blk.ln1, &x, train)?)?;
             let q = self.split_heads(&qkv.narrow(2, 0, d)?, b, t)?;
             let k = self.split_heads(&qkv.narrow(2, d, d)?, b, t)?;
             let v = self.split_heads(&qkv.narrow(2, 2 * d, d)?, b, t)?;
             let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let att = if train {
+                candle_nn::ops::softmax(&att, D::Minus1)?
+            } else {
+                candle_nn::ops::softmax_last_dim(&att)?
+            };
             let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
             x = (x + blk.proj.forward(&y)?)?;
             let m = blk
                 .fc2
-                .forward(&blk.fc1.forward(&blk.ln2.forward(&x)?)?.gelu_erf()?)?;
+                .forward(&blk.fc1.forward(&norm(&blk.ln2, &x, train)?)?.gelu_erf()?)?;
             x = (x + m)?;
         }
-        self.head.forward(&self.ln_f.forward(&x)?)
+        self.head.forward(&norm(&self.ln_f, &x, train)?)
     }
 
-    /// Mean next-token cross-entropy (nats) over windows of `tokens`.
+    /// Mean next-token cross-entropy (nats) over windows of `tokens`, differentiable.
     pub fn loss(&self, windows: &Tensor) -> candle_core::Result<Tensor> {
+        self.loss_mode(windows, true)
+    }
+
+    fn loss_mode(&self, windows: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let (b, t1) = windows.dims2()?;
         let x = windows.narrow(1, 0, t1 - 1)?;
         let y = windows.narrow(1, 1, t1 - 1)?;
-        let logits = self.forward(&x)?;
+        let logits = self.forward_mode(&x, train)?;
         candle_nn::loss::cross_entropy(
             &logits.reshape((b * (t1 - 1), self.cfg.vocab))?,
             &y.reshape(b * (t1 - 1))?,
@@ -273,7 +307,7 @@ impl Gpt {
                 v.extend_from_slice(&tokens[i * self.cfg.ctx..i * self.cfg.ctx + w]);
             }
             let t = Tensor::from_vec(v, (chunk.len(), w), &self.dev)?;
-            total += self.loss(&t)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+            total += self.loss_mode(&t, false)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
         }
         Ok(total / n as f64)
     }
@@ -486,5 +520,63 @@ mod tests {
             .filter(|w| w[1] == (w[0] + 1) % 8)
             .count();
         assert!(good as f64 > 0.9 * 4.0 * 15.0, "{good}");
+    }
+
+    #[test]
+    fn every_parameter_gets_a_gradient_and_train_mode_matches_inference() {
+        // The fused LayerNorm and softmax detach their outputs; the training forward must not
+        // use them, or Q, K, the LayerNorms and the embeddings below a LayerNorm get no gradient.
+        let cfg = LmConfig {
+            vocab: 11,
+            ctx: 8,
+            d_model: 16,
+            n_layer: 2,
+            n_head: 2,
+            batch: 2,
+            lr: 1e-3,
+            epochs: 1.0,
+        };
+        let m = Gpt::new(cfg, 3).unwrap();
+        // Give the LayerNorms non-trivial parameters so their gradients are generic.
+        for (name, var) in m.varmap.data().lock().unwrap().iter() {
+            if name.contains("ln") {
+                let t = var.as_tensor();
+                var.set(&(t + 0.1).unwrap()).unwrap();
+            }
+        }
+        let ids = Tensor::from_vec(
+            (0..18u32).map(|i| (i * 7) % 11).collect::<Vec<_>>(),
+            (2, 9),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let x = ids.narrow(1, 0, 8).unwrap();
+        let a = m.forward_mode(&x, true).unwrap();
+        let b = m.forward_mode(&x, false).unwrap();
+        let diff = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "train and inference forwards differ by {diff}");
+        let grads = m.loss(&ids).unwrap().backward().unwrap();
+        for (name, var) in m.varmap.data().lock().unwrap().iter() {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            let n = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(n > 0.0, "zero gradient for {name}");
+        }
     }
 }
