@@ -6,6 +6,7 @@
 //!   tensors of non-GGUF sources are written as F32. llama.cpp loads the result.
 //! - safetensors: a Hugging Face Llama directory (`config.json`, `model.safetensors` in f32,
 //!   `tokenizer.json`); Q/K rows are put back in Hugging Face order when the source was GGUF.
+//!
 //! Both are written into a temporary name and renamed, so a failed export leaves nothing that
 //! looks complete.
 

@@ -49,13 +49,13 @@ impl LlamaConfig {
         if self.n_layers == 0 || self.hidden == 0 || self.n_heads == 0 || self.vocab == 0 {
             return bad(format!("empty dimension in {self:?}"));
         }
-        if self.hidden % self.n_heads != 0 || self.head_dim() % 2 != 0 {
+        if !self.hidden.is_multiple_of(self.n_heads) || !self.head_dim().is_multiple_of(2) {
             return bad(format!(
                 "hidden {} not divisible into {} heads of even size",
                 self.hidden, self.n_heads
             ));
         }
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!(
                 "{} heads not a multiple of {} KV heads",
                 self.n_heads, self.n_kv_heads

@@ -535,7 +535,13 @@ impl<'a> Trainer<'a> {
         let lazy = std::mem::replace(&mut self.lazy_sync, true);
         while self.step < total {
             let (epoch, idx) = self.batch_indices(n, self.step);
-            last_loss = self.step_on(&data.train, &idx)?;
+            let res = self.step_on(&data.train, &idx);
+            if res.is_err() {
+                // Leave the variables current for whoever inspects the model after the error.
+                self.lazy_sync = lazy;
+                let _ = self.sync();
+            }
+            last_loss = res?;
             on_step(self.step);
             let eval_now = self.step == total
                 || (self.cfg.eval_every > 0 && self.step % self.cfg.eval_every == 0);
@@ -545,8 +551,6 @@ impl<'a> Trainer<'a> {
             if eval_now || ckpt_now {
                 self.sync()?;
             }
-            let eval_now = self.step == total
-                || (self.cfg.eval_every > 0 && self.step % self.cfg.eval_every == 0);
             let (tl, ta) = if eval_now && !data.test.is_empty() {
                 let (l, a) =
                     evaluate(self.model, &data.test, self.cfg.loss, self.dtype, &self.dev)?;
