@@ -6,6 +6,7 @@
 
 pub mod data;
 pub mod diffusion;
+pub mod fast_gpt;
 pub mod fast_mlp;
 pub mod lm;
 pub mod model;
