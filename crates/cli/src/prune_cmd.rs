@@ -297,14 +297,7 @@ pub fn run(cmd: PruneCmd) -> Result<()> {
                     batch: heal_batch,
                     seed,
                 };
-                let mut t = train.as_str();
-                if t.len() > 2_000_000 {
-                    let mut c = 2_000_000;
-                    while !t.is_char_boundary(c) {
-                        c += 1;
-                    }
-                    t = &t[..c];
-                }
+                let t = dlt_studies::prune::head_chars(&train, 2_000_000);
                 let train_toks = ck.tokenizer.encode(t)?;
                 let pb = dlt_studies::progress::bar(heal_steps as u64, "heal", json);
                 let (rep, _) = dlt_llm::lora::heal(&mut pruned, &train_toks, &cfg, |s, _, _| {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
@@ -303,13 +303,4 @@ pub fn load_safetensors_dir(dir: &Path) -> Result<Checkpoint> {
         },
         weight_types,
     })
-}
-
-/// A metadata value as a short string (for `dlt prune info`).
-pub fn value_summary(v: &Value) -> String {
-    match v {
-        Value::Array(a) => format!("[{} items]", a.len()),
-        Value::String(s) => s.chars().take(60).collect(),
-        other => format!("{other:?}"),
-    }
 }

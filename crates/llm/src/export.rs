@@ -82,10 +82,9 @@ pub fn write_gguf(
     let mut meta: Vec<(String, Value)> = Vec::new();
     let mut src_tensors: HashMap<String, QTensor> = HashMap::new();
     let mut src_types: HashMap<String, GgmlDType> = HashMap::new();
-    let arch;
     match &ckpt.source {
         Source::Gguf { path, content } => {
-            arch = content
+            let arch = content
                 .metadata
                 .get("general.architecture")
                 .and_then(|v| v.to_string().ok())
@@ -123,7 +122,6 @@ pub fn write_gguf(
             }
         }
         Source::Safetensors { .. } => {
-            arch = "llama".into();
             meta = fresh_metadata(model, &ckpt.tokenizer);
         }
     }
@@ -186,7 +184,6 @@ pub fn write_gguf(
             )?;
         }
     }
-    let _ = arch;
     let tmp = tmp_name(out);
     let mut w =
         std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| LlmError::io(&tmp, e))?);

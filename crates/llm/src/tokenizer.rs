@@ -60,7 +60,7 @@ pub struct Tokenizer {
 }
 
 /// GPT-2's reversible map from bytes to printable unicode characters.
-fn byte_alphabet() -> [char; 256] {
+pub fn byte_alphabet() -> [char; 256] {
     let mut out = ['\0'; 256];
     let mut n = 0u32;
     for b in 0..256u32 {

@@ -8,20 +8,10 @@ use dlt_llm::tokenizer::{PreTokenizer, Tokenizer};
 
 fn byte_tokens() -> Vec<String> {
     // GPT-2's byte alphabet, in byte order (as in every byte-level vocabulary).
-    let mut out = Vec::new();
-    let mut n = 0u32;
-    for b in 0..256u32 {
-        let printable =
-            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
-        let c = if printable {
-            char::from_u32(b).unwrap()
-        } else {
-            n += 1;
-            char::from_u32(255 + n).unwrap()
-        };
-        out.push(c.to_string());
-    }
-    out
+    dlt_llm::tokenizer::byte_alphabet()
+        .iter()
+        .map(|c| c.to_string())
+        .collect()
 }
 
 fn tiny_tokenizer() -> Tokenizer {

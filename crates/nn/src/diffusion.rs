@@ -380,10 +380,7 @@ impl dlt_theory::collapse::Generative for DdpmGenerative {
         self.generation.to_le_bytes().to_vec()
     }
     fn load_state(&mut self, bytes: &[u8]) -> Result<(), NnError> {
-        self.generation = u64::from_le_bytes(bytes.try_into().map_err(|_| NnError::Invalid {
-            what: "collapse checkpoint".into(),
-            fix: "its model state is corrupt; delete it to start afresh".into(),
-        })?);
+        self.generation = crate::generation_counter(bytes)?;
         Ok(())
     }
 }

@@ -40,6 +40,16 @@ pub enum NnError {
     Candle(#[from] candle_core::Error),
 }
 
+/// The generation counter a `Generative` model saves in collapse checkpoints (8 bytes, LE).
+pub(crate) fn generation_counter(bytes: &[u8]) -> Result<u64, NnError> {
+    Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| {
+        NnError::Invalid {
+            what: "collapse checkpoint".into(),
+            fix: "its model state is corrupt; delete it to start afresh".into(),
+        }
+    })?))
+}
+
 /// Re-draw every parameter of a candle `VarMap` from our own seeded stream (candle's CPU device
 /// cannot be seeded, so its initialisers are not reproducible). Parameters are visited in name
 /// order; `draw(name, dims, rng)` returns the values of one.

@@ -209,6 +209,15 @@ fn spearman(p: &[(f64, f64)]) -> f64 {
     1.0 - 6.0 * d2 / (n * (n * n - 1.0))
 }
 
+/// The first `n` bytes of `text` (extended to a char boundary).
+pub fn head_chars(text: &str, n: usize) -> &str {
+    let mut c = n.min(text.len());
+    while !text.is_char_boundary(c) {
+        c += 1;
+    }
+    &text[..c]
+}
+
 fn geo_mean(v: &[f64]) -> f64 {
     (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp()
 }
@@ -323,14 +332,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     pb.finish_and_clear();
 
     // 3. LoRA healing.
-    let mut heal_text = &train_text[..];
-    if heal_text.len() > sc.heal_chars {
-        let mut c = sc.heal_chars;
-        while !heal_text.is_char_boundary(c) {
-            c += 1;
-        }
-        heal_text = &heal_text[..c];
-    }
+    let heal_text = head_chars(&train_text, sc.heal_chars);
     let train_tokens = if sc.heal_drops.is_empty() {
         vec![]
     } else {
