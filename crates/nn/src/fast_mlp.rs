@@ -62,6 +62,8 @@ pub struct FastMlp {
     gb: Vec<Vec<f32>>,
     batch: usize,
     par: Par,
+    /// Instruction set of the element-wise loops (default: the best this CPU has).
+    pub isa: crate::simd::Isa,
 }
 
 /// Row-major (rows × cols) → column-major.
@@ -146,6 +148,7 @@ impl FastMlp {
             } else {
                 Par::Seq
             },
+            isa: crate::simd::Isa::best(),
         }
     }
 
@@ -165,6 +168,21 @@ impl FastMlp {
     /// Returns the batch loss before the step.
     #[allow(clippy::too_many_arguments)]
     pub fn step(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        targets: &[f32],
+        loss: Loss,
+        opt: Optimizer,
+        lr: &[f64],
+        t: i32,
+    ) -> f64 {
+        crate::simd::with_isa(self.isa, || self.step_in_place(x, labels, targets, loss, opt, lr, t))
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn step_in_place(
         &mut self,
         x: &[f32],
         labels: &[u32],
@@ -308,6 +326,7 @@ impl FastMlp {
 }
 
 /// In-place optimizer update of one parameter (same rules as the candle trainer).
+#[inline(always)]
 fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], opt: Optimizer, lr: f32, t: i32) {
     match opt {
         Optimizer::Gd | Optimizer::Sgd => p.iter_mut().zip(g).for_each(|(p, g)| *p -= lr * g),

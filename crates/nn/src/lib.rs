@@ -11,6 +11,7 @@ pub mod fast_mlp;
 pub mod lm;
 pub mod model;
 pub mod ntk;
+pub mod simd;
 pub mod train;
 pub mod vae;
 

@@ -110,7 +110,7 @@ pub struct Gpt {
     ln_f: LayerNorm,
     head: Linear,
     dev: Device,
-    /// Train with the hand-written step of [`crate::fast_gpt`] (same model and update, ≈ 5×
+    /// Train with the hand-written step of [`crate::fast_gpt`] (same model and update, ≈ 8×
     /// faster on CPU); `false` uses candle's autograd. On by default.
     pub fast: bool,
 }
