@@ -9,6 +9,7 @@ pub mod diffusion;
 pub mod fast_gpt;
 pub mod fast_mlp;
 pub mod lm;
+pub mod mlp64;
 pub mod model;
 pub mod ntk;
 pub mod simd;

@@ -21,6 +21,7 @@ pub mod moments;
 pub mod multi;
 pub mod profile;
 pub mod scaling;
+pub mod spectral;
 
 pub use activation::{Act, Activation};
 pub use profile::{Ensemble, Init, Layer, LearningRates, ProfileConfig};

@@ -1,0 +1,597 @@
+//! An f64 MLP classifier with exact second-order products, for the Hessian and Jacobian
+//! studies: loss and gradient, Hessian-vector products by Pearlmutter's R-operator
+//! (forward-over-reverse, exact to rounding), the same by a central difference of gradients
+//! (for comparison), and training by SGD / momentum / Adam.
+//!
+//! Why by hand: candle has no forward mode and no second-order graphs, and the studies need
+//! HVPs exact to ~1e-12 (Lanczos residuals ≤ 1e-5 λ₁, ReLU networks where finite differences
+//! fail at kinks). The model is small (P ≈ 3k), so plain f64 faer GEMMs suffice.
+//!
+//! Model: h_l = a_{l−1} W_lᵀ + b_l, a_l = σ(h_l) (l < L), z = h_L; loss = mean softmax
+//! cross-entropy. R-operator along v = (V_l, c_l) (Pearlmutter 1994; Schraudolph 2002), with
+//! p = softmax(z), δ_L = (p − y)/B:
+//!   forward   R{h_l} = a_{l−1}V_lᵀ + R{a_{l−1}}W_lᵀ + c_l,  R{a_l} = σ′(h_l) ⊙ R{h_l},  R{a₀} = 0;
+//!   output    R{δ_L} = (p ⊙ R{z} − p (pᵀR{z}))/B;
+//!   backward  e_{l−1} = δ_l W_l,  δ_{l−1} = σ′ ⊙ e_{l−1},
+//!             R{δ_{l−1}} = σ″ ⊙ R{h_{l−1}} ⊙ e_{l−1} + σ′ ⊙ (R{δ_l}W_l + δ_l V_l);
+//!   products  (Hv)_{W_l} = R{δ_l}ᵀa_{l−1} + δ_lᵀR{a_{l−1}},  (Hv)_{b_l} = Σ_rows R{δ_l}.
+//! ReLU's σ″ is 0 (the Hessian of the network almost everywhere, as autodiff defines it).
+
+use crate::NnError;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+
+fn rm(v: &[f64], r: usize, c: usize) -> MatRef<'_, f64> {
+    MatRef::from_row_major_slice(v, r, c)
+}
+
+fn rm_mut(v: &mut [f64], r: usize, c: usize) -> MatMut<'_, f64> {
+    MatMut::from_row_major_slice_mut(v, r, c)
+}
+
+/// Hidden-layer activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Act64 {
+    Relu,
+    Tanh,
+}
+
+impl Act64 {
+    pub fn parse(s: &str) -> Result<Self, NnError> {
+        match s {
+            "relu" => Ok(Act64::Relu),
+            "tanh" => Ok(Act64::Tanh),
+            _ => Err(NnError::Invalid {
+                what: format!("activation '{s}'"),
+                fix: "use relu or tanh".into(),
+            }),
+        }
+    }
+    /// (σ, σ′, σ″) at h.
+    #[inline]
+    fn eval(self, h: f64) -> (f64, f64, f64) {
+        match self {
+            Act64::Relu => {
+                if h > 0.0 {
+                    (h, 1.0, 0.0)
+                } else {
+                    (0.0, 0.0, 0.0)
+                }
+            }
+            Act64::Tanh => {
+                let t = h.tanh();
+                let d = 1.0 - t * t;
+                (t, d, -2.0 * t * d)
+            }
+        }
+    }
+}
+
+/// An MLP classifier `widths[0] → … → widths[L]` (the last width is the number of classes),
+/// parameters flat as [W₁ (d₁ × d₀, row-major), b₁, W₂, b₂, …].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Mlp64 {
+    pub widths: Vec<usize>,
+    pub act: Act64,
+}
+
+/// A labelled batch: `x` is row-major `n × widths[0]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    pub x: &'a [f64],
+    pub y: &'a [u32],
+}
+
+impl Batch<'_> {
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+}
+
+impl Mlp64 {
+    pub fn new(widths: Vec<usize>, act: Act64) -> Result<Self, NnError> {
+        if widths.len() < 2 || widths.contains(&0) || widths[widths.len() - 1] < 2 {
+            return Err(NnError::Invalid {
+                what: format!("MLP widths {widths:?}"),
+                fix: "give at least an input and an output width, all positive, ≥ 2 classes"
+                    .into(),
+            });
+        }
+        Ok(Mlp64 { widths, act })
+    }
+
+    pub fn layers(&self) -> usize {
+        self.widths.len() - 1
+    }
+
+    /// Offsets of (W_l, b_l) in the flat parameter vector, l = 1..L.
+    pub fn offsets(&self) -> Vec<(usize, usize)> {
+        let mut o = 0;
+        self.widths
+            .windows(2)
+            .map(|w| {
+                let at = (o, o + w[0] * w[1]);
+                o += w[0] * w[1] + w[1];
+                at
+            })
+            .collect()
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+    }
+
+    /// W ~ N(0, 1/fan_in), b = 0 (LeCun normal), seeded.
+    pub fn init(&self, seed: u64) -> Vec<f64> {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut theta = vec![0.0; self.num_params()];
+        for (w, (ow, ob)) in self.widths.windows(2).zip(self.offsets()) {
+            let s = 1.0 / (w[0] as f64).sqrt();
+            for t in &mut theta[ow..ob] {
+                *t = s * rng.sample::<f64, _>(StandardNormal);
+            }
+        }
+        theta
+    }
+
+    fn check(&self, theta: &[f64], b: Batch) -> Result<(), NnError> {
+        let d0 = self.widths[0];
+        let c = self.widths[self.layers()];
+        if theta.len() != self.num_params() {
+            return Err(NnError::Invalid {
+                what: format!("{} parameters", theta.len()),
+                fix: format!("this MLP has {}", self.num_params()),
+            });
+        }
+        if b.is_empty() || b.x.len() != b.len() * d0 {
+            return Err(NnError::Invalid {
+                what: format!("batch of {} inputs for {} labels", b.x.len(), b.len()),
+                fix: format!("give n × {d0} inputs for n ≥ 1 labels"),
+            });
+        }
+        if let Some(bad) = b.y.iter().find(|&&y| y as usize >= c) {
+            return Err(NnError::Invalid {
+                what: format!("label {bad}"),
+                fix: format!("labels must be below the {c} classes"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The forward and backward pass at θ on a batch, kept for gradients and HVPs.
+    pub fn at<'a>(&'a self, theta: &'a [f64], batch: Batch<'a>) -> Result<Point<'a>, NnError> {
+        self.check(theta, batch)?;
+        Ok(Point::new(self, theta, batch))
+    }
+
+    /// (mean cross-entropy, accuracy) on a batch.
+    pub fn evaluate(&self, theta: &[f64], batch: Batch) -> Result<(f64, f64), NnError> {
+        let p = self.at(theta, batch)?;
+        Ok((p.loss, p.accuracy))
+    }
+}
+
+/// One θ and one batch: activations, σ′, σ″, softmax, the backward signals and the gradient.
+pub struct Point<'a> {
+    model: &'a Mlp64,
+    theta: &'a [f64],
+    batch: Batch<'a>,
+    /// a_0 … a_{L−1} (a_0 = x is `batch.x`, stored as an empty placeholder).
+    a: Vec<Vec<f64>>,
+    s1: Vec<Vec<f64>>,
+    s2: Vec<Vec<f64>>,
+    /// e_l = δ_{l+1} W_{l+1} for hidden layers (before σ′), l = 1..L−1 (index l).
+    e: Vec<Vec<f64>>,
+    /// δ_1 … δ_L (index l − 1).
+    delta: Vec<Vec<f64>>,
+    p: Vec<f64>,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub grad: Vec<f64>,
+}
+
+impl<'a> Point<'a> {
+    fn new(model: &'a Mlp64, theta: &'a [f64], batch: Batch<'a>) -> Self {
+        let w = &model.widths;
+        let l_n = model.layers();
+        let n = batch.len();
+        let off = model.offsets();
+        let mut a: Vec<Vec<f64>> = vec![vec![]];
+        let (mut s1, mut s2) = (vec![vec![]], vec![vec![]]);
+        let mut z = vec![];
+        for l in 1..=l_n {
+            let (ow, ob) = off[l - 1];
+            let prev: &[f64] = if l == 1 { batch.x } else { &a[l - 1] };
+            let mut h = vec![0.0; n * w[l]];
+            matmul(
+                rm_mut(&mut h, n, w[l]),
+                Accum::Replace,
+                rm(prev, n, w[l - 1]),
+                rm(&theta[ow..ob], w[l], w[l - 1]).transpose(),
+                1.0,
+                Par::Seq,
+            );
+            let bias = &theta[ob..ob + w[l]];
+            for row in h.chunks_exact_mut(w[l]) {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            }
+            if l == l_n {
+                z = h;
+            } else {
+                let (mut al, mut d1, mut d2) = (h.clone(), h.clone(), h);
+                for ((x, y), u) in al.iter_mut().zip(d1.iter_mut()).zip(d2.iter_mut()) {
+                    let (f, f1, f2) = model.act.eval(*x);
+                    (*x, *y, *u) = (f, f1, f2);
+                }
+                a.push(al);
+                s1.push(d1);
+                s2.push(d2);
+            }
+        }
+        // Softmax cross-entropy.
+        let c = w[l_n];
+        let mut p = z;
+        let (mut loss, mut correct) = (0.0, 0usize);
+        for (row, &y) in p.chunks_exact_mut(c).zip(batch.y) {
+            let (arg, mx) = row
+                .iter()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+            correct += usize::from(arg == y as usize);
+            let s: f64 = row.iter().map(|v| (v - mx).exp()).sum();
+            loss += s.ln() + mx - row[y as usize];
+            row.iter_mut().for_each(|v| *v = (*v - mx).exp() / s);
+        }
+        let mut pt = Point {
+            model,
+            theta,
+            batch,
+            a,
+            s1,
+            s2,
+            e: vec![vec![]; l_n],
+            delta: vec![vec![]; l_n],
+            p,
+            loss: loss / n as f64,
+            accuracy: correct as f64 / n as f64,
+            grad: vec![0.0; theta.len()],
+        };
+        pt.backward();
+        pt
+    }
+
+    fn input(&self, l: usize) -> &[f64] {
+        if l == 0 {
+            self.batch.x
+        } else {
+            &self.a[l]
+        }
+    }
+
+    fn backward(&mut self) {
+        let w = &self.model.widths;
+        let l_n = self.model.layers();
+        let n = self.batch.len();
+        let off = self.model.offsets();
+        let c = w[l_n];
+        let mut d = self.p.clone();
+        for (row, &y) in d.chunks_exact_mut(c).zip(self.batch.y) {
+            row[y as usize] -= 1.0;
+            row.iter_mut().for_each(|v| *v /= n as f64);
+        }
+        let mut grad = vec![0.0; self.theta.len()];
+        for l in (1..=l_n).rev() {
+            let (ow, ob) = off[l - 1];
+            matmul(
+                rm_mut(&mut grad[ow..ob], w[l], w[l - 1]),
+                Accum::Replace,
+                rm(&d, n, w[l]).transpose(),
+                rm(self.input(l - 1), n, w[l - 1]),
+                1.0,
+                Par::Seq,
+            );
+            let gb = &mut grad[ob..ob + w[l]];
+            for row in d.chunks_exact(w[l]) {
+                gb.iter_mut().zip(row).for_each(|(g, v)| *g += v);
+            }
+            if l > 1 {
+                let mut e = vec![0.0; n * w[l - 1]];
+                matmul(
+                    rm_mut(&mut e, n, w[l - 1]),
+                    Accum::Replace,
+                    rm(&d, n, w[l]),
+                    rm(&self.theta[ow..ob], w[l], w[l - 1]),
+                    1.0,
+                    Par::Seq,
+                );
+                let next: Vec<f64> = e.iter().zip(&self.s1[l - 1]).map(|(e, s)| e * s).collect();
+                self.e[l - 1] = e;
+                self.delta[l - 1] = std::mem::replace(&mut d, next);
+            } else {
+                self.delta[0] = std::mem::take(&mut d);
+            }
+        }
+        self.grad = grad;
+    }
+
+    /// Number of parameters.
+    pub fn dim(&self) -> usize {
+        self.theta.len()
+    }
+
+    /// Exact Hessian-vector product H v of the batch loss (R-operator; see the module docs).
+    pub fn hvp(&self, v: &[f64], out: &mut [f64]) {
+        let w = &self.model.widths;
+        let l_n = self.model.layers();
+        let n = self.batch.len();
+        let off = self.model.offsets();
+        let th = self.theta;
+        // R-forward: R{h_l}, R{a_l}.
+        let mut rh: Vec<Vec<f64>> = vec![vec![]; l_n + 1];
+        let mut ra: Vec<Vec<f64>> = vec![vec![0.0; n * w[0]]];
+        for l in 1..=l_n {
+            let (ow, ob) = off[l - 1];
+            let mut r = vec![0.0; n * w[l]];
+            matmul(
+                rm_mut(&mut r, n, w[l]),
+                Accum::Replace,
+                rm(self.input(l - 1), n, w[l - 1]),
+                rm(&v[ow..ob], w[l], w[l - 1]).transpose(),
+                1.0,
+                Par::Seq,
+            );
+            if l > 1 {
+                matmul(
+                    rm_mut(&mut r, n, w[l]),
+                    Accum::Add,
+                    rm(&ra[l - 1], n, w[l - 1]),
+                    rm(&th[ow..ob], w[l], w[l - 1]).transpose(),
+                    1.0,
+                    Par::Seq,
+                );
+            }
+            let c = &v[ob..ob + w[l]];
+            for row in r.chunks_exact_mut(w[l]) {
+                row.iter_mut().zip(c).for_each(|(x, b)| *x += b);
+            }
+            if l < l_n {
+                ra.push(r.iter().zip(&self.s1[l]).map(|(x, s)| x * s).collect());
+            }
+            rh[l] = r;
+        }
+        // R{δ_L} = (p ⊙ Rz − p (p·Rz)) / n.
+        let c = w[l_n];
+        let mut rd: Vec<f64> = vec![0.0; n * c];
+        for ((o, p), rz) in rd
+            .chunks_exact_mut(c)
+            .zip(self.p.chunks_exact(c))
+            .zip(rh[l_n].chunks_exact(c))
+        {
+            let pr: f64 = p.iter().zip(rz).map(|(a, b)| a * b).sum();
+            for ((o, p), r) in o.iter_mut().zip(p).zip(rz) {
+                *o = p * (r - pr) / n as f64;
+            }
+        }
+        for l in (1..=l_n).rev() {
+            let (ow, ob) = off[l - 1];
+            let (outw, outb) = out[ow..ob + w[l]].split_at_mut(ob - ow);
+            matmul(
+                rm_mut(outw, w[l], w[l - 1]),
+                Accum::Replace,
+                rm(&rd, n, w[l]).transpose(),
+                rm(self.input(l - 1), n, w[l - 1]),
+                1.0,
+                Par::Seq,
+            );
+            if l > 1 {
+                matmul(
+                    rm_mut(outw, w[l], w[l - 1]),
+                    Accum::Add,
+                    rm(&self.delta[l - 1], n, w[l]).transpose(),
+                    rm(&ra[l - 1], n, w[l - 1]),
+                    1.0,
+                    Par::Seq,
+                );
+            }
+            outb.iter_mut().for_each(|x| *x = 0.0);
+            for row in rd.chunks_exact(w[l]) {
+                outb.iter_mut().zip(row).for_each(|(g, v)| *g += v);
+            }
+            if l > 1 {
+                // R{e} = R{δ_l} W_l + δ_l V_l.
+                let mut re = vec![0.0; n * w[l - 1]];
+                matmul(
+                    rm_mut(&mut re, n, w[l - 1]),
+                    Accum::Replace,
+                    rm(&rd, n, w[l]),
+                    rm(&th[ow..ob], w[l], w[l - 1]),
+                    1.0,
+                    Par::Seq,
+                );
+                matmul(
+                    rm_mut(&mut re, n, w[l - 1]),
+                    Accum::Add,
+                    rm(&self.delta[l - 1], n, w[l]),
+                    rm(&v[ow..ob], w[l], w[l - 1]),
+                    1.0,
+                    Par::Seq,
+                );
+                let h = l - 1;
+                rd = re
+                    .iter()
+                    .zip(&self.s1[h])
+                    .zip(&self.s2[h])
+                    .zip(&rh[h])
+                    .zip(&self.e[h])
+                    .map(|((((re, s1), s2), rh), e)| s2 * rh * e + s1 * re)
+                    .collect();
+            }
+        }
+    }
+
+    /// H v by the central difference [∇L(θ + εv) − ∇L(θ − εv)]/(2ε) (for comparison: exact
+    /// for ReLU networks only while no unit changes sign between θ ± εv).
+    pub fn hvp_fd(&self, v: &[f64], eps: f64) -> Vec<f64> {
+        let shifted = |s: f64| {
+            let th: Vec<f64> = self.theta.iter().zip(v).map(|(t, v)| t + s * v).collect();
+            Point::new(self.model, &th, self.batch).grad
+        };
+        let (gp, gm) = (shifted(eps), shifted(-eps));
+        gp.iter()
+            .zip(&gm)
+            .map(|(a, b)| (a - b) / (2.0 * eps))
+            .collect()
+    }
+}
+
+/// An optimiser for [`train_step`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub enum Opt64 {
+    Sgd { lr: f64 },
+    Momentum { lr: f64, beta: f64 },
+    /// Adam (β = (0.9, 0.999), ε = 1e-8).
+    Adam { lr: f64 },
+}
+
+/// Optimiser state (momentum / Adam moments and the step count).
+#[derive(Debug, Clone, Default)]
+pub struct OptState {
+    pub m: Vec<f64>,
+    pub v: Vec<f64>,
+    pub t: i32,
+}
+
+/// One update θ ← θ − step(g) (PyTorch's conventions: heavy-ball momentum buf = βbuf + g).
+pub fn apply_update(theta: &mut [f64], g: &[f64], opt: Opt64, st: &mut OptState) {
+    if st.m.len() != theta.len() {
+        st.m = vec![0.0; theta.len()];
+        st.v = vec![0.0; theta.len()];
+    }
+    st.t += 1;
+    match opt {
+        Opt64::Sgd { lr } => theta.iter_mut().zip(g).for_each(|(t, g)| *t -= lr * g),
+        Opt64::Momentum { lr, beta } => {
+            for ((t, g), m) in theta.iter_mut().zip(g).zip(&mut st.m) {
+                *m = beta * *m + g;
+                *t -= lr * *m;
+            }
+        }
+        Opt64::Adam { lr } => {
+            let (b1, b2) = (0.9f64, 0.999f64);
+            let (c1, c2) = (1.0 - b1.powi(st.t), 1.0 - b2.powi(st.t));
+            for (((t, g), m), v) in theta.iter_mut().zip(g).zip(&mut st.m).zip(&mut st.v) {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                *t -= lr * (*m / c1) / ((*v / c2).sqrt() + 1e-8);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, d: usize, c: usize, seed: u64) -> (Vec<f64>, Vec<u32>) {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+        let x = (0..n * d).map(|_| rng.sample(StandardNormal)).collect();
+        let y = (0..n).map(|_| rng.random_range(0..c as u32)).collect();
+        (x, y)
+    }
+
+    fn rel(a: &[f64], b: &[f64]) -> f64 {
+        let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
+        let den: f64 = b.iter().map(|y| y * y).sum();
+        (num / den).sqrt()
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let m = Mlp64::new(vec![6, 8, 7, 4], Act64::Tanh).unwrap();
+        let th = m.init(1);
+        let (x, y) = data(10, 6, 4, 2);
+        let b = Batch { x: &x, y: &y };
+        let g = m.at(&th, b).unwrap().grad;
+        let h = 1e-5;
+        for i in (0..th.len()).step_by(7) {
+            let mut tp = th.clone();
+            tp[i] += h;
+            let mut tm = th.clone();
+            tm[i] -= h;
+            let fd = (m.evaluate(&tp, b).unwrap().0 - m.evaluate(&tm, b).unwrap().0) / (2.0 * h);
+            // Central difference: truncation O(h²|L‴|) ≈ 1e-10, rounding 1e-16/h ≈ 1e-11.
+            assert!((fd - g[i]).abs() < 1e-8, "param {i}: fd {fd} vs {}", g[i]);
+        }
+    }
+
+    #[test]
+    fn r_op_hvp_matches_richardson_differences_and_is_symmetric() {
+        for act in [Act64::Tanh, Act64::Relu] {
+            let m = Mlp64::new(vec![5, 9, 6, 3], act).unwrap();
+            let th = m.init(3);
+            let (x, y) = data(12, 5, 3, 4);
+            let pt = m.at(&th, Batch { x: &x, y: &y }).unwrap();
+            let p = m.num_params();
+            let u = crate::mlp64::tests::data(p, 1, 2, 9).0;
+            let v = crate::mlp64::tests::data(p, 1, 2, 10).0;
+            let (mut hu, mut hv) = (vec![0.0; p], vec![0.0; p]);
+            pt.hvp(&u, &mut hu);
+            pt.hvp(&v, &mut hv);
+            // Richardson-extrapolated central differences: truncation O(ε⁴) ≈ 1e-12 at
+            // ε = 1e-3 for tanh; a ReLU network's loss is smooth between kinks, so at ε = 1e-6
+            // (no pre-activation changes sign for this seed) truncation is ≈ 1e-12 and
+            // rounding ≈ 1e-16/ε = 1e-10.
+            let eps = if act == Act64::Tanh { 1e-3 } else { 1e-6 };
+            let d1 = pt.hvp_fd(&v, eps);
+            let d2 = pt.hvp_fd(&v, eps / 2.0);
+            let rich: Vec<f64> = d1.iter().zip(&d2).map(|(a, b)| (4.0 * b - a) / 3.0).collect();
+            let e = rel(&hv, &rich);
+            assert!(e < 1e-8, "{act:?}: R-op vs differences {e:e}");
+            // uᵀHv = vᵀHu to rounding.
+            let (a, b): (f64, f64) = (
+                u.iter().zip(&hv).map(|(x, y)| x * y).sum(),
+                v.iter().zip(&hu).map(|(x, y)| x * y).sum(),
+            );
+            assert!((a - b).abs() < 1e-12 * a.abs().max(1.0), "{act:?}: {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_refused() {
+        assert!(Mlp64::new(vec![3], Act64::Relu).is_err());
+        assert!(Mlp64::new(vec![3, 1], Act64::Relu).is_err());
+        let m = Mlp64::new(vec![2, 3, 2], Act64::Relu).unwrap();
+        let th = m.init(0);
+        assert!(m.at(&th[1..], Batch { x: &[0.0; 2], y: &[0] }).is_err());
+        assert!(m.at(&th, Batch { x: &[0.0; 3], y: &[0] }).is_err());
+        assert!(m.at(&th, Batch { x: &[0.0; 2], y: &[2] }).is_err());
+        assert!(Act64::parse("gelu").is_err());
+    }
+
+    #[test]
+    fn optimisers_decrease_the_loss() {
+        let m = Mlp64::new(vec![4, 16, 3], Act64::Tanh).unwrap();
+        let (x, y) = data(64, 4, 3, 5);
+        let b = Batch { x: &x, y: &y };
+        for opt in [
+            Opt64::Sgd { lr: 0.5 },
+            Opt64::Momentum { lr: 0.05, beta: 0.9 },
+            Opt64::Adam { lr: 1e-2 },
+        ] {
+            let mut th = m.init(6);
+            let l0 = m.evaluate(&th, b).unwrap().0;
+            let mut st = OptState::default();
+            for _ in 0..200 {
+                let g = m.at(&th, b).unwrap().grad;
+                apply_update(&mut th, &g, opt, &mut st);
+            }
+            let l1 = m.evaluate(&th, b).unwrap().0;
+            assert!(l1 < 0.7 * l0, "{opt:?}: {l0} -> {l1}");
+        }
+    }
+}
