@@ -22,4 +22,7 @@ done
 for f in distances perplexity distance_n1 healing; do
   cp "$tmp/prune/$f.svg" "docs/figures/prune_$f.svg"
 done
+for f in ftop ftop_optimisers eigenvalues overlap dom_bulk; do
+  cp "$tmp/hessian/$f.svg" "docs/figures/hessian_$f.svg"
+done
 rm -rf "$tmp"

@@ -3,6 +3,7 @@
 
 mod bench;
 mod collapse_cmd;
+mod hessian_cmd;
 mod nn_cmd;
 mod prune_cmd;
 mod scaling_cmd;
@@ -21,7 +22,9 @@ and show both side by side.\n\nStudies:\n  theory      Principles of Deep Learni
 (kernel / NTK / four-point-vertex recursions, criticality, universality classes, finite-width Monte Carlo)\n  \
 orthogonal  Orthogonal weights: fluctuations and NTK statistics vs depth, orthogonal vs Gaussian; deep tanh training\n  \
 scaling     Solvable model of scaling laws: power-law data + random features, theory and simulation of loss(N, P)\n  \
-collapse    Model collapse: replace vs accumulate (linear regression and Gaussians so far)\n\n\
+collapse    Model collapse: replace vs accumulate (linear regression, Gaussians, language models, VAEs, diffusion)\n  \
+prune       Angular-distance layer pruning of real LLMs, LoRA healing, export\n  \
+hessian     The gradient in the top Hessian eigenspace during training; Dom-/Bulk-SGD\n\n\
 `dlt reproduce` runs every study at laptop scale and writes OUT/report/index.html."
 )]
 struct Cli {
@@ -48,6 +51,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: collapse_cmd::CollapseCmd,
     },
+    /// Study `hessian`: the gradient lives in the top Hessian eigenspace (Gur-Ari, Roberts, Dyer, arXiv 1812.04754).
+    Hessian(hessian_cmd::HessianArgs),
     /// Angular-distance layer pruning of LLMs, LoRA healing, export (Gromov et al. 2024).
     Prune {
         #[command(subcommand)]
@@ -101,6 +106,7 @@ fn main() {
         Cmd::Scaling { cmd } => scaling_cmd::run(cmd),
         Cmd::Collapse { cmd } => collapse_cmd::run(cmd),
         Cmd::Prune { cmd } => prune_cmd::run(cmd),
+        Cmd::Hessian(a) => hessian_cmd::run(a),
         Cmd::Train(a) => nn_cmd::train(a),
         Cmd::Reproduce {
             out,

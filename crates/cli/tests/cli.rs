@@ -499,13 +499,23 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
                 "prune.base_perplexity",
                 "prune.export_gguf_exact",
                 "prune.export_healed_requantised",
+                "hessian.lanczos_residual",
+                "hessian.ftop10_median",
+                "hessian.ftop_vs_random",
             ]
             .contains(&id);
         if must {
             assert_eq!(c["holds"], true, "claim failed: {c}");
         }
     }
-    for study in ["theory", "orthogonal", "scaling", "collapse", "prune"] {
+    for study in [
+        "theory",
+        "orthogonal",
+        "scaling",
+        "collapse",
+        "prune",
+        "hessian",
+    ] {
         assert!(
             claims.iter().any(|c| c["study"] == study),
             "no claims from {study}"
@@ -1284,5 +1294,83 @@ fn collapse_lm_killed_mid_run_resumes_with_the_same_numbers() {
     killer.kill().unwrap();
     killer.wait().unwrap();
     fails_with(&b, "different run");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn hessian_json_contract_and_bad_input_on_real_fashion_mnist() {
+    // A short run of the protocol (300 steps, no ablation) on the real pooled Fashion-MNIST.
+    let dir = std::env::temp_dir().join(format!("dlt-cli-hessian-{}", std::process::id()));
+    let v = json(&[
+        "hessian",
+        "--quick",
+        "--steps",
+        "300",
+        "--ablation-steps",
+        "0",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(v["study"], "hessian");
+    assert_eq!(v["params"], 49 * 32 + 32 + 32 * 32 + 32 + 32 * 10 + 10);
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3, "SGD, momentum, Adam");
+    for r in runs {
+        let cps = r["checkpoints"].as_array().unwrap();
+        let steps: Vec<u64> = cps.iter().map(|c| c["step"].as_u64().unwrap()).collect();
+        assert_eq!(steps, vec![0, 10, 20, 50, 100, 200, 300]);
+        for c in cps {
+            let f: Vec<f64> = ["ftop5", "ftop10", "ftop20", "ftop10_minibatch"]
+                .iter()
+                .map(|k| c[*k].as_f64().unwrap())
+                .collect();
+            assert!(f.iter().all(|x| (0.0..=1.0 + 1e-12).contains(x)), "{c}");
+            // Nested subspaces: f_top grows with k.
+            assert!(f[0] <= f[1] + 1e-12 && f[1] <= f[2] + 1e-12, "{c}");
+            let ev: Vec<f64> = c["eigenvalues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert_eq!(ev.len(), 12);
+            assert!(ev.windows(2).all(|w| w[0] >= w[1]), "{ev:?}");
+        }
+        // Late in training the gradient is mostly in the top-10 subspace (spec: 0.89–0.93).
+        assert!(r["median_ftop10"].as_f64().unwrap() > 0.6, "{}", r["name"]);
+    }
+    assert!(v["ablation"].is_null());
+    for f in [
+        "checkpoints.csv",
+        "overlaps.csv",
+        "ftop.svg",
+        "overlap.svg",
+        "results.json",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    fails_with(
+        &["hessian", "--act", "gelu", "--out", dir.to_str().unwrap()],
+        "--act",
+    );
+    fails_with(
+        &["hessian", "--pool", "5", "--out", dir.to_str().unwrap()],
+        "--pool 5",
+    );
+    fails_with(
+        &["hessian", "--sgd-lr", "0", "--out", dir.to_str().unwrap()],
+        "--sgd-lr",
+    );
+    fails_with(
+        &[
+            "hessian",
+            "--lanczos-steps",
+            "10",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        "Lanczos steps 10",
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -347,7 +347,11 @@ fn attn_bwd(
             1.0,
             Par::Seq,
         );
-        for (r, (row, pr)) in dp.chunks_exact_mut(tt).zip(prow.chunks_exact(tt)).enumerate() {
+        for (r, (row, pr)) in dp
+            .chunks_exact_mut(tt)
+            .zip(prow.chunks_exact(tt))
+            .enumerate()
+        {
             let dot_r = dot(&row[..=r], &pr[..=r]);
             for (e, &pv) in row.iter_mut().zip(pr) {
                 *e = pv * (*e - dot_r) * scale;
@@ -761,15 +765,8 @@ impl FastGpt {
             {
                 let (g0, g1) = gi[0..2].split_at_mut(1);
                 ln_bwd(
-                    &mut w.dx,
-                    &w.dh,
-                    &lc.xhat1,
-                    &lc.rstd1,
-                    &p[b0],
-                    &mut g0[0],
-                    &mut g1[0],
-                    &mut w.gh,
-                    d,
+                    &mut w.dx, &w.dh, &lc.xhat1, &lc.rstd1, &p[b0], &mut g0[0], &mut g1[0],
+                    &mut w.gh, d,
                 );
             }
         }
@@ -820,7 +817,20 @@ mod tests {
         let (d, v, tt) = (cfg.d_model, cfg.vocab, cfg.ctx);
         let mut sizes = vec![v * d, tt * d];
         for _ in 0..cfg.n_layer {
-            sizes.extend([d, d, 3 * d * d, 3 * d, d * d, d, d, d, 4 * d * d, 4 * d, 4 * d * d, d]);
+            sizes.extend([
+                d,
+                d,
+                3 * d * d,
+                3 * d,
+                d * d,
+                d,
+                d,
+                d,
+                4 * d * d,
+                4 * d,
+                4 * d * d,
+                d,
+            ]);
         }
         sizes.extend([d, d, v * d, v]);
         param_names(cfg.n_layer)

@@ -177,7 +177,9 @@ impl FastMlp {
         lr: &[f64],
         t: i32,
     ) -> f64 {
-        crate::simd::with_isa(self.isa, || self.step_in_place(x, labels, targets, loss, opt, lr, t))
+        crate::simd::with_isa(self.isa, || {
+            self.step_in_place(x, labels, targets, loss, opt, lr, t)
+        })
     }
 
     #[inline(always)]

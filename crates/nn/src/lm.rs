@@ -402,9 +402,8 @@ impl Gpt {
                 let k = self.split_heads(&qkv.narrow(2, d, d)?, streams, 1)?;
                 let v = self.split_heads(&qkv.narrow(2, 2 * d, d)?, streams, 1)?;
                 let (k, v) = c.append(&k.contiguous()?, &v.contiguous()?)?;
-                let att = candle_nn::ops::softmax_last_dim(
-                    &(q.matmul(&k.contiguous()?.t()?)? * scale)?,
-                )?;
+                let att =
+                    candle_nn::ops::softmax_last_dim(&(q.matmul(&k.contiguous()?.t()?)? * scale)?)?;
                 let y = att
                     .matmul(&v.contiguous()?)?
                     .transpose(1, 2)?

@@ -98,8 +98,7 @@ impl Mlp64 {
         if widths.len() < 2 || widths.contains(&0) || widths[widths.len() - 1] < 2 {
             return Err(NnError::Invalid {
                 what: format!("MLP widths {widths:?}"),
-                fix: "give at least an input and an output width, all positive, ≥ 2 classes"
-                    .into(),
+                fix: "give at least an input and an output width, all positive, ≥ 2 classes".into(),
             });
         }
         Ok(Mlp64 { widths, act })
@@ -241,7 +240,10 @@ impl<'a> Point<'a> {
             let (arg, mx) = row
                 .iter()
                 .enumerate()
-                .fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+                .fold(
+                    (0, f64::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                );
             correct += usize::from(arg == y as usize);
             let s: f64 = row.iter().map(|v| (v - mx).exp()).sum();
             loss += s.ln() + mx - row[y as usize];
@@ -452,10 +454,17 @@ impl<'a> Point<'a> {
 /// An optimiser for [`train_step`].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub enum Opt64 {
-    Sgd { lr: f64 },
-    Momentum { lr: f64, beta: f64 },
+    Sgd {
+        lr: f64,
+    },
+    Momentum {
+        lr: f64,
+        beta: f64,
+    },
     /// Adam (β = (0.9, 0.999), ε = 1e-8).
-    Adam { lr: f64 },
+    Adam {
+        lr: f64,
+    },
 }
 
 /// Optimiser state (momentum / Adam moments and the step count).
@@ -549,7 +558,11 @@ mod tests {
             let eps = if act == Act64::Tanh { 1e-3 } else { 1e-6 };
             let d1 = pt.hvp_fd(&v, eps);
             let d2 = pt.hvp_fd(&v, eps / 2.0);
-            let rich: Vec<f64> = d1.iter().zip(&d2).map(|(a, b)| (4.0 * b - a) / 3.0).collect();
+            let rich: Vec<f64> = d1
+                .iter()
+                .zip(&d2)
+                .map(|(a, b)| (4.0 * b - a) / 3.0)
+                .collect();
             let e = rel(&hv, &rich);
             assert!(e < 1e-8, "{act:?}: R-op vs differences {e:e}");
             // uᵀHv = vᵀHu to rounding.
@@ -557,8 +570,61 @@ mod tests {
                 u.iter().zip(&hv).map(|(x, y)| x * y).sum(),
                 v.iter().zip(&hu).map(|(x, y)| x * y).sum(),
             );
-            assert!((a - b).abs() < 1e-12 * a.abs().max(1.0), "{act:?}: {a} vs {b}");
+            assert!(
+                (a - b).abs() < 1e-12 * a.abs().max(1.0),
+                "{act:?}: {a} vs {b}"
+            );
         }
+    }
+
+    #[test]
+    fn lanczos_on_r_op_hvps_matches_the_dense_hessian() {
+        // Spec D-A §5: a small trained model (P = 327), top-10 Lanczos pairs vs a dense
+        // eigendecomposition of the Hessian built column by column from the same HVPs.
+        use dlt_theory::spectral::{lanczos_top, subspace_overlap};
+        let m = Mlp64::new(vec![8, 16, 6, 5], Act64::Tanh).unwrap();
+        let (x, y) = data(200, 8, 5, 11);
+        let b = Batch { x: &x, y: &y };
+        let mut th = m.init(12);
+        let mut st = OptState::default();
+        for _ in 0..300 {
+            let g = m.at(&th, b).unwrap().grad;
+            apply_update(&mut th, &g, Opt64::Sgd { lr: 0.2 }, &mut st);
+        }
+        let pt = m.at(&th, b).unwrap();
+        let p = pt.dim();
+        let mut h = faer::Mat::<f64>::zeros(p, p);
+        let (mut e, mut col) = (vec![0.0; p], vec![0.0; p]);
+        for j in 0..p {
+            e[j] = 1.0;
+            pt.hvp(&e, &mut col);
+            e[j] = 0.0;
+            for i in 0..p {
+                h[(i, j)] = col[i];
+            }
+        }
+        let asym = (0..p)
+            .flat_map(|i| (0..p).map(move |j| (i, j)))
+            .map(|(i, j)| (h[(i, j)] - h[(j, i)]).abs())
+            .fold(0.0, f64::max);
+        let scale = (0..p).map(|i| h[(i, i)].abs()).fold(0.0, f64::max);
+        assert!(asym < 1e-12 * scale, "dense Hessian asymmetric by {asym:e}");
+        let evd = h.self_adjoint_eigen(faer::Side::Lower).unwrap();
+        let dense: Vec<f64> = (0..10).map(|i| evd.S()[p - 1 - i]).collect();
+        let dense_vecs: Vec<Vec<f64>> = (0..10)
+            .map(|i| (0..p).map(|r| evd.U()[(r, p - 1 - i)]).collect())
+            .collect();
+        // 120 steps on P = 327: the top 10 converge to rounding (checked by the residuals).
+        let top = lanczos_top(p, 120, 10, 3, |v, o| pt.hvp(v, o)).unwrap();
+        for i in 0..10 {
+            let rel = (top.values[i] - dense[i]).abs() / dense[0].abs();
+            assert!(rel < 1e-6, "λ{i}: {} vs {}", top.values[i], dense[i]);
+        }
+        // Projectors: |P − P'|²_F = 2k − 2k·overlap.
+        let dp = (20.0 - 20.0 * subspace_overlap(&top.vectors, &dense_vecs))
+            .max(0.0)
+            .sqrt();
+        assert!(dp < 1e-4, "projector distance {dp:e}");
     }
 
     #[test]
@@ -567,9 +633,33 @@ mod tests {
         assert!(Mlp64::new(vec![3, 1], Act64::Relu).is_err());
         let m = Mlp64::new(vec![2, 3, 2], Act64::Relu).unwrap();
         let th = m.init(0);
-        assert!(m.at(&th[1..], Batch { x: &[0.0; 2], y: &[0] }).is_err());
-        assert!(m.at(&th, Batch { x: &[0.0; 3], y: &[0] }).is_err());
-        assert!(m.at(&th, Batch { x: &[0.0; 2], y: &[2] }).is_err());
+        assert!(m
+            .at(
+                &th[1..],
+                Batch {
+                    x: &[0.0; 2],
+                    y: &[0]
+                }
+            )
+            .is_err());
+        assert!(m
+            .at(
+                &th,
+                Batch {
+                    x: &[0.0; 3],
+                    y: &[0]
+                }
+            )
+            .is_err());
+        assert!(m
+            .at(
+                &th,
+                Batch {
+                    x: &[0.0; 2],
+                    y: &[2]
+                }
+            )
+            .is_err());
         assert!(Act64::parse("gelu").is_err());
     }
 
@@ -580,7 +670,10 @@ mod tests {
         let b = Batch { x: &x, y: &y };
         for opt in [
             Opt64::Sgd { lr: 0.5 },
-            Opt64::Momentum { lr: 0.05, beta: 0.9 },
+            Opt64::Momentum {
+                lr: 0.05,
+                beta: 0.9,
+            },
             Opt64::Adam { lr: 1e-2 },
         ] {
             let mut th = m.init(6);

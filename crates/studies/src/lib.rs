@@ -5,6 +5,7 @@
 //! `dlt reproduce` writes ([`report`]).
 
 pub mod collapse;
+pub mod hessian;
 pub mod orthogonal;
 pub mod output;
 pub mod plot;
@@ -138,6 +139,13 @@ pub fn reproduce(root: &OutDir, quick: bool, seed: u64, quiet: bool) -> Vec<Sect
                 )
             },
             prune::section,
+        ),
+        run_study(
+            root,
+            "hessian",
+            "Gradient descent happens in a tiny subspace",
+            |o| hessian::run(&hessian::Config::for_mode(quick, seed, quiet), o),
+            hessian::section,
         ),
     ]
 }

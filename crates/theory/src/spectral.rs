@@ -276,8 +276,16 @@ mod tests {
         let top = lanczos_top(dim, 60, 10, 1, apply(&a)).unwrap();
         for i in 0..10 {
             // Separated outliers converge to rounding after 60 steps (gap ratio ≥ 0.5).
-            assert!((top.values[i] - lam[i]).abs() < 1e-9, "θ{i} = {}", top.values[i]);
-            assert!(top.residuals[i] < 1e-8 * lam[0], "residual {}", top.residuals[i]);
+            assert!(
+                (top.values[i] - lam[i]).abs() < 1e-9,
+                "θ{i} = {}",
+                top.values[i]
+            );
+            assert!(
+                top.residuals[i] < 1e-8 * lam[0],
+                "residual {}",
+                top.residuals[i]
+            );
         }
         // The span equals the true top-10 eigenspace.
         assert!((subspace_overlap(&top.vectors, &q[..10]) - 1.0).abs() < 1e-10);

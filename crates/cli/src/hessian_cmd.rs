@@ -1,0 +1,88 @@
+//! `dlt hessian`: the gradient in the top Hessian eigenspace during training (Gur-Ari, Roberts,
+//! Dyer, arXiv 1812.04754), with the Dom-/Bulk-SGD ablation of Song, Ahn, Yun.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dlt_studies::output::OutDir;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct HessianArgs {
+    #[arg(long, default_value = "out/hessian")]
+    out: PathBuf,
+    /// CI scale: SGD, momentum and Adam runs (one seed), shorter ablation (full: three SGD seeds).
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+    /// Folder with the Fashion-MNIST IDX files (default: located, or fetched with apt-get).
+    #[arg(long)]
+    data_path: Option<PathBuf>,
+    /// Hidden widths, comma-separated (spec: 32,32).
+    #[arg(long, value_delimiter = ',', default_value = "32,32")]
+    hidden: Vec<usize>,
+    /// Hidden activation: relu or tanh.
+    #[arg(long, default_value = "relu")]
+    act: String,
+    /// Average-pooling factor of the 28×28 images (4 → 49 inputs; 1 → 784).
+    #[arg(long, default_value_t = 4)]
+    pool: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Training steps per run.
+    #[arg(long, default_value_t = 3000)]
+    steps: usize,
+    /// Training examples whose loss defines the Hessian.
+    #[arg(long, default_value_t = 1000)]
+    hessian_examples: usize,
+    /// Lanczos steps per spectrum (full reorthogonalisation, exact R-operator HVPs).
+    #[arg(long, default_value_t = 60)]
+    lanczos_steps: usize,
+    #[arg(long, default_value_t = 0.1)]
+    sgd_lr: f64,
+    #[arg(long, default_value_t = 0.01)]
+    momentum_lr: f64,
+    #[arg(long, default_value_t = 1e-3)]
+    adam_lr: f64,
+    /// Steps of each Dom-/Bulk-SGD ablation arm from step 400 (0: skip; default 1000 quick, 2000 full).
+    #[arg(long)]
+    ablation_steps: Option<usize>,
+}
+
+pub fn run(a: HessianArgs) -> Result<()> {
+    use dlt_studies::hessian::{run, section, Config, Scale};
+    for (name, lr) in [
+        ("--sgd-lr", a.sgd_lr),
+        ("--momentum-lr", a.momentum_lr),
+        ("--adam-lr", a.adam_lr),
+    ] {
+        anyhow::ensure!(
+            lr > 0.0 && lr.is_finite(),
+            "{name}: must be a positive number"
+        );
+    }
+    anyhow::ensure!(
+        !a.hidden.is_empty() && a.hidden.iter().all(|&w| w > 0),
+        "--hidden: give at least one positive width"
+    );
+    anyhow::ensure!(a.steps >= 1, "--steps: need at least 1");
+    let mut cfg = Config::for_mode(a.quick, a.seed, a.json);
+    cfg.data = a.data_path;
+    cfg.hidden = a.hidden;
+    cfg.act = dlt_nn::mlp64::Act64::parse(&a.act).context("--act")?;
+    cfg.pool = a.pool;
+    cfg.batch = a.batch;
+    cfg.hessian_examples = a.hessian_examples;
+    cfg.lanczos_steps = a.lanczos_steps;
+    cfg.scale = Scale::for_mode(a.quick, a.seed, (a.sgd_lr, a.momentum_lr, a.adam_lr));
+    cfg.scale.steps = a.steps;
+    if let Some(s) = a.ablation_steps {
+        cfg.scale.ablation_steps = s;
+    }
+    let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    let r = run(&cfg, &dir)?;
+    let _ = section;
+    crate::print_study(&r, &r.claims, a.json, &dir)
+}
