@@ -25,4 +25,7 @@ done
 for f in ftop ftop_optimisers eigenvalues overlap dom_bulk; do
   cp "$tmp/hessian/$f.svg" "docs/figures/hessian_$f.svg"
 done
+for f in one_step sgd_vs_gd; do
+  cp "$tmp/sgd-gap/$f.svg" "docs/figures/sgd_gap_$f.svg"
+done
 rm -rf "$tmp"

@@ -7,6 +7,7 @@ mod hessian_cmd;
 mod nn_cmd;
 mod prune_cmd;
 mod scaling_cmd;
+mod sgd_gap_cmd;
 mod theory_cmd;
 
 use clap::{Parser, Subcommand};
@@ -24,7 +25,8 @@ orthogonal  Orthogonal weights: fluctuations and NTK statistics vs depth, orthog
 scaling     Solvable model of scaling laws: power-law data + random features, theory and simulation of loss(N, P)\n  \
 collapse    Model collapse: replace vs accumulate (linear regression, Gaussians, language models, VAEs, diffusion)\n  \
 prune       Angular-distance layer pruning of real LLMs, LoRA healing, export\n  \
-hessian     The gradient in the top Hessian eigenspace during training; Dom-/Bulk-SGD\n\n\
+hessian     The gradient in the top Hessian eigenspace during training; Dom-/Bulk-SGD\n  \
+sgd-gap     Predicted vs measured change of the generalisation gap under GD and SGD\n\n\
 `dlt reproduce` runs every study at laptop scale and writes OUT/report/index.html."
 )]
 struct Cli {
@@ -53,6 +55,9 @@ enum Cmd {
     },
     /// Study `hessian`: the gradient lives in the top Hessian eigenspace (Gur-Ari, Roberts, Dyer, arXiv 1812.04754).
     Hessian(hessian_cmd::HessianArgs),
+    /// Study `sgd-gap`: predicted vs measured change of the generalisation gap (Roberts, arXiv 2104.04874).
+    #[command(name = "sgd-gap")]
+    SgdGap(sgd_gap_cmd::SgdGapArgs),
     /// Angular-distance layer pruning of LLMs, LoRA healing, export (Gromov et al. 2024).
     Prune {
         #[command(subcommand)]
@@ -107,6 +112,7 @@ fn main() {
         Cmd::Collapse { cmd } => collapse_cmd::run(cmd),
         Cmd::Prune { cmd } => prune_cmd::run(cmd),
         Cmd::Hessian(a) => hessian_cmd::run(a),
+        Cmd::SgdGap(a) => sgd_gap_cmd::run(a),
         Cmd::Train(a) => nn_cmd::train(a),
         Cmd::Reproduce {
             out,

@@ -502,6 +502,11 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
                 "hessian.lanczos_residual",
                 "hessian.ftop10_median",
                 "hessian.ftop_vs_random",
+                "sgd_gap.one_step_first_order",
+                "sgd_gap.one_step_second_order",
+                "sgd_gap.expected_gap_growth",
+                "sgd_gap.epoch_train",
+                "sgd_gap.partial_test",
             ]
             .contains(&id);
         if must {
@@ -1371,6 +1376,70 @@ fn hessian_json_contract_and_bad_input_on_real_fashion_mnist() {
             dir.to_str().unwrap(),
         ],
         "Lanczos steps 10",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sgd_gap_json_contract_and_bad_input() {
+    // A small run (5000 held-out examples, 400 shuffles): the one-step formula's error falls
+    // ∝ η (first order) and ∝ η² (second order); the SGD comparisons carry their SEs.
+    let dir = std::env::temp_dir().join(format!("dlt-cli-sgd-gap-{}", std::process::id()));
+    let v = json(&[
+        "sgd-gap",
+        "--quick",
+        "--n-test",
+        "5000",
+        "--n-test-sgd",
+        "2000",
+        "--shuffles",
+        "400",
+        "--redraws",
+        "400",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(v["study"], "sgd-gap");
+    assert_eq!(v["params"], 5 * 16 + 16 + 16 + 1);
+    let os = v["one_step"].as_array().unwrap();
+    assert_eq!(os.len(), 3);
+    let e1: Vec<f64> = os
+        .iter()
+        .map(|o| o["rel_err_first"].as_f64().unwrap())
+        .collect();
+    let e2: Vec<f64> = os
+        .iter()
+        .map(|o| o["rel_err_second"].as_f64().unwrap())
+        .collect();
+    assert!(e1[0] > 5.0 * e1[1] && e1[1] > 5.0 * e1[2], "{e1:?}");
+    assert!(e2[0] > 30.0 * e2[1] && e2[0] < 1e-4, "{e2:?}");
+    assert!(v["gap"].as_f64().unwrap() > 0.0);
+    let cs = v["comparisons"].as_array().unwrap();
+    assert_eq!(cs.len(), 10);
+    for c in cs {
+        assert!(c["se"].as_f64().unwrap() > 0.0, "{c}");
+    }
+    assert!(v["eta_n_lambda"].as_f64().unwrap() < 0.05);
+    for f in [
+        "one_step.csv",
+        "sgd_vs_gd.csv",
+        "one_step.svg",
+        "results.json",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    fails_with(
+        &["sgd-gap", "--batch", "7", "--out", dir.to_str().unwrap()],
+        "batch",
+    );
+    fails_with(
+        &["sgd-gap", "--sgd-eta", "0", "--out", dir.to_str().unwrap()],
+        "--sgd-eta",
+    );
+    fails_with(
+        &["sgd-gap", "--shuffles", "1", "--out", dir.to_str().unwrap()],
+        "shuffles",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -69,7 +69,7 @@ impl Act64 {
     }
 }
 
-/// An MLP classifier `widths[0] → … → widths[L]` (the last width is the number of classes),
+/// An MLP `widths[0] → … → widths[L]` (for labels the last width is the number of classes),
 /// parameters flat as [W₁ (d₁ × d₀, row-major), b₁, W₂, b₂, …].
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Mlp64 {
@@ -77,28 +77,53 @@ pub struct Mlp64 {
     pub act: Act64,
 }
 
-/// A labelled batch: `x` is row-major `n × widths[0]`.
+/// Targets of a batch: class labels (softmax cross-entropy) or real values (n × out,
+/// row-major; loss ½|z − y|² per example).
+#[derive(Debug, Clone, Copy)]
+pub enum Targets<'a> {
+    Labels(&'a [u32]),
+    Values(&'a [f64]),
+}
+
+/// A batch: `x` is row-major `n × widths[0]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
     pub x: &'a [f64],
-    pub y: &'a [u32],
+    pub y: Targets<'a>,
+    pub n: usize,
 }
 
-impl Batch<'_> {
+impl<'a> Batch<'a> {
+    /// Inputs with class labels (one per row).
+    pub fn labels(x: &'a [f64], y: &'a [u32]) -> Self {
+        Batch {
+            x,
+            y: Targets::Labels(y),
+            n: y.len(),
+        }
+    }
+    /// Inputs with real targets, `out` per row.
+    pub fn values(x: &'a [f64], t: &'a [f64], out: usize) -> Self {
+        Batch {
+            x,
+            y: Targets::Values(t),
+            n: if out == 0 { 0 } else { t.len() / out },
+        }
+    }
     pub fn len(&self) -> usize {
-        self.y.len()
+        self.n
     }
     pub fn is_empty(&self) -> bool {
-        self.y.is_empty()
+        self.n == 0
     }
 }
 
 impl Mlp64 {
     pub fn new(widths: Vec<usize>, act: Act64) -> Result<Self, NnError> {
-        if widths.len() < 2 || widths.contains(&0) || widths[widths.len() - 1] < 2 {
+        if widths.len() < 2 || widths.contains(&0) {
             return Err(NnError::Invalid {
                 what: format!("MLP widths {widths:?}"),
-                fix: "give at least an input and an output width, all positive, ≥ 2 classes".into(),
+                fix: "give at least an input and an output width, all positive".into(),
             });
         }
         Ok(Mlp64 { widths, act })
@@ -149,15 +174,27 @@ impl Mlp64 {
         }
         if b.is_empty() || b.x.len() != b.len() * d0 {
             return Err(NnError::Invalid {
-                what: format!("batch of {} inputs for {} labels", b.x.len(), b.len()),
-                fix: format!("give n × {d0} inputs for n ≥ 1 labels"),
+                what: format!("batch of {} input numbers for {} rows", b.x.len(), b.len()),
+                fix: format!("give n × {d0} inputs for n ≥ 1 rows of targets"),
             });
         }
-        if let Some(bad) = b.y.iter().find(|&&y| y as usize >= c) {
-            return Err(NnError::Invalid {
-                what: format!("label {bad}"),
-                fix: format!("labels must be below the {c} classes"),
-            });
+        match b.y {
+            Targets::Labels(y) => {
+                if let Some(bad) = y.iter().find(|&&y| y as usize >= c) {
+                    return Err(NnError::Invalid {
+                        what: format!("label {bad}"),
+                        fix: format!("labels must be below the {c} classes"),
+                    });
+                }
+            }
+            Targets::Values(t) => {
+                if t.len() != b.len() * c {
+                    return Err(NnError::Invalid {
+                        what: format!("{} targets for {} inputs", t.len(), b.len()),
+                        fix: format!("give n × {c} targets"),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -168,10 +205,58 @@ impl Mlp64 {
         Ok(Point::new(self, theta, batch))
     }
 
-    /// (mean cross-entropy, accuracy) on a batch.
+    /// (mean loss, accuracy) on a batch, by a forward pass only (accuracy is NaN for real
+    /// targets).
     pub fn evaluate(&self, theta: &[f64], batch: Batch) -> Result<(f64, f64), NnError> {
-        let p = self.at(theta, batch)?;
-        Ok((p.loss, p.accuracy))
+        self.check(theta, batch)?;
+        let w = &self.widths;
+        let n = batch.len();
+        let mut cur: Vec<f64> = batch.x.to_vec();
+        for (l, (ow, ob)) in self.offsets().into_iter().enumerate() {
+            let mut h = vec![0.0; n * w[l + 1]];
+            matmul(
+                rm_mut(&mut h, n, w[l + 1]),
+                Accum::Replace,
+                rm(&cur, n, w[l]),
+                rm(&theta[ow..ob], w[l + 1], w[l]).transpose(),
+                1.0,
+                Par::Seq,
+            );
+            let bias = &theta[ob..ob + w[l + 1]];
+            let hidden = l + 1 < self.layers();
+            for row in h.chunks_exact_mut(w[l + 1]) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                    if hidden {
+                        *v = self.act.eval(*v).0;
+                    }
+                }
+            }
+            cur = h;
+        }
+        let c = w[self.layers()];
+        Ok(match batch.y {
+            Targets::Labels(labels) => {
+                let (mut loss, mut correct) = (0.0, 0usize);
+                for (row, &y) in cur.chunks_exact(c).zip(labels) {
+                    let (arg, mx) =
+                        row.iter()
+                            .enumerate()
+                            .fold(
+                                (0, f64::NEG_INFINITY),
+                                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                            );
+                    correct += usize::from(arg == y as usize);
+                    let s: f64 = row.iter().map(|v| (v - mx).exp()).sum();
+                    loss += s.ln() + mx - row[y as usize];
+                }
+                (loss / n as f64, correct as f64 / n as f64)
+            }
+            Targets::Values(t) => (
+                0.5 * cur.iter().zip(t).map(|(z, y)| (z - y).powi(2)).sum::<f64>() / n as f64,
+                f64::NAN,
+            ),
+        })
     }
 }
 
@@ -232,23 +317,34 @@ impl<'a> Point<'a> {
                 s2.push(d2);
             }
         }
-        // Softmax cross-entropy.
+        // Softmax cross-entropy, or ½|z − y|² (p keeps softmax(z), or z).
         let c = w[l_n];
         let mut p = z;
         let (mut loss, mut correct) = (0.0, 0usize);
-        for (row, &y) in p.chunks_exact_mut(c).zip(batch.y) {
-            let (arg, mx) = row
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f64::NEG_INFINITY),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                );
-            correct += usize::from(arg == y as usize);
-            let s: f64 = row.iter().map(|v| (v - mx).exp()).sum();
-            loss += s.ln() + mx - row[y as usize];
-            row.iter_mut().for_each(|v| *v = (*v - mx).exp() / s);
+        match batch.y {
+            Targets::Labels(labels) => {
+                for (row, &y) in p.chunks_exact_mut(c).zip(labels) {
+                    let (arg, mx) =
+                        row.iter()
+                            .enumerate()
+                            .fold(
+                                (0, f64::NEG_INFINITY),
+                                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                            );
+                    correct += usize::from(arg == y as usize);
+                    let s: f64 = row.iter().map(|v| (v - mx).exp()).sum();
+                    loss += s.ln() + mx - row[y as usize];
+                    row.iter_mut().for_each(|v| *v = (*v - mx).exp() / s);
+                }
+            }
+            Targets::Values(t) => {
+                loss = 0.5 * p.iter().zip(t).map(|(z, y)| (z - y).powi(2)).sum::<f64>();
+            }
         }
+        let accuracy = match batch.y {
+            Targets::Labels(_) => correct as f64 / n as f64,
+            Targets::Values(_) => f64::NAN,
+        };
         let mut pt = Point {
             model,
             theta,
@@ -260,7 +356,7 @@ impl<'a> Point<'a> {
             delta: vec![vec![]; l_n],
             p,
             loss: loss / n as f64,
-            accuracy: correct as f64 / n as f64,
+            accuracy,
             grad: vec![0.0; theta.len()],
         };
         pt.backward();
@@ -282,10 +378,15 @@ impl<'a> Point<'a> {
         let off = self.model.offsets();
         let c = w[l_n];
         let mut d = self.p.clone();
-        for (row, &y) in d.chunks_exact_mut(c).zip(self.batch.y) {
-            row[y as usize] -= 1.0;
-            row.iter_mut().for_each(|v| *v /= n as f64);
+        match self.batch.y {
+            Targets::Labels(labels) => {
+                for (row, &y) in d.chunks_exact_mut(c).zip(labels) {
+                    row[y as usize] -= 1.0;
+                }
+            }
+            Targets::Values(t) => d.iter_mut().zip(t).for_each(|(z, y)| *z -= y),
         }
+        d.iter_mut().for_each(|v| *v /= n as f64);
         let mut grad = vec![0.0; self.theta.len()];
         for l in (1..=l_n).rev() {
             let (ow, ob) = off[l - 1];
@@ -366,18 +467,26 @@ impl<'a> Point<'a> {
             }
             rh[l] = r;
         }
-        // R{δ_L} = (p ⊙ Rz − p (p·Rz)) / n.
+        // R{δ_L} = (p ⊙ Rz − p (p·Rz)) / n (cross-entropy) or Rz / n (squared error).
         let c = w[l_n];
         let mut rd: Vec<f64> = vec![0.0; n * c];
-        for ((o, p), rz) in rd
-            .chunks_exact_mut(c)
-            .zip(self.p.chunks_exact(c))
-            .zip(rh[l_n].chunks_exact(c))
-        {
-            let pr: f64 = p.iter().zip(rz).map(|(a, b)| a * b).sum();
-            for ((o, p), r) in o.iter_mut().zip(p).zip(rz) {
-                *o = p * (r - pr) / n as f64;
+        match self.batch.y {
+            Targets::Labels(_) => {
+                for ((o, p), rz) in rd
+                    .chunks_exact_mut(c)
+                    .zip(self.p.chunks_exact(c))
+                    .zip(rh[l_n].chunks_exact(c))
+                {
+                    let pr: f64 = p.iter().zip(rz).map(|(a, b)| a * b).sum();
+                    for ((o, p), r) in o.iter_mut().zip(p).zip(rz) {
+                        *o = p * (r - pr) / n as f64;
+                    }
+                }
             }
+            Targets::Values(_) => rd
+                .iter_mut()
+                .zip(&rh[l_n])
+                .for_each(|(o, r)| *o = r / n as f64),
         }
         for l in (1..=l_n).rev() {
             let (ow, ob) = off[l - 1];
@@ -524,8 +633,11 @@ mod tests {
         let m = Mlp64::new(vec![6, 8, 7, 4], Act64::Tanh).unwrap();
         let th = m.init(1);
         let (x, y) = data(10, 6, 4, 2);
-        let b = Batch { x: &x, y: &y };
-        let g = m.at(&th, b).unwrap().grad;
+        let b = Batch::labels(&x, &y);
+        let pt = m.at(&th, b).unwrap();
+        let (l, acc) = m.evaluate(&th, b).unwrap();
+        assert!((l - pt.loss).abs() < 1e-14 * l && acc == pt.accuracy);
+        let g = pt.grad;
         let h = 1e-5;
         for i in (0..th.len()).step_by(7) {
             let mut tp = th.clone();
@@ -544,7 +656,7 @@ mod tests {
             let m = Mlp64::new(vec![5, 9, 6, 3], act).unwrap();
             let th = m.init(3);
             let (x, y) = data(12, 5, 3, 4);
-            let pt = m.at(&th, Batch { x: &x, y: &y }).unwrap();
+            let pt = m.at(&th, Batch::labels(&x, &y)).unwrap();
             let p = m.num_params();
             let u = crate::mlp64::tests::data(p, 1, 2, 9).0;
             let v = crate::mlp64::tests::data(p, 1, 2, 10).0;
@@ -584,7 +696,7 @@ mod tests {
         use dlt_theory::spectral::{lanczos_top, subspace_overlap};
         let m = Mlp64::new(vec![8, 16, 6, 5], Act64::Tanh).unwrap();
         let (x, y) = data(200, 8, 5, 11);
-        let b = Batch { x: &x, y: &y };
+        let b = Batch::labels(&x, &y);
         let mut th = m.init(12);
         let mut st = OptState::default();
         for _ in 0..300 {
@@ -630,44 +742,54 @@ mod tests {
     #[test]
     fn bad_inputs_are_refused() {
         assert!(Mlp64::new(vec![3], Act64::Relu).is_err());
-        assert!(Mlp64::new(vec![3, 1], Act64::Relu).is_err());
+        assert!(Mlp64::new(vec![3, 0], Act64::Relu).is_err());
         let m = Mlp64::new(vec![2, 3, 2], Act64::Relu).unwrap();
         let th = m.init(0);
-        assert!(m
-            .at(
-                &th[1..],
-                Batch {
-                    x: &[0.0; 2],
-                    y: &[0]
-                }
-            )
-            .is_err());
-        assert!(m
-            .at(
-                &th,
-                Batch {
-                    x: &[0.0; 3],
-                    y: &[0]
-                }
-            )
-            .is_err());
-        assert!(m
-            .at(
-                &th,
-                Batch {
-                    x: &[0.0; 2],
-                    y: &[2]
-                }
-            )
-            .is_err());
+        assert!(m.at(&th[1..], Batch::labels(&[0.0; 2], &[0])).is_err());
+        assert!(m.at(&th, Batch::labels(&[0.0; 3], &[0])).is_err());
+        assert!(m.at(&th, Batch::labels(&[0.0; 2], &[2])).is_err());
+        assert!(m.at(&th, Batch::values(&[0.0; 2], &[0.0; 3], 2)).is_err());
+        assert!(m.at(&th, Batch::values(&[0.0; 2], &[0.0; 2], 2)).is_ok());
         assert!(Act64::parse("gelu").is_err());
+    }
+
+    #[test]
+    fn squared_error_gradient_and_hvp_match_differences() {
+        // ½|z − y|² with two real outputs: gradient vs central differences of the loss, R-op
+        // vs Richardson differences of the gradient (truncation O(ε⁴) ≈ 1e-12 at ε = 1e-3).
+        let m = Mlp64::new(vec![4, 7, 2], Act64::Tanh).unwrap();
+        let th = m.init(8);
+        let (x, _) = data(9, 4, 2, 3);
+        let (t, _) = data(9, 2, 2, 4);
+        let b = Batch::values(&x, &t, 2);
+        let pt = m.at(&th, b).unwrap();
+        assert!(pt.accuracy.is_nan());
+        assert!((m.evaluate(&th, b).unwrap().0 - pt.loss).abs() < 1e-14 * pt.loss);
+        let h = 1e-5;
+        for i in (0..th.len()).step_by(5) {
+            let (mut tp, mut tm) = (th.clone(), th.clone());
+            tp[i] += h;
+            tm[i] -= h;
+            let fd = (m.evaluate(&tp, b).unwrap().0 - m.evaluate(&tm, b).unwrap().0) / (2.0 * h);
+            assert!((fd - pt.grad[i]).abs() < 1e-8, "param {i}");
+        }
+        let v = data(th.len(), 1, 2, 5).0;
+        let mut hv = vec![0.0; th.len()];
+        pt.hvp(&v, &mut hv);
+        let (d1, d2) = (pt.hvp_fd(&v, 1e-3), pt.hvp_fd(&v, 5e-4));
+        let rich: Vec<f64> = d1
+            .iter()
+            .zip(&d2)
+            .map(|(a, b)| (4.0 * b - a) / 3.0)
+            .collect();
+        assert!(rel(&hv, &rich) < 1e-8, "{:e}", rel(&hv, &rich));
     }
 
     #[test]
     fn optimisers_decrease_the_loss() {
         let m = Mlp64::new(vec![4, 16, 3], Act64::Tanh).unwrap();
         let (x, y) = data(64, 4, 3, 5);
-        let b = Batch { x: &x, y: &y };
+        let b = Batch::labels(&x, &y);
         for opt in [
             Opt64::Sgd { lr: 0.5 },
             Opt64::Momentum {

@@ -361,7 +361,7 @@ fn train_run(
             let s = spectrum(model, &theta, sub, cfg, spec.seed.wrapping_add(t as u64))?;
             let k = |k: usize| &s.vectors[..k.min(s.vectors.len())];
             let (bx, by) = gather(x, y, d, &probe.next());
-            let g_mb = model.at(&theta, Batch { x: &bx, y: &by })?.grad;
+            let g_mb = model.at(&theta, Batch::labels(&bx, &by))?.grad;
             let l1 = s.values[0].abs().max(1e-300);
             cps.push(Checkpoint {
                 step: t,
@@ -383,7 +383,7 @@ fn train_run(
             break;
         }
         let (bx, by) = gather(x, y, d, &batches.next());
-        let pt = model.at(&theta, Batch { x: &bx, y: &by })?;
+        let pt = model.at(&theta, Batch::labels(&bx, &by))?;
         if !pt.loss.is_finite() {
             return Err(StudyError::Nn(dlt_nn::NnError::Diverged {
                 step: t,
@@ -411,7 +411,7 @@ fn train_run(
         })
         .collect();
     let f10 = late(|c| c.ftop10);
-    let test_accuracy = model.evaluate(&theta, Batch { x: xt, y: yt })?.1;
+    let test_accuracy = model.evaluate(&theta, Batch::labels(xt, yt))?.1;
     Ok(RunOut {
         result: RunResult {
             name: spec.name.clone(),
@@ -468,7 +468,7 @@ fn ablation(
                         .vectors;
                 }
                 let (bx, by) = gather(x, y, *d, &batches.next());
-                let mut g = model.at(&theta, Batch { x: &bx, y: &by })?.grad;
+                let mut g = model.at(&theta, Batch::labels(&bx, &by))?.grad;
                 if arm > 0 {
                     let mut pg = vec![0.0; g.len()];
                     for v in &basis {
@@ -531,7 +531,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     idx.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x4e55));
     idx.truncate(cfg.hessian_examples.min(y.len()));
     let (sx, sy) = gather(x, y, *d, &idx);
-    let sub = Batch { x: &sx, y: &sy };
+    let sub = Batch::labels(&sx, &sy);
 
     let sc = &cfg.scale;
     let bar = progress::bar(
@@ -832,7 +832,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
                 "hessian.sgd_step100",
                 &format!("{PAPER} §2"),
                 "the transient is short: f_top(10) at step 100 with SGD",
-                at(&runs[0], 100, |c| c.ftop10),
+                at(runs[0], 100, |c| c.ftop10),
                 0.75,
                 "spec D-A: observed 0.83–0.94",
             ),

@@ -13,6 +13,7 @@ pub mod progress;
 pub mod prune;
 pub mod report;
 pub mod scaling;
+pub mod sgd_gap;
 pub mod theory;
 
 use output::OutDir;
@@ -146,6 +147,13 @@ pub fn reproduce(root: &OutDir, quick: bool, seed: u64, quiet: bool) -> Vec<Sect
             "Gradient descent happens in a tiny subspace",
             |o| hessian::run(&hessian::Config::for_mode(quick, seed, quiet), o),
             hessian::section,
+        ),
+        run_study(
+            root,
+            "sgd-gap",
+            "SGD implicitly regularizes generalization error",
+            |o| sgd_gap::run(&sgd_gap::Config::for_mode(quick, seed, quiet), o),
+            sgd_gap::section,
         ),
     ]
 }
