@@ -807,6 +807,138 @@ impl FastGpt {
     }
 }
 
+/// Sampling at temperature 1 with a KV cache, by hand (the inference side of [`FastGpt`]):
+/// candle's batched attention over thousands of one-token streams was the collapse study's
+/// bottleneck (≈ 140 s per 500 000 sampled characters at d = 128). Same model as
+/// `Gpt::sample`: each stream starts from a token drawn uniformly from `start`, then at every
+/// step one uniform u per stream picks the token by inverting the (f64) softmax CDF.
+pub fn sample(
+    cfg: &LmConfig,
+    params: &[Vec<f32>],
+    streams: usize,
+    len: usize,
+    start: &[u32],
+    rng: &mut rand_xoshiro::Xoshiro256PlusPlus,
+) -> Vec<Vec<u32>> {
+    use rand::Rng;
+    let len = len.min(cfg.ctx);
+    let mut seqs: Vec<Vec<u32>> = (0..streams)
+        .map(|_| vec![start[rng.random_range(0..start.len())]])
+        .collect();
+    if len < 2 || streams == 0 {
+        return seqs;
+    }
+    let isa = Isa::best();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let par = if threads > 1 {
+        Par::rayon(threads)
+    } else {
+        Par::Seq
+    };
+    let (d, hh, v, tt) = (cfg.d_model, cfg.n_head, cfg.vocab, len);
+    let hd = d / hh;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let nl = cfg.n_layer;
+    let base = |i: usize| 2 + 12 * i;
+    let lf = 2 + 12 * nl;
+    let p = params;
+    // Caches: per layer, per stream, tt positions × d (keys and values).
+    let mut kc: Vec<Vec<f32>> = vec![vec![0.0; streams * tt * d]; nl];
+    let mut vc: Vec<Vec<f32>> = vec![vec![0.0; streams * tt * d]; nl];
+    let z = |k: usize| vec![0f32; k];
+    let (mut x, mut h, mut xh, mut rs) = (z(streams * d), z(streams * d), z(streams * d), z(streams));
+    let (mut qkv, mut y, mut u, mut a) = (z(streams * 3 * d), z(streams * d), z(streams * 4 * d), z(streams * 4 * d));
+    let mut tmp = z(streams * d);
+    let mut logits = z(streams * v);
+    for t in 0..len - 1 {
+        with_isa(isa, || {
+            for (k, xr) in x.chunks_exact_mut(d).enumerate() {
+                let id = seqs[k][t] as usize;
+                let (tok, pos) = (&p[0][id * d..(id + 1) * d], &p[1][t * d..(t + 1) * d]);
+                xr.iter_mut()
+                    .zip(tok.iter().zip(pos))
+                    .for_each(|(x, (a, b))| *x = a + b);
+            }
+        });
+        for i in 0..nl {
+            let b0 = base(i);
+            with_isa(isa, || {
+                ln_fwd(&mut h, &mut xh, &mut rs, &x, &p[b0], &p[b0 + 1], d)
+            });
+            linear_fwd(&mut qkv, &h, &p[b0 + 2], &p[b0 + 3], streams, d, 3 * d, par);
+            qkv.par_chunks(3 * d)
+                .zip(y.par_chunks_mut(d))
+                .zip(kc[i].par_chunks_mut(tt * d))
+                .zip(vc[i].par_chunks_mut(tt * d))
+                .for_each(|(((q3, yr), kk), vv)| {
+                    with_isa(isa, || {
+                        kk[t * d..(t + 1) * d].copy_from_slice(&q3[d..2 * d]);
+                        vv[t * d..(t + 1) * d].copy_from_slice(&q3[2 * d..]);
+                        let (mut stack, mut heap) = ([0f32; 512], vec![]);
+                        let sc: &mut [f32] = if t < 512 {
+                            &mut stack[..=t]
+                        } else {
+                            heap.resize(t + 1, 0.0);
+                            &mut heap
+                        };
+                        for hi in 0..hh {
+                            let q = &q3[hi * hd..(hi + 1) * hd];
+                            for (j, e) in sc.iter_mut().enumerate() {
+                                *e = dot(q, &kk[j * d + hi * hd..j * d + (hi + 1) * hd]) * scale;
+                            }
+                            let mx = max(sc);
+                            sc.iter_mut().for_each(|e| *e = exp_f32(*e - mx));
+                            let inv = 1.0 / sum(sc);
+                            let out = &mut yr[hi * hd..(hi + 1) * hd];
+                            out.iter_mut().for_each(|o| *o = 0.0);
+                            for (j, &w) in sc.iter().enumerate() {
+                                let row = &vv[j * d + hi * hd..j * d + (hi + 1) * hd];
+                                out.iter_mut().zip(row).for_each(|(o, r)| *o += w * inv * r);
+                            }
+                        }
+                    })
+                });
+            linear_fwd(&mut tmp, &y, &p[b0 + 4], &p[b0 + 5], streams, d, d, par);
+            with_isa(isa, || {
+                x.iter_mut().zip(&tmp).for_each(|(x, t)| *x += t);
+                ln_fwd(&mut h, &mut xh, &mut rs, &x, &p[b0 + 6], &p[b0 + 7], d)
+            });
+            linear_fwd(&mut u, &h, &p[b0 + 8], &p[b0 + 9], streams, d, 4 * d, par);
+            with_isa(isa, || {
+                for (a, &u) in a.iter_mut().zip(&u) {
+                    let e = exp_f32(-0.5 * u * u);
+                    *a = u * 0.5 * (1.0 + erf_with(u * SQRT_HALF, e));
+                }
+            });
+            linear_fwd(&mut tmp, &a, &p[b0 + 10], &p[b0 + 11], streams, 4 * d, d, par);
+            with_isa(isa, || x.iter_mut().zip(&tmp).for_each(|(x, t)| *x += t));
+        }
+        with_isa(isa, || {
+            ln_fwd(&mut h, &mut xh, &mut rs, &x, &p[lf], &p[lf + 1], d)
+        });
+        linear_fwd(&mut logits, &h, &p[lf + 2], &p[lf + 3], streams, d, v, par);
+        for (sq, row) in seqs.iter_mut().zip(logits.chunks_exact(v)) {
+            let mx = row.iter().fold(f64::NEG_INFINITY, |m, &z| m.max(z as f64));
+            let e: Vec<f64> = row.iter().map(|&z| (z as f64 - mx).exp()).collect();
+            let s: f64 = e.iter().sum();
+            let uu: f64 = rng.random();
+            let mut acc = 0.0;
+            let mut pick = v - 1;
+            for (i, ei) in e.iter().enumerate() {
+                acc += ei / s;
+                if uu < acc {
+                    pick = i;
+                    break;
+                }
+            }
+            sq.push(pick as u32);
+        }
+    }
+    seqs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
