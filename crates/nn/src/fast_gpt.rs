@@ -848,8 +848,14 @@ pub fn sample(
     let mut kc: Vec<Vec<f32>> = vec![vec![0.0; streams * tt * d]; nl];
     let mut vc: Vec<Vec<f32>> = vec![vec![0.0; streams * tt * d]; nl];
     let z = |k: usize| vec![0f32; k];
-    let (mut x, mut h, mut xh, mut rs) = (z(streams * d), z(streams * d), z(streams * d), z(streams));
-    let (mut qkv, mut y, mut u, mut a) = (z(streams * 3 * d), z(streams * d), z(streams * 4 * d), z(streams * 4 * d));
+    let (mut x, mut h, mut xh, mut rs) =
+        (z(streams * d), z(streams * d), z(streams * d), z(streams));
+    let (mut qkv, mut y, mut u, mut a) = (
+        z(streams * 3 * d),
+        z(streams * d),
+        z(streams * 4 * d),
+        z(streams * 4 * d),
+    );
     let mut tmp = z(streams * d);
     let mut logits = z(streams * v);
     for t in 0..len - 1 {
@@ -912,7 +918,16 @@ pub fn sample(
                     *a = u * 0.5 * (1.0 + erf_with(u * SQRT_HALF, e));
                 }
             });
-            linear_fwd(&mut tmp, &a, &p[b0 + 10], &p[b0 + 11], streams, 4 * d, d, par);
+            linear_fwd(
+                &mut tmp,
+                &a,
+                &p[b0 + 10],
+                &p[b0 + 11],
+                streams,
+                4 * d,
+                d,
+                par,
+            );
             with_isa(isa, || x.iter_mut().zip(&tmp).for_each(|(x, t)| *x += t));
         }
         with_isa(isa, || {

@@ -284,7 +284,9 @@ impl Gpt {
     ) -> Result<Vec<Vec<u32>>, NnError> {
         if self.fast {
             let params = self.params_in_order()?;
-            Ok(crate::fast_gpt::sample(&self.cfg, &params, streams, len, start, rng))
+            Ok(crate::fast_gpt::sample(
+                &self.cfg, &params, streams, len, start, rng,
+            ))
         } else {
             self.sample(streams, len, start, rng)
         }

@@ -83,6 +83,9 @@ pub struct Mlp64 {
 pub enum Targets<'a> {
     Labels(&'a [u32]),
     Values(&'a [f64]),
+    /// Logit-space seeds v (n × out): the "loss" is φ = Σ_b v_b·z_b (summed), so the
+    /// gradients are vector-Jacobian products: [`Point::input_grad`] gives J_bᵀ v_b per row.
+    Seeds(&'a [f64]),
 }
 
 /// A batch: `x` is row-major `n × widths[0]`.
@@ -187,7 +190,7 @@ impl Mlp64 {
                     });
                 }
             }
-            Targets::Values(t) => {
+            Targets::Values(t) | Targets::Seeds(t) => {
                 if t.len() != b.len() * c {
                     return Err(NnError::Invalid {
                         what: format!("{} targets for {} inputs", t.len(), b.len()),
@@ -256,6 +259,7 @@ impl Mlp64 {
                 0.5 * cur.iter().zip(t).map(|(z, y)| (z - y).powi(2)).sum::<f64>() / n as f64,
                 f64::NAN,
             ),
+            Targets::Seeds(v) => (cur.iter().zip(v).map(|(z, v)| z * v).sum::<f64>(), f64::NAN),
         })
     }
 }
@@ -340,10 +344,14 @@ impl<'a> Point<'a> {
             Targets::Values(t) => {
                 loss = 0.5 * p.iter().zip(t).map(|(z, y)| (z - y).powi(2)).sum::<f64>();
             }
+            // Summed, not averaged: undo the division below.
+            Targets::Seeds(v) => {
+                loss = p.iter().zip(v).map(|(z, v)| z * v).sum::<f64>() * n as f64;
+            }
         }
         let accuracy = match batch.y {
             Targets::Labels(_) => correct as f64 / n as f64,
-            Targets::Values(_) => f64::NAN,
+            Targets::Values(_) | Targets::Seeds(_) => f64::NAN,
         };
         let mut pt = Point {
             model,
@@ -385,8 +393,11 @@ impl<'a> Point<'a> {
                 }
             }
             Targets::Values(t) => d.iter_mut().zip(t).for_each(|(z, y)| *z -= y),
+            Targets::Seeds(v) => d.copy_from_slice(v),
         }
-        d.iter_mut().for_each(|v| *v /= n as f64);
+        if !matches!(self.batch.y, Targets::Seeds(_)) {
+            d.iter_mut().for_each(|v| *v /= n as f64);
+        }
         let mut grad = vec![0.0; self.theta.len()];
         for l in (1..=l_n).rev() {
             let (ow, ob) = off[l - 1];
@@ -427,8 +438,40 @@ impl<'a> Point<'a> {
         self.theta.len()
     }
 
+    /// ∂(loss)/∂x for every row (n × widths[0]): δ₁ W₁. With [`Targets::Seeds`] the rows
+    /// are the vector-Jacobian products J_bᵀ v_b.
+    pub fn input_grad(&self) -> Vec<f64> {
+        let w = &self.model.widths;
+        let n = self.batch.len();
+        let (ow, ob) = self.model.offsets()[0];
+        let mut g = vec![0.0; n * w[0]];
+        matmul(
+            rm_mut(&mut g, n, w[0]),
+            Accum::Replace,
+            rm(&self.delta[0], n, w[1]),
+            rm(&self.theta[ow..ob], w[1], w[0]),
+            1.0,
+            Par::Seq,
+        );
+        g
+    }
+
     /// Exact Hessian-vector product H v of the batch loss (R-operator; see the module docs).
     pub fn hvp(&self, v: &[f64], out: &mut [f64]) {
+        self.r_op(v, None, out)
+    }
+
+    /// ∂/∂h ∇_θ loss(θ, x + h u) at h = 0: the R-operator with an input-space tangent u
+    /// (n × widths[0]) and no parameter tangent (R{a₀} = u). With [`Targets::Seeds`] v and
+    /// u_b = J_bᵀ v_b (from [`Point::input_grad`]) this is ½ ∇_θ Σ_b |J_bᵀ v_b|², the exact
+    /// gradient of the Jacobian penalty without double backpropagation (spec, Jacobian
+    /// study B2 (1b)).
+    pub fn input_tangent_grad(&self, u: &[f64], out: &mut [f64]) {
+        self.r_op(&vec![0.0; self.theta.len()], Some(u), out)
+    }
+
+    /// R-operator along a parameter tangent v and an optional input tangent u.
+    fn r_op(&self, v: &[f64], u: Option<&[f64]>, out: &mut [f64]) {
         let w = &self.model.widths;
         let l_n = self.model.layers();
         let n = self.batch.len();
@@ -436,7 +479,8 @@ impl<'a> Point<'a> {
         let th = self.theta;
         // R-forward: R{h_l}, R{a_l}.
         let mut rh: Vec<Vec<f64>> = vec![vec![]; l_n + 1];
-        let mut ra: Vec<Vec<f64>> = vec![vec![0.0; n * w[0]]];
+        let mut ra: Vec<Vec<f64>> = vec![u.map_or_else(|| vec![0.0; n * w[0]], <[f64]>::to_vec)];
+        let with_u = u.is_some();
         for l in 1..=l_n {
             let (ow, ob) = off[l - 1];
             let mut r = vec![0.0; n * w[l]];
@@ -448,7 +492,7 @@ impl<'a> Point<'a> {
                 1.0,
                 Par::Seq,
             );
-            if l > 1 {
+            if l > 1 || with_u {
                 matmul(
                     rm_mut(&mut r, n, w[l]),
                     Accum::Add,
@@ -487,6 +531,8 @@ impl<'a> Point<'a> {
                 .iter_mut()
                 .zip(&rh[l_n])
                 .for_each(|(o, r)| *o = r / n as f64),
+            // φ is linear in z: R{δ_L} = 0.
+            Targets::Seeds(_) => {}
         }
         for l in (1..=l_n).rev() {
             let (ow, ob) = off[l - 1];
@@ -499,7 +545,7 @@ impl<'a> Point<'a> {
                 1.0,
                 Par::Seq,
             );
-            if l > 1 {
+            if l > 1 || with_u {
                 matmul(
                     rm_mut(outw, w[l], w[l - 1]),
                     Accum::Add,
@@ -737,6 +783,77 @@ mod tests {
             .max(0.0)
             .sqrt();
         assert!(dp < 1e-4, "projector distance {dp:e}");
+    }
+
+    #[test]
+    fn jacobian_penalty_gradient_is_exact() {
+        // Σ_b |J_bᵀ v_b|² as a function of θ: its directional derivative along w by central
+        // differences (tanh, f64, step 1e-5: truncation ≈ 1e-10, rounding ≈ 1e-11) against
+        // w · 2 input_tangent_grad(u); and input_grad against differences in x.
+        let m = Mlp64::new(vec![6, 9, 7, 4], Act64::Tanh).unwrap();
+        let th = m.init(21);
+        let (x, _) = data(5, 6, 4, 22);
+        let (v, _) = data(5, 4, 4, 23);
+        let pen = |t: &[f64]| -> f64 {
+            let u = m
+                .at(
+                    t,
+                    Batch {
+                        x: &x,
+                        y: Targets::Seeds(&v),
+                        n: 5,
+                    },
+                )
+                .unwrap()
+                .input_grad();
+            u.iter().map(|a| a * a).sum()
+        };
+        let pt = m
+            .at(
+                &th,
+                Batch {
+                    x: &x,
+                    y: Targets::Seeds(&v),
+                    n: 5,
+                },
+            )
+            .unwrap();
+        let u = pt.input_grad();
+        let mut g = vec![0.0; th.len()];
+        pt.input_tangent_grad(&u, &mut g);
+        let dir = data(th.len(), 1, 2, 24).0;
+        let h = 1e-5;
+        let shift = |s: f64| {
+            th.iter()
+                .zip(&dir)
+                .map(|(a, b)| a + s * b)
+                .collect::<Vec<_>>()
+        };
+        let fd = (pen(&shift(h)) - pen(&shift(-h))) / (2.0 * h);
+        let exact: f64 = 2.0 * g.iter().zip(&dir).map(|(a, b)| a * b).sum::<f64>();
+        assert!((fd - exact).abs() < 1e-7 * exact.abs(), "{fd} vs {exact}");
+        // u_b = J_bᵀ v_b: the derivative of v_b·z_b along x.
+        let phi = |xx: &[f64]| {
+            m.evaluate(
+                &th,
+                Batch {
+                    x: xx,
+                    y: Targets::Seeds(&v),
+                    n: 5,
+                },
+            )
+            .unwrap()
+            .0
+        };
+        for i in [0, 7, 29] {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[i] += h;
+            xm[i] -= h;
+            let d = (phi(&xp) - phi(&xm)) / (2.0 * h);
+            assert!((d - u[i]).abs() < 1e-8, "input {i}: {d} vs {}", u[i]);
+        }
+        // The parameter gradient of φ is the summed VJP in θ (no 1/n).
+        assert!((pt.loss - phi(&x)).abs() < 1e-12);
     }
 
     #[test]
