@@ -28,4 +28,7 @@ done
 for f in one_step sgd_vs_gd; do
   cp "$tmp/sgd-gap/$f.svg" "docs/figures/sgd_gap_$f.svg"
 done
+for f in noise pgd; do
+  cp "$tmp/jacobian/$f.svg" "docs/figures/jacobian_$f.svg"
+done
 rm -rf "$tmp"

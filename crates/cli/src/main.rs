@@ -4,6 +4,7 @@
 mod bench;
 mod collapse_cmd;
 mod hessian_cmd;
+mod jacobian_cmd;
 mod nn_cmd;
 mod prune_cmd;
 mod scaling_cmd;
@@ -26,7 +27,8 @@ scaling     Solvable model of scaling laws: power-law data + random features, th
 collapse    Model collapse: replace vs accumulate (linear regression, Gaussians, language models, VAEs, diffusion)\n  \
 prune       Angular-distance layer pruning of real LLMs, LoRA healing, export\n  \
 hessian     The gradient in the top Hessian eigenspace during training; Dom-/Bulk-SGD\n  \
-sgd-gap     Predicted vs measured change of the generalisation gap under GD and SGD\n\n\
+sgd-gap     Predicted vs measured change of the generalisation gap under GD and SGD\n  \
+jacobian    Random-projection Jacobian penalty, exact penalty gradients, robustness to noise and attacks\n\n\
 `dlt reproduce` runs every study at laptop scale and writes OUT/report/index.html."
 )]
 struct Cli {
@@ -55,6 +57,8 @@ enum Cmd {
     },
     /// Study `hessian`: the gradient lives in the top Hessian eigenspace (Gur-Ari, Roberts, Dyer, arXiv 1812.04754).
     Hessian(hessian_cmd::HessianArgs),
+    /// Study `jacobian`: Jacobian regularisation and robustness (Hoffman, Roberts, Yaida, arXiv 1908.02729).
+    Jacobian(jacobian_cmd::JacobianArgs),
     /// Study `sgd-gap`: predicted vs measured change of the generalisation gap (Roberts, arXiv 2104.04874).
     #[command(name = "sgd-gap")]
     SgdGap(sgd_gap_cmd::SgdGapArgs),
@@ -113,6 +117,7 @@ fn main() {
         Cmd::Prune { cmd } => prune_cmd::run(cmd),
         Cmd::Hessian(a) => hessian_cmd::run(a),
         Cmd::SgdGap(a) => sgd_gap_cmd::run(a),
+        Cmd::Jacobian(a) => jacobian_cmd::run(a),
         Cmd::Train(a) => nn_cmd::train(a),
         Cmd::Reproduce {
             out,

@@ -507,6 +507,8 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
                 "sgd_gap.expected_gap_growth",
                 "sgd_gap.epoch_train",
                 "sgd_gap.partial_test",
+                "jacobian.norm_reduction",
+                "jacobian.norm_monotone",
             ]
             .contains(&id);
         if must {
@@ -1440,6 +1442,56 @@ fn sgd_gap_json_contract_and_bad_input() {
     fails_with(
         &["sgd-gap", "--shuffles", "1", "--out", dir.to_str().unwrap()],
         "shuffles",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn jacobian_json_contract_and_bad_input_on_real_fashion_mnist() {
+    // A short run (0.3 epochs, 300 evaluation points, λ ∈ {0, 0.1}) on real Fashion-MNIST:
+    // the penalty must shrink |J|_F and keep the evaluation keys.
+    let dir = std::env::temp_dir().join(format!("dlt-cli-jacobian-{}", std::process::id()));
+    let v = json(&[
+        "jacobian",
+        "--quick",
+        "--lambdas",
+        "0,0.1",
+        "--epochs",
+        "0.3",
+        "--eval-points",
+        "300",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(v["study"], "jacobian");
+    assert_eq!(
+        v["params"],
+        784 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10
+    );
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let j: Vec<f64> = runs
+        .iter()
+        .map(|r| r["jacobian_norm"].as_f64().unwrap())
+        .collect();
+    assert!(j[1] < 0.6 * j[0], "|J|_F {j:?}");
+    for r in runs {
+        assert!(r["clean_accuracy"].as_f64().unwrap() > 0.6, "{r}");
+        assert_eq!(r["pgd_accuracy"].as_array().unwrap().len(), 3);
+        // PGD is at least as strong as FGSM at the largest ε, up to a few points.
+        let f = r["fgsm_accuracy"][2][1].as_f64().unwrap();
+        let p = r["pgd_accuracy"][2][1].as_f64().unwrap();
+        assert!(p <= f + 0.02, "PGD {p} vs FGSM {f}");
+    }
+    assert!(dir.join("robustness.csv").exists() && dir.join("pgd.svg").exists());
+    fails_with(
+        &["jacobian", "--lambdas=0,-1", "--out", dir.to_str().unwrap()],
+        "λ",
+    );
+    fails_with(
+        &["jacobian", "--lr", "0", "--out", dir.to_str().unwrap()],
+        "--lr",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -209,35 +209,12 @@ impl Mlp64 {
     }
 
     /// (mean loss, accuracy) on a batch, by a forward pass only (accuracy is NaN for real
-    /// targets).
+    /// targets and seeds).
     pub fn evaluate(&self, theta: &[f64], batch: Batch) -> Result<(f64, f64), NnError> {
         self.check(theta, batch)?;
-        let w = &self.widths;
         let n = batch.len();
-        let mut cur: Vec<f64> = batch.x.to_vec();
-        for (l, (ow, ob)) in self.offsets().into_iter().enumerate() {
-            let mut h = vec![0.0; n * w[l + 1]];
-            matmul(
-                rm_mut(&mut h, n, w[l + 1]),
-                Accum::Replace,
-                rm(&cur, n, w[l]),
-                rm(&theta[ow..ob], w[l + 1], w[l]).transpose(),
-                1.0,
-                Par::Seq,
-            );
-            let bias = &theta[ob..ob + w[l + 1]];
-            let hidden = l + 1 < self.layers();
-            for row in h.chunks_exact_mut(w[l + 1]) {
-                for (v, b) in row.iter_mut().zip(bias) {
-                    *v += b;
-                    if hidden {
-                        *v = self.act.eval(*v).0;
-                    }
-                }
-            }
-            cur = h;
-        }
-        let c = w[self.layers()];
+        let cur = self.forward(theta, batch.x, n);
+        let c = self.widths[self.layers()];
         Ok(match batch.y {
             Targets::Labels(labels) => {
                 let (mut loss, mut correct) = (0.0, 0usize);
@@ -261,6 +238,42 @@ impl Mlp64 {
             ),
             Targets::Seeds(v) => (cur.iter().zip(v).map(|(z, v)| z * v).sum::<f64>(), f64::NAN),
         })
+    }
+
+    /// Outputs z (n × widths[L], row-major) for inputs x (n × widths[0]).
+    pub fn logits(&self, theta: &[f64], x: &[f64]) -> Result<Vec<f64>, NnError> {
+        let n = x.len() / self.widths[0];
+        let c = self.widths[self.layers()];
+        self.check(theta, Batch::values(x, &vec![0.0; n * c], c))?;
+        Ok(self.forward(theta, x, n))
+    }
+
+    fn forward(&self, theta: &[f64], x: &[f64], n: usize) -> Vec<f64> {
+        let w = &self.widths;
+        let mut cur: Vec<f64> = x.to_vec();
+        for (l, (ow, ob)) in self.offsets().into_iter().enumerate() {
+            let mut h = vec![0.0; n * w[l + 1]];
+            matmul(
+                rm_mut(&mut h, n, w[l + 1]),
+                Accum::Replace,
+                rm(&cur, n, w[l]),
+                rm(&theta[ow..ob], w[l + 1], w[l]).transpose(),
+                1.0,
+                Par::Seq,
+            );
+            let bias = &theta[ob..ob + w[l + 1]];
+            let hidden = l + 1 < self.layers();
+            for row in h.chunks_exact_mut(w[l + 1]) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                    if hidden {
+                        *v = self.act.eval(*v).0;
+                    }
+                }
+            }
+            cur = h;
+        }
+        cur
     }
 }
 

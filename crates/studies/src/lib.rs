@@ -6,6 +6,7 @@
 
 pub mod collapse;
 pub mod hessian;
+pub mod jacobian;
 pub mod orthogonal;
 pub mod output;
 pub mod plot;
@@ -154,6 +155,13 @@ pub fn reproduce(root: &OutDir, quick: bool, seed: u64, quiet: bool) -> Vec<Sect
             "SGD implicitly regularizes generalization error",
             |o| sgd_gap::run(&sgd_gap::Config::for_mode(quick, seed, quiet), o),
             sgd_gap::section,
+        ),
+        run_study(
+            root,
+            "jacobian",
+            "Robust learning with Jacobian regularization",
+            |o| jacobian::run(&jacobian::Config::for_mode(quick, seed, quiet), o),
+            jacobian::section,
         ),
     ]
 }

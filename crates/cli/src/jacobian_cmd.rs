@@ -1,0 +1,63 @@
+//! `dlt jacobian`: Jacobian regularisation and robustness (Hoffman, Roberts, Yaida, arXiv
+//! 1908.02729).
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dlt_studies::output::OutDir;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct JacobianArgs {
+    #[arg(long, default_value = "out/jacobian")]
+    out: PathBuf,
+    /// CI scale: one seed, 1000 evaluation points (full: two seeds, 2000).
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+    /// Folder with the Fashion-MNIST IDX files (default: located, or fetched with apt-get).
+    #[arg(long)]
+    data_path: Option<PathBuf>,
+    /// Penalty strengths λ, comma-separated (0 is the baseline; the claims compare 0.01 with 0).
+    #[arg(long, value_delimiter = ',')]
+    lambdas: Option<Vec<f64>>,
+    /// Seeds per λ.
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Hidden widths, comma-separated (spec: 100,100).
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
+    #[arg(long)]
+    epochs: Option<f64>,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Adam learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Test points attacked (FGSM, PGD) and used for |J|_F, margins and cells.
+    #[arg(long)]
+    eval_points: Option<usize>,
+}
+
+pub fn run(a: JacobianArgs) -> Result<()> {
+    use dlt_studies::jacobian::{run, Config};
+    let mut cfg = Config::for_mode(a.quick, a.seed, a.json);
+    cfg.data = a.data_path.clone();
+    macro_rules! set {
+        ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { cfg.$f = v; } )* };
+    }
+    set!(lambdas, seeds, hidden, epochs, batch, lr, eval_points);
+    anyhow::ensure!(
+        cfg.lr > 0.0 && cfg.lr.is_finite(),
+        "--lr: must be a positive number"
+    );
+    anyhow::ensure!(
+        cfg.hidden.iter().all(|&w| w > 0),
+        "--hidden: widths must be positive"
+    );
+    let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    let r = run(&cfg, &dir)?;
+    crate::print_study(&r, &r.claims, a.json, &dir)
+}
