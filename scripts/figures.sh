@@ -31,4 +31,7 @@ done
 for f in noise pgd; do
   cp "$tmp/jacobian/$f.svg" "docs/figures/jacobian_$f.svg"
 done
+for f in circle_error circle_code rare_arc; do
+  cp "$tmp/autoencode/$f.svg" "docs/figures/autoencode_$f.svg"
+done
 rm -rf "$tmp"

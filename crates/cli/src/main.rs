@@ -1,6 +1,7 @@
 //! `dlt`: a laboratory for the science of deep learning. A thin shell over `dlt-theory` and
 //! `dlt-studies`: it parses flags, calls the libraries, and prints or writes their results.
 
+mod autoencode_cmd;
 mod bench;
 mod collapse_cmd;
 mod hessian_cmd;
@@ -28,7 +29,8 @@ collapse    Model collapse: replace vs accumulate (linear regression, Gaussians,
 prune       Angular-distance layer pruning of real LLMs, LoRA healing, export\n  \
 hessian     The gradient in the top Hessian eigenspace during training; Dom-/Bulk-SGD\n  \
 sgd-gap     Predicted vs measured change of the generalisation gap under GD and SGD\n  \
-jacobian    Random-projection Jacobian penalty, exact penalty gradients, robustness to noise and attacks\n\n\
+jacobian    Random-projection Jacobian penalty, exact penalty gradients, robustness to noise and attacks\n  \
+autoencode  Autoencoders on data with topology (circle, sphere, thinned circle): Borsuk-Ulam tears\n\n\
 `dlt reproduce` runs every study at laptop scale and writes OUT/report/index.html."
 )]
 struct Cli {
@@ -59,6 +61,8 @@ enum Cmd {
     Hessian(hessian_cmd::HessianArgs),
     /// Study `jacobian`: Jacobian regularisation and robustness (Hoffman, Roberts, Yaida, arXiv 1908.02729).
     Jacobian(jacobian_cmd::JacobianArgs),
+    /// Study `autoencode`: topological obstructions to autoencoding (Batson, Haaf, Kahn, Roberts, arXiv 2102.08380).
+    Autoencode(autoencode_cmd::AutoencodeArgs),
     /// Study `sgd-gap`: predicted vs measured change of the generalisation gap (Roberts, arXiv 2104.04874).
     #[command(name = "sgd-gap")]
     SgdGap(sgd_gap_cmd::SgdGapArgs),
@@ -118,6 +122,7 @@ fn main() {
         Cmd::Hessian(a) => hessian_cmd::run(a),
         Cmd::SgdGap(a) => sgd_gap_cmd::run(a),
         Cmd::Jacobian(a) => jacobian_cmd::run(a),
+        Cmd::Autoencode(a) => autoencode_cmd::run(a),
         Cmd::Train(a) => nn_cmd::train(a),
         Cmd::Reproduce {
             out,

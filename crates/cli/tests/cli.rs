@@ -509,6 +509,9 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
                 "sgd_gap.partial_test",
                 "jacobian.norm_reduction",
                 "jacobian.norm_monotone",
+                "autoencode.circle_d1_max",
+                "autoencode.circle_d1_witness",
+                "autoencode.sphere_d2_max",
             ]
             .contains(&id);
         if must {
@@ -1492,6 +1495,49 @@ fn jacobian_json_contract_and_bad_input_on_real_fashion_mnist() {
     fails_with(
         &["jacobian", "--lr", "0", "--out", dir.to_str().unwrap()],
         "--lr",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn autoencode_json_contract_and_bad_input() {
+    // Short training (600 steps): whatever the training, a 1-d code of the circle and a 2-d code
+    // of the sphere must fail somewhere by about the radius (Borsuk–Ulam), which checks the
+    // evaluation; one more latent dimension already reconstructs far better.
+    let dir = std::env::temp_dir().join(format!("dlt-cli-autoencode-{}", std::process::id()));
+    let v = json(&[
+        "autoencode",
+        "--quick",
+        "--steps",
+        "600",
+        "--sphere-steps",
+        "600",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(v["study"], "autoencode");
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 6);
+    let get = |d: &str, l: u64| {
+        runs.iter()
+            .find(|r| r["data"] == d && r["latent"] == l)
+            .unwrap()
+    };
+    let max = |d: &str, l: u64| get(d, l)["max_error"].as_f64().unwrap();
+    assert!(max("circle", 1) >= 0.99, "{}", max("circle", 1));
+    assert!(max("sphere", 2) >= 0.9, "{}", max("sphere", 2));
+    assert!(max("circle", 2) < 0.5 * max("circle", 1));
+    assert!(get("circle", 1)["witness_pair_error"].as_f64().unwrap() >= 0.9);
+    assert!(get("rare-arc", 1)["rare_mean"].is_number());
+    assert!(dir.join("errors.csv").exists() && dir.join("circle_code.svg").exists());
+    fails_with(
+        &["autoencode", "--lr", "0", "--out", dir.to_str().unwrap()],
+        "--lr",
+    );
+    fails_with(
+        &["autoencode", "--seeds", "0", "--out", dir.to_str().unwrap()],
+        "seed",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

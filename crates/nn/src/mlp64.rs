@@ -75,6 +75,9 @@ impl Act64 {
 pub struct Mlp64 {
     pub widths: Vec<usize>,
     pub act: Act64,
+    /// A hidden layer l (1-based: a_l) whose activation is the identity — an autoencoder's
+    /// bottleneck ([`Mlp64::autoencoder`]).
+    pub linear_layer: Option<usize>,
 }
 
 /// Targets of a batch: class labels (softmax cross-entropy) or real values (n × out,
@@ -129,7 +132,51 @@ impl Mlp64 {
                 fix: "give at least an input and an output width, all positive".into(),
             });
         }
-        Ok(Mlp64 { widths, act })
+        Ok(Mlp64 {
+            widths,
+            act,
+            linear_layer: None,
+        })
+    }
+
+    /// An autoencoder d → hidden… → latent → …hidden (mirrored) → d with a linear latent
+    /// layer and a linear output.
+    pub fn autoencoder(
+        d: usize,
+        hidden: &[usize],
+        latent: usize,
+        act: Act64,
+    ) -> Result<Self, NnError> {
+        let mut widths = vec![d];
+        widths.extend(hidden);
+        widths.push(latent);
+        widths.extend(hidden.iter().rev());
+        widths.push(d);
+        let mut m = Mlp64::new(widths, act)?;
+        m.linear_layer = Some(hidden.len() + 1);
+        Ok(m)
+    }
+
+    /// (σ, σ′, σ″) of hidden layer l at h.
+    #[inline]
+    fn act_at(&self, l: usize, h: f64) -> (f64, f64, f64) {
+        if self.linear_layer == Some(l) {
+            (h, 1.0, 0.0)
+        } else {
+            self.act.eval(h)
+        }
+    }
+
+    /// The latent code (n × width of the linear layer) of an autoencoder.
+    pub fn encode(&self, theta: &[f64], x: &[f64]) -> Result<Vec<f64>, NnError> {
+        let l = self.linear_layer.ok_or_else(|| NnError::Invalid {
+            what: "encode on a model without a linear (latent) layer".into(),
+            fix: "build it with Mlp64::autoencoder".into(),
+        })?;
+        let n = x.len() / self.widths[0];
+        let c = self.widths[self.layers()];
+        self.check(theta, Batch::values(x, &vec![0.0; n * c], c))?;
+        Ok(self.forward_to(theta, x, n, l))
     }
 
     pub fn layers(&self) -> usize {
@@ -249,9 +296,14 @@ impl Mlp64 {
     }
 
     fn forward(&self, theta: &[f64], x: &[f64], n: usize) -> Vec<f64> {
+        self.forward_to(theta, x, n, self.layers())
+    }
+
+    /// a_upto (or z when upto = L).
+    fn forward_to(&self, theta: &[f64], x: &[f64], n: usize, upto: usize) -> Vec<f64> {
         let w = &self.widths;
         let mut cur: Vec<f64> = x.to_vec();
-        for (l, (ow, ob)) in self.offsets().into_iter().enumerate() {
+        for (l, (ow, ob)) in self.offsets().into_iter().enumerate().take(upto) {
             let mut h = vec![0.0; n * w[l + 1]];
             matmul(
                 rm_mut(&mut h, n, w[l + 1]),
@@ -267,7 +319,7 @@ impl Mlp64 {
                 for (v, b) in row.iter_mut().zip(bias) {
                     *v += b;
                     if hidden {
-                        *v = self.act.eval(*v).0;
+                        *v = self.act_at(l + 1, *v).0;
                     }
                 }
             }
@@ -326,7 +378,7 @@ impl<'a> Point<'a> {
             } else {
                 let (mut al, mut d1, mut d2) = (h.clone(), h.clone(), h);
                 for ((x, y), u) in al.iter_mut().zip(d1.iter_mut()).zip(d2.iter_mut()) {
-                    let (f, f1, f2) = model.act.eval(*x);
+                    let (f, f1, f2) = model.act_at(l, *x);
                     (*x, *y, *u) = (f, f1, f2);
                 }
                 a.push(al);
@@ -867,6 +919,41 @@ mod tests {
         }
         // The parameter gradient of φ is the summed VJP in θ (no 1/n).
         assert!((pt.loss - phi(&x)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn autoencoder_has_a_linear_latent_and_exact_second_order() {
+        let m = Mlp64::autoencoder(3, &[8], 2, Act64::Tanh).unwrap();
+        assert_eq!(m.widths, vec![3, 8, 2, 8, 3]);
+        let th = m.init(31);
+        let (x, _) = data(6, 3, 2, 32);
+        // The latent layer is linear: scaling W₂, b₂ scales the code.
+        let code = m.encode(&th, &x).unwrap();
+        let off = m.offsets()[1];
+        let mut t2 = th.clone();
+        t2[off.0..off.1 + 2].iter_mut().for_each(|v| *v *= 3.0);
+        let code2 = m.encode(&t2, &x).unwrap();
+        assert!(code
+            .iter()
+            .zip(&code2)
+            .all(|(a, b)| (3.0 * a - b).abs() < 1e-12));
+        // Gradient and HVP of the reconstruction loss against differences.
+        let b = Batch::values(&x, &x, 3);
+        let pt = m.at(&th, b).unwrap();
+        let v = data(th.len(), 1, 2, 33).0;
+        let mut hv = vec![0.0; th.len()];
+        pt.hvp(&v, &mut hv);
+        let (d1, d2) = (pt.hvp_fd(&v, 1e-3), pt.hvp_fd(&v, 5e-4));
+        let rich: Vec<f64> = d1
+            .iter()
+            .zip(&d2)
+            .map(|(a, b)| (4.0 * b - a) / 3.0)
+            .collect();
+        assert!(rel(&hv, &rich) < 1e-8, "{:e}", rel(&hv, &rich));
+        assert!(Mlp64::new(vec![2, 2], Act64::Tanh)
+            .unwrap()
+            .encode(&[0.0; 6], &[0.0; 2])
+            .is_err());
     }
 
     #[test]

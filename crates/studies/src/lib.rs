@@ -4,6 +4,7 @@
 //! contract ([`output`]), figures ([`plot`]), progress bars ([`progress`]) and the report that
 //! `dlt reproduce` writes ([`report`]).
 
+pub mod autoencode;
 pub mod collapse;
 pub mod hessian;
 pub mod jacobian;
@@ -162,6 +163,13 @@ pub fn reproduce(root: &OutDir, quick: bool, seed: u64, quiet: bool) -> Vec<Sect
             "Robust learning with Jacobian regularization",
             |o| jacobian::run(&jacobian::Config::for_mode(quick, seed, quiet), o),
             jacobian::section,
+        ),
+        run_study(
+            root,
+            "autoencode",
+            "Topological obstructions to autoencoding",
+            |o| autoencode::run(&autoencode::Config::for_mode(quick, seed, quiet), o),
+            autoencode::section,
         ),
     ]
 }

@@ -1,0 +1,56 @@
+//! `dlt autoencode`: topological obstructions to autoencoding (Batson, Haaf, Kahn, Roberts,
+//! arXiv 2102.08380): circle, sphere and a thinned circle with too few latent dimensions.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dlt_studies::output::OutDir;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct AutoencodeArgs {
+    #[arg(long, default_value = "out/autoencode")]
+    out: PathBuf,
+    /// CI scale: one seed per setting (full: three).
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+    /// Seeds per setting.
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Hidden widths of the encoder (mirrored in the decoder), comma-separated (spec: 64,64).
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
+    /// Adam steps for the circles (the sphere uses --sphere-steps).
+    #[arg(long)]
+    steps: Option<usize>,
+    #[arg(long)]
+    sphere_steps: Option<usize>,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Initial Adam learning rate (cosine decay to 3 %).
+    #[arg(long)]
+    lr: Option<f64>,
+}
+
+pub fn run(a: AutoencodeArgs) -> Result<()> {
+    use dlt_studies::autoencode::{run, Config};
+    let mut cfg = Config::for_mode(a.quick, a.seed, a.json);
+    macro_rules! set {
+        ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { cfg.$f = v; } )* };
+    }
+    set!(seeds, hidden, steps, sphere_steps, batch, lr);
+    anyhow::ensure!(
+        cfg.lr > 0.0 && cfg.lr.is_finite(),
+        "--lr: must be a positive number"
+    );
+    anyhow::ensure!(
+        cfg.hidden.iter().all(|&w| w > 0),
+        "--hidden: widths must be positive"
+    );
+    let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    let r = run(&cfg, &dir)?;
+    crate::print_study(&r, &r.claims, a.json, &dir)
+}
