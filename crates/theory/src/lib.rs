@@ -20,6 +20,7 @@ pub mod mc;
 pub mod moments;
 pub mod multi;
 pub mod profile;
+pub mod rambo;
 pub mod scaling;
 pub mod spectral;
 
