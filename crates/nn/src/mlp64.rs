@@ -261,29 +261,11 @@ impl Mlp64 {
         self.check(theta, batch)?;
         let n = batch.len();
         let cur = self.forward(theta, batch.x, n);
-        let c = self.widths[self.layers()];
+        let (sum, correct) = loss_sum(&cur, batch.y, self.widths[self.layers()]);
         Ok(match batch.y {
-            Targets::Labels(labels) => {
-                let (mut loss, mut correct) = (0.0, 0usize);
-                for (row, &y) in cur.chunks_exact(c).zip(labels) {
-                    let (arg, mx) =
-                        row.iter()
-                            .enumerate()
-                            .fold(
-                                (0, f64::NEG_INFINITY),
-                                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                            );
-                    correct += usize::from(arg == y as usize);
-                    let s: f64 = row.iter().map(|v| (v - mx).exp()).sum();
-                    loss += s.ln() + mx - row[y as usize];
-                }
-                (loss / n as f64, correct as f64 / n as f64)
-            }
-            Targets::Values(t) => (
-                0.5 * cur.iter().zip(t).map(|(z, y)| (z - y).powi(2)).sum::<f64>() / n as f64,
-                f64::NAN,
-            ),
-            Targets::Seeds(v) => (cur.iter().zip(v).map(|(z, v)| z * v).sum::<f64>(), f64::NAN),
+            Targets::Labels(_) => (sum / n as f64, correct as f64 / n as f64),
+            Targets::Values(_) => (sum / n as f64, f64::NAN),
+            Targets::Seeds(_) => (sum, f64::NAN),
         })
     }
 
@@ -326,6 +308,36 @@ impl Mlp64 {
             cur = h;
         }
         cur
+    }
+}
+
+/// (index, value) of the largest entry (the first on ties).
+pub fn argmax(row: &[f64]) -> (usize, f64) {
+    row.iter().enumerate().fold(
+        (0, f64::NEG_INFINITY),
+        |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+    )
+}
+
+/// Summed loss of outputs z (rows of `c`) against targets — softmax cross-entropy, ½|z − y|²
+/// or v·z — and the number of rows whose argmax is the label (labels only).
+fn loss_sum(z: &[f64], y: Targets, c: usize) -> (f64, usize) {
+    match y {
+        Targets::Labels(labels) => {
+            let (mut loss, mut correct) = (0.0, 0usize);
+            for (row, &y) in z.chunks_exact(c).zip(labels) {
+                let (arg, mx) = argmax(row);
+                correct += usize::from(arg == y as usize);
+                let s: f64 = row.iter().map(|v| (v - mx).exp()).sum();
+                loss += s.ln() + mx - row[y as usize];
+            }
+            (loss, correct)
+        }
+        Targets::Values(t) => (
+            0.5 * z.iter().zip(t).map(|(z, y)| (z - y).powi(2)).sum::<f64>(),
+            0,
+        ),
+        Targets::Seeds(v) => (z.iter().zip(v).map(|(z, v)| z * v).sum(), 0),
     }
 }
 
@@ -388,32 +400,20 @@ impl<'a> Point<'a> {
         }
         // Softmax cross-entropy, or ½|z − y|² (p keeps softmax(z), or z).
         let c = w[l_n];
+        let (sum, correct) = loss_sum(&z, batch.y, c);
         let mut p = z;
-        let (mut loss, mut correct) = (0.0, 0usize);
-        match batch.y {
-            Targets::Labels(labels) => {
-                for (row, &y) in p.chunks_exact_mut(c).zip(labels) {
-                    let (arg, mx) =
-                        row.iter()
-                            .enumerate()
-                            .fold(
-                                (0, f64::NEG_INFINITY),
-                                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                            );
-                    correct += usize::from(arg == y as usize);
-                    let s: f64 = row.iter().map(|v| (v - mx).exp()).sum();
-                    loss += s.ln() + mx - row[y as usize];
-                    row.iter_mut().for_each(|v| *v = (*v - mx).exp() / s);
-                }
-            }
-            Targets::Values(t) => {
-                loss = 0.5 * p.iter().zip(t).map(|(z, y)| (z - y).powi(2)).sum::<f64>();
-            }
-            // Summed, not averaged: undo the division below.
-            Targets::Seeds(v) => {
-                loss = p.iter().zip(v).map(|(z, v)| z * v).sum::<f64>() * n as f64;
+        if let Targets::Labels(_) = batch.y {
+            for row in p.chunks_exact_mut(c) {
+                let mx = argmax(row).1;
+                let s: f64 = row.iter().map(|v| (v - mx).exp()).sum();
+                row.iter_mut().for_each(|v| *v = (*v - mx).exp() / s);
             }
         }
+        // The mean over rows, except for seeds (φ is a sum).
+        let loss = match batch.y {
+            Targets::Seeds(_) => sum,
+            _ => sum / n as f64,
+        };
         let accuracy = match batch.y {
             Targets::Labels(_) => correct as f64 / n as f64,
             Targets::Values(_) | Targets::Seeds(_) => f64::NAN,
@@ -428,7 +428,7 @@ impl<'a> Point<'a> {
             e: vec![vec![]; l_n],
             delta: vec![vec![]; l_n],
             p,
-            loss: loss / n as f64,
+            loss,
             accuracy,
             grad: vec![0.0; theta.len()],
         };

@@ -125,13 +125,7 @@ fn logits(model: &Mlp64, theta: &[f64], x: &[f64]) -> Result<Vec<f64>, StudyErro
 }
 
 fn argmax(row: &[f64]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(
-            (0, f64::NEG_INFINITY),
-            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-        )
-        .0
+    dlt_nn::mlp64::argmax(row).0
 }
 
 fn accuracy(model: &Mlp64, theta: &[f64], x: &[f64], y: &[u32]) -> Result<f64, StudyError> {
