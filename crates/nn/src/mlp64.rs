@@ -733,6 +733,15 @@ mod tests {
         (x, y)
     }
 
+    /// H v by Richardson-extrapolated central differences (4 D(ε/2) − D(ε))/3: O(ε⁴).
+    fn richardson_hvp(pt: &Point, v: &[f64], eps: f64) -> Vec<f64> {
+        let (d1, d2) = (pt.hvp_fd(v, eps), pt.hvp_fd(v, eps / 2.0));
+        d1.iter()
+            .zip(&d2)
+            .map(|(a, b)| (4.0 * b - a) / 3.0)
+            .collect()
+    }
+
     fn rel(a: &[f64], b: &[f64]) -> f64 {
         let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
         let den: f64 = b.iter().map(|y| y * y).sum();
@@ -779,13 +788,7 @@ mod tests {
             // (no pre-activation changes sign for this seed) truncation is ≈ 1e-12 and
             // rounding ≈ 1e-16/ε = 1e-10.
             let eps = if act == Act64::Tanh { 1e-3 } else { 1e-6 };
-            let d1 = pt.hvp_fd(&v, eps);
-            let d2 = pt.hvp_fd(&v, eps / 2.0);
-            let rich: Vec<f64> = d1
-                .iter()
-                .zip(&d2)
-                .map(|(a, b)| (4.0 * b - a) / 3.0)
-                .collect();
+            let rich = richardson_hvp(&pt, &v, eps);
             let e = rel(&hv, &rich);
             assert!(e < 1e-8, "{act:?}: R-op vs differences {e:e}");
             // uᵀHv = vᵀHu to rounding.
@@ -943,12 +946,7 @@ mod tests {
         let v = data(th.len(), 1, 2, 33).0;
         let mut hv = vec![0.0; th.len()];
         pt.hvp(&v, &mut hv);
-        let (d1, d2) = (pt.hvp_fd(&v, 1e-3), pt.hvp_fd(&v, 5e-4));
-        let rich: Vec<f64> = d1
-            .iter()
-            .zip(&d2)
-            .map(|(a, b)| (4.0 * b - a) / 3.0)
-            .collect();
+        let rich = richardson_hvp(&pt, &v, 1e-3);
         assert!(rel(&hv, &rich) < 1e-8, "{:e}", rel(&hv, &rich));
         assert!(Mlp64::new(vec![2, 2], Act64::Tanh)
             .unwrap()
@@ -993,12 +991,7 @@ mod tests {
         let v = data(th.len(), 1, 2, 5).0;
         let mut hv = vec![0.0; th.len()];
         pt.hvp(&v, &mut hv);
-        let (d1, d2) = (pt.hvp_fd(&v, 1e-3), pt.hvp_fd(&v, 5e-4));
-        let rich: Vec<f64> = d1
-            .iter()
-            .zip(&d2)
-            .map(|(a, b)| (4.0 * b - a) / 3.0)
-            .collect();
+        let rich = richardson_hvp(&pt, &v, 1e-3);
         assert!(rel(&hv, &rich) < 1e-8, "{:e}", rel(&hv, &rich));
     }
 
