@@ -52,7 +52,7 @@ pub struct HessianArgs {
 }
 
 pub fn run(a: HessianArgs) -> Result<()> {
-    use dlt_studies::hessian::{run, section, Config, Scale};
+    use dlt_studies::hessian::{run, Config, Scale};
     for (name, lr) in [
         ("--sgd-lr", a.sgd_lr),
         ("--momentum-lr", a.momentum_lr),
@@ -83,6 +83,5 @@ pub fn run(a: HessianArgs) -> Result<()> {
     }
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let r = run(&cfg, &dir)?;
-    let _ = section;
     crate::print_study(&r, &r.claims, a.json, &dir)
 }

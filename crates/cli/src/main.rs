@@ -78,20 +78,10 @@ enum Cmd {
     },
     /// Train a model on real data (the code path every study uses).
     Train(nn_cmd::TrainArgs),
-    /// Run every study at laptop scale and write OUT/report/index.html (figures + claims table).
-    Reproduce {
-        /// Output folder (each study writes OUT/<study>/, the report OUT/report/).
-        #[arg(long, default_value = "out")]
-        out: PathBuf,
-        /// Smaller ensembles (CI scale, about a minute per study).
-        #[arg(long)]
-        quick: bool,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Print the claims table as JSON on stdout.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Run every study and write OUT/report/index.html (figures + claims table). A study whose
+    /// OUT/<study>/results.json has the same configuration is reused, so an interrupted run
+    /// resumes where it stopped.
+    Reproduce(ReproduceArgs),
     /// Benchmarks of the heavy kernels, each beside a baseline measured in the same run.
     Bench {
         /// Also write the results as Markdown to this file (e.g. BENCHMARKS.md).
@@ -124,12 +114,7 @@ fn main() {
         Cmd::Jacobian(a) => jacobian_cmd::run(a),
         Cmd::Autoencode(a) => autoencode_cmd::run(a),
         Cmd::Train(a) => nn_cmd::train(a),
-        Cmd::Reproduce {
-            out,
-            quick,
-            seed,
-            json,
-        } => reproduce(out, quick, seed, json),
+        Cmd::Reproduce(a) => reproduce(a),
         Cmd::Bench {
             write,
             quick,
@@ -168,9 +153,54 @@ pub fn print_study<R: serde::Serialize>(
     Ok(())
 }
 
-fn reproduce(out: PathBuf, quick: bool, seed: u64, json: bool) -> anyhow::Result<()> {
-    let root = dlt_studies::output::OutDir::create(&out)?;
-    let sections = dlt_studies::reproduce(&root, quick, seed, json);
+#[derive(clap::Args, Debug)]
+struct ReproduceArgs {
+    /// Output folder (each study writes OUT/<study>/, the report OUT/report/).
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Laptop scale (CI scale, a minute or a few per study).
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the claims table as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// List the studies (name, paper) and exit.
+    #[arg(long)]
+    list: bool,
+    /// Run only these studies (comma-separated names, see --list).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Leave out these studies (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Rerun studies whose results.json has the same configuration (default: reuse them).
+    #[arg(long)]
+    force: bool,
+}
+
+fn reproduce(a: ReproduceArgs) -> anyhow::Result<()> {
+    let studies = dlt_studies::study::select(&a.only, &a.skip).map_err(anyhow::Error::msg)?;
+    if a.list {
+        let opts = dlt_studies::Options { quick: a.quick, seed: a.seed, quiet: true, force: false };
+        if a.json {
+            let v: Vec<_> = studies
+                .iter()
+                .map(|e| serde_json::json!({"name": e.name(), "title": e.title(), "paper": e.paper(), "config_hash": e.config_hash(&opts)}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            for e in &studies {
+                println!("{:<11} {} — {}", e.name(), e.title(), e.paper());
+            }
+        }
+        return Ok(());
+    }
+    let (quick, json) = (a.quick, a.json);
+    let root = dlt_studies::output::OutDir::create(&a.out)?;
+    let opts = dlt_studies::Options { quick, seed: a.seed, quiet: json, force: a.force };
+    let sections = dlt_studies::reproduce(&root, &studies, &opts);
     let index = dlt_studies::report::write(&root, &sections, quick)?;
     let claims: Vec<_> = sections
         .iter()

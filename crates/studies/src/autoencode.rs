@@ -19,8 +19,7 @@
 
 use crate::output::{Claim, OutDir};
 use crate::plot::{Figure, Series};
-use crate::report::Section;
-use crate::theory::StudyError;
+use crate::study::StudyError;
 use dlt_nn::mlp64::{apply_update, Act64, Batch, Mlp64, Opt64, OptState};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -512,13 +511,20 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     Ok(results)
 }
 
-pub fn section(r: &Results, prefix: &str) -> Section {
-    Section::of_study(
-        "autoencode",
-        "Topological obstructions to autoencoding",
-        &r.figures,
-        &r.claims,
-        r.seconds,
-        prefix,
-    )
+/// The `autoencode` study ([`crate::study::Study`]).
+pub struct Autoencode;
+
+impl crate::study::Study for Autoencode {
+    const NAME: &'static str = "autoencode";
+    const TITLE: &'static str = "Topological obstructions to autoencoding";
+    const PAPER: &'static str = "Batson, Haaf, Kahn, Roberts (arXiv 2102.08380)";
+    const ABOUT: &'static str = "Borsuk–Ulam forces a continuous autoencoder whose latent space is too small to tear: trained autoencoders on the circle and the sphere, and where on a thinned circle the tear lands.";
+    type Config = Config;
+    type Results = Results;
+    fn config(quick: bool, seed: u64, quiet: bool) -> Config {
+        Config::for_mode(quick, seed, quiet)
+    }
+    fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+        run(cfg, out)
+    }
 }

@@ -10,8 +10,7 @@
 
 use crate::output::{fmt_num, Claim, OutDir};
 use crate::plot::{Figure, Series};
-use crate::report::Section;
-use crate::theory::StudyError;
+use crate::study::StudyError;
 use dlt_theory::collapse::{
     gaussian_replace_trace, linear, run_generations, run_generations_checkpointed, GaussianModel,
     Policy,
@@ -973,13 +972,30 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     Ok(results)
 }
 
-pub fn section(r: &Results, prefix: &str) -> Section {
-    Section::of_study(
-        "collapse",
-        "Is model collapse inevitable? Replace vs accumulate",
-        &r.figures,
-        &r.claims,
-        r.seconds,
-        prefix,
-    )
+/// The `collapse` study ([`crate::study::Study`]).
+pub struct Collapse;
+
+impl crate::study::Study for Collapse {
+    const NAME: &'static str = "collapse";
+    const TITLE: &'static str = "Is model collapse inevitable? Replace vs accumulate";
+    const PAPER: &'static str = "Gerstgrasser et al. (arXiv 2404.01413)";
+    const ABOUT: &'static str = "Generations of models fitted on their predecessors' samples, with data replaced or accumulated: the linear model's closed forms against simulation, then a Gaussian, a character-level transformer on Shakespeare, a VAE on Fashion-MNIST and a diffusion model.";
+    type Config = Config;
+    type Results = Results;
+    fn config(quick: bool, seed: u64, quiet: bool) -> Config {
+        Config {
+            quick,
+            seed,
+            quiet,
+            scale: Scale::for_mode(quick),
+            lm: Some(LmScale::for_mode(quick)),
+            text: None,
+            vae: Some(VaeScale::for_mode(quick)),
+            diffusion: Some(DiffusionScale::for_mode(quick)),
+            resume: false,
+        }
+    }
+    fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+        run(cfg, out)
+    }
 }

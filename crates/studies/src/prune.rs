@@ -26,8 +26,7 @@ use serde::Serialize;
 use crate::output::{Claim, OutDir};
 use crate::plot::{Figure, Heatmap, Series};
 use crate::progress::bar;
-use crate::report::Section;
-use crate::theory::StudyError;
+use crate::study::StudyError;
 
 const PAPER: &str = "Gromov et al. 2024 (arXiv 2403.17887)";
 
@@ -718,13 +717,20 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     Ok(results)
 }
 
-pub fn section(r: &Results, prefix: &str) -> Section {
-    Section::of_study(
-        "prune",
-        "The unreasonable ineffectiveness of the deeper layers",
-        &r.figures,
-        &r.claims,
-        r.seconds,
-        prefix,
-    )
+/// The `prune` study ([`crate::study::Study`]).
+pub struct Prune;
+
+impl crate::study::Study for Prune {
+    const NAME: &'static str = "prune";
+    const TITLE: &'static str = "The unreasonable ineffectiveness of the deeper layers";
+    const PAPER: &'static str = "Gromov, Tirumala, Shapourian, Glorioso, Roberts (arXiv 2403.17887)";
+    const ABOUT: &'static str = "Layer pruning of SmolLM2-135M: the angular distance between residual streams picks the block of layers to drop; perplexity after pruning against dropping the last or random blocks, and LoRA healing.";
+    type Config = Config;
+    type Results = Results;
+    fn config(quick: bool, seed: u64, quiet: bool) -> Config {
+        Config { quick, seed, quiet, model: None, text: None, scale: Scale::for_mode(quick) }
+    }
+    fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+        run(cfg, out)
+    }
 }

@@ -9,12 +9,21 @@ use serde::{Deserialize, Serialize};
 pub struct Section {
     pub study: String,
     pub title: String,
+    /// Authors and arXiv id.
+    #[serde(default)]
+    pub paper: String,
+    /// What the study measures against which prediction.
+    #[serde(default)]
+    pub about: String,
     /// Figure paths relative to the report folder's parent (the `--out` root).
     pub figures: Vec<String>,
     pub claims: Vec<Claim>,
     pub seconds: f64,
     /// Set when the study failed; the report says so instead of hiding it.
     pub error: Option<String>,
+    /// Taken from an earlier run with the same configuration hash, not rerun.
+    #[serde(default)]
+    pub reused: bool,
 }
 
 impl Section {
@@ -34,6 +43,9 @@ impl Section {
             claims: claims.to_vec(),
             seconds,
             error: None,
+            paper: String::new(),
+            about: String::new(),
+            reused: false,
         }
     }
 }

@@ -9,8 +9,7 @@
 use crate::output::{cell, fmt_num, Claim, OutDir};
 use crate::plot::{Figure, Heatmap, Series};
 use crate::progress;
-use crate::report::Section;
-use crate::theory::StudyError;
+use crate::study::StudyError;
 use dlt_theory::scaling::{fit_exponent, simulate, theory_loss, Features, ScalingModel};
 use serde::Serialize;
 use std::time::Instant;
@@ -478,13 +477,20 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     Ok(results)
 }
 
-pub fn section(r: &Results, prefix: &str) -> Section {
-    Section::of_study(
-        "scaling",
-        "A solvable model of neural scaling laws",
-        &r.figures,
-        &r.claims,
-        r.seconds,
-        prefix,
-    )
+/// The `scaling` study ([`crate::study::Study`]).
+pub struct Scaling;
+
+impl crate::study::Study for Scaling {
+    const NAME: &'static str = "scaling";
+    const TITLE: &'static str = "A solvable model of neural scaling laws";
+    const PAPER: &'static str = "Maloney, Roberts, Sully (arXiv 2210.16859)";
+    const ABOUT: &'static str = "The solvable random-feature model of scaling laws: the deterministic-equivalent test loss as a function of features N, samples P and latent dimension M, against simulation; the power-law exponents, the N↔P duality and the spectrum of nonlinear features.";
+    type Config = Config;
+    type Results = Results;
+    fn config(quick: bool, seed: u64, quiet: bool) -> Config {
+        Config { quick, seed, quiet, scale: Scale::for_mode(quick) }
+    }
+    fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+        run(cfg, out)
+    }
 }

@@ -23,8 +23,7 @@
 
 use crate::output::{Claim, OutDir};
 use crate::plot::{Figure, Series};
-use crate::report::Section;
-use crate::theory::StudyError;
+use crate::study::StudyError;
 use dlt_nn::mlp64::{Act64, Batch, Mlp64};
 use dlt_theory::spectral::lanczos_top;
 use rand::seq::SliceRandom;
@@ -565,13 +564,20 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     Ok(results)
 }
 
-pub fn section(r: &Results, prefix: &str) -> Section {
-    Section::of_study(
-        "sgd-gap",
-        "SGD implicitly regularizes generalization error",
-        &r.figures,
-        &r.claims,
-        r.seconds,
-        prefix,
-    )
+/// The `sgd-gap` study ([`crate::study::Study`]).
+pub struct SgdGap;
+
+impl crate::study::Study for SgdGap {
+    const NAME: &'static str = "sgd-gap";
+    const TITLE: &'static str = "SGD implicitly regularizes generalization error";
+    const PAPER: &'static str = "Roberts (arXiv 2104.04874)";
+    const ABOUT: &'static str = "SGD against gradient descent at small learning rate: the one-step gap formula and the O(η²) drift and loss differences of the paper's expansion, against averages over many redrawn training sets and shuffles.";
+    type Config = Config;
+    type Results = Results;
+    fn config(quick: bool, seed: u64, quiet: bool) -> Config {
+        Config::for_mode(quick, seed, quiet)
+    }
+    fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+        run(cfg, out)
+    }
 }

@@ -9,32 +9,19 @@
 //! Cost (2 cores): quick ≈ 10 s, full ≈ 2 min; dominated by the full-NTK ensembles (4n³ flops per
 //! layer per network).
 
-use crate::output::{Claim, OutDir, OutputError};
+use crate::output::{Claim, OutDir};
 use crate::plot::{Figure, Series};
 use crate::progress;
-use crate::report::Section;
 use dlt_theory::activation::parse;
 use dlt_theory::criticality::{criticality, nu, optimal_aspect_ratio, Class, Critical};
 use dlt_theory::mc::{self, McConfig, McLayer};
 use dlt_theory::profile::{profile, Ensemble, Init, LearningRates, ProfileConfig};
+use crate::study::StudyError;
 use dlt_theory::TheoryError;
 use serde::Serialize;
 use std::time::Instant;
 
 const PDLT: &str = "PDLT (arXiv 2106.10165)";
-
-/// Errors of the study.
-#[derive(Debug, thiserror::Error)]
-pub enum StudyError {
-    #[error(transparent)]
-    Theory(#[from] TheoryError),
-    #[error(transparent)]
-    Output(#[from] OutputError),
-    #[error(transparent)]
-    Nn(#[from] dlt_nn::NnError),
-    #[error(transparent)]
-    Llm(#[from] dlt_llm::LlmError),
-}
 
 /// Study configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -727,15 +714,22 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
 }
 
 /// The report section for this study.
-pub fn section(r: &Results, prefix: &str) -> Section {
-    Section::of_study(
-        "theory",
-        "Principles of Deep Learning Theory; Why is AI hard and Physics simple?",
-        &r.figures,
-        &r.claims,
-        r.seconds,
-        prefix,
-    )
+/// The `theory` study ([`crate::study::Study`]).
+pub struct Theory;
+
+impl crate::study::Study for Theory {
+    const NAME: &'static str = "theory";
+    const TITLE: &'static str = "Principles of Deep Learning Theory; Why is AI hard and Physics simple?";
+    const PAPER: &'static str = "Roberts, Yaida, Hanin (arXiv 2106.10165); Roberts (arXiv 2104.00008)";
+    const ABOUT: &'static str = "Statistics of deep MLPs at initialisation: the kernel K, the four-point vertex V and the NTK's fluctuations (A, B, D, F) from the book's layer recursions, against ensembles of real networks; criticality, universality classes, the depth-to-width ratio and the exact finite-width ReLU result.";
+    type Config = Config;
+    type Results = Results;
+    fn config(quick: bool, seed: u64, quiet: bool) -> Config {
+        Config { quick, seed, threads: 0, quiet }
+    }
+    fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+        run(cfg, out)
+    }
 }
 
 /// Richardson extrapolation 2M(2n) − M(n) of the named statistics, layer by layer.
