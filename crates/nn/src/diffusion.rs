@@ -324,7 +324,7 @@ impl DdpmGenerative {
     }
 }
 
-impl dlt_theory::collapse::Generative for DdpmGenerative {
+impl crate::generations::Generative for DdpmGenerative {
     type Data = Points;
     type Error = NnError;
     fn fit(&mut self, data: &Points, rng: &mut Xoshiro256PlusPlus) -> Result<(), NnError> {
@@ -380,7 +380,7 @@ impl dlt_theory::collapse::Generative for DdpmGenerative {
         self.generation.to_le_bytes().to_vec()
     }
     fn load_state(&mut self, bytes: &[u8]) -> Result<(), NnError> {
-        self.generation = crate::generation_counter(bytes)?;
+        self.generation = crate::generations::generation_counter(bytes)?;
         Ok(())
     }
 }
@@ -443,15 +443,15 @@ mod tests {
     }
 }
 
-impl dlt_theory::collapse::Persist for Points {
+impl crate::generations::Persist for Points {
     fn to_bytes(&self) -> Vec<u8> {
         let mut o = Vec::with_capacity(16 + 4 * self.x.len());
-        dlt_theory::collapse::bytes::put_u64(&mut o, self.d as u64);
-        dlt_theory::collapse::bytes::put_f32s(&mut o, &self.x);
+        crate::generations::bytes::put_u64(&mut o, self.d as u64);
+        crate::generations::bytes::put_f32s(&mut o, &self.x);
         o
     }
     fn from_bytes(b: &[u8]) -> Option<Self> {
-        use dlt_theory::collapse::bytes::*;
+        use crate::generations::bytes::*;
         let mut at = 0;
         let d = get_u64(b, &mut at)? as usize;
         let x = get_f32s(b, &mut at)?;

@@ -8,6 +8,7 @@ pub mod data;
 pub mod diffusion;
 pub mod fast_gpt;
 pub mod fast_mlp;
+pub mod generations;
 pub mod lm;
 pub mod mlp64;
 pub mod model;
@@ -40,16 +41,10 @@ pub enum NnError {
     },
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
-}
-
-/// The generation counter a `Generative` model saves in collapse checkpoints (8 bytes, LE).
-pub(crate) fn generation_counter(bytes: &[u8]) -> Result<u64, NnError> {
-    Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| {
-        NnError::Invalid {
-            what: "collapse checkpoint".into(),
-            fix: "its model state is corrupt; delete it to start afresh".into(),
-        }
-    })?))
+    #[error(transparent)]
+    Theory(#[from] dlt_theory::TheoryError),
+    #[error("checkpoint {path}: {msg}")]
+    Checkpoint { path: String, msg: String },
 }
 
 /// Re-draw every parameter of a candle `VarMap` from our own seeded stream (candle's CPU device

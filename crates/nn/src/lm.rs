@@ -496,7 +496,7 @@ impl LmGenerative {
     }
 }
 
-impl dlt_theory::collapse::Generative for LmGenerative {
+impl crate::generations::Generative for LmGenerative {
     type Data = Vec<u32>;
     type Error = NnError;
     fn fit(&mut self, data: &Vec<u32>, rng: &mut Xoshiro256PlusPlus) -> Result<(), NnError> {
@@ -559,17 +559,8 @@ impl dlt_theory::collapse::Generative for LmGenerative {
         self.generation.to_le_bytes().to_vec()
     }
     fn load_state(&mut self, bytes: &[u8]) -> Result<(), NnError> {
-        self.generation = crate::generation_counter(bytes)?;
+        self.generation = crate::generations::generation_counter(bytes)?;
         Ok(())
-    }
-}
-
-impl From<dlt_theory::TheoryError> for NnError {
-    fn from(e: dlt_theory::TheoryError) -> Self {
-        NnError::Invalid {
-            what: e.to_string(),
-            fix: String::new(),
-        }
     }
 }
 

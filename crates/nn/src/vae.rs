@@ -181,7 +181,7 @@ impl VaeGenerative {
     }
 }
 
-impl dlt_theory::collapse::Generative for VaeGenerative {
+impl crate::generations::Generative for VaeGenerative {
     type Data = Split;
     type Error = NnError;
     fn fit(&mut self, data: &Split, rng: &mut Xoshiro256PlusPlus) -> Result<(), NnError> {
@@ -224,7 +224,7 @@ impl dlt_theory::collapse::Generative for VaeGenerative {
         s.select(idx)
     }
     fn save_state(&self) -> Vec<u8> {
-        use dlt_theory::collapse::bytes::*;
+        use crate::generations::bytes::*;
         let mut o = Vec::new();
         put_u64(&mut o, self.generation);
         put_u64(&mut o, self.grids.len() as u64);
@@ -234,7 +234,7 @@ impl dlt_theory::collapse::Generative for VaeGenerative {
         o
     }
     fn load_state(&mut self, b: &[u8]) -> Result<(), NnError> {
-        use dlt_theory::collapse::bytes::*;
+        use crate::generations::bytes::*;
         let bad = || NnError::Invalid {
             what: "collapse checkpoint".into(),
             fix: "its model state is corrupt; delete it to start afresh".into(),

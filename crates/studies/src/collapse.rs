@@ -11,10 +11,8 @@
 use crate::output::{fmt_num, Claim, OutDir};
 use crate::plot::{Figure, Series};
 use crate::study::StudyError;
-use dlt_theory::collapse::{
-    gaussian_replace_trace, linear, run_generations, run_generations_checkpointed, GaussianModel,
-    Policy,
-};
+use dlt_nn::generations::{run_generations, run_generations_checkpointed, GaussianModel, Policy};
+use dlt_theory::collapse::{gaussian_replace_trace, linear};
 use faer::Mat;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -165,7 +163,7 @@ fn append_generation(
     path: &std::path::Path,
     experiment: &str,
     policy: Policy,
-    m: &dlt_theory::collapse::GenerationMetrics,
+    m: &dlt_nn::generations::GenerationMetrics,
 ) -> std::io::Result<()> {
     use std::io::Write;
     let metrics: serde_json::Map<String, serde_json::Value> = m
@@ -240,9 +238,9 @@ impl RunFiles<'_> {
         experiment: &str,
         policy: Policy,
         fingerprint: String,
-    ) -> Option<dlt_theory::collapse::Checkpointing> {
+    ) -> Option<dlt_nn::generations::Checkpointing> {
         self.checkpoints
-            .map(|d| dlt_theory::collapse::Checkpointing {
+            .map(|d| dlt_nn::generations::Checkpointing {
                 path: d.join(format!("{experiment}-{}.ckpt", policy.as_str())),
                 fingerprint,
                 resume: self.resume,

@@ -3,9 +3,10 @@
 //! *replace* the old data, *accumulate* with them, or accumulate with a fixed training-set size
 //! (*accumulate-subsample*).
 //!
-//! * [`run_generations`]: the generic loop over any [`Generative`] model;
-//!   [`run_generations_checkpointed`] writes its state before every generation and resumes
-//!   from it, so a long run that stopped continues where it stopped, with the same numbers.
+//! The closed forms and samplers live here; the generation loop that fits real models on
+//! their predecessors' samples (with checkpoints) is an experiment harness and lives in
+//! `dlt_nn::generations`.
+//!
 //! * [`linear`]: the paper's linear-regression setting with its closed forms (spec §B1):
 //!   replace E = n·σ²d/(T−d−1), accumulate E = σ²d/(T−d−1)·Σ_{i≤n} 1/i² ≤ (π²/6)·σ²d/(T−d−1).
 //! * [`GaussianModel`]: a multivariate Gaussian fitted by maximum likelihood on its own samples;
@@ -56,334 +57,6 @@ impl Policy {
         Policy::Accumulate,
         Policy::AccumulateSubsample,
     ];
-}
-
-/// A data set as bytes (little-endian), for checkpoints of the generation loop.
-pub trait Persist: Sized {
-    fn to_bytes(&self) -> Vec<u8>;
-    /// `None` when the bytes are not a valid encoding.
-    fn from_bytes(bytes: &[u8]) -> Option<Self>;
-}
-
-/// Little-endian helpers for [`Persist`] implementations.
-pub mod bytes {
-    pub fn put_u64(out: &mut Vec<u8>, v: u64) {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    pub fn get_u64(b: &[u8], at: &mut usize) -> Option<u64> {
-        let v = u64::from_le_bytes(b.get(*at..*at + 8)?.try_into().ok()?);
-        *at += 8;
-        Some(v)
-    }
-    pub fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
-        put_u64(out, v.len() as u64);
-        out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-    }
-    pub fn get_f32s(b: &[u8], at: &mut usize) -> Option<Vec<f32>> {
-        let n = get_u64(b, at)? as usize;
-        let raw = b.get(*at..*at + n.checked_mul(4)?)?;
-        *at += 4 * n;
-        Some(
-            raw.chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()))
-                .collect(),
-        )
-    }
-    pub fn put_u32s(out: &mut Vec<u8>, v: &[u32]) {
-        put_u64(out, v.len() as u64);
-        out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-    }
-    pub fn get_u32s(b: &[u8], at: &mut usize) -> Option<Vec<u32>> {
-        let n = get_u64(b, at)? as usize;
-        let raw = b.get(*at..*at + n.checked_mul(4)?)?;
-        *at += 4 * n;
-        Some(
-            raw.chunks_exact(4)
-                .map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default()))
-                .collect(),
-        )
-    }
-}
-
-impl Persist for Vec<u32> {
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut o = Vec::with_capacity(8 + 4 * self.len());
-        bytes::put_u32s(&mut o, self);
-        o
-    }
-    fn from_bytes(b: &[u8]) -> Option<Self> {
-        let mut at = 0;
-        let v = bytes::get_u32s(b, &mut at)?;
-        (at == b.len()).then_some(v)
-    }
-}
-
-impl Persist for Mat<f64> {
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut o = Vec::with_capacity(16 + 8 * self.nrows() * self.ncols());
-        bytes::put_u64(&mut o, self.nrows() as u64);
-        bytes::put_u64(&mut o, self.ncols() as u64);
-        for j in 0..self.ncols() {
-            for i in 0..self.nrows() {
-                o.extend_from_slice(&self[(i, j)].to_le_bytes());
-            }
-        }
-        o
-    }
-    fn from_bytes(b: &[u8]) -> Option<Self> {
-        let mut at = 0;
-        let r = bytes::get_u64(b, &mut at)? as usize;
-        let c = bytes::get_u64(b, &mut at)? as usize;
-        if b.len() != 16 + 8 * r.checked_mul(c)? {
-            return None;
-        }
-        Some(Mat::from_fn(r, c, |i, j| {
-            let k = 16 + 8 * (j * r + i);
-            f64::from_le_bytes(b[k..k + 8].try_into().unwrap_or_default())
-        }))
-    }
-}
-
-/// A generative model for the collapse loop. `Data` is a set of examples.
-pub trait Generative {
-    type Data: Clone + Persist;
-    type Error: From<TheoryError>;
-    /// Fit a fresh model on `data` (every generation starts from scratch).
-    fn fit(&mut self, data: &Self::Data, rng: &mut Xoshiro256PlusPlus) -> Result<(), Self::Error>;
-    /// Draw `n` examples from the fitted model.
-    fn sample(&self, n: usize, rng: &mut Xoshiro256PlusPlus) -> Result<Self::Data, Self::Error>;
-    /// Metrics on real held-out data (or against the true distribution), name → value.
-    fn evaluate(&self) -> Result<Vec<(String, f64)>, Self::Error>;
-    fn len(data: &Self::Data) -> usize;
-    fn concat(parts: &[Self::Data]) -> Self::Data;
-    fn select(data: &Self::Data, idx: &[usize]) -> Self::Data;
-    /// The model's bookkeeping across generations (counters, per-generation sample grids), not
-    /// its weights: every generation is fitted from scratch. Saved in checkpoints.
-    fn save_state(&self) -> Vec<u8> {
-        Vec::new()
-    }
-    fn load_state(&mut self, _bytes: &[u8]) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
-
-/// Where [`run_generations_checkpointed`] keeps its state, and whether to resume from it.
-#[derive(Debug, Clone)]
-pub struct Checkpointing {
-    pub path: std::path::PathBuf,
-    /// Describes the run (model, scale, data); a checkpoint of another run is refused.
-    pub fingerprint: String,
-    /// Resume from `path` if it exists (otherwise it is overwritten).
-    pub resume: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-struct CkptHeader {
-    fingerprint: String,
-    policy: Policy,
-    seed: u64,
-    t: usize,
-    next_g: usize,
-    metrics: Vec<GenerationMetrics>,
-    rng: Xoshiro256PlusPlus,
-    /// Synthetic parts of the pool saved after the train set (real data are not saved).
-    pool_parts: usize,
-}
-
-const CKPT_MAGIC: &[u8; 8] = b"DLTGEN1\n";
-
-fn ckpt_err(path: &std::path::Path, msg: impl Into<String>) -> TheoryError {
-    TheoryError::Checkpoint {
-        path: path.display().to_string(),
-        msg: msg.into(),
-    }
-}
-
-fn write_ckpt<D: Persist>(
-    c: &Checkpointing,
-    h: &CkptHeader,
-    model_state: &[u8],
-    train: &D,
-    pool: &[D],
-) -> Result<(), TheoryError> {
-    let mut out = CKPT_MAGIC.to_vec();
-    let head = serde_json::to_vec(h).map_err(|e| ckpt_err(&c.path, e.to_string()))?;
-    bytes::put_u64(&mut out, head.len() as u64);
-    out.extend_from_slice(&head);
-    for blob in [model_state.to_vec(), train.to_bytes()]
-        .into_iter()
-        .chain(pool.iter().map(|p| p.to_bytes()))
-    {
-        bytes::put_u64(&mut out, blob.len() as u64);
-        out.extend_from_slice(&blob);
-    }
-    // Write, then rename: a run killed mid-write leaves the previous checkpoint intact.
-    let mut tmp = c.path.clone().into_os_string();
-    tmp.push(".partial");
-    let tmp = std::path::PathBuf::from(tmp);
-    if let Some(dir) = c.path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e.to_string()))?;
-    }
-    std::fs::write(&tmp, &out).map_err(|e| ckpt_err(&tmp, e.to_string()))?;
-    std::fs::rename(&tmp, &c.path).map_err(|e| ckpt_err(&c.path, e.to_string()))
-}
-
-type Restored<D> = (CkptHeader, Vec<u8>, D, Vec<D>);
-
-fn read_ckpt<D: Persist>(c: &Checkpointing) -> Result<Restored<D>, TheoryError> {
-    let b = std::fs::read(&c.path).map_err(|e| ckpt_err(&c.path, e.to_string()))?;
-    let bad = || ckpt_err(&c.path, "truncated or corrupt; delete it to start afresh");
-    if b.get(..8) != Some(&CKPT_MAGIC[..]) {
-        return Err(bad());
-    }
-    let mut at = 8;
-    let hl = bytes::get_u64(&b, &mut at).ok_or_else(bad)? as usize;
-    let h: CkptHeader =
-        serde_json::from_slice(b.get(at..at + hl).ok_or_else(bad)?).map_err(|_| bad())?;
-    at += hl;
-    let mut blob = || -> Result<&[u8], TheoryError> {
-        let n = bytes::get_u64(&b, &mut at).ok_or_else(bad)? as usize;
-        let s = b.get(at..at + n).ok_or_else(bad)?;
-        at += n;
-        Ok(s)
-    };
-    let state = blob()?.to_vec();
-    let train = D::from_bytes(blob()?).ok_or_else(bad)?;
-    let mut pool = Vec::with_capacity(h.pool_parts);
-    for _ in 0..h.pool_parts {
-        pool.push(D::from_bytes(blob()?).ok_or_else(bad)?);
-    }
-    Ok((h, state, train, pool))
-}
-
-/// Metrics of one generation (generation 0 is fitted on real data).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct GenerationMetrics {
-    pub g: usize,
-    pub train_size: usize,
-    pub metrics: Vec<(String, f64)>,
-}
-
-/// Run `generations` generations (0 = real data) under `policy`; `on_generation` sees each
-/// generation's metrics as soon as they exist (to stream them).
-pub fn run_generations<M: Generative>(
-    model: &mut M,
-    real: &M::Data,
-    generations: usize,
-    policy: Policy,
-    seed: u64,
-    on_generation: &mut dyn FnMut(&GenerationMetrics),
-) -> Result<Vec<GenerationMetrics>, M::Error> {
-    run_generations_checkpointed(model, real, generations, policy, seed, None, on_generation)
-}
-
-/// [`run_generations`] that writes its state (the next generation's training set, the pool of
-/// synthetic data, the random stream, the metrics so far) to `ckpt.path` before fitting each
-/// generation, resumes from it when `ckpt.resume` is set, and deletes it when the run is done.
-/// A resumed run gives the same numbers as an uninterrupted one; `on_generation` is called for
-/// the restored generations too.
-pub fn run_generations_checkpointed<M: Generative>(
-    model: &mut M,
-    real: &M::Data,
-    generations: usize,
-    policy: Policy,
-    seed: u64,
-    ckpt: Option<&Checkpointing>,
-    on_generation: &mut dyn FnMut(&GenerationMetrics),
-) -> Result<Vec<GenerationMetrics>, M::Error> {
-    if generations == 0 {
-        return Err(TheoryError::Invalid {
-            flag: "--generations",
-            msg: "need at least one generation".into(),
-        }
-        .into());
-    }
-    let t = M::len(real);
-    if t == 0 {
-        return Err(TheoryError::Invalid {
-            flag: "--data",
-            msg: "the real data set is empty".into(),
-        }
-        .into());
-    }
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let mut pool: Vec<M::Data> = vec![real.clone()];
-    let mut train = real.clone();
-    let mut out = vec![];
-    let mut start = 0;
-    if let Some(c) = ckpt.filter(|c| c.resume && c.path.exists()) {
-        let (h, state, tr, synth) = read_ckpt::<M::Data>(c)?;
-        if h.fingerprint != c.fingerprint || h.policy != policy || h.seed != seed || h.t != t {
-            return Err(ckpt_err(
-                &c.path,
-                "written by a different run (model, scale, data, policy or seed differ); delete it or use another --out",
-            )
-            .into());
-        }
-        model.load_state(&state)?;
-        rng = h.rng;
-        train = tr;
-        pool.extend(synth);
-        start = h.next_g;
-        for m in &h.metrics {
-            on_generation(m);
-        }
-        out = h.metrics;
-    }
-    for g in start..generations {
-        if let Some(c) = ckpt {
-            let h = CkptHeader {
-                fingerprint: c.fingerprint.clone(),
-                policy,
-                seed,
-                t,
-                next_g: g,
-                metrics: out.clone(),
-                rng: rng.clone(),
-                pool_parts: if policy == Policy::Replace {
-                    0
-                } else {
-                    pool.len() - 1
-                },
-            };
-            let keep = if policy == Policy::Replace {
-                &pool[..0]
-            } else {
-                &pool[1..]
-            };
-            write_ckpt(c, &h, &model.save_state(), &train, keep)?;
-        }
-        model.fit(&train, &mut rng)?;
-        let m = GenerationMetrics {
-            g,
-            train_size: M::len(&train),
-            metrics: model.evaluate()?,
-        };
-        on_generation(&m);
-        out.push(m);
-        if g + 1 == generations {
-            break;
-        }
-        let synthetic = model.sample(t, &mut rng)?;
-        train = match policy {
-            Policy::Replace => synthetic,
-            Policy::Accumulate => {
-                pool.push(synthetic);
-                M::concat(&pool)
-            }
-            Policy::AccumulateSubsample => {
-                pool.push(synthetic);
-                let all = M::concat(&pool);
-                let idx = sample(&mut rng, M::len(&all), t).into_vec();
-                M::select(&all, &idx)
-            }
-        };
-    }
-    if let Some(c) = ckpt {
-        let _ = std::fs::remove_file(&c.path);
-    }
-    out.truncate(generations);
-    Ok(out)
 }
 
 /// The linear-regression setting of spec §B1.
@@ -651,10 +324,9 @@ impl GaussianModel {
     }
 }
 
-impl Generative for GaussianModel {
-    type Data = Mat<f64>;
-    type Error = TheoryError;
-    fn fit(&mut self, data: &Mat<f64>, _rng: &mut Xoshiro256PlusPlus) -> Result<(), TheoryError> {
+impl GaussianModel {
+    /// Maximum-likelihood fit: the sample mean and the covariance with 1/T.
+    pub fn fit(&mut self, data: &Mat<f64>) {
         let (n, d) = (data.nrows(), data.ncols());
         self.mean = (0..d)
             .map(|j| (0..n).map(|i| data[(i, j)]).sum::<f64>() / n as f64)
@@ -670,13 +342,13 @@ impl Generative for GaussianModel {
             Par::Seq,
         );
         self.cov = c;
-        Ok(())
     }
-    fn sample(&self, n: usize, rng: &mut Xoshiro256PlusPlus) -> Result<Mat<f64>, TheoryError> {
+    /// `n` samples from the fitted Gaussian.
+    pub fn sample(&self, n: usize, rng: &mut Xoshiro256PlusPlus) -> Result<Mat<f64>, TheoryError> {
         Self::draw(&self.mean, &self.cov, n, rng)
     }
     /// tr(Σ̂)/tr(Σ₀), log det(Σ̂)/det(Σ₀), ‖μ̂ − μ₀‖².
-    fn evaluate(&self) -> Result<Vec<(String, f64)>, TheoryError> {
+    pub fn evaluate(&self) -> Vec<(String, f64)> {
         let d = self.dim;
         let tr = (0..d).map(|i| self.cov[(i, i)]).sum::<f64>()
             / (0..d).map(|i| self.true_cov[(i, i)]).sum::<f64>();
@@ -692,32 +364,11 @@ impl Generative for GaussianModel {
             .zip(&self.true_mean)
             .map(|(a, b)| (a - b).powi(2))
             .sum::<f64>();
-        Ok(vec![
+        vec![
             ("trace_ratio".into(), tr),
             ("logdet_ratio".into(), ld),
             ("mean_sq_error".into(), mu),
-        ])
-    }
-    fn len(data: &Mat<f64>) -> usize {
-        data.nrows()
-    }
-    fn concat(parts: &[Mat<f64>]) -> Mat<f64> {
-        let d = parts[0].ncols();
-        let n: usize = parts.iter().map(|p| p.nrows()).sum();
-        let mut out = Mat::<f64>::zeros(n, d);
-        let mut r = 0;
-        for p in parts {
-            for i in 0..p.nrows() {
-                for j in 0..d {
-                    out[(r, j)] = p[(i, j)];
-                }
-                r += 1;
-            }
-        }
-        out
-    }
-    fn select(data: &Mat<f64>, idx: &[usize]) -> Mat<f64> {
-        Mat::from_fn(idx.len(), data.ncols(), |i, j| data[(idx[i], j)])
+        ]
     }
 }
 
@@ -729,138 +380,6 @@ pub fn gaussian_replace_trace(t: usize, n: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A Gaussian model whose `fit` fails after `fits_left` fits: an interrupted run.
-    struct Interrupted {
-        inner: GaussianModel,
-        fits_left: usize,
-    }
-
-    impl Generative for Interrupted {
-        type Data = Mat<f64>;
-        type Error = TheoryError;
-        fn fit(&mut self, d: &Mat<f64>, rng: &mut Xoshiro256PlusPlus) -> Result<(), TheoryError> {
-            if self.fits_left == 0 {
-                return Err(TheoryError::Invalid {
-                    flag: "test",
-                    msg: "interrupted".into(),
-                });
-            }
-            self.fits_left -= 1;
-            self.inner.fit(d, rng)
-        }
-        fn sample(&self, n: usize, rng: &mut Xoshiro256PlusPlus) -> Result<Mat<f64>, TheoryError> {
-            self.inner.sample(n, rng)
-        }
-        fn evaluate(&self) -> Result<Vec<(String, f64)>, TheoryError> {
-            self.inner.evaluate()
-        }
-        fn len(d: &Mat<f64>) -> usize {
-            GaussianModel::len(d)
-        }
-        fn concat(p: &[Mat<f64>]) -> Mat<f64> {
-            GaussianModel::concat(p)
-        }
-        fn select(d: &Mat<f64>, idx: &[usize]) -> Mat<f64> {
-            GaussianModel::select(d, idx)
-        }
-    }
-
-    #[test]
-    fn an_interrupted_run_resumes_with_the_same_numbers() {
-        let dir = std::env::temp_dir().join(format!("dlt-collapse-ckpt-{}", std::process::id()));
-        for policy in Policy::ALL {
-            let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
-            let real =
-                GaussianModel::draw(&[0.0, 1.0], &Mat::identity(2, 2), 40, &mut rng).unwrap();
-            let full = run_generations(
-                &mut GaussianModel::standard(2),
-                &real,
-                6,
-                policy,
-                9,
-                &mut |_| {},
-            )
-            .unwrap();
-            let c = Checkpointing {
-                path: dir.join(format!("{}.ckpt", policy.as_str())),
-                fingerprint: "gaussian-2d-t40".into(),
-                resume: true,
-            };
-            let mut m = Interrupted {
-                inner: GaussianModel::standard(2),
-                fits_left: 3,
-            };
-            let e =
-                run_generations_checkpointed(&mut m, &real, 6, policy, 9, Some(&c), &mut |_| {});
-            assert!(e.is_err() && c.path.exists());
-            // Another run's checkpoint is refused.
-            let other = Checkpointing {
-                fingerprint: "something else".into(),
-                ..c.clone()
-            };
-            let e = run_generations_checkpointed(
-                &mut GaussianModel::standard(2),
-                &real,
-                6,
-                policy,
-                9,
-                Some(&other),
-                &mut |_| {},
-            )
-            .unwrap_err()
-            .to_string();
-            assert!(e.contains("different run"), "{e}");
-            let mut seen = vec![];
-            let mut m = Interrupted {
-                inner: GaussianModel::standard(2),
-                fits_left: 3,
-            };
-            let resumed =
-                run_generations_checkpointed(&mut m, &real, 6, policy, 9, Some(&c), &mut |g| {
-                    seen.push(g.g)
-                })
-                .unwrap();
-            assert_eq!(
-                m.fits_left, 0,
-                "{policy:?}: only generations 3, 4, 5 were fitted again"
-            );
-            assert_eq!(resumed, full, "{policy:?}");
-            assert_eq!(seen, vec![0, 1, 2, 3, 4, 5]);
-            assert!(
-                !c.path.exists(),
-                "the checkpoint is removed when the run is done"
-            );
-        }
-        // A corrupt checkpoint is an error that says so.
-        std::fs::create_dir_all(&dir).unwrap();
-        let c = Checkpointing {
-            path: dir.join("bad.ckpt"),
-            fingerprint: "x".into(),
-            resume: true,
-        };
-        std::fs::write(&c.path, b"DLTGEN1\n\x05").unwrap();
-        let real = GaussianModel::draw(
-            &[0.0],
-            &Mat::identity(1, 1),
-            10,
-            &mut Xoshiro256PlusPlus::seed_from_u64(1),
-        )
-        .unwrap();
-        let e = run_generations_checkpointed(
-            &mut GaussianModel::standard(1),
-            &real,
-            2,
-            Policy::Replace,
-            0,
-            Some(&c),
-            &mut |_| {},
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("bad.ckpt") && e.contains("corrupt"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn linear_mc_matches_closed_forms() {
@@ -900,45 +419,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--generations"));
-    }
-
-    #[test]
-    fn gaussian_collapses_under_replace_only() {
-        // 1-D, T = 100, 50 generations, 400 seeds: replace follows ((T−1)/T)^n within 3 SE;
-        // accumulate stays near 1.
-        let (t, gens, seeds) = (100usize, 50usize, 400u64);
-        let mut rep = vec![vec![]; gens];
-        let mut acc = vec![vec![]; gens];
-        for s in 0..seeds {
-            for (policy, store) in [(Policy::Replace, &mut rep), (Policy::Accumulate, &mut acc)] {
-                let mut m = GaussianModel::standard(1);
-                let mut rng = Xoshiro256PlusPlus::seed_from_u64(1000 + s);
-                let real = GaussianModel::draw(&[0.0], &Mat::identity(1, 1), t, &mut rng).unwrap();
-                let out = run_generations(&mut m, &real, gens, policy, s, &mut |_| {}).unwrap();
-                for (g, r) in out.iter().enumerate() {
-                    store[g].push(r.metrics[0].1);
-                }
-            }
-        }
-        let stat = |v: &[f64]| {
-            let k = v.len() as f64;
-            let m = v.iter().sum::<f64>() / k;
-            (
-                m,
-                (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (k - 1.0) / k).sqrt(),
-            )
-        };
-        for g in [10, 49] {
-            let (m, se) = stat(&rep[g]);
-            // Generation g was fitted on data that passed through g + 1 MLE fits (the real
-            // sample is the first): E = ((T−1)/T)^(g+1).
-            let th = gaussian_replace_trace(t, g + 1);
-            assert!(
-                (m - th).abs() <= 3.0 * se,
-                "replace g={g}: {m} ± {se} vs {th}"
-            );
-            let (a, _) = stat(&acc[g]);
-            assert!(a > 0.95, "accumulate g={g}: {a}");
-        }
     }
 }

@@ -36,6 +36,4 @@ pub enum TheoryError {
     Invalid { flag: &'static str, msg: String },
     #[error("recursion diverged at layer {layer}: {what}")]
     Diverged { layer: usize, what: String },
-    #[error("checkpoint {path}: {msg}")]
-    Checkpoint { path: String, msg: String },
 }

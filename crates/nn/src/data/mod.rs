@@ -156,9 +156,9 @@ pub fn fashion_mnist(explicit: Option<&Path>) -> Result<TrainTest, NnError> {
     load_fashion_mnist(&dir)
 }
 
-impl dlt_theory::collapse::Persist for Split {
+impl crate::generations::Persist for Split {
     fn to_bytes(&self) -> Vec<u8> {
-        use dlt_theory::collapse::bytes::*;
+        use crate::generations::bytes::*;
         let mut o = Vec::with_capacity(48 + 4 * (self.x.len() + self.y.len() + self.targets.len()));
         for v in [self.dim, self.classes, self.out] {
             put_u64(&mut o, v as u64);
@@ -169,7 +169,7 @@ impl dlt_theory::collapse::Persist for Split {
         o
     }
     fn from_bytes(b: &[u8]) -> Option<Self> {
-        use dlt_theory::collapse::bytes::*;
+        use crate::generations::bytes::*;
         let mut at = 0;
         let dim = get_u64(b, &mut at)? as usize;
         let classes = get_u64(b, &mut at)? as usize;
