@@ -167,10 +167,11 @@ pub enum CollapseCmd {
         quick: bool,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        #[arg(long)]
         /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
         #[arg(long)]
         resume: bool,
+        /// Print results.json on stdout.
+        #[arg(long)]
         json: bool,
     },
 }

@@ -71,7 +71,10 @@ pub fn run(a: HessianArgs) -> Result<()> {
     let mut cfg = Config::for_mode(a.quick, a.seed, a.json);
     cfg.data = a.data_path;
     cfg.hidden = a.hidden;
-    cfg.act = dlt_nn::mlp64::Act64::parse(&a.act).context("--act")?;
+    cfg.act = dlt_nn::model::ActKind::parse(&a.act).context("--act")?;
+    if !dlt_nn::mlp::Mlp::supports(cfg.act) {
+        anyhow::bail!("--act {}: the Hessian study's MLP kernel has relu, tanh and linear", a.act);
+    }
     cfg.pool = a.pool;
     cfg.batch = a.batch;
     cfg.hessian_examples = a.hessian_examples;

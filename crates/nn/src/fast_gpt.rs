@@ -782,14 +782,8 @@ impl FastGpt {
                 .zip(row)
                 .for_each(|(g, r)| *g += r);
         }
-        // AdamW (candle_nn::AdamW's update with weight decay 0).
+        // Adam (candle_nn::AdamW's update with weight decay 0), in [`crate::optim`].
         self.t += 1;
-        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f32);
-        let (sm, sv) = (
-            (1.0 / (1.0 - b1.powi(self.t))) as f32,
-            (1.0 / (1.0 - b2.powi(self.t))) as f32,
-        );
-        let (b1, b2, lr) = (b1 as f32, b2 as f32, lr as f32);
         for (((p, g), m), v) in self
             .p
             .iter_mut()
@@ -797,11 +791,7 @@ impl FastGpt {
             .zip(&mut self.m)
             .zip(&mut self.v)
         {
-            for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                *m = *m * b1 + g * (1.0 - b1);
-                *v = *v * b2 + g * g * (1.0 - b2);
-                *p -= lr * ((*m * sm) / ((*v * sv).sqrt() + eps));
-            }
+            crate::optim::update(crate::optim::Optimizer::ADAM, p, g, m, v, lr, self.t);
         }
         loss
     }

@@ -7,12 +7,14 @@
 pub mod data;
 pub mod diffusion;
 pub mod fast_gpt;
-pub mod fast_mlp;
 pub mod generations;
+pub mod layout;
 pub mod lm;
-pub mod mlp64;
+pub mod mlp;
 pub mod model;
 pub mod ntk;
+pub mod optim;
+pub mod real;
 pub mod simd;
 pub mod train;
 pub mod vae;

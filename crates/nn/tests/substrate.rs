@@ -312,24 +312,24 @@ fn empirical_ntk_matches_theory_and_monte_carlo() {
 }
 
 #[test]
-fn fast_mlp_tanh_is_accurate_to_float_precision() {
+fn kernel_tanh_is_accurate_to_float_precision() {
     // The rational tanh against f64 over the whole range (and its saturation): max error
     // ≤ 4 ulp of 1.0 (≈ 5e-7); the f32 libm tanh itself is within 1 ulp.
     let mut worst = 0.0f64;
     for k in -200_000..=200_000 {
         let x = k as f32 * 1e-4;
-        let e = (dlt_nn::fast_mlp::tanh_f32(x) as f64 - (x as f64).tanh()).abs();
+        let e = (dlt_nn::real::tanh_f32(x) as f64 - (x as f64).tanh()).abs();
         worst = worst.max(e);
     }
     for x in [-30.0f32, -9.0, 9.0, 30.0, 1e-8, -1e-8] {
-        worst = worst.max((dlt_nn::fast_mlp::tanh_f32(x) as f64 - (x as f64).tanh()).abs());
+        worst = worst.max((dlt_nn::real::tanh_f32(x) as f64 - (x as f64).tanh()).abs());
     }
     assert!(worst < 5e-7, "max |error| {worst:e}");
 }
 
 #[test]
-fn fast_mlp_path_trains_like_the_candle_path() {
-    // Same init, same batches: the hand-written faer step and candle's autograd step must give
+fn mlp_kernel_trains_like_the_candle_path() {
+    // Same init, same batches: the MLP kernel's step and candle's autograd step must give
     // the same parameters up to f32 rounding (relative 1e-4 after 6 steps), for every
     // optimizer, both losses, tanh and ReLU, with and without NTK learning-rate scaling.
     let data = mixture();
@@ -348,6 +348,17 @@ fn fast_mlp_path_trains_like_the_candle_path() {
             false,
         ),
         ("tanh", Optimizer::Sgd, Loss::Mse, false),
+        (
+            "relu",
+            Optimizer::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.1,
+            },
+            Loss::Mse,
+            false,
+        ),
     ];
     for (k, (act, opt, loss, ntk)) in cases.into_iter().enumerate() {
         let regression = k == 3;

@@ -8,7 +8,7 @@
 //! where data are sparse (spec C1, D-C).
 //!
 //! Protocol (spec D-C): encoder D-64-64-d and mirrored decoder, tanh, linear latent and output
-//! ([`dlt_nn::mlp64::Mlp64::autoencoder`], f64); Adam lr 3e-3 with cosine decay to 3 %, batch
+//! ([`dlt_nn::mlp::Mlp::autoencoder`], f64); Adam lr 3e-3 with cosine decay to 3 %, batch
 //! 256, 4000 steps (6000 for the sphere), loss ½|x̂ − x|². C-1: the unit circle (2000 uniform
 //! points; d = 1, 2; evaluated on 3600 equally spaced angles). C-2: the sphere S² (4000
 //! points; d = 2, 3; a 6000-point Fibonacci grid). C-3: the circle with the arc [0°, 30°)
@@ -20,7 +20,9 @@
 use crate::output::{Claim, OutDir};
 use crate::plot::{Figure, Series};
 use crate::study::StudyError;
-use dlt_nn::mlp64::{apply_update, Act64, Batch, Mlp64, Opt64, OptState};
+use dlt_nn::mlp::{Batch, Mlp};
+use dlt_nn::model::ActKind;
+use dlt_nn::optim::{Optimizer, State as OptState};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -169,7 +171,7 @@ fn train_and_eval(
     seed: u64,
 ) -> Result<RunResult, StudyError> {
     let dim = if data == "sphere" { 3 } else { 2 };
-    let model = Mlp64::autoencoder(dim, &cfg.hidden, latent, Act64::Tanh)?;
+    let model = Mlp::autoencoder(dim, &cfg.hidden, latent, ActKind::Tanh)?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0xae00 ^ ((latent as u64) << 8));
     let x = training_set(data, &mut rng);
     let n = x.len() / dim;
@@ -201,10 +203,10 @@ fn train_and_eval(
             }));
         }
         final_loss = pt.loss;
-        let g = pt.grad;
+        let g = pt.grad().to_vec();
         // Cosine decay to 3 % of the initial rate.
         let lr = cfg.lr * (0.03 + 0.97 * 0.5 * (1.0 + (PI * t as f64 / steps as f64).cos()));
-        apply_update(&mut theta, &g, Opt64::Adam { lr }, &mut st);
+        st.step(Optimizer::ADAM, &mut theta, &g, lr);
     }
     // Evaluate.
     let g = grid(data);

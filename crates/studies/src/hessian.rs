@@ -19,7 +19,9 @@ use crate::output::{Claim, OutDir};
 use crate::plot::{Figure, Heatmap, Series};
 use crate::progress;
 use crate::study::StudyError;
-use dlt_nn::mlp64::{apply_update, Act64, Batch, Mlp64, Opt64, OptState};
+use dlt_nn::mlp::{Batch, Mlp};
+use dlt_nn::model::ActKind;
+use dlt_nn::optim::{Optimizer, State as OptState};
 use dlt_theory::spectral::{fraction_in_span, lanczos_top, subspace_overlap};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -36,7 +38,8 @@ const SONG: &str = "Song, Ahn, Yun (arXiv 2405.16002)";
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSpec {
     pub name: String,
-    pub opt: Opt64,
+    pub optimizer: Optimizer,
+    pub lr: f64,
     pub seed: u64,
 }
 
@@ -54,7 +57,8 @@ impl Scale {
     pub fn for_mode(quick: bool, seed: u64, lrs: (f64, f64, f64)) -> Self {
         let sgd = |s: u64| RunSpec {
             name: format!("sgd-seed{s}"),
-            opt: Opt64::Sgd { lr: lrs.0 },
+            optimizer: Optimizer::Sgd,
+            lr: lrs.0,
             seed: s,
         };
         let mut runs = vec![sgd(seed)];
@@ -63,15 +67,14 @@ impl Scale {
         }
         runs.push(RunSpec {
             name: "momentum".into(),
-            opt: Opt64::Momentum {
-                lr: lrs.1,
-                beta: 0.9,
-            },
+            optimizer: Optimizer::Momentum { beta: 0.9 },
+            lr: lrs.1,
             seed,
         });
         runs.push(RunSpec {
             name: "adam".into(),
-            opt: Opt64::Adam { lr: lrs.2 },
+            optimizer: Optimizer::ADAM,
+            lr: lrs.2,
             seed,
         });
         Self {
@@ -92,7 +95,7 @@ pub struct Config {
     pub data: Option<PathBuf>,
     /// Hidden widths.
     pub hidden: Vec<usize>,
-    pub act: Act64,
+    pub act: ActKind,
     /// Average-pooling factor of the 28×28 images (4 → 7×7 inputs; 1 keeps 784).
     pub pool: usize,
     pub batch: usize,
@@ -112,7 +115,7 @@ impl Config {
             quiet,
             data: None,
             hidden: vec![32, 32],
-            act: Act64::Relu,
+            act: ActKind::Relu,
             pool: 4,
             batch: 64,
             hessian_examples: 1000,
@@ -152,7 +155,8 @@ pub struct Overlap {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
     pub name: String,
-    pub opt: Opt64,
+    pub optimizer: Optimizer,
+    pub lr: f64,
     pub seed: u64,
     pub checkpoints: Vec<Checkpoint>,
     /// Medians over checkpoints with step ≥ 200.
@@ -305,9 +309,9 @@ struct Spectrum {
 }
 
 fn spectrum(
-    model: &Mlp64,
+    model: &Mlp,
     theta: &[f64],
-    sub: Batch,
+    sub: Batch<f64>,
     cfg: &Config,
     seed: u64,
 ) -> Result<Spectrum, StudyError> {
@@ -319,7 +323,7 @@ fn spectrum(
         values: top.values,
         vectors: top.vectors,
         residuals: top.residuals,
-        grad: pt.grad.clone(),
+        grad: pt.grad().to_vec(),
         loss: pt.loss,
         accuracy: pt.accuracy,
     })
@@ -336,9 +340,9 @@ struct RunOut {
 #[allow(clippy::too_many_arguments)]
 fn train_run(
     spec: &RunSpec,
-    model: &Mlp64,
+    model: &Mlp,
     data: &Data,
-    sub: Batch,
+    sub: Batch<f64>,
     cfg: &Config,
     bar: &indicatif::ProgressBar,
 ) -> Result<RunOut, StudyError> {
@@ -360,7 +364,7 @@ fn train_run(
             let s = spectrum(model, &theta, sub, cfg, spec.seed.wrapping_add(t as u64))?;
             let k = |k: usize| &s.vectors[..k.min(s.vectors.len())];
             let (bx, by) = gather(x, y, d, &probe.next());
-            let g_mb = model.at(&theta, Batch::labels(&bx, &by))?.grad;
+            let g_mb = model.at(&theta, Batch::labels(&bx, &by))?.grad().to_vec();
             let l1 = s.values[0].abs().max(1e-300);
             cps.push(Checkpoint {
                 step: t,
@@ -389,8 +393,8 @@ fn train_run(
                 loss: pt.loss,
             }));
         }
-        let g = pt.grad;
-        apply_update(&mut theta, &g, spec.opt, &mut st);
+        let g = pt.grad().to_vec();
+        st.step(spec.optimizer, &mut theta, &g, spec.lr);
         bar.inc(1);
     }
     let late = |f: fn(&Checkpoint) -> f64| -> Vec<f64> {
@@ -414,7 +418,8 @@ fn train_run(
     Ok(RunOut {
         result: RunResult {
             name: spec.name.clone(),
-            opt: spec.opt,
+            optimizer: spec.optimizer,
+            lr: spec.lr,
             seed: spec.seed,
             median_ftop5: median(late(|c| c.ftop5)),
             median_ftop10: median(f10.clone()),
@@ -433,10 +438,10 @@ fn train_run(
 /// Dom-SGD / Bulk-SGD / SGD from a common θ (Song, Ahn, Yun): the update uses P_top g, (I −
 /// P_top) g or g, with the top-10 subspace recomputed every `refresh` steps.
 fn ablation(
-    model: &Mlp64,
+    model: &Mlp,
     theta0: &[f64],
     data: &Data,
-    sub: Batch,
+    sub: Batch<f64>,
     cfg: &Config,
     lr: f64,
     seed: u64,
@@ -467,7 +472,7 @@ fn ablation(
                         .vectors;
                 }
                 let (bx, by) = gather(x, y, *d, &batches.next());
-                let mut g = model.at(&theta, Batch::labels(&bx, &by))?.grad;
+                let mut g = model.at(&theta, Batch::labels(&bx, &by))?.grad().to_vec();
                 if arm > 0 {
                     let mut pg = vec![0.0; g.len()];
                     for v in &basis {
@@ -523,7 +528,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let mut widths = vec![*d];
     widths.extend(&cfg.hidden);
     widths.push(classes);
-    let model = Mlp64::new(widths, cfg.act)?;
+    let model = Mlp::new(widths, cfg.act)?;
     let p = model.num_params();
     // The fixed Hessian subset.
     let mut idx: Vec<usize> = (0..y.len()).collect();
@@ -546,9 +551,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     bar.finish_and_clear();
     let abl = match (&outs[0].theta_400, sc.ablation_steps) {
         (Some(th), n) if n > 0 => {
-            let lr = match sc.runs[0].opt {
-                Opt64::Sgd { lr } | Opt64::Momentum { lr, .. } | Opt64::Adam { lr } => lr,
-            };
+            let lr = sc.runs[0].lr;
             Some(ablation(&model, th, &data, sub, cfg, lr, cfg.seed)?)
         }
         _ => None,

@@ -19,7 +19,9 @@ use crate::output::{Claim, OutDir};
 use crate::plot::{Figure, Series};
 use crate::progress;
 use crate::study::StudyError;
-use dlt_nn::mlp64::{apply_update, Act64, Batch, Mlp64, Opt64, OptState, Targets};
+use dlt_nn::mlp::{Batch, Mlp, Targets};
+use dlt_nn::model::ActKind;
+use dlt_nn::optim::{Optimizer, State as OptState};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -119,21 +121,21 @@ fn unit_rows(n: usize, c: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<f64> {
 }
 
 /// Logits of a batch (n × C).
-fn logits(model: &Mlp64, theta: &[f64], x: &[f64]) -> Result<Vec<f64>, StudyError> {
+fn logits(model: &Mlp, theta: &[f64], x: &[f64]) -> Result<Vec<f64>, StudyError> {
     Ok(model.logits(theta, x)?)
 }
 
 fn argmax(row: &[f64]) -> usize {
-    dlt_nn::mlp64::argmax(row).0
+    dlt_nn::mlp::argmax(row).0
 }
 
-fn accuracy(model: &Mlp64, theta: &[f64], x: &[f64], y: &[u32]) -> Result<f64, StudyError> {
+fn accuracy(model: &Mlp, theta: &[f64], x: &[f64], y: &[u32]) -> Result<f64, StudyError> {
     Ok(model.evaluate(theta, Batch::labels(x, y))?.1)
 }
 
 /// Per-row VJPs J_bᵀ v_b.
 fn vjp(
-    model: &Mlp64,
+    model: &Mlp,
     theta: &[f64],
     x: &[f64],
     v: &[f64],
@@ -153,7 +155,7 @@ fn vjp(
 
 #[allow(clippy::too_many_arguments)]
 fn train_one(
-    model: &Mlp64,
+    model: &Mlp,
     train: &dlt_nn::data::Split,
     cfg: &Config,
     lambda: f64,
@@ -184,7 +186,7 @@ fn train_one(
                 loss: pt.loss,
             }));
         }
-        let mut g = pt.grad.clone();
+        let mut g = pt.grad().to_vec();
         if lambda > 0.0 {
             let n = idx.len();
             let v = unit_rows(n, c, &mut rng);
@@ -206,14 +208,14 @@ fn train_one(
                 .zip(&gr)
                 .for_each(|(g, r)| *g += lambda * scale * r);
         }
-        apply_update(&mut theta, &g, Opt64::Adam { lr: cfg.lr }, &mut st);
+        st.step(Optimizer::ADAM, &mut theta, &g, cfg.lr);
         bar.inc(1);
     }
     Ok((theta, steps, last_pen))
 }
 
 fn evaluate(
-    model: &Mlp64,
+    model: &Mlp,
     theta: &[f64],
     test: &dlt_nn::data::Split,
     cfg: &Config,
@@ -356,7 +358,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let mut widths = vec![tt.train.dim];
     widths.extend(&cfg.hidden);
     widths.push(10);
-    let model = Mlp64::new(widths, Act64::Relu)?;
+    let model = Mlp::new(widths, ActKind::Relu)?;
     let jobs: Vec<(f64, u64)> = (0..cfg.seeds as u64)
         .flat_map(|s| cfg.lambdas.iter().map(move |&l| (l, cfg.seed + s)))
         .collect();

@@ -24,7 +24,8 @@
 use crate::output::{Claim, OutDir};
 use crate::plot::{Figure, Series};
 use crate::study::StudyError;
-use dlt_nn::mlp64::{Act64, Batch, Mlp64};
+use dlt_nn::mlp::{Batch, Mlp};
+use dlt_nn::model::ActKind;
 use dlt_theory::spectral::lanczos_top;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -170,7 +171,7 @@ fn mean_se(v: &[f64]) -> (f64, f64) {
 }
 
 struct Sets<'a> {
-    model: &'a Mlp64,
+    model: &'a Mlp,
     xa: &'a [f64],
     ya: &'a [f64],
     xb: &'a [f64],
@@ -178,13 +179,13 @@ struct Sets<'a> {
 }
 
 impl Sets<'_> {
-    fn a(&self) -> Batch<'_> {
+    fn a(&self) -> Batch<'_, f64> {
         Batch::values(self.xa, self.ya, 1)
     }
-    fn b(&self) -> Batch<'_> {
+    fn b(&self) -> Batch<'_, f64> {
         Batch::values(self.xb, self.yb, 1)
     }
-    fn loss(&self, theta: &[f64], b: Batch) -> Result<f64, StudyError> {
+    fn loss(&self, theta: &[f64], b: Batch<f64>) -> Result<f64, StudyError> {
         Ok(self.model.evaluate(theta, b)?.0)
     }
     /// Gradient of the mean loss over the rows `idx` of A.
@@ -195,7 +196,7 @@ impl Sets<'_> {
             x.extend_from_slice(&self.xa[5 * i..5 * i + 5]);
             y.push(self.ya[i]);
         }
-        Ok(self.model.at(theta, Batch::values(&x, &y, 1))?.grad)
+        Ok(self.model.at(theta, Batch::values(&x, &y, 1))?.grad().to_vec())
     }
 }
 
@@ -226,7 +227,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0xda7a);
     let (xa, ya) = teacher.draw(cfg.n_train, &mut rng);
     let (xb, yb) = teacher.draw(cfg.n_test, &mut rng);
-    let model = Mlp64::new(vec![5, cfg.hidden, 1], Act64::Tanh)?;
+    let model = Mlp::new(vec![5, cfg.hidden, 1], ActKind::Tanh)?;
     let s = Sets {
         model: &model,
         xa: &xa,
@@ -238,15 +239,15 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     // θ₀: GD with η = 0.1.
     let mut theta = model.init(cfg.seed);
     for _ in 0..cfg.warmup_steps {
-        let g = model.at(&theta, s.a())?.grad;
+        let g = model.at(&theta, s.a())?.grad().to_vec();
         axpy(&mut theta, -0.1, &g);
     }
     let pa = model.at(&theta, s.a())?;
     let pb = model.at(&theta, s.b())?;
-    let (ga, gb) = (pa.grad.clone(), pb.grad.clone());
+    let (ga, gb) = (pa.grad().to_vec(), pb.grad().to_vec());
     let (la, lb) = (pa.loss, pb.loss);
     let dim = theta.len();
-    let hv = |p: &dlt_nn::mlp64::Point, v: &[f64]| {
+    let hv = |p: &dlt_nn::mlp::Point<f64>, v: &[f64]| {
         let mut o = vec![0.0; dim];
         p.hvp(v, &mut o);
         o
@@ -280,7 +281,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             .map(|i| {
                 Ok(model
                     .at(&theta, Batch::values(&x[5 * i..5 * i + 5], &y[i..i + 1], 1))?
-                    .grad)
+                    .grad().to_vec())
             })
             .collect()
     };
@@ -293,7 +294,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         .map(|r| -> Result<f64, StudyError> {
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed.wrapping_add(1 + r as u64));
             let (x, y) = teacher.draw(nn, &mut rng);
-            let g = model.at(&theta, Batch::values(&x, &y, 1))?.grad;
+            let g = model.at(&theta, Batch::values(&x, &y, 1))?.grad().to_vec();
             Ok(dot(&g, &g) - dot(&g, mu))
         })
         .collect::<Result<_, _>>()?;
@@ -308,7 +309,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         ..s
     };
     let pb = model.at(&theta, s.b())?;
-    let gb = pb.grad.clone();
+    let gb = pb.grad().to_vec();
     let gi_a = per_example(&xa, &ya)?;
     // Σ_A = (1/N) Σ (g_i − g_A)(g_i − g_A)ᵀ; K_A = (1/N) Σ H_i g_i.
     let mut k_a = vec![0.0; dim];
@@ -324,7 +325,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         .iter()
         .map(|g| g.iter().zip(&ga).map(|(a, b)| a - b).collect())
         .collect();
-    let tr_h_sigma = |p: &dlt_nn::mlp64::Point| {
+    let tr_h_sigma = |p: &dlt_nn::mlp::Point<f64>| {
         centred.iter().map(|c| dot(c, &hv(p, c))).sum::<f64>() / nn as f64
     };
     let (tr_ha, tr_hb) = (tr_h_sigma(&pa), tr_h_sigma(&pb));
@@ -335,7 +336,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let gd = |n: usize| -> Result<Vec<f64>, StudyError> {
         let mut th = theta.clone();
         for _ in 0..n {
-            let g = model.at(&th, s.a())?.grad;
+            let g = model.at(&th, s.a())?.grad().to_vec();
             axpy(&mut th, -eta, &g);
         }
         Ok(th)
