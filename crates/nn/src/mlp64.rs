@@ -529,8 +529,8 @@ impl<'a> Point<'a> {
     /// ∂/∂h ∇_θ loss(θ, x + h u) at h = 0: the R-operator with an input-space tangent u
     /// (n × widths[0]) and no parameter tangent (R{a₀} = u). With [`Targets::Seeds`] v and
     /// u_b = J_bᵀ v_b (from [`Point::input_grad`]) this is ½ ∇_θ Σ_b |J_bᵀ v_b|², the exact
-    /// gradient of the Jacobian penalty without double backpropagation (spec, Jacobian
-    /// study B2 (1b)).
+    /// gradient of the Jacobian penalty without double backpropagation
+    /// (docs/derivations/jacobian.md#penalty-gradient).
     pub fn input_tangent_grad(&self, u: &[f64], out: &mut [f64]) {
         self.r_op(&vec![0.0; self.theta.len()], Some(u), out)
     }
@@ -805,8 +805,9 @@ mod tests {
 
     #[test]
     fn lanczos_on_r_op_hvps_matches_the_dense_hessian() {
-        // Spec D-A §5: a small trained model (P = 327), top-10 Lanczos pairs vs a dense
-        // eigendecomposition of the Hessian built column by column from the same HVPs.
+        // docs/derivations/hessian.md#lanczos: a small trained model (P = 327), top-10 Lanczos
+        // pairs vs a dense eigendecomposition of the Hessian built column by column from the
+        // same HVPs.
         use dlt_theory::spectral::{lanczos_top, subspace_overlap};
         let m = Mlp64::new(vec![8, 16, 6, 5], Act64::Tanh).unwrap();
         let (x, y) = data(200, 8, 5, 11);
