@@ -20,7 +20,8 @@ pub struct AutoencodeArgs {
     /// Seeds per setting.
     #[arg(long)]
     seeds: Option<usize>,
-    /// Hidden widths of the encoder (mirrored in the decoder), comma-separated (spec: 64,64).
+    /// Hidden widths of the encoder (mirrored in the decoder), comma-separated (protocol: 64,64;
+    /// docs/derivations/autoencode.md#protocol).
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
     /// Adam steps for the circles (the sphere uses --sphere-steps).

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum CollapseCmd {
-    /// Linear regression (spec §B1): Monte Carlo beside the closed forms.
+    /// Linear regression (docs/derivations/collapse.md#linear-setting): Monte Carlo beside the
+    /// closed forms.
     Linear {
         #[arg(long, default_value_t = 10)]
         d: usize,

@@ -20,7 +20,7 @@ pub struct HessianArgs {
     /// Folder with the Fashion-MNIST IDX files (default: located, or fetched with apt-get).
     #[arg(long)]
     data_path: Option<PathBuf>,
-    /// Hidden widths, comma-separated (spec: 32,32).
+    /// Hidden widths, comma-separated (protocol: 32,32; docs/derivations/hessian.md#protocol).
     #[arg(long, value_delimiter = ',', default_value = "32,32")]
     hidden: Vec<usize>,
     /// Hidden activation: relu or tanh.

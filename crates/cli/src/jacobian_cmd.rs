@@ -26,7 +26,7 @@ pub struct JacobianArgs {
     /// Seeds per λ.
     #[arg(long)]
     seeds: Option<usize>,
-    /// Hidden widths, comma-separated (spec: 100,100).
+    /// Hidden widths, comma-separated (protocol: 100,100; docs/derivations/jacobian.md#protocol).
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
     #[arg(long)]

@@ -1347,7 +1347,8 @@ fn hessian_json_contract_and_bad_input_on_real_fashion_mnist() {
             assert_eq!(ev.len(), 12);
             assert!(ev.windows(2).all(|w| w[0] >= w[1]), "{ev:?}");
         }
-        // Late in training the gradient is mostly in the top-10 subspace (spec: 0.89–0.93).
+        // Late in training the gradient is mostly in the top-10 subspace (reference runs 0.89–0.93,
+        // docs/derivations/hessian.md#reference-runs).
         assert!(r["median_ftop10"].as_f64().unwrap() > 0.6, "{}", r["name"]);
     }
     assert!(v["ablation"].is_null());

@@ -668,7 +668,7 @@ impl<'a, T: Real> Point<'a, T> {
     /// (n × widths[0]) and no parameter tangent (R{a₀} = u). With [`Targets::Seeds`] v and
     /// u_b = J_bᵀ v_b (from [`Point::input_grad`]) this is ½ ∇_θ Σ_b |J_bᵀ v_b|², the exact
     /// gradient of the Jacobian penalty without double backpropagation
-    /// (docs/derivations/jacobian.md#exact-penalty-gradient).
+    /// (docs/derivations/jacobian.md#penalty-gradient).
     pub fn input_tangent_grad(&self, u: &[T], out: &mut [T]) {
         self.r_op(&vec![T::ZERO; self.theta.len()], Some(u), out)
     }

@@ -5,7 +5,7 @@
 //! its kind (weight with its fan-in, or bias). The parameters are candle `Var`s; a functional
 //! forward ([`Mlp::forward_with`]) takes an explicit parameter list, which is what
 //! finite-difference Hessian-vector products and per-example gradients need (candle has no
-//! double backward; spec §B2).
+//! double backward; docs/derivations/hessian.md#hvp-without-double-backward).
 
 use crate::NnError;
 use candle_core::{DType, Device, Tensor, Var};

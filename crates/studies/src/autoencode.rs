@@ -5,15 +5,15 @@
 //! autoencoder with an n-dimensional bottleneck reconstructs x or −x with error ≥ the radius,
 //! whatever the training; with n + 1 latent dimensions the obstruction is gone. The error is
 //! large only on a small "tear", where the encoder is nearly discontinuous, and the tear settles
-//! where data are sparse (spec C1, D-C).
+//! where data are sparse (docs/derivations/autoencode.md#borsuk-ulam).
 //!
-//! Protocol (spec D-C): encoder D-64-64-d and mirrored decoder, tanh, linear latent and output
+//! Protocol: encoder D-64-64-d and mirrored decoder, tanh, linear latent and output
 //! ([`dlt_nn::mlp::Mlp::autoencoder`], f64); Adam lr 3e-3 with cosine decay to 3 %, batch
 //! 256, 4000 steps (6000 for the sphere), loss ½|x̂ − x|². C-1: the unit circle (2000 uniform
 //! points; d = 1, 2; evaluated on 3600 equally spaced angles). C-2: the sphere S² (4000
 //! points; d = 2, 3; a 6000-point Fibonacci grid). C-3: the circle with the arc [0°, 30°)
 //! thinned 100× (20 000 points; d = 1, 2). The mock bump hunt on RAMBO phase space (C-4) is not
-//! built yet.
+//! built yet. Protocol and reference runs: docs/derivations/autoencode.md#protocol.
 //!
 //! Cost (2 cores): quick ≈ 1 min (one seed), full ≈ 3 min (three seeds).
 
@@ -397,7 +397,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         figures.push("rare_arc.svg".to_string());
     }
 
-    // Claims (spec D-C acceptance criteria), worst seed.
+    // Claims (docs/derivations/autoencode.md#acceptance-criteria), worst seed.
     let all = |d: &str, l: usize| -> Vec<&RunResult> {
         runs.iter()
             .filter(|r| r.data == d && r.latent == l)
@@ -423,7 +423,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "a 1-d bottleneck cannot encode the unit circle: max reconstruction error on the grid (theorem: ≥ the radius 1), smallest over seeds",
             min_by(&c1, &|r| r.max_error),
             1.0,
-            "theorem; spec reference 2.00–2.01",
+            "theorem; docs/derivations/autoencode.md#reference-runs: 2.00–2.01",
         ),
         Claim::at_least(
             "autoencode.circle_d1_witness",
@@ -431,7 +431,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "where E(x_θ) − E(x_θ+π) changes sign, x or −x is reconstructed badly: max(err(x), err(−x)) there",
             min_by(&c1, &|r| r.witness_pair_error.unwrap_or(nan)),
             0.9,
-            "spec D-C: observed 1.82–2.00",
+            "docs/derivations/autoencode.md#reference-runs: observed 1.82–2.00",
         ),
         Claim::at_most(
             "autoencode.circle_d1_median",
@@ -439,7 +439,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "the error is large only on a tear: median error on the grid, largest over seeds",
             max_by(&c1, &|r| r.median_error),
             0.03,
-            "spec D-C: observed 0.009–0.014",
+            "docs/derivations/autoencode.md#reference-runs: observed 0.009–0.014",
         ),
         Claim::at_most(
             "autoencode.circle_d1_tear_size",
@@ -447,7 +447,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "fraction of angles with error > 0.5, largest over seeds",
             max_by(&c1, &|r| r.frac_above_half),
             0.02,
-            "spec D-C: observed 0.7–0.8 %",
+            "docs/derivations/autoencode.md#reference-runs: observed 0.7–0.8 %",
         ),
         Claim::at_least(
             "autoencode.circle_d1_jump",
@@ -455,7 +455,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "the encoder is nearly discontinuous at the tear: largest latent step over the median step",
             min_by(&c1, &|r| r.jump_ratio.unwrap_or(nan)),
             50.0,
-            "spec D-C: observed 149–204",
+            "docs/derivations/autoencode.md#reference-runs: observed 149–204",
         ),
         Claim::at_most(
             "autoencode.circle_d2_max",
@@ -463,7 +463,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "one more latent dimension removes the obstruction: circle, d = 2, max error",
             max_by(&c2, &|r| r.max_error),
             0.01,
-            "spec D-C: observed ≤ 0.0017",
+            "docs/derivations/autoencode.md#reference-runs: observed ≤ 0.0017",
         ),
         Claim::at_least(
             "autoencode.sphere_d2_max",
@@ -471,7 +471,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "the sphere with a 2-d bottleneck (flattening a map of the Earth): max error",
             min_by(&s2, &|r| r.max_error),
             1.0,
-            "theorem (≥ 1 somewhere; the grid may miss the worst point); spec 1.79–1.95",
+            "theorem (≥ 1 somewhere; the grid may miss the worst point); docs/derivations/autoencode.md#reference-runs: 1.79–1.95",
         ),
         Claim::at_most(
             "autoencode.sphere_d3_max",
@@ -479,7 +479,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "the sphere with a 3-d bottleneck: max error",
             max_by(&s3, &|r| r.max_error),
             0.02,
-            "spec D-C: observed 0.0030–0.0035",
+            "docs/derivations/autoencode.md#reference-runs: observed 0.0030–0.0035",
         ),
         Claim::at_least(
             "autoencode.tear_in_sparse_arc",
@@ -490,7 +490,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
                 .count() as f64
                 / r1.len().max(1) as f64,
             2.0 / 3.0,
-            "spec D-C: observed 3 of 3 seeds",
+            "docs/derivations/autoencode.md#reference-runs: observed 3 of 3 seeds",
         ),
         Claim::at_most(
             "autoencode.rare_points_not_flagged",
@@ -498,7 +498,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "with d = 2, rarely seen points are reconstructed well (small error ≠ typical): max error inside the thinned arc",
             max_by(&r2, &|r| r.rare_max.unwrap_or(nan)),
             0.05,
-            "spec D-C: observed 0.004–0.018",
+            "docs/derivations/autoencode.md#reference-runs: observed 0.004–0.018",
         ),
     ];
     let results = Results {

@@ -1,10 +1,11 @@
 //! Study `collapse`: *Is Model Collapse Inevitable? Breaking the Curse of Recursion by
 //! Accumulating Real and Synthetic Data* (Gerstgrasser et al., arXiv 2404.01413).
 //!
-//! Implemented so far: the linear-regression setting with its closed forms (spec §B1, §B3),
-//! the multivariate Gaussian fitted on its own samples, and character-level transformer language
-//! models on Shakespeare's plays, each under the three data policies (replace, accumulate,
-//! accumulate-subsample). The VAE and diffusion settings are open work (see the issue).
+//! Implemented so far: the linear-regression setting with its closed forms
+//! (docs/derivations/collapse.md), the multivariate Gaussian fitted on its own samples, and
+//! character-level transformer language models on Shakespeare's plays, each under the three data
+//! policies (replace, accumulate, accumulate-subsample). The VAE and diffusion settings are open
+//! work (see the issue).
 //!
 //! Cost (2 cores): quick ≈ 3 min, full ≈ 40 min (the language models dominate).
 
@@ -717,7 +718,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     if let Some(r) = gauss.iter().find(|r| r.policy == "replace" && r.g == last) {
         let th = r.theory.unwrap_or(f64::NAN);
         claims.push(Claim::within(
-            "collapse.gaussian_replace_variance", "Shumailov et al.; Kazdan, Schaeffer et al. (arXiv 2410.16713); spec §B2",
+            "collapse.gaussian_replace_variance", "Shumailov et al.; Kazdan, Schaeffer et al. (arXiv 2410.16713); docs/derivations/collapse.md#gaussian-collapse",
             &format!("Gaussian, replace: E[tr Σ̂]/tr Σ₀ = ((T−1)/T)^n at generation {last} (T = {}); median {}", sc.gaussian_t, fmt_num(r.trace_ratio_median)),
             r.trace_ratio, th, 3.0 * r.trace_ratio_se, "3 SE",
         ));

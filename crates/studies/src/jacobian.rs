@@ -5,13 +5,14 @@
 //! the input-output Jacobian and makes the classifier robust to noise and adversarial
 //! perturbations at little cost in clean accuracy.
 //!
-//! Protocol (spec D-B): Fashion-MNIST in raw [0, 1] pixels, MLP 784-100-100-10 ReLU in f64,
+//! Protocol: Fashion-MNIST in raw [0, 1] pixels, MLP 784-100-100-10 ReLU in f64,
 //! Adam (lr 1e-3), batch 128, 2 epochs, λ ∈ {0, 0.01, 0.1}. The penalty gradient is exact: the
 //! R-operator with the input-space tangent u_b = J_bᵀ v̂_b ([`dlt_nn::mlp64`]; no double
 //! backpropagation). Evaluation on test images: clean accuracy, exact mean |J|_F (C one-hot
 //! VJPs), accuracy under Gaussian noise, FGSM and PGD-L∞ (10 steps of ε/4, no [0, 1] clip),
 //! the median linearised L2 margin min_j (z_ŷ − z_j)/|∇_x(z_ŷ − z_j)|, and the fraction of
-//! labels kept after a random L2 step (a decision-cell-size proxy).
+//! labels kept after a random L2 step (a decision-cell-size proxy). Protocol, criteria and
+//! reference runs: docs/derivations/jacobian.md#protocol.
 //!
 //! Cost (2 cores): quick ≈ 11 s (one seed), full ≈ 22 s (two seeds, 2000 attacked points).
 
@@ -435,7 +436,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     f2.save_svg(&out.path("pgd.svg"))?;
     figures.extend(["noise.svg".to_string(), "pgd.svg".to_string()]);
 
-    // Claims: λ = 0.01 against λ = 0, worst seed (spec D-B acceptance criteria).
+    // Claims: λ = 0.01 against λ = 0, worst seed
+    // (docs/derivations/jacobian.md#acceptance-criteria).
     let mut claims = vec![];
     let pair = |s: u64| {
         let f = |l: f64| {
@@ -473,7 +475,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "little cost in clean accuracy: drop in test accuracy (points) from λ = 0 to λ = 0.01",
             m,
             2.5,
-            "spec D-B: observed 0.2–1.7",
+            "docs/derivations/jacobian.md#reference-runs: observed 0.2–1.7",
         ));
     }
     if let Some(m) = worst(&|a, b| a.jacobian_norm / b.jacobian_norm, false) {
@@ -483,7 +485,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "the penalty shrinks the input-output Jacobian: mean |J|_F at λ = 0 over λ = 0.01",
             m,
             2.5,
-            "spec D-B: observed 3.1–3.3",
+            "docs/derivations/jacobian.md#reference-runs: observed 3.1–3.3",
         ));
     }
     if let Some(m) = worst(
@@ -496,7 +498,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "robust to white noise: accuracy gain (points) at σ = 0.5 from λ = 0 to 0.01",
             m,
             5.0,
-            "spec D-B: observed +7.8, +9.0",
+            "docs/derivations/jacobian.md#reference-runs: observed +7.8, +9.0",
         ));
     }
     for (eps, bound, obs) in [(0.02, 5.0, "+11.5, +14.6"), (0.05, 15.0, "+26.8, +28.5")] {
@@ -510,7 +512,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
                 &format!("robust to adversarial perturbations: PGD-L∞ accuracy gain (points) at ε = {eps} from λ = 0 to 0.01"),
                 m,
                 bound,
-                &format!("spec D-B: observed {obs}"),
+                &format!("docs/derivations/jacobian.md#reference-runs: observed {obs}"),
             ));
         }
     }
@@ -521,7 +523,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "larger input-space margins: median linearised L2 margin at λ = 0.01 over λ = 0",
             m,
             1.4,
-            "spec D-B: observed 1.7",
+            "docs/derivations/jacobian.md#reference-runs: observed 1.7",
         ));
     }
     let mono = seeds.iter().all(|&s| match pair(s) {
@@ -540,7 +542,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "|J|_F decreases with λ: |J|(0.1) < |J|(0.01) < |J|(0) for every seed (1 = yes)",
             if mono { 1.0 } else { 0.0 },
             1.0,
-            "spec D-B criterion 2",
+            "docs/derivations/jacobian.md#acceptance-criteria (2)",
         ));
     }
     let results = Results {
@@ -580,9 +582,9 @@ mod tests {
 
     #[test]
     fn the_random_projection_estimates_the_frobenius_norm_with_the_predicted_variance() {
-        // Spec D-B §6: for v̂ uniform on S^{C−1}, E[C |v̂ᵀJ|²] = |J|²_F and
-        // Var = 2(C tr A² − (tr A)²)/(C + 2), A = JJᵀ. 10⁵ draws: the mean's SE is
-        // √(Var/10⁵) (≈ 0.3 % here), the variance's relative SE ≈ √(2/10⁵)·√(κ) ≈ 1 %.
+        // docs/derivations/jacobian.md#projection-variance: for v̂ uniform on S^{C−1},
+        // E[C |v̂ᵀJ|²] = |J|²_F and Var = 2(C tr A² − (tr A)²)/(C + 2), A = JJᵀ. 10⁵ draws: the
+        // mean's SE is √(Var/10⁵) (≈ 0.3 % here), the variance's relative SE ≈ √(2/10⁵)·√(κ) ≈ 1 %.
         let (c, d) = (10usize, 30usize);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
         let j: Vec<f64> = (0..c * d).map(|_| rng.sample(StandardNormal)).collect();

@@ -321,7 +321,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         let t = f.theory.unwrap_or(f64::NAN);
         claims.push(Claim::within(
             "orthogonal.gaussian_f_matches_recursion",
-            "PDLT ch. 8; spec §1.7",
+            "PDLT ch. 8; recursion: docs/derivations/theory.md#ntk-fluctuations",
             &format!(
                 "Gaussian tanh F/(KΘ) at l = {l_hi}, n = {} (l/n = {}) follows the 1/n recursion",
                 sc.fig3_width,
@@ -364,7 +364,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         worst.max(0.0), 0.1, "max over l of |MC − recursion| − 3 SE",
     ));
     // The Gaussian slope at l/n up to ½ carries an O(l/n) correction: measure it at n and 2n and
-    // Richardson-extrapolate (2 s(2n) − s(n)), as spec §6.4(b) recommends.
+    // Richardson-extrapolate (2 s(2n) − s(n)), as docs/derivations/theory.md#mc-tolerances
+    // recommends.
     let (r2, _) = ensemble_mc(
         "tanh",
         1.0,
@@ -491,7 +492,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     ) {
         claims.push(Claim::within(
             "orthogonal.relu_slope_three",
-            "spec §1.8 (derived; consistent with the paper's ReLU observation)",
+            "docs/derivations/orthogonal.md#haar-consequences (derived for this project; consistent with the paper's ReLU observation)",
             "Haar ReLU: V/K² grows by 3 per layer instead of 5 (slope over l = 1…11)",
             (a.mc - b.mc) / 10.0,
             3.0,

@@ -1,5 +1,6 @@
 //! Study `scaling`: *A Solvable Model of Neural Scaling Laws* (Maloney, Roberts, Sully, arXiv
-//! 2210.16859). Theory (deterministic equivalent, spec §A1) beside simulation (random features
+//! 2210.16859). Theory (the deterministic equivalent of
+//! docs/derivations/scaling.md#deterministic-equivalent) beside simulation (random features
 //! fitted by ridge regression with faer) over a grid of (N, P) spanning every regime, the
 //! fitted exponents of L vs N (P ≫ N) and vs P (N ≫ P), and how the finite-size bias of the
 //! deterministic equivalent shrinks with size.
@@ -272,7 +273,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             .fold(0.0, f64::max);
         claims.push(Claim::at_most(
             &format!("scaling.sim_vs_theory_alpha{alpha}"),
-            &format!("{PAPER}; deterministic equivalent of spec §A1"),
+            &format!("{PAPER}; deterministic equivalent of docs/derivations/scaling.md#deterministic-equivalent"),
             &format!("simulation matches the solvable-model theory over the (N, P) grid with min(N, P) ≥ 100, all regimes (α = {alpha}, {} points; max relative gap beyond 2 SE)", rows.len()),
             worst, 0.05, "5 % (the deterministic equivalent is biased by ≈3 % at N, P ≈ 100)",
         ));
@@ -323,7 +324,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             (b.sim / b.theory - 1.0).abs(),
         );
         claims.push(Claim::at_most(
-            "scaling.bias_shrinks", "spec §A2 notes (the deterministic equivalent is a large-size statement)",
+            "scaling.bias_shrinks", "docs/derivations/scaling.md#finite-size-bias (the deterministic equivalent is a large-size statement)",
             &format!(
                 "the deterministic-equivalent bias shrinks with size (α = {}, P = 10N): |sim/theory − 1| = {} at N = {} and {} at N = {} (ratio)",
                 a.alpha, fmt_num(ba), a.n, fmt_num(bb), b.n

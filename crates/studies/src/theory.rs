@@ -96,7 +96,8 @@ pub struct McRow {
 pub struct ExtrapolatedRow {
     pub l: usize,
     pub stat: String,
-    /// 2 M(2n) − M(n): removes the O(1/n) finite-width correction (spec §6.4b).
+    /// 2 M(2n) − M(n): removes the O(1/n) finite-width correction
+    /// (docs/derivations/theory.md#mc-tolerances).
     pub extrapolated: f64,
     pub se: f64,
     pub theory: f64,
@@ -343,7 +344,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     fig.save_svg(&out.path("kernel.svg"))?;
     figures.push("kernel.svg".to_string());
 
-    // 3. Four-point vertex: tanh MC at two widths vs the recursion (Gram sampler, spec §6.1).
+    // 3. Four-point vertex: tanh MC at two widths vs the recursion (Gram sampler,
+    // docs/derivations/theory.md#mc-samplers).
     let mut vertex_mc = vec![];
     let mut by_width = vec![];
     for (i, &n) in sc.gram_widths.iter().enumerate() {
@@ -418,7 +420,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             row.extrapolated,
             row.theory,
             (3.0 * row.se).max(0.03 * row.theory.abs()),
-            "max(3 SE, 3%), spec §6.4(b)",
+            "max(3 SE, 3%), docs/derivations/theory.md#mc-tolerances",
         ));
     }
     let mut fig = Figure::new("Four-point vertex, tanh at criticality", "l/n", "V/(nK²)");
@@ -451,7 +453,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     figures.push("vertex_mc.svg".into());
     out.write_records("vertex_mc.csv", &vertex_mc)?;
 
-    // 4. Exact finite-width ReLU (spec §3.2): V/(nK²) = (1 + 5/n)^{l−1} − 1.
+    // 4. Exact finite-width ReLU (docs/derivations/theory.md#relu-exact-finite-width):
+    // V/(nK²) = (1 + 5/n)^{l−1} − 1.
     let n = sc.relu_width;
     let c = McConfig {
         ensemble: Ensemble::new(parse("relu").expect("built-in"), 0.0, 2.0),
@@ -487,7 +490,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         .map(|r| ((r.mc - r.exact) / r.se).abs())
         .fold(0.0, f64::max);
     claims.push(Claim::within(
-        "theory.relu_exact_finite_width", "PDLT §4.3 / spec §3.2 (exact at finite n)",
+        "theory.relu_exact_finite_width", "PDLT §4.3 (leading order); exact at finite n: docs/derivations/theory.md#relu-exact-finite-width",
         &format!("ReLU E[z_i²z_j²]/K² − 1 = (1 + 5/n)^(l−1) − 1 exactly at n = {n}: max |z-score| over layers"),
         max_z, 0.0, 3.5, &format!("every layer within 3.5 SE ({} layers)", relu_exact.len() - 1),
     ));
@@ -513,7 +516,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     figures.push("relu_exact.svg".into());
     out.write_records("relu_exact.csv", &relu_exact)?;
 
-    // 5. NTK fluctuations: full networks, exact forward equation (spec §1.7 table setting).
+    // 5. NTK fluctuations: full networks, exact forward equation (the setting of the table in
+    // docs/derivations/theory.md#ntk-fluctuations).
     let lr = LearningRates {
         lambda_b: 1.0,
         lambda_w: 1.0,
@@ -563,7 +567,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     for row in ntk_extrapolated.iter().filter(|r| r.l == sc.ntk_depth) {
         claims.push(Claim::within(
             &format!("theory.ntk_{}", row.stat),
-            &format!("{PDLT} ch. 8 (NTK fluctuations; recursion of spec §1.7)"),
+            &format!("{PDLT} ch. 8 (NTK fluctuations; recursion: docs/derivations/theory.md#ntk-fluctuations)"),
             &format!(
                 "tanh {} at l = {} (MC, Richardson n = {}/{}) equals the 1/n recursion",
                 row.stat, row.l, sc.ntk_widths[0], sc.ntk_widths[1]
@@ -571,7 +575,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             row.extrapolated,
             row.theory,
             (3.0 * row.se).max(0.03 * row.theory.abs()),
-            "max(3 SE, 3%), spec §6.4(b)",
+            "max(3 SE, 3%), docs/derivations/theory.md#mc-tolerances",
         ));
     }
     let mut fig = Figure::new(
@@ -600,7 +604,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     figures.push("ntk_mc.svg".into());
     out.write_records("ntk_mc.csv", &ntk_mc)?;
 
-    // 6. Orthogonal weights: V/K² saturates near −2 instead of growing (spec §1.8, arXiv 2310.07765).
+    // 6. Orthogonal weights: V/K² saturates near −2 instead of growing (arXiv 2310.07765;
+    // docs/derivations/orthogonal.md#haar-vertex).
     let mut orthogonal = vec![];
     let mut orth_runs = vec![];
     for (i, &init) in [Init::Gaussian, Init::Orthogonal].iter().enumerate() {
@@ -647,9 +652,9 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     );
     if let Some(row) = orth_ex.iter().find(|r| r.l == sc.orth_depth) {
         claims.push(Claim::within(
-            "orthogonal.vertex_saturates", "Day, Kahn, Roberts (arXiv 2310.07765); recursion of spec §1.8",
+            "orthogonal.vertex_saturates", "Day, Kahn, Roberts (arXiv 2310.07765); recursion: docs/derivations/orthogonal.md#haar-vertex",
             &format!("orthogonal tanh V/K² at l = {} (MC, Richardson n = {n0}/{n1}) equals the Haar recursion (→ −2)", row.l),
-            row.extrapolated, row.theory, (3.0 * row.se).max(0.03 * row.theory.abs()), "max(3 SE, 3%), spec §6.4(b)",
+            row.extrapolated, row.theory, (3.0 * row.se).max(0.03 * row.theory.abs()), "max(3 SE, 3%), docs/derivations/theory.md#mc-tolerances",
         ));
     }
     let orth_deep = profile(&ProfileConfig {

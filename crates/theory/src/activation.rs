@@ -2,7 +2,8 @@
 //!
 //! The recursions only need σ and σ' at Gaussian quadrature nodes; σ'' is offered where it is
 //! defined (it is not used by the engine: every χ_∥ and h is computed in its Stein form, which
-//! stays valid for activations with kinks, PDLT §4.1 and our spec §1.3).
+//! stays valid for activations with kinks, PDLT §4.1 and
+//! docs/derivations/theory.md#susceptibilities).
 //!
 //! Users add their own activation by implementing [`Activation`]; nothing else in the crate
 //! knows the built-in list, so a user type is a first-class citizen.

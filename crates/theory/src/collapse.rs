@@ -7,7 +7,8 @@
 //! their predecessors' samples (with checkpoints) is an experiment harness and lives in
 //! `dlt_nn::generations`.
 //!
-//! * [`linear`]: the paper's linear-regression setting with its closed forms (spec §B1):
+//! * [`linear`]: the paper's linear-regression setting with its closed forms
+//!   (docs/derivations/collapse.md#replace and docs/derivations/collapse.md#accumulate):
 //!   replace E = n·σ²d/(T−d−1), accumulate E = σ²d/(T−d−1)·Σ_{i≤n} 1/i² ≤ (π²/6)·σ²d/(T−d−1).
 //! * [`GaussianModel`]: a multivariate Gaussian fitted by maximum likelihood on its own samples;
 //!   under replace E[tr Σ̂_n]/tr Σ₀ = ((T−1)/T)^n.
@@ -59,7 +60,7 @@ impl Policy {
     ];
 }
 
-/// The linear-regression setting of spec §B1.
+/// The linear-regression setting of docs/derivations/collapse.md#linear-setting.
 pub mod linear {
     use super::*;
 
@@ -383,7 +384,8 @@ mod tests {
 
     #[test]
     fn linear_mc_matches_closed_forms() {
-        // Spec §B3 setting (d = 10, T = 100, σ = 1), 4000 seeds: within 3 SE at every
+        // The reference setting (d = 10, T = 100, σ = 1;
+        // docs/derivations/collapse.md#reference-runs), 4000 seeds: within 3 SE at every
         // generation; replace at G ≈ G × generation 1; accumulate below (π²/6)·base.
         let g = 20;
         let rep = linear::simulate(10, 100, 1.0, g, Policy::Replace, 4000, 1).unwrap();
@@ -405,7 +407,8 @@ mod tests {
             .iter()
             .all(|r| r.test_error < bound + 3.0 * r.test_error_se));
         let sub = linear::simulate(10, 100, 1.0, g, Policy::AccumulateSubsample, 2000, 3).unwrap();
-        // Spec §B3: accumulate-subsample at n = 20 ≈ 0.3364 (between accumulate and replace).
+        // docs/derivations/collapse.md#reference-runs: accumulate-subsample at n = 20 ≈ 0.3364
+        // (between accumulate and replace).
         assert!(
             (sub[g - 1].test_error - 0.3364).abs() < 4.0 * sub[g - 1].test_error_se + 0.01,
             "{:?}",

@@ -1,5 +1,7 @@
-//! Criticality and universality classes (PDLT ch. 5; spec §2), the depth slope ν of the
-//! normalised four-point vertex, and the optimal aspect ratio r* (PDLT appendix A; spec §3.5).
+//! Criticality and universality classes (PDLT ch. 5; docs/derivations/theory.md#criticality),
+//! the depth slope ν of the normalised four-point vertex (docs/derivations/theory.md#nu-slope),
+//! and the optimal aspect ratio r* (PDLT appendix A;
+//! docs/derivations/theory.md#optimal-aspect-ratio).
 
 use crate::activation::{scale_invariant_slopes, taylor_at_zero, Activation};
 use crate::gauss::QuadConfig;
@@ -41,12 +43,14 @@ pub struct Critical {
     pub cw: Option<f64>,
     /// K* (None for scale-invariant activations, where every K is a fixed point).
     pub k_star: Option<f64>,
-    /// K*=0 class: a₁ = σ₃/σ₁ + ¾(σ₂/σ₁)² and the exponent p_⊥ = b₁/a₁ (spec §2.3).
+    /// K*=0 class: a₁ = σ₃/σ₁ + ¾(σ₂/σ₁)² and the exponent p_⊥ = b₁/a₁
+    /// (docs/derivations/theory.md#kstar-zero-expansions).
     pub a1: Option<f64>,
     pub p_perp: Option<f64>,
 }
 
-/// Find the critical initialisation of `act` (spec §2.1 recipe; the search grid K ∈ [1e-3, 1e3]).
+/// Find the critical initialisation of `act` (the recipe of docs/derivations/theory.md#criticality;
+/// the search grid K ∈ [1e-3, 1e3]).
 pub fn criticality(act: &dyn Activation) -> Critical {
     let name = act.name();
     if let Some((ap, am)) = scale_invariant_slopes(act) {
@@ -138,7 +142,8 @@ pub fn criticality(act: &dyn Activation) -> Critical {
     }
 }
 
-/// ν: the slope of V^(l)/(n K^(l)²) in l/n at criticality (spec §3.1), for a residual network
+/// ν: the slope of V^(l)/(n K^(l)²) in l/n at criticality
+/// (docs/derivations/theory.md#nu-slope), for a residual network
 /// with skip weight γ (γ = 0: plain MLP; the critical ξ²C_W is (1 − γ²)/A₂ or (1 − γ²)/σ₁²).
 /// Measured as the slope of V/K² between l = L/2 and L = 4000 of the recursion, which converges
 /// as O(1/L) for the K*=0 class and is exact for scale-invariant activations.
@@ -168,7 +173,8 @@ pub fn nu(act: crate::Act, gamma: f64) -> Option<f64> {
     Some((b.v_over_k2() - a.v_over_k2()) / (b.l - a.l) as f64)
 }
 
-/// Optimal aspect ratio r* = (L/n)* = 4/((20 + 3 n_L) ν) (PDLT appendix A; spec §3.5).
+/// Optimal aspect ratio r* = (L/n)* = 4/((20 + 3 n_L) ν) (PDLT appendix A;
+/// docs/derivations/theory.md#optimal-aspect-ratio).
 pub fn optimal_aspect_ratio(nu: f64, n_out: usize) -> f64 {
     4.0 / ((20.0 + 3.0 * n_out as f64) * nu)
 }
@@ -199,7 +205,8 @@ mod tests {
             assert!((c.p_perp.unwrap() - 1.0).abs() < 1e-4);
         }
         assert!((crit("tanh").a1.unwrap() + 2.0).abs() < 1e-4);
-        // Spec §2.2: GELU C_b = 0.17292239, C_W = 1.98305826, K* = 3.56155281;
+        // docs/derivations/theory.md#universality-classes:
+        // GELU C_b = 0.17292239, C_W = 1.98305826, K* = 3.56155281;
         // SWISH C_b = 0.55514317, C_W = 1.98800468, K* = 14.3201736.
         let g = crit("gelu");
         assert_eq!(g.class, Class::HalfStable);
@@ -219,7 +226,8 @@ mod tests {
 
     #[test]
     fn nu_values_and_aspect_ratio() {
-        // Spec §3.1: ReLU 5, linear 2, leaky 0.1 4.882364, leaky 0.2 4.556213, K*=0 class 2/3.
+        // docs/derivations/theory.md#nu-slope: ReLU 5, linear 2, leaky 0.1 4.882364,
+        // leaky 0.2 4.556213, K*=0 class 2/3.
         let nu_of = |n: &str| nu(parse(n).unwrap(), 0.0).unwrap();
         assert!((nu_of("relu") - 5.0).abs() < 1e-9);
         assert!((nu_of("linear") - 2.0).abs() < 1e-9);
@@ -236,7 +244,8 @@ mod tests {
         assert!((optimal_aspect_ratio(5.0, 1) - 0.0348).abs() < 1e-4);
         assert!((optimal_aspect_ratio(5.0, 10) - 0.0160).abs() < 1e-4);
         assert!((optimal_aspect_ratio(nu_of("tanh"), 1) - 0.261).abs() < 2e-3);
-        // Residual: ν_ReLU(γ) = (1−γ²)(5−γ²); ν_tanh(γ) = (2/3)(1−γ⁴) (spec §3.6).
+        // Residual: ν_ReLU(γ) = (1−γ²)(5−γ²); ν_tanh(γ) = (2/3)(1−γ⁴)
+        // (docs/derivations/theory.md#residual-mlp).
         let g2: f64 = 0.5;
         assert!(
             (nu(parse("relu").unwrap(), g2.sqrt()).unwrap() - (1.0 - g2) * (5.0 - g2)).abs() < 1e-6

@@ -5,10 +5,10 @@
 //!   orthonormal recurrence; weights are Christoffel numbers 1/Σₖ pₖ(xᵢ)², which stay accurate
 //!   where the eigenvector route loses the tiny tail weights.
 //! * Integrands with a kink at zero (ReLU family, ELU): Gauss–Hermite converges only
-//!   algebraically across a kink (≈3e-3 in 2-D, spec §1.2), so we split the domain where a
-//!   coordinate changes sign: two half-lines in 1-D, and angular sectors in polar coordinates in
-//!   2-D. On each piece the integrand is smooth and composite Gauss–Legendre converges
-//!   geometrically.
+//!   algebraically across a kink (≈3e-3 in 2-D, docs/derivations/theory.md#gaussian-expectations),
+//!   so we split the domain where a coordinate changes sign: two half-lines in 1-D, and angular
+//!   sectors in polar coordinates in 2-D. On each piece the integrand is smooth and composite
+//!   Gauss–Legendre converges geometrically.
 //! * Scale-invariant activations have closed forms (arc-cosine kernels, Cho & Saul 2009) used by
 //!   [`crate::moments`]; this module is only the numerical back end.
 

@@ -1,16 +1,20 @@
-//! Monte Carlo validator: ensembles of real width-n, depth-L networks (spec §6).
+//! Monte Carlo validator: ensembles of real width-n, depth-L networks
+//! (docs/derivations/theory.md#monte-carlo).
 //!
 //! Two samplers, both exact in distribution:
 //! * [`Sampler::Full`]: full weight matrices (Gaussian or Haar via QR with sign fix), the exact
-//!   forward equation for the NTK (spec §1.5; 4n³ flops per layer as two GEMMs).
+//!   forward equation for the NTK (docs/derivations/theory.md#ntk-forward-equation; 4n³ flops
+//!   per layer as two GEMMs).
 //! * [`Sampler::Gram`]: for preactivation statistics only. Given layer l, the preactivations of
 //!   layer l+1 are i.i.d. N(0, Ĝ) with Ĝ = C_b + (C_W/n)Σσ² (Gaussian weights), or
-//!   b + √(C_W Σσ²)·u with u uniform on the sphere (Haar weights): O(n) per layer (spec §6.1).
+//!   b + √(C_W Σσ²)·u with u uniform on the sphere (Haar weights): O(n) per layer
+//!   (docs/derivations/theory.md#mc-samplers).
 //!
-//! Estimators are the model-free pair estimators of spec §6.2 with an unbiased K̂² (the
-//! finite-S bias (2K² + V)/S of the plain square is removed), and standard errors come from
-//! batch means (spec §6.3). Every network draws from its own xoshiro256++ stream seeded from
-//! (seed, network index), so results do not depend on the number of threads.
+//! Estimators are the model-free pair estimators of docs/derivations/theory.md#mc-estimators
+//! with an unbiased K̂² (the finite-S bias (2K² + V)/S of the plain square is removed), and
+//! standard errors come from batch means (docs/derivations/theory.md#mc-errors). Every network
+//! draws from its own xoshiro256++ stream seeded from (seed, network index), so results do not
+//! depend on the number of threads.
 
 use crate::profile::{Ensemble, Init, LearningRates};
 use crate::TheoryError;
@@ -59,7 +63,7 @@ impl McConfig {
         }
     }
     /// V^(1) implied by the first layer: 0 for Gaussian weights, −2(K^(1) − C_b)² for Haar weights
-    /// (a vector uniform on a sphere, spec §1.8).
+    /// (a vector uniform on a sphere, docs/derivations/orthogonal.md#haar-first-layer).
     pub fn v1(&self) -> f64 {
         match self.first_layer {
             Init::Gaussian => 0.0,
@@ -183,7 +187,8 @@ pub fn run(cfg: &McConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<McLaye
     Ok(estimate(&sums, n, depth, cfg.ntk))
 }
 
-/// Estimators of spec §6.2 from the accumulated sums (count in slot 11).
+/// Estimators of docs/derivations/theory.md#mc-estimators from the accumulated sums (count in
+/// slot 11).
 fn layer_estimates(q: &[f64], n: f64, ntk: bool) -> Vec<(&'static str, f64)> {
     let cnt = q[11];
     let m = |i: usize| q[i] / cnt;
@@ -421,7 +426,8 @@ impl Workspace {
                         }
                     }
                     if cfg.ntk {
-                        // Ĥ' = (λ_b + λ_W Σσ²/n) I + (W diag σ') Ĥ (W diag σ')ᵀ   (spec §1.5)
+                        // Ĥ' = (λ_b + λ_W Σσ²/n) I + (W diag σ') Ĥ (W diag σ')ᵀ
+                        // (docs/derivations/theory.md#ntk-forward-equation)
                         matmul(
                             self.tmp.as_mut(),
                             Accum::Replace,
@@ -498,7 +504,8 @@ impl Workspace {
 }
 
 /// Exact finite-width V/(nK²) = E[z_i²z_j²]/K² − 1 for ReLU (C_b = 0, Gaussian weights):
-/// (1 + 5/n)^{l−1} − 1; linear networks: (1 + 2/n)^{l−1} − 1 (spec §3.2).
+/// (1 + 5/n)^{l−1} − 1; linear networks: (1 + 2/n)^{l−1} − 1
+/// (docs/derivations/theory.md#relu-exact-finite-width).
 pub fn exact_scale_invariant_ratio(nu_plus_one_over_n: f64, l: usize) -> f64 {
     (1.0 + nu_plus_one_over_n).powi(l as i32 - 1) - 1.0
 }

@@ -1,5 +1,6 @@
 //! The single-input Gaussian expectations the recursions need, computed in one pass over the
-//! quadrature nodes (spec §1.6), with closed forms for scale-invariant activations.
+//! quadrature nodes (docs/derivations/theory.md#gaussian-expectations), with closed forms for
+//! scale-invariant activations.
 
 use crate::activation::Activation;
 use crate::gauss::{rule1, QuadConfig};
@@ -106,7 +107,8 @@ mod tests {
 
     #[test]
     fn relu_closed_forms_match_quadrature() {
-        // Spec §1.6 table; the split rule is exact to rounding for the ReLU family.
+        // The table of docs/derivations/theory.md#relu-arccosine; the split rule is exact to
+        // rounding for the ReLU family.
         let act = parse("relu").unwrap();
         let closed = moments1(
             &*act,

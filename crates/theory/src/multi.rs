@@ -1,6 +1,7 @@
 //! Multi-input recursions: kernel K_{δ1δ2}, NTK mean Θ_{δ1δ2} and four-point vertex
 //! V_{(δ1δ2)(δ3δ4)} for a set of p inputs (PDLT eqs. (4.118)–(4.119) in the raised-index form
-//! of spec §1.4; orthogonal source by Weingarten calculus, spec §1.8).
+//! of docs/derivations/theory.md#four-point-vertex; orthogonal source by Weingarten calculus,
+//! docs/derivations/orthogonal.md#haar-vertex-multi).
 //!
 //! The raised-index sum Σ V^{(b1b2)(b3b4)}⟨σσ(z z − K)⟩⟨σσ(z z − K)⟩ is rewritten with Stein's
 //! lemma as Σ V_{(c1c2)(c3c4)} Y^{a1a2}_{c1c2} Y^{a3a4}_{c3c4} with Y^{ab}_{cd} = ⟨∂_c∂_d(σ_aσ_b)⟩,
@@ -315,7 +316,7 @@ mod tests {
     #[test]
     fn relu_two_inputs_follow_the_arccosine_angle_map() {
         // ReLU at criticality, equal norms: ρ' = (sin θ + (π−θ)cos θ)/π; l²(1−ρ) = 11.40 at l = 10
-        // from ρ^(1) = 0.5 (spec §2.4).
+        // from ρ^(1) = 0.5 (docs/derivations/theory.md#relu-angle-map).
         let e = Ensemble::new(parse("relu").unwrap(), 0.0, 2.0);
         let m =
             profile_multi(&e, &[1.0, 0.5, 0.5, 1.0], 2, 100, &LearningRates::default()).unwrap();

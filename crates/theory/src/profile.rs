@@ -2,8 +2,10 @@
 //! vertex V (order 1/n), NTK mean Θ and NTK fluctuations A, B, D, F (order 1/n).
 //!
 //! Sources: PDLT (Roberts, Yaida, Hanin, arXiv 2106.10165) ch. 4 (K, V: eqs. (4.118)/(5.x) in
-//! single-input form), ch. 8 (Θ and its fluctuations); our spec §1.2–1.8 for the normalisations;
-//! the orthogonal-weight V recursion is spec §1.8 (Day, Kahn, Roberts, arXiv 2310.07765).
+//! single-input form), ch. 8 (Θ and its fluctuations); normalisations and the recursions derived
+//! for this project (A, B, D, F; residual V) in docs/derivations/theory.md; the orthogonal-weight
+//! V recursion in docs/derivations/orthogonal.md#haar-vertex (Day, Kahn, Roberts, arXiv
+//! 2310.07765).
 
 use crate::activation::Act;
 use crate::gauss::QuadConfig;
@@ -34,7 +36,8 @@ impl std::str::FromStr for Init {
 }
 
 /// An MLP ensemble: activation, initialisation hyperparameters, optional residual connection
-/// z^(l+1) = γ z^(l) + ξ (b + W σ(z^(l))) (γ = 0, ξ = 1 is the plain MLP; spec §3.6).
+/// z^(l+1) = γ z^(l) + ξ (b + W σ(z^(l))) (γ = 0, ξ = 1 is the plain MLP;
+/// docs/derivations/theory.md#residual-mlp).
 #[derive(Debug, Clone)]
 pub struct Ensemble {
     pub act: Act,
@@ -97,13 +100,15 @@ impl Ensemble {
     }
 }
 
-/// Layer-dependent NTK learning rates (PDLT §7.1, spec §1.5): λ_b^(l) = λ_b (or λ_b/l) and
+/// Layer-dependent NTK learning rates (PDLT §7.1;
+/// docs/derivations/theory.md#learning-rate-tensor): λ_b^(l) = λ_b (or λ_b/l) and
 /// λ_W^(l) = λ_W (the 1/n_{l−1} is in the definition of the learning-rate tensor).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LearningRates {
     pub lambda_b: f64,
     pub lambda_w: f64,
-    /// λ_b^(l) = λ_b / l (the K* = 0 equivalence-principle scaling for tanh, spec §1.5).
+    /// λ_b^(l) = λ_b / l (the K* = 0 equivalence-principle scaling for tanh,
+    /// docs/derivations/theory.md#learning-rate-scaling).
     pub b_over_l: bool,
 }
 
@@ -204,7 +209,7 @@ impl ProfileConfig {
     pub fn input_norm(&self) -> f64 {
         (self.k1 - self.ensemble.cb) / self.ensemble.cw
     }
-    /// Θ^(1) = λ_b^(1) + λ_W^(1)|x|²/n₀ (spec §1.5).
+    /// Θ^(1) = λ_b^(1) + λ_W^(1)|x|²/n₀ (docs/derivations/theory.md#ntk-mean).
     pub fn theta1(&self) -> f64 {
         let (lb, lw) = self.lr.at(1);
         lb + lw * self.input_norm()
@@ -219,12 +224,14 @@ fn step(e: &Ensemble, m: &Moments1, cur: &Layer, lb: f64, lw: f64) -> Layer {
     let chi_par = g2 + x2 * cw * m.ds2();
     let chi_perp = g2 + x2 * cw * m.d2;
     let k_next = g2 * k + x2 * (e.cb + cw * m.s2);
-    // V' = χ_∥²V + ξ⁴C_W²Var(σ²) + 2γ²ξ²C_W(⟨z²σ²⟩ − K⟨σ²⟩)   (spec §1.4, §3.6)
+    // V' = χ_∥²V + ξ⁴C_W²Var(σ²) + 2γ²ξ²C_W(⟨z²σ²⟩ − K⟨σ²⟩)
+    // (docs/derivations/theory.md#four-point-vertex, docs/derivations/theory.md#residual-mlp)
     let mut v_next = chi_par * chi_par * cur.v
         + x2 * x2 * cw * cw * m.var_s2()
         + 2.0 * g2 * x2 * cw * (m.z2s2 - k * m.s2);
     if e.init == Init::Orthogonal {
-        // Haar weights: the source is the fourth cumulant of σ (spec §1.8).
+        // Haar weights: the source is the fourth cumulant of σ
+        // (docs/derivations/orthogonal.md#haar-vertex).
         v_next -= 2.0 * cw * cw * m.s2 * m.s2;
     }
     let theta = cur.theta;
@@ -232,7 +239,8 @@ fn step(e: &Ensemble, m: &Moments1, cur: &Layer, lb: f64, lw: f64) -> Layer {
     let (mut a, mut b, mut d, mut f) = (None, None, None, None);
     if e.init == Init::Gaussian && !e.is_residual() {
         if let (Some(a0), Some(b0), Some(d0), Some(f0)) = (cur.a, cur.b, cur.d, cur.f) {
-            // spec §1.7 (derived for this project and MC-validated; PDLT ch. 8 normalisation).
+            // docs/derivations/theory.md#ntk-fluctuations (derived for this project and
+            // MC-validated; PDLT ch. 8 normalisation).
             let h = cw * m.d2xx / (4.0 * k);
             let u = lw * chi_par / cw + 2.0 * h * theta;
             b = Some(chi_perp * chi_perp * b0 + cw * cw * m.d4 * theta * theta);
@@ -378,7 +386,8 @@ mod tests {
 
     #[test]
     fn relu_vertex_is_five_l_minus_one() {
-        // PDLT / spec §3.1: at criticality V^(l) = 5(l−1)K² exactly at leading order.
+        // PDLT; docs/derivations/theory.md#nu-slope: at criticality V^(l) = 5(l−1)K² exactly at
+        // leading order.
         let p = profile(&cfg("relu", 0.0, 2.0, 0.7, 50)).unwrap();
         for row in &p {
             assert!((row.k - 0.7).abs() < 1e-14);
@@ -389,7 +398,8 @@ mod tests {
 
     #[test]
     fn relu_ntk_exact_forms() {
-        // Spec §3.3–3.4 (λ_b = λ_W = 1, K = 1, so w = 1/3 and Θ^(l) = l(1 + 1/2)).
+        // docs/derivations/theory.md#ntk-reference-numbers (λ_b = λ_W = 1, K = 1, so w = 1/3 and
+        // Θ^(l) = l(1 + 1/2)).
         let p = profile(&cfg("relu", 0.0, 2.0, 1.0, 40)).unwrap();
         let w: f64 = 1.0 / 3.0;
         for r in &p {
@@ -426,19 +436,21 @@ mod tests {
 
     #[test]
     fn tanh_reference_numbers() {
-        // Spec §2.3: K^(10) = 0.0580118478, K^(100) = 0.0051207157, K^(1000) = 0.0005016665
-        // (checked there against adaptive quadrature to 10 digits).
+        // docs/derivations/theory.md#kstar-zero-expansions: K^(10) = 0.0580118478,
+        // K^(100) = 0.0051207157, K^(1000) = 0.0005016665 (checked against adaptive quadrature
+        // to 10 digits when first computed).
         let p = profile(&cfg("tanh", 0.0, 1.0, 1.0, 1000)).unwrap();
         assert!((p[9].k - 0.0580118478).abs() < 1e-9);
         assert!((p[99].k - 0.0051207157).abs() < 1e-10);
         assert!((p[999].k - 0.0005016665).abs() < 1e-10);
-        // 1/K − 2l + (5/6) ln l → c₀ ≈ −0.88 (spec §2.3: −0.8772, −0.8842, −0.8875).
+        // 1/K − 2l + (5/6) ln l → c₀ ≈ −0.88 (−0.8772, −0.8842, −0.8875; same page).
         for (l, c) in [(100, -0.8772), (300, -0.8842), (1000, -0.8875)] {
             let k = p[l - 1].k;
             let got = 1.0 / k - 2.0 * l as f64 + 5.0 / 6.0 * (l as f64).ln();
             assert!((got - c).abs() < 1e-3, "l={l}: {got}");
         }
-        // (V/K²)/l: 0.5524 (10), 0.6168 (30), 0.6480 (100), 0.6642 (1000); spec §3.1.
+        // (V/K²)/l: 0.5524 (10), 0.6168 (30), 0.6480 (100), 0.6642 (1000);
+        // docs/derivations/theory.md#nu-slope.
         for (l, r) in [(10, 0.5524), (30, 0.6168), (100, 0.6480), (1000, 0.6642)] {
             let got = p[l - 1].v_over_k2() / l as f64;
             assert!((got - r).abs() < 1e-4, "l={l}: {got}");
@@ -447,7 +459,8 @@ mod tests {
 
     #[test]
     fn tanh_ntk_reference_numbers() {
-        // Spec §3.3: Θ^(1) = 2, λ_b = 1/l, λ_W = 1: 1.5540 (10), 1.4985 (30), 1.4877 (100).
+        // docs/derivations/theory.md#ntk-reference-numbers: Θ^(1) = 2, λ_b = 1/l, λ_W = 1:
+        // 1.5540 (10), 1.4985 (30), 1.4877 (100).
         let mut c = cfg("tanh", 0.0, 1.0, 1.0, 3000);
         c.lr = LearningRates {
             lambda_b: 1.0,
@@ -463,7 +476,8 @@ mod tests {
                 p[l - 1].theta
             );
         }
-        // Spec §1.7 table at l = 6 (recursion column) and §3.4 slopes at l = 3000.
+        // The table of docs/derivations/theory.md#ntk-fluctuations at l = 6 (recursion column) and
+        // the slopes of docs/derivations/theory.md#ntk-reference-numbers at l = 3000.
         let r = p[5];
         assert!((r.v_over_k2() - 3.020).abs() < 2e-3);
         assert!((r.a_over_theta2().unwrap() - 0.229).abs() < 2e-3);
@@ -484,7 +498,8 @@ mod tests {
 
     #[test]
     fn orthogonal_tanh_vertex_tends_to_minus_two() {
-        // Spec §1.8: V/K² → −2 independently of V^(1); recursion −1.80 (l=2) … −1.85 (l=10).
+        // docs/derivations/orthogonal.md#haar-consequences: V/K² → −2 independently of V^(1);
+        // recursion −1.80 (l=2) … −1.85 (l=10).
         let mut c = cfg("tanh", 0.0, 1.0, 1.0, 2000);
         c.ensemble.init = Init::Orthogonal;
         let p = profile(&c).unwrap();
@@ -508,8 +523,8 @@ mod tests {
 
     #[test]
     fn residual_slopes_match_spec() {
-        // Spec §3.6: ν_ReLU(γ) = (1−γ²)(5−γ²); the recursion gives 2.2489 at γ² = 0.5, l = 2001
-        // as (V/K²)/l. Criticality: ξ²C_W = (1−γ²)/A2.
+        // docs/derivations/theory.md#residual-mlp: ν_ReLU(γ) = (1−γ²)(5−γ²); the recursion gives
+        // 2.2489 at γ² = 0.5, l = 2001 as (V/K²)/l. Criticality: ξ²C_W = (1−γ²)/A2.
         let g2: f64 = 0.5;
         let mut c = cfg("relu", 0.0, 2.0 * (1.0 - g2), 1.0, 2001);
         c.ensemble.gamma = g2.sqrt();

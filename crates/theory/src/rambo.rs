@@ -1,6 +1,6 @@
 //! RAMBO: uniform sampling of n-body massless phase space (Kleiss, Stirling, Ellis, *Comput.
 //! Phys. Commun.* 40 (1986) 359), the background of the autoencoder study's mock bump hunt
-//! (Batson, Haaf, Kahn, Roberts, arXiv 2102.08380; spec C1, D-C C-4).
+//! (Batson, Haaf, Kahn, Roberts, arXiv 2102.08380; docs/derivations/autoencode.md#rambo).
 //!
 //! Algorithm (massless case, constant weight): draw n isotropic massless momenta q_i with
 //! energies q⁰ = −ln(ρ₁ρ₂) (density q⁰e^{−q⁰}); with Q = Σ q_i, M = √(Q²), b = −Q⃗/M, γ = Q⁰/M,
@@ -58,7 +58,8 @@ pub fn event(n: usize, sqrt_s: f64, rng: &mut impl Rng) -> Vec<P4> {
 
 /// The norm N(p) = Σ_{i<n} |p⃗_i| + |Σ_{i<n} p⃗_i| of the first n − 1 three-momenta (p⃗_n =
 /// −Σ_{i<n} p⃗_i eliminated): massless phase space at √s is the unit sphere of this norm on
-/// ℝ^{3n−3}, i.e. homeomorphic to S^{3n−4}, with parity as the antipodal map (spec C1).
+/// ℝ^{3n−3}, i.e. homeomorphic to S^{3n−4}, with parity as the antipodal map
+/// (docs/derivations/autoencode.md#phase-space-sphere).
 pub fn phase_space_norm(ev: &[P4]) -> f64 {
     let n = ev.len();
     let mut sum = [0.0; 3];
@@ -79,8 +80,9 @@ mod tests {
 
     #[test]
     fn events_conserve_momentum_and_are_massless() {
-        // Spec D-C criterion 4: to ≤ 1e-12 (rounding of E² − |p⃗|² after the boost and the
-        // rescaling by √s/M, which is large when the unboosted total mass M is small).
+        // docs/derivations/autoencode.md#rambo: to ≤ 1e-12 (rounding of E² − |p⃗|² after the
+        // boost and the rescaling by √s/M, which is large when the unboosted total mass M is
+        // small).
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(1);
         for n in [2, 3, 5] {
             for _ in 0..2000 {

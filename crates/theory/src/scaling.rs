@@ -2,8 +2,9 @@
 //! latent Gaussian data with a power-law spectrum λ_I = λ₊ I^{−(1+α)} (I = 1..M), an isotropic
 //! linear teacher, N random features, ridge regression on P samples.
 //!
-//! [`theory_loss`] is the deterministic equivalent of spec §A1 (eqs. A1–A4, exact discrete sums
-//! over the M modes; the self-consistent equation for κ solved by bisection in log κ to 1e-13
+//! [`theory_loss`] is the deterministic equivalent of
+//! docs/derivations/scaling.md#deterministic-equivalent (eqs. A1–A4, exact discrete sums over
+//! the M modes; the self-consistent equation for κ solved by bisection in log κ to 1e-13
 //! relative). [`simulate`] draws the model and fits it with faer, returning the exact
 //! population loss for linear features and a held-out estimate for nonlinear ones.
 
@@ -15,7 +16,8 @@ use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
-/// Parameters of the generative model (defaults λ₊ = σ_w² = σ_u² = 1, σ_ε = 0, as in the spec).
+/// Parameters of the generative model (defaults λ₊ = σ_w² = σ_u² = 1, σ_ε = 0;
+/// docs/derivations/scaling.md#model).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ScalingModel {
     pub alpha: f64,
@@ -107,7 +109,8 @@ fn dfs(lam: &[f64], kappa: f64) -> (f64, f64) {
     })
 }
 
-/// The expected test loss and κ from the deterministic equivalent (spec §A1, eqs. A1–A4).
+/// The expected test loss and κ from the deterministic equivalent (eqs. A1–A4 of
+/// docs/derivations/scaling.md#deterministic-equivalent).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TheoryPoint {
     pub loss: f64,
@@ -402,7 +405,8 @@ fn solve_psd(g: &Mat<f64>, ridge: f64, b: &Mat<f64>) -> Result<Mat<f64>, TheoryE
 /// Linear features with N + 1 < M: the rows (φ, y) are i.i.d. Gaussian given (U, w) with
 /// covariance S = [[UΛUᵀ, UΛw], [wᵀΛUᵀ, wᵀΛw]] (+σ_ε² on y), so they are sampled from the
 /// (N+1)-dimensional Gaussian directly, at O(N²M + PN²) instead of O(PMN) (exact in
-/// distribution, like the Gram sampler of spec §6.1); the population loss needs only S.
+/// distribution, like the Gram sampler of docs/derivations/theory.md#mc-samplers); the population
+/// loss needs only S.
 fn one_seed_gram(
     model: &ScalingModel,
     n: usize,
@@ -686,7 +690,7 @@ mod tests {
 
     #[test]
     fn theory_reference_numbers() {
-        // Spec §A2 (α = 1, M = 2000), theory column.
+        // docs/derivations/scaling.md#reference-runs (α = 1, M = 2000), theory column.
         let t = |n, p, g| theory_loss(&m2000(), n, p, g).unwrap().loss;
         for (n, p, g, want) in [
             (100, 1000, 0.0, 1.3013e-5),
@@ -734,7 +738,8 @@ mod tests {
             theory_loss(&md, 40_000, 500, 0.0).unwrap().loss,
         );
         assert!(b < a && a / b < 1.2, "{a} {b}");
-        // Power law: slope of log L vs log N at P = 10N is ≈ −1.017 (spec §A2 #1).
+        // Power law: slope of log L vs log N at P = 10N is ≈ −1.017
+        // (docs/derivations/scaling.md#reference-runs, row 1).
         let ns = [16.0, 32.0, 64.0, 128.0, 256.0];
         let ls: Vec<f64> = ns
             .iter()
@@ -804,8 +809,9 @@ mod tests {
 
     #[test]
     fn simulation_matches_theory_in_each_regime() {
-        // Small sizes (M = 400): the deterministic equivalent is biased by a few % here (spec
-        // §A2 notes: ≈ −3 % at N, P ≈ 100), so the tolerance is 3 SE + 8 %.
+        // Small sizes (M = 400): the deterministic equivalent is biased by a few % here
+        // (docs/derivations/scaling.md#finite-size-bias: ≈ −3 % at N, P ≈ 100), so the tolerance
+        // is 3 SE + 8 %.
         let md = ScalingModel::new(1.0, 400);
         for (n, p, g) in [
             (20, 200, 0.0),
@@ -838,7 +844,8 @@ mod tests {
 }
 
 /// The spectrum of the feature second-moment matrix E[φφᵀ] (N × N) for φ = σ(Ux), x ~ N(0, Λ),
-/// for one draw of U (spec §A1, "a nonlinearity extends the power-law spectrum beyond rank M").
+/// for one draw of U ("a nonlinearity extends the power-law spectrum beyond rank M";
+/// docs/derivations/scaling.md#feature-spectrum).
 /// Linear: UΛUᵀ exactly. ReLU: exact, from the arc-cosine kernel of the Gaussian Ux with
 /// covariance UΛUᵀ (Cho & Saul 2009). tanh: Monte Carlo with `samples` draws of x.
 /// Eigenvalues are returned in decreasing order.
@@ -932,9 +939,9 @@ mod spectrum_tests {
 
     #[test]
     fn nonlinear_features_extend_the_power_law() {
-        // Spec §A1 table (α = 1, M = 200, N = 1000): linear rank 200 with slope ≈ −2.02 over
-        // ranks 5–100; ReLU full rank with slope ≈ −1.6 (5–100) continuing past M (≈ −1.5 at
-        // 250–600). One draw of U, so the slopes get ±0.15.
+        // The table of docs/derivations/scaling.md#feature-spectrum (α = 1, M = 200, N = 1000):
+        // linear rank 200 with slope ≈ −2.02 over ranks 5–100; ReLU full rank with slope ≈ −1.6
+        // (5–100) continuing past M (≈ −1.5 at 250–600). One draw of U, so the slopes get ±0.15.
         let md = ScalingModel::new(1.0, 200);
         let lin = feature_spectrum(&md, 1000, Features::Linear, 0, 1).unwrap();
         let rank = |ev: &[f64]| ev.iter().filter(|&&v| v > 1e-10 * ev[0]).count();

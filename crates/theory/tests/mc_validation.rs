@@ -1,8 +1,8 @@
-//! Monte Carlo against theory at small sizes (spec §6.4). Tolerances: where an exact finite-n
-//! answer exists, 3 batch-means standard errors; otherwise the Richardson extrapolation
-//! 2M(2n) − M(n) (which removes the O(1/n) correction) within max(3 SE, 3%), the 3% covering the
-//! O(l²/n²) remainder measured in the spec (≤ 2% at n = 32/64, l ≤ 6). Seeds are fixed, so each
-//! test is deterministic.
+//! Monte Carlo against theory at small sizes (docs/derivations/theory.md#mc-tolerances).
+//! Tolerances: where an exact finite-n answer exists, 3 batch-means standard errors; otherwise
+//! the Richardson extrapolation 2M(2n) − M(n) (which removes the O(1/n) correction) within
+//! max(3 SE, 3%), the 3% covering the O(l²/n²) remainder measured in the reference runs (≤ 2% at
+//! n = 32/64, l ≤ 6). Seeds are fixed, so each test is deterministic.
 
 use dlt_theory::activation::parse;
 use dlt_theory::mc::{exact_scale_invariant_ratio, run, McConfig, McLayer};
@@ -51,12 +51,12 @@ fn tanh_vertex_two_widths_and_width_halving() {
             (ex - t).abs() <= (3.0 * se).max(0.03 * t),
             "l={l}: {ex} ± {se} vs {t}"
         );
-        // Raw MC at l/n ≤ 0.2 is within 10% (spec §6.4c).
+        // Raw MC at l/n ≤ 0.2 is within 10% (docs/derivations/theory.md#mc-tolerances, check c).
         let raw = m64[l - 1].get("V_over_K2").unwrap().value;
         assert!((raw - t).abs() < 0.1 * t, "l={l}: raw {raw} vs {t}");
     }
     // Doubling n halves V/(nK²): [V/(nK²)]_32 ÷ [V/(nK²)]_64 = 2 up to 3 SE and the O(l/n)
-    // finite-width correction (bounded by 0.5·l/n, spec §6.4).
+    // finite-width correction (bounded by 0.5·l/n, docs/derivations/theory.md#mc-tolerances).
     let (a, b) = (
         m32[5].get("V_over_K2").unwrap(),
         m64[5].get("V_over_K2").unwrap(),
@@ -71,7 +71,8 @@ fn tanh_vertex_two_widths_and_width_halving() {
 
 #[test]
 fn relu_vertex_two_widths_exact() {
-    // Widths with 5l/n ≲ 1 (spec §6.3: beyond that the ReLU pair estimator is heavy-tailed).
+    // Widths with 5l/n ≲ 1 (beyond that the ReLU pair estimator is heavy-tailed;
+    // docs/derivations/theory.md#mc-errors).
     for (n, seed) in [(32, 3), (64, 4)] {
         let m = run(&cfg("relu", 2.0, n, 6, 40_000, false, seed), &|_| {}).unwrap();
         for layer in &m[1..] {
@@ -123,7 +124,7 @@ fn tanh_ntk_fluctuations_two_widths() {
 
 #[test]
 fn orthogonal_tanh_vertex_two_widths() {
-    // Haar weights in every layer (V^(1) = −2K², spec §1.8).
+    // Haar weights in every layer (V^(1) = −2K², docs/derivations/orthogonal.md#haar-first-layer).
     let mk = |n, seed| {
         let mut c = cfg("tanh", 1.0, n, 8, 40_000, false, seed);
         c.ensemble.init = Init::Orthogonal;
