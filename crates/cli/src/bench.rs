@@ -297,12 +297,12 @@ pub fn run(
             Some(v) => {
                 let rate = v["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
                 say(format!(
-                    "| char transformer (2 layers, d = 64, ctx 64, batch 32), AdamW training, {threads} threads (dlt-nn fast_gpt step) | {ours:.0} tokens/s | {}: {rate:.0} tokens/s | {:.2}× |",
+                    "| char transformer (2 layers, d = 64, ctx 64, batch 32), AdamW training, {threads} threads (dlt-nn gpt_kernel step) | {ours:.0} tokens/s | {}: {rate:.0} tokens/s | {:.2}× |",
                     v["framework"].as_str().unwrap_or("?"),
                     ours / rate
                 ));
             }
-            None => say(format!("| char transformer training (dlt-nn fast_gpt step) | {ours:.0} tokens/s | PyTorch not available to {python} (install torch and pass --python) | – |")),
+            None => say(format!("| char transformer training (dlt-nn gpt_kernel step) | {ours:.0} tokens/s | PyTorch not available to {python} (install torch and pass --python) | – |")),
         }
     }
 

@@ -1542,3 +1542,105 @@ fn autoencode_json_contract_and_bad_input() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The leaf subcommands under `path`, found by reading `--help` ("Commands:" lists children).
+fn leaves(path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    let args: Vec<&str> = path.iter().map(String::as_str).chain(["--help"]).collect();
+    let o = dlt(&args);
+    let help = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success() && help.contains("Usage:"), "dlt {args:?}: {help}");
+    let children: Vec<String> = help
+        .split("Commands:")
+        .nth(1)
+        .map(|c| c.split("Options:").next().unwrap_or(""))
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ")?.split_whitespace().next().map(String::from))
+        .filter(|c| c != "help")
+        .collect();
+    if children.is_empty() {
+        out.push(path.clone());
+    }
+    for c in children {
+        path.push(c);
+        leaves(path, out);
+        path.pop();
+    }
+}
+
+#[test]
+fn every_subcommand_has_help_and_every_json_flag_prints_json() {
+    let mut all = vec![];
+    leaves(&mut vec![], &mut all);
+    assert!(all.len() >= 30, "found only {} subcommands: {all:?}", all.len());
+    let dir = std::env::temp_dir().join(format!("dlt-cli-walk-{}", std::process::id()));
+    let out = |name: &str| dir.join(name).display().to_string();
+    // A tiny configuration of every subcommand that documents --json (each a few seconds).
+    let tiny: Vec<(&str, Vec<String>)> = [
+        ("theory criticality", "--activation tanh"),
+        ("theory profile", "--activation relu --cb 0 --cw 2 --k1 1 --depth 3"),
+        ("theory mc", "--activation tanh --cb 0 --cw 1 --k1 1 --width 8 --depth 2 --networks 40 --batches 4"),
+        ("theory study", "--quick --out {theory}"),
+        ("orthogonal", "--quick --skip-training --fig3-networks 40 --fig3-width 16 --fig3-depth 4 --out {orth}"),
+        ("scaling theory", "--alpha 1 --m 200 --n 20 --p 50"),
+        ("scaling simulate", "--alpha 1 --m 100 --n 10 --p 40 --seeds 2"),
+        ("scaling sweep", "--alpha 1 --m 100 --n-grid 10,20 --p-grid 20,40 --seeds 2"),
+        ("scaling spectrum", "--alpha 1 --m 100 --n 30"),
+        ("collapse linear", "--d 5 --t 40 --generations 3 --policy replace --seeds 20"),
+        ("collapse gaussian", "--generations 3 --seeds 5 --policy accumulate"),
+        ("collapse study", "--quick --skip-lm --skip-vae --skip-diffusion --out {collapse}"),
+        ("data list", ""),
+        ("train", "--data gaussian-mixture --model mlp:784-8-10:relu --epochs 1 --subset 200"),
+    ]
+    .into_iter()
+    .map(|(cmd, args)| {
+        let args = args
+            .replace("{theory}", &out("theory"))
+            .replace("{orth}", &out("orthogonal"))
+            .replace("{collapse}", &out("collapse"));
+        (cmd, args.split_whitespace().map(String::from).collect())
+    })
+    .collect();
+    // Heavier ones whose --json output another test of this file parses, on real data or
+    // models: the name of that test.
+    let covered: &[(&str, &str)] = &[
+        ("reproduce", "reproduce_quick_writes_the_report_and_the_claims_hold"),
+        ("scaling study", "reproduce_quick_writes_the_report_and_the_claims_hold"),
+        ("prune study", "reproduce_quick_writes_the_report_and_the_claims_hold"),
+        ("collapse lm", "collapse_lm_tiny_run_on_real_shakespeare"),
+        ("collapse vae", "collapse_vae_tiny_run_on_real_fashion_mnist"),
+        ("collapse diffusion", "collapse_diffusion_tiny_run_on_real_fashion_mnist"),
+        ("prune distances", "prune_json_contracts_and_bad_input_on_real_smollm2"),
+        ("prune run", "prune_json_contracts_and_bad_input_on_real_smollm2"),
+        ("prune eval", "prune_json_contracts_and_bad_input_on_real_smollm2"),
+        ("hessian", "hessian_json_contract_and_bad_input_on_real_fashion_mnist"),
+        ("sgd-gap", "sgd_gap_json_contract_and_bad_input"),
+        ("jacobian", "jacobian_json_contract_and_bad_input_on_real_fashion_mnist"),
+        ("autoencode", "autoencode_json_contract_and_bad_input"),
+    ];
+    let mut missing = vec![];
+    for leaf in &all {
+        let name = leaf.join(" ");
+        let mut args: Vec<&str> = leaf.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = String::from_utf8_lossy(&dlt(&args).stdout).to_string();
+        if !help.contains("--json") {
+            continue;
+        }
+        if let Some((_, extra)) = tiny.iter().find(|(c, _)| *c == name) {
+            let mut a: Vec<&str> = leaf.iter().map(String::as_str).collect();
+            a.extend(extra.iter().map(String::as_str));
+            a.push("--json");
+            let v = json(&a);
+            assert!(v.is_object() || v.is_array(), "dlt {name}: {v}");
+        } else if !covered.iter().any(|(c, _)| *c == name) {
+            missing.push(name);
+        }
+    }
+    assert!(missing.is_empty(), "subcommands with --json and no tiny run here: {missing:?}");
+    // Every name in the tables is a real subcommand (a renamed one would make them vacuous).
+    for name in tiny.iter().map(|t| t.0).chain(covered.iter().map(|c| c.0)) {
+        assert!(all.iter().any(|l| l.join(" ") == name), "no subcommand '{name}'");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -303,88 +303,6 @@ impl Ddpm {
     }
 }
 
-/// The collapse-loop model: a fresh DDPM per generation; metrics on real held-out points.
-pub struct DdpmGenerative {
-    pub cfg: DdpmConfig,
-    pub test: Points,
-    pub seed: u64,
-    generation: u64,
-    model: Option<Ddpm>,
-}
-
-impl DdpmGenerative {
-    pub fn new(cfg: DdpmConfig, test: Points, seed: u64) -> Self {
-        Self {
-            cfg,
-            test,
-            seed,
-            generation: 0,
-            model: None,
-        }
-    }
-}
-
-impl crate::generations::Generative for DdpmGenerative {
-    type Data = Points;
-    type Error = NnError;
-    fn fit(&mut self, data: &Points, rng: &mut Xoshiro256PlusPlus) -> Result<(), NnError> {
-        let m = Ddpm::new(self.cfg, data.d, self.seed.wrapping_add(self.generation))?;
-        self.generation += 1;
-        m.train(data, rng)?;
-        self.model = Some(m);
-        Ok(())
-    }
-    fn sample(&self, n: usize, rng: &mut Xoshiro256PlusPlus) -> Result<Points, NnError> {
-        self.model
-            .as_ref()
-            .ok_or_else(|| NnError::Invalid {
-                what: "sample before fit".into(),
-                fix: "fit first".into(),
-            })?
-            .sample(n, rng)
-    }
-    fn evaluate(&self) -> Result<Vec<(String, f64)>, NnError> {
-        let m = self.model.as_ref().ok_or_else(|| NnError::Invalid {
-            what: "evaluate before fit".into(),
-            fix: "fit first".into(),
-        })?;
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(99);
-        let samples = m.sample(self.test.len(), &mut rng)?;
-        Ok(vec![
-            ("test_denoising_loss".into(), m.denoising_loss(&self.test)?),
-            (
-                "frechet_distance".into(),
-                frechet_distance(&samples, &self.test)?,
-            ),
-        ])
-    }
-    fn len(data: &Points) -> usize {
-        data.len()
-    }
-    fn concat(parts: &[Points]) -> Points {
-        Points {
-            x: parts.iter().flat_map(|p| p.x.iter().copied()).collect(),
-            d: parts[0].d,
-        }
-    }
-    fn select(data: &Points, idx: &[usize]) -> Points {
-        Points {
-            x: idx
-                .iter()
-                .flat_map(|&i| data.x[i * data.d..(i + 1) * data.d].iter().copied())
-                .collect(),
-            d: data.d,
-        }
-    }
-    fn save_state(&self) -> Vec<u8> {
-        self.generation.to_le_bytes().to_vec()
-    }
-    fn load_state(&mut self, bytes: &[u8]) -> Result<(), NnError> {
-        self.generation = crate::generations::generation_counter(bytes)?;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,21 +358,5 @@ mod tests {
         m.train(&data, &mut rng).unwrap();
         let after = frechet_distance(&m.sample(2000, &mut rng).unwrap(), &data).unwrap();
         assert!(after < 0.3 && after < 0.2 * before, "{before} → {after}");
-    }
-}
-
-impl crate::generations::Persist for Points {
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut o = Vec::with_capacity(16 + 4 * self.x.len());
-        crate::generations::bytes::put_u64(&mut o, self.d as u64);
-        crate::generations::bytes::put_f32s(&mut o, &self.x);
-        o
-    }
-    fn from_bytes(b: &[u8]) -> Option<Self> {
-        use crate::generations::bytes::*;
-        let mut at = 0;
-        let d = get_u64(b, &mut at)? as usize;
-        let x = get_f32s(b, &mut at)?;
-        (at == b.len() && d > 0 && x.len() % d == 0).then_some(Points { x, d })
     }
 }

@@ -6,8 +6,8 @@
 
 pub mod data;
 pub mod diffusion;
-pub mod fast_gpt;
-pub mod generations;
+pub mod gpt_config;
+pub mod gpt_kernel;
 pub mod layout;
 pub mod lm;
 pub mod mlp;

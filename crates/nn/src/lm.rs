@@ -77,19 +77,7 @@ fn norm(l: &LayerNorm, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
     }
 }
 
-/// Model and training sizes.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LmConfig {
-    pub vocab: usize,
-    pub ctx: usize,
-    pub d_model: usize,
-    pub n_layer: usize,
-    pub n_head: usize,
-    pub batch: usize,
-    pub lr: f64,
-    /// Passes over the training tokens per fit.
-    pub epochs: f64,
-}
+pub use crate::gpt_config::LmConfig;
 
 struct Block {
     ln1: LayerNorm,
@@ -110,7 +98,7 @@ pub struct Gpt {
     ln_f: LayerNorm,
     head: Linear,
     dev: Device,
-    /// Train with the hand-written step of [`crate::fast_gpt`] (same model and update, ≈ 8×
+    /// Train with the hand-written step of [`crate::gpt_kernel`] (same model and update, ≈ 8×
     /// faster on CPU); `false` uses candle's autograd. On by default.
     pub fast: bool,
 }
@@ -255,25 +243,25 @@ impl Gpt {
         v
     }
 
-    /// Parameter values in [`crate::fast_gpt::param_names`] order.
+    /// Parameter values in [`crate::gpt_kernel::param_names`] order.
     pub fn params_in_order(&self) -> Result<Vec<Vec<f32>>, NnError> {
         let data = self.varmap.data().lock().map_err(|_| NnError::Invalid {
             what: "parameter map".into(),
             fix: "a thread panicked while holding it".into(),
         })?;
-        crate::fast_gpt::param_names(self.cfg.n_layer)
+        self.cfg.param_names()
             .iter()
             .map(|n| {
                 let var = data.get(n).ok_or_else(|| NnError::Invalid {
                     what: format!("transformer parameter {n}"),
-                    fix: "internal: parameter names of Gpt and fast_gpt disagree".into(),
+                    fix: "internal: parameter names of Gpt and gpt_kernel disagree".into(),
                 })?;
                 Ok(var.as_tensor().flatten_all()?.to_vec1::<f32>()?)
             })
             .collect()
     }
 
-    /// [`Gpt::sample`] through the hand-written sampler of [`crate::fast_gpt::sample`] when
+    /// [`Gpt::sample`] through the hand-written sampler of [`crate::gpt_kernel::sample`] when
     /// `fast` is set (same model and random protocol; ≈ 10× faster), else candle's.
     pub fn sample_auto(
         &self,
@@ -284,7 +272,7 @@ impl Gpt {
     ) -> Result<Vec<Vec<u32>>, NnError> {
         if self.fast {
             let params = self.params_in_order()?;
-            Ok(crate::fast_gpt::sample(
+            Ok(crate::gpt_kernel::sample(
                 &self.cfg, &params, streams, len, start, rng,
             ))
         } else {
@@ -292,7 +280,7 @@ impl Gpt {
         }
     }
 
-    /// Training with [`crate::fast_gpt::FastGpt`]: parameters copied out of the `VarMap`,
+    /// Training with [`crate::gpt_kernel::GptKernel`]: parameters copied out of the `VarMap`,
     /// trained, copied back.
     fn train_fast(
         &self,
@@ -301,7 +289,7 @@ impl Gpt {
         rng: &mut Xoshiro256PlusPlus,
         on_step: &mut dyn FnMut(usize, f64),
     ) -> Result<(), NnError> {
-        let names = crate::fast_gpt::param_names(self.cfg.n_layer);
+        let names = self.cfg.param_names();
         let params = self.params_in_order()?;
         let data = self.varmap.data().lock().map_err(|_| NnError::Invalid {
             what: "parameter map".into(),
@@ -310,10 +298,10 @@ impl Gpt {
         let get = |n: &str| {
             data.get(n).ok_or_else(|| NnError::Invalid {
                 what: format!("transformer parameter {n}"),
-                fix: "internal: parameter names of Gpt and fast_gpt disagree".into(),
+                fix: "internal: parameter names of Gpt and gpt_kernel disagree".into(),
             })
         };
-        let mut f = crate::fast_gpt::FastGpt::new(self.cfg, params);
+        let mut f = crate::gpt_kernel::GptKernel::new(self.cfg, params);
         for s in 0..steps {
             let b = self.batch(tokens, rng);
             let l = f.step(&b, self.cfg.lr);
@@ -467,100 +455,6 @@ impl Gpt {
         }
         let _ = D::Minus1;
         Ok(seqs)
-    }
-}
-
-/// The collapse-loop model: a fresh [`Gpt`] per generation, trained on a token stream, sampled
-/// in streams of `ctx` tokens, evaluated on real held-out text.
-pub struct LmGenerative {
-    pub cfg: LmConfig,
-    pub test: Vec<u32>,
-    pub start: Vec<u32>,
-    pub seed: u64,
-    generation: u64,
-    model: Option<Gpt>,
-    pub last_steps: usize,
-}
-
-impl LmGenerative {
-    pub fn new(cfg: LmConfig, test: Vec<u32>, start: Vec<u32>, seed: u64) -> Self {
-        Self {
-            cfg,
-            test,
-            start,
-            seed,
-            generation: 0,
-            model: None,
-            last_steps: 0,
-        }
-    }
-}
-
-impl crate::generations::Generative for LmGenerative {
-    type Data = Vec<u32>;
-    type Error = NnError;
-    fn fit(&mut self, data: &Vec<u32>, rng: &mut Xoshiro256PlusPlus) -> Result<(), NnError> {
-        let m = Gpt::new(self.cfg, self.seed.wrapping_add(self.generation))?;
-        self.generation += 1;
-        self.last_steps = m.train(data, rng, &mut |_, _| {})?;
-        self.model = Some(m);
-        Ok(())
-    }
-    fn sample(&self, n: usize, rng: &mut Xoshiro256PlusPlus) -> Result<Vec<u32>, NnError> {
-        let m = self.model.as_ref().ok_or_else(|| NnError::Invalid {
-            what: "sample before fit".into(),
-            fix: "fit first".into(),
-        })?;
-        // At most 2048 streams at a time: the KV caches of all streams live at once (≈ 0.5 GB
-        // for 2048 streams of the full-size model; 7813 streams at once ran out of 24 GB).
-        let mut streams = n.div_ceil(self.cfg.ctx);
-        let mut out: Vec<u32> = Vec::with_capacity(n + self.cfg.ctx);
-        while streams > 0 {
-            let now = streams.min(2048);
-            out.extend(m.sample_auto(now, self.cfg.ctx, &self.start, rng)?.concat());
-            streams -= now;
-        }
-        out.truncate(n);
-        Ok(out)
-    }
-    fn evaluate(&self) -> Result<Vec<(String, f64)>, NnError> {
-        let m = self.model.as_ref().ok_or_else(|| NnError::Invalid {
-            what: "evaluate before fit".into(),
-            fix: "fit first".into(),
-        })?;
-        Ok(vec![
-            ("test_cross_entropy".into(), m.evaluate(&self.test)?),
-            ("train_steps".into(), self.last_steps as f64),
-        ])
-    }
-    fn len(data: &Vec<u32>) -> usize {
-        data.len()
-    }
-    fn concat(parts: &[Vec<u32>]) -> Vec<u32> {
-        parts.concat()
-    }
-    /// Subsampling keeps contiguous text: every 64th of the random positions `idx` selects the
-    /// 64-token chunk that contains it (with repetition, so the size is kept).
-    fn select(data: &Vec<u32>, idx: &[usize]) -> Vec<u32> {
-        let chunk = 64;
-        let mut starts: Vec<usize> = idx
-            .iter()
-            .step_by(chunk)
-            .map(|&i| (i / chunk) * chunk)
-            .collect();
-        starts.sort_unstable();
-        let mut out = Vec::with_capacity(idx.len());
-        for s in starts {
-            out.extend_from_slice(&data[s..(s + chunk).min(data.len())]);
-        }
-        out
-    }
-    fn save_state(&self) -> Vec<u8> {
-        self.generation.to_le_bytes().to_vec()
-    }
-    fn load_state(&mut self, bytes: &[u8]) -> Result<(), NnError> {
-        self.generation = crate::generations::generation_counter(bytes)?;
-        Ok(())
     }
 }
 

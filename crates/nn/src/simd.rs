@@ -1,10 +1,10 @@
 //! Runtime choice of the instruction set for the hand-written element-wise loops of
-//! [`crate::fast_gpt`] and [`crate::fast_mlp`].
+//! [`crate::gpt_kernel`] and [`crate::mlp`].
 //!
 //! Written by hand (a few dozen lines) rather than through a SIMD crate: those loops are plain
 //! Rust that LLVM vectorises once it may use wide registers, but the default x86-64 target
 //! allows only SSE2 and leaves `exp`/`erf`/`tanh` scalar. Rust forms no fused multiply-adds
-//! implicitly, so every instruction set gives bit-identical numbers (tested in `fast_gpt`).
+//! implicitly, so every instruction set gives bit-identical numbers (tested in `gpt_kernel`).
 
 /// An instruction set the loops can be compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //!
 //! The closed forms and samplers live here; the generation loop that fits real models on
 //! their predecessors' samples (with checkpoints) is an experiment harness and lives in
-//! `dlt_nn::generations`.
+//! the `collapse` study (`dlt_studies::collapse::generations`).
 //!
 //! * [`linear`]: the paper's linear-regression setting with its closed forms
 //!   (docs/derivations/collapse.md#replace and docs/derivations/collapse.md#accumulate):

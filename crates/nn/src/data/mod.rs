@@ -155,35 +155,3 @@ pub fn fashion_mnist(explicit: Option<&Path>) -> Result<TrainTest, NnError> {
     let (dir, _) = fetch::locate(fetch::Dataset::FashionMnist, explicit, true)?;
     load_fashion_mnist(&dir)
 }
-
-impl crate::generations::Persist for Split {
-    fn to_bytes(&self) -> Vec<u8> {
-        use crate::generations::bytes::*;
-        let mut o = Vec::with_capacity(48 + 4 * (self.x.len() + self.y.len() + self.targets.len()));
-        for v in [self.dim, self.classes, self.out] {
-            put_u64(&mut o, v as u64);
-        }
-        put_f32s(&mut o, &self.x);
-        put_u32s(&mut o, &self.y);
-        put_f32s(&mut o, &self.targets);
-        o
-    }
-    fn from_bytes(b: &[u8]) -> Option<Self> {
-        use crate::generations::bytes::*;
-        let mut at = 0;
-        let dim = get_u64(b, &mut at)? as usize;
-        let classes = get_u64(b, &mut at)? as usize;
-        let out = get_u64(b, &mut at)? as usize;
-        let x = get_f32s(b, &mut at)?;
-        let y = get_u32s(b, &mut at)?;
-        let targets = get_f32s(b, &mut at)?;
-        (at == b.len()).then_some(Split {
-            x,
-            dim,
-            y,
-            classes,
-            targets,
-            out,
-        })
-    }
-}

@@ -10,7 +10,7 @@
 //! * The [`Generative`] implementation of `dlt_theory`'s MLE Gaussian (its closed form is
 //!   `dlt_theory::collapse::gaussian_replace_trace`).
 
-use crate::NnError;
+use dlt_nn::NnError;
 pub use dlt_theory::collapse::{GaussianModel, Policy};
 use faer::Mat;
 use rand::seq::index::sample;
@@ -19,7 +19,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 /// The generation counter a `Generative` model saves in collapse checkpoints (8 bytes, LE).
-pub(crate) fn generation_counter(bytes: &[u8]) -> Result<u64, NnError> {
+pub fn generation_counter(bytes: &[u8]) -> Result<u64, NnError> {
     Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| {
         NnError::Invalid {
             what: "collapse checkpoint".into(),

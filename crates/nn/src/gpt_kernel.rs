@@ -19,7 +19,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use crate::lm::LmConfig;
+use crate::gpt_config::LmConfig;
 use crate::simd::{with_isa, Isa};
 
 fn rm(v: &[f32], r: usize, c: usize) -> MatRef<'_, f32> {
@@ -451,7 +451,7 @@ impl Work {
 }
 
 /// Parameters (in `names` order), gradients and AdamW moments.
-pub struct FastGpt {
+pub struct GptKernel {
     cfg: LmConfig,
     pub names: Vec<String>,
     pub p: Vec<Vec<f32>>,
@@ -466,43 +466,15 @@ pub struct FastGpt {
     pub isa: Isa,
 }
 
-/// Parameter names of the model, in the order `FastGpt` keeps them (the `VarMap` names of
-/// [`crate::lm::Gpt`]).
-pub fn param_names(n_layer: usize) -> Vec<String> {
-    let mut n = vec!["tok.weight".to_string(), "pos.weight".to_string()];
-    for i in 0..n_layer {
-        for s in [
-            "ln1.weight",
-            "ln1.bias",
-            "qkv.weight",
-            "qkv.bias",
-            "proj.weight",
-            "proj.bias",
-            "ln2.weight",
-            "ln2.bias",
-            "fc1.weight",
-            "fc1.bias",
-            "fc2.weight",
-            "fc2.bias",
-        ] {
-            n.push(format!("h{i}.{s}"));
-        }
-    }
-    for s in ["ln_f.weight", "ln_f.bias", "head.weight", "head.bias"] {
-        n.push(s.to_string());
-    }
-    n
-}
-
-impl FastGpt {
+impl GptKernel {
     /// From parameter values in [`param_names`] order.
     pub fn new(cfg: LmConfig, params: Vec<Vec<f32>>) -> Self {
         let zeros: Vec<Vec<f32>> = params.iter().map(|p| vec![0.0; p.len()]).collect();
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
-        FastGpt {
-            names: param_names(cfg.n_layer),
+        GptKernel {
+            names: cfg.param_names(),
             cfg,
             g: zeros.clone(),
             m: zeros.clone(),
@@ -539,8 +511,8 @@ impl FastGpt {
         let n = bsz * tt;
         let par = self.par;
         let isa = self.isa;
-        let base = |i: usize| 2 + 12 * i;
-        let lf = 2 + 12 * c.n_layer;
+        let base = |i: usize| c.block_start(i);
+        let lf = c.head_start();
         for g in &mut self.g {
             g.iter_mut().for_each(|x| *x = 0.0);
         }
@@ -797,7 +769,7 @@ impl FastGpt {
     }
 }
 
-/// Sampling at temperature 1 with a KV cache, by hand (the inference side of [`FastGpt`]):
+/// Sampling at temperature 1 with a KV cache, by hand (the inference side of [`GptKernel`]):
 /// candle's batched attention over thousands of one-token streams was the collapse study's
 /// bottleneck (≈ 140 s per 500 000 sampled characters at d = 128). Same model as
 /// `Gpt::sample`: each stream starts from a token drawn uniformly from `start`, then at every
@@ -831,8 +803,8 @@ pub fn sample(
     let hd = d / hh;
     let scale = 1.0 / (hd as f32).sqrt();
     let nl = cfg.n_layer;
-    let base = |i: usize| 2 + 12 * i;
-    let lf = 2 + 12 * nl;
+    let base = |i: usize| cfg.block_start(i);
+    let lf = cfg.head_start();
     let p = params;
     // Caches: per layer, per stream, tt positions × d (keys and values).
     let mut kc: Vec<Vec<f32>> = vec![vec![0.0; streams * tt * d]; nl];
@@ -971,7 +943,7 @@ mod tests {
             ]);
         }
         sizes.extend([d, d, v * d, v]);
-        param_names(cfg.n_layer)
+        cfg.param_names()
             .iter()
             .zip(sizes)
             .map(|(name, k)| {
@@ -1004,7 +976,7 @@ mod tests {
             .map(|i| ((i * 7 + i / 3) % cfg.vocab) as u32)
             .collect();
         let run = |isa: Isa| {
-            let mut f = FastGpt::new(cfg, small_model(cfg));
+            let mut f = GptKernel::new(cfg, small_model(cfg));
             f.isa = isa;
             let losses: Vec<f64> = (0..4).map(|_| f.step(&windows, cfg.lr)).collect();
             (losses, f.p)

@@ -1,0 +1,109 @@
+//! The GPT's sizes and the layout of its parameters: the one list of names and shapes that the
+//! candle reference model ([`crate::lm::Gpt`], whose `VarMap` uses these names) and the
+//! hand-written step ([`crate::gpt_kernel`], which keeps the values in this order) share.
+
+use crate::layout::Layout;
+use serde::{Deserialize, Serialize};
+
+/// Model and training sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LmConfig {
+    pub vocab: usize,
+    pub ctx: usize,
+    pub d_model: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub batch: usize,
+    pub lr: f64,
+    /// Passes over the training tokens per fit.
+    pub epochs: f64,
+}
+
+/// The parameters of one block, in layout order (`h{i}.` + name).
+pub const BLOCK_PARAMS: [&str; 12] = [
+    "ln1.weight",
+    "ln1.bias",
+    "qkv.weight",
+    "qkv.bias",
+    "proj.weight",
+    "proj.bias",
+    "ln2.weight",
+    "ln2.bias",
+    "fc1.weight",
+    "fc1.bias",
+    "fc2.weight",
+    "fc2.bias",
+];
+
+impl LmConfig {
+    /// Names and shapes: token and position embeddings, then each block's [`BLOCK_PARAMS`]
+    /// (Linear weights out × in, as candle stores them), then the final LayerNorm and head.
+    pub fn layout(&self) -> Layout {
+        let (d, v) = (self.d_model, self.vocab);
+        let mut l = Layout::default();
+        l.push("tok.weight", &[v, d]).push("pos.weight", &[self.ctx, d]);
+        for i in 0..self.n_layer {
+            let shapes: [&[usize]; 12] = [
+                &[d],
+                &[d],
+                &[3 * d, d],
+                &[3 * d],
+                &[d, d],
+                &[d],
+                &[d],
+                &[d],
+                &[4 * d, d],
+                &[4 * d],
+                &[d, 4 * d],
+                &[d],
+            ];
+            for (name, shape) in BLOCK_PARAMS.iter().zip(shapes) {
+                l.push(format!("h{i}.{name}"), shape);
+            }
+        }
+        l.push("ln_f.weight", &[d])
+            .push("ln_f.bias", &[d])
+            .push("head.weight", &[v, d])
+            .push("head.bias", &[v]);
+        l
+    }
+
+    /// Parameter names in layout order.
+    pub fn param_names(&self) -> Vec<String> {
+        self.layout().entries().iter().map(|e| e.name.clone()).collect()
+    }
+
+    /// Index (in layout order) of block `i`'s first parameter.
+    pub fn block_start(&self, i: usize) -> usize {
+        2 + BLOCK_PARAMS.len() * i
+    }
+
+    /// Index of the final LayerNorm's weight (followed by its bias, the head weight and bias).
+    pub fn head_start(&self) -> usize {
+        self.block_start(self.n_layer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_indices_name_the_parameters_they_claim() {
+        let c = LmConfig {
+            vocab: 11,
+            ctx: 7,
+            d_model: 8,
+            n_layer: 3,
+            n_head: 2,
+            batch: 1,
+            lr: 1e-3,
+            epochs: 1.0,
+        };
+        let l = c.layout();
+        assert_eq!(l.entry(c.block_start(2)).name, "h2.ln1.weight");
+        assert_eq!(l.entry(c.block_start(1) + 10).name, "h1.fc2.weight");
+        assert_eq!(l.entry(c.head_start() + 2).shape, vec![11, 8]);
+        assert_eq!(l.entries().len(), c.head_start() + 4);
+    }
+}
