@@ -284,8 +284,8 @@ fn train_and_eval(
     Ok(r)
 }
 
-pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
-    let t0 = Instant::now();
+/// Refuse a configuration that cannot run, naming what is wrong.
+fn validate(cfg: &Config) -> Result<(), StudyError> {
     if cfg.seeds == 0 || cfg.batch == 0 || cfg.steps == 0 || cfg.sphere_steps == 0 {
         return Err(StudyError::Nn(dlt_nn::NnError::Invalid {
             what: format!(
@@ -295,25 +295,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             fix: "need at least one seed, a positive batch and positive step counts".into(),
         }));
     }
-    let jobs: Vec<(&str, usize, u64)> = (0..cfg.seeds as u64)
-        .flat_map(|s| {
-            [
-                ("circle", 1),
-                ("circle", 2),
-                ("sphere", 2),
-                ("sphere", 3),
-                ("rare-arc", 1),
-                ("rare-arc", 2),
-            ]
-            .into_iter()
-            .map(move |(d, l)| (d, l, cfg.seed + s))
-        })
-        .collect();
-    let runs: Vec<RunResult> = jobs
-        .par_iter()
-        .map(|&(d, l, s)| train_and_eval(cfg, d, l, s))
-        .collect::<Result<_, _>>()?;
+    Ok(())
+}
 
+/// `errors.csv`: one row per run.
+fn write_errors_csv(out: &OutDir, runs: &[RunResult]) -> Result<(), StudyError> {
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
@@ -356,13 +342,17 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         ],
         &rows,
     )?;
+    Ok(())
+}
 
+/// The error-vs-angle and latent-code figures of the first seed; returns their file names.
+fn figures(out: &OutDir, runs: &[RunResult], seed: u64) -> Result<Vec<String>, StudyError> {
     let find = |d: &str, l: usize, s: u64| {
         runs.iter()
             .find(|r| r.data == d && r.latent == l && r.seed == s)
     };
     let mut figures = vec![];
-    if let (Some(a), Some(b)) = (find("circle", 1, cfg.seed), find("circle", 2, cfg.seed)) {
+    if let (Some(a), Some(b)) = (find("circle", 1, seed), find("circle", 2, seed)) {
         let mut f = Figure::new(
             "circle: reconstruction error vs angle",
             "angle (degrees)",
@@ -384,7 +374,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "circle_code.svg".to_string(),
         ]);
     }
-    if let (Some(a), Some(b)) = (find("rare-arc", 1, cfg.seed), find("rare-arc", 2, cfg.seed)) {
+    if let (Some(a), Some(b)) = (find("rare-arc", 1, seed), find("rare-arc", 2, seed)) {
         let mut f = Figure::new(
             "circle with [0°, 30°) thinned 100×: error vs angle",
             "angle (degrees)",
@@ -396,7 +386,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         f.save_svg(&out.path("rare_arc.svg"))?;
         figures.push("rare_arc.svg".to_string());
     }
+    Ok(figures)
+}
 
+/// The paper's statements against the runs (worst seed).
+fn claims(runs: &[RunResult]) -> Vec<Claim> {
     // Claims (docs/derivations/autoencode.md#acceptance-criteria), worst seed.
     let all = |d: &str, l: usize| -> Vec<&RunResult> {
         runs.iter()
@@ -501,6 +495,36 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "docs/derivations/autoencode.md#reference-runs: observed 0.004–0.018",
         ),
     ];
+    claims
+}
+
+pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+    let t0 = Instant::now();
+    validate(cfg)?;
+    let jobs: Vec<(&str, usize, u64)> = (0..cfg.seeds as u64)
+        .flat_map(|s| {
+            [
+                ("circle", 1),
+                ("circle", 2),
+                ("sphere", 2),
+                ("sphere", 3),
+                ("rare-arc", 1),
+                ("rare-arc", 2),
+            ]
+            .into_iter()
+            .map(move |(d, l)| (d, l, cfg.seed + s))
+        })
+        .collect();
+    let runs: Vec<RunResult> = jobs
+        .par_iter()
+        .map(|&(d, l, s)| train_and_eval(cfg, d, l, s))
+        .collect::<Result<_, _>>()?;
+
+    write_errors_csv(out, &runs)?;
+
+    let figures = figures(out, &runs, cfg.seed)?;
+
+    let claims = claims(&runs);
     let results = Results {
         study: "autoencode",
         config: cfg.clone(),

@@ -338,49 +338,11 @@ fn evaluate(
     })
 }
 
-pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
-    let t0 = Instant::now();
-    if cfg.lambdas.is_empty() || cfg.lambdas.iter().any(|l| !(l.is_finite() && *l >= 0.0)) {
-        return Err(StudyError::Nn(dlt_nn::NnError::Invalid {
-            what: format!("λ values {:?}", cfg.lambdas),
-            fix: "give finite λ ≥ 0 (0 is the unregularised baseline)".into(),
-        }));
-    }
-    if cfg.seeds == 0 || cfg.batch == 0 || cfg.epochs <= 0.0 || cfg.eval_points < 2 {
-        return Err(StudyError::Nn(dlt_nn::NnError::Invalid {
-            what: format!(
-                "seeds {}, batch {}, epochs {}, eval points {}",
-                cfg.seeds, cfg.batch, cfg.epochs, cfg.eval_points
-            ),
-            fix: "need ≥ 1 seed, a positive batch and epochs, ≥ 2 evaluation points".into(),
-        }));
-    }
-    let tt = dlt_nn::data::fashion_mnist(cfg.data.as_deref())?;
-    let mut widths = vec![tt.train.dim];
-    widths.extend(&cfg.hidden);
-    widths.push(10);
-    let model = Mlp::new(widths, ActKind::Relu)?;
-    let jobs: Vec<(f64, u64)> = (0..cfg.seeds as u64)
-        .flat_map(|s| cfg.lambdas.iter().map(move |&l| (l, cfg.seed + s)))
-        .collect();
-    let per = ((cfg.epochs * (tt.train.len() / cfg.batch) as f64).round() as u64).max(1);
-    let bar = progress::bar(per * jobs.len() as u64, "jacobian: training", cfg.quiet);
-    let runs: Vec<RunResult> = jobs
-        .par_iter()
-        .map(|&(lambda, seed)| -> Result<RunResult, StudyError> {
-            let (theta, steps, pen) = train_one(&model, &tt.train, cfg, lambda, seed, &bar)?;
-            let mut r = evaluate(&model, &theta, &tt.test, cfg, seed)?;
-            r.lambda = lambda;
-            r.steps = steps;
-            r.final_penalty = pen;
-            Ok(r)
-        })
-        .collect::<Result<_, _>>()?;
-    bar.finish_and_clear();
-
+/// `robustness.csv`: one row per run (clean, noise, FGSM, PGD accuracies, cells kept).
+fn write_robustness_csv(out: &OutDir, runs: &[RunResult], cfg: &Config) -> Result<(), StudyError> {
     // Tables.
     let mut rows = vec![];
-    for r in &runs {
+    for r in runs {
         let mut row = vec![
             r.lambda.to_string(),
             r.seed.to_string(),
@@ -410,7 +372,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     header.extend(["cell_keep_10".to_string(), "cell_keep_20".to_string()]);
     let hdr: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
     out.write_csv("robustness.csv", &hdr, &rows)?;
+    Ok(())
+}
 
+/// Accuracy under noise and under PGD against the attack size, first seed; the file names.
+fn figures(out: &OutDir, runs: &[RunResult], cfg: &Config) -> Result<Vec<String>, StudyError> {
     // Figures (seed cfg.seed).
     let mut figures = vec![];
     let first: Vec<&RunResult> = runs.iter().filter(|r| r.seed == cfg.seed).collect();
@@ -435,7 +401,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     f1.save_svg(&out.path("noise.svg"))?;
     f2.save_svg(&out.path("pgd.svg"))?;
     figures.extend(["noise.svg".to_string(), "pgd.svg".to_string()]);
+    Ok(figures)
+}
 
+/// The paper's statements, λ = 0.01 against λ = 0, worst seed.
+fn claims(runs: &[RunResult], cfg: &Config) -> Vec<Claim> {
     // Claims: λ = 0.01 against λ = 0, worst seed
     // (docs/derivations/jacobian.md#acceptance-criteria).
     let mut claims = vec![];
@@ -545,6 +515,54 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "docs/derivations/jacobian.md#acceptance-criteria (2)",
         ));
     }
+    claims
+}
+
+pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+    let t0 = Instant::now();
+    if cfg.lambdas.is_empty() || cfg.lambdas.iter().any(|l| !(l.is_finite() && *l >= 0.0)) {
+        return Err(StudyError::Nn(dlt_nn::NnError::Invalid {
+            what: format!("λ values {:?}", cfg.lambdas),
+            fix: "give finite λ ≥ 0 (0 is the unregularised baseline)".into(),
+        }));
+    }
+    if cfg.seeds == 0 || cfg.batch == 0 || cfg.epochs <= 0.0 || cfg.eval_points < 2 {
+        return Err(StudyError::Nn(dlt_nn::NnError::Invalid {
+            what: format!(
+                "seeds {}, batch {}, epochs {}, eval points {}",
+                cfg.seeds, cfg.batch, cfg.epochs, cfg.eval_points
+            ),
+            fix: "need ≥ 1 seed, a positive batch and epochs, ≥ 2 evaluation points".into(),
+        }));
+    }
+    let tt = dlt_nn::data::fashion_mnist(cfg.data.as_deref())?;
+    let mut widths = vec![tt.train.dim];
+    widths.extend(&cfg.hidden);
+    widths.push(10);
+    let model = Mlp::new(widths, ActKind::Relu)?;
+    let jobs: Vec<(f64, u64)> = (0..cfg.seeds as u64)
+        .flat_map(|s| cfg.lambdas.iter().map(move |&l| (l, cfg.seed + s)))
+        .collect();
+    let per = ((cfg.epochs * (tt.train.len() / cfg.batch) as f64).round() as u64).max(1);
+    let bar = progress::bar(per * jobs.len() as u64, "jacobian: training", cfg.quiet);
+    let runs: Vec<RunResult> = jobs
+        .par_iter()
+        .map(|&(lambda, seed)| -> Result<RunResult, StudyError> {
+            let (theta, steps, pen) = train_one(&model, &tt.train, cfg, lambda, seed, &bar)?;
+            let mut r = evaluate(&model, &theta, &tt.test, cfg, seed)?;
+            r.lambda = lambda;
+            r.steps = steps;
+            r.final_penalty = pen;
+            Ok(r)
+        })
+        .collect::<Result<_, _>>()?;
+    bar.finish_and_clear();
+
+    write_robustness_csv(out, &runs, cfg)?;
+
+    let figures = figures(out, &runs, cfg)?;
+
+    let claims = claims(&runs, cfg);
     let results = Results {
         study: "jacobian",
         config: cfg.clone(),
