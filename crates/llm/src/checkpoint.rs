@@ -16,15 +16,28 @@ use crate::{LlmError, Result};
 /// Where a model came from (export copies GGUF tensors as they are).
 #[derive(Debug)]
 pub enum Source {
-    Gguf { path: PathBuf, content: Content },
-    Safetensors { dir: PathBuf },
+    /// A GGUF file.
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// Its parsed header: metadata and tensor infos.
+        content: Content,
+    },
+    /// A Hugging Face directory (`config.json`, `*.safetensors`, `tokenizer.json`).
+    Safetensors {
+        /// The directory.
+        dir: PathBuf,
+    },
 }
 
 /// A loaded model, its tokenizer and its source.
 #[derive(Debug)]
 pub struct Checkpoint {
+    /// The model, weights dequantised to f32.
     pub model: Llama,
+    /// Its tokenizer.
     pub tokenizer: Tokenizer,
+    /// The file or directory it was loaded from.
     pub source: Source,
     /// Storage types of the weights in the file, e.g. `{"Q4_1": 210, "F32": 61, "Q8_0": 1}`.
     pub weight_types: std::collections::BTreeMap<String, usize>,

@@ -19,7 +19,9 @@ pub struct Perplexity {
     pub nll_se: f64,
     /// Number of scored predictions.
     pub tokens: usize,
+    /// Number of non-overlapping windows scored (trailing tokens that fill no window are skipped).
     pub windows: usize,
+    /// Window length in tokens.
     pub ctx: usize,
 }
 

@@ -13,6 +13,7 @@
 //!
 //! Block indices are 0-based and ranges end-exclusive everywhere: dropping `start = 20, n = 3`
 //! removes blocks 20, 21, 22, and block 19's output feeds block 23.
+#![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod eval;
@@ -25,19 +26,33 @@ pub mod tokenizer;
 /// Errors of this crate; each names the input, the problem and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
+    /// A model, tokenizer or checkpoint file that is missing, malformed or unsupported.
     #[error("{path}: {problem}; {fix}")]
     File {
+        /// The file concerned.
         path: String,
+        /// What is wrong with it.
         problem: String,
+        /// How to fix it.
         fix: String,
     },
+    /// An invalid input (configuration value, block range, text).
     #[error("{what}: {problem}")]
-    Invalid { what: String, problem: String },
+    Invalid {
+        /// The input concerned.
+        what: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// An I/O error on a file.
     #[error("{path}: {source}")]
     Io {
+        /// The file being read or written.
         path: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// An error from candle's tensor operations.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
 }
@@ -68,6 +83,7 @@ impl LlmError {
     }
 }
 
+/// This crate's result type.
 pub type Result<T> = std::result::Result<T, LlmError>;
 
 pub use checkpoint::{load, Checkpoint, Source};

@@ -14,15 +14,21 @@ use crate::{LlmError, Result};
 /// LoRA healing settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct HealConfig {
+    /// Adapter rank r.
     pub rank: usize,
+    /// Scale numerator α (the update is (α/r)·B A x).
     pub alpha: f64,
     /// Subset of `model::TARGETS`.
     pub targets: Vec<String>,
+    /// AdamW steps.
     pub steps: usize,
+    /// AdamW learning rate.
     pub lr: f64,
     /// Tokens per training sequence.
     pub seq: usize,
+    /// Sequences per step.
     pub batch: usize,
+    /// Seed of the adapter initialisation and of the window sampling.
     pub seed: u64,
 }
 
@@ -46,10 +52,13 @@ impl Default for HealConfig {
 /// What healing did.
 #[derive(Debug, Clone, Serialize)]
 pub struct HealReport {
+    /// Steps taken.
     pub steps: usize,
     /// Training loss (nats/token) at each step.
     pub losses: Vec<f64>,
+    /// Number of adapter parameters trained (Σ over A and B).
     pub trainable_params: usize,
+    /// Wall-clock seconds of healing.
     pub seconds: f64,
 }
 

@@ -21,29 +21,43 @@ use crate::{LlmError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RopeStyle {
+    /// Pairs (2i, 2i + 1), the layout of GGUF `llama` files.
     Interleaved,
+    /// Pairs (i, i + d/2), the layout of Hugging Face checkpoints.
     Half,
 }
 
 /// Architecture hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LlamaConfig {
+    /// Number of transformer blocks L.
     pub n_layers: usize,
+    /// Residual-stream width d.
     pub hidden: usize,
+    /// Attention (query) heads.
     pub n_heads: usize,
+    /// Key/value heads (grouped-query attention; divides `n_heads`).
     pub n_kv_heads: usize,
+    /// Hidden width of the gated MLP.
     pub ffn: usize,
+    /// Vocabulary size.
     pub vocab: usize,
+    /// ε of RMSNorm.
     pub rms_eps: f64,
+    /// RoPE base frequency θ (10 000 when the checkpoint has none).
     pub rope_theta: f64,
+    /// How RoPE pairs coordinates.
     pub rope: RopeStyle,
+    /// Maximum context length from the checkpoint (exported again; not enforced here).
     pub context: usize,
 }
 
 impl LlamaConfig {
+    /// Per-head dimension d / `n_heads`.
     pub fn head_dim(&self) -> usize {
         self.hidden / self.n_heads
     }
+    /// Check that the sizes are non-zero and the heads divide evenly (even head size).
     pub fn validate(&self) -> Result<()> {
         let bad = |p: String| Err(LlmError::invalid("model config", p));
         if self.n_layers == 0 || self.hidden == 0 || self.n_heads == 0 || self.vocab == 0 {
@@ -71,19 +85,25 @@ pub const TARGETS: [&str; 7] = ["q", "k", "v", "o", "gate", "up", "down"];
 /// A LoRA adapter: y += (alpha / r) · B A x, A ∈ R^{r×in}, B ∈ R^{out×r} (Hu et al. 2021).
 #[derive(Debug, Clone)]
 pub struct Lora {
+    /// A ∈ ℝ^{r×in}.
     pub a: Var,
+    /// B ∈ ℝ^{out×r}.
     pub b: Var,
+    /// alpha / r.
     pub scale: f64,
 }
 
 /// A linear map `y = x Wᵀ` with W ∈ R^{out×in}, f32, and an optional LoRA adapter.
 #[derive(Debug, Clone)]
 pub struct Linear {
+    /// Weight W ∈ ℝ^{out×in}.
     pub w: Tensor,
+    /// Optional LoRA adapter added to the output.
     pub lora: Option<Lora>,
 }
 
 impl Linear {
+    /// A plain linear map with weight `w` and no adapter.
     pub fn new(w: Tensor) -> Self {
         Linear { w, lora: None }
     }
@@ -110,18 +130,28 @@ impl Linear {
 /// One transformer block.
 #[derive(Debug, Clone)]
 pub struct Block {
+    /// RMSNorm weight before attention, [hidden].
     pub attn_norm: Tensor,
+    /// Query projection.
     pub q: Linear,
+    /// Key projection.
     pub k: Linear,
+    /// Value projection.
     pub v: Linear,
+    /// Attention output projection.
     pub o: Linear,
+    /// RMSNorm weight before the MLP, [hidden].
     pub ffn_norm: Tensor,
+    /// Gate projection (through SiLU).
     pub gate: Linear,
+    /// Up projection.
     pub up: Linear,
+    /// Down projection back to the residual stream.
     pub down: Linear,
 }
 
 impl Block {
+    /// The linear map named `name` (one of [`TARGETS`]).
     pub fn linear(&self, name: &str) -> Option<&Linear> {
         Some(match name {
             "q" => &self.q,
@@ -134,6 +164,7 @@ impl Block {
             _ => return None,
         })
     }
+    /// The linear map named `name` (one of [`TARGETS`]), mutably.
     pub fn linear_mut(&mut self, name: &str) -> Option<&mut Linear> {
         Some(match name {
             "q" => &mut self.q,
@@ -151,10 +182,13 @@ impl Block {
 /// A Llama-architecture decoder.
 #[derive(Debug, Clone)]
 pub struct Llama {
+    /// Architecture hyperparameters.
     pub cfg: LlamaConfig,
     /// Token embedding, [vocab, hidden].
     pub embed: Tensor,
+    /// The transformer blocks, in order.
     pub blocks: Vec<Block>,
+    /// Final RMSNorm weight, [hidden].
     pub norm: Tensor,
     /// Output projection [vocab, hidden]; `None` when tied to the embedding.
     pub lm_head: Option<Tensor>,
@@ -169,6 +203,7 @@ fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, train: bool) -> Result<Tensor> {
 }
 
 impl Llama {
+    /// The device holding the weights.
     pub fn device(&self) -> Device {
         self.embed.device().clone()
     }

@@ -24,13 +24,17 @@ pub enum Position {
 /// The (n, l) table of mean angular distances.
 #[derive(Debug, Clone, Serialize)]
 pub struct Distances {
+    /// Number of blocks L of the model.
     pub n_layers: usize,
     /// `table[n - 1][l]` = mean d(x^(l), x^(l+n)) for l = 0..=L−n.
     pub table: Vec<Vec<f64>>,
     /// Standard errors across sequences, same layout.
     pub se: Vec<Vec<f64>>,
+    /// Number of sequences averaged over.
     pub samples: usize,
+    /// Tokens in each sequence.
     pub tokens_per_sample: usize,
+    /// Which token positions the distances are taken at.
     pub position: Position,
 }
 
@@ -160,6 +164,7 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Parse `angular`, `last` or `random`.
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "angular" => Ok(Rule::Angular),
@@ -171,6 +176,7 @@ impl Rule {
             )),
         }
     }
+    /// The CLI name of the rule.
     pub fn name(&self) -> &'static str {
         match self {
             Rule::Angular => "angular",

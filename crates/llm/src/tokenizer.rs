@@ -52,8 +52,11 @@ pub struct Tokenizer {
     /// The name the pre-tokenizer had in the source (`smollm`, ...), kept for export.
     pub pre_name: String,
     add_prefix_space: bool,
+    /// Beginning-of-sequence token id, if the source names one.
     pub bos: Option<u32>,
+    /// End-of-sequence token id, if the source names one.
     pub eos: Option<u32>,
+    /// The source's `add_bos_token` flag; kept for export (`encode` never adds a BOS).
     pub add_bos: bool,
     byte_char: [char; 256],
     char_byte: HashMap<char, u8>,
@@ -322,6 +325,7 @@ impl Tokenizer {
         })
     }
 
+    /// Number of tokens in the vocabulary.
     pub fn vocab_size(&self) -> usize {
         self.tokens.len()
     }
@@ -330,9 +334,11 @@ impl Tokenizer {
     pub fn tokens(&self) -> &[String] {
         &self.tokens
     }
+    /// BPE merges `(left, right)` in rank order.
     pub fn merges(&self) -> &[(String, String)] {
         &self.merges
     }
+    /// True for a special (control) token; false for ordinary or out-of-range ids.
     pub fn is_special(&self, id: u32) -> bool {
         self.special.get(id as usize).copied().unwrap_or(false)
     }

@@ -18,14 +18,18 @@ use serde::{Deserialize, Serialize};
 /// Points in R^d, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Points {
+    /// Coordinates, point i at x[i·d..(i+1)·d].
     pub x: Vec<f32>,
+    /// Dimension d.
     pub d: usize,
 }
 
 impl Points {
+    /// Number of points.
     pub fn len(&self) -> usize {
         self.x.len() / self.d.max(1)
     }
+    /// True when there are no points.
     pub fn is_empty(&self) -> bool {
         self.x.is_empty()
     }
@@ -124,17 +128,24 @@ pub fn frechet_distance(a: &Points, b: &Points) -> Result<f64, NnError> {
     Ok(d2 + tr(&s1) + tr(&s2) - 2.0 * tr_sqrt)
 }
 
+/// Hyperparameters of a [`Ddpm`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DdpmConfig {
     /// Diffusion steps T.
     pub steps: usize,
+    /// Width of the two hidden layers of the denoiser MLP.
     pub hidden: usize,
+    /// Mini-batch size.
     pub batch: usize,
+    /// AdamW learning rate.
     pub lr: f64,
+    /// Passes over the training points.
     pub epochs: usize,
 }
 
+/// A DDPM on points in ℝ^d with a three-layer SiLU MLP denoiser ε_θ(x_t, t).
 pub struct Ddpm {
+    /// Its hyperparameters.
     pub cfg: DdpmConfig,
     d: usize,
     varmap: VarMap,
@@ -149,6 +160,7 @@ pub struct Ddpm {
 const TEMB: usize = 32;
 
 impl Ddpm {
+    /// A model for dimension `d`, weights drawn from `seed`, linear β schedule over `cfg.steps`.
     pub fn new(cfg: DdpmConfig, d: usize, seed: u64) -> Result<Self, NnError> {
         let dev = Device::Cpu;
         let varmap = VarMap::new();
@@ -238,6 +250,7 @@ impl Ddpm {
         ))
     }
 
+    /// Train on `data` (dimension d) with AdamW for `cfg.epochs` epochs; returns the steps taken.
     pub fn train(&self, data: &Points, rng: &mut Xoshiro256PlusPlus) -> Result<usize, NnError> {
         if data.d != self.d || data.is_empty() {
             return Err(NnError::Invalid {

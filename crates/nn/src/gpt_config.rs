@@ -8,12 +8,19 @@ use serde::{Deserialize, Serialize};
 /// Model and training sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LmConfig {
+    /// Vocabulary size (number of token ids).
     pub vocab: usize,
+    /// Context length in tokens.
     pub ctx: usize,
+    /// Residual-stream width.
     pub d_model: usize,
+    /// Number of transformer blocks.
     pub n_layer: usize,
+    /// Attention heads per block (d_model must be divisible by it).
     pub n_head: usize,
+    /// Windows per training step.
     pub batch: usize,
+    /// AdamW learning rate.
     pub lr: f64,
     /// Passes over the training tokens per fit.
     pub epochs: f64,

@@ -453,7 +453,9 @@ impl Work {
 /// Parameters (in `names` order), gradients and AdamW moments.
 pub struct GptKernel {
     cfg: LmConfig,
+    /// Parameter names, in layout order.
     pub names: Vec<String>,
+    /// Parameter values, one flat row-major vector per name.
     pub p: Vec<Vec<f32>>,
     g: Vec<Vec<f32>>,
     m: Vec<Vec<f32>>,

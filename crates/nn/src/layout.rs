@@ -7,8 +7,11 @@ use std::ops::Range;
 /// One named parameter: its shape (row-major) and where it starts in the buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// Name, e.g. `l1.w` or `h0.qkv.weight`.
     pub name: String,
+    /// Shape, row-major.
     pub shape: Vec<usize>,
+    /// Index of its first value in the flat buffer.
     pub offset: usize,
 }
 
@@ -17,6 +20,7 @@ impl Entry {
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
+    /// True for a parameter with no values.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -49,9 +53,11 @@ impl Layout {
     pub fn len(&self) -> usize {
         self.len
     }
+    /// True when no values have been laid out.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// Every parameter, in buffer order.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }

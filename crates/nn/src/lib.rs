@@ -3,6 +3,7 @@
 //! The neural-network substrate shared by the studies that train real networks: data sets
 //! fetched with the ordinary package clients ([`data`]), candle models and initialisers
 //! ([`model`]), training with checkpoints ([`train`]) and the empirical NTK ([`ntk`]).
+#![warn(missing_docs)]
 
 pub mod data;
 pub mod diffusion;
@@ -24,29 +25,56 @@ use std::path::Path;
 /// Errors of the substrate; each names the input, the problem and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum NnError {
+    /// A data set or checkpoint file that is missing, malformed or of the wrong shape.
     #[error("{what}: {problem}; {fix}")]
     Data {
+        /// The file or data set concerned (usually a path).
         what: String,
+        /// What is wrong with it.
         problem: String,
+        /// How to fix it.
         fix: String,
     },
+    /// An invalid input (configuration value, shape, state).
     #[error("invalid {what}: {fix}")]
-    Invalid { what: String, fix: String },
+    Invalid {
+        /// The input concerned.
+        what: String,
+        /// The problem and how to fix it.
+        fix: String,
+    },
+    /// Training produced a non-finite loss.
     #[error(
         "training diverged at step {step}: loss = {loss}; lower --lr or use a critical --init"
     )]
-    Diverged { step: usize, loss: f64 },
+    Diverged {
+        /// The (0-based) step whose loss was non-finite.
+        step: usize,
+        /// The offending loss value (NaN or ±∞).
+        loss: f64,
+    },
+    /// An I/O error on a file.
     #[error("{path}: {source}")]
     Io {
+        /// The file being read or written.
         path: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// An error from candle's tensor operations.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
+    /// An error from the theory engine.
     #[error(transparent)]
     Theory(#[from] dlt_theory::TheoryError),
+    /// A checkpoint that cannot be written, read or resumed from.
     #[error("checkpoint {path}: {msg}")]
-    Checkpoint { path: String, msg: String },
+    Checkpoint {
+        /// The checkpoint's path.
+        path: String,
+        /// What went wrong.
+        msg: String,
+    },
 }
 
 /// Re-draw every parameter of a candle `VarMap` from our own seeded stream (candle's CPU device
@@ -124,6 +152,7 @@ pub fn train_epochs(
 }
 
 impl NnError {
+    /// An [`NnError::Io`] for `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         NnError::Io {
             path: path.display().to_string(),

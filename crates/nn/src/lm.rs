@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 /// Character vocabulary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CharTokenizer {
+    /// The vocabulary, sorted; token id i is `chars[i]`.
     pub chars: Vec<char>,
 }
 
@@ -36,6 +37,7 @@ impl CharTokenizer {
             chars: set.into_iter().collect(),
         })
     }
+    /// Vocabulary size.
     pub fn vocab(&self) -> usize {
         self.chars.len()
     }
@@ -53,6 +55,7 @@ impl CharTokenizer {
             })
             .collect()
     }
+    /// Text of token ids (`?` for an id outside the vocabulary).
     pub fn decode(&self, ids: &[u32]) -> String {
         ids.iter()
             .map(|&i| self.chars.get(i as usize).copied().unwrap_or('?'))
@@ -90,7 +93,9 @@ struct Block {
 
 /// The transformer with its parameters.
 pub struct Gpt {
+    /// Sizes and training hyperparameters.
     pub cfg: LmConfig,
+    /// The candle variables, named as in [`crate::gpt_config`].
     pub varmap: VarMap,
     tok: Embedding,
     pos: Embedding,

@@ -50,6 +50,7 @@ fn gemm<T: Real>(c: MatMut<'_, T>, accum: Accum, a: MatRef<'_, T>, b: MatRef<'_,
 /// An MLP `widths[0] → … → widths[L]` (for labels the last width is the number of classes).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Mlp {
+    /// Layer widths n₀ (input), n₁, …, n_L (output).
     pub widths: Vec<usize>,
     /// Hidden activation: linear, relu or tanh.
     pub act: ActKind,
@@ -78,8 +79,11 @@ pub enum Targets<'a, T> {
 /// A batch: `x` is row-major `n × widths[0]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a, T> {
+    /// Inputs, row-major n × widths[0].
     pub x: &'a [T],
+    /// Targets, which also choose the loss.
     pub y: Targets<'a, T>,
+    /// Number of examples.
     pub n: usize,
 }
 
@@ -100,9 +104,11 @@ impl<'a, T> Batch<'a, T> {
             n: if out == 0 { 0 } else { t.len() / out },
         }
     }
+    /// Number of examples n.
     pub fn len(&self) -> usize {
         self.n
     }
+    /// True when the batch has no examples.
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
@@ -290,6 +296,7 @@ impl Mlp {
         }
     }
 
+    /// Number of layers L (weight matrices).
     pub fn layers(&self) -> usize {
         self.widths.len() - 1
     }
@@ -313,6 +320,7 @@ impl Mlp {
             .collect()
     }
 
+    /// Number of parameters Σ_l (n_{l−1}·n_l + n_l).
     pub fn num_params(&self) -> usize {
         self.widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
     }
@@ -466,7 +474,9 @@ pub struct Point<'a, T: Real> {
     theta: &'a [T],
     batch: Batch<'a, T>,
     ws: Workspace<T>,
+    /// Mean loss over the batch at θ (the sum φ for [`Targets::Seeds`]).
     pub loss: f64,
+    /// Fraction of rows whose argmax is the label, in [0, 1]; NaN for real targets or seeds.
     pub accuracy: f64,
 }
 

@@ -17,22 +17,34 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 /// Activations with a differentiable candle implementation (names shared with `dlt-theory`).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ActKind {
+    /// σ(z) = z.
     Linear,
+    /// σ(z) = max(0, z).
     Relu,
+    /// σ(z) = z for z > 0, a·z otherwise, with slope a.
     LeakyRelu(f64),
+    /// σ(z) = tanh z.
     Tanh,
+    /// σ(z) = sin z.
     Sin,
+    /// σ(z) = erf z.
     Erf,
+    /// GELU with the exact normal CDF, z·Φ(z).
     Gelu,
+    /// GELU with the tanh approximation of Φ.
     GeluTanh,
+    /// SiLU / swish, z·sigmoid(z).
     Silu,
+    /// σ(z) = 1/(1 + e^{−z}).
     Sigmoid,
 }
 
 impl ActKind {
+    /// The accepted names, for error messages and `--help`.
     pub const KNOWN: &'static str =
         "linear, relu, leaky_relu:A, tanh, sin, erf, gelu, gelu_tanh, silu|swish, sigmoid";
 
+    /// Parse an activation name such as `tanh` or `leaky_relu:0.1`.
     pub fn parse(s: &str) -> Result<Self, NnError> {
         let bad = || NnError::Invalid {
             what: format!("activation '{s}'"),
@@ -69,6 +81,7 @@ impl ActKind {
             Self::Sigmoid => "sigmoid".into(),
         }
     }
+    /// σ applied elementwise to `t`.
     pub fn apply(&self, t: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::Linear => Ok(t.clone()),
@@ -88,14 +101,19 @@ impl ActKind {
 /// Weight initialisation (PDLT conventions: Var W = C_W/fan_in, Var b = C_b).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Init {
+    /// W_ij ~ N(0, C_W/fan_in), b_i ~ N(0, C_b), i.i.d.
     Gaussian {
+        /// Bias variance C_b.
         cb: f64,
+        /// Weight variance C_W (per fan-in).
         cw: f64,
     },
     /// W = √(C_W·max(1, fan_out/fan_in))·Q with Q Haar (orthonormal rows or columns, QR with
     /// sign fix), so E[W_ij²] = C_W/fan_in as for Gaussian weights; b ~ N(0, C_b).
     Orthogonal {
+        /// Bias variance C_b.
         cb: f64,
+        /// Weight variance C_W (per fan-in).
         cw: f64,
     },
 }
@@ -206,15 +224,23 @@ pub fn draw_layer(
 /// Kind of a parameter, for NTK learning-rate scaling (λ_W/fan_in for weights, λ_b for biases).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ParamKind {
-    Weight { fan_in: usize },
+    /// A weight matrix (or convolution kernel).
+    Weight {
+        /// Inputs per output unit (in · kernel area for a convolution).
+        fan_in: usize,
+    },
+    /// A bias vector.
     Bias,
 }
 
 /// A named parameter.
 #[derive(Debug, Clone)]
 pub struct Param {
+    /// Name such as `l1.w` or `c2.b`.
     pub name: String,
+    /// The candle variable holding the values.
     pub var: Var,
+    /// Weight or bias, for learning-rate scaling.
     pub kind: ParamKind,
     /// 1-based layer index (for layer-dependent learning rates such as λ_b/l).
     pub layer: usize,
@@ -224,8 +250,11 @@ pub struct Param {
 pub trait Model {
     /// Outputs (batch × classes) for inputs (batch × input dim).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor>;
+    /// Every trainable parameter, in layer order (weight then bias).
     fn params(&self) -> &[Param];
+    /// A short description such as `mlp:784-100-10:relu`.
     fn describe(&self) -> String;
+    /// Flattened input dimension n₀.
     fn input_dim(&self) -> usize;
     /// The model as an MLP, for the trainer's hand-written fast path.
     fn as_mlp(&self) -> Option<&Mlp> {
@@ -236,7 +265,9 @@ pub trait Model {
 /// Multilayer perceptron: z^(1) = W^(1)x + b^(1), z^(l+1) = W^(l+1)σ(z^(l)) + b^(l+1); the output
 /// is the last preactivation z^(L) (PDLT §2.1). Parameters: `l{i}.w` (out × in), `l{i}.b`.
 pub struct Mlp {
+    /// Layer widths n₀ (input), n₁, …, n_L (output).
     pub widths: Vec<usize>,
+    /// Activation σ of the hidden layers.
     pub act: ActKind,
     params: Vec<Param>,
 }
@@ -353,12 +384,14 @@ impl Model for Mlp {
 /// LeNet-5-like CNN for 28×28 single-channel images: conv 5×5 (6, pad 2) → σ → avg-pool 2 →
 /// conv 5×5 (16) → σ → avg-pool 2 → 400 → 120 → 84 → classes.
 pub struct LeNet {
+    /// Activation σ after each convolution and hidden dense layer.
     pub act: ActKind,
     params: Vec<Param>,
     classes: usize,
 }
 
 impl LeNet {
+    /// Build for `classes` outputs with `init` for every layer, seeded.
     pub fn new(
         classes: usize,
         act: ActKind,

@@ -18,15 +18,31 @@ use serde::{Deserialize, Serialize};
 pub enum Optimizer {
     /// Full-batch gradient descent (the batch is the whole training set).
     Gd,
+    /// Mini-batch stochastic gradient descent, θ ← θ − η·g.
     Sgd,
     /// SGD with heavy-ball momentum β.
-    Momentum { beta: f64 },
-    Adam { beta1: f64, beta2: f64, eps: f64 },
+    Momentum {
+        /// Momentum coefficient β in [0, 1) (buf ← β·buf + g).
+        beta: f64,
+    },
+    /// Adam (Kingma & Ba, arXiv 1412.6980) with bias correction.
+    Adam {
+        /// Decay β₁ of the first-moment average.
+        beta1: f64,
+        /// Decay β₂ of the second-moment average.
+        beta2: f64,
+        /// ε added to √v̂ in the denominator.
+        eps: f64,
+    },
     /// Adam with decoupled weight decay λ.
     AdamW {
+        /// Decay β₁ of the first-moment average.
         beta1: f64,
+        /// Decay β₂ of the second-moment average.
         beta2: f64,
+        /// ε added to √v̂ in the denominator.
         eps: f64,
+        /// Decoupled weight decay λ: θ ← θ(1 − η·λ) before the Adam step.
         weight_decay: f64,
     },
 }
@@ -126,8 +142,11 @@ fn adam<T: Real>(
 /// A rule's moments over one flat parameter vector, and the step count.
 #[derive(Debug, Clone, Default)]
 pub struct State<T> {
+    /// First moment (momentum buffer, or Adam's m), one entry per parameter.
     pub m: Vec<T>,
+    /// Adam's second moment v, one entry per parameter.
     pub v: Vec<T>,
+    /// Steps taken so far (Adam's bias correction uses t after the increment, from 1).
     pub t: i32,
 }
 

@@ -23,15 +23,21 @@ pub trait Real:
     + MulAssign
     + 'static
 {
+    /// 0 in this type.
     const ZERO: Self;
+    /// 1 in this type.
     const ONE: Self;
     /// Rounded to the nearest value of this type.
     fn of(x: f64) -> Self;
+    /// Widened (exactly) to f64.
     fn to_f64(self) -> f64;
+    /// √x.
     fn sqrt(self) -> Self;
+    /// eˣ.
     fn exp(self) -> Self;
     /// tanh: for f32 the vectorisable rational approximation [`tanh_f32`], for f64 libm's.
     fn tanh(self) -> Self;
+    /// The larger of the two (IEEE `max`: a NaN operand yields the other).
     fn max(self, other: Self) -> Self;
 }
 

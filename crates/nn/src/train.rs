@@ -20,26 +20,34 @@ use std::time::Instant;
 
 pub use crate::optim::Optimizer;
 
+/// Training loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Loss {
     /// ½‖f(x) − y‖² averaged over the batch (y one-hot for classification).
     Mse,
+    /// Softmax cross-entropy against the class label, averaged over the batch.
     CrossEntropy,
 }
 
+/// Hyperparameters of a training run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// Update rule (GD takes the full training set every step).
     pub optimizer: Optimizer,
+    /// Loss function.
     pub loss: Loss,
     /// Global learning rate η.
     pub lr: f64,
+    /// Mini-batch size (≥ 1; ignored by full-batch GD).
     pub batch: usize,
+    /// Passes over the training set (one step per epoch for GD).
     pub epochs: usize,
     /// Stop after this many steps (overrides epochs when set).
     pub max_steps: Option<usize>,
     /// NTK scaling: per-parameter steps η·λ_b^(l) and η·λ_W^(l)/fan_in (PDLT §7.1).
     pub ntk_lr: Option<dlt_theory::LearningRates>,
+    /// Seed of the example order (epoch e shuffles with a stream from (seed, e)).
     pub seed: u64,
     /// Evaluate on the test split every this many steps (and at the end); 0 = only at the end.
     pub eval_every: usize,
@@ -67,22 +75,35 @@ impl Default for TrainConfig {
 /// One metrics record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Metric {
+    /// Steps completed (the step just taken, 1-based).
     pub step: usize,
+    /// Epoch of that step (0-based).
     pub epoch: usize,
+    /// Loss of that step's mini-batch, before the update.
     pub train_loss: f64,
+    /// Loss on the whole test split, when evaluated at this step.
     pub test_loss: Option<f64>,
+    /// Test accuracy in [0, 1], when evaluated (classification only).
     pub test_accuracy: Option<f64>,
+    /// Wall-clock seconds since this `run` call started.
     pub seconds: f64,
 }
 
 /// Final report (the keys `dlt train --json` prints).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
+    /// Test-set accuracy after the last step, in [0, 1] (NaN without a test split, or for
+    /// regression targets).
     pub test_accuracy: f64,
+    /// Loss on the whole test split after the last step (NaN without a test split).
     pub test_loss: f64,
+    /// Loss on the whole training split after the last step.
     pub train_loss: f64,
+    /// Steps completed, including those before a resume.
     pub steps: usize,
+    /// Wall-clock seconds of this `run` call.
     pub seconds: f64,
+    /// Every metrics record, in step order.
     pub metrics: Vec<Metric>,
 }
 
@@ -185,6 +206,7 @@ struct State {
 
 /// Where to stream metrics and checkpoints.
 pub struct RunDir {
+    /// Directory receiving `metrics.csv`, `metrics.jsonl` and `checkpoint.safetensors`.
     pub dir: PathBuf,
 }
 
@@ -202,12 +224,18 @@ impl RunDir {
 
 /// A trainer holding the optimizer state, resumable from a checkpoint.
 pub struct Trainer<'a> {
+    /// The model being trained (its variables are updated in place).
     pub model: &'a dyn Model,
+    /// The run's hyperparameters.
     pub cfg: TrainConfig,
+    /// Floating-point type of the tensors.
     pub dtype: DType,
+    /// Device holding the tensors.
     pub dev: Device,
     state: Vec<State>,
+    /// Steps completed so far (restored by a resume).
     pub step: usize,
+    /// Metrics records collected so far.
     pub metrics: Vec<Metric>,
     /// Run MLP steps (tanh/ReLU/linear, f32, CPU) in the MLP kernel ([`crate::mlp`]): same
     /// updates as the candle path up to f32 rounding, ≈ 4× faster. On by default.
@@ -220,6 +248,7 @@ pub struct Trainer<'a> {
 }
 
 impl<'a> Trainer<'a> {
+    /// A trainer at step 0 with fresh optimizer state; validates `cfg`.
     pub fn new(
         model: &'a dyn Model,
         cfg: TrainConfig,

@@ -12,16 +12,24 @@ use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
+/// Hyperparameters of a [`Vae`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct VaeConfig {
+    /// Width h of the encoder's and decoder's hidden layer.
     pub hidden: usize,
+    /// Latent dimension z.
     pub latent: usize,
+    /// Mini-batch size.
     pub batch: usize,
+    /// AdamW learning rate.
     pub lr: f64,
+    /// Passes over the training images.
     pub epochs: usize,
 }
 
+/// A VAE on 784-pixel images (architecture in the module docs).
 pub struct Vae {
+    /// Its hyperparameters.
     pub cfg: VaeConfig,
     varmap: VarMap,
     enc: Linear,

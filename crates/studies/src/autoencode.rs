@@ -34,21 +34,31 @@ use std::time::Instant;
 
 const PAPER: &str = "Batson, Haaf, Kahn, Roberts (arXiv 2102.08380)";
 
+/// Configuration of the `autoencode` study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
+    /// Quick mode (one seed per setting).
     pub quick: bool,
+    /// Base seed of the data, initialisation and batch order.
     pub seed: u64,
+    /// Hide progress bars.
     pub quiet: bool,
+    /// Hidden widths of the encoder (mirrored in the decoder).
     pub hidden: Vec<usize>,
+    /// Adam steps for the circle settings.
     pub steps: usize,
+    /// Adam steps for the sphere.
     pub sphere_steps: usize,
+    /// Mini-batch size.
     pub batch: usize,
+    /// Initial Adam learning rate (cosine decay to 3 %).
     pub lr: f64,
     /// Seeds per setting.
     pub seeds: usize,
 }
 
 impl Config {
+    /// The configuration for quick or full mode.
     pub fn for_mode(quick: bool, seed: u64, quiet: bool) -> Self {
         Self {
             quick,
@@ -69,11 +79,17 @@ impl Config {
 pub struct RunResult {
     /// "circle", "sphere" or "rare-arc".
     pub data: String,
+    /// Latent (bottleneck) dimension d.
     pub latent: usize,
+    /// Seed of this run.
     pub seed: u64,
+    /// Mean training loss ½|x̂ − x|² on the last batch.
     pub final_loss: f64,
+    /// Largest reconstruction error |x̂ − x| over the evaluation grid.
     pub max_error: f64,
+    /// Median reconstruction error over the grid.
     pub median_error: f64,
+    /// 99th percentile of the reconstruction error over the grid.
     pub p99_error: f64,
     /// Fraction of grid points with error > 0.5.
     pub frac_above_half: f64,
@@ -85,7 +101,9 @@ pub struct RunResult {
     pub witness_pair_error: Option<f64>,
     /// Rare arc: max and mean error inside [0°, 30°), mean error outside.
     pub rare_max: Option<f64>,
+    /// Rare arc: mean error inside [0°, 30°).
     pub rare_mean: Option<f64>,
+    /// Rare arc: mean error outside [0°, 30°).
     pub dense_mean: Option<f64>,
     /// Circles: (angle in degrees, error) on the grid, every 10th point.
     pub profile: Vec<(f64, f64)>,
@@ -93,13 +111,20 @@ pub struct RunResult {
     pub code: Vec<(f64, f64)>,
 }
 
+/// `results.json` of the study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
+    /// `"autoencode"`.
     pub study: &'static str,
+    /// The study configuration.
     pub config: Config,
+    /// Wall-clock seconds of the run.
     pub seconds: f64,
+    /// One evaluation per (setting, latent dimension, seed).
     pub runs: Vec<RunResult>,
+    /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
+    /// SVG files written beside `results.json`.
     pub figures: Vec<String>,
 }
 
@@ -498,6 +523,7 @@ fn claims(runs: &[RunResult]) -> Vec<Claim> {
     claims
 }
 
+/// Run the study into `out`, writing `results.json` last.
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t0 = Instant::now();
     validate(cfg)?;

@@ -7,7 +7,7 @@
 //! mean and standard deviation; MLP 49-32-32-10 ReLU (P = 2986) in f64; SGD (lr 0.1), momentum
 //! 0.9 (lr 0.01) and Adam (lr 1e-3), batch 64, 3000 steps. At checkpoints {0, 10, 20, 50, 100,
 //! 200, 300, …} the top-20 Hessian eigenpairs of the loss on a fixed 1000-example training
-//! subset come from 60 Lanczos steps with exact R-operator HVPs ([`dlt_nn::mlp64`]); f_top for
+//! subset come from 60 Lanczos steps with exact R-operator HVPs ([`dlt_nn::mlp`]); f_top for
 //! k = 5, 10, 20 with the full gradient on that subset, and for k = 10 with a fresh batch-64
 //! gradient; subspace overlaps (1/k)|V(t₁)ᵀV(t₂)|²_F. The random baseline is k/P. Protocol,
 //! criteria and reference runs: docs/derivations/hessian.md#protocol.
@@ -38,15 +38,22 @@ const SONG: &str = "Song, Ahn, Yun (arXiv 2405.16002)";
 /// One training run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSpec {
+    /// Run name, e.g. `sgd-seed0`, `momentum`, `adam`.
     pub name: String,
+    /// Update rule.
     pub optimizer: Optimizer,
+    /// Learning rate.
     pub lr: f64,
+    /// Seed of initialisation and batch order.
     pub seed: u64,
 }
 
+/// The training runs and their lengths.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scale {
+    /// The training runs.
     pub runs: Vec<RunSpec>,
+    /// Training steps per run.
     pub steps: usize,
     /// Steps of each arm of the Dom-/Bulk-SGD ablation (0: skip it).
     pub ablation_steps: usize,
@@ -55,6 +62,7 @@ pub struct Scale {
 }
 
 impl Scale {
+    /// Runs for quick or full mode; `lrs` are the (SGD, momentum, Adam) learning rates.
     pub fn for_mode(quick: bool, seed: u64, lrs: (f64, f64, f64)) -> Self {
         let sgd = |s: u64| RunSpec {
             name: format!("sgd-seed{s}"),
@@ -87,28 +95,37 @@ impl Scale {
     }
 }
 
+/// Configuration of the `hessian` study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
+    /// Quick mode (one SGD seed instead of three, shorter ablation).
     pub quick: bool,
+    /// Base seed.
     pub seed: u64,
+    /// Hide progress bars.
     pub quiet: bool,
     /// Fashion-MNIST IDX folder (default: located or fetched).
     pub data: Option<PathBuf>,
     /// Hidden widths.
     pub hidden: Vec<usize>,
+    /// Hidden activation.
     pub act: ActKind,
     /// Average-pooling factor of the 28×28 images (4 → 7×7 inputs; 1 keeps 784).
     pub pool: usize,
+    /// Mini-batch size of training.
     pub batch: usize,
     /// Training examples whose loss defines the Hessian.
     pub hessian_examples: usize,
+    /// Lanczos iterations per checkpoint.
     pub lanczos_steps: usize,
     /// Eigenpairs kept (k ≤ this).
     pub top: usize,
+    /// Runs and lengths.
     pub scale: Scale,
 }
 
 impl Config {
+    /// The configuration for quick or full mode.
     pub fn for_mode(quick: bool, seed: u64, quiet: bool) -> Self {
         Self {
             quick,
@@ -130,13 +147,17 @@ impl Config {
 /// What is recorded at one checkpoint.
 #[derive(Debug, Clone, Serialize)]
 pub struct Checkpoint {
+    /// Training step of the checkpoint.
     pub step: usize,
     /// Loss and accuracy on the Hessian subset.
     pub loss: f64,
+    /// Accuracy on the Hessian subset, in [0, 1].
     pub accuracy: f64,
     /// f_top for k = 5, 10, 20 (full gradient on the Hessian subset).
     pub ftop5: f64,
+    /// f_top for k = 10.
     pub ftop10: f64,
+    /// f_top for k = 20.
     pub ftop20: f64,
     /// f_top(k = 10) of a fresh mini-batch gradient.
     pub ftop10_minibatch: f64,
@@ -146,56 +167,84 @@ pub struct Checkpoint {
     pub max_residual: f64,
 }
 
+/// Overlap of the top-10 Hessian subspaces at two checkpoints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Overlap {
+    /// The earlier step.
     pub from: usize,
+    /// The later step.
     pub to: usize,
+    /// (1/k)|V(from)ᵀV(to)|²_F, in [0, 1] (≈ k/P for random subspaces).
     pub overlap: f64,
 }
 
+/// One training run with its checkpoints.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
+    /// Run name.
     pub name: String,
+    /// Update rule.
     pub optimizer: Optimizer,
+    /// Learning rate.
     pub lr: f64,
+    /// Seed.
     pub seed: u64,
+    /// Measurements at each checkpoint step.
     pub checkpoints: Vec<Checkpoint>,
     /// Medians over checkpoints with step ≥ 200.
     pub median_ftop5: f64,
+    /// Median of `ftop10` over checkpoints with step ≥ 200.
     pub median_ftop10: f64,
+    /// Median of `ftop20` over checkpoints with step ≥ 200.
     pub median_ftop20: f64,
+    /// Mean of `ftop10` over checkpoints with step ≥ 200.
     pub mean_ftop10: f64,
+    /// Median of `ftop10_minibatch` over checkpoints with step ≥ 200.
     pub median_ftop10_minibatch: f64,
     /// Overlaps of the top-10 subspaces: (200, 400), (200, 1000), (200, last), (1000, last),
     /// where those steps exist.
     pub overlaps: Vec<Overlap>,
+    /// Accuracy on the whole (pooled) test set after the last step, in [0, 1].
     pub test_accuracy: f64,
 }
 
 /// Losses (on the Hessian subset) of the three ablation arms from a common start.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ablation {
+    /// Training step of the common start (of the first SGD run).
     pub start_step: usize,
     /// (step after the start, SGD, Dom-SGD, Bulk-SGD).
     pub rows: Vec<(usize, f64, f64, f64)>,
     /// Start loss minus the mean loss over the last quarter of the records, per arm.
     pub sgd_drop: f64,
+    /// Loss drop of Dom-SGD (update P_top g).
     pub dom_drop: f64,
+    /// Loss drop of Bulk-SGD (update (I − P_top) g).
     pub bulk_drop: f64,
 }
 
+/// `results.json` of the study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
+    /// `"hessian"`.
     pub study: &'static str,
+    /// The study configuration.
     pub config: Config,
+    /// Wall-clock seconds of the run.
     pub seconds: f64,
+    /// Number of network parameters P.
     pub params: usize,
+    /// Number of classes C.
     pub classes: usize,
     /// k/P for k = 10: f_top of a random 10-dimensional subspace.
     pub random_baseline: f64,
+    /// The training runs.
     pub runs: Vec<RunResult>,
+    /// The Dom-/Bulk-SGD ablation (None when `ablation_steps` is 0).
     pub ablation: Option<Ablation>,
+    /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
+    /// SVG files written beside `results.json`.
     pub figures: Vec<String>,
 }
 
@@ -510,6 +559,7 @@ fn ablation(
     })
 }
 
+/// Run the study into `out`, writing `results.json` last.
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t0 = Instant::now();
     if cfg.top < 20 || cfg.lanczos_steps < cfg.top || cfg.batch == 0 || cfg.hessian_examples == 0 {

@@ -7,7 +7,7 @@
 //!
 //! Protocol: Fashion-MNIST in raw [0, 1] pixels, MLP 784-100-100-10 ReLU in f64,
 //! Adam (lr 1e-3), batch 128, 2 epochs, λ ∈ {0, 0.01, 0.1}. The penalty gradient is exact: the
-//! R-operator with the input-space tangent u_b = J_bᵀ v̂_b ([`dlt_nn::mlp64`]; no double
+//! R-operator with the input-space tangent u_b = J_bᵀ v̂_b ([`dlt_nn::mlp`]; no double
 //! backpropagation). Evaluation on test images: clean accuracy, exact mean |J|_F (C one-hot
 //! VJPs), accuracy under Gaussian noise, FGSM and PGD-L∞ (10 steps of ε/4, no [0, 1] clip),
 //! the median linearised L2 margin min_j (z_ŷ − z_j)/|∇_x(z_ŷ − z_j)|, and the fraction of
@@ -34,25 +34,39 @@ use std::time::Instant;
 
 const PAPER: &str = "Hoffman, Roberts, Yaida (arXiv 1908.02729)";
 
+/// Configuration of the `jacobian` study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
+    /// Quick mode (one seed, fewer attacked points).
     pub quick: bool,
+    /// Base seed of initialisation, batch order and evaluation noise.
     pub seed: u64,
+    /// Hide progress bars.
     pub quiet: bool,
+    /// Folder with the Fashion-MNIST IDX files (None: system, cache, then fetch).
     pub data: Option<PathBuf>,
+    /// Hidden widths of the ReLU MLP (784-…-10).
     pub hidden: Vec<usize>,
+    /// Penalty strengths λ, one trained model per (λ, seed).
     pub lambdas: Vec<f64>,
+    /// Seeds per λ.
     pub seeds: usize,
+    /// Training epochs (may be fractional).
     pub epochs: f64,
+    /// Mini-batch size B.
     pub batch: usize,
+    /// Adam learning rate.
     pub lr: f64,
     /// Test points for the attacks (FGSM, PGD) and for |J|_F, margins and cells.
     pub eval_points: usize,
+    /// Standard deviations σ of the additive Gaussian input noise.
     pub noise: Vec<f64>,
+    /// Attack radii ε (L∞) of FGSM and PGD.
     pub eps: Vec<f64>,
 }
 
 impl Config {
+    /// The configuration for quick or full mode.
     pub fn for_mode(quick: bool, seed: u64, quiet: bool) -> Self {
         Self {
             quick,
@@ -75,9 +89,13 @@ impl Config {
 /// One trained model's evaluation.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
+    /// Penalty strength λ.
     pub lambda: f64,
+    /// Seed of this run.
     pub seed: u64,
+    /// Adam steps taken.
     pub steps: usize,
+    /// Accuracy on the whole clean test set, in [0, 1].
     pub clean_accuracy: f64,
     /// Mean over evaluation points of the exact |J|_F.
     pub jacobian_norm: f64,
@@ -85,21 +103,33 @@ pub struct RunResult {
     pub noise_accuracy: Vec<(f64, f64)>,
     /// (ε, accuracy) under FGSM and PGD-L∞.
     pub fgsm_accuracy: Vec<(f64, f64)>,
+    /// (ε, accuracy) under PGD-L∞ (10 steps of ε/4).
     pub pgd_accuracy: Vec<(f64, f64)>,
+    /// Median over evaluation points of the linearised L2 margin
+    /// min_j (z_ŷ − z_j)/|∇_x(z_ŷ − z_j)|.
     pub median_margin: f64,
     /// (L2 radius, fraction of predicted labels unchanged after a random step of that length).
     pub cell_keep: Vec<(f64, f64)>,
+    /// The penalty R on the last training batch.
     pub final_penalty: f64,
 }
 
+/// `results.json` of the study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
+    /// `"jacobian"`.
     pub study: &'static str,
+    /// The study configuration.
     pub config: Config,
+    /// Wall-clock seconds of the run.
     pub seconds: f64,
+    /// Number of network parameters.
     pub params: usize,
+    /// One evaluation per (λ, seed).
     pub runs: Vec<RunResult>,
+    /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
+    /// SVG files written beside `results.json`.
     pub figures: Vec<String>,
 }
 
@@ -518,6 +548,7 @@ fn claims(runs: &[RunResult], cfg: &Config) -> Vec<Claim> {
     claims
 }
 
+/// Run the study into `out`, writing `results.json` last.
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t0 = Instant::now();
     if cfg.lambdas.is_empty() || cfg.lambdas.iter().any(|l| !(l.is_finite() && *l >= 0.0)) {

@@ -3,6 +3,7 @@
 //! One module per paper, each a [`study::Study`] flowing config → run → results → figures, plus
 //! the shared output contract ([`output`]), figures ([`plot`]), progress ([`progress`]), the
 //! registry that `dlt reproduce` iterates ([`study`]) and its report ([`report`]).
+#![warn(missing_docs)]
 
 pub mod autoencode;
 pub mod collapse;

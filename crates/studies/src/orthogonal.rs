@@ -31,39 +31,60 @@ use std::time::Instant;
 
 const PAPER: &str = "Day, Kahn, Roberts (arXiv 2310.07765)";
 
+/// Configuration of the `orthogonal` study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
+    /// Quick (laptop-scale) sizes instead of the full ones.
     pub quick: bool,
+    /// Base seed; each ensemble and training run offsets it.
     pub seed: u64,
+    /// Hide progress bars.
     pub quiet: bool,
     /// Folder with the Fashion-MNIST IDX files (None: system, cache, then fetch).
     pub data_path: Option<std::path::PathBuf>,
     /// Skip the training part (it needs Fashion-MNIST).
     pub skip_training: bool,
+    /// Ensemble and training sizes.
     pub scale: Scale,
 }
 
 /// Sizes for one mode (every field is reachable from `dlt orthogonal` flags).
 #[derive(Debug, Clone, Serialize)]
 pub struct Scale {
+    /// Width n of the Fig. 3 tanh ensembles (full NTK, both inits).
     pub fig3_width: usize,
+    /// Depth of the Fig. 3 ensembles.
     pub fig3_depth: usize,
+    /// Networks per Fig. 3 ensemble.
     pub fig3_networks: usize,
+    /// Width n of the wide tanh vertex ensembles (also run at 2n), and of the ReLU/linear runs.
     pub wide_width: usize,
+    /// Depth of the wide tanh vertex ensembles.
     pub wide_depth: usize,
+    /// Networks per wide ensemble.
     pub wide_networks: usize,
+    /// Width of the candle MLPs whose empirical NTK is measured.
     pub ntk_width: usize,
+    /// Depths of those MLPs.
     pub ntk_depths: Vec<usize>,
+    /// Candle MLPs drawn per (init, depth).
     pub ntk_seeds: usize,
+    /// Hidden width of the trained tanh MLPs.
     pub train_width: usize,
+    /// Depths (weight layers) of the trained MLPs.
     pub train_depths: Vec<usize>,
+    /// Seeds per (depth, init) in training.
     pub train_seeds: usize,
+    /// Fashion-MNIST training examples (a seeded subset).
     pub train_examples: usize,
+    /// Full-batch GD steps per training run.
     pub train_steps: usize,
+    /// Global learning rate η (with NTK scaling λ_b/l, λ_W).
     pub train_lr: f64,
 }
 
 impl Scale {
+    /// The sizes for quick or full mode.
     pub fn for_mode(quick: bool) -> Self {
         if quick {
             Self {
@@ -105,59 +126,93 @@ impl Scale {
     }
 }
 
+/// One Monte Carlo statistic at one layer, against the recursion.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatRow {
+    /// Weight ensemble, `gaussian` or `orthogonal`.
     pub init: String,
+    /// Layer l (1-based).
     pub l: usize,
+    /// Width n.
     pub n: usize,
+    /// Statistic, e.g. `V_over_K2`, `A_over_theta2` (`relu_`/`linear_` prefixes in `relu_linear`).
     pub stat: String,
+    /// Monte Carlo estimate.
     pub mc: f64,
+    /// Its batch-means standard error.
     pub se: f64,
     /// The 1/n recursion (None where not derived: A, B, D, F for Haar weights).
     pub theory: Option<f64>,
 }
 
+/// Mean NTK trace of candle MLPs at initialisation, against Monte Carlo and theory.
 #[derive(Debug, Clone, Serialize)]
 pub struct NtkRow {
+    /// Weight ensemble, `gaussian` or `orthogonal`.
     pub init: String,
+    /// Depth L (weight layers).
     pub depth: usize,
+    /// Width n of every layer.
     pub n: usize,
     /// Mean over seeds of tr Ĥ/n for real candle MLPs.
     pub candle_mean: f64,
+    /// Standard error of `candle_mean`.
     pub candle_se: f64,
     /// Standard deviation of tr Ĥ/n across seeds.
     pub candle_sd: f64,
     /// The same mean from the theory engine's Monte Carlo (exact forward equation).
     pub mc_mean: f64,
+    /// Standard error of `mc_mean`.
     pub mc_se: f64,
+    /// The recursion's Θ^(L).
     pub theory: f64,
 }
 
+/// One training run of a deep tanh MLP on Fashion-MNIST by full-batch GD.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainRow {
+    /// Weight ensemble, `gaussian` or `orthogonal`.
     pub init: String,
+    /// Depth (weight layers).
     pub depth: usize,
+    /// Hidden width.
     pub width: usize,
+    /// Seed of this run.
     pub seed: u64,
+    /// MSE on the whole training subset after the last step (∞ if training diverged).
     pub final_train_loss: f64,
+    /// Test accuracy in [0, 1] on 2000 test images (0.1, chance, recorded if diverged).
     pub test_accuracy: f64,
+    /// MSE on the test subset (∞ if training diverged).
     pub test_loss: f64,
+    /// Wall-clock seconds of the run (0 if it diverged).
     pub seconds: f64,
     /// (step, train loss) along the run.
     pub curve: Vec<(usize, f64)>,
 }
 
+/// `results.json` of the study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
+    /// `"orthogonal"`.
     pub study: &'static str,
+    /// The study configuration.
     pub config: Config,
+    /// Wall-clock seconds of the run.
     pub seconds: f64,
+    /// Fig. 3 statistics (V, A, B, D, F ratios) of narrow tanh ensembles, both inits.
     pub fig3: Vec<StatRow>,
+    /// V/K² of wide tanh ensembles, both inits.
     pub wide: Vec<StatRow>,
+    /// V/K² of ReLU and linear ensembles (depth 20), both inits.
     pub relu_linear: Vec<StatRow>,
+    /// Empirical NTK of candle MLPs per init and depth.
     pub ntk: Vec<NtkRow>,
+    /// Training runs (empty with `skip_training`).
     pub training: Vec<TrainRow>,
+    /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
+    /// SVG files written beside `results.json`.
     pub figures: Vec<String>,
 }
 

@@ -10,13 +10,22 @@ use std::path::{Path, PathBuf};
 /// Errors while writing outputs; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
+    /// A file or folder could not be created or written.
     #[error("cannot write {path}: {source} (check that the --out folder is writable and the disk has room)")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// A value could not be serialised (e.g. to JSON).
     #[error("cannot encode {path}: {msg}")]
-    Encode { path: PathBuf, msg: String },
+    Encode {
+        /// The file it was meant for.
+        path: PathBuf,
+        /// The serialiser's message.
+        msg: String,
+    },
 }
 
 /// One statement of a paper that a study tests, with our measured number.
@@ -34,6 +43,7 @@ pub struct Claim {
     pub expected: f64,
     /// How `holds` was decided, e.g. "|measured − expected| ≤ 3 SE (SE = 0.01)".
     pub criterion: String,
+    /// Whether the measurement meets `criterion`.
     pub holds: bool,
 }
 
@@ -118,10 +128,12 @@ pub fn fmt_num(v: f64) -> String {
 /// An output folder.
 #[derive(Debug, Clone)]
 pub struct OutDir {
+    /// The folder; every file name is relative to it.
     pub root: PathBuf,
 }
 
 impl OutDir {
+    /// Create the folder (and its parents) if needed.
     pub fn create(root: impl Into<PathBuf>) -> Result<Self, OutputError> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(|source| OutputError::Io {
@@ -131,6 +143,7 @@ impl OutDir {
         Ok(Self { root })
     }
 
+    /// The path of file `name` in the folder.
     pub fn path(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
@@ -141,6 +154,7 @@ impl OutDir {
         write_atomic(&self.path(name), bytes)
     }
 
+    /// Write `value` as pretty-printed JSON to `name`, atomically.
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<PathBuf, OutputError> {
         let path = self.path(name);
         let mut text = serde_json::to_string_pretty(value).map_err(|e| OutputError::Encode {

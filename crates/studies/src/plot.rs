@@ -8,21 +8,29 @@ use std::path::{Path, PathBuf};
 /// How a series is drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Style {
+    /// A solid line (theory).
     Line,
+    /// A dashed line (a second theory curve or reference).
     Dashed,
+    /// Markers, with error bars when given (measurements).
     Points,
 }
 
 /// One series: (x, y) points, optional symmetric error bars.
 #[derive(Debug, Clone)]
 pub struct Series {
+    /// Legend entry.
     pub name: String,
+    /// The (x, y) points, in drawing order.
     pub points: Vec<(f64, f64)>,
+    /// Symmetric error-bar half-widths, one per point.
     pub err: Option<Vec<f64>>,
+    /// How it is drawn.
     pub style: Style,
 }
 
 impl Series {
+    /// A solid line through `points`.
     pub fn line(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
         Self {
             name: name.into(),
@@ -31,6 +39,7 @@ impl Series {
             style: Style::Line,
         }
     }
+    /// A dashed line through `points`.
     pub fn dashed(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
         Self {
             name: name.into(),
@@ -39,6 +48,7 @@ impl Series {
             style: Style::Dashed,
         }
     }
+    /// Markers at `points`, with optional error-bar half-widths `err`.
     pub fn points(name: impl Into<String>, points: Vec<(f64, f64)>, err: Option<Vec<f64>>) -> Self {
         Self {
             name: name.into(),
@@ -52,15 +62,22 @@ impl Series {
 /// A chart.
 #[derive(Debug, Clone)]
 pub struct Figure {
+    /// Title above the chart.
     pub title: String,
+    /// Label of the x axis.
     pub x_label: String,
+    /// Label of the y axis.
     pub y_label: String,
+    /// The series, drawn in order.
     pub series: Vec<Series>,
+    /// Logarithmic x axis.
     pub log_x: bool,
+    /// Logarithmic y axis.
     pub log_y: bool,
 }
 
 impl Figure {
+    /// An empty chart with linear axes.
     pub fn new(
         title: impl Into<String>,
         x_label: impl Into<String>,
@@ -75,10 +92,12 @@ impl Figure {
             log_y: false,
         }
     }
+    /// The chart with series `s` added.
     pub fn with(mut self, s: Series) -> Self {
         self.series.push(s);
         self
     }
+    /// The chart with both axes logarithmic.
     pub fn log_log(mut self) -> Self {
         self.log_x = true;
         self.log_y = true;
@@ -240,18 +259,26 @@ impl Figure {
 /// A heat map of z over a (possibly log-spaced) grid, with an optional diagonal marker (x = y).
 #[derive(Debug, Clone)]
 pub struct Heatmap {
+    /// Title above the map.
     pub title: String,
+    /// Label of the x axis.
     pub x_label: String,
+    /// Label of the y axis.
     pub y_label: String,
+    /// Grid points along x (columns).
     pub xs: Vec<f64>,
+    /// Grid points along y (rows).
     pub ys: Vec<f64>,
     /// z[j][i] at (xs[i], ys[j]); shown as log10 when `log_z`.
     pub z: Vec<Vec<f64>>,
+    /// Colour by log10 z.
     pub log_z: bool,
+    /// Draw the diagonal x = y.
     pub diagonal: bool,
 }
 
 impl Heatmap {
+    /// Render to an SVG file (atomically).
     pub fn save_svg(&self, path: &Path) -> Result<PathBuf, OutputError> {
         let svg = self.to_svg().map_err(|msg| OutputError::Encode {
             path: path.to_path_buf(),

@@ -35,10 +35,13 @@ const PAPER: &str = "Gromov et al. 2024 (arXiv 2403.17887)";
 pub struct Scale {
     /// Probe sequences and their length in tokens.
     pub probe_samples: usize,
+    /// Length of each probe sequence in tokens.
     pub probe_len: usize,
+    /// Token positions at which the angular distances are taken.
     pub position: Position,
     /// Held-out tokens for perplexity, window length (every prediction in a window is scored).
     pub eval_tokens: usize,
+    /// Perplexity window length in tokens.
     pub ctx: usize,
     /// Block sizes n to drop.
     pub drops: Vec<usize>,
@@ -46,6 +49,7 @@ pub struct Scale {
     pub random_draws: usize,
     /// Block sizes healed with LoRA (angular and drop-last rules).
     pub heal_drops: Vec<usize>,
+    /// LoRA healing settings.
     pub heal: HealConfig,
     /// Characters of training text given to healing.
     pub heal_chars: usize,
@@ -54,6 +58,7 @@ pub struct Scale {
 }
 
 impl Scale {
+    /// The sizes for quick or full mode.
     pub fn for_mode(quick: bool) -> Self {
         Scale {
             probe_samples: if quick { 16 } else { 64 },
@@ -82,96 +87,151 @@ impl Scale {
 /// Study configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
+    /// Quick sizes instead of the full ones.
     pub quick: bool,
+    /// Seed of the random-block control.
     pub seed: u64,
+    /// Hide progress bars.
     pub quiet: bool,
     /// A .gguf file or Hugging Face directory; default: SmolLM2-135M-Instruct Q4_1 (fetched).
     pub model: Option<PathBuf>,
     /// A UTF-8 text file; default: Shakespeare's plays (fetched). The last 10 % is held out.
     pub text: Option<PathBuf>,
+    /// The sizes.
     pub scale: Scale,
 }
 
 /// The model that was studied.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
+    /// Model file or directory.
     pub path: String,
+    /// Number of blocks L.
     pub n_layers: usize,
+    /// Residual-stream width.
     pub hidden: usize,
+    /// Number of parameters.
     pub params: usize,
     /// Storage types in the file; the forward pass runs on weights dequantised to f32.
     pub weight_types: std::collections::BTreeMap<String, usize>,
+    /// Wall-clock seconds to load (and dequantise) the model.
     pub load_seconds: f64,
 }
 
 /// l*(n) for one n.
 #[derive(Debug, Clone, Serialize)]
 pub struct Best {
+    /// Number of blocks n to drop.
     pub n: usize,
+    /// First dropped block l*(n) (0-based).
     pub start: usize,
+    /// One past the last dropped block (start + n).
     pub end: usize,
+    /// Mean angular distance d(x^(l*), x^(l*+n)), in [0, 1].
     pub distance: f64,
+    /// Standard error of `distance` across probe sequences.
     pub se: f64,
 }
 
 /// Perplexity after dropping blocks `start..end`.
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneRow {
+    /// Block-choice rule: `angular`, `last` or `random`.
     pub rule: String,
+    /// Number of blocks dropped.
     pub n: usize,
+    /// First dropped block (0-based).
     pub start: usize,
+    /// One past the last dropped block.
     pub end: usize,
+    /// n / L, the fraction of blocks dropped.
     pub fraction: f64,
+    /// Index of the random draw (0 for the other rules).
     pub draw: usize,
+    /// Perplexity on the held-out tokens.
     pub perplexity: f64,
+    /// Mean next-token cross-entropy, nats per token.
     pub nll: f64,
 }
 
 /// One healed model.
 #[derive(Debug, Clone, Serialize)]
 pub struct HealRow {
+    /// Block-choice rule: `angular` or `last`.
     pub rule: String,
+    /// Number of blocks dropped.
     pub n: usize,
+    /// First dropped block (0-based).
     pub start: usize,
+    /// One past the last dropped block.
     pub end: usize,
+    /// Perplexity of the pruned model before healing.
     pub before: f64,
+    /// Perplexity after healing.
     pub after: f64,
+    /// LoRA training steps.
     pub steps: usize,
+    /// Number of adapter parameters trained.
     pub trainable_params: usize,
+    /// Training loss (nats/token) of the first healing step.
     pub first_loss: f64,
+    /// Training loss (nats/token) of the last healing step.
     pub last_loss: f64,
+    /// Wall-clock seconds of healing.
     pub seconds: f64,
 }
 
 /// One exported file, reloaded and evaluated.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportRow {
+    /// File name of the exported GGUF.
     pub file: String,
+    /// Whether it is the healed model (LoRA merged, weights requantised to Q8_0).
     pub healed: bool,
+    /// Number of blocks in the reloaded file.
     pub n_layers: usize,
+    /// File size in bytes.
     pub bytes: u64,
     /// Perplexity of the in-memory model and of the reloaded file.
     pub in_memory: f64,
+    /// Perplexity of the model reloaded from the file.
     pub reloaded: f64,
 }
 
+/// `results.json` of the study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
+    /// Quick sizes were used.
     pub quick: bool,
+    /// Base seed.
     pub seed: u64,
+    /// The sizes used.
     pub scale: Scale,
+    /// The model that was studied.
     pub model: ModelInfo,
+    /// Path of the text corpus.
     pub text: String,
+    /// Tokens in the held-out last 10 % of the text.
     pub heldout_tokens: usize,
+    /// Perplexity of the unpruned model.
     pub base: Perplexity,
+    /// The (n, l) table of angular distances.
     pub distances: Distances,
+    /// The block l*(n) chosen by the angular rule for each n = 1..L−1.
     pub best: Vec<Best>,
+    /// Perplexity after pruning, per rule, n and draw.
     pub pruning: Vec<PruneRow>,
+    /// Perplexity before and after LoRA healing.
     pub healing: Vec<HealRow>,
+    /// Exported GGUF files, reloaded and evaluated.
     pub export: Vec<ExportRow>,
+    /// Forward-pass throughput of the unpruned model on the perplexity windows.
     pub forward_tokens_per_second: f64,
+    /// Wall-clock seconds of the run.
     pub seconds: f64,
+    /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
+    /// SVG files written beside `results.json`.
     pub figures: Vec<String>,
 }
 
@@ -221,6 +281,7 @@ fn geo_mean(v: &[f64]) -> f64 {
     (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp()
 }
 
+/// Run the study into `out`, writing `results.json` last.
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t0 = Instant::now();
     let sc = &cfg.scale;

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// What a study contributes to the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Section {
+    /// The study's name (its folder and command), e.g. `sgd-gap`.
     pub study: String,
+    /// The paper's title.
     pub title: String,
     /// Authors and arXiv id.
     #[serde(default)]
@@ -17,7 +19,9 @@ pub struct Section {
     pub about: String,
     /// Figure paths relative to the report folder's parent (the `--out` root).
     pub figures: Vec<String>,
+    /// The claims with their measurements (empty when the study failed).
     pub claims: Vec<Claim>,
+    /// Wall-clock seconds of the run (of the earlier run when reused).
     pub seconds: f64,
     /// Set when the study failed; the report says so instead of hiding it.
     pub error: Option<String>,

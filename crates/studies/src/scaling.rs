@@ -17,8 +17,10 @@ use std::time::Instant;
 
 const PAPER: &str = "Maloney, Roberts, Sully (arXiv 2210.16859)";
 
+/// Sizes of the `scaling` study for one mode.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scale {
+    /// Spectral exponents α of the (N, P) table.
     pub alphas: Vec<f64>,
     /// Latent dimension of the (N, P) table.
     pub m: usize,
@@ -32,6 +34,8 @@ pub struct Scale {
     /// resource is `ratio` times larger). The power law needs min(N, P) ≪ M; the heavier tail
     /// of α = 0.5 needs a larger M for the fitted slope to be the asymptotic one.
     pub exponent_fits: Vec<ExponentFit>,
+    /// How much larger the plentiful resource is in the exponent fits (P = ratio·N or
+    /// N = ratio·P).
     pub ratio: usize,
     /// N and P values of the loss(N, P) table.
     pub grid: Vec<usize>,
@@ -39,16 +43,21 @@ pub struct Scale {
     pub diagonal_ridge: f64,
 }
 
+/// One exponent fit: which α, which resource is scarce, and the sizes.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExponentFit {
+    /// Spectral exponent α.
     pub alpha: f64,
     /// "N" (P = ratio·N) or "P" (N = ratio·P).
     pub against: String,
+    /// Latent dimension M of this fit.
     pub m: usize,
+    /// The values of the scarce resource (N or P) along the fit.
     pub grid: Vec<usize>,
 }
 
 impl Scale {
+    /// The sizes for quick or full mode.
     pub fn for_mode(quick: bool) -> Self {
         Self {
             alphas: vec![0.5, 1.0],
@@ -96,49 +105,76 @@ impl Scale {
     }
 }
 
+/// Configuration of the `scaling` study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
+    /// Quick (laptop-scale) sizes instead of the full ones.
     pub quick: bool,
+    /// Base seed of the simulations.
     pub seed: u64,
+    /// Hide progress bars.
     pub quiet: bool,
+    /// The sizes.
     pub scale: Scale,
 }
 
+/// Theory and simulation (linear features) at one (α, N, P).
 #[derive(Debug, Clone, Serialize)]
 pub struct GridRow {
+    /// Spectral exponent α.
     pub alpha: f64,
+    /// Number of features N.
     pub n: usize,
+    /// Number of training samples P.
     pub p: usize,
+    /// Ridge γ (the diagonal ridge on N = P, else 0).
     pub ridge: f64,
+    /// Expected test loss ⟨L⟩ of the deterministic equivalent (eq. A4).
     pub theory: f64,
+    /// Mean population loss over seeds.
     pub sim: f64,
+    /// Standard error of that mean.
     pub sim_se: f64,
+    /// Median over seeds (robust near N = P, where the mean is heavy-tailed).
     pub sim_median: f64,
 }
 
+/// A fitted scaling exponent against N or P.
 #[derive(Debug, Clone, Serialize)]
 pub struct Exponent {
+    /// Spectral exponent α (the predicted exponent).
     pub alpha: f64,
     /// "N" (P = ratio·N) or "P" (N = ratio·P).
     pub against: String,
     /// −slope of log L vs log N (or P) from simulation, with its standard error.
     pub sim: f64,
+    /// Standard error of the fitted exponent.
     pub sim_se: f64,
+    /// The theory's slope (−d log⟨L⟩/d log N or P) over the same points.
     pub theory: f64,
+    /// The points the exponents were fitted to.
     pub rows: Vec<GridRow>,
 }
 
+/// `results.json` of the study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
+    /// `"scaling"`.
     pub study: &'static str,
+    /// The study configuration.
     pub config: Config,
+    /// Wall-clock seconds of the run.
     pub seconds: f64,
+    /// The loss(N, P) table per α, plus the points past M.
     pub grid: Vec<GridRow>,
+    /// Exponent fits against N and against P.
     pub exponents: Vec<Exponent>,
     /// Simulation/theory at growing size: the rows of the first exponent fit (α = 0.5, P = 10N),
     /// where the deterministic equivalent's small-size bias is largest.
     pub bias: Vec<GridRow>,
+    /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
+    /// SVG files written beside `results.json`.
     pub figures: Vec<String>,
 }
 
@@ -164,6 +200,7 @@ fn point(
     })
 }
 
+/// Run the study into `out`, writing `results.json` last.
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t0 = Instant::now();
     let sc = &cfg.scale;

@@ -19,7 +19,7 @@
 //! Setting (docs/derivations/sgd_gap.md#setting): a 5-16-1 tanh MLP (D = 113) with loss
 //! ½(f − y)² on N = 64 examples of a teacher y = tanh(a·x) + 0.3 sin 3x₁ + 0.3 ξ (x, ξ standard
 //! normal, a fixed), a large held-out set B from the same teacher, θ₀ after 300 GD steps
-//! (η = 0.1). Exact gradients and HVPs from [`dlt_nn::mlp64`]; SGD averages over seeded
+//! (η = 0.1). Exact gradients and HVPs from [`dlt_nn::mlp`]; SGD averages over seeded
 //! shuffles with the exactly mean-zero first-order noise subtracted as a control variate.
 //!
 //! Cost (2 cores): quick ≈ 40 s (libm's tanh on the held-out set dominates), full ≈ 5 min.
@@ -40,10 +40,14 @@ use std::time::Instant;
 
 const PAPER: &str = "Roberts (arXiv 2104.04874)";
 
+/// Configuration of the `sgd-gap` study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
+    /// Quick sizes (smaller held-out set, fewer shuffles) instead of the full ones.
     pub quick: bool,
+    /// Seed of the teacher, the data and the shuffles.
     pub seed: u64,
+    /// Hide progress bars.
     pub quiet: bool,
     /// Training examples N.
     pub n_train: usize,
@@ -53,6 +57,7 @@ pub struct Config {
     /// loss all use the same set, so any size is consistent; a smaller set is cheaper per
     /// shuffle).
     pub n_test_sgd: usize,
+    /// Hidden width of the 5-h-1 tanh MLP.
     pub hidden: usize,
     /// GD steps (η = 0.1) to reach θ₀.
     pub warmup_steps: usize,
@@ -62,11 +67,14 @@ pub struct Config {
     pub redraws: usize,
     /// Step size, batch and number of shuffles of the SGD-vs-GD check.
     pub sgd_eta: f64,
+    /// Batch size B of the SGD-vs-GD check.
     pub batch: usize,
+    /// Seeded shuffles averaged in the SGD-vs-GD check.
     pub shuffles: usize,
 }
 
 impl Config {
+    /// The configuration for quick or full mode.
     pub fn for_mode(quick: bool, seed: u64, quiet: bool) -> Self {
         Self {
             quick,
@@ -86,13 +94,20 @@ impl Config {
     }
 }
 
+/// One GD step of size η: measured change of the gap against its expansions.
 #[derive(Debug, Clone, Serialize)]
 pub struct OneStep {
+    /// Step size η.
     pub eta: f64,
+    /// Measured δG = G(θ − η g_A) − G(θ).
     pub actual: f64,
+    /// First-order prediction η g_A·(g_A − g_B).
     pub first_order: f64,
+    /// Second-order prediction: first order plus (η²/2) g_Aᵀ(H_B − H_A) g_A.
     pub second_order: f64,
+    /// |first_order − actual| / |actual|.
     pub rel_err_first: f64,
+    /// |second_order − actual| / |actual|.
     pub rel_err_second: f64,
 }
 
@@ -101,32 +116,50 @@ pub struct OneStep {
 pub struct Comparison {
     /// Stable key, e.g. `epoch_train`.
     pub id: String,
+    /// Human-readable description of the quantity compared.
     pub name: String,
+    /// Mean over shuffles of the SGD − GD difference (mean-zero control variate removed).
     pub simulated: f64,
+    /// Standard error of `simulated`.
     pub se: f64,
+    /// The O(η²) prediction (docs/derivations/sgd_gap.md#sgd-vs-gd).
     pub predicted: f64,
 }
 
+/// `results.json` of the study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
+    /// `"sgd-gap"`.
     pub study: &'static str,
+    /// The study configuration.
     pub config: Config,
+    /// Wall-clock seconds of the run.
     pub seconds: f64,
+    /// Number of network parameters D.
     pub params: usize,
     /// Train loss, test loss and gap at θ₀.
     pub train_loss: f64,
+    /// Loss on the held-out set B at θ₀.
     pub test_loss: f64,
+    /// Generalisation gap G = L_B − L_A at θ₀.
     pub gap: f64,
+    /// The one-step check, one row per η.
     pub one_step: Vec<OneStep>,
     /// E[δG]/η over redrawn training sets (mean, SE) and tr Σ / N.
     pub gap_growth_mc: f64,
+    /// Standard error of `gap_growth_mc`.
     pub gap_growth_se: f64,
+    /// The prediction tr Σ / N.
     pub gap_growth_theory: f64,
     /// λ_max(H_A) and η n λ_max (the expansion needs it ≪ 1; ≤ 0.02 for ≈ 2 % agreement).
     pub lambda_max: f64,
+    /// η·n·λ_max with n = N/B, the steps of one epoch in the SGD-vs-GD check.
     pub eta_n_lambda: f64,
+    /// The SGD-vs-GD comparisons.
     pub comparisons: Vec<Comparison>,
+    /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
+    /// SVG files written beside `results.json`.
     pub figures: Vec<String>,
 }
 
@@ -591,6 +624,7 @@ fn sgd_vs_gd(
     Ok((comparisons, lambda_max, eta_n_lambda))
 }
 
+/// Run the study into `out`, writing `results.json` last.
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t0 = Instant::now();
     validate(cfg)?;

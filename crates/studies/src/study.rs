@@ -20,12 +20,16 @@ use std::time::Instant;
 /// Errors of a study run; each wraps a library error that names its input and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {
+    /// An error of the theory engine (`dlt-theory`).
     #[error(transparent)]
     Theory(#[from] TheoryError),
+    /// Writing an output file failed.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// An error of the training substrate (`dlt-nn`).
     #[error(transparent)]
     Nn(#[from] dlt_nn::NnError),
+    /// An error of the language-model crate (`dlt-llm`).
     #[error(transparent)]
     Llm(#[from] dlt_llm::LlmError),
 }
@@ -55,7 +59,9 @@ pub trait Study {
 /// Options of one `reproduce` pass.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Quick (laptop-scale) configurations instead of the full ones.
     pub quick: bool,
+    /// Base seed passed to every study's configuration.
     pub seed: u64,
     /// No progress output (under `--json`).
     pub quiet: bool,
@@ -65,8 +71,11 @@ pub struct Options {
 
 /// A study in the registry, with its types erased.
 pub trait Entry: Sync {
+    /// [`Study::NAME`].
     fn name(&self) -> &'static str;
+    /// [`Study::TITLE`].
     fn title(&self) -> &'static str;
+    /// [`Study::PAPER`].
     fn paper(&self) -> &'static str;
     /// SHA-256 (hex) of the study's name and configuration at these options.
     fn config_hash(&self, opts: &Options) -> String;

@@ -26,7 +26,9 @@ const PDLT: &str = "PDLT (arXiv 2106.10165)";
 /// Study configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
+    /// Quick (laptop-scale) ensembles instead of the full ones.
     pub quick: bool,
+    /// Base seed; each Monte Carlo run offsets it.
     pub seed: u64,
     /// Worker threads for the Monte Carlo (0: all cores).
     pub threads: usize,
@@ -39,18 +41,26 @@ pub struct Config {
 pub struct Scale {
     /// Gram-sampler ensembles (preactivation statistics).
     pub gram_networks: usize,
+    /// The two widths n and 2n of the vertex and orthogonal ensembles (for extrapolation).
     pub gram_widths: [usize; 2],
+    /// Depth L of the tanh vertex ensembles.
     pub gram_depth: usize,
     /// Full-NTK ensembles, per width (narrow, wide).
     pub ntk_networks: [usize; 2],
+    /// The two widths n and 2n of the NTK ensembles.
     pub ntk_widths: [usize; 2],
+    /// Depth L of the tanh NTK ensembles.
     pub ntk_depth: usize,
+    /// Width of the ReLU ensemble compared with the exact finite-width result.
     pub relu_width: usize,
+    /// Depth of that ReLU ensemble.
     pub relu_depth: usize,
+    /// Depth of the Gaussian-vs-Haar tanh ensembles.
     pub orth_depth: usize,
 }
 
 impl Scale {
+    /// The sizes for quick or full mode.
     pub fn for_mode(quick: bool) -> Self {
         if quick {
             Self {
@@ -83,60 +93,93 @@ impl Scale {
 /// One row comparing a Monte Carlo statistic with theory.
 #[derive(Debug, Clone, Serialize)]
 pub struct McRow {
+    /// Layer l (1-based).
     pub l: usize,
+    /// Width n of the ensemble.
     pub n: usize,
+    /// Statistic name, e.g. `V_over_nK2`, `A_over_theta2`, `V_over_K2_orthogonal`.
     pub stat: String,
+    /// Monte Carlo estimate.
     pub mc: f64,
+    /// Its batch-means standard error.
     pub se: f64,
+    /// Leading-order (1/n) prediction of the recursions.
     pub theory: f64,
 }
 
 /// Richardson-extrapolated comparison at one layer.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExtrapolatedRow {
+    /// Layer l (1-based).
     pub l: usize,
+    /// Statistic name, as in [`McRow::stat`].
     pub stat: String,
     /// 2 M(2n) − M(n): removes the O(1/n) finite-width correction
     /// (docs/derivations/theory.md#mc-tolerances).
     pub extrapolated: f64,
+    /// Standard error of the extrapolation, √(4 SE(2n)² + SE(n)²).
     pub se: f64,
+    /// Leading-order (1/n) prediction of the recursions.
     pub theory: f64,
 }
 
 /// `results.json` of the study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
+    /// `"theory"`.
     pub study: &'static str,
+    /// The study configuration.
     pub config: Config,
+    /// Ensemble sizes used.
     pub scale: Scale,
+    /// Wall-clock seconds of the run.
     pub seconds: f64,
+    /// Critical point and universality class per activation.
     pub criticality: Vec<Critical>,
     /// ν and r* (n_L = 1 and 10) per activation with a critical point.
     pub nu: Vec<NuRow>,
+    /// tanh V/(nK²) by layer at both widths, against the 1/n theory.
     pub vertex_mc: Vec<McRow>,
+    /// tanh vertex rows extrapolated to n → ∞ (2M(2n) − M(n)).
     pub vertex_extrapolated: Vec<ExtrapolatedRow>,
+    /// ReLU V/(nK²) against the exact finite-width (1 + 5/n)^{l−1} − 1.
     pub relu_exact: Vec<ReluRow>,
+    /// tanh NTK statistics (Θ, A, B, D, F and their ratios) against theory.
     pub ntk_mc: Vec<McRow>,
+    /// tanh NTK rows extrapolated to n → ∞.
     pub ntk_extrapolated: Vec<ExtrapolatedRow>,
+    /// tanh V/K² for Gaussian and Haar weights, by layer and width.
     pub orthogonal: Vec<McRow>,
+    /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
+    /// SVG files written beside `results.json`.
     pub figures: Vec<String>,
 }
 
+/// The vertex slope ν and optimal aspect ratio r* of one activation.
 #[derive(Debug, Clone, Serialize)]
 pub struct NuRow {
+    /// Activation name.
     pub activation: String,
+    /// Depth slope ν of V/(nK²) ≈ ν l/n (docs/derivations/theory.md#nu-slope).
     pub nu: f64,
+    /// Optimal aspect ratio r* = L/n for one output
+    /// (docs/derivations/theory.md#optimal-aspect-ratio).
     pub r_star_1: f64,
+    /// Optimal aspect ratio r* for 10 outputs.
     pub r_star_10: f64,
 }
 
+/// One layer of the exact finite-width ReLU comparison.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReluRow {
+    /// Layer l (1-based).
     pub l: usize,
+    /// Width n.
     pub n: usize,
     /// V/(nK²) measured = E[z_i²z_j²]/K² − 1.
     pub mc: f64,
+    /// Its batch-means standard error.
     pub se: f64,
     /// (1 + 5/n)^{l−1} − 1, exact at finite n.
     pub exact: f64,

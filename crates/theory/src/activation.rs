@@ -40,6 +40,7 @@ pub type Act = Arc<dyn Activation>;
 
 macro_rules! smooth {
     ($ty:ident, $name:expr, |$z:ident| $f:expr, |$z1:ident| $d1:expr, |$z2:ident| $d2:expr) => {
+        #[doc = concat!("The smooth activation `", $name, "` (σ, σ' and σ'' everywhere).")]
         #[derive(Debug, Clone, Copy)]
         pub struct $ty;
         impl Activation for $ty {
@@ -168,7 +169,9 @@ smooth!(
 /// σ(z) = a₊ z for z > 0 and a₋ z for z < 0: ReLU (1, 0), leaky ReLU (1, a), linear (1, 1).
 #[derive(Debug, Clone, Copy)]
 pub struct ScaleInvariant {
+    /// Slope a₊ for z > 0.
     pub a_plus: f64,
+    /// Slope a₋ for z < 0.
     pub a_minus: f64,
 }
 impl Activation for ScaleInvariant {
@@ -202,11 +205,14 @@ impl Activation for ScaleInvariant {
 /// ELU(α): z for z > 0, α(eᶻ − 1) otherwise (σ'' jumps at 0 unless α = 1; σ' jumps unless α = 1).
 #[derive(Debug, Clone, Copy)]
 pub struct Elu {
+    /// α: the negative branch is α(eᶻ − 1), saturating at −α.
     pub alpha: f64,
+    /// Overall factor λ multiplying σ (1 for ELU, [`SELU_SCALE`] for SELU).
     pub scale: f64,
 }
 /// SELU constants (Klambauer et al. 2017).
 pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+/// SELU's overall scale λ (Klambauer et al. 2017).
 pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 impl Activation for Elu {
     fn name(&self) -> String {

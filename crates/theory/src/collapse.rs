@@ -26,8 +26,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
+    /// Each generation trains only on the previous generation's T samples.
     Replace,
+    /// Each generation trains on all data so far (real plus every synthetic generation).
     Accumulate,
+    /// Like `Accumulate`, but a fixed-size subsample of T points from the pool.
     AccumulateSubsample,
 }
 
@@ -46,6 +49,7 @@ impl std::str::FromStr for Policy {
 }
 
 impl Policy {
+    /// The CLI / JSON name (`replace`, `accumulate`, `accumulate-subsample`).
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Replace => "replace",
@@ -53,6 +57,7 @@ impl Policy {
             Self::AccumulateSubsample => "accumulate-subsample",
         }
     }
+    /// Every policy, in CLI order.
     pub const ALL: [Policy; 3] = [
         Policy::Replace,
         Policy::Accumulate,
@@ -67,8 +72,11 @@ pub mod linear {
     /// Mean and standard error of the test error ‖ŵ_n − w*‖² per generation, and the theory.
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
     pub struct Generation {
+        /// Generation number, 1-based (generation 1 fits the real labels).
         pub g: usize,
+        /// Mean over seeds of the test error ‖ŵ_g − w*‖².
         pub test_error: f64,
+        /// Standard error of that mean over seeds.
         pub test_error_se: f64,
         /// Closed form (None for accumulate-subsample, which has none).
         pub theory: Option<f64>,
@@ -265,8 +273,11 @@ pub mod linear {
 /// A D-dimensional Gaussian fitted by maximum likelihood (mean, covariance with 1/T).
 #[derive(Debug, Clone)]
 pub struct GaussianModel {
+    /// Dimension D.
     pub dim: usize,
+    /// Mean of the reference distribution generation 0 samples from.
     pub true_mean: Vec<f64>,
+    /// Covariance Σ₀ of the reference distribution (D × D).
     pub true_cov: Mat<f64>,
     mean: Vec<f64>,
     cov: Mat<f64>,

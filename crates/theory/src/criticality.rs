@@ -24,6 +24,7 @@ pub enum Class {
 }
 
 impl Class {
+    /// The snake_case name used in JSON and tables.
     pub fn as_str(&self) -> &'static str {
         match self {
             Class::ScaleInvariant => "scale_invariant",
@@ -37,15 +38,20 @@ impl Class {
 /// The critical point of an activation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Critical {
+    /// Activation name ([`crate::Activation::name`]).
     pub activation: String,
+    /// Universality class.
     pub class: Class,
+    /// Critical bias variance C_b (None for class `None`).
     pub cb: Option<f64>,
+    /// Critical weight variance C_W (None for class `None`).
     pub cw: Option<f64>,
     /// K* (None for scale-invariant activations, where every K is a fixed point).
     pub k_star: Option<f64>,
     /// K*=0 class: a₁ = σ₃/σ₁ + ¾(σ₂/σ₁)² and the exponent p_⊥ = b₁/a₁
     /// (docs/derivations/theory.md#kstar-zero-expansions).
     pub a1: Option<f64>,
+    /// The exponent p_⊥ = b₁/a₁ (K*=0 class only).
     pub p_perp: Option<f64>,
 }
 

@@ -40,7 +40,9 @@ impl Default for QuadConfig {
 /// A rule Σᵢ wᵢ f(xᵢ) for E[f(x)], x ~ N(0, 1).
 #[derive(Debug, Clone)]
 pub struct Rule1 {
+    /// Nodes xᵢ.
     pub x: Vec<f64>,
+    /// Weights wᵢ (sum 1 for the Gaussian rules, 2 for [`legendre`] on [−1, 1]).
     pub w: Vec<f64>,
 }
 

@@ -11,6 +11,7 @@
 //! * [`multi`]: multi-input kernel K_{δ1δ2} and four-point vertex V_{(δ1δ2)(δ3δ4)};
 //! * [`criticality`]: critical (C_b, C_W), universality classes, ν and the optimal aspect ratio;
 //! * [`mc`]: a multi-threaded Monte Carlo validator over ensembles of real networks.
+#![warn(missing_docs)]
 
 pub mod activation;
 pub mod collapse;
@@ -30,10 +31,28 @@ pub use profile::{Ensemble, Init, Layer, LearningRates, ProfileConfig};
 /// Errors of the theory engine; each names the input (usually a CLI flag) and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum TheoryError {
+    /// An activation name that [`activation::parse`] does not recognise.
     #[error("unknown activation '{name}'; known: {known}")]
-    UnknownActivation { name: String, known: String },
+    UnknownActivation {
+        /// The name as given.
+        name: String,
+        /// The accepted names ([`activation::KNOWN`]), comma-separated.
+        known: String,
+    },
+    /// An input outside its valid range.
     #[error("{flag}: {msg}")]
-    Invalid { flag: &'static str, msg: String },
+    Invalid {
+        /// The offending input, usually the CLI flag (e.g. `--width`).
+        flag: &'static str,
+        /// What is wrong with it and how to fix it.
+        msg: String,
+    },
+    /// A recursion or Monte Carlo run left its domain (K ≤ 0) or overflowed.
     #[error("recursion diverged at layer {layer}: {what}")]
-    Diverged { layer: usize, what: String },
+    Diverged {
+        /// Layer ℓ at which it happened (0 when no layer applies).
+        layer: usize,
+        /// Which quantity failed, and how.
+        what: String,
+    },
 }

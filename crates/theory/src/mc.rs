@@ -29,24 +29,32 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sampler {
+    /// Full weight matrices; needed for the NTK. O(n³) per layer.
     Full,
+    /// Preactivations drawn from the stochastic metric Ĝ; O(n) per layer, no NTK.
     Gram,
 }
 
 /// Configuration of one Monte Carlo run.
 #[derive(Debug, Clone)]
 pub struct McConfig {
+    /// The ensemble to sample (plain MLPs only: γ = 0, ξ = 1).
     pub ensemble: Ensemble,
     /// K^(1): the fixed input has |x|²/n₀ = (K^(1) − C_b)/C_W, n₀ = n.
     pub k1: f64,
+    /// Width n of every layer (and of the input), ≥ 2.
     pub width: usize,
+    /// Number of layers L.
     pub depth: usize,
+    /// Number of independent networks drawn (≥ 2 × `batches`).
     pub networks: usize,
     /// Measure the NTK (requires the full sampler).
     pub ntk: bool,
+    /// Learning rates of the NTK (used only with `ntk`).
     pub lr: LearningRates,
     /// Weight ensemble of the first layer (default: the same as the others).
     pub first_layer: Init,
+    /// Base seed; network i uses its own stream derived from (seed, i).
     pub seed: u64,
     /// Number of batches for the batch-means standard errors.
     pub batches: usize,
@@ -55,6 +63,7 @@ pub struct McConfig {
 }
 
 impl McConfig {
+    /// [`Sampler::Full`] when the NTK is measured, [`Sampler::Gram`] otherwise.
     pub fn sampler(&self) -> Sampler {
         if self.ntk {
             Sampler::Full
@@ -119,13 +128,16 @@ impl McConfig {
 /// An estimate with its batch-means standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
+    /// The Monte Carlo estimate.
     pub value: f64,
+    /// Its batch-means standard error.
     pub se: f64,
 }
 
 /// Monte Carlo statistics of one layer. NTK entries are None without `ntk`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct McLayer {
+    /// Layer index l (1-based).
     pub l: usize,
     /// (name, estimate) in a fixed order: K, V, V_over_K2, then theta, A, B, D, F and the ratios
     /// A_over_theta2, B_over_theta2, D_over_Ktheta, F_over_Ktheta.
@@ -133,6 +145,7 @@ pub struct McLayer {
 }
 
 impl McLayer {
+    /// The estimate named `name` (e.g. `K`, `V_over_K2`), if it was measured.
     pub fn get(&self, name: &str) -> Option<Estimate> {
         self.stats.iter().find(|(n, _)| n == name).map(|(_, e)| *e)
     }

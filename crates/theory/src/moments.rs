@@ -8,6 +8,7 @@ use crate::gauss::{rule1, QuadConfig};
 /// Single-input expectations at z ~ N(0, K), with x = z/√K standard normal.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Moments1 {
+    /// The variance K > 0 at which the expectations are taken.
     pub k: f64,
     /// ⟨σ²⟩
     pub s2: f64,
@@ -47,11 +48,14 @@ impl Moments1 {
 pub struct Method {
     /// (a₊, a₋) for σ(z) = a₊z (z>0), a₋z (z<0): closed forms.
     pub scale_invariant: Option<(f64, f64)>,
+    /// True when σ or σ' has a kink at 0: quadratures split the domain there.
     pub kinked: bool,
+    /// Quadrature orders.
     pub quad: QuadConfig,
 }
 
 impl Method {
+    /// Choose closed forms or (kink-aware) quadrature for `act`.
     pub fn for_activation(act: &dyn Activation, quad: QuadConfig) -> Self {
         Self {
             scale_invariant: crate::activation::scale_invariant_slopes(act),

@@ -20,18 +20,25 @@ use std::collections::HashMap;
 /// v[((a·p + b)·p + c)·p + d] = V_{(ab)(cd)}.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MultiLayer {
+    /// Layer index l (1-based).
     pub l: usize,
+    /// Number of inputs p.
     pub p: usize,
+    /// Kernel K_{δ1δ2}, p×p row-major.
     pub k: Vec<f64>,
+    /// NTK mean Θ_{δ1δ2}, p×p row-major.
     pub theta: Vec<f64>,
+    /// Four-point vertex V_{(δ1δ2)(δ3δ4)}, p⁴ entries in the layout above.
     pub v: Vec<f64>,
 }
 
 impl MultiLayer {
+    /// V_{(ab)(cd)}.
     pub fn v_at(&self, a: usize, b: usize, c: usize, d: usize) -> f64 {
         let p = self.p;
         self.v[((a * p + b) * p + c) * p + d]
     }
+    /// K_{ab}.
     pub fn k_at(&self, a: usize, b: usize) -> f64 {
         self.k[a * self.p + b]
     }

@@ -40,16 +40,24 @@ impl std::str::FromStr for Init {
 /// docs/derivations/theory.md#residual-mlp).
 #[derive(Debug, Clone)]
 pub struct Ensemble {
+    /// Activation σ.
     pub act: Act,
+    /// Bias variance C_b ≥ 0.
     pub cb: f64,
+    /// Weight variance C_W > 0 (weights have variance C_W/n_{l−1}).
     pub cw: f64,
+    /// Weight ensemble (Gaussian or Haar-orthogonal).
     pub init: Init,
+    /// Residual skip coefficient γ (0 for a plain MLP).
     pub gamma: f64,
+    /// Residual branch coefficient ξ (1 for a plain MLP).
     pub xi: f64,
+    /// Quadrature orders for the Gaussian expectations.
     pub quad: QuadConfig,
 }
 
 impl Ensemble {
+    /// A plain MLP (γ = 0, ξ = 1) with Gaussian weights and default quadrature.
     pub fn new(act: Act, cb: f64, cw: f64) -> Self {
         Self {
             act,
@@ -61,10 +69,12 @@ impl Ensemble {
             quad: QuadConfig::default(),
         }
     }
+    /// The same ensemble with weight initialisation `init`.
     pub fn with_init(mut self, init: Init) -> Self {
         self.init = init;
         self
     }
+    /// True when γ ≠ 0 or ξ ≠ 1, i.e. the residual recursions apply.
     pub fn is_residual(&self) -> bool {
         self.gamma != 0.0 || self.xi != 1.0
     }
@@ -105,7 +115,9 @@ impl Ensemble {
 /// λ_W^(l) = λ_W (the 1/n_{l−1} is in the definition of the learning-rate tensor).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LearningRates {
+    /// Bias learning rate λ_b.
     pub lambda_b: f64,
+    /// Weight learning rate λ_W.
     pub lambda_w: f64,
     /// λ_b^(l) = λ_b / l (the K* = 0 equivalence-principle scaling for tanh,
     /// docs/derivations/theory.md#learning-rate-scaling).
@@ -123,6 +135,7 @@ impl Default for LearningRates {
 }
 
 impl LearningRates {
+    /// (λ_b^(l), λ_W^(l)) for layer `l` (1-based).
     pub fn at(&self, l: usize) -> (f64, f64) {
         let lb = if self.b_over_l {
             self.lambda_b / l as f64
@@ -136,37 +149,53 @@ impl LearningRates {
 /// One row of a single-input profile: statistics of layer l.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Layer {
+    /// Layer index l (1-based).
     pub l: usize,
+    /// Kernel K^(l).
     #[serde(rename = "K")]
     pub k: f64,
+    /// Parallel susceptibility χ_∥ = γ² + ξ²C_W ∂_K⟨σ²⟩_K at K^(l).
     pub chi_par: f64,
+    /// Perpendicular susceptibility χ_⊥ = γ² + ξ²C_W⟨σ'²⟩_K at K^(l).
     pub chi_perp: f64,
+    /// Four-point vertex V^(l) (the connected four-point function is V/n).
     #[serde(rename = "V")]
     pub v: f64,
+    /// NTK mean Θ^(l).
     pub theta: f64,
+    /// NTK fluctuation A = n Cov(Ĥ_ii, Ĥ_jj), i ≠ j (docs/derivations/theory.md#ntk-fluctuations);
+    /// None for orthogonal weights or residual networks.
     #[serde(rename = "A")]
     pub a: Option<f64>,
+    /// NTK fluctuation B = n E[Ĥ_ij²], i ≠ j; None where A is.
     #[serde(rename = "B")]
     pub b: Option<f64>,
+    /// Cross-correlation D = n Cov(z_i², Ĥ_jj), i ≠ j; None where A is.
     #[serde(rename = "D")]
     pub d: Option<f64>,
+    /// Cross-correlation F = n E[z_i z_j Ĥ_ij], i ≠ j; None where A is.
     #[serde(rename = "F")]
     pub f: Option<f64>,
 }
 
 impl Layer {
+    /// Normalised vertex V/K² (its growth with depth is the slope ν).
     pub fn v_over_k2(&self) -> f64 {
         self.v / (self.k * self.k)
     }
+    /// A/Θ², the normalised NTK-fluctuation A.
     pub fn a_over_theta2(&self) -> Option<f64> {
         self.a.map(|a| a / (self.theta * self.theta))
     }
+    /// B/Θ², the normalised NTK-fluctuation B.
     pub fn b_over_theta2(&self) -> Option<f64> {
         self.b.map(|b| b / (self.theta * self.theta))
     }
+    /// D/(KΘ), the normalised cross-correlation D.
     pub fn d_over_ktheta(&self) -> Option<f64> {
         self.d.map(|d| d / (self.k * self.theta))
     }
+    /// F/(KΘ), the normalised cross-correlation F.
     pub fn f_over_ktheta(&self) -> Option<f64> {
         self.f.map(|f| f / (self.k * self.theta))
     }
@@ -195,12 +224,15 @@ impl Layer {
 /// Inputs of a single-input profile.
 #[derive(Debug, Clone)]
 pub struct ProfileConfig {
+    /// The network ensemble whose statistics are propagated.
     pub ensemble: Ensemble,
     /// K^(1) = C_b + C_W |x|²/n₀.
     pub k1: f64,
     /// V^(1) (0 for a Gaussian first layer; −2(K^(1) − C_b)² if it is orthogonal too).
     pub v1: f64,
+    /// Number of layers L; rows are produced for l = 1..=L.
     pub depth: usize,
+    /// Learning rates entering Θ and A, B, D, F.
     pub lr: LearningRates,
 }
 

@@ -20,16 +20,22 @@ use serde::{Deserialize, Serialize};
 /// docs/derivations/scaling.md#model).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ScalingModel {
+    /// Spectral exponent α > 0 (λ_I ∝ I^{−(1+α)}; the loss exponent).
     pub alpha: f64,
+    /// Latent dimension M, the extent of the power-law spectrum.
     pub m: usize,
+    /// Scale λ₊ of the spectrum (λ_1 = λ₊).
     pub lambda_plus: f64,
+    /// Teacher weight variance σ_w² (w_I ~ N(0, σ_w²/M)).
     pub sigma_w2: f64,
+    /// Feature-projection variance σ_u² (u_jI ~ N(0, σ_u²/M)).
     pub sigma_u2: f64,
     /// Label-noise standard deviation σ_ε.
     pub noise: f64,
 }
 
 impl ScalingModel {
+    /// The model with exponent α and M modes, defaults λ₊ = σ_w² = σ_u² = 1, σ_ε = 0.
     pub fn new(alpha: f64, m: usize) -> Self {
         Self {
             alpha,
@@ -40,6 +46,7 @@ impl ScalingModel {
             noise: 0.0,
         }
     }
+    /// Check every parameter; the error names the CLI flag to change.
     pub fn validate(&self) -> Result<(), TheoryError> {
         let bad = |flag, msg: String| Err(TheoryError::Invalid { flag, msg });
         if !(self.alpha > 0.0) || !self.alpha.is_finite() {
@@ -113,7 +120,9 @@ fn dfs(lam: &[f64], kappa: f64) -> (f64, f64) {
 /// docs/derivations/scaling.md#deterministic-equivalent).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TheoryPoint {
+    /// Expected test loss ⟨L⟩ (eq. A4, full MSE including σ_ε²).
     pub loss: f64,
+    /// The renormalised ridge κ solving eq. A1.
     pub kappa: f64,
 }
 
@@ -214,8 +223,11 @@ fn solve_df1(lam: &[f64], target: f64) -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Features {
+    /// Identity features φ = Ux.
     Linear,
+    /// ReLU features φ = max(0, Ux).
     Relu,
+    /// tanh features φ = tanh(Ux).
     Tanh,
 }
 
@@ -234,9 +246,13 @@ impl std::str::FromStr for Features {
 /// Result of a simulation over seeds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SimPoint {
+    /// Mean population loss over seeds.
     pub loss: f64,
+    /// Standard error of that mean (0 with a single seed).
     pub loss_se: f64,
+    /// Median loss over seeds.
     pub median: f64,
+    /// The loss of every seed, in seed order.
     pub losses: Vec<f64>,
 }
 

@@ -23,6 +23,7 @@ pub enum Dataset {
     Smollm2,
 }
 
+/// Every known data set.
 pub const ALL: [Dataset; 3] = [
     Dataset::FashionMnist,
     Dataset::Shakespeare,
@@ -66,6 +67,7 @@ const POEMS: [&str; 5] = [
 ];
 
 impl Dataset {
+    /// The CLI name (`fashion-mnist`, `shakespeare`, `smollm2`).
     pub fn name(&self) -> &'static str {
         match self {
             Dataset::FashionMnist => "fashion-mnist",
@@ -73,6 +75,7 @@ impl Dataset {
             Dataset::Smollm2 => "smollm2",
         }
     }
+    /// The data set with CLI name `s`.
     pub fn parse(s: &str) -> Result<Self, NnError> {
         ALL.into_iter()
             .find(|d| d.name() == s)
@@ -90,6 +93,7 @@ impl Dataset {
             Dataset::Smollm2 => "DLT_SMOLLM2",
         }
     }
+    /// One line for listings: contents, format and where it comes from.
     pub fn description(&self) -> &'static str {
         match self {
             Dataset::FashionMnist => "Fashion-MNIST, 60k+10k 28×28 images (IDX .gz folder) — Debian package dataset-fashion-mnist",
@@ -153,9 +157,13 @@ fn verify(path: &Path, want: &str, ds: Dataset) -> Result<(), NnError> {
 /// Where a data set was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
+    /// Given by the caller's path or the data set's environment variable (not hash-checked).
     Explicit,
+    /// Fashion-MNIST's Debian package location, `/usr/share/datasets/fashion-mnist`.
     System,
+    /// Already complete in the user cache.
     Cache,
+    /// Fetched into the user cache by this call.
     Fetched,
 }
 

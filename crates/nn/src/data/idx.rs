@@ -10,7 +10,9 @@ use std::path::Path;
 /// A decoded IDX array of unsigned bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Idx {
+    /// Dimension sizes from the header, outermost first (e.g. [n, 28, 28]).
     pub dims: Vec<usize>,
+    /// Payload bytes, row-major, of length Π dims.
     pub data: Vec<u8>,
 }
 

@@ -14,15 +14,22 @@ use std::path::Path;
 /// for regression) and `targets` real-valued targets (`n × out`, regression only).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Split {
+    /// Inputs, row-major n × dim.
     pub x: Vec<f32>,
+    /// Input dimension.
     pub dim: usize,
+    /// Class labels in 0..classes, one per example (empty for regression).
     pub y: Vec<u32>,
+    /// Number of classes (0 for regression).
     pub classes: usize,
+    /// Real targets, row-major n × out (empty for classification).
     pub targets: Vec<f32>,
+    /// Output dimension: the number of classes, or of real targets.
     pub out: usize,
 }
 
 impl Split {
+    /// Number of examples n.
     pub fn len(&self) -> usize {
         if self.dim == 0 {
             0
@@ -30,6 +37,7 @@ impl Split {
             self.x.len() / self.dim
         }
     }
+    /// True when there are no examples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -102,7 +110,9 @@ impl TrainTest {
 /// Train and test splits.
 #[derive(Debug, Clone)]
 pub struct TrainTest {
+    /// Training split.
     pub train: Split,
+    /// Test split.
     pub test: Split,
 }
 

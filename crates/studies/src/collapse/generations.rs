@@ -30,6 +30,7 @@ pub fn generation_counter(bytes: &[u8]) -> Result<u64, NnError> {
 
 /// A data set as bytes (little-endian), for checkpoints of the generation loop.
 pub trait Persist: Sized {
+    /// The little-endian encoding.
     fn to_bytes(&self) -> Vec<u8>;
     /// `None` when the bytes are not a valid encoding.
     fn from_bytes(bytes: &[u8]) -> Option<Self>;
@@ -37,18 +38,22 @@ pub trait Persist: Sized {
 
 /// Little-endian helpers for [`Persist`] implementations.
 pub mod bytes {
+    /// Append `v` as 8 little-endian bytes.
     pub fn put_u64(out: &mut Vec<u8>, v: u64) {
         out.extend_from_slice(&v.to_le_bytes());
     }
+    /// Read a u64 at `*at` and advance; `None` past the end.
     pub fn get_u64(b: &[u8], at: &mut usize) -> Option<u64> {
         let v = u64::from_le_bytes(b.get(*at..*at + 8)?.try_into().ok()?);
         *at += 8;
         Some(v)
     }
+    /// Append a length-prefixed (u64) slice of f32.
     pub fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
         put_u64(out, v.len() as u64);
         out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
     }
+    /// Read a slice written by [`put_f32s`] and advance; `None` when truncated.
     pub fn get_f32s(b: &[u8], at: &mut usize) -> Option<Vec<f32>> {
         let n = get_u64(b, at)? as usize;
         let raw = b.get(*at..*at + n.checked_mul(4)?)?;
@@ -59,10 +64,12 @@ pub mod bytes {
                 .collect(),
         )
     }
+    /// Append a length-prefixed (u64) slice of u32.
     pub fn put_u32s(out: &mut Vec<u8>, v: &[u32]) {
         put_u64(out, v.len() as u64);
         out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
     }
+    /// Read a slice written by [`put_u32s`] and advance; `None` when truncated.
     pub fn get_u32s(b: &[u8], at: &mut usize) -> Option<Vec<u32>> {
         let n = get_u64(b, at)? as usize;
         let raw = b.get(*at..*at + n.checked_mul(4)?)?;
@@ -116,7 +123,9 @@ impl Persist for Mat<f64> {
 
 /// A generative model for the collapse loop. `Data` is a set of examples.
 pub trait Generative {
+    /// A data set of the model's examples.
     type Data: Clone + Persist;
+    /// The model's error type (substrate errors convert into it).
     type Error: From<NnError>;
     /// Fit a fresh model on `data` (every generation starts from scratch).
     fn fit(&mut self, data: &Self::Data, rng: &mut Xoshiro256PlusPlus) -> Result<(), Self::Error>;
@@ -124,14 +133,18 @@ pub trait Generative {
     fn sample(&self, n: usize, rng: &mut Xoshiro256PlusPlus) -> Result<Self::Data, Self::Error>;
     /// Metrics on real held-out data (or against the true distribution), name → value.
     fn evaluate(&self) -> Result<Vec<(String, f64)>, Self::Error>;
+    /// Number of examples in `data`.
     fn len(data: &Self::Data) -> usize;
+    /// The examples of `parts`, concatenated in order.
     fn concat(parts: &[Self::Data]) -> Self::Data;
+    /// The examples of `data` at `idx`, in that order.
     fn select(data: &Self::Data, idx: &[usize]) -> Self::Data;
     /// The model's bookkeeping across generations (counters, per-generation sample grids), not
     /// its weights: every generation is fitted from scratch. Saved in checkpoints.
     fn save_state(&self) -> Vec<u8> {
         Vec::new()
     }
+    /// Restore the bookkeeping written by [`Generative::save_state`].
     fn load_state(&mut self, _bytes: &[u8]) -> Result<(), Self::Error> {
         Ok(())
     }
@@ -140,6 +153,7 @@ pub trait Generative {
 /// Where [`run_generations_checkpointed`] keeps its state, and whether to resume from it.
 #[derive(Debug, Clone)]
 pub struct Checkpointing {
+    /// The checkpoint file.
     pub path: std::path::PathBuf,
     /// Describes the run (model, scale, data); a checkpoint of another run is refused.
     pub fingerprint: String,
@@ -229,8 +243,11 @@ fn read_ckpt<D: Persist>(c: &Checkpointing) -> Result<Restored<D>, NnError> {
 /// Metrics of one generation (generation 0 is fitted on real data).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GenerationMetrics {
+    /// Generation number (0 = fitted on real data).
     pub g: usize,
+    /// Number of training examples of this generation.
     pub train_size: usize,
+    /// The model's evaluation metrics, name → value.
     pub metrics: Vec<(String, f64)>,
 }
 

@@ -24,20 +24,31 @@ use std::time::Instant;
 
 const PAPER: &str = "Gerstgrasser et al. (arXiv 2404.01413)";
 
+/// Sizes of the closed-form experiments (linear regression and Gaussian).
 #[derive(Debug, Clone, Serialize)]
 pub struct Scale {
+    /// Dimension d of the linear-regression setting.
     pub d: usize,
+    /// Training-set size T of the linear-regression setting.
     pub t: usize,
+    /// Label-noise standard deviation σ.
     pub sigma: f64,
+    /// Generations G of the linear setting.
     pub linear_generations: usize,
+    /// Seeds averaged per linear generation.
     pub linear_seeds: usize,
+    /// Dimension D of the Gaussian.
     pub gaussian_dim: usize,
+    /// Samples T per Gaussian generation.
     pub gaussian_t: usize,
+    /// Generations of the Gaussian experiment.
     pub gaussian_generations: usize,
+    /// Seeds averaged per Gaussian generation.
     pub gaussian_seeds: usize,
 }
 
 impl Scale {
+    /// The sizes for quick or full mode.
     pub fn for_mode(quick: bool) -> Self {
         Self {
             d: 10,
@@ -53,11 +64,16 @@ impl Scale {
     }
 }
 
+/// Configuration of the `collapse` study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
+    /// Quick sizes instead of the full ones.
     pub quick: bool,
+    /// Base seed.
     pub seed: u64,
+    /// Hide progress bars.
     pub quiet: bool,
+    /// Sizes of the closed-form experiments.
     pub scale: Scale,
     /// Language-model experiment (None: skipped).
     pub lm: Option<LmScale>,
@@ -72,12 +88,18 @@ pub struct Config {
     pub resume: bool,
 }
 
+/// Linear regression: test error per generation and policy.
 #[derive(Debug, Clone, Serialize)]
 pub struct LinearRow {
+    /// Data policy (`replace`, `accumulate`, `accumulate-subsample`).
     pub policy: String,
+    /// Generation (1 = fitted on the real labels).
     pub g: usize,
+    /// Mean over seeds of the test error ‖ŵ_g − w*‖².
     pub test_error: f64,
+    /// Standard error of that mean.
     pub test_error_se: f64,
+    /// Closed form (None for accumulate-subsample).
     pub theory: Option<f64>,
 }
 
@@ -85,27 +107,44 @@ pub struct LinearRow {
 /// earlier fits; generation 0 is fitted on the real sample).
 #[derive(Debug, Clone, Serialize)]
 pub struct GaussianRow {
+    /// Data policy.
     pub policy: String,
+    /// Generation (0 = fitted on the real sample).
     pub g: usize,
+    /// Mean over seeds of tr Σ̂_g / tr Σ₀.
     pub trace_ratio: f64,
+    /// Standard error of that mean.
     pub trace_ratio_se: f64,
+    /// Median over seeds of tr Σ̂_g / tr Σ₀.
     pub trace_ratio_median: f64,
+    /// Mean over seeds of ‖μ̂_g − μ₀‖².
     pub mean_sq_error: f64,
     /// ((T−1)/T)^(g+1) under replace.
     pub theory: Option<f64>,
 }
 
+/// `results.json` of the study.
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
+    /// `"collapse"`.
     pub study: &'static str,
+    /// The study configuration.
     pub config: Config,
+    /// Wall-clock seconds of the run.
     pub seconds: f64,
+    /// Linear-regression rows, every policy.
     pub linear: Vec<LinearRow>,
+    /// Gaussian rows, every policy.
     pub gaussian: Vec<GaussianRow>,
+    /// Language-model rows (empty when skipped).
     pub lm: Vec<LmRow>,
+    /// VAE rows (empty when skipped).
     pub vae: Vec<VaeRow>,
+    /// Diffusion rows (empty when skipped).
     pub diffusion: Vec<DiffusionRow>,
+    /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
+    /// SVG files written beside `results.json`.
     pub figures: Vec<String>,
 }
 
@@ -186,13 +225,18 @@ fn append_generation(
 /// Sizes of the language-model experiment.
 #[derive(Debug, Clone, Serialize)]
 pub struct LmScale {
+    /// Characters of real training text (the start of the corpus).
     pub train_chars: usize,
+    /// Characters of real held-out text (the end of the corpus).
     pub test_chars: usize,
+    /// Generations per policy.
     pub generations: usize,
+    /// Transformer sizes and training settings (`vocab` is set from the text).
     pub model: dlt_nn::lm::LmConfig,
 }
 
 impl LmScale {
+    /// The sizes for quick or full mode.
     pub fn for_mode(quick: bool) -> Self {
         let model = dlt_nn::lm::LmConfig {
             vocab: 0,
@@ -215,11 +259,16 @@ impl LmScale {
     }
 }
 
+/// Language model: held-out cross-entropy per generation and policy.
 #[derive(Debug, Clone, Serialize)]
 pub struct LmRow {
+    /// Data policy.
     pub policy: String,
+    /// Generation (0 = trained on real text).
     pub g: usize,
+    /// Training tokens (characters) of this generation.
     pub train_tokens: usize,
+    /// Optimisation steps of this generation's fit.
     pub train_steps: usize,
     /// Cross-entropy (nats per character) on real held-out Shakespeare.
     pub test_cross_entropy: f64,
@@ -230,7 +279,9 @@ pub struct LmRow {
 /// removed when that run completes).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunFiles<'a> {
+    /// JSON-lines file receiving each finished generation (None: no stream).
     pub stream: Option<&'a std::path::Path>,
+    /// Folder of the resume checkpoints (None: no checkpoints).
     pub checkpoints: Option<&'a std::path::Path>,
     /// Resume from existing checkpoints (otherwise they are overwritten).
     pub resume: bool,
@@ -360,13 +411,18 @@ pub fn lm_runs(
 /// Sizes of the VAE experiment.
 #[derive(Debug, Clone, Serialize)]
 pub struct VaeScale {
+    /// Real Fashion-MNIST training images (a seeded subset).
     pub train_images: usize,
+    /// Real test images for the −ELBO (a seeded subset).
     pub test_images: usize,
+    /// Generations per policy.
     pub generations: usize,
+    /// VAE sizes and training settings.
     pub model: dlt_nn::vae::VaeConfig,
 }
 
 impl VaeScale {
+    /// The sizes for quick or full mode.
     pub fn for_mode(quick: bool) -> Self {
         Self {
             train_images: if quick { 5000 } else { 20_000 },
@@ -383,10 +439,14 @@ impl VaeScale {
     }
 }
 
+/// VAE: held-out −ELBO per generation and policy.
 #[derive(Debug, Clone, Serialize)]
 pub struct VaeRow {
+    /// Data policy.
     pub policy: String,
+    /// Generation (0 = trained on real images).
     pub g: usize,
+    /// Training images of this generation.
     pub train_images: usize,
     /// −ELBO (nats per image) on real Fashion-MNIST test images.
     pub test_neg_elbo: f64,
@@ -460,15 +520,20 @@ pub fn vae_runs(
 /// Sizes of the diffusion experiment.
 #[derive(Debug, Clone, Serialize)]
 pub struct DiffusionScale {
+    /// Real Fashion-MNIST training images (a seeded subset).
     pub train_images: usize,
+    /// Real held-out images for the metrics (a seeded subset).
     pub test_images: usize,
     /// PCA dimensions of the real data the model sees.
     pub pca_dims: usize,
+    /// Generations per policy.
     pub generations: usize,
+    /// DDPM sizes and training settings.
     pub model: dlt_nn::diffusion::DdpmConfig,
 }
 
 impl DiffusionScale {
+    /// The sizes for quick or full mode.
     pub fn for_mode(quick: bool) -> Self {
         Self {
             train_images: if quick { 5000 } else { 20_000 },
@@ -486,10 +551,14 @@ impl DiffusionScale {
     }
 }
 
+/// Diffusion: held-out denoising loss and Fréchet distance per generation and policy.
 #[derive(Debug, Clone, Serialize)]
 pub struct DiffusionRow {
+    /// Data policy.
     pub policy: String,
+    /// Generation (0 = trained on real points).
     pub g: usize,
+    /// Training points of this generation.
     pub train_points: usize,
     /// ‖ε − ε_θ‖²/d on real held-out points (fixed noise).
     pub test_denoising_loss: f64,
@@ -595,6 +664,7 @@ fn degradation_claims(
     ]
 }
 
+/// Run the study into `out`, writing `results.json` last.
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t0 = Instant::now();
     let sc = &cfg.scale;

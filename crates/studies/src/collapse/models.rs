@@ -14,16 +14,22 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 /// The collapse-loop model: a fresh [`Gpt`] per generation, trained on a token stream, sampled
 /// in streams of `ctx` tokens, evaluated on real held-out text.
 pub struct LmGenerative {
+    /// Model and training sizes.
     pub cfg: LmConfig,
+    /// Real held-out tokens for the cross-entropy.
     pub test: Vec<u32>,
+    /// Tokens a sampled stream may start from (one drawn uniformly per stream).
     pub start: Vec<u32>,
+    /// Base seed; generation g's model is initialised from seed + g.
     pub seed: u64,
     generation: u64,
     model: Option<Gpt>,
+    /// Training steps of the latest fit.
     pub last_steps: usize,
 }
 
 impl LmGenerative {
+    /// A model with no fit yet, evaluated on `test`.
     pub fn new(cfg: LmConfig, test: Vec<u32>, start: Vec<u32>, seed: u64) -> Self {
         Self {
             cfg,
@@ -107,8 +113,11 @@ impl Generative for LmGenerative {
 
 /// The collapse-loop model: a fresh VAE per generation, −ELBO on real test images.
 pub struct VaeGenerative {
+    /// Model and training sizes.
     pub cfg: VaeConfig,
+    /// Real held-out test images for the −ELBO.
     pub test: Split,
+    /// Base seed; generation g's model is initialised from seed + g.
     pub seed: u64,
     generation: u64,
     model: Option<Vae>,
@@ -117,6 +126,7 @@ pub struct VaeGenerative {
 }
 
 impl VaeGenerative {
+    /// A model with no fit yet, evaluated on `test`.
     pub fn new(cfg: VaeConfig, test: Split, seed: u64) -> Self {
         Self {
             cfg,
@@ -199,14 +209,18 @@ impl Generative for VaeGenerative {
 
 /// The collapse-loop model: a fresh DDPM per generation; metrics on real held-out points.
 pub struct DdpmGenerative {
+    /// Model and training sizes.
     pub cfg: DdpmConfig,
+    /// Real held-out points for the denoising loss and the Fréchet distance.
     pub test: Points,
+    /// Base seed; generation g's model is initialised from seed + g.
     pub seed: u64,
     generation: u64,
     model: Option<Ddpm>,
 }
 
 impl DdpmGenerative {
+    /// A model with no fit yet, evaluated on `test`.
     pub fn new(cfg: DdpmConfig, test: Points, seed: u64) -> Self {
         Self {
             cfg,
