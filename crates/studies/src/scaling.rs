@@ -200,17 +200,15 @@ fn point(
     })
 }
 
-/// Run the study into `out`, writing `results.json` last.
-pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
-    let t0 = Instant::now();
+/// The scaling exponents: L against N (or P) when it is the bottleneck, simulated and from
+/// the deterministic equivalent (arXiv 2210.16859 §3; docs/derivations/scaling.md#power-law-asymptotics),
+/// with a claim per fit.
+fn fit_exponents(
+    cfg: &Config,
+    pb: &progress::Bar,
+) -> Result<(Vec<Exponent>, Vec<Claim>), StudyError> {
     let sc = &cfg.scale;
-    let mut claims = vec![];
-    let mut figures = vec![];
-    let mut grid = vec![];
-    let mut exponents = vec![];
-    let total = sc.alphas.len() * (sc.grid.len() * sc.grid.len() + sc.past_m.len())
-        + sc.exponent_fits.iter().map(|f| f.grid.len()).sum::<usize>();
-    let pb = progress::bar(total as u64, "scaling", cfg.quiet);
+    let (mut exponents, mut claims) = (vec![], vec![]);
     for (ai, fitc) in sc.exponent_fits.iter().enumerate() {
         let alpha = fitc.alpha;
         let model = ScalingModel::new(alpha, fitc.m);
@@ -263,6 +261,13 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             });
         }
     }
+    Ok((exponents, claims))
+}
+
+/// The (N, P) table and the points past M, simulated beside the theory.
+fn simulate_grid(cfg: &Config, pb: &progress::Bar) -> Result<Vec<GridRow>, StudyError> {
+    let sc = &cfg.scale;
+    let mut grid = vec![];
     for (ai, &alpha) in sc.alphas.iter().enumerate() {
         let model = ScalingModel::new(alpha, sc.m);
         // The (N, P) table.
@@ -294,8 +299,18 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             pb.inc(1);
         }
     }
-    pb.finish_and_clear();
+    Ok(grid)
+}
 
+/// Claims on the grid (simulation against theory, equiparameterisation) and the finite-size
+/// bias rows.
+fn grid_claims(
+    cfg: &Config,
+    grid: &[GridRow],
+    exponents: &[Exponent],
+    claims: &mut Vec<Claim>,
+) -> Vec<GridRow> {
+    let sc = &cfg.scale;
     // Claims on the grid: simulation within 5 % of theory wherever min(N, P) ≥ 100 (the
     // deterministic equivalent is a large-N, P statement; smaller sizes are in the figures and
     // in `bias`) and the loss is not exactly zero.
@@ -369,6 +384,18 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             bb / ba.max(1e-12), 1.0, "ratio < 1",
         ));
     }
+    bias
+}
+
+/// Loss against N and P, the heat maps and the exponent fits; the file names.
+fn figures(
+    out: &OutDir,
+    cfg: &Config,
+    grid: &[GridRow],
+    exponents: &[Exponent],
+) -> Result<Vec<String>, StudyError> {
+    let sc = &cfg.scale;
+    let mut figures = vec![];
     // Figures.
     for &alpha in &sc.alphas {
         let mut fig = Figure::new(
@@ -457,7 +484,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         "test loss",
     )
     .log_log();
-    for e in &exponents {
+    for e in exponents {
         let xs = |r: &GridRow| {
             if e.against == "N" {
                 r.n as f64
@@ -482,7 +509,16 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     }
     fig.save_svg(&out.path("exponents.svg"))?;
     figures.push("exponents.svg".into());
+    Ok(figures)
+}
 
+/// `grid.csv`, `bias.csv`, `exponents.csv`.
+fn write_tables(
+    out: &OutDir,
+    grid: &[GridRow],
+    bias: &[GridRow],
+    exponents: &[Exponent],
+) -> Result<(), StudyError> {
     out.write_records("grid.csv", &grid)?;
     out.write_records("bias.csv", &bias)?;
     out.write_csv(
@@ -501,6 +537,23 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             })
             .collect::<Vec<_>>(),
     )?;
+    Ok(())
+}
+
+/// Run the study into `out`, writing `results.json` last.
+pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+    let t0 = Instant::now();
+    let sc = &cfg.scale;
+    let total = sc.alphas.len() * (sc.grid.len() * sc.grid.len() + sc.past_m.len())
+        + sc.exponent_fits.iter().map(|f| f.grid.len()).sum::<usize>();
+    let pb = progress::bar(total as u64, "scaling", cfg.quiet);
+    let (exponents, mut claims) = fit_exponents(cfg, &pb)?;
+    let grid = simulate_grid(cfg, &pb)?;
+    pb.finish_and_clear();
+
+    let bias = grid_claims(cfg, &grid, &exponents, &mut claims);
+    let figures = figures(out, cfg, &grid, &exponents)?;
+    write_tables(out, &grid, &bias, &exponents)?;
     let results = Results {
         study: "scaling",
         config: cfg.clone(),
