@@ -664,14 +664,15 @@ fn degradation_claims(
     ]
 }
 
-/// Run the study into `out`, writing `results.json` last.
-pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
-    let t0 = Instant::now();
+/// Part 1: the linear-regression setting, simulated against its closed forms
+/// (docs/derivations/collapse.md#replace, docs/derivations/collapse.md#accumulate).
+fn linear_part(
+    cfg: &Config,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<Vec<LinearRow>, StudyError> {
     let sc = &cfg.scale;
-    let mut claims = vec![];
-    let mut figures = vec![];
-    let _ = std::fs::remove_file(out.path("generations.jsonl"));
-
     // 1. Linear regression.
     let mut lin = vec![];
     for (k, policy) in Policy::ALL.into_iter().enumerate() {
@@ -774,7 +775,18 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     fig.log_y = true;
     fig.save_svg(&out.path("linear.svg"))?;
     figures.push("linear.svg".into());
+    Ok(lin)
+}
 
+/// Part 2: a Gaussian fitted on its own samples; under replace E[tr Σ̂_n]/tr Σ₀ = ((T−1)/T)^n
+/// (docs/derivations/collapse.md#gaussian-collapse).
+fn gaussian_part(
+    cfg: &Config,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<Vec<GaussianRow>, StudyError> {
+    let sc = &cfg.scale;
     // 2. Gaussian fitted on its own samples.
     let mut gauss = vec![];
     for (k, policy) in Policy::ALL.into_iter().enumerate() {
@@ -838,7 +850,16 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     ));
     fig.save_svg(&out.path("gaussian.svg"))?;
     figures.push("gaussian.svg".into());
+    Ok(gauss)
+}
 
+/// Part 3: character-level transformers on Shakespeare, generation after generation.
+fn lm_part(
+    cfg: &Config,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<Vec<LmRow>, StudyError> {
     // 3. Language models on real text.
     let mut lm = vec![];
     if let Some(lsc) = &cfg.lm {
@@ -909,7 +930,16 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         figures.push("lm.svg".into());
         out.write_records("lm.csv", &lm)?;
     }
+    Ok(lm)
+}
 
+/// Part 4: VAEs on Fashion-MNIST, generation after generation.
+fn vae_part(
+    cfg: &Config,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<Vec<VaeRow>, StudyError> {
     // 4. VAEs on real images.
     let mut vae = vec![];
     if let Some(vsc) = &cfg.vae {
@@ -967,6 +997,16 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         }
         out.write_records("vae.csv", &vae)?;
     }
+    Ok(vae)
+}
+
+/// Part 5: diffusion models on PCA-projected Fashion-MNIST, generation after generation.
+fn diffusion_part(
+    cfg: &Config,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<Vec<DiffusionRow>, StudyError> {
     // 5. Diffusion on PCA-projected images.
     let mut diffusion = vec![];
     if let Some(dsc) = &cfg.diffusion {
@@ -1026,6 +1066,26 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         figures.push("diffusion.svg".into());
         out.write_records("diffusion.csv", &diffusion)?;
     }
+    Ok(diffusion)
+}
+
+/// Run the study into `out`, writing `results.json` last.
+pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+    let t0 = Instant::now();
+    let mut claims = vec![];
+    let mut figures = vec![];
+    let _ = std::fs::remove_file(out.path("generations.jsonl"));
+
+    let lin = linear_part(cfg, out, &mut claims, &mut figures)?;
+
+    let gauss = gaussian_part(cfg, out, &mut claims, &mut figures)?;
+
+    let lm = lm_part(cfg, out, &mut claims, &mut figures)?;
+
+    let vae = vae_part(cfg, out, &mut claims, &mut figures)?;
+
+    let diffusion = diffusion_part(cfg, out, &mut claims, &mut figures)?;
+
     out.write_records("linear.csv", &lin)?;
     out.write_records("gaussian.csv", &gauss)?;
     let results = Results {
