@@ -288,20 +288,25 @@ fn find(rows: &[StatRow], init: &str, stat: &str, l: usize) -> Option<StatRow> {
         .cloned()
 }
 
-/// Run the study, writing results.json, CSV and SVG figures into `out`.
-pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
-    let t0 = Instant::now();
-    let sc = cfg.scale.clone();
-    let mut claims = vec![];
-    let mut figures = vec![];
-    let stats = [
-        "V_over_K2",
-        "A_over_theta2",
-        "B_over_theta2",
-        "D_over_Ktheta",
-        "F_over_Ktheta",
-    ];
+/// The normalised statistics of the Fig. 3 ensembles.
+const STATS: [&str; 5] = [
+    "V_over_K2",
+    "A_over_theta2",
+    "B_over_theta2",
+    "D_over_Ktheta",
+    "F_over_Ktheta",
+];
 
+/// Part 1a, the paper's Fig. 3 setting: full-NTK ensembles of both inits against the
+/// recursions (docs/derivations/orthogonal.md#paper-fig3).
+fn fig3_part(
+    cfg: &Config,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<Vec<StatRow>, StudyError> {
+    let sc = cfg.scale.clone();
+    let stats = STATS;
     // 1a. Fig. 3 setting: full NTK ensembles, both inits.
     let mut fig3 = vec![];
     for (k, init) in [Init::Gaussian, Init::Orthogonal].into_iter().enumerate() {
@@ -388,7 +393,18 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "max(3 SE, 10%): O(l/n) corrections at l/n = 1.5",
         ));
     }
+    Ok(fig3)
+}
 
+/// Part 1b: V/K² across depth in wider networks (Gram sampler), both inits, against the
+/// Haar recursion (docs/derivations/orthogonal.md#haar-vertex).
+fn wide_part(
+    cfg: &Config,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<Vec<StatRow>, StudyError> {
+    let sc = cfg.scale.clone();
     // 1b. Wider networks (Gram sampler): V/K² across depth, both inits.
     let mut wide = vec![];
     for (k, init) in [Init::Gaussian, Init::Orthogonal].into_iter().enumerate() {
@@ -489,7 +505,18 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     }
     fig.save_svg(&out.path("vertex_wide.svg"))?;
     figures.push("vertex_wide.svg".into());
+    Ok(wide)
+}
 
+/// Part 1c: ReLU (V/K² slope 5 Gaussian vs 3 orthogonal) and linear (2 vs −2)
+/// (docs/derivations/orthogonal.md#haar-consequences).
+fn relu_linear_part(
+    cfg: &Config,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<Vec<StatRow>, StudyError> {
+    let sc = cfg.scale.clone();
     // 1c. ReLU (slope 5 vs 3) and linear (2 vs −2).
     let mut relu_linear = vec![];
     for (act, cw) in [("relu", 2.0), ("linear", 1.0)] {
@@ -555,7 +582,18 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             "3 SE + 15% for O(l/n)",
         ));
     }
+    Ok(relu_linear)
+}
 
+/// Part 2: the empirical NTK of candle MLPs at initialisation against the Monte Carlo and
+/// the recursion.
+fn candle_ntk_part(
+    cfg: &Config,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<Vec<NtkRow>, StudyError> {
+    let sc = cfg.scale.clone();
     // 2. Empirical NTK of candle MLPs at init vs the Monte Carlo and the recursion.
     let dev = Device::Cpu;
     let n = sc.ntk_width;
@@ -686,7 +724,23 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     }
     fig.save_svg(&out.path("ntk_spread.svg"))?;
     figures.push("ntk_spread.svg".into());
+    Ok(ntk)
+}
 
+/// Part 3: deep tanh MLPs trained by full-batch GD on Fashion-MNIST across depth, both inits.
+fn training_part(
+    cfg: &Config,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<Vec<TrainRow>, StudyError> {
+    let sc = cfg.scale.clone();
+    let dev = Device::Cpu;
+    let lr = LearningRates {
+        lambda_b: 1.0,
+        lambda_w: 1.0,
+        b_over_l: true,
+    };
     // 3. Training deep tanh MLPs by full-batch GD.
     let mut training = vec![];
     if !cfg.skip_training {
@@ -856,6 +910,24 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
                 .collect::<Vec<_>>(),
         )?;
     }
+    Ok(training)
+}
+
+/// Run the study, writing results.json, CSV and SVG figures into `out`.
+pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+    let t0 = Instant::now();
+    let mut claims = vec![];
+    let mut figures = vec![];
+
+    let fig3 = fig3_part(cfg, out, &mut claims, &mut figures)?;
+
+    let wide = wide_part(cfg, out, &mut claims, &mut figures)?;
+
+    let relu_linear = relu_linear_part(cfg, out, &mut claims, &mut figures)?;
+
+    let ntk = candle_ntk_part(cfg, out, &mut claims, &mut figures)?;
+
+    let training = training_part(cfg, out, &mut claims, &mut figures)?;
 
     out.write_records("fig3.csv", &fig3)?;
     out.write_records("vertex_wide.csv", &wide)?;
