@@ -213,13 +213,9 @@ fn tanh_ensemble(init: Init) -> Ensemble {
     Ensemble::new(parse("tanh").expect("built-in"), 0.0, 1.0).with_init(init)
 }
 
-/// Run the study and write `results.json`, CSV tables and SVG figures into `out`.
-pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
-    let t0 = Instant::now();
-    let sc = Scale::for_mode(cfg.quick);
-    let mut claims = vec![];
-    let mut figures = vec![];
-
+/// Part 1: criticality and universality classes of every listed activation (PDLT ch. 5;
+/// docs/derivations/theory.md#criticality).
+fn criticality_part(out: &OutDir, claims: &mut Vec<Claim>) -> Result<Vec<Critical>, StudyError> {
     // 1. Criticality and universality classes (PDLT ch. 5).
     let crit: Vec<Critical> = ACTIVATIONS
         .iter()
@@ -279,7 +275,18 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         none_count as f64, 2.0, 0.0, "class detection",
     ));
     out.write_records("criticality.csv", &crit)?;
+    Ok(crit)
+}
 
+/// Part 2: ν, the optimal aspect ratio r* and the kernel's approach to its fixed point
+/// (PDLT §5.3, §9.4, appendix A; docs/derivations/theory.md#nu-slope).
+fn kernel_part(
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+    crit: &[Critical],
+) -> Result<Vec<NuRow>, StudyError> {
+    let find = |name: &str| crit.iter().find(|c| c.activation == name).expect("listed");
     // 2. ν, r* and the tanh kernel asymptotics (PDLT §5.3, §9.4, appendix A).
     let mut nus = vec![];
     for a in ["relu", "leaky_relu:0.1", "linear", "tanh", "sin", "gelu"] {
@@ -386,7 +393,18 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         ));
     fig.save_svg(&out.path("kernel.svg"))?;
     figures.push("kernel.svg".to_string());
+    Ok(nus)
+}
 
+/// Part 3: the four-point vertex of tanh networks at two widths against the recursion
+/// (docs/derivations/theory.md#four-point-vertex), Richardson-extrapolated in 1/n.
+fn vertex_part(
+    cfg: &Config,
+    sc: &Scale,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<(Vec<McRow>, Vec<ExtrapolatedRow>), StudyError> {
     // 3. Four-point vertex: tanh MC at two widths vs the recursion (Gram sampler,
     // docs/derivations/theory.md#mc-samplers).
     let mut vertex_mc = vec![];
@@ -495,7 +513,18 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     fig.save_svg(&out.path("vertex_mc.svg"))?;
     figures.push("vertex_mc.svg".into());
     out.write_records("vertex_mc.csv", &vertex_mc)?;
+    Ok((vertex_mc, vertex_extrapolated))
+}
 
+/// Part 4: ReLU at finite width, V/(nK²) = (1 + 5/n)^{l−1} − 1
+/// (docs/derivations/theory.md#relu-exact-finite-width), against Monte Carlo.
+fn relu_part(
+    cfg: &Config,
+    sc: &Scale,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<Vec<ReluRow>, StudyError> {
     // 4. Exact finite-width ReLU (docs/derivations/theory.md#relu-exact-finite-width):
     // V/(nK²) = (1 + 5/n)^{l−1} − 1.
     let n = sc.relu_width;
@@ -558,7 +587,18 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     .save_svg(&out.path("relu_exact.svg"))?;
     figures.push("relu_exact.svg".into());
     out.write_records("relu_exact.csv", &relu_exact)?;
+    Ok(relu_exact)
+}
 
+/// Part 5: the NTK's fluctuations A, B, D, F against their recursions
+/// (docs/derivations/theory.md#ntk-fluctuations).
+fn ntk_part(
+    cfg: &Config,
+    sc: &Scale,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<(Vec<McRow>, Vec<ExtrapolatedRow>), StudyError> {
     // 5. NTK fluctuations: full networks, exact forward equation (the setting of the table in
     // docs/derivations/theory.md#ntk-fluctuations).
     let lr = LearningRates {
@@ -646,7 +686,19 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     fig.save_svg(&out.path("ntk_mc.svg"))?;
     figures.push("ntk_mc.svg".into());
     out.write_records("ntk_mc.csv", &ntk_mc)?;
+    Ok((ntk_mc, ntk_extrapolated))
+}
 
+/// Part 6: with orthogonal weights V/K² saturates near −2 instead of growing (arXiv
+/// 2310.07765; docs/derivations/orthogonal.md#haar-vertex).
+fn orthogonal_part(
+    cfg: &Config,
+    sc: &Scale,
+    out: &OutDir,
+    claims: &mut Vec<Claim>,
+    figures: &mut Vec<String>,
+) -> Result<Vec<McRow>, StudyError> {
+    let (n0, n1) = (sc.gram_widths[0], sc.gram_widths[1]);
     // 6. Orthogonal weights: V/K² saturates near −2 instead of growing (arXiv 2310.07765;
     // docs/derivations/orthogonal.md#haar-vertex).
     let mut orthogonal = vec![];
@@ -740,6 +792,27 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     fig.save_svg(&out.path("orthogonal.svg"))?;
     figures.push("orthogonal.svg".into());
     out.write_records("orthogonal.csv", &orthogonal)?;
+    Ok(orthogonal)
+}
+
+/// Run the study and write `results.json`, CSV tables and SVG figures into `out`.
+pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+    let t0 = Instant::now();
+    let sc = Scale::for_mode(cfg.quick);
+    let mut claims = vec![];
+    let mut figures = vec![];
+
+    let crit = criticality_part(out, &mut claims)?;
+
+    let nus = kernel_part(out, &mut claims, &mut figures, &crit)?;
+
+    let (vertex_mc, vertex_extrapolated) = vertex_part(cfg, &sc, out, &mut claims, &mut figures)?;
+
+    let relu_exact = relu_part(cfg, &sc, out, &mut claims, &mut figures)?;
+
+    let (ntk_mc, ntk_extrapolated) = ntk_part(cfg, &sc, out, &mut claims, &mut figures)?;
+
+    let orthogonal = orthogonal_part(cfg, &sc, out, &mut claims, &mut figures)?;
 
     let results = Results {
         study: "theory",
