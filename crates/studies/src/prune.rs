@@ -281,6 +281,325 @@ fn geo_mean(v: &[f64]) -> f64 {
     (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp()
 }
 
+/// What the run measured, for its tables, figures and claims.
+struct Measured<'a> {
+    base: &'a Perplexity,
+    distances: &'a Distances,
+    best: &'a [Best],
+    pruning: &'a [PruneRow],
+    healing: &'a [HealRow],
+    heal_curves: &'a [(String, Vec<f64>)],
+    export: &'a [ExportRow],
+    l_tot: usize,
+    model_path: &'a std::path::Path,
+}
+
+/// `distances.csv` (every block), `perplexity.csv`, `healing.csv`.
+fn write_tables(out: &OutDir, m: &Measured) -> Result<(), StudyError> {
+    let Measured {
+        distances,
+        pruning,
+        healing,
+        ..
+    } = m;
+    let l_tot = m.l_tot;
+    // Tables.
+    let mut rows = vec![];
+    for n in 1..=l_tot {
+        for l in 0..=l_tot - n {
+            rows.push(vec![
+                n.to_string(),
+                l.to_string(),
+                (l + n).to_string(),
+                format!("{:.6}", distances.table[n - 1][l]),
+                format!("{:.6}", distances.se[n - 1][l]),
+            ]);
+        }
+    }
+    out.write_csv(
+        "distances.csv",
+        &["n", "start", "end", "distance", "se"],
+        &rows,
+    )?;
+    out.write_records("perplexity.csv", &pruning)?;
+    out.write_records("healing.csv", &healing)?;
+    Ok(())
+}
+
+/// The distance heat map, perplexity against blocks dropped, the n = 1 distances and the
+/// healing curves; the file names.
+fn figures(out: &OutDir, sc: &Scale, m: &Measured) -> Result<Vec<String>, StudyError> {
+    let Measured {
+        base,
+        distances,
+        pruning,
+        healing,
+        heal_curves,
+        ..
+    } = m;
+    let l_tot = m.l_tot;
+    let model_path = m.model_path;
+    // Figures.
+    let mut figures = vec![];
+    let hm = Heatmap {
+        title: format!(
+            "angular distance d(x^(l), x^(l+n)), {}",
+            model_path
+                .file_name()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default()
+        ),
+        x_label: "l (first block dropped)".into(),
+        y_label: "n (blocks dropped)".into(),
+        xs: (0..l_tot).map(|l| l as f64).collect(),
+        ys: (1..l_tot).map(|n| n as f64).collect(),
+        z: (1..l_tot)
+            .map(|n| {
+                (0..l_tot)
+                    .map(|l| distances.table[n - 1].get(l).copied().unwrap_or(f64::NAN))
+                    .collect()
+            })
+            .collect(),
+        log_z: false,
+        diagonal: false,
+    };
+    hm.save_svg(&out.path("distances.svg"))?;
+    figures.push("distances.svg".to_string());
+    let mut fig = Figure::new(
+        "perplexity on held-out text vs fraction of blocks dropped",
+        "fraction of blocks dropped",
+        "perplexity",
+    );
+    fig.log_y = true;
+    fig = fig.with(Series::dashed(
+        "unpruned",
+        vec![
+            (0.0, base.perplexity),
+            (
+                sc.drops.iter().max().copied().unwrap_or(1) as f64 / l_tot as f64,
+                base.perplexity,
+            ),
+        ],
+    ));
+    for rule in ["angular", "last", "random"] {
+        let mut pts: Vec<(f64, f64)> = Vec::new();
+        for &n in &sc.drops {
+            let v: Vec<f64> = pruning
+                .iter()
+                .filter(|r| r.rule == rule && r.n == n)
+                .map(|r| r.perplexity)
+                .collect();
+            if !v.is_empty() {
+                pts.push((n as f64 / l_tot as f64, geo_mean(&v)));
+            }
+        }
+        let label = if rule == "random" {
+            format!("random block (geometric mean of {})", sc.random_draws)
+        } else {
+            format!("{rule} rule")
+        };
+        fig = fig.with(Series::line(label, pts));
+    }
+    for rule in ["angular", "last"] {
+        let pts: Vec<(f64, f64)> = healing
+            .iter()
+            .filter(|h| h.rule == rule)
+            .map(|h| (h.n as f64 / l_tot as f64, h.after))
+            .collect();
+        if !pts.is_empty() {
+            fig = fig.with(Series::points(
+                format!("{rule} rule + LoRA healing"),
+                pts,
+                None,
+            ));
+        }
+    }
+    fig.save_svg(&out.path("perplexity.svg"))?;
+    figures.push("perplexity.svg".to_string());
+    let mut d1 = Figure::new(
+        "distance between the input and output of one block (n = 1)",
+        "block l",
+        "angular distance d(x^(l), x^(l+1))",
+    );
+    d1 = d1.with(Series::points(
+        "mean over probe sequences ± SE",
+        distances.table[0]
+            .iter()
+            .enumerate()
+            .map(|(l, &d)| (l as f64, d))
+            .collect(),
+        Some(distances.se[0].clone()),
+    ));
+    d1.save_svg(&out.path("distance_n1.svg"))?;
+    figures.push("distance_n1.svg".to_string());
+    if !heal_curves.is_empty() {
+        let mut hf = Figure::new(
+            "LoRA healing: training loss",
+            "step",
+            "cross-entropy (nats/token)",
+        );
+        for (name, losses) in heal_curves.iter() {
+            hf = hf.with(Series::line(
+                name.clone(),
+                losses
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| (i as f64 + 1.0, l))
+                    .collect(),
+            ));
+        }
+        hf.save_svg(&out.path("healing.svg"))?;
+        figures.push("healing.svg".to_string());
+    }
+    Ok(figures)
+}
+
+/// The paper's statements against the measurements.
+fn claims(sc: &Scale, m: &Measured) -> Vec<Claim> {
+    let Measured {
+        base,
+        distances,
+        best,
+        pruning,
+        healing,
+        export,
+        ..
+    } = m;
+    let l_tot = m.l_tot;
+    // Claims.
+    let mut claims = vec![];
+    claims.push(Claim::at_most(
+        "prune.base_perplexity",
+        "SmolLM2-135M-Instruct (Q4_1)",
+        "the unpruned model is a working LM on held-out Shakespeare (perplexity far below the vocabulary size)",
+        base.perplexity,
+        100.0,
+        "a 135M model on Early Modern English; uniform guessing gives 49152",
+    ));
+    let small: Vec<&Best> = best.iter().filter(|b| b.n <= l_tot / 2).collect();
+    let kept_final =
+        small.iter().filter(|b| b.end < l_tot).count() as f64 / small.len().max(1) as f64;
+    claims.push(Claim::at_least(
+        "prune.final_block_kept",
+        &format!("{PAPER} §4"),
+        "the angular rule keeps the final block (l*(n) + n < L) for n ≤ L/2",
+        kept_final,
+        0.8,
+        "fraction of n ≤ L/2",
+    ));
+    let row1 = &distances.table[0];
+    let mut mid: Vec<f64> = row1[2..l_tot - 1].to_vec();
+    mid.sort_by(|a, b| a.total_cmp(b));
+    let median = mid[mid.len() / 2];
+    claims.push(Claim::at_least(
+        "prune.edges_change_most",
+        &format!("{PAPER} §4, Fig. 7"),
+        "the first and the last block change the residual stream more than the middle ones: min(d(x^(0), x^(1)), d(x^(L−1), x^(L))) / median d(x^(l), x^(l+1))",
+        row1[0].min(row1[l_tot - 1]) / median,
+        1.5,
+        "ratio to the median block",
+    ));
+    let per_n = |rule: &str, n: usize| -> f64 {
+        let v: Vec<f64> = pruning
+            .iter()
+            .filter(|r| r.rule == rule && r.n == n)
+            .map(|r| r.perplexity)
+            .collect();
+        geo_mean(&v)
+    };
+    let frac = |f: &dyn Fn(usize) -> bool| {
+        sc.drops.iter().filter(|&&n| f(n)).count() as f64 / sc.drops.len() as f64
+    };
+    if sc.random_draws > 0 {
+        claims.push(Claim::at_least(
+            "prune.angular_beats_random",
+            &format!("{PAPER} §4"),
+            "dropping the block of least angular distance costs less perplexity than dropping a random block of the same size",
+            frac(&|n| per_n("angular", n) <= per_n("random", n)),
+            0.75,
+            "fraction of n where angular ≤ geometric mean of random draws",
+        ));
+    }
+    claims.push(Claim::at_least(
+        "prune.angular_beats_last_unhealed",
+        &format!("{PAPER} §4"),
+        "without healing the angular rule beats dropping the deepest blocks before the last",
+        frac(&|n| per_n("angular", n) <= per_n("last", n)),
+        0.75,
+        "fraction of n",
+    ));
+    let nll_angular: Vec<(f64, f64)> = sc
+        .drops
+        .iter()
+        .map(|&n| (n as f64, per_n("angular", n).ln()))
+        .collect();
+    claims.push(Claim::at_least(
+        "prune.loss_grows_with_n",
+        &format!("{PAPER} §4, Fig. 2"),
+        "the held-out loss grows with the number of blocks dropped (angular rule): Spearman rank correlation of (n, loss)",
+        spearman(&nll_angular),
+        0.8,
+        "1 = strictly increasing; single steps may dip within the noise",
+    ));
+    if !healing.is_empty() {
+        let worst = healing
+            .iter()
+            .map(|h| h.after / h.before)
+            .fold(0.0, f64::max);
+        claims.push(Claim::at_most(
+            "prune.healing_lowers_perplexity",
+            &format!("{PAPER} §3.3, §4"),
+            "LoRA healing lowers the perplexity of every pruned model (largest after/before ratio)",
+            worst,
+            1.0,
+            "after < before",
+        ));
+        let gap = |n: usize, f: &dyn Fn(&HealRow) -> f64| -> Option<f64> {
+            let a = healing.iter().find(|h| h.rule == "angular" && h.n == n)?;
+            let l = healing.iter().find(|h| h.rule == "last" && h.n == n)?;
+            Some((f(l) / f(a)).ln())
+        };
+        let narrow: Vec<f64> = sc
+            .heal_drops
+            .iter()
+            .filter_map(|&n| Some(gap(n, &|h| h.after)? / gap(n, &|h| h.before)?))
+            .collect();
+        if !narrow.is_empty() {
+            claims.push(Claim::at_most(
+                "prune.healing_narrows_last_gap",
+                &format!("{PAPER} §4"),
+                "healing closes most of the gap between the drop-last heuristic and the angular rule: ln(ppl_last/ppl_angular) after / before healing",
+                narrow.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                0.5,
+                "largest ratio over healed n",
+            ));
+        }
+    }
+    if let Some(e) = export.iter().find(|e| !e.healed) {
+        claims.push(Claim::within(
+            "prune.export_gguf_exact",
+            "dlt export",
+            "the exported pruned GGUF reloads with the perplexity of the in-memory pruned model",
+            e.reloaded / e.in_memory - 1.0,
+            0.0,
+            1e-9,
+            "tensors are copied, so only summation order could differ",
+        ));
+    }
+    if let Some(e) = export.iter().find(|e| e.healed) {
+        claims.push(Claim::within(
+            "prune.export_healed_requantised",
+            "dlt export",
+            "the healed model, merged and written with Q8_0 block weights, keeps its perplexity (relative change)",
+            e.reloaded / e.in_memory - 1.0,
+            0.0,
+            0.02,
+            "Q8_0 rounding of the merged weights; Q4_1 would undo the healing",
+        ));
+    }
+    claims
+}
+
 /// Run the study into `out`, writing `results.json` last.
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t0 = Instant::now();
@@ -483,272 +802,22 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         }
     }
 
-    // Tables.
-    let mut rows = vec![];
-    for n in 1..=l_tot {
-        for l in 0..=l_tot - n {
-            rows.push(vec![
-                n.to_string(),
-                l.to_string(),
-                (l + n).to_string(),
-                format!("{:.6}", distances.table[n - 1][l]),
-                format!("{:.6}", distances.se[n - 1][l]),
-            ]);
-        }
-    }
-    out.write_csv(
-        "distances.csv",
-        &["n", "start", "end", "distance", "se"],
-        &rows,
-    )?;
-    out.write_records("perplexity.csv", &pruning)?;
-    out.write_records("healing.csv", &healing)?;
-
-    // Figures.
-    let mut figures = vec![];
-    let hm = Heatmap {
-        title: format!(
-            "angular distance d(x^(l), x^(l+n)), {}",
-            model_path
-                .file_name()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_default()
-        ),
-        x_label: "l (first block dropped)".into(),
-        y_label: "n (blocks dropped)".into(),
-        xs: (0..l_tot).map(|l| l as f64).collect(),
-        ys: (1..l_tot).map(|n| n as f64).collect(),
-        z: (1..l_tot)
-            .map(|n| {
-                (0..l_tot)
-                    .map(|l| distances.table[n - 1].get(l).copied().unwrap_or(f64::NAN))
-                    .collect()
-            })
-            .collect(),
-        log_z: false,
-        diagonal: false,
+    let m = Measured {
+        base: &base,
+        distances: &distances,
+        best: &best,
+        pruning: &pruning,
+        healing: &healing,
+        heal_curves: &heal_curves,
+        export: &export,
+        l_tot,
+        model_path: &model_path,
     };
-    hm.save_svg(&out.path("distances.svg"))?;
-    figures.push("distances.svg".to_string());
-    let mut fig = Figure::new(
-        "perplexity on held-out text vs fraction of blocks dropped",
-        "fraction of blocks dropped",
-        "perplexity",
-    );
-    fig.log_y = true;
-    fig = fig.with(Series::dashed(
-        "unpruned",
-        vec![
-            (0.0, base.perplexity),
-            (
-                sc.drops.iter().max().copied().unwrap_or(1) as f64 / l_tot as f64,
-                base.perplexity,
-            ),
-        ],
-    ));
-    for rule in ["angular", "last", "random"] {
-        let mut pts: Vec<(f64, f64)> = Vec::new();
-        for &n in &sc.drops {
-            let v: Vec<f64> = pruning
-                .iter()
-                .filter(|r| r.rule == rule && r.n == n)
-                .map(|r| r.perplexity)
-                .collect();
-            if !v.is_empty() {
-                pts.push((n as f64 / l_tot as f64, geo_mean(&v)));
-            }
-        }
-        let label = if rule == "random" {
-            format!("random block (geometric mean of {})", sc.random_draws)
-        } else {
-            format!("{rule} rule")
-        };
-        fig = fig.with(Series::line(label, pts));
-    }
-    for rule in ["angular", "last"] {
-        let pts: Vec<(f64, f64)> = healing
-            .iter()
-            .filter(|h| h.rule == rule)
-            .map(|h| (h.n as f64 / l_tot as f64, h.after))
-            .collect();
-        if !pts.is_empty() {
-            fig = fig.with(Series::points(
-                format!("{rule} rule + LoRA healing"),
-                pts,
-                None,
-            ));
-        }
-    }
-    fig.save_svg(&out.path("perplexity.svg"))?;
-    figures.push("perplexity.svg".to_string());
-    let mut d1 = Figure::new(
-        "distance between the input and output of one block (n = 1)",
-        "block l",
-        "angular distance d(x^(l), x^(l+1))",
-    );
-    d1 = d1.with(Series::points(
-        "mean over probe sequences ± SE",
-        distances.table[0]
-            .iter()
-            .enumerate()
-            .map(|(l, &d)| (l as f64, d))
-            .collect(),
-        Some(distances.se[0].clone()),
-    ));
-    d1.save_svg(&out.path("distance_n1.svg"))?;
-    figures.push("distance_n1.svg".to_string());
-    if !heal_curves.is_empty() {
-        let mut hf = Figure::new(
-            "LoRA healing: training loss",
-            "step",
-            "cross-entropy (nats/token)",
-        );
-        for (name, losses) in &heal_curves {
-            hf = hf.with(Series::line(
-                name.clone(),
-                losses
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &l)| (i as f64 + 1.0, l))
-                    .collect(),
-            ));
-        }
-        hf.save_svg(&out.path("healing.svg"))?;
-        figures.push("healing.svg".to_string());
-    }
+    write_tables(out, &m)?;
 
-    // Claims.
-    let mut claims = vec![];
-    claims.push(Claim::at_most(
-        "prune.base_perplexity",
-        "SmolLM2-135M-Instruct (Q4_1)",
-        "the unpruned model is a working LM on held-out Shakespeare (perplexity far below the vocabulary size)",
-        base.perplexity,
-        100.0,
-        "a 135M model on Early Modern English; uniform guessing gives 49152",
-    ));
-    let small: Vec<&Best> = best.iter().filter(|b| b.n <= l_tot / 2).collect();
-    let kept_final =
-        small.iter().filter(|b| b.end < l_tot).count() as f64 / small.len().max(1) as f64;
-    claims.push(Claim::at_least(
-        "prune.final_block_kept",
-        &format!("{PAPER} §4"),
-        "the angular rule keeps the final block (l*(n) + n < L) for n ≤ L/2",
-        kept_final,
-        0.8,
-        "fraction of n ≤ L/2",
-    ));
-    let row1 = &distances.table[0];
-    let mut mid: Vec<f64> = row1[2..l_tot - 1].to_vec();
-    mid.sort_by(|a, b| a.total_cmp(b));
-    let median = mid[mid.len() / 2];
-    claims.push(Claim::at_least(
-        "prune.edges_change_most",
-        &format!("{PAPER} §4, Fig. 7"),
-        "the first and the last block change the residual stream more than the middle ones: min(d(x^(0), x^(1)), d(x^(L−1), x^(L))) / median d(x^(l), x^(l+1))",
-        row1[0].min(row1[l_tot - 1]) / median,
-        1.5,
-        "ratio to the median block",
-    ));
-    let per_n = |rule: &str, n: usize| -> f64 {
-        let v: Vec<f64> = pruning
-            .iter()
-            .filter(|r| r.rule == rule && r.n == n)
-            .map(|r| r.perplexity)
-            .collect();
-        geo_mean(&v)
-    };
-    let frac = |f: &dyn Fn(usize) -> bool| {
-        sc.drops.iter().filter(|&&n| f(n)).count() as f64 / sc.drops.len() as f64
-    };
-    if sc.random_draws > 0 {
-        claims.push(Claim::at_least(
-            "prune.angular_beats_random",
-            &format!("{PAPER} §4"),
-            "dropping the block of least angular distance costs less perplexity than dropping a random block of the same size",
-            frac(&|n| per_n("angular", n) <= per_n("random", n)),
-            0.75,
-            "fraction of n where angular ≤ geometric mean of random draws",
-        ));
-    }
-    claims.push(Claim::at_least(
-        "prune.angular_beats_last_unhealed",
-        &format!("{PAPER} §4"),
-        "without healing the angular rule beats dropping the deepest blocks before the last",
-        frac(&|n| per_n("angular", n) <= per_n("last", n)),
-        0.75,
-        "fraction of n",
-    ));
-    let nll_angular: Vec<(f64, f64)> = sc
-        .drops
-        .iter()
-        .map(|&n| (n as f64, per_n("angular", n).ln()))
-        .collect();
-    claims.push(Claim::at_least(
-        "prune.loss_grows_with_n",
-        &format!("{PAPER} §4, Fig. 2"),
-        "the held-out loss grows with the number of blocks dropped (angular rule): Spearman rank correlation of (n, loss)",
-        spearman(&nll_angular),
-        0.8,
-        "1 = strictly increasing; single steps may dip within the noise",
-    ));
-    if !healing.is_empty() {
-        let worst = healing
-            .iter()
-            .map(|h| h.after / h.before)
-            .fold(0.0, f64::max);
-        claims.push(Claim::at_most(
-            "prune.healing_lowers_perplexity",
-            &format!("{PAPER} §3.3, §4"),
-            "LoRA healing lowers the perplexity of every pruned model (largest after/before ratio)",
-            worst,
-            1.0,
-            "after < before",
-        ));
-        let gap = |n: usize, f: &dyn Fn(&HealRow) -> f64| -> Option<f64> {
-            let a = healing.iter().find(|h| h.rule == "angular" && h.n == n)?;
-            let l = healing.iter().find(|h| h.rule == "last" && h.n == n)?;
-            Some((f(l) / f(a)).ln())
-        };
-        let narrow: Vec<f64> = sc
-            .heal_drops
-            .iter()
-            .filter_map(|&n| Some(gap(n, &|h| h.after)? / gap(n, &|h| h.before)?))
-            .collect();
-        if !narrow.is_empty() {
-            claims.push(Claim::at_most(
-                "prune.healing_narrows_last_gap",
-                &format!("{PAPER} §4"),
-                "healing closes most of the gap between the drop-last heuristic and the angular rule: ln(ppl_last/ppl_angular) after / before healing",
-                narrow.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                0.5,
-                "largest ratio over healed n",
-            ));
-        }
-    }
-    if let Some(e) = export.iter().find(|e| !e.healed) {
-        claims.push(Claim::within(
-            "prune.export_gguf_exact",
-            "dlt export",
-            "the exported pruned GGUF reloads with the perplexity of the in-memory pruned model",
-            e.reloaded / e.in_memory - 1.0,
-            0.0,
-            1e-9,
-            "tensors are copied, so only summation order could differ",
-        ));
-    }
-    if let Some(e) = export.iter().find(|e| e.healed) {
-        claims.push(Claim::within(
-            "prune.export_healed_requantised",
-            "dlt export",
-            "the healed model, merged and written with Q8_0 block weights, keeps its perplexity (relative change)",
-            e.reloaded / e.in_memory - 1.0,
-            0.0,
-            0.02,
-            "Q8_0 rounding of the merged weights; Q4_1 would undo the healing",
-        ));
-    }
+    let figures = figures(out, sc, &m)?;
 
+    let claims = claims(sc, &m);
     let results = Results {
         quick: cfg.quick,
         seed: cfg.seed,
