@@ -188,7 +188,7 @@ struct ReproduceArgs {
 }
 
 fn reproduce(a: ReproduceArgs) -> anyhow::Result<()> {
-    let studies = dlt_studies::study::select(&a.only, &a.skip).map_err(anyhow::Error::msg)?;
+    let studies = dlt_studies::registry::select(&a.only, &a.skip).map_err(anyhow::Error::msg)?;
     if a.list {
         let opts = dlt_studies::Options { quick: a.quick, seed: a.seed, quiet: true, force: false };
         if a.json {

@@ -13,6 +13,7 @@ pub mod orthogonal;
 pub mod output;
 pub mod plot;
 pub mod progress;
+pub mod registry;
 pub mod prune;
 pub mod report;
 pub mod scaling;
@@ -20,4 +21,5 @@ pub mod sgd_gap;
 pub mod study;
 pub mod theory;
 
-pub use study::{registry, reproduce, Options, Study, StudyError};
+pub use registry::{registry, reproduce, select};
+pub use study::{Options, Study, StudyError};

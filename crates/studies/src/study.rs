@@ -1,9 +1,9 @@
-//! The study interface and the one registry that `dlt reproduce` iterates.
+//! The study interface and what the registry of `dlt reproduce` holds.
 //!
 //! A [`Study`] turns (scale, seed) into a serialisable configuration, runs it into an output
 //! folder, and leaves a `results.json` whose `figures`, `claims` and `seconds` keys are what
 //! the report shows (the output contract of [`crate::output`]). The [`registry`] lists every
-//! study once; [`reproduce`] runs the selected ones and reuses a study whose
+//! study once (`crate::registry`); its `reproduce` runs the selected ones and reuses a study whose
 //! `OUT/<study>/results.json` carries the same configuration hash, so an interrupted full run
 //! resumes at the study level.
 
@@ -222,50 +222,6 @@ pub fn entry<S: Study + 'static>() -> &'static dyn Entry {
     Box::leak(Box::new(Registered::<S>(PhantomData)))
 }
 
-/// Every study, in report order.
-pub fn registry() -> Vec<&'static dyn Entry> {
-    vec![
-        entry::<crate::theory::Theory>(),
-        entry::<crate::orthogonal::Orthogonal>(),
-        entry::<crate::scaling::Scaling>(),
-        entry::<crate::collapse::Collapse>(),
-        entry::<crate::prune::Prune>(),
-        entry::<crate::hessian::Hessian>(),
-        entry::<crate::sgd_gap::SgdGap>(),
-        entry::<crate::jacobian::Jacobian>(),
-        entry::<crate::autoencode::Autoencode>(),
-    ]
-}
-
-/// Which studies a `reproduce` pass runs: all, those named by `only`, less those in `skip`.
-/// An unknown name is an error that lists the known ones.
-pub fn select(
-    only: &[String],
-    skip: &[String],
-) -> Result<Vec<&'static dyn Entry>, String> {
-    let all = registry();
-    let known: Vec<&str> = all.iter().map(|e| e.name()).collect();
-    for n in only.iter().chain(skip) {
-        if !known.contains(&n.as_str()) {
-            return Err(format!(
-                "unknown study '{n}' in --only/--skip; the studies are {}",
-                known.join(", ")
-            ));
-        }
-    }
-    Ok(all
-        .into_iter()
-        .filter(|e| only.is_empty() || only.iter().any(|n| n == e.name()))
-        .filter(|e| !skip.iter().any(|n| n == e.name()))
-        .collect())
-}
-
-/// Run (or reuse) each study of `studies` under `root/<study>/` and return the report
-/// sections.
-pub fn reproduce(root: &OutDir, studies: &[&'static dyn Entry], opts: &Options) -> Vec<Section> {
-    studies.iter().map(|e| e.reproduce(root, opts)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,26 +240,6 @@ mod tests {
         assert_ne!(h(true, 1, true), h(true, 2, true));
         assert_ne!(h(true, 1, true), hash_config("y", &C { quick: true, seed: 1, quiet: true }));
         assert_eq!(h(true, 1, true).len(), 64);
-    }
-
-    #[test]
-    fn registry_names_are_unique_and_selection_checks_them() {
-        let names: Vec<_> = registry().iter().map(|e| e.name()).collect();
-        let mut sorted = names.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted.len(), names.len());
-        let s = |o: &[&str], k: &[&str]| {
-            select(
-                &o.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-                &k.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            )
-            .map(|v| v.iter().map(|e| e.name()).collect::<Vec<_>>())
-        };
-        assert_eq!(s(&[], &[]).unwrap(), names);
-        assert_eq!(s(&["hessian", "theory"], &[]).unwrap(), vec!["theory", "hessian"]);
-        assert_eq!(s(&[], &["prune"]).unwrap().len(), names.len() - 1);
-        assert!(s(&["nope"], &[]).unwrap_err().contains("sgd-gap"));
     }
 
     #[test]
