@@ -130,9 +130,37 @@ fn main() {
         } => bench::run(write, quick, python, llama_cpp),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", one_line(&format!("{e:#}")));
         std::process::exit(1);
     }
+}
+
+/// An error as one printable line, whatever the environment: a backtrace that a library
+/// captured into its message (candle does under `RUST_BACKTRACE=1`) is dropped, and control
+/// characters read from a file are escaped.
+fn one_line(msg: &str) -> String {
+    let frame = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with("at ")
+            || t.split_once(": ").is_some_and(|(n, _)| {
+                !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
+            })
+    };
+    msg.lines()
+        .filter(|l| !frame(l))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// Print a study's results: the whole JSON on stdout, or one line per claim and where

@@ -1644,3 +1644,28 @@ fn every_subcommand_has_help_and_every_json_flag_prints_json() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_too_narrow_output_layer_is_one_line_naming_the_model_whatever_the_backtrace_setting() {
+    // Labels 0..9 against 5 (or 1) outputs: the kernel path (tanh, relu, linear) and the candle
+    // path (gelu) both refuse before training, in one printable line, also with
+    // RUST_BACKTRACE=1 (candle then captures a backtrace into its errors).
+    for model in [
+        "mlp:784-32-5:tanh",
+        "mlp:784-32-5:relu",
+        "mlp:784-32-5:linear",
+        "mlp:784-32-1:tanh",
+        "mlp:784-32-5:gelu",
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_dlt"))
+            .args(["train", "--model", model, "--subset", "300", "--json"])
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .expect("run dlt");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{model}: {err}");
+        assert!(err.contains("--model") && err.contains("outputs"), "{model}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{model}: not one line: {err}");
+        assert!(!err.contains("panicked"), "{model}: {err}");
+    }
+}

@@ -470,6 +470,32 @@ impl<'a> Trainer<'a> {
         (epoch, idx[k * b..((k + 1) * b).min(n)].to_vec())
     }
 
+    /// Class labels must index the model's outputs: checked once, with one forward pass on one
+    /// example, so that a too-narrow output layer is an error naming `--model`, not a failure
+    /// inside the loss.
+    fn check_labels(&self, data: &Split) -> Result<(), NnError> {
+        let Some(&max) = data.y.iter().max() else {
+            return Ok(());
+        };
+        if !data.targets.is_empty() {
+            return Ok(());
+        }
+        let width = self
+            .model
+            .forward(&inputs(data, &[0], self.dtype, &self.dev)?)?
+            .dims()
+            .last()
+            .copied()
+            .unwrap_or(0);
+        if max as usize >= width {
+            return Err(NnError::Invalid {
+                what: format!("--model with {width} outputs for labels up to {max}"),
+                fix: format!("give the output layer {} units (the number of classes)", max + 1),
+            });
+        }
+        Ok(())
+    }
+
     /// One optimisation step on `idx`; returns the batch loss (before the step).
     pub fn step_on(&mut self, data: &Split, idx: &[usize]) -> Result<f64, NnError> {
         if self.fast_eligible() {
@@ -545,6 +571,7 @@ impl<'a> Trainer<'a> {
         out: Option<&RunDir>,
         on_step: &dyn Fn(usize),
     ) -> Result<TrainReport, NnError> {
+        self.check_labels(&data.train)?;
         let n = data.train.len();
         if n == 0 {
             return Err(NnError::Invalid {
