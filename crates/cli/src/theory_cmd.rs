@@ -50,7 +50,8 @@ pub struct NetArgs {
     /// Weight variance C_W (> 0); weights have variance C_W/fan_in.
     #[arg(long, allow_negative_numbers = true)]
     cw: f64,
-    /// K^(1) = C_b + C_W|x|²/n₀.
+    /// K^(1) = C_b + C_W|x|²/n₀ (required by `theory mc`; `theory profile` takes it or
+    /// --k1-matrix).
     #[arg(long, allow_negative_numbers = true)]
     k1: Option<f64>,
     /// Number of layers L (≥ 1).

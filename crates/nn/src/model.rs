@@ -66,19 +66,34 @@ impl ActKind {
             },
         })
     }
-    /// The name `dlt-theory` uses for the same function.
-    pub fn theory_name(&self) -> String {
+    /// The same function in `dlt-theory` (its Gaussian expectations, recursions and
+    /// criticality), built directly rather than through its name.
+    pub fn theory(&self) -> dlt_theory::activation::Act {
+        use dlt_theory::activation as th;
+        match *self {
+            Self::Linear => std::sync::Arc::new(th::Linear),
+            Self::Relu => std::sync::Arc::new(th::ScaleInvariant {
+                a_plus: 1.0,
+                a_minus: 0.0,
+            }),
+            Self::LeakyRelu(a) => std::sync::Arc::new(th::ScaleInvariant {
+                a_plus: 1.0,
+                a_minus: a,
+            }),
+            Self::Tanh => std::sync::Arc::new(th::Tanh),
+            Self::Sin => std::sync::Arc::new(th::Sin),
+            Self::Erf => std::sync::Arc::new(th::Erf),
+            Self::Gelu => std::sync::Arc::new(th::Gelu),
+            Self::GeluTanh => std::sync::Arc::new(th::GeluTanh),
+            Self::Silu => std::sync::Arc::new(th::Silu),
+            Self::Sigmoid => std::sync::Arc::new(th::Sigmoid),
+        }
+    }
+    /// The name [`ActKind::parse`] reads (as in `--model mlp:…:NAME`).
+    pub fn name(&self) -> String {
         match self {
-            Self::Linear => "linear".into(),
-            Self::Relu => "relu".into(),
             Self::LeakyRelu(a) => format!("leaky_relu:{a}"),
-            Self::Tanh => "tanh".into(),
-            Self::Sin => "sin".into(),
-            Self::Erf => "erf".into(),
-            Self::Gelu => "gelu".into(),
-            Self::GeluTanh => "gelu_tanh".into(),
-            Self::Silu => "silu".into(),
-            Self::Sigmoid => "sigmoid".into(),
+            _ => self.theory().name(),
         }
     }
     /// σ applied elementwise to `t`.
@@ -123,18 +138,12 @@ impl Init {
     /// from `dlt theory criticality`); `cb`/`cw` override.
     pub fn parse(s: &str, act: ActKind, cb: Option<f64>, cw: Option<f64>) -> Result<Self, NnError> {
         let crit = || -> Result<(f64, f64), NnError> {
-            let a = dlt_theory::activation::parse(&act.theory_name()).map_err(|e| {
-                NnError::Invalid {
-                    what: e.to_string(),
-                    fix: String::new(),
-                }
-            })?;
-            let c = criticality(&*a);
+            let c = criticality(&*act.theory());
             match (c.class, c.cb, c.cw) {
                 (Class::None, _, _) | (_, None, _) | (_, _, None) => Err(NnError::Invalid {
                     what: format!(
                         "--init critical: {} has no critical initialisation",
-                        act.theory_name()
+                        act.name()
                     ),
                     fix: "pass --cb and --cw, or choose tanh, relu, gelu, silu …".into(),
                 }),
@@ -370,7 +379,7 @@ impl Model for Mlp {
                 .map(|w| w.to_string())
                 .collect::<Vec<_>>()
                 .join("-"),
-            self.act.theory_name()
+            self.act.name()
         )
     }
     fn input_dim(&self) -> usize {
@@ -473,7 +482,7 @@ impl Model for LeNet {
         &self.params
     }
     fn describe(&self) -> String {
-        format!("cnn:lenet:{}:{}", self.act.theory_name(), self.classes)
+        format!("cnn:lenet:{}:{}", self.act.name(), self.classes)
     }
     fn input_dim(&self) -> usize {
         784

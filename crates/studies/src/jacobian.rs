@@ -567,6 +567,12 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         }));
     }
     let tt = dlt_nn::data::fashion_mnist(cfg.data.as_deref())?;
+    if cfg.batch > tt.train.len() {
+        return Err(StudyError::Nn(dlt_nn::NnError::Invalid {
+            what: format!("--batch {} for {} training examples", cfg.batch, tt.train.len()),
+            fix: "use a batch no larger than the training set".into(),
+        }));
+    }
     let mut widths = vec![tt.train.dim];
     widths.extend(&cfg.hidden);
     widths.push(10);

@@ -600,6 +600,137 @@ fn claims(sc: &Scale, m: &Measured) -> Vec<Claim> {
     claims
 }
 
+/// Part 2: perplexity after dropping n blocks by each rule: the angular-distance choice
+/// (arXiv 2403.17887 §3.2; docs/derivations/prune.md#block-selection), the last blocks, random
+/// blocks.
+fn prune_and_evaluate(
+    cfg: &Config,
+    model: &dlt_llm::Llama,
+    distances: &Distances,
+    eval_tokens: &[u32],
+) -> Result<Vec<PruneRow>, StudyError> {
+    let sc = &cfg.scale;
+    let l_tot = model.blocks.len();
+    let ppl = |blocks: &[usize], m: &dlt_llm::Llama| {
+        perplexity(m, blocks, eval_tokens, sc.ctx, 0, |_, _| {})
+    };
+    // 2. Perplexity after pruning, three rules.
+    let mut pruning = Vec::new();
+    let jobs: usize = sc.drops.len() * (2 + sc.random_draws);
+    let pb = bar(jobs as u64, "prune: evaluate", cfg.quiet);
+    for &n in &sc.drops {
+        let mut plan = vec![
+            (
+                Rule::Angular,
+                0,
+                choose_start(Rule::Angular, l_tot, n, Some(&distances), 0)?,
+            ),
+            (Rule::Last, 0, choose_start(Rule::Last, l_tot, n, None, 0)?),
+        ];
+        for d in 0..sc.random_draws {
+            let seed = cfg
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add((n * 100 + d) as u64);
+            plan.push((
+                Rule::Random,
+                d,
+                choose_start(Rule::Random, l_tot, n, None, seed)?,
+            ));
+        }
+        for (rule, draw, start) in plan {
+            let r = ppl(&kept_blocks(l_tot, start, n), model)?;
+            pruning.push(PruneRow {
+                rule: rule.name().into(),
+                n,
+                start,
+                end: start + n,
+                fraction: n as f64 / l_tot as f64,
+                draw,
+                perplexity: r.perplexity,
+                nll: r.nll,
+            });
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+    Ok(pruning)
+}
+
+/// Healed rows, loss curves, and the merged healed model to export (when asked).
+type Healed = (Vec<HealRow>, Vec<(String, Vec<f64>)>, Option<dlt_llm::Llama>);
+
+/// Part 3: LoRA healing of the pruned models (docs/derivations/prune.md#healing), perplexity
+/// before and after.
+fn heal_pruned(
+    cfg: &Config,
+    ckpt: &dlt_llm::Checkpoint,
+    distances: &Distances,
+    eval_tokens: &[u32],
+    train_text: &str,
+) -> Result<Healed, StudyError> {
+    let sc = &cfg.scale;
+    let model = &ckpt.model;
+    let l_tot = model.blocks.len();
+    let ppl = |blocks: &[usize], m: &dlt_llm::Llama| {
+        perplexity(m, blocks, eval_tokens, sc.ctx, 0, |_, _| {})
+    };
+    // 3. LoRA healing.
+    let heal_text = head_chars(&train_text, sc.heal_chars);
+    let train_tokens = if sc.heal_drops.is_empty() {
+        vec![]
+    } else {
+        ckpt.tokenizer.encode(heal_text)?
+    };
+    let mut healing = Vec::new();
+    let mut heal_curves: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut healed_export: Option<dlt_llm::Llama> = None;
+    for &n in &sc.heal_drops {
+        for rule in [Rule::Angular, Rule::Last] {
+            let start = choose_start(rule, l_tot, n, Some(&distances), 0)?;
+            let kept = kept_blocks(l_tot, start, n);
+            let mut pruned = model.with_blocks(&kept)?;
+            let before = ppl(&pruned.all_blocks(), &pruned)?.perplexity;
+            let pb = bar(
+                sc.heal.steps as u64,
+                &format!("prune: heal {} n={n}", rule.name()),
+                cfg.quiet,
+            );
+            let hc = HealConfig {
+                seed: cfg.seed + n as u64,
+                ..sc.heal.clone()
+            };
+            let (rep, _) = heal(&mut pruned, &train_tokens, &hc, |s, _, _| {
+                pb.set_position(s as u64)
+            })?;
+            pb.finish_and_clear();
+            let after = ppl(&pruned.all_blocks(), &pruned)?.perplexity;
+            healing.push(HealRow {
+                rule: rule.name().into(),
+                n,
+                start,
+                end: start + n,
+                before,
+                after,
+                steps: rep.steps,
+                trainable_params: rep.trainable_params,
+                first_loss: rep.losses.first().copied().unwrap_or(f64::NAN),
+                last_loss: rep.losses.last().copied().unwrap_or(f64::NAN),
+                seconds: rep.seconds,
+            });
+            heal_curves.push((
+                format!("{} n={n} ({start}..{})", rule.name(), start + n),
+                rep.losses,
+            ));
+            if rule == Rule::Angular && Some(n) == sc.export_drop {
+                pruned.merge_lora()?;
+                healed_export = Some(pruned);
+            }
+        }
+    }
+    Ok((healing, heal_curves, healed_export))
+}
+
 /// Run the study into `out`, writing `results.json` last.
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t0 = Instant::now();
@@ -669,100 +800,10 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         })
         .collect();
 
-    // 2. Perplexity after pruning, three rules.
-    let mut pruning = Vec::new();
-    let jobs: usize = sc.drops.len() * (2 + sc.random_draws);
-    let pb = bar(jobs as u64, "prune: evaluate", cfg.quiet);
-    for &n in &sc.drops {
-        let mut plan = vec![
-            (
-                Rule::Angular,
-                0,
-                choose_start(Rule::Angular, l_tot, n, Some(&distances), 0)?,
-            ),
-            (Rule::Last, 0, choose_start(Rule::Last, l_tot, n, None, 0)?),
-        ];
-        for d in 0..sc.random_draws {
-            let seed = cfg
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add((n * 100 + d) as u64);
-            plan.push((
-                Rule::Random,
-                d,
-                choose_start(Rule::Random, l_tot, n, None, seed)?,
-            ));
-        }
-        for (rule, draw, start) in plan {
-            let r = ppl(&kept_blocks(l_tot, start, n), model)?;
-            pruning.push(PruneRow {
-                rule: rule.name().into(),
-                n,
-                start,
-                end: start + n,
-                fraction: n as f64 / l_tot as f64,
-                draw,
-                perplexity: r.perplexity,
-                nll: r.nll,
-            });
-            pb.inc(1);
-        }
-    }
-    pb.finish_and_clear();
+    let pruning = prune_and_evaluate(cfg, model, &distances, eval_tokens)?;
 
-    // 3. LoRA healing.
-    let heal_text = head_chars(&train_text, sc.heal_chars);
-    let train_tokens = if sc.heal_drops.is_empty() {
-        vec![]
-    } else {
-        ckpt.tokenizer.encode(heal_text)?
-    };
-    let mut healing = Vec::new();
-    let mut heal_curves: Vec<(String, Vec<f64>)> = Vec::new();
-    let mut healed_export: Option<dlt_llm::Llama> = None;
-    for &n in &sc.heal_drops {
-        for rule in [Rule::Angular, Rule::Last] {
-            let start = choose_start(rule, l_tot, n, Some(&distances), 0)?;
-            let kept = kept_blocks(l_tot, start, n);
-            let mut pruned = model.with_blocks(&kept)?;
-            let before = ppl(&pruned.all_blocks(), &pruned)?.perplexity;
-            let pb = bar(
-                sc.heal.steps as u64,
-                &format!("prune: heal {} n={n}", rule.name()),
-                cfg.quiet,
-            );
-            let hc = HealConfig {
-                seed: cfg.seed + n as u64,
-                ..sc.heal.clone()
-            };
-            let (rep, _) = heal(&mut pruned, &train_tokens, &hc, |s, _, _| {
-                pb.set_position(s as u64)
-            })?;
-            pb.finish_and_clear();
-            let after = ppl(&pruned.all_blocks(), &pruned)?.perplexity;
-            healing.push(HealRow {
-                rule: rule.name().into(),
-                n,
-                start,
-                end: start + n,
-                before,
-                after,
-                steps: rep.steps,
-                trainable_params: rep.trainable_params,
-                first_loss: rep.losses.first().copied().unwrap_or(f64::NAN),
-                last_loss: rep.losses.last().copied().unwrap_or(f64::NAN),
-                seconds: rep.seconds,
-            });
-            heal_curves.push((
-                format!("{} n={n} ({start}..{})", rule.name(), start + n),
-                rep.losses,
-            ));
-            if rule == Rule::Angular && Some(n) == sc.export_drop {
-                pruned.merge_lora()?;
-                healed_export = Some(pruned);
-            }
-        }
-    }
+    let (healing, heal_curves, mut healed_export) =
+        heal_pruned(cfg, &ckpt, &distances, eval_tokens, &train_text)?;
 
     // 4. Export: the pruned model as GGUF (tensors copied), and the healed one (re-quantised).
     let mut export = Vec::new();

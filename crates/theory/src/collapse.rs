@@ -162,8 +162,9 @@ pub mod linear {
                     })
                 })
                 .collect();
+            // A worker's panic is a bug: re-raise it instead of dropping its seeds.
             hs.into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
+                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
                 .collect()
         });
         let k = per.len() as f64;
