@@ -73,7 +73,10 @@ pub fn run(a: HessianArgs) -> Result<()> {
     cfg.hidden = a.hidden;
     cfg.act = dlt_nn::model::ActKind::parse(&a.act).context("--act")?;
     if !dlt_nn::mlp::Mlp::supports(cfg.act) {
-        anyhow::bail!("--act {}: the Hessian study's MLP kernel has relu, tanh and linear", a.act);
+        anyhow::bail!(
+            "--act {}: the Hessian study's MLP kernel has relu, tanh and linear",
+            a.act
+        );
     }
     cfg.pool = a.pool;
     cfg.batch = a.batch;

@@ -142,9 +142,8 @@ fn one_line(msg: &str) -> String {
     let frame = |l: &str| {
         let t = l.trim_start();
         t.starts_with("at ")
-            || t.split_once(": ").is_some_and(|(n, _)| {
-                !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
-            })
+            || t.split_once(": ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
     };
     msg.lines()
         .filter(|l| !frame(l))
@@ -218,7 +217,12 @@ struct ReproduceArgs {
 fn reproduce(a: ReproduceArgs) -> anyhow::Result<()> {
     let studies = dlt_studies::registry::select(&a.only, &a.skip).map_err(anyhow::Error::msg)?;
     if a.list {
-        let opts = dlt_studies::Options { quick: a.quick, seed: a.seed, quiet: true, force: false };
+        let opts = dlt_studies::Options {
+            quick: a.quick,
+            seed: a.seed,
+            quiet: true,
+            force: false,
+        };
         if a.json {
             let v: Vec<_> = studies
                 .iter()
@@ -234,7 +238,12 @@ fn reproduce(a: ReproduceArgs) -> anyhow::Result<()> {
     }
     let (quick, json) = (a.quick, a.json);
     let root = dlt_studies::output::OutDir::create(&a.out)?;
-    let opts = dlt_studies::Options { quick, seed: a.seed, quiet: json, force: a.force };
+    let opts = dlt_studies::Options {
+        quick,
+        seed: a.seed,
+        quiet: json,
+        force: a.force,
+    };
     let sections = dlt_studies::reproduce(&root, &studies, &opts);
     let index = dlt_studies::report::write(&root, &sections, quick)?;
     let claims: Vec<_> = sections

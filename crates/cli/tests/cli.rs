@@ -1548,14 +1548,22 @@ fn leaves(path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
     let args: Vec<&str> = path.iter().map(String::as_str).chain(["--help"]).collect();
     let o = dlt(&args);
     let help = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(o.status.success() && help.contains("Usage:"), "dlt {args:?}: {help}");
+    assert!(
+        o.status.success() && help.contains("Usage:"),
+        "dlt {args:?}: {help}"
+    );
     let children: Vec<String> = help
         .split("Commands:")
         .nth(1)
         .map(|c| c.split("Options:").next().unwrap_or(""))
         .unwrap_or("")
         .lines()
-        .filter_map(|l| l.strip_prefix("  ")?.split_whitespace().next().map(String::from))
+        .filter_map(|l| {
+            l.strip_prefix("  ")?
+                .split_whitespace()
+                .next()
+                .map(String::from)
+        })
         .filter(|c| c != "help")
         .collect();
     if children.is_empty() {
@@ -1572,7 +1580,11 @@ fn leaves(path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
 fn every_subcommand_has_help_and_every_json_flag_prints_json() {
     let mut all = vec![];
     leaves(&mut vec![], &mut all);
-    assert!(all.len() >= 30, "found only {} subcommands: {all:?}", all.len());
+    assert!(
+        all.len() >= 30,
+        "found only {} subcommands: {all:?}",
+        all.len()
+    );
     let dir = std::env::temp_dir().join(format!("dlt-cli-walk-{}", std::process::id()));
     let out = |name: &str| dir.join(name).display().to_string();
     // A tiny configuration of every subcommand that documents --json (each a few seconds).
@@ -1604,18 +1616,48 @@ fn every_subcommand_has_help_and_every_json_flag_prints_json() {
     // Heavier ones whose --json output another test of this file parses, on real data or
     // models: the name of that test.
     let covered: &[(&str, &str)] = &[
-        ("reproduce", "reproduce_quick_writes_the_report_and_the_claims_hold"),
-        ("scaling study", "reproduce_quick_writes_the_report_and_the_claims_hold"),
-        ("prune study", "reproduce_quick_writes_the_report_and_the_claims_hold"),
+        (
+            "reproduce",
+            "reproduce_quick_writes_the_report_and_the_claims_hold",
+        ),
+        (
+            "scaling study",
+            "reproduce_quick_writes_the_report_and_the_claims_hold",
+        ),
+        (
+            "prune study",
+            "reproduce_quick_writes_the_report_and_the_claims_hold",
+        ),
         ("collapse lm", "collapse_lm_tiny_run_on_real_shakespeare"),
-        ("collapse vae", "collapse_vae_tiny_run_on_real_fashion_mnist"),
-        ("collapse diffusion", "collapse_diffusion_tiny_run_on_real_fashion_mnist"),
-        ("prune distances", "prune_json_contracts_and_bad_input_on_real_smollm2"),
-        ("prune run", "prune_json_contracts_and_bad_input_on_real_smollm2"),
-        ("prune eval", "prune_json_contracts_and_bad_input_on_real_smollm2"),
-        ("hessian", "hessian_json_contract_and_bad_input_on_real_fashion_mnist"),
+        (
+            "collapse vae",
+            "collapse_vae_tiny_run_on_real_fashion_mnist",
+        ),
+        (
+            "collapse diffusion",
+            "collapse_diffusion_tiny_run_on_real_fashion_mnist",
+        ),
+        (
+            "prune distances",
+            "prune_json_contracts_and_bad_input_on_real_smollm2",
+        ),
+        (
+            "prune run",
+            "prune_json_contracts_and_bad_input_on_real_smollm2",
+        ),
+        (
+            "prune eval",
+            "prune_json_contracts_and_bad_input_on_real_smollm2",
+        ),
+        (
+            "hessian",
+            "hessian_json_contract_and_bad_input_on_real_fashion_mnist",
+        ),
         ("sgd-gap", "sgd_gap_json_contract_and_bad_input"),
-        ("jacobian", "jacobian_json_contract_and_bad_input_on_real_fashion_mnist"),
+        (
+            "jacobian",
+            "jacobian_json_contract_and_bad_input_on_real_fashion_mnist",
+        ),
         ("autoencode", "autoencode_json_contract_and_bad_input"),
     ];
     let mut missing = vec![];
@@ -1637,10 +1679,16 @@ fn every_subcommand_has_help_and_every_json_flag_prints_json() {
             missing.push(name);
         }
     }
-    assert!(missing.is_empty(), "subcommands with --json and no tiny run here: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "subcommands with --json and no tiny run here: {missing:?}"
+    );
     // Every name in the tables is a real subcommand (a renamed one would make them vacuous).
     for name in tiny.iter().map(|t| t.0).chain(covered.iter().map(|c| c.0)) {
-        assert!(all.iter().any(|l| l.join(" ") == name), "no subcommand '{name}'");
+        assert!(
+            all.iter().any(|l| l.join(" ") == name),
+            "no subcommand '{name}'"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -1664,8 +1712,15 @@ fn a_too_narrow_output_layer_is_one_line_naming_the_model_whatever_the_backtrace
             .expect("run dlt");
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{model}: {err}");
-        assert!(err.contains("--model") && err.contains("outputs"), "{model}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{model}: not one line: {err}");
+        assert!(
+            err.contains("--model") && err.contains("outputs"),
+            "{model}: {err}"
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{model}: not one line: {err}"
+        );
         assert!(!err.contains("panicked"), "{model}: {err}");
     }
 }

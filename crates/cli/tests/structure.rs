@@ -10,7 +10,10 @@ fn workspace() -> PathBuf {
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).expect("readable source folder").flatten() {
+    for e in std::fs::read_dir(dir)
+        .expect("readable source folder")
+        .flatten()
+    {
         let p = e.path();
         if p.is_dir() {
             rust_files(&p, out);
@@ -53,7 +56,11 @@ fn no_import_cycle_between_modules() {
         for f in &files {
             let rel = f.strip_prefix(&src).expect("under src");
             let top = rel.components().next().expect("a component");
-            let top = top.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
+            let top = top
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string();
             if top == "lib" || top == "main" {
                 continue;
             }
@@ -69,9 +76,13 @@ fn no_import_cycle_between_modules() {
         // A cycle exists iff some module reaches itself.
         for start in &names {
             let mut seen = BTreeSet::new();
-            let mut stack: Vec<&String> = graph[start].iter().filter(|d| names.contains(*d)).collect();
+            let mut stack: Vec<&String> =
+                graph[start].iter().filter(|d| names.contains(*d)).collect();
             while let Some(m) = stack.pop() {
-                assert!(m != start, "{krate}: module {start} imports itself through a cycle");
+                assert!(
+                    m != start,
+                    "{krate}: module {start} imports itself through a cycle"
+                );
                 if seen.insert(m.clone()) {
                     stack.extend(graph[m].iter().filter(|d| names.contains(*d)));
                 }
@@ -90,7 +101,11 @@ fn sources_cite_only_the_repository_and_its_anchors_exist() {
         let text = std::fs::read_to_string(f).expect("readable");
         // Built at run time so that this file does not match itself.
         let external = ["spec", "§"].join(" ");
-        assert!(!text.contains(&external), "{}: cites the external notes", f.display());
+        assert!(
+            !text.contains(&external),
+            "{}: cites the external notes",
+            f.display()
+        );
         for (i, _) in text.match_indices("docs/derivations/") {
             let rest = &text[i..];
             let end = rest
@@ -113,5 +128,8 @@ fn sources_cite_only_the_repository_and_its_anchors_exist() {
             checked += 1;
         }
     }
-    assert!(checked > 50, "only {checked} citations found: the scan is broken");
+    assert!(
+        checked > 50,
+        "only {checked} citations found: the scan is broken"
+    );
 }

@@ -48,7 +48,8 @@ impl LmConfig {
     pub fn layout(&self) -> Layout {
         let (d, v) = (self.d_model, self.vocab);
         let mut l = Layout::default();
-        l.push("tok.weight", &[v, d]).push("pos.weight", &[self.ctx, d]);
+        l.push("tok.weight", &[v, d])
+            .push("pos.weight", &[self.ctx, d]);
         for i in 0..self.n_layer {
             let shapes: [&[usize]; 12] = [
                 &[d],
@@ -77,7 +78,11 @@ impl LmConfig {
 
     /// Parameter names in layout order.
     pub fn param_names(&self) -> Vec<String> {
-        self.layout().entries().iter().map(|e| e.name.clone()).collect()
+        self.layout()
+            .entries()
+            .iter()
+            .map(|e| e.name.clone())
+            .collect()
     }
 
     /// Index (in layout order) of block `i`'s first parameter.

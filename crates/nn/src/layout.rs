@@ -90,7 +90,10 @@ impl Layout {
     /// A flat buffer from one vector per parameter (in order), checking every length.
     pub fn gather<T: Copy>(&self, parts: &[Vec<T>]) -> Option<Vec<T>> {
         if parts.len() != self.entries.len()
-            || parts.iter().zip(&self.entries).any(|(p, e)| p.len() != e.len())
+            || parts
+                .iter()
+                .zip(&self.entries)
+                .any(|(p, e)| p.len() != e.len())
         {
             return None;
         }
@@ -112,8 +115,14 @@ mod tests {
         let mut buf: Vec<u32> = (0..10).collect();
         assert_eq!(l.slice(&buf, 1), &[6, 7, 8]);
         let parts = l.split_mut(&mut buf);
-        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), vec![6, 3, 1]);
-        assert_eq!(l.gather(&[vec![0; 6], vec![1; 3], vec![2]]).unwrap().len(), 10);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            vec![6, 3, 1]
+        );
+        assert_eq!(
+            l.gather(&[vec![0; 6], vec![1; 3], vec![2]]).unwrap().len(),
+            10
+        );
         assert!(l.gather(&[vec![0; 6], vec![1; 2], vec![2]]).is_none());
     }
 }

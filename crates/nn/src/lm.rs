@@ -254,7 +254,8 @@ impl Gpt {
             what: "parameter map".into(),
             fix: "a thread panicked while holding it".into(),
         })?;
-        self.cfg.param_names()
+        self.cfg
+            .param_names()
             .iter()
             .map(|n| {
                 let var = data.get(n).ok_or_else(|| NnError::Invalid {

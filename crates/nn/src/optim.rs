@@ -190,7 +190,12 @@ mod tests {
         // AdamW with g = 0 only decays: θ(1 − ηλ).
         let mut st = State::<f64>::default();
         let mut th = vec![2.0];
-        let opt = Optimizer::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
+        let opt = Optimizer::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        };
         st.step(opt, &mut th, &[0.0], 0.5);
         assert!((th[0] - 2.0 * 0.95).abs() < 1e-15);
     }

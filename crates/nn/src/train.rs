@@ -323,7 +323,13 @@ impl<'a> Trainer<'a> {
             return Ok(());
         }
         let (has_m, has_v) = self.cfg.optimizer.moments();
-        for (i, (p, st)) in self.model.params().iter().zip(self.state.iter_mut()).enumerate() {
+        for (i, (p, st)) in self
+            .model
+            .params()
+            .iter()
+            .zip(self.state.iter_mut())
+            .enumerate()
+        {
             let shape = p.var.as_tensor().shape().clone();
             let part = |buf: &[f32]| k.layout.slice(buf, i).to_vec();
             p.var
@@ -357,13 +363,24 @@ impl<'a> Trainer<'a> {
             }
             Ok(out)
         };
-        let theta = flat(self.model.params().iter().map(|p| Some(p.var.as_tensor())).collect())?;
+        let theta = flat(
+            self.model
+                .params()
+                .iter()
+                .map(|p| Some(p.var.as_tensor()))
+                .collect(),
+        )?;
         let m = flat(self.state.iter().map(|s| s.m.as_ref()).collect())?;
         let v = flat(self.state.iter().map(|s| s.v.as_ref()).collect())?;
         if theta.len() != layout.len() || m.len() != layout.len() || v.len() != layout.len() {
             return Err(NnError::Invalid {
-                what: format!("{} parameters for the MLP kernel's {}", theta.len(), layout.len()),
-                fix: "the model's parameters are not [W1, b1, W2, b2, …]; use the candle path".into(),
+                what: format!(
+                    "{} parameters for the MLP kernel's {}",
+                    theta.len(),
+                    layout.len()
+                ),
+                fix: "the model's parameters are not [W1, b1, W2, b2, …]; use the candle path"
+                    .into(),
             });
         }
         let lr = self.model.params().iter().map(|p| self.lr_of(p)).collect();
@@ -404,12 +421,20 @@ impl<'a> Trainer<'a> {
         };
         let (opt, t) = (self.cfg.optimizer, (self.step + 1) as i32);
         let k = self.kernel.as_mut().expect("built above");
-        let batch = crate::mlp::Batch { x: &x, y, n: idx.len() };
-        let pt = k.net.at_with(&k.theta, batch, std::mem::take(&mut k.ws), false)
+        let batch = crate::mlp::Batch {
+            x: &x,
+            y,
+            n: idx.len(),
+        };
+        let pt = k
+            .net
+            .at_with(&k.theta, batch, std::mem::take(&mut k.ws), false)
             .map_err(|e| match e {
                 NnError::Invalid { what, fix } if what.starts_with("label") => NnError::Invalid {
                     what: format!("--model: {what} in the data"),
-                    fix: format!("{fix}: widen the output layer of --model to the number of classes"),
+                    fix: format!(
+                        "{fix}: widen the output layer of --model to the number of classes"
+                    ),
                 },
                 e => e,
             })?;
@@ -490,7 +515,10 @@ impl<'a> Trainer<'a> {
         if max as usize >= width {
             return Err(NnError::Invalid {
                 what: format!("--model with {width} outputs for labels up to {max}"),
-                fix: format!("give the output layer {} units (the number of classes)", max + 1),
+                fix: format!(
+                    "give the output layer {} units (the number of classes)",
+                    max + 1
+                ),
             });
         }
         Ok(())

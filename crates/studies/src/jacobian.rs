@@ -165,13 +165,7 @@ fn accuracy(model: &Mlp, theta: &[f64], x: &[f64], y: &[u32]) -> Result<f64, Stu
 }
 
 /// Per-row VJPs J_bᵀ v_b.
-fn vjp(
-    model: &Mlp,
-    theta: &[f64],
-    x: &[f64],
-    v: &[f64],
-    n: usize,
-) -> Result<Vec<f64>, StudyError> {
+fn vjp(model: &Mlp, theta: &[f64], x: &[f64], v: &[f64], n: usize) -> Result<Vec<f64>, StudyError> {
     Ok(model
         .at(
             theta,
@@ -569,7 +563,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let tt = dlt_nn::data::fashion_mnist(cfg.data.as_deref())?;
     if cfg.batch > tt.train.len() {
         return Err(StudyError::Nn(dlt_nn::NnError::Invalid {
-            what: format!("--batch {} for {} training examples", cfg.batch, tt.train.len()),
+            what: format!(
+                "--batch {} for {} training examples",
+                cfg.batch,
+                tt.train.len()
+            ),
             fix: "use a batch no larger than the training set".into(),
         }));
     }

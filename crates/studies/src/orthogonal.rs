@@ -958,13 +958,21 @@ pub struct Orthogonal;
 
 impl crate::study::Study for Orthogonal {
     const NAME: &'static str = "orthogonal";
-    const TITLE: &'static str = "Feature learning and generalization in deep networks with orthogonal weights";
+    const TITLE: &'static str =
+        "Feature learning and generalization in deep networks with orthogonal weights";
     const PAPER: &'static str = "Day, Kahn, Roberts (arXiv 2310.07765)";
     const ABOUT: &'static str = "Orthogonal (Haar) against Gaussian initialisation: the four-point vertex and NTK fluctuations that grow with depth for Gaussian weights and stay small for orthogonal ones, measured on real networks, and Fashion-MNIST training across depth.";
     type Config = Config;
     type Results = Results;
     fn config(quick: bool, seed: u64, quiet: bool) -> Config {
-        Config { quick, seed, quiet, data_path: None, skip_training: false, scale: Scale::for_mode(quick) }
+        Config {
+            quick,
+            seed,
+            quiet,
+            data_path: None,
+            skip_training: false,
+            scale: Scale::for_mode(quick),
+        }
     }
     fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         run(cfg, out)

@@ -658,7 +658,11 @@ fn prune_and_evaluate(
 }
 
 /// Healed rows, loss curves, and the merged healed model to export (when asked).
-type Healed = (Vec<HealRow>, Vec<(String, Vec<f64>)>, Option<dlt_llm::Llama>);
+type Healed = (
+    Vec<HealRow>,
+    Vec<(String, Vec<f64>)>,
+    Option<dlt_llm::Llama>,
+);
 
 /// Part 3: LoRA healing of the pruned models (docs/derivations/prune.md#healing), perplexity
 /// before and after.
@@ -894,12 +898,20 @@ pub struct Prune;
 impl crate::study::Study for Prune {
     const NAME: &'static str = "prune";
     const TITLE: &'static str = "The unreasonable ineffectiveness of the deeper layers";
-    const PAPER: &'static str = "Gromov, Tirumala, Shapourian, Glorioso, Roberts (arXiv 2403.17887)";
+    const PAPER: &'static str =
+        "Gromov, Tirumala, Shapourian, Glorioso, Roberts (arXiv 2403.17887)";
     const ABOUT: &'static str = "Layer pruning of SmolLM2-135M: the angular distance between residual streams picks the block of layers to drop; perplexity after pruning against dropping the last or random blocks, and LoRA healing.";
     type Config = Config;
     type Results = Results;
     fn config(quick: bool, seed: u64, quiet: bool) -> Config {
-        Config { quick, seed, quiet, model: None, text: None, scale: Scale::for_mode(quick) }
+        Config {
+            quick,
+            seed,
+            quiet,
+            model: None,
+            text: None,
+            scale: Scale::for_mode(quick),
+        }
     }
     fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         run(cfg, out)

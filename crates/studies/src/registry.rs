@@ -22,10 +22,7 @@ pub fn registry() -> Vec<&'static dyn Entry> {
 
 /// Which studies a `reproduce` pass runs: all, those named by `only`, less those in `skip`.
 /// An unknown name is an error that lists the known ones.
-pub fn select(
-    only: &[String],
-    skip: &[String],
-) -> Result<Vec<&'static dyn Entry>, String> {
+pub fn select(only: &[String], skip: &[String]) -> Result<Vec<&'static dyn Entry>, String> {
     let all = registry();
     let known: Vec<&str> = all.iter().map(|e| e.name()).collect();
     for n in only.iter().chain(skip) {
@@ -68,7 +65,10 @@ mod tests {
             .map(|v| v.iter().map(|e| e.name()).collect::<Vec<_>>())
         };
         assert_eq!(s(&[], &[]).unwrap(), names);
-        assert_eq!(s(&["hessian", "theory"], &[]).unwrap(), vec!["theory", "hessian"]);
+        assert_eq!(
+            s(&["hessian", "theory"], &[]).unwrap(),
+            vec!["theory", "hessian"]
+        );
         assert_eq!(s(&[], &["prune"]).unwrap().len(), names.len() - 1);
         assert!(s(&["nope"], &[]).unwrap_err().contains("sgd-gap"));
     }

@@ -77,7 +77,13 @@ fn overview(sections: &[Section]) -> String {
         let fig = s
             .figures
             .first()
-            .map(|f| format!("<a href=\"#{0}\"><img class=\"thumb\" src=\"../{1}\" alt=\"{1}\"></a>", esc(&s.study), esc(f)))
+            .map(|f| {
+                format!(
+                    "<a href=\"#{0}\"><img class=\"thumb\" src=\"../{1}\" alt=\"{1}\"></a>",
+                    esc(&s.study),
+                    esc(f)
+                )
+            })
             .unwrap_or_default();
         h.push_str(&format!(
             "<tr><td><a href=\"#{0}\">{0}</a></td><td>{1}<br><small>{2}</small></td><td>{status}</td><td>{3}{4}</td><td>{fig}</td></tr>",
@@ -103,10 +109,18 @@ fn study_section(s: &Section) -> String {
         esc(&s.about)
     );
     if let Some(e) = &s.error {
-        h.push_str(&format!("<p class=\"no\">This study failed: {}</p></section>", esc(e)));
+        h.push_str(&format!(
+            "<p class=\"no\">This study failed: {}</p></section>",
+            esc(e)
+        ));
         return h;
     }
-    let failing: Vec<&str> = s.claims.iter().filter(|c| !c.holds).map(|c| c.id.as_str()).collect();
+    let failing: Vec<&str> = s
+        .claims
+        .iter()
+        .filter(|c| !c.holds)
+        .map(|c| c.id.as_str())
+        .collect();
     h.push_str(&format!(
         "<p>This run ({}): <b>{held} of {} claims hold</b>{}.</p>",
         crate::progress::fmt_duration(s.seconds),

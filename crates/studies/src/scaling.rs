@@ -579,7 +579,12 @@ impl crate::study::Study for Scaling {
     type Config = Config;
     type Results = Results;
     fn config(quick: bool, seed: u64, quiet: bool) -> Config {
-        Config { quick, seed, quiet, scale: Scale::for_mode(quick) }
+        Config {
+            quick,
+            seed,
+            quiet,
+            scale: Scale::for_mode(quick),
+        }
     }
     fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         run(cfg, out)

@@ -232,7 +232,11 @@ impl Sets<'_> {
             x.extend_from_slice(&self.xa[5 * i..5 * i + 5]);
             y.push(self.ya[i]);
         }
-        Ok(self.model.at(theta, Batch::values(&x, &y, 1))?.grad().to_vec())
+        Ok(self
+            .model
+            .at(theta, Batch::values(&x, &y, 1))?
+            .grad()
+            .to_vec())
     }
 }
 
@@ -457,7 +461,7 @@ fn gap_growth(
 ) -> Result<(f64, f64, f64), StudyError> {
     let (model, nn) = (s.model, cfg.n_train);
     let gi_b = per_example_grads(model, theta, s.xb, s.yb)?;
-    
+
     let tr_sigma = gi_b.iter().map(|g| dot(g, g)).sum::<f64>() / gi_b.len() as f64 - dot(mu, mu);
     let tr_sigma = tr_sigma * gi_b.len() as f64 / (gi_b.len() as f64 - 1.0);
     let growth: Vec<f64> = (0..cfg.redraws)

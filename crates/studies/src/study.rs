@@ -93,8 +93,9 @@ fn hash_config<C: Serialize>(name: &str, cfg: &C) -> String {
     if let Some(m) = v.as_object_mut() {
         m.remove("quiet");
     }
-    let text = serde_json::json!({"study": name, "version": env!("CARGO_PKG_VERSION"), "config": v})
-        .to_string();
+    let text =
+        serde_json::json!({"study": name, "version": env!("CARGO_PKG_VERSION"), "config": v})
+            .to_string();
     Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -238,7 +239,17 @@ mod tests {
         assert_eq!(h(true, 1, true), h(true, 1, false));
         assert_ne!(h(true, 1, true), h(false, 1, true));
         assert_ne!(h(true, 1, true), h(true, 2, true));
-        assert_ne!(h(true, 1, true), hash_config("y", &C { quick: true, seed: 1, quiet: true }));
+        assert_ne!(
+            h(true, 1, true),
+            hash_config(
+                "y",
+                &C {
+                    quick: true,
+                    seed: 1,
+                    quiet: true
+                }
+            )
+        );
         assert_eq!(h(true, 1, true).len(), 64);
     }
 
@@ -257,8 +268,9 @@ mod tests {
         assert_eq!(s.claims.len(), 1);
         assert_eq!(s.seconds, 2.5);
         // A results.json without the contract's keys is not a section.
-        assert!(section_from_results(&serde_json::json!({"claims": []}), "t", "T", "P", "A")
-            .is_none());
+        assert!(
+            section_from_results(&serde_json::json!({"claims": []}), "t", "T", "P", "A").is_none()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -12,11 +12,11 @@
 use crate::output::{Claim, OutDir};
 use crate::plot::{Figure, Series};
 use crate::progress;
+use crate::study::StudyError;
 use dlt_theory::activation::parse;
 use dlt_theory::criticality::{criticality, nu, optimal_aspect_ratio, Class, Critical};
 use dlt_theory::mc::{self, McConfig, McLayer};
 use dlt_theory::profile::{profile, Ensemble, Init, LearningRates, ProfileConfig};
-use crate::study::StudyError;
 use dlt_theory::TheoryError;
 use serde::Serialize;
 use std::time::Instant;
@@ -840,13 +840,20 @@ pub struct Theory;
 
 impl crate::study::Study for Theory {
     const NAME: &'static str = "theory";
-    const TITLE: &'static str = "Principles of Deep Learning Theory; Why is AI hard and Physics simple?";
-    const PAPER: &'static str = "Roberts, Yaida, Hanin (arXiv 2106.10165); Roberts (arXiv 2104.00008)";
+    const TITLE: &'static str =
+        "Principles of Deep Learning Theory; Why is AI hard and Physics simple?";
+    const PAPER: &'static str =
+        "Roberts, Yaida, Hanin (arXiv 2106.10165); Roberts (arXiv 2104.00008)";
     const ABOUT: &'static str = "Statistics of deep MLPs at initialisation: the kernel K, the four-point vertex V and the NTK's fluctuations (A, B, D, F) from the book's layer recursions, against ensembles of real networks; criticality, universality classes, the depth-to-width ratio and the exact finite-width ReLU result.";
     type Config = Config;
     type Results = Results;
     fn config(quick: bool, seed: u64, quiet: bool) -> Config {
-        Config { quick, seed, threads: 0, quiet }
+        Config {
+            quick,
+            seed,
+            threads: 0,
+            quiet,
+        }
     }
     fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         run(cfg, out)

@@ -307,7 +307,12 @@ pub fn simulate(
         let mut per: Vec<(usize, Result<f64, TheoryError>)> = vec![];
         // A worker's panic is a bug: re-raise it instead of dropping its seeds.
         for (t, h) in handles.into_iter().enumerate() {
-            for (j, r) in h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)).into_iter().enumerate() {
+            for (j, r) in h
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e))
+                .into_iter()
+                .enumerate()
+            {
                 per.push((t + j * threads, r));
             }
         }

@@ -23,7 +23,6 @@
 //!   products  (Hv)_{W_l} = R{δ_l}ᵀa_{l−1} + δ_lᵀR{a_{l−1}},  (Hv)_{b_l} = Σ_rows R{δ_l}.
 //! ReLU's σ″ is 0 (the Hessian of the network almost everywhere, as autodiff defines it).
 
-
 mod point;
 #[cfg(test)]
 mod tests;
@@ -50,7 +49,13 @@ pub(super) fn rm_mut<T: Real>(v: &mut [T], r: usize, c: usize) -> MatMut<'_, T> 
 
 /// C (=|+) A·B over row-major slices.
 #[inline(always)]
-pub(super) fn gemm<T: Real>(c: MatMut<'_, T>, accum: Accum, a: MatRef<'_, T>, b: MatRef<'_, T>, par: Par) {
+pub(super) fn gemm<T: Real>(
+    c: MatMut<'_, T>,
+    accum: Accum,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    par: Par,
+) {
     matmul(c, accum, a, b, T::ONE, par);
 }
 
@@ -161,7 +166,10 @@ impl<T: Real> Workspace<T> {
             if l < l_n {
                 resize(&mut self.s1[l], n * m.widths[l]);
                 resize(&mut self.e[l], n * m.widths[l]);
-                resize(&mut self.s2[l], if second_order { n * m.widths[l] } else { 0 });
+                resize(
+                    &mut self.s2[l],
+                    if second_order { n * m.widths[l] } else { 0 },
+                );
             }
         }
         resize(&mut self.p, n * m.widths[l_n]);
@@ -224,7 +232,11 @@ pub(super) fn loss_sum<T: Real>(z: &[T], y: Targets<T>, c: usize) -> (f64, usize
             }
         }
         Targets::Values(t) => {
-            loss = 0.5 * z.iter().zip(t).map(|(z, y)| (z.to_f64() - y.to_f64()).powi(2)).sum::<f64>()
+            loss = 0.5
+                * z.iter()
+                    .zip(t)
+                    .map(|(z, y)| (z.to_f64() - y.to_f64()).powi(2))
+                    .sum::<f64>()
         }
         Targets::Seeds(v) => loss = z.iter().zip(v).map(|(z, v)| z.to_f64() * v.to_f64()).sum(),
     }
@@ -413,9 +425,7 @@ impl Mlp {
         let cur = self.forward_to(theta, batch.x, n, self.layers());
         let (sum, correct) = loss_sum(&cur, batch.y, self.widths[self.layers()]);
         Ok(match batch.y {
-            Targets::Labels(_) | Targets::OneHot(_) => {
-                (sum / n as f64, correct as f64 / n as f64)
-            }
+            Targets::Labels(_) | Targets::OneHot(_) => (sum / n as f64, correct as f64 / n as f64),
             Targets::Values(_) => (sum / n as f64, f64::NAN),
             Targets::Seeds(_) => (sum, f64::NAN),
         })

@@ -32,7 +32,12 @@ impl<'a, T: Real> Point<'a, T> {
         let n = batch.len();
         let par = model.par();
         ws.shape(model, n, second_order);
-        for (l, (rw, rb)) in model.ranges().into_iter().enumerate().map(|(i, r)| (i + 1, r)) {
+        for (l, (rw, rb)) in model
+            .ranges()
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (i + 1, r))
+        {
             let (lo, hi) = ws.a.split_at_mut(l);
             let prev: &[T] = if l == 1 { batch.x } else { &lo[l - 1] };
             let h = &mut hi[0];
@@ -135,7 +140,14 @@ impl<'a, T: Real> Point<'a, T> {
         let par = self.model.par();
         let th = self.theta;
         let ws = &mut self.ws;
-        for (l, (rw, rb)) in self.model.ranges().into_iter().enumerate().rev().map(|(i, r)| (i + 1, r)) {
+        for (l, (rw, rb)) in self
+            .model
+            .ranges()
+            .into_iter()
+            .enumerate()
+            .rev()
+            .map(|(i, r)| (i + 1, r))
+        {
             let input: &[T] = if l == 1 { self.batch.x } else { &ws.a[l - 1] };
             let d = &ws.delta[l - 1];
             gemm(
@@ -224,7 +236,12 @@ impl<'a, T: Real> Point<'a, T> {
     /// R-operator along a parameter tangent v and an optional input tangent u.
     fn r_op(&self, v: &[T], u: Option<&[T]>, out: &mut [T]) {
         assert!(
-            self.ws.s2.iter().skip(1).take(self.model.layers() - 1).all(|s| !s.is_empty()),
+            self.ws
+                .s2
+                .iter()
+                .skip(1)
+                .take(self.model.layers() - 1)
+                .all(|s| !s.is_empty()),
             "R-operator on a first-order point: build it with Mlp::at"
         );
         let w = &self.model.widths;
@@ -348,7 +365,12 @@ impl<'a, T: Real> Point<'a, T> {
     /// for ReLU networks only while no unit changes sign between θ ± εv).
     pub fn hvp_fd(&self, v: &[T], eps: f64) -> Vec<T> {
         let shifted = |s: f64| {
-            let th: Vec<T> = self.theta.iter().zip(v).map(|(&t, &v)| t + T::of(s) * v).collect();
+            let th: Vec<T> = self
+                .theta
+                .iter()
+                .zip(v)
+                .map(|(&t, &v)| t + T::of(s) * v)
+                .collect();
             Point::compute(self.model, &th, self.batch, Workspace::default(), false)
                 .ws
                 .grad

@@ -244,12 +244,19 @@ fn single_and_double_precision_agree_and_a_reused_workspace_changes_nothing() {
     let th32: Vec<f32> = th.iter().map(|&v| v as f32).collect();
     let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
     let p32 = m.at(&th32, Batch::labels(&x32, &y)).unwrap();
-    assert!((p32.loss - p64.loss).abs() < 1e-5 * p64.loss, "{} vs {}", p32.loss, p64.loss);
+    assert!(
+        (p32.loss - p64.loss).abs() < 1e-5 * p64.loss,
+        "{} vs {}",
+        p32.loss,
+        p64.loss
+    );
     let g32: Vec<f64> = p32.grad().iter().map(|&v| v as f64).collect();
     assert!(rel(&g32, p64.grad()) < 1e-5, "{:e}", rel(&g32, p64.grad()));
     let first = p32.grad().to_vec();
     let ws = p32.into_workspace();
-    let again = m.at_with(&th32, Batch::labels(&x32, &y), ws, false).unwrap();
+    let again = m
+        .at_with(&th32, Batch::labels(&x32, &y), ws, false)
+        .unwrap();
     assert_eq!(again.grad(), &first[..]);
 }
 

@@ -547,7 +547,6 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-
     #[test]
     fn gaussian_collapses_under_replace_only() {
         // 1-D, T = 100, 50 generations, 400 seeds: replace follows ((T−1)/T)^n within 3 SE;

@@ -110,8 +110,7 @@ pub fn lm_runs(
     for &policy in policies {
         // Same model seeds for every policy: generation 0 is the same fit, so the policies
         // differ only from generation 1 on.
-        let mut model =
-            models::LmGenerative::new(model_cfg, test_ids.clone(), start.clone(), seed);
+        let mut model = models::LmGenerative::new(model_cfg, test_ids.clone(), start.clone(), seed);
         let ckpt = files.checkpoint(
             "lm",
             policy,

@@ -15,19 +15,19 @@ mod lm;
 pub mod models;
 mod vae;
 
-pub use diffusion::{diffusion_runs, DiffusionRow, DiffusionScale};
-pub use lm::{lm_runs, LmRow, LmScale};
-pub use vae::{vae_runs, VaeRow, VaeScale};
 use diffusion::diffusion_part;
+pub use diffusion::{diffusion_runs, DiffusionRow, DiffusionScale};
 use lm::lm_part;
+pub use lm::{lm_runs, LmRow, LmScale};
 use vae::vae_part;
+pub use vae::{vae_runs, VaeRow, VaeScale};
 
 use crate::output::{fmt_num, Claim, OutDir};
 use crate::plot::{Figure, Series};
 use crate::study::StudyError;
-use generations::{run_generations, run_generations_checkpointed, GaussianModel, Policy};
 use dlt_theory::collapse::{gaussian_replace_trace, linear};
 use faer::Mat;
+use generations::{run_generations, run_generations_checkpointed, GaussianModel, Policy};
 use rand::SeedableRng;
 use serde::Serialize;
 use std::time::Instant;
@@ -252,12 +252,11 @@ impl RunFiles<'_> {
         policy: Policy,
         fingerprint: String,
     ) -> Option<generations::Checkpointing> {
-        self.checkpoints
-            .map(|d| generations::Checkpointing {
-                path: d.join(format!("{experiment}-{}.ckpt", policy.as_str())),
-                fingerprint,
-                resume: self.resume,
-            })
+        self.checkpoints.map(|d| generations::Checkpointing {
+            path: d.join(format!("{experiment}-{}.ckpt", policy.as_str())),
+            fingerprint,
+            resume: self.resume,
+        })
     }
 }
 
