@@ -191,7 +191,6 @@ pub fn evaluate(
 /// variables while `Trainer::stale`), optimizer moments, buffers and per-parameter step sizes.
 struct KernelRun {
     net: crate::mlp::Mlp,
-    layout: crate::layout::Layout,
     theta: Vec<f32>,
     opt: crate::optim::State<f32>,
     ws: crate::mlp::Workspace<f32>,
@@ -331,7 +330,7 @@ impl<'a> Trainer<'a> {
             .enumerate()
         {
             let shape = p.var.as_tensor().shape().clone();
-            let part = |buf: &[f32]| k.layout.slice(buf, i).to_vec();
+            let part = |buf: &[f32]| k.net.layout().slice(buf, i).to_vec();
             p.var
                 .set(&Tensor::from_vec(part(&k.theta), shape.clone(), &self.dev)?)?;
             if has_m {
@@ -352,7 +351,7 @@ impl<'a> Trainer<'a> {
             fix: "train it on the candle path".into(),
         })?;
         let net = crate::mlp::Mlp::new(mlp.widths.clone(), mlp.act)?.parallel();
-        let layout = net.layout();
+        let layout = net.layout().clone();
         let flat = |ts: Vec<Option<&Tensor>>| -> Result<Vec<f32>, NnError> {
             let mut out = Vec::with_capacity(layout.len());
             for t in ts {
@@ -386,7 +385,6 @@ impl<'a> Trainer<'a> {
         let lr = self.model.params().iter().map(|p| self.lr_of(p)).collect();
         Ok(KernelRun {
             net,
-            layout,
             theta,
             opt: crate::optim::State { m, v, t: 0 },
             ws: crate::mlp::Workspace::default(),
@@ -428,19 +426,10 @@ impl<'a> Trainer<'a> {
         };
         let pt = k
             .net
-            .at_with(&k.theta, batch, std::mem::take(&mut k.ws), false)
-            .map_err(|e| match e {
-                NnError::Invalid { what, fix } if what.starts_with("label") => NnError::Invalid {
-                    what: format!("--model: {what} in the data"),
-                    fix: format!(
-                        "{fix}: widen the output layer of --model to the number of classes"
-                    ),
-                },
-                e => e,
-            })?;
+            .at_with(&k.theta, batch, std::mem::take(&mut k.ws), false)?;
         let lval = pt.loss;
         k.ws = pt.into_workspace();
-        for (i, parts) in k.layout.entries().iter().enumerate() {
+        for (i, parts) in k.net.layout().entries().iter().enumerate() {
             let r = parts.range();
             crate::optim::update(
                 opt,

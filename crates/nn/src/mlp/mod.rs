@@ -69,9 +69,13 @@ pub struct Mlp {
     /// A hidden layer l (1-based: a_l) whose activation is the identity — an autoencoder's
     /// bottleneck ([`Mlp::autoencoder`]).
     pub linear_layer: Option<usize>,
-    /// Run the GEMMs on every core (large layers) instead of one (small models, many calls).
+    /// Threads of the GEMMs: every core after [`Mlp::parallel`] (large layers), else one
+    /// (small models, many calls).
     #[serde(skip)]
-    pub parallel: bool,
+    threads: usize,
+    /// Where each parameter lives, computed once from the widths.
+    #[serde(skip)]
+    layout: Layout,
 }
 
 /// Targets of a batch.
@@ -259,11 +263,17 @@ impl Mlp {
                 fix: "use relu, tanh or linear".into(),
             });
         }
+        let mut layout = Layout::default();
+        for (i, w) in widths.windows(2).enumerate() {
+            layout.push(format!("l{}.w", i + 1), &[w[1], w[0]]);
+            layout.push(format!("l{}.b", i + 1), &[w[1]]);
+        }
         Ok(Mlp {
             widths,
             act,
             linear_layer: None,
-            parallel: false,
+            threads: 1,
+            layout,
         })
     }
 
@@ -292,14 +302,13 @@ impl Mlp {
 
     /// Run the GEMMs on every core.
     pub fn parallel(mut self) -> Self {
-        self.parallel = true;
+        self.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         self
     }
 
     pub(super) fn par(&self) -> Par {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if self.parallel && threads > 1 {
-            Par::rayon(threads)
+        if self.threads > 1 {
+            Par::rayon(self.threads)
         } else {
             Par::Seq
         }
@@ -322,18 +331,13 @@ impl Mlp {
 
     /// Names, shapes and offsets of [W₁, b₁, W₂, b₂, …] (`l{i}.w`, `l{i}.b`, as candle's
     /// `model::Mlp` names its variables).
-    pub fn layout(&self) -> Layout {
-        let mut lay = Layout::default();
-        for (i, w) in self.widths.windows(2).enumerate() {
-            lay.push(format!("l{}.w", i + 1), &[w[1], w[0]]);
-            lay.push(format!("l{}.b", i + 1), &[w[1]]);
-        }
-        lay
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// Ranges of (W_l, b_l) in the flat buffer, l = 1..L.
     pub(super) fn ranges(&self) -> Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> {
-        let lay = self.layout();
+        let lay = &self.layout;
         (0..self.layers())
             .map(|l| (lay.entry(2 * l).range(), lay.entry(2 * l + 1).range()))
             .collect()

@@ -283,7 +283,6 @@ impl<'a, T: Real> Point<'a, T> {
             rh[l] = r;
         }
         let c = w[l_n];
-        let inv_n = T::of(1.0 / n as f64);
         let mut rd: Vec<T> = vec![T::ZERO; n * c];
         match self.batch.y {
             Targets::Labels(_) => {
@@ -306,7 +305,6 @@ impl<'a, T: Real> Point<'a, T> {
             // φ is linear in z: R{δ_L} = 0.
             Targets::Seeds(_) => {}
         }
-        let _ = inv_n;
         for l in (1..=l_n).rev() {
             let (rw, rb) = ranges[l - 1].clone();
             let (outw, outb) = out[rw.start..rb.end].split_at_mut(rw.len());
