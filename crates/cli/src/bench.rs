@@ -247,7 +247,8 @@ pub fn run(
     }
     // 5. Character-level transformer training throughput (the collapse study's LM, quick size).
     {
-        use dlt_nn::lm::{Gpt, LmConfig};
+        use dlt_nn::gpt_kernel::GptKernel;
+        use dlt_nn::lm::LmConfig;
         use rand::SeedableRng;
         let cfg = LmConfig {
             vocab: 72,
@@ -260,18 +261,16 @@ pub fn run(
             epochs: 1.0,
         };
         let steps = if quick { 20 } else { 60 };
-        let gpt = Gpt::new(LmConfig { epochs: 0.0, ..cfg }, 0)?;
         let tokens: Vec<u32> = (0..200_000u32).map(|i| (i * 7919 + i / 13) % 72).collect();
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
         // epochs = steps·batch·ctx / tokens, so that `train` runs exactly `steps` steps.
-        let timed = Gpt::new(
+        let mut timed = GptKernel::init(
             LmConfig {
                 epochs: (steps * 32 * 64) as f64 / tokens.len() as f64,
                 ..cfg
             },
             0,
         )?;
-        let _ = gpt;
         let t = Instant::now();
         let n = timed.train(&tokens, &mut rng, &mut |_, _| {})?;
         let ours = (n * 32 * 64) as f64 / t.elapsed().as_secs_f64();

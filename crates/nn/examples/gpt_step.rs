@@ -1,7 +1,8 @@
 //! Times the character transformer's training step (the collapse study's LM at its quick
 //! size): `cargo run --release -p dlt-nn --example gpt_step [steps]`. Prints tokens/s; the
 //! PyTorch comparison is `dlt bench`.
-use dlt_nn::lm::{Gpt, LmConfig};
+use dlt_nn::gpt_kernel::GptKernel;
+use dlt_nn::lm::LmConfig;
 use rand::SeedableRng;
 use std::time::Instant;
 
@@ -18,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         lr: 3e-3,
         epochs: (steps * 32 * 64) as f64 / tokens.len() as f64,
     };
-    let gpt = Gpt::new(cfg, 0)?;
+    let mut gpt = GptKernel::init(cfg, 0)?;
     let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
     let mut last = 0.0;
     let t = Instant::now();

@@ -85,6 +85,38 @@ impl LmConfig {
             .collect()
     }
 
+    /// Steps of one fit: ⌈epochs · |tokens| / (batch · ctx)⌉, at least 1. A text of at most
+    /// ctx + 1 tokens holds no training window and is refused.
+    pub fn steps_for(&self, tokens: &[u32]) -> Result<usize, crate::NnError> {
+        if tokens.len() < self.ctx + 2 {
+            return Err(crate::NnError::Invalid {
+                what: format!("training text of {} tokens", tokens.len()),
+                fix: format!("give more than the context length {} + 1 tokens", self.ctx),
+            });
+        }
+        let per_step = (self.batch * self.ctx) as f64;
+        Ok(((self.epochs * tokens.len() as f64) / per_step)
+            .ceil()
+            .max(1.0) as usize)
+    }
+
+    /// `batch` windows of ctx + 1 tokens at uniform random starts (batch × (ctx + 1),
+    /// row-major): the minibatch of one training step.
+    pub fn random_windows(
+        &self,
+        tokens: &[u32],
+        rng: &mut rand_xoshiro::Xoshiro256PlusPlus,
+    ) -> Vec<u32> {
+        use rand::Rng;
+        let w = self.ctx + 1;
+        let mut v = Vec::with_capacity(self.batch * w);
+        for _ in 0..self.batch {
+            let s = rng.random_range(0..tokens.len() - w);
+            v.extend_from_slice(&tokens[s..s + w]);
+        }
+        v
+    }
+
     /// Index (in layout order) of block `i`'s first parameter.
     pub fn block_start(&self, i: usize) -> usize {
         2 + BLOCK_PARAMS.len() * i

@@ -1,6 +1,8 @@
-//! A small decoder-only transformer language model on characters (GPT-style, pre-LayerNorm),
-//! for the model-collapse study: train on text, sample text at temperature 1 with a KV cache,
-//! and measure cross-entropy on real held-out text.
+//! The character tokenizer and the *reference* model of the collapse study's language model: a
+//! small decoder-only transformer (GPT-style, pre-LayerNorm) in candle, trained by candle's
+//! autograd and AdamW. The study trains, evaluates and samples with the hand-written
+//! [`crate::gpt_kernel::GptKernel`], which draws its initial values from this model and is
+//! tested against its forward pass, gradients and updates.
 //!
 //! Layout follows nanoGPT: token + learned position embeddings, `n_layer` blocks of causal
 //! multi-head self-attention and a 4× GELU MLP, a final LayerNorm and an untied linear head.
@@ -103,9 +105,6 @@ pub struct Gpt {
     ln_f: LayerNorm,
     head: Linear,
     dev: Device,
-    /// Train with the hand-written step of [`crate::gpt_kernel`] (same model and update, ≈ 8×
-    /// faster on CPU); `false` uses candle's autograd. On by default.
-    pub fast: bool,
 }
 
 impl Gpt {
@@ -160,7 +159,6 @@ impl Gpt {
             ln_f,
             head,
             dev,
-            fast: true,
         })
     }
 
@@ -221,31 +219,16 @@ impl Gpt {
         self.head.forward(&norm(&self.ln_f, &x, train)?)
     }
 
-    /// Mean next-token cross-entropy (nats) over windows of `tokens`, differentiable.
+    /// Mean next-token cross-entropy (nats) over windows of ctx + 1 tokens, differentiable.
     pub fn loss(&self, windows: &Tensor) -> candle_core::Result<Tensor> {
-        self.loss_mode(windows, true)
-    }
-
-    fn loss_mode(&self, windows: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let (b, t1) = windows.dims2()?;
         let x = windows.narrow(1, 0, t1 - 1)?;
         let y = windows.narrow(1, 1, t1 - 1)?;
-        let logits = self.forward_mode(&x, train)?;
+        let logits = self.forward_mode(&x, true)?;
         candle_nn::loss::cross_entropy(
             &logits.reshape((b * (t1 - 1), self.cfg.vocab))?,
             &y.reshape(b * (t1 - 1))?,
         )
-    }
-
-    /// Random windows of ctx + 1 tokens (batch × (ctx + 1), row-major).
-    fn batch(&self, tokens: &[u32], rng: &mut Xoshiro256PlusPlus) -> Vec<u32> {
-        let w = self.cfg.ctx + 1;
-        let mut v = Vec::with_capacity(self.cfg.batch * w);
-        for _ in 0..self.cfg.batch {
-            let s = rng.random_range(0..tokens.len() - w);
-            v.extend_from_slice(&tokens[s..s + w]);
-        }
-        v
     }
 
     /// Parameter values in [`crate::gpt_kernel::param_names`] order.
@@ -267,66 +250,6 @@ impl Gpt {
             .collect()
     }
 
-    /// [`Gpt::sample`] through the hand-written sampler of [`crate::gpt_kernel::sample`] when
-    /// `fast` is set (same model and random protocol; ≈ 10× faster), else candle's.
-    pub fn sample_auto(
-        &self,
-        streams: usize,
-        len: usize,
-        start: &[u32],
-        rng: &mut Xoshiro256PlusPlus,
-    ) -> Result<Vec<Vec<u32>>, NnError> {
-        if self.fast {
-            let params = self.params_in_order()?;
-            Ok(crate::gpt_kernel::sample(
-                &self.cfg, &params, streams, len, start, rng,
-            ))
-        } else {
-            self.sample(streams, len, start, rng)
-        }
-    }
-
-    /// Training with [`crate::gpt_kernel::GptKernel`]: parameters copied out of the `VarMap`,
-    /// trained, copied back.
-    fn train_fast(
-        &self,
-        tokens: &[u32],
-        steps: usize,
-        rng: &mut Xoshiro256PlusPlus,
-        on_step: &mut dyn FnMut(usize, f64),
-    ) -> Result<(), NnError> {
-        let names = self.cfg.param_names();
-        let params = self.params_in_order()?;
-        let data = self.varmap.data().lock().map_err(|_| NnError::Invalid {
-            what: "parameter map".into(),
-            fix: "a thread panicked while holding it".into(),
-        })?;
-        let get = |n: &str| {
-            data.get(n).ok_or_else(|| NnError::Invalid {
-                what: format!("transformer parameter {n}"),
-                fix: "internal: parameter names of Gpt and gpt_kernel disagree".into(),
-            })
-        };
-        let mut f = crate::gpt_kernel::GptKernel::new(self.cfg, params);
-        for s in 0..steps {
-            let b = self.batch(tokens, rng);
-            let l = f.step(&b, self.cfg.lr);
-            if !l.is_finite() {
-                return Err(NnError::Diverged { step: s, loss: l });
-            }
-            on_step(s, l);
-        }
-        for (n, p) in names.iter().zip(f.p) {
-            let var = get(n)?;
-            var.set(&Tensor::from_vec(
-                p,
-                var.as_tensor().shape().clone(),
-                &self.dev,
-            )?)?;
-        }
-        Ok(())
-    }
-
     /// Train with AdamW for `epochs` passes over `tokens` (in random windows); returns the
     /// number of steps. `on_step(step, loss)` sees every step.
     pub fn train(
@@ -335,20 +258,7 @@ impl Gpt {
         rng: &mut Xoshiro256PlusPlus,
         on_step: &mut dyn FnMut(usize, f64),
     ) -> Result<usize, NnError> {
-        if tokens.len() < self.cfg.ctx + 2 {
-            return Err(NnError::Invalid {
-                what: format!("training text of {} tokens", tokens.len()),
-                fix: format!("need more than the context length {} + 1", self.cfg.ctx),
-            });
-        }
-        let per_step = self.cfg.batch * self.cfg.ctx;
-        let steps = ((self.cfg.epochs * tokens.len() as f64) / per_step as f64)
-            .ceil()
-            .max(1.0) as usize;
-        if self.fast {
-            self.train_fast(tokens, steps, rng, on_step)?;
-            return Ok(steps);
-        }
+        let steps = self.cfg.steps_for(tokens)?;
         let mut opt = AdamW::new(
             self.varmap.all_vars(),
             ParamsAdamW {
@@ -358,7 +268,7 @@ impl Gpt {
             },
         )?;
         for s in 0..steps {
-            let b = self.batch(tokens, rng);
+            let b = self.cfg.random_windows(tokens, rng);
             let b = Tensor::from_vec(b, (self.cfg.batch, self.cfg.ctx + 1), &self.dev)?;
             let loss = self.loss(&b)?;
             let l = loss.to_scalar::<f32>()? as f64;
@@ -369,98 +279,6 @@ impl Gpt {
             on_step(s, l);
         }
         Ok(steps)
-    }
-
-    /// Cross-entropy (nats/char) on consecutive non-overlapping windows of `tokens`.
-    pub fn evaluate(&self, tokens: &[u32]) -> Result<f64, NnError> {
-        let w = self.cfg.ctx + 1;
-        let n = (tokens.len() - 1) / self.cfg.ctx;
-        if n == 0 {
-            return Err(NnError::Invalid {
-                what: "held-out text".into(),
-                fix: format!("need more than {} tokens", w),
-            });
-        }
-        let mut total = 0.0;
-        for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
-            let mut v = Vec::with_capacity(chunk.len() * w);
-            for &i in chunk {
-                v.extend_from_slice(&tokens[i * self.cfg.ctx..i * self.cfg.ctx + w]);
-            }
-            let t = Tensor::from_vec(v, (chunk.len(), w), &self.dev)?;
-            total += self.loss_mode(&t, false)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-        }
-        Ok(total / n as f64)
-    }
-
-    /// Sample `streams` sequences of `len` ≤ ctx tokens at temperature 1, each starting from a
-    /// token drawn from `start` (uniformly), with a per-layer KV cache.
-    pub fn sample(
-        &self,
-        streams: usize,
-        len: usize,
-        start: &[u32],
-        rng: &mut Xoshiro256PlusPlus,
-    ) -> Result<Vec<Vec<u32>>, NnError> {
-        let len = len.min(self.cfg.ctx);
-        let d = self.cfg.d_model;
-        let scale = 1.0 / ((d / self.cfg.n_head) as f64).sqrt();
-        let mut seqs: Vec<Vec<u32>> = (0..streams)
-            .map(|_| vec![start[rng.random_range(0..start.len())]])
-            .collect();
-        // Preallocated caches written in place (candle's `KvCache`): growing them by `cat` left
-        // every step's copy behind in the allocator (18 GB for 2048 streams of 64 tokens).
-        let mut cache: Vec<candle_nn::kv_cache::KvCache> = (0..self.blocks.len())
-            .map(|_| candle_nn::kv_cache::KvCache::new(2, len))
-            .collect();
-        for t in 0..len - 1 {
-            let ids = Tensor::from_vec(
-                seqs.iter().map(|s| s[t]).collect::<Vec<u32>>(),
-                (streams, 1),
-                &self.dev,
-            )?;
-            let pos = Tensor::new(&[t as u32], &self.dev)?;
-            let mut x = self
-                .tok
-                .forward(&ids)?
-                .broadcast_add(&self.pos.forward(&pos)?)?;
-            for (blk, c) in self.blocks.iter().zip(cache.iter_mut()) {
-                let qkv = blk.qkv.forward(&blk.ln1.forward(&x)?)?;
-                let q = self.split_heads(&qkv.narrow(2, 0, d)?, streams, 1)?;
-                let k = self.split_heads(&qkv.narrow(2, d, d)?, streams, 1)?;
-                let v = self.split_heads(&qkv.narrow(2, 2 * d, d)?, streams, 1)?;
-                let (k, v) = c.append(&k.contiguous()?, &v.contiguous()?)?;
-                let att =
-                    candle_nn::ops::softmax_last_dim(&(q.matmul(&k.contiguous()?.t()?)? * scale)?)?;
-                let y = att
-                    .matmul(&v.contiguous()?)?
-                    .transpose(1, 2)?
-                    .reshape((streams, 1, d))?;
-                x = (x + blk.proj.forward(&y)?)?;
-                let m = blk
-                    .fc2
-                    .forward(&blk.fc1.forward(&blk.ln2.forward(&x)?)?.gelu_erf()?)?;
-                x = (x + m)?;
-            }
-            let logits = self.head.forward(&self.ln_f.forward(&x)?)?.squeeze(1)?;
-            let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F64)?)?
-                .to_vec2::<f64>()?;
-            for (s, p) in seqs.iter_mut().zip(&probs) {
-                let u: f64 = rng.random();
-                let mut acc = 0.0;
-                let mut pick = p.len() - 1;
-                for (i, &pi) in p.iter().enumerate() {
-                    acc += pi;
-                    if u < acc {
-                        pick = i;
-                        break;
-                    }
-                }
-                s.push(pick as u32);
-            }
-        }
-        let _ = D::Minus1;
-        Ok(seqs)
     }
 }
 
@@ -475,76 +293,6 @@ mod tests {
         assert_eq!(t.decode(&t.encode("be not").unwrap()), "be not");
         assert!(t.encode("xyz").is_err());
         assert!(CharTokenizer::from_text("").is_err());
-    }
-
-    #[test]
-    fn a_tiny_model_learns_a_repetitive_text() {
-        let text = "abcdefgh".repeat(400);
-        let tok = CharTokenizer::from_text(&text).unwrap();
-        let ids = tok.encode(&text).unwrap();
-        let cfg = LmConfig {
-            vocab: tok.vocab(),
-            ctx: 16,
-            d_model: 32,
-            n_layer: 1,
-            n_head: 2,
-            batch: 16,
-            lr: 3e-3,
-            epochs: 16.0,
-        };
-        let m = Gpt::new(cfg, 0).unwrap();
-        let before = m.evaluate(&ids).unwrap();
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
-        m.train(&ids, &mut rng, &mut |_, _| {}).unwrap();
-        let after = m.evaluate(&ids).unwrap();
-        assert!(before > 1.5 && after < 0.3, "{before} → {after}");
-        // Samples continue the cycle.
-        let s = m.sample(4, 16, &[0], &mut rng).unwrap();
-        let good = s
-            .iter()
-            .flat_map(|q| q.windows(2))
-            .filter(|w| w[1] == (w[0] + 1) % 8)
-            .count();
-        assert!(good as f64 > 0.9 * 4.0 * 15.0, "{good}");
-    }
-
-    #[test]
-    fn the_hand_written_sampler_draws_what_candle_draws() {
-        // Same model, same seed: both samplers consume one uniform per stream per step, so a
-        // stream differs only if some u falls within f32 rounding (≈ 1e-6) of a CDF boundary.
-        // With 256 streams × 31 steps that happens to a handful at most.
-        let cfg = LmConfig {
-            vocab: 13,
-            ctx: 32,
-            d_model: 24,
-            n_layer: 2,
-            n_head: 3,
-            batch: 4,
-            lr: 1e-3,
-            epochs: 1.0,
-        };
-        let m = Gpt::new(cfg, 5).unwrap();
-        for (name, var) in m.varmap.data().lock().unwrap().iter() {
-            // Larger weights than the init's, so the next-token distributions are far from
-            // uniform and depend on the context.
-            if !name.contains("ln") {
-                let t = var.as_tensor();
-                var.set(&(t * 20.0).unwrap()).unwrap();
-            }
-        }
-        let start = [1u32, 4, 7];
-        let a = m
-            .sample(256, 32, &start, &mut Xoshiro256PlusPlus::seed_from_u64(9))
-            .unwrap();
-        let b = m
-            .sample_auto(256, 32, &start, &mut Xoshiro256PlusPlus::seed_from_u64(9))
-            .unwrap();
-        assert_eq!(a.len(), b.len());
-        let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
-        assert!(same >= 250, "only {same} of 256 streams agree");
-        assert!(b.iter().all(|q| q.len() == 32 && q.iter().all(|&t| t < 13)));
-        // Not a degenerate model: the streams differ from each other.
-        assert!(b.iter().any(|q| q != &b[0]));
     }
 
     #[test]
@@ -602,87 +350,6 @@ mod tests {
                 .to_scalar::<f32>()
                 .unwrap();
             assert!(n > 0.0, "zero gradient for {name}");
-        }
-    }
-
-    #[test]
-    fn the_fast_step_trains_like_candle_autograd() {
-        // Same init, same batches: the hand-written step and candle's autograd + AdamW give the
-        // same losses (1e-4 relative: f32 rounding) and the same parameter updates (within 2 %
-        // of the largest update: Adam divides by √v, which amplifies rounding where v ≈ 0).
-        let cfg = LmConfig {
-            vocab: 13,
-            ctx: 8,
-            d_model: 16,
-            n_layer: 2,
-            n_head: 2,
-            batch: 4,
-            lr: 3e-3,
-            epochs: 1.0,
-        };
-        let tokens: Vec<u32> = (0..160u32).map(|i| (i * 7 + i / 5) % 13).collect();
-        let run = |fast: bool| {
-            let mut m = Gpt::new(cfg, 5).unwrap();
-            m.fast = fast;
-            let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
-            let mut losses = vec![];
-            let steps = m
-                .train(&tokens, &mut rng, &mut |_, l| losses.push(l))
-                .unwrap();
-            let params: Vec<(String, Vec<f32>)> = {
-                let data = m.varmap.data().lock().unwrap();
-                let mut v: Vec<_> = data
-                    .iter()
-                    .map(|(n, t)| {
-                        (
-                            n.clone(),
-                            t.as_tensor()
-                                .flatten_all()
-                                .unwrap()
-                                .to_vec1::<f32>()
-                                .unwrap(),
-                        )
-                    })
-                    .collect();
-                v.sort_by(|a, b| a.0.cmp(&b.0));
-                v
-            };
-            (steps, losses, params)
-        };
-        let (sa, la, pa) = run(true);
-        let (sb, lb, pb) = run(false);
-        assert_eq!(sa, sb);
-        assert!(sa >= 4);
-        for (a, b) in la.iter().zip(&lb) {
-            assert!((a - b).abs() <= 1e-4 * b.abs(), "losses {la:?} vs {lb:?}");
-        }
-        let init = Gpt::new(cfg, 5).unwrap();
-        let p0: std::collections::HashMap<String, Vec<f32>> = init
-            .varmap
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(n, t)| {
-                (
-                    n.clone(),
-                    t.as_tensor()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<f32>()
-                        .unwrap(),
-                )
-            })
-            .collect();
-        for ((na, a), (_, b)) in pa.iter().zip(&pb) {
-            let z = &p0[na];
-            let big = b.iter().zip(z).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            assert!(big > 0.0, "{na} did not move");
-            assert!(
-                diff <= 0.02 * big,
-                "{na}: |fast − candle| {diff} vs update {big}"
-            );
         }
     }
 }

@@ -5,13 +5,14 @@
 use super::generations::{Generative, Persist};
 use dlt_nn::data::Split;
 use dlt_nn::diffusion::{frechet_distance, Ddpm, DdpmConfig, Points};
-use dlt_nn::lm::{Gpt, LmConfig};
+use dlt_nn::gpt_kernel::GptKernel;
+use dlt_nn::lm::LmConfig;
 use dlt_nn::vae::{Vae, VaeConfig};
 use dlt_nn::NnError;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-/// The collapse-loop model: a fresh [`Gpt`] per generation, trained on a token stream, sampled
+/// The collapse-loop model: a fresh transformer ([`GptKernel`]) per generation, trained on a token stream, sampled
 /// in streams of `ctx` tokens, evaluated on real held-out text.
 pub struct LmGenerative {
     /// Model and training sizes.
@@ -23,7 +24,7 @@ pub struct LmGenerative {
     /// Base seed; generation g's model is initialised from seed + g.
     pub seed: u64,
     generation: u64,
-    model: Option<Gpt>,
+    model: Option<GptKernel>,
     /// Training steps of the latest fit.
     pub last_steps: usize,
 }
@@ -47,7 +48,7 @@ impl Generative for LmGenerative {
     type Data = Vec<u32>;
     type Error = NnError;
     fn fit(&mut self, data: &Vec<u32>, rng: &mut Xoshiro256PlusPlus) -> Result<(), NnError> {
-        let m = Gpt::new(self.cfg, self.seed.wrapping_add(self.generation))?;
+        let mut m = GptKernel::init(self.cfg, self.seed.wrapping_add(self.generation))?;
         self.generation += 1;
         self.last_steps = m.train(data, rng, &mut |_, _| {})?;
         self.model = Some(m);
@@ -64,7 +65,7 @@ impl Generative for LmGenerative {
         let mut out: Vec<u32> = Vec::with_capacity(n + self.cfg.ctx);
         while streams > 0 {
             let now = streams.min(2048);
-            out.extend(m.sample_auto(now, self.cfg.ctx, &self.start, rng)?.concat());
+            out.extend(m.sample(now, self.cfg.ctx, &self.start, rng).concat());
             streams -= now;
         }
         out.truncate(n);
