@@ -285,7 +285,6 @@ impl Gpt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
 
     #[test]
     fn tokenizer_round_trip_and_errors() {
