@@ -381,21 +381,7 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
             let v = json!({"text": path, "scale": sc, "seconds": t0.elapsed().as_secs_f64(), "generations": rows});
             if let Some(o) = out {
                 let dir = OutDir::create(&o)?;
-                let mut fig = Figure::new(
-                    "Language models on Shakespeare",
-                    "generation",
-                    "test cross-entropy (nats/char)",
-                );
-                for p in &policy {
-                    let rs: Vec<_> = rows.iter().filter(|r| r.policy == p.as_str()).collect();
-                    fig = fig.with(Series::line(
-                        p.as_str(),
-                        rs.iter()
-                            .map(|r| (r.g as f64, r.test_cross_entropy))
-                            .collect(),
-                    ));
-                }
-                fig.save_svg(&dir.path("lm.svg"))?;
+                dlt_studies::collapse::lm_figure(&rows, &sc).save_svg(&dir.path("lm.svg"))?;
                 dir.write_json("results.json", &v)?;
             }
             if as_json {
@@ -449,19 +435,7 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
             let v = json!({"scale": sc, "generations": rows});
             if let Some(o) = out {
                 let dir = OutDir::create(&o)?;
-                let mut fig = Figure::new(
-                    "VAEs on Fashion-MNIST",
-                    "generation",
-                    "test −ELBO (nats/image)",
-                );
-                for p in &policy {
-                    let rs: Vec<_> = rows.iter().filter(|r| r.policy == p.as_str()).collect();
-                    fig = fig.with(Series::line(
-                        p.as_str(),
-                        rs.iter().map(|r| (r.g as f64, r.test_neg_elbo)).collect(),
-                    ));
-                }
-                fig.save_svg(&dir.path("vae.svg"))?;
+                dlt_studies::collapse::vae_figure(&rows, &sc).save_svg(&dir.path("vae.svg"))?;
                 for (p, g) in &grids {
                     dir.write_bytes(
                         &format!("vae_samples_{p}.png"),
@@ -526,21 +500,8 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
             let v = json!({"scale": sc, "generations": rows});
             if let Some(o) = out {
                 let dir = OutDir::create(&o)?;
-                let mut fig = Figure::new(
-                    "DDPMs on PCA-projected Fashion-MNIST",
-                    "generation",
-                    "Fréchet distance",
-                );
-                for p in &policy {
-                    let rs: Vec<_> = rows.iter().filter(|r| r.policy == p.as_str()).collect();
-                    fig = fig.with(Series::line(
-                        p.as_str(),
-                        rs.iter()
-                            .map(|r| (r.g as f64, r.frechet_distance))
-                            .collect(),
-                    ));
-                }
-                fig.save_svg(&dir.path("diffusion.svg"))?;
+                dlt_studies::collapse::diffusion_figure(&rows, &sc)
+                    .save_svg(&dir.path("diffusion.svg"))?;
                 dir.write_json("results.json", &v)?;
             }
             if as_json {

@@ -62,59 +62,52 @@ pub fn diffusion_runs(
     quiet: bool,
     files: RunFiles<'_>,
 ) -> Result<Vec<DiffusionRow>, StudyError> {
-    let stream = files.stream;
     let data = dlt_nn::data::fashion_mnist(data_path)?;
     let train = data.train.subset(sc.train_images, seed);
     let test = data.test.subset(sc.test_images, seed + 1);
     let proj = dlt_nn::diffusion::pca_project(&train, sc.pca_dims, &[&train, &test])?;
     let (ptrain, ptest) = (proj[0].clone(), proj[1].clone());
     let mut rows = vec![];
-    let mut stream_err: Option<std::io::Error> = None;
-    let pb = crate::progress::bar(
-        (policies.len() * sc.generations) as u64,
-        "diffusion generations",
+    files.run_policies(
+        "diffusion",
+        policies,
+        sc.generations,
+        seed,
+        &format!(
+            "{data_path:?}|{}",
+            serde_json::to_string(sc).unwrap_or_default()
+        ),
         quiet,
-    );
-    for &policy in policies {
-        let mut model = models::DdpmGenerative::new(sc.model, ptest.clone(), seed);
-        let ckpt = files.checkpoint(
-            "diffusion",
-            policy,
-            format!(
-                "{data_path:?}|{}|{seed}",
-                serde_json::to_string(sc).unwrap_or_default()
-            ),
-        );
-        for g in run_generations_checkpointed(
-            &mut model,
-            &ptrain,
-            sc.generations,
-            policy,
-            seed,
-            ckpt.as_ref(),
-            &mut |m| {
-                pb.inc(1);
-                if let (Some(p), None) = (stream, &stream_err) {
-                    if let Err(e) = append_generation(p, "diffusion", policy, m) {
-                        stream_err = Some(e);
-                    }
-                }
-            },
-        )? {
-            rows.push(DiffusionRow {
-                policy: policy.as_str().into(),
-                g: g.g,
-                train_points: g.train_size,
-                test_denoising_loss: g.metrics[0].1,
-                frechet_distance: g.metrics[1].1,
-            });
-        }
-    }
-    pb.finish_and_clear();
-    if let (Some(p), Some(e)) = (stream, stream_err) {
-        return Err(dlt_nn::NnError::io(p, e).into());
-    }
+        &ptrain,
+        || models::DdpmGenerative::new(sc.model, ptest.clone(), seed),
+        |policy, _, out| {
+            for g in out {
+                rows.push(DiffusionRow {
+                    policy: policy.as_str().into(),
+                    g: g.g,
+                    train_points: g.train_size,
+                    test_denoising_loss: g.metrics[0].1,
+                    frechet_distance: g.metrics[1].1,
+                });
+            }
+        },
+    )?;
     Ok(rows)
+}
+
+/// Fréchet distance to real test points against the generation, one line per policy.
+pub fn diffusion_figure(rows: &[DiffusionRow], sc: &DiffusionScale) -> Figure {
+    let fig = Figure::new(
+        format!("DDPMs on PCA-{} Fashion-MNIST", sc.pca_dims),
+        "generation",
+        "Fréchet distance to real test points",
+    );
+    super::policy_lines(
+        fig,
+        rows,
+        |r| &r.policy,
+        |r| (r.g as f64, r.frechet_distance),
+    )
 }
 
 /// Part 5: diffusion models on PCA-projected Fashion-MNIST, generation after generation.
@@ -162,24 +155,7 @@ pub(super) fn diffusion_part(
             dl,
             gl,
         ));
-        let mut fig = Figure::new(
-            format!("DDPMs on PCA-{} Fashion-MNIST", dsc.pca_dims),
-            "generation",
-            "Fréchet distance to real test points",
-        );
-        for policy in Policy::ALL {
-            let rows: Vec<&DiffusionRow> = diffusion
-                .iter()
-                .filter(|r| r.policy == policy.as_str())
-                .collect();
-            fig = fig.with(Series::line(
-                policy.as_str(),
-                rows.iter()
-                    .map(|r| (r.g as f64, r.frechet_distance))
-                    .collect(),
-            ));
-        }
-        fig.save_svg(&out.path("diffusion.svg"))?;
+        diffusion_figure(&diffusion, dsc).save_svg(&out.path("diffusion.svg"))?;
         figures.push("diffusion.svg".into());
         out.write_records("diffusion.csv", &diffusion)?;
     }

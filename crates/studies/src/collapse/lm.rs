@@ -66,7 +66,6 @@ pub fn lm_runs(
     quiet: bool,
     files: RunFiles<'_>,
 ) -> Result<Vec<LmRow>, StudyError> {
-    let stream = files.stream;
     let bytes = std::fs::read(text_path).map_err(|e| dlt_nn::NnError::io(text_path, e))?;
     let text = String::from_utf8(bytes).map_err(|e| dlt_nn::NnError::Data {
         what: text_path.display().to_string(),
@@ -101,62 +100,58 @@ pub fn lm_runs(
         ..sc.model
     };
     let mut rows = vec![];
-    let mut stream_err: Option<std::io::Error> = None;
-    let pb = crate::progress::bar(
-        (policies.len() * sc.generations) as u64,
-        "LM generations",
+    // Same model seeds for every policy: generation 0 is the same fit, so the policies
+    // differ only from generation 1 on.
+    files.run_policies(
+        "lm",
+        policies,
+        sc.generations,
+        seed,
+        &format!(
+            "{}|{}",
+            text_path.display(),
+            serde_json::to_string(sc).unwrap_or_default()
+        ),
         quiet,
-    );
-    for &policy in policies {
-        // Same model seeds for every policy: generation 0 is the same fit, so the policies
-        // differ only from generation 1 on.
-        let mut model = models::LmGenerative::new(model_cfg, test_ids.clone(), start.clone(), seed);
-        let ckpt = files.checkpoint(
-            "lm",
-            policy,
-            format!(
-                "{}|{}|{seed}",
-                text_path.display(),
-                serde_json::to_string(sc).unwrap_or_default()
-            ),
-        );
-        let out = run_generations_checkpointed(
-            &mut model,
-            &train_ids,
-            sc.generations,
-            policy,
-            seed,
-            ckpt.as_ref(),
-            &mut |m| {
-                pb.inc(1);
-                if let (Some(p), None) = (stream, &stream_err) {
-                    if let Err(e) = append_generation(p, "lm", policy, m) {
-                        stream_err = Some(e);
-                    }
-                }
-            },
-        )?;
-        for g in out {
-            let get = |n: &str| {
-                g.metrics
-                    .iter()
-                    .find(|m| m.0 == n)
-                    .map_or(f64::NAN, |m| m.1)
-            };
-            rows.push(LmRow {
-                policy: policy.as_str().into(),
-                g: g.g,
-                train_tokens: g.train_size,
-                train_steps: get("train_steps") as usize,
-                test_cross_entropy: get("test_cross_entropy"),
-            });
-        }
-    }
-    pb.finish_and_clear();
-    if let (Some(p), Some(e)) = (stream, stream_err) {
-        return Err(dlt_nn::NnError::io(p, e).into());
-    }
+        &train_ids,
+        || models::LmGenerative::new(model_cfg, test_ids.clone(), start.clone(), seed),
+        |policy, _, out| {
+            for g in out {
+                let get = |n: &str| {
+                    g.metrics
+                        .iter()
+                        .find(|m| m.0 == n)
+                        .map_or(f64::NAN, |m| m.1)
+                };
+                rows.push(LmRow {
+                    policy: policy.as_str().into(),
+                    g: g.g,
+                    train_tokens: g.train_size,
+                    train_steps: get("train_steps") as usize,
+                    test_cross_entropy: get("test_cross_entropy"),
+                });
+            }
+        },
+    )?;
     Ok(rows)
+}
+
+/// Test cross-entropy against the generation, one line per policy.
+pub fn lm_figure(rows: &[LmRow], sc: &LmScale) -> Figure {
+    let fig = Figure::new(
+        format!(
+            "Character-level transformers on Shakespeare ({} real characters)",
+            sc.train_chars
+        ),
+        "generation",
+        "test cross-entropy (nats/char)",
+    );
+    super::policy_lines(
+        fig,
+        rows,
+        |r| &r.policy,
+        |r| (r.g as f64, r.test_cross_entropy),
+    )
 }
 
 /// Part 3: character-level transformers on Shakespeare, generation after generation.
@@ -215,24 +210,7 @@ pub(super) fn lm_part(
             &format!("accumulate: test cross-entropy stays within a small band of generation 0 ({} nats/char; largest deviation over {} generations)", fmt_num(ce("accumulate", 0)), gl),
             band, 0.1, "0.1 nats/char (refitting the same data with another seed moves the loss by ≈0.07 at quick scale)",
         ));
-        let mut fig = Figure::new(
-            format!(
-                "Character-level transformers on Shakespeare ({} real characters)",
-                lsc.train_chars
-            ),
-            "generation",
-            "test cross-entropy (nats/char)",
-        );
-        for policy in Policy::ALL {
-            let rows: Vec<&LmRow> = lm.iter().filter(|r| r.policy == policy.as_str()).collect();
-            fig = fig.with(Series::line(
-                policy.as_str(),
-                rows.iter()
-                    .map(|r| (r.g as f64, r.test_cross_entropy))
-                    .collect(),
-            ));
-        }
-        fig.save_svg(&out.path("lm.svg"))?;
+        lm_figure(&lm, lsc).save_svg(&out.path("lm.svg"))?;
         figures.push("lm.svg".into());
         out.write_records("lm.csv", &lm)?;
     }

@@ -16,11 +16,11 @@ pub mod models;
 mod vae;
 
 use diffusion::diffusion_part;
-pub use diffusion::{diffusion_runs, DiffusionRow, DiffusionScale};
+pub use diffusion::{diffusion_figure, diffusion_runs, DiffusionRow, DiffusionScale};
 use lm::lm_part;
-pub use lm::{lm_runs, LmRow, LmScale};
+pub use lm::{lm_figure, lm_runs, LmRow, LmScale};
 use vae::vae_part;
-pub use vae::{vae_runs, VaeRow, VaeScale};
+pub use vae::{vae_figure, vae_runs, VaeRow, VaeScale};
 
 use crate::output::{fmt_num, Claim, OutDir};
 use crate::plot::{Figure, Series};
@@ -232,6 +232,27 @@ fn append_generation(
     writeln!(f, "{line}")
 }
 
+/// `fig` with one line per policy present in `rows` (in [`Policy::ALL`] order): `point(row)`
+/// = (generation, value).
+fn policy_lines<R>(
+    mut fig: Figure,
+    rows: &[R],
+    policy: impl Fn(&R) -> &str,
+    point: impl Fn(&R) -> (f64, f64),
+) -> Figure {
+    for p in Policy::ALL {
+        let pts: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| policy(r) == p.as_str())
+            .map(&point)
+            .collect();
+        if !pts.is_empty() {
+            fig = fig.with(Series::line(p.as_str(), pts));
+        }
+    }
+    fig
+}
+
 /// Where a trained-model experiment streams its finished generations (JSON lines) and keeps
 /// the checkpoints that let an interrupted run resume (one file per experiment and policy,
 /// removed when that run completes).
@@ -257,6 +278,57 @@ impl RunFiles<'_> {
             fingerprint,
             resume: self.resume,
         })
+    }
+
+    /// Run one experiment under every policy: a fresh model per policy from `model()`, its
+    /// generations checkpointed (`experiment-policy.ckpt`, keyed by `fingerprint` and the seed)
+    /// and streamed, one progress bar over all; `done(policy, model, generations)` takes each
+    /// policy's results.
+    #[allow(clippy::too_many_arguments)]
+    fn run_policies<M: generations::Generative<Error = dlt_nn::NnError>>(
+        &self,
+        experiment: &str,
+        policies: &[Policy],
+        generations: usize,
+        seed: u64,
+        fingerprint: &str,
+        quiet: bool,
+        real: &M::Data,
+        mut model: impl FnMut() -> M,
+        mut done: impl FnMut(Policy, &M, Vec<generations::GenerationMetrics>),
+    ) -> Result<(), StudyError> {
+        let mut stream_err: Option<std::io::Error> = None;
+        let pb = crate::progress::bar(
+            (policies.len() * generations) as u64,
+            &format!("{experiment} generations"),
+            quiet,
+        );
+        for &policy in policies {
+            let mut m = model();
+            let ckpt = self.checkpoint(experiment, policy, format!("{fingerprint}|{seed}"));
+            let out = run_generations_checkpointed(
+                &mut m,
+                real,
+                generations,
+                policy,
+                seed,
+                ckpt.as_ref(),
+                &mut |g| {
+                    pb.inc(1);
+                    if let (Some(p), None) = (self.stream, &stream_err) {
+                        if let Err(e) = append_generation(p, experiment, policy, g) {
+                            stream_err = Some(e);
+                        }
+                    }
+                },
+            )?;
+            done(policy, &m, out);
+        }
+        pb.finish_and_clear();
+        match (self.stream, stream_err) {
+            (Some(p), Some(e)) => Err(dlt_nn::NnError::io(p, e).into()),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -56,59 +56,45 @@ pub fn vae_runs(
     quiet: bool,
     files: RunFiles<'_>,
 ) -> Result<(Vec<VaeRow>, Vec<(String, Vec<Vec<f32>>)>), StudyError> {
-    let stream = files.stream;
     let data = dlt_nn::data::fashion_mnist(data_path)?;
     let train = data.train.subset(sc.train_images, seed);
     let test = data.test.subset(sc.test_images, seed + 1);
-    let mut rows = vec![];
-    let mut grids = vec![];
-    let mut stream_err: Option<std::io::Error> = None;
-    let pb = crate::progress::bar(
-        (policies.len() * sc.generations) as u64,
-        "VAE generations",
+    let (mut rows, mut grids) = (vec![], vec![]);
+    files.run_policies(
+        "vae",
+        policies,
+        sc.generations,
+        seed,
+        &format!(
+            "{data_path:?}|{}",
+            serde_json::to_string(sc).unwrap_or_default()
+        ),
         quiet,
-    );
-    for &policy in policies {
-        let mut model = models::VaeGenerative::new(sc.model, test.clone(), seed);
-        let ckpt = files.checkpoint(
-            "vae",
-            policy,
-            format!(
-                "{data_path:?}|{}|{seed}",
-                serde_json::to_string(sc).unwrap_or_default()
-            ),
-        );
-        let out = run_generations_checkpointed(
-            &mut model,
-            &train,
-            sc.generations,
-            policy,
-            seed,
-            ckpt.as_ref(),
-            &mut |m| {
-                pb.inc(1);
-                if let (Some(p), None) = (stream, &stream_err) {
-                    if let Err(e) = append_generation(p, "vae", policy, m) {
-                        stream_err = Some(e);
-                    }
-                }
-            },
-        )?;
-        for g in out {
-            rows.push(VaeRow {
-                policy: policy.as_str().into(),
-                g: g.g,
-                train_images: g.train_size,
-                test_neg_elbo: g.metrics[0].1,
-            });
-        }
-        grids.push((policy.as_str().to_string(), model.grids.clone()));
-    }
-    pb.finish_and_clear();
-    if let (Some(p), Some(e)) = (stream, stream_err) {
-        return Err(dlt_nn::NnError::io(p, e).into());
-    }
+        &train,
+        || models::VaeGenerative::new(sc.model, test.clone(), seed),
+        |policy, model, out| {
+            for g in out {
+                rows.push(VaeRow {
+                    policy: policy.as_str().into(),
+                    g: g.g,
+                    train_images: g.train_size,
+                    test_neg_elbo: g.metrics[0].1,
+                });
+            }
+            grids.push((policy.as_str().to_string(), model.grids.clone()));
+        },
+    )?;
     Ok((rows, grids))
+}
+
+/// Test −ELBO against the generation, one line per policy.
+pub fn vae_figure(rows: &[VaeRow], sc: &VaeScale) -> Figure {
+    let fig = Figure::new(
+        format!("VAEs on Fashion-MNIST ({} real images)", sc.train_images),
+        "generation",
+        "test −ELBO (nats/image)",
+    );
+    super::policy_lines(fig, rows, |r| &r.policy, |r| (r.g as f64, r.test_neg_elbo))
 }
 
 /// Part 4: VAEs on Fashion-MNIST, generation after generation.
@@ -152,19 +138,7 @@ pub(super) fn vae_part(
             nelbo,
             gl,
         ));
-        let mut fig = Figure::new(
-            format!("VAEs on Fashion-MNIST ({} real images)", vsc.train_images),
-            "generation",
-            "test −ELBO (nats/image)",
-        );
-        for policy in Policy::ALL {
-            let rows: Vec<&VaeRow> = vae.iter().filter(|r| r.policy == policy.as_str()).collect();
-            fig = fig.with(Series::line(
-                policy.as_str(),
-                rows.iter().map(|r| (r.g as f64, r.test_neg_elbo)).collect(),
-            ));
-        }
-        fig.save_svg(&out.path("vae.svg"))?;
+        vae_figure(&vae, vsc).save_svg(&out.path("vae.svg"))?;
         figures.push("vae.svg".into());
         for (policy, g) in &grids {
             // One row of 16 samples per generation.
