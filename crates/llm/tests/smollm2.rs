@@ -22,6 +22,22 @@ fn plays() -> (PathBuf, String) {
     (p, t)
 }
 
+/// llama.cpp's bin folder from `DLT_LLAMA_CPP` (`scripts/llama_cpp.sh` builds it). Without it
+/// the comparisons with the peer are skipped, except under CI (`CI` set), where a skipped peer
+/// is a failure: CI must not go green without the comparison it claims.
+fn llama_cpp() -> Option<PathBuf> {
+    match std::env::var_os("DLT_LLAMA_CPP") {
+        Some(bin) => Some(PathBuf::from(bin)),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but DLT_LLAMA_CPP is not: build the peer with scripts/llama_cpp.sh")
+        }
+        None => {
+            eprintln!("DLT_LLAMA_CPP not set: the llama.cpp comparison is skipped");
+            None
+        }
+    }
+}
+
 /// llama.cpp's `llama-perplexity -c 512 -t 2` on `text` (second halves of 512-token windows).
 fn llama_cpp_perplexity(bin: &std::path::Path, gguf: &std::path::Path, text: &str) -> f64 {
     let f = std::env::temp_dir().join(format!(
@@ -107,13 +123,9 @@ fn tokenizer_config_and_perplexity_match_llama_cpp() {
         r.perplexity
     );
 
-    if let Some(bin) = std::env::var_os("DLT_LLAMA_CPP") {
+    if let Some(bin) = llama_cpp() {
         let gguf = locate(Dataset::Smollm2, None, false).unwrap().0;
-        let ppl = llama_cpp_perplexity(
-            &PathBuf::from(bin),
-            &gguf,
-            &ck.tokenizer.decode(&toks[..2048]),
-        );
+        let ppl = llama_cpp_perplexity(&bin, &gguf, &ck.tokenizer.decode(&toks[..2048]));
         assert!(
             (r.perplexity / ppl - 1.0).abs() < 0.01,
             "ours {} vs live llama.cpp {ppl}",
@@ -153,7 +165,7 @@ fn pruned_exports_reload_with_the_same_perplexity() {
     assert_eq!(back.weight_types.get("Q4_1"), Some(&(12 * 7)));
     assert_eq!(ppl(&back.model), p_mem);
     // llama.cpp loads the pruned file and agrees with us (when it is on this machine).
-    if let Some(bin) = std::env::var_os("DLT_LLAMA_CPP") {
+    if let Some(bin) = llama_cpp() {
         let t = ck.tokenizer.decode(&toks[..1024.min(toks.len())]);
         let ids = ck.tokenizer.encode(&t).unwrap();
         let ours = dlt_llm::eval::perplexity(
@@ -166,7 +178,7 @@ fn pruned_exports_reload_with_the_same_perplexity() {
         )
         .unwrap()
         .perplexity;
-        let theirs = llama_cpp_perplexity(&PathBuf::from(bin), &g, &t);
+        let theirs = llama_cpp_perplexity(&bin, &g, &t);
         assert!(
             (ours / theirs - 1.0).abs() < 0.01,
             "pruned: ours {ours} vs llama.cpp {theirs}"
