@@ -166,7 +166,7 @@ fn one_line(msg: &str) -> String {
 /// `results.json` was written.
 pub fn print_study<R: serde::Serialize>(
     r: &R,
-    claims: &[dlt_studies::output::Claim],
+    claims: &[dlt_studies::claim::Claim],
     json: bool,
     dir: &dlt_studies::output::OutDir,
 ) -> anyhow::Result<()> {
@@ -175,11 +175,10 @@ pub fn print_study<R: serde::Serialize>(
     } else {
         for c in claims {
             println!(
-                "{:<6} {:<44} measured {:<12} expected {}",
+                "{:<6} {:<44} {}",
                 if c.holds { "holds" } else { "FAILS" },
                 c.id,
-                dlt_studies::output::fmt_num(c.measured),
-                dlt_studies::output::fmt_num(c.expected)
+                c.summary()
             );
         }
         println!("wrote {}", dir.path("results.json").display());
@@ -253,7 +252,11 @@ fn reproduce(a: ReproduceArgs) -> anyhow::Result<()> {
     if json {
         let v: Vec<_> = claims
             .iter()
-            .map(|(s, c)| serde_json::json!({"study": s, "id": c.id, "paper": c.paper, "claim": c.claim, "measured": c.measured, "expected": c.expected, "criterion": c.criterion, "holds": c.holds}))
+            .map(|(s, c)| {
+                let mut v = serde_json::to_value(c).unwrap_or_default();
+                v["study"] = serde_json::json!(s);
+                v
+            })
             .collect();
         println!(
             "{}",
@@ -262,12 +265,11 @@ fn reproduce(a: ReproduceArgs) -> anyhow::Result<()> {
     } else {
         for (s, c) in &claims {
             println!(
-                "{:<10} {:<6} {:<40} measured {:<12} expected {}",
+                "{:<10} {:<6} {:<40} {}",
                 s,
                 if c.holds { "holds" } else { "FAILS" },
                 c.id,
-                dlt_studies::output::fmt_num(c.measured),
-                dlt_studies::output::fmt_num(c.expected)
+                c.summary()
             );
         }
         let held = claims.iter().filter(|(_, c)| c.holds).count();

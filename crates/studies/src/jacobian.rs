@@ -16,7 +16,8 @@
 //!
 //! Cost (2 cores): quick ≈ 11 s (one seed), full ≈ 22 s (two seeds, 2000 attacked points).
 
-use crate::output::{Claim, OutDir};
+use crate::claim::{Claim, NanFold};
+use crate::output::OutDir;
 use crate::plot::{Figure, Series};
 use crate::progress;
 use crate::study::StudyError;
@@ -452,9 +453,9 @@ fn claims(runs: &[RunResult], cfg: &Config) -> Vec<Claim> {
         if v.is_empty() {
             None
         } else if best_low {
-            Some(v.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+            Some(v.iter().copied().nan_max())
         } else {
-            Some(v.iter().copied().fold(f64::INFINITY, f64::min))
+            Some(v.iter().copied().nan_min())
         }
     };
     let acc_at = |v: &[(f64, f64)], x: f64| {
@@ -470,30 +471,37 @@ fn claims(runs: &[RunResult], cfg: &Config) -> Vec<Claim> {
             m,
             2.5,
             "docs/derivations/jacobian.md#reference-runs: observed 0.2–1.7",
-        ));
+        )
+.calibrated());
     }
     if let Some(m) = worst(&|a, b| a.jacobian_norm / b.jacobian_norm, false) {
-        claims.push(Claim::at_least(
-            "jacobian.norm_reduction",
-            &format!("{PAPER} §3"),
-            "the penalty shrinks the input-output Jacobian: mean |J|_F at λ = 0 over λ = 0.01",
-            m,
-            2.5,
-            "docs/derivations/jacobian.md#reference-runs: observed 3.1–3.3",
-        ));
+        claims.push(
+            Claim::at_least(
+                "jacobian.norm_reduction",
+                &format!("{PAPER} §3"),
+                "the penalty shrinks the input-output Jacobian: mean |J|_F at λ = 0 over λ = 0.01",
+                m,
+                2.5,
+                "docs/derivations/jacobian.md#reference-runs: observed 3.1–3.3",
+            )
+            .calibrated(),
+        );
     }
     if let Some(m) = worst(
         &|a, b| 100.0 * (acc_at(&b.noise_accuracy, 0.5) - acc_at(&a.noise_accuracy, 0.5)),
         false,
     ) {
-        claims.push(Claim::at_least(
-            "jacobian.noise_robustness",
-            &format!("{PAPER} §4"),
-            "robust to white noise: accuracy gain (points) at σ = 0.5 from λ = 0 to 0.01",
-            m,
-            5.0,
-            "docs/derivations/jacobian.md#reference-runs: observed +7.8, +9.0",
-        ));
+        claims.push(
+            Claim::at_least(
+                "jacobian.noise_robustness",
+                &format!("{PAPER} §4"),
+                "robust to white noise: accuracy gain (points) at σ = 0.5 from λ = 0 to 0.01",
+                m,
+                5.0,
+                "docs/derivations/jacobian.md#reference-runs: observed +7.8, +9.0",
+            )
+            .calibrated(),
+        );
     }
     for (eps, bound, obs) in [(0.02, 5.0, "+11.5, +14.6"), (0.05, 15.0, "+26.8, +28.5")] {
         if let Some(m) = worst(
@@ -507,18 +515,22 @@ fn claims(runs: &[RunResult], cfg: &Config) -> Vec<Claim> {
                 m,
                 bound,
                 &format!("docs/derivations/jacobian.md#reference-runs: observed {obs}"),
-            ));
+            )
+.calibrated());
         }
     }
     if let Some(m) = worst(&|a, b| b.median_margin / a.median_margin, false) {
-        claims.push(Claim::at_least(
-            "jacobian.margin",
-            &format!("{PAPER} §3"),
-            "larger input-space margins: median linearised L2 margin at λ = 0.01 over λ = 0",
-            m,
-            1.4,
-            "docs/derivations/jacobian.md#reference-runs: observed 1.7",
-        ));
+        claims.push(
+            Claim::at_least(
+                "jacobian.margin",
+                &format!("{PAPER} §3"),
+                "larger input-space margins: median linearised L2 margin at λ = 0.01 over λ = 0",
+                m,
+                1.4,
+                "docs/derivations/jacobian.md#reference-runs: observed 1.7",
+            )
+            .calibrated(),
+        );
     }
     let mono = seeds.iter().all(|&s| match pair(s) {
         (Some(a), Some(b), Some(c)) => {

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod autoencode;
+pub mod claim;
 pub mod collapse;
 pub mod hessian;
 pub mod jacobian;

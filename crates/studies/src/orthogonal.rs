@@ -14,7 +14,8 @@
 //!
 //! Cost (2 cores): quick ≈ 2 min, full ≈ 25 min (dominated by training).
 
-use crate::output::{cell, fmt_num, Claim, OutDir};
+use crate::claim::{Claim, NanFold};
+use crate::output::{cell, fmt_num, OutDir};
 use crate::plot::{Figure, Series};
 use crate::progress;
 use crate::study::StudyError;
@@ -428,7 +429,7 @@ fn wide_part(
     let worst = orth
         .iter()
         .map(|r| (r.mc - r.theory.unwrap_or(f64::NAN)).abs() - 3.0 * r.se)
-        .fold(f64::NEG_INFINITY, f64::max);
+        .nan_max();
     claims.push(Claim::at_most(
         "orthogonal.vertex_follows_recursion", PAPER,
         &format!("Haar tanh: V/K² within ±0.1 of the recursion (→ −2) at every depth 2…{} (n = {}; max excess over 3 SE)", sc.wide_depth, sc.wide_width),
@@ -835,18 +836,17 @@ fn training_part(
         ));
         let acc_gap = mean_of("orthogonal", dmax, &|r| r.test_accuracy)
             - mean_of("gaussian", dmax, &|r| r.test_accuracy);
-        claims.push(Claim {
-            id: "orthogonal.generalises_better_deep".into(),
-            paper: format!("{PAPER}, training experiments"),
-            claim: format!(
+        claims.push(Claim::above(
+            "orthogonal.generalises_better_deep",
+            &format!("{PAPER}, training experiments"),
+            &format!(
                 "deep tanh (L = {dmax}): test accuracy with Haar weights minus Gaussian ({} seeds)",
                 sc.train_seeds
             ),
-            measured: acc_gap,
-            expected: 0.0,
-            criterion: "measured > 0".into(),
-            holds: acc_gap > 0.0,
-        });
+            acc_gap,
+            0.0,
+            "Haar ahead",
+        ));
         let mut fig = Figure::new(
             format!("Full-batch GD, tanh, L = {dmax}, n = {}", sc.train_width),
             "step",

@@ -2,7 +2,7 @@
 //! last, atomically: its presence means the run completed), CSV tables and SVG figures, and the
 //! `claims` list from which `dlt reproduce` builds its report.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,92 +26,6 @@ pub enum OutputError {
         /// The serialiser's message.
         msg: String,
     },
-}
-
-/// One statement of a paper that a study tests, with our measured number.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Claim {
-    /// Stable identifier, e.g. `theory.relu_vertex_slope`.
-    pub id: String,
-    /// Short paper reference, e.g. "PDLT (arXiv 2106.10165) §5.2".
-    pub paper: String,
-    /// The claim in words.
-    pub claim: String,
-    /// What we measured in this run.
-    pub measured: f64,
-    /// What the paper (or its theory) predicts.
-    pub expected: f64,
-    /// How `holds` was decided, e.g. "|measured − expected| ≤ 3 SE (SE = 0.01)".
-    pub criterion: String,
-    /// Whether the measurement meets `criterion`.
-    pub holds: bool,
-}
-
-impl Claim {
-    /// A claim that holds when |measured − expected| ≤ tol.
-    pub fn within(
-        id: &str,
-        paper: &str,
-        claim: &str,
-        measured: f64,
-        expected: f64,
-        tol: f64,
-        why: &str,
-    ) -> Self {
-        Self {
-            id: id.into(),
-            paper: paper.into(),
-            claim: claim.into(),
-            measured,
-            expected,
-            criterion: format!("|measured − expected| ≤ {} ({why})", fmt_num(tol)),
-            holds: (measured - expected).abs() <= tol && measured.is_finite(),
-        }
-    }
-}
-
-impl Claim {
-    /// A claim that holds when measured ≤ bound (an inequality the paper states).
-    pub fn at_most(
-        id: &str,
-        paper: &str,
-        claim: &str,
-        measured: f64,
-        bound: f64,
-        why: &str,
-    ) -> Self {
-        Self {
-            id: id.into(),
-            paper: paper.into(),
-            claim: claim.into(),
-            measured,
-            expected: bound,
-            criterion: format!("measured ≤ {} ({why})", fmt_num(bound)),
-            holds: measured <= bound,
-        }
-    }
-}
-
-impl Claim {
-    /// A claim that holds when measured ≥ bound.
-    pub fn at_least(
-        id: &str,
-        paper: &str,
-        claim: &str,
-        measured: f64,
-        bound: f64,
-        why: &str,
-    ) -> Self {
-        Self {
-            id: id.into(),
-            paper: paper.into(),
-            claim: claim.into(),
-            measured,
-            expected: bound,
-            criterion: format!("measured ≥ {} ({why})", fmt_num(bound)),
-            holds: measured >= bound,
-        }
-    }
 }
 
 /// Compact number formatting for tables and criteria.
@@ -267,12 +181,5 @@ mod tests {
             "x,y\n1.5,\n"
         );
         fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn claims_decide_by_tolerance() {
-        assert!(Claim::within("a", "p", "c", 1.0, 1.05, 0.1, "t").holds);
-        assert!(!Claim::within("a", "p", "c", 1.0, 1.2, 0.1, "t").holds);
-        assert!(!Claim::within("a", "p", "c", f64::NAN, 1.0, 0.1, "t").holds);
     }
 }

@@ -23,7 +23,8 @@ use dlt_llm::probe::{
 };
 use serde::Serialize;
 
-use crate::output::{Claim, OutDir};
+use crate::claim::{Claim, NanFold};
+use crate::output::OutDir;
 use crate::plot::{Figure, Heatmap, Series};
 use crate::progress::bar;
 use crate::study::StudyError;
@@ -542,10 +543,7 @@ fn claims(sc: &Scale, m: &Measured) -> Vec<Claim> {
         "1 = strictly increasing; single steps may dip within the noise",
     ));
     if !healing.is_empty() {
-        let worst = healing
-            .iter()
-            .map(|h| h.after / h.before)
-            .fold(0.0, f64::max);
+        let worst = healing.iter().map(|h| h.after / h.before).nan_max();
         claims.push(Claim::at_most(
             "prune.healing_lowers_perplexity",
             &format!("{PAPER} §3.3, §4"),
@@ -569,7 +567,7 @@ fn claims(sc: &Scale, m: &Measured) -> Vec<Claim> {
                 "prune.healing_narrows_last_gap",
                 &format!("{PAPER} §4"),
                 "healing closes most of the gap between the drop-last heuristic and the angular rule: ln(ppl_last/ppl_angular) after / before healing",
-                narrow.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                narrow.iter().copied().nan_max(),
                 0.5,
                 "largest ratio over healed n",
             ));

@@ -1,7 +1,8 @@
 //! The `dlt reproduce` report: one HTML page with every study's figures and a table of each
 //! paper's claims beside what we measured, built only from the studies' `results.json` files.
 
-use crate::output::{fmt_num, Claim, OutDir, OutputError};
+use crate::claim::Claim;
+use crate::output::{fmt_num, OutDir, OutputError};
 use serde::{Deserialize, Serialize};
 
 /// What a study contributes to the report.
@@ -135,15 +136,18 @@ fn study_section(s: &Section) -> String {
     for f in &s.figures {
         h.push_str(&format!("<img src=\"../{0}\" alt=\"{0}\">", esc(f)));
     }
-    h.push_str("</div><div class=\"claims\"><table><tr><th>claim</th><th>measured</th><th>expected</th><th>verdict</th></tr>");
+    h.push_str("</div><div class=\"claims\"><table><tr><th>claim</th><th>measured</th><th>expected (prediction)</th><th>threshold (from)</th><th>verdict</th></tr>");
     for c in &s.claims {
         h.push_str(&format!(
-            "<tr><td title=\"{}\">{}<br><small>{}</small></td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            "<tr><td title=\"{}\">{}<br><small>{}</small></td><td>{}{}</td><td>{}</td><td>{} <small>({})</small></td><td class=\"{}\">{}</td></tr>",
             esc(&c.criterion),
             esc(&c.claim),
             esc(&c.criterion),
             fmt_num(c.measured),
-            fmt_num(c.expected),
+            c.se.map_or(String::new(), |se| format!(" ± {}", fmt_num(se))),
+            c.expected.map_or("–".into(), fmt_num),
+            fmt_num(c.threshold),
+            c.threshold_source.as_str(),
             if c.holds { "ok" } else { "no" },
             if c.holds { "holds" } else { "does not hold" }
         ));
@@ -171,12 +175,20 @@ pub fn write(
         .flat_map(|s| &s.claims)
         .filter(|c| c.holds)
         .count();
+    let calibrated = sections
+        .iter()
+        .flat_map(|s| &s.claims)
+        .filter(|c| c.threshold_source == crate::claim::Source::Calibration)
+        .count();
     let mut h = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>dlt reproduce</title><style>{STYLE}</style></head><body>"
     );
     h.push_str(&format!(
         "<h1>dlt reproduce</h1><p>{} scale. <b>{held} of {total} claims hold.</b> Every number below was measured by this run; \
-         each claim's criterion says where its threshold comes from. The full table is in <a href=\"claims.csv\">claims.csv</a>.</p>",
+         <i>expected</i> is a prediction (the paper's number, or the theory's computed in this run); <i>threshold</i> is what the \
+         criterion compares with, and <i>from</i> says whose it is: the paper, the theory (its standard errors or truncation error), \
+         or <b>calibration</b> — our own threshold from reference runs of this code, evidence that the run behaves as those did, \
+         not a prediction ({calibrated} of {total} claims). The full table is in <a href=\"claims.csv\">claims.csv</a>.</p>",
         if quick { "Quick (laptop)" } else { "Full" }
     ));
     h.push_str(&overview(sections));
@@ -190,7 +202,10 @@ pub fn write(
                 c.paper.clone(),
                 c.claim.clone(),
                 format!("{}", c.measured),
-                format!("{}", c.expected),
+                c.se.map_or(String::new(), |v| v.to_string()),
+                c.expected.map_or(String::new(), |v| v.to_string()),
+                format!("{}", c.threshold),
+                c.threshold_source.as_str().into(),
                 c.criterion.clone(),
                 c.holds.to_string(),
             ]);
@@ -206,7 +221,10 @@ pub fn write(
             "paper",
             "claim",
             "measured",
+            "se",
             "expected",
+            "threshold",
+            "threshold_source",
             "criterion",
             "holds",
         ],

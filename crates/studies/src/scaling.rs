@@ -7,7 +7,8 @@
 //!
 //! Cost (2 cores): quick ≈ 2 min, full ≈ 20 min (the largest (N, P) points dominate).
 
-use crate::output::{cell, fmt_num, Claim, OutDir};
+use crate::claim::{Claim, NanFold};
+use crate::output::{cell, fmt_num, OutDir};
 use crate::plot::{Figure, Heatmap, Series};
 use crate::progress;
 use crate::study::StudyError;
@@ -322,7 +323,7 @@ fn grid_claims(
         let worst = rows
             .iter()
             .map(|r| ((r.sim - r.theory).abs() - 2.0 * r.sim_se).max(0.0) / r.theory)
-            .fold(0.0, f64::max);
+            .nan_max();
         claims.push(Claim::at_most(
             &format!("scaling.sim_vs_theory_alpha{alpha}"),
             &format!("{PAPER}; deterministic equivalent of docs/derivations/scaling.md#deterministic-equivalent"),
@@ -337,35 +338,10 @@ fn grid_claims(
             claims.push(Claim::at_most(
                 &format!("scaling.exact_past_m_alpha{alpha}"), PAPER,
                 &format!("N, P ≥ M without noise: the model is exact (largest simulated loss of {} such points)", zero.len()),
-                zero.iter().map(|r| r.sim).fold(0.0, f64::max), 1e-15, "rounding only",
+                zero.iter().map(|r| r.sim).nan_max(), 1e-15, "rounding only",
             ));
         }
     }
-    // Equiparameterisation: along N·P = const the optimally-regularised loss is smallest at N = P.
-    let model = ScalingModel::new(1.0, sc.m);
-    let budget = 200.0 * 200.0;
-    let along: Vec<(f64, f64)> = [50usize, 80, 125, 160, 200, 250, 320, 500, 800]
-        .iter()
-        .map(|&n| {
-            let p = (budget / n as f64).round() as usize;
-            let best = [
-                1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0,
-            ]
-            .iter()
-            .filter_map(|&g| theory_loss(&model, n, p, g).ok().map(|t| t.loss))
-            .fold(f64::INFINITY, f64::min);
-            (n as f64, best)
-        })
-        .collect();
-    let argmin = along
-        .iter()
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or(f64::NAN, |a| a.0);
-    claims.push(Claim::within(
-        "scaling.equiparameterisation", &format!("{PAPER}, abstract"),
-        "at fixed N·P = 200², the optimally regularised loss is smallest at N = P (argmin N over a grid)",
-        argmin, 200.0, 0.0, "grid point",
-    ));
     let bias: Vec<GridRow> = exponents
         .first()
         .map(|e| e.rows.clone())

@@ -24,7 +24,8 @@
 //!
 //! Cost (2 cores): quick ≈ 40 s (libm's tanh on the held-out set dominates), full ≈ 5 min.
 
-use crate::output::{Claim, OutDir};
+use crate::claim::Claim;
+use crate::output::OutDir;
 use crate::plot::{Figure, Series};
 use crate::study::StudyError;
 use dlt_nn::mlp::{Batch, Mlp};

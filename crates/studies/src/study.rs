@@ -7,7 +7,8 @@
 //! `OUT/<study>/results.json` carries the same configuration hash, so an interrupted full run
 //! resumes at the study level.
 
-use crate::output::{Claim, OutDir, OutputError};
+use crate::claim::Claim;
+use crate::output::{OutDir, OutputError};
 use crate::progress::Stage;
 use crate::report::Section;
 use dlt_theory::TheoryError;

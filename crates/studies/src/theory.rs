@@ -9,7 +9,8 @@
 //! Cost (2 cores): quick ≈ 10 s, full ≈ 2 min; dominated by the full-NTK ensembles (4n³ flops per
 //! layer per network).
 
-use crate::output::{Claim, OutDir};
+use crate::claim::{Claim, NanFold};
+use crate::output::OutDir;
 use crate::plot::{Figure, Series};
 use crate::progress;
 use crate::study::StudyError;
@@ -230,15 +231,6 @@ fn criticality_part(out: &OutDir, claims: &mut Vec<Claim>) -> Result<Vec<Critica
         }
     };
     claims.push(Claim::within(
-        "theory.crit_relu",
-        &format!("{PDLT} §5.2"),
-        "ReLU is scale-invariant; critical at C_b = 0, C_W = 2",
-        cw_if(find("relu"), Class::ScaleInvariant),
-        2.0,
-        1e-12,
-        "closed form",
-    ));
-    claims.push(Claim::within(
         "theory.crit_tanh",
         &format!("{PDLT} §5.3"),
         "tanh is in the K* = 0 class; critical at C_b = 0, C_W = 1",
@@ -321,15 +313,6 @@ fn kernel_part(
         2.0 / 3.0,
         2e-3,
         "slope at depth 4000 converges as O(1/L)",
-    ));
-    claims.push(Claim::within(
-        "theory.r_star_relu",
-        &format!("{PDLT} appendix A"),
-        "optimal aspect ratio r* = 4/((20 + 3n_L)ν): ReLU, one output",
-        optimal_aspect_ratio(nu_of("relu"), 1),
-        0.0348,
-        5e-5,
-        "rounding of the quoted value",
     ));
     let tanh_deep = profile(&ProfileConfig {
         ensemble: tanh_ensemble(Init::Gaussian),
@@ -560,7 +543,7 @@ fn relu_part(
         .iter()
         .skip(1)
         .map(|r| ((r.mc - r.exact) / r.se).abs())
-        .fold(0.0, f64::max);
+        .nan_max();
     claims.push(Claim::within(
         "theory.relu_exact_finite_width", "PDLT §4.3 (leading order); exact at finite n: docs/derivations/theory.md#relu-exact-finite-width",
         &format!("ReLU E[z_i²z_j²]/K² − 1 = (1 + 5/n)^(l−1) − 1 exactly at n = {n}: max |z-score| over layers"),

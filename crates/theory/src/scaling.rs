@@ -866,7 +866,10 @@ mod tests {
             .unwrap()
             .loss;
         assert!(lin < 1e-10, "linear features past M: {lin}");
-        assert!(relu > 1e-6 && relu.is_finite(), "relu features past M: {relu}");
+        assert!(
+            relu > 1e-6 && relu.is_finite(),
+            "relu features past M: {relu}"
+        );
     }
 }
 

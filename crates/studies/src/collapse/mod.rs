@@ -22,7 +22,8 @@ pub use lm::{lm_figure, lm_runs, LmRow, LmScale};
 use vae::vae_part;
 pub use vae::{vae_figure, vae_runs, VaeRow, VaeScale};
 
-use crate::output::{fmt_num, Claim, OutDir};
+use crate::claim::{Claim, NanFold};
+use crate::output::{fmt_num, OutDir};
 use crate::plot::{Figure, Series};
 use crate::study::StudyError;
 use dlt_theory::collapse::{gaussian_replace_trace, linear};
@@ -345,15 +346,14 @@ fn degradation_claims(
 ) -> [Claim; 2] {
     let rise = |p: &str| m(p, gl) - m(p, 0);
     [
-        Claim {
-            id: format!("collapse.{kind}_replace_degrades"),
-            paper: format!("{PAPER}, {section}"),
-            claim: replace_claim.into(),
-            measured: rise("replace"),
-            expected: 0.0,
-            criterion: "measured > 0".into(),
-            holds: m("replace", gl) > m("replace", 0),
-        },
+        Claim::above(
+            &format!("collapse.{kind}_replace_degrades"),
+            &format!("{PAPER}, {section}"),
+            replace_claim,
+            rise("replace"),
+            0.0,
+            "the rise over all generations",
+        ),
         Claim::at_most(
             &format!("collapse.{kind}_accumulate_resists"),
             &format!("{PAPER}, {section}"),
@@ -361,7 +361,9 @@ fn degradation_claims(
             rise("accumulate") / rise("replace"),
             0.5,
             "ratio ≤ 1/2",
-        ),
+        )
+        // A ratio under 1/2 means nothing unless replace did degrade.
+        .require(rise("replace") > 0.0, "replace's rise > 0"),
     ]
 }
 
@@ -406,7 +408,7 @@ fn linear_part(
         let maxz = rows
             .iter()
             .map(|r| ((r.test_error - r.theory.unwrap_or(f64::NAN)) / r.test_error_se).abs())
-            .fold(0.0, f64::max);
+            .nan_max();
         claims.push(Claim::at_most(
             &format!("collapse.linear_{}_closed_form", policy.as_str()),
             &format!("{PAPER}, linear regression theorem"),
@@ -438,7 +440,7 @@ fn linear_part(
         .iter()
         .filter(|r| r.policy == "accumulate")
         .map(|r| r.test_error)
-        .fold(0.0, f64::max);
+        .nan_max();
     let bound = std::f64::consts::PI.powi(2) / 6.0 * base;
     claims.push(Claim::at_most(
         "collapse.linear_accumulate_bounded", PAPER,
