@@ -188,6 +188,11 @@ pub(crate) fn check_tensors(path: &Path, content: &Content, len: u64) -> Result<
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .ok_or_else(|| bad(format!("has dimensions {dims:?} whose product overflows")))?;
+        // candle reads a tensor's bytes through a pointer cast that is undefined behaviour
+        // (an abort in debug builds) for an empty buffer; no model has an empty tensor.
+        if elems == 0 {
+            return Err(bad(format!("has dimensions {dims:?}: no elements")));
+        }
         let block = dt.block_size();
         let inner = dims.last().copied().unwrap_or(1);
         if inner % block != 0 {

@@ -597,3 +597,12 @@ fn fuzz_gguf_and_safetensors_readers() {
     }
     assert!(done_g >= iters.min(100) && done_s >= iters.min(100));
 }
+
+/// Replay one saved input: `DLT_FUZZ_REPLAY=path cargo test -p dlt-llm --test fuzz replay --
+/// --nocapture` (a file loads as GGUF, a folder as safetensors).
+#[test]
+fn replay() {
+    if let Some(p) = std::env::var_os("DLT_FUZZ_REPLAY") {
+        eprintln!("{:?}", dlt_llm::load(Path::new(&p)).map(|_| ()));
+    }
+}
