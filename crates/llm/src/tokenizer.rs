@@ -79,6 +79,18 @@ pub fn byte_alphabet() -> [char; 256] {
     out
 }
 
+/// An inconsistent vocabulary, reported against the file it came from.
+fn in_file(path: &Path, e: LlmError) -> LlmError {
+    match e {
+        LlmError::Invalid { what, problem } => LlmError::file(
+            path,
+            crate::one_line(format!("{what}: {problem}")),
+            "the tokenizer is corrupt: fetch or export the model again",
+        ),
+        e => e,
+    }
+}
+
 impl Tokenizer {
     /// Build from a vocabulary (id order), merges (rank order) and special-token flags.
     pub fn new(
@@ -198,7 +210,8 @@ impl Tokenizer {
                 "supported: gpt2/default, smollm, starcoder, refact, command-r, codeshell, exaone, minerva",
             )
         })?;
-        let mut tok = Tokenizer::new(tokens, merges, special, pre, pre_name)?;
+        let mut tok =
+            Tokenizer::new(tokens, merges, special, pre, pre_name).map_err(|e| in_file(path, e))?;
         let id = |k: &str| meta.get(k).and_then(|v| v.to_u32().ok());
         tok.bos = id("tokenizer.ggml.bos_token_id");
         tok.eos = id("tokenizer.ggml.eos_token_id");
@@ -305,7 +318,8 @@ impl Tokenizer {
         } else {
             (PreTokenizer::Gpt2, "gpt2")
         };
-        let mut tok = Tokenizer::new(tokens, merges, special, pre, pre_name.into())?;
+        let mut tok = Tokenizer::new(tokens, merges, special, pre, pre_name.into())
+            .map_err(|e| in_file(path, e))?;
         tok.add_prefix_space = pre_json.contains("\"add_prefix_space\":true");
         let find = |names: &[&str]| names.iter().find_map(|n| tok.ids.get(*n).copied());
         tok.bos = find(&["<|im_start|>", "<s>", "<|begin_of_text|>"]);
