@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
 use crate::model::{Block, Linear, Llama, LlamaConfig, RopeStyle};
 use crate::tokenizer::Tokenizer;
-use crate::{LlmError, Result};
+use crate::{one_line, LlmError, Result};
 
 /// Where a model came from (export copies GGUF tensors as they are).
 #[derive(Debug)]
@@ -69,56 +69,142 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 fn corrupt(path: &Path, e: impl std::fmt::Display) -> LlmError {
     LlmError::file(
         path,
-        format!("not a readable GGUF file ({e})"),
-        "the file is truncated or corrupt: fetch it again (for SmolLM2: delete it and run `dlt data fetch smollm2`)",
+        format!("not a readable GGUF file ({})", one_line(e)),
+        "the file is truncated or corrupt: fetch it again (for SmolLM2: `dlt data fetch smollm2` replaces a cached copy that fails its SHA-256)",
     )
 }
 
-/// Load a GGUF file.
+/// A short printable rendering of a GGUF metadata value.
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => one_line(format!("{:?}", s.chars().take(40).collect::<String>())),
+        Value::Array(a) => format!("an array of {} values", a.len()),
+        v => format!("{v:?}"),
+    }
+}
+
+/// A configuration that [`LlamaConfig::validate`] rejects, reported against the file.
+fn inconsistent(path: &Path, e: LlmError) -> LlmError {
+    let problem = match e {
+        LlmError::Invalid { what, problem } => format!("{what}: {problem}"),
+        e => one_line(e),
+    };
+    LlmError::file(
+        path,
+        problem,
+        "the model's sizes are inconsistent: fix the metadata or export the model again",
+    )
+}
+
+/// Number of consecutive blocks 0, 1, … whose first tensor is present (bounded by the number
+/// of tensors, so a huge declared block count never sizes an allocation).
+fn blocks_present(has: impl Fn(&str) -> bool, name: impl Fn(usize) -> String) -> usize {
+    (0..).take_while(|&l| has(&name(l))).count()
+}
+
+/// Load a GGUF file. The header is checked before candle reads it (`general.alignment`,
+/// every tensor's size and extent), and every count in the metadata against the tensors
+/// present before anything is allocated from it.
 pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
+    let len = crate::regular_file(path)?.len();
     let mut f = std::fs::File::open(path).map_err(|e| LlmError::io(path, e))?;
+    crate::gguf_check::check_alignment(path, &mut f, len)?;
     let content = Content::read(&mut f).map_err(|e| corrupt(path, e))?;
+    crate::gguf_check::check_tensors(path, &content, len)?;
     let meta = &content.metadata;
     let arch = meta
         .get("general.architecture")
         .and_then(|v| v.to_string().ok())
         .cloned()
         .ok_or_else(|| corrupt(path, "general.architecture is missing"))?;
-    let rope = gguf_rope_style(&arch).ok_or_else(|| {
-        LlmError::file(
+    let rope =
+        gguf_rope_style(&arch).ok_or_else(|| {
+            LlmError::file(
             path,
-            format!("unsupported architecture {arch:?}"),
+            format!("unsupported architecture {}", show(&Value::String(arch.clone()))),
             "dlt runs Llama-architecture models (general.architecture = llama, mistral, granite)",
         )
-    })?;
-    let num = |k: &str| -> Result<f64> {
-        let v = meta
-            .get(&format!("{arch}.{k}"))
-            .ok_or_else(|| corrupt(path, format!("metadata {arch}.{k} is missing")))?;
-        v.to_f64()
-            .or_else(|_| v.to_u64().map(|x| x as f64))
-            .or_else(|_| v.to_u32().map(|x| x as f64))
-            .or_else(|_| v.to_i32().map(|x| x as f64))
-            .or_else(|_| v.to_f32().map(|x| x as f64))
-            .map_err(|e| corrupt(path, format!("{arch}.{k}: {e}")))
+        })?;
+    let wrong = |key: &str, v: &Value, want: &str| {
+        LlmError::file(
+            path,
+            format!("metadata {key} = {} is not {want}", show(v)),
+            "the metadata is corrupt: fetch or export the model again",
+        )
+    };
+    // A count: any integer type, non-negative.
+    let count = |k: &str| -> Result<Option<usize>> {
+        let key = format!("{arch}.{k}");
+        let Some(v) = meta.get(&key) else {
+            return Ok(None);
+        };
+        let x: Option<u64> = match *v {
+            Value::U8(x) => Some(x.into()),
+            Value::U16(x) => Some(x.into()),
+            Value::U32(x) => Some(x.into()),
+            Value::U64(x) => Some(x),
+            Value::I8(x) => u64::try_from(x).ok(),
+            Value::I16(x) => u64::try_from(x).ok(),
+            Value::I32(x) => u64::try_from(x).ok(),
+            Value::I64(x) => u64::try_from(x).ok(),
+            _ => None,
+        };
+        match x.and_then(|x| usize::try_from(x).ok()) {
+            Some(x) => Ok(Some(x)),
+            None => Err(wrong(&key, v, "a non-negative integer")),
+        }
+    };
+    let required = |k: &str| -> Result<usize> {
+        count(k)?.ok_or_else(|| corrupt(path, format!("metadata {arch}.{k} is missing")))
+    };
+    let real = |k: &str| -> Result<Option<f64>> {
+        let key = format!("{arch}.{k}");
+        let Some(v) = meta.get(&key) else {
+            return Ok(None);
+        };
+        match *v {
+            Value::F32(x) => Ok(Some(x.into())),
+            Value::F64(x) => Ok(Some(x)),
+            _ => match count(k) {
+                Ok(Some(x)) => Ok(Some(x as f64)),
+                _ => Err(wrong(&key, v, "a number")),
+            },
+        }
     };
     let tokenizer = Tokenizer::from_gguf(meta, path)?;
-    let n_heads = num("attention.head_count")? as usize;
+    let n_heads = required("attention.head_count")?;
     let cfg = LlamaConfig {
-        n_layers: num("block_count")? as usize,
-        hidden: num("embedding_length")? as usize,
+        n_layers: required("block_count")?,
+        hidden: required("embedding_length")?,
         n_heads,
-        n_kv_heads: num("attention.head_count_kv")
-            .map(|x| x as usize)
-            .unwrap_or(n_heads),
-        ffn: num("feed_forward_length")? as usize,
+        n_kv_heads: count("attention.head_count_kv")?.unwrap_or(n_heads),
+        ffn: required("feed_forward_length")?,
         vocab: tokenizer.vocab_size(),
-        rms_eps: num("attention.layer_norm_rms_epsilon")?,
-        rope_theta: num("rope.freq_base").unwrap_or(10_000.0),
+        rms_eps: real("attention.layer_norm_rms_epsilon")?.ok_or_else(|| {
+            corrupt(
+                path,
+                format!("metadata {arch}.attention.layer_norm_rms_epsilon is missing"),
+            )
+        })?,
+        rope_theta: real("rope.freq_base")?.unwrap_or(10_000.0),
         rope,
-        context: num("context_length").map(|x| x as usize).unwrap_or(2048),
+        context: count("context_length")?.unwrap_or(2048),
     };
-    cfg.validate()?;
+    cfg.validate().map_err(|e| inconsistent(path, e))?;
+    let present = blocks_present(
+        |n| content.tensor_infos.contains_key(n),
+        |l| format!("blk.{l}.attn_norm.weight"),
+    );
+    if cfg.n_layers > present {
+        return Err(LlmError::file(
+            path,
+            format!(
+                "metadata {arch}.block_count = {} but the file holds tensors for {present} blocks",
+                cfg.n_layers
+            ),
+            "the metadata and the tensors disagree: fetch or export the model again",
+        ));
+    }
     let dev = Device::Cpu;
     let mut weight_types = std::collections::BTreeMap::new();
     let mut get = |name: &str, shape: &[usize]| -> Result<Tensor> {
@@ -191,11 +277,11 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
 /// `LlamaForCausalLM`), one or more `*.safetensors`, `tokenizer.json`.
 pub fn load_safetensors_dir(dir: &Path) -> Result<Checkpoint> {
     let cfg_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| LlmError::io(&cfg_path, e))?;
-    let j: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+    let text = crate::read_bounded(&cfg_path, crate::MAX_CONFIG_BYTES)?;
+    let j: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
         LlmError::file(
             &cfg_path,
-            format!("not valid JSON: {e}"),
+            format!("not valid JSON: {}", one_line(e)),
             "re-download config.json",
         )
     })?;
@@ -204,12 +290,46 @@ pub fn load_safetensors_dir(dir: &Path) -> Result<Checkpoint> {
     if !(archs.contains("LlamaForCausalLM") || model_type == "llama") {
         return Err(LlmError::file(
             &cfg_path,
-            format!("unsupported architecture {archs} (model_type {model_type:?})"),
+            format!(
+                "unsupported architecture {} (model_type {})",
+                one_line(archs.chars().take(80).collect::<String>()),
+                one_line(format!(
+                    "{:?}",
+                    model_type.chars().take(40).collect::<String>()
+                ))
+            ),
             "dlt runs Llama-architecture models (LlamaForCausalLM)",
         ));
     }
+    let field = |k: &str| -> Option<&serde_json::Value> { j.get(k).filter(|v| !v.is_null()) };
+    let wrong = |k: &str, v: &serde_json::Value, want: &str| {
+        let shown = one_line(v.to_string().chars().take(40).collect::<String>());
+        let kind = match v {
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Array(_) => "an array",
+            _ => "an object",
+        };
+        LlmError::file(
+            &cfg_path,
+            format!("{k} = {shown} is {kind}, not {want}"),
+            format!("write {k} in config.json as {want}"),
+        )
+    };
+    // A count: a JSON integer ≥ 0 (a string, a fraction or a negative number is an error).
+    let count = |k: &str| -> Result<Option<usize>> {
+        match field(k) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|x| usize::try_from(x).ok())
+                .map(Some)
+                .ok_or_else(|| wrong(k, v, "a non-negative integer (e.g. 30)")),
+        }
+    };
     let u = |k: &str| -> Result<usize> {
-        j[k].as_u64().map(|x| x as usize).ok_or_else(|| {
+        count(k)?.ok_or_else(|| {
             LlmError::file(
                 &cfg_path,
                 format!("{k} is missing"),
@@ -217,21 +337,35 @@ pub fn load_safetensors_dir(dir: &Path) -> Result<Checkpoint> {
             )
         })
     };
+    let real = |k: &str, default: f64| -> Result<f64> {
+        match field(k) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| wrong(k, v, "a number (e.g. 1e-5)")),
+        }
+    };
     let tokenizer = Tokenizer::from_tokenizer_json(&dir.join("tokenizer.json"))?;
     let n_heads = u("num_attention_heads")?;
     let cfg = LlamaConfig {
         n_layers: u("num_hidden_layers")?,
         hidden: u("hidden_size")?,
         n_heads,
-        n_kv_heads: u("num_key_value_heads").unwrap_or(n_heads),
+        n_kv_heads: count("num_key_value_heads")?.unwrap_or(n_heads),
         ffn: u("intermediate_size")?,
         vocab: u("vocab_size")?,
-        rms_eps: j["rms_norm_eps"].as_f64().unwrap_or(1e-6),
-        rope_theta: j["rope_theta"].as_f64().unwrap_or(10_000.0),
+        rms_eps: real("rms_norm_eps", 1e-6)?,
+        rope_theta: real("rope_theta", 10_000.0)?,
         rope: RopeStyle::Half,
-        context: u("max_position_embeddings").unwrap_or(2048),
+        context: count("max_position_embeddings")?.unwrap_or(2048),
     };
-    cfg.validate()?;
+    let tied = match field("tie_word_embeddings") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| wrong("tie_word_embeddings", v, "true or false"))?,
+    };
+    cfg.validate().map_err(|e| inconsistent(&cfg_path, e))?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| LlmError::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -249,10 +383,11 @@ pub fn load_safetensors_dir(dir: &Path) -> Result<Checkpoint> {
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let mut weight_types = std::collections::BTreeMap::new();
     for f in &files {
+        crate::regular_file(f)?;
         let ts = candle_core::safetensors::load(f, &dev).map_err(|e| {
             LlmError::file(
                 f,
-                format!("not a readable safetensors file ({e})"),
+                format!("not a readable safetensors file ({})", one_line(e)),
                 "the file is truncated or corrupt: fetch or export it again",
             )
         })?;
@@ -260,6 +395,20 @@ pub fn load_safetensors_dir(dir: &Path) -> Result<Checkpoint> {
             *weight_types.entry(format!("{:?}", t.dtype())).or_insert(0) += 1;
             tensors.insert(k, t);
         }
+    }
+    let present = blocks_present(
+        |n| tensors.contains_key(n),
+        |l| format!("model.layers.{l}.input_layernorm.weight"),
+    );
+    if cfg.n_layers > present {
+        return Err(LlmError::file(
+            &cfg_path,
+            format!(
+                "num_hidden_layers = {} but the safetensors files hold {present} layers",
+                cfg.n_layers
+            ),
+            "config.json and the weights disagree: correct num_hidden_layers or fetch the model again",
+        ));
     }
     let mut get = |name: &str, shape: &[usize]| -> Result<Tensor> {
         let t = tensors.remove(name).ok_or_else(|| {
@@ -281,7 +430,6 @@ pub fn load_safetensors_dir(dir: &Path) -> Result<Checkpoint> {
     let (d, f_, kv) = (cfg.hidden, cfg.ffn, cfg.n_kv_heads * cfg.head_dim());
     let embed = get("model.embed_tokens.weight", &[cfg.vocab, d])?;
     let norm = get("model.norm.weight", &[d])?;
-    let tied = j["tie_word_embeddings"].as_bool().unwrap_or(false);
     let lm_head = if tied {
         None
     } else {

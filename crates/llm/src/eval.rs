@@ -89,9 +89,10 @@ pub fn perplexity(
 }
 
 /// Read a corpus: a UTF-8 text file, or JSON lines (`.jsonl`, one object per line with a
-/// `"text"` field; documents are joined by a blank line).
+/// `"text"` field; documents are joined by a blank line). Only regular files of at most
+/// [`crate::MAX_TEXT_BYTES`] are read (`/dev/zero` or a pipe is refused, not read forever).
 pub fn read_corpus(path: &std::path::Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| LlmError::io(path, e))?;
+    let bytes = crate::read_bounded(path, crate::MAX_TEXT_BYTES)?;
     let text = String::from_utf8(bytes).map_err(|e| {
         LlmError::file(
             path,

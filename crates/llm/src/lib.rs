@@ -18,6 +18,7 @@
 pub mod checkpoint;
 pub mod eval;
 pub mod export;
+mod gguf_check;
 pub mod lora;
 pub mod model;
 pub mod probe;
@@ -85,6 +86,73 @@ impl LlmError {
 
 /// This crate's result type.
 pub type Result<T> = std::result::Result<T, LlmError>;
+
+/// One printable line of an error from a dependency: the first line, control characters
+/// escaped, at most 300 characters (a backtrace or raw bytes from the file stay out).
+pub(crate) fn one_line(e: impl std::fmt::Display) -> String {
+    let s = e.to_string();
+    let first = s.lines().next().unwrap_or("");
+    let mut out = String::new();
+    for c in first.chars() {
+        if out.chars().count() >= 300 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Most bytes [`eval::read_corpus`] reads from a text (1 GiB).
+pub const MAX_TEXT_BYTES: u64 = 1 << 30;
+/// Most bytes read from a `config.json` (16 MiB).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Most bytes read from a `tokenizer.json` (256 MiB).
+pub const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
+
+/// Refuse anything but a regular file (a device such as `/dev/zero`, a pipe or a folder
+/// would be read until memory runs out, or block).
+pub(crate) fn regular_file(path: &std::path::Path) -> Result<std::fs::Metadata> {
+    let meta = std::fs::metadata(path).map_err(|e| LlmError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(LlmError::file(
+            path,
+            "is not a regular file (a device, pipe or folder cannot be read as a model or text)",
+            "pass a regular file; copy the data into one first",
+        ));
+    }
+    Ok(meta)
+}
+
+/// Read a whole regular file of at most `max` bytes (checked before reading, and enforced while
+/// reading in case the file grows).
+pub(crate) fn read_bounded(path: &std::path::Path, max: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let too_big = |n: u64| {
+        LlmError::file(
+            path,
+            format!("is {n} bytes, more than the {max} bytes dlt reads from such a file"),
+            "pass a smaller file (split or cut the text)",
+        )
+    };
+    let len = regular_file(path)?.len();
+    if len > max {
+        return Err(too_big(len));
+    }
+    let f = std::fs::File::open(path).map_err(|e| LlmError::io(path, e))?;
+    let mut out = Vec::with_capacity(len as usize);
+    f.take(max + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| LlmError::io(path, e))?;
+    if out.len() as u64 > max {
+        return Err(too_big(out.len() as u64));
+    }
+    Ok(out)
+}
 
 pub use checkpoint::{load, Checkpoint, Source};
 pub use model::{Llama, LlamaConfig, RopeStyle};

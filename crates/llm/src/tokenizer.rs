@@ -79,6 +79,18 @@ pub fn byte_alphabet() -> [char; 256] {
     out
 }
 
+/// An inconsistent vocabulary, reported against the file it came from.
+fn in_file(path: &Path, e: LlmError) -> LlmError {
+    match e {
+        LlmError::Invalid { what, problem } => LlmError::file(
+            path,
+            crate::one_line(format!("{what}: {problem}")),
+            "the tokenizer is corrupt: fetch or export the model again",
+        ),
+        e => e,
+    }
+}
+
 impl Tokenizer {
     /// Build from a vocabulary (id order), merges (rank order) and special-token flags.
     pub fn new(
@@ -138,7 +150,7 @@ impl Tokenizer {
         if model != "gpt2" {
             return Err(LlmError::file(
                 path,
-                format!("tokenizer.ggml.model = {model:?}; only byte-level BPE (\"gpt2\") is supported"),
+                format!("tokenizer.ggml.model = {}; only byte-level BPE (\"gpt2\") is supported", crate::one_line(format!("{model:?}"))),
                 "use a model with a GPT-2-style BPE tokenizer (Llama-3, SmolLM, Qwen, ...), or a safetensors directory with tokenizer.json",
             ));
         }
@@ -150,13 +162,23 @@ impl Tokenizer {
                     "re-export the GGUF with its tokenizer",
                 )
             })?;
-            let arr = v
-                .to_vec()
-                .map_err(|e| LlmError::file(path, format!("{k}: {e}"), "re-export the GGUF"))?;
+            let arr = v.to_vec().map_err(|e| {
+                LlmError::file(
+                    path,
+                    format!("{k}: {}", crate::one_line(e)),
+                    "re-export the GGUF",
+                )
+            })?;
             arr.iter()
                 .map(|x| x.to_string().cloned())
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| LlmError::file(path, format!("{k}: {e}"), "re-export the GGUF"))
+                .map_err(|e| {
+                    LlmError::file(
+                        path,
+                        format!("{k}: {}", crate::one_line(e)),
+                        "re-export the GGUF",
+                    )
+                })
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
         let merges = strings("tokenizer.ggml.merges")?
@@ -188,7 +210,8 @@ impl Tokenizer {
                 "supported: gpt2/default, smollm, starcoder, refact, command-r, codeshell, exaone, minerva",
             )
         })?;
-        let mut tok = Tokenizer::new(tokens, merges, special, pre, pre_name)?;
+        let mut tok =
+            Tokenizer::new(tokens, merges, special, pre, pre_name).map_err(|e| in_file(path, e))?;
         let id = |k: &str| meta.get(k).and_then(|v| v.to_u32().ok());
         tok.bos = id("tokenizer.ggml.bos_token_id");
         tok.eos = id("tokenizer.ggml.eos_token_id");
@@ -206,8 +229,8 @@ impl Tokenizer {
     /// From a Hugging Face `tokenizer.json` with a `BPE` model and a `ByteLevel` pre-tokenizer
     /// (optionally preceded by `Digits { individual_digits: true }`).
     pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| LlmError::io(path, e))?;
-        let j: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        let bytes = crate::read_bounded(path, crate::MAX_TOKENIZER_BYTES)?;
+        let j: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             LlmError::file(
                 path,
                 format!("not valid JSON: {e}"),
@@ -228,12 +251,25 @@ impl Tokenizer {
         let vocab = model["vocab"]
             .as_object()
             .ok_or_else(|| bad("model.vocab is missing"))?;
+        let added = j["added_tokens"].as_array().map_or(0, |a| a.len());
+        // Ids are dense: none can exceed the number of entries (bounds every allocation).
+        let max_id = vocab.len() + added;
+        let id_out_of_range = |id: u64| {
+            LlmError::file(
+                path,
+                format!("token id {id} is larger than the {max_id} entries of the vocabulary"),
+                "the ids must be 0..n-1: re-download tokenizer.json",
+            )
+        };
         let mut tokens = vec![String::new(); vocab.len()];
         for (t, id) in vocab {
             let id = id
                 .as_u64()
-                .ok_or_else(|| bad("a vocabulary id is not an integer"))?
-                as usize;
+                .ok_or_else(|| bad("a vocabulary id is not a non-negative integer"))?;
+            if id >= max_id as u64 {
+                return Err(id_out_of_range(id));
+            }
+            let id = id as usize;
             if id >= tokens.len() {
                 tokens.resize(id + 1, String::new());
             }
@@ -243,6 +279,9 @@ impl Tokenizer {
         if let Some(added) = j["added_tokens"].as_array() {
             for a in added {
                 if let (Some(id), Some(c)) = (a["id"].as_u64(), a["content"].as_str()) {
+                    if id >= max_id as u64 {
+                        return Err(id_out_of_range(id));
+                    }
                     let id = id as usize;
                     if id >= tokens.len() {
                         tokens.resize(id + 1, String::new());
@@ -279,7 +318,8 @@ impl Tokenizer {
         } else {
             (PreTokenizer::Gpt2, "gpt2")
         };
-        let mut tok = Tokenizer::new(tokens, merges, special, pre, pre_name.into())?;
+        let mut tok = Tokenizer::new(tokens, merges, special, pre, pre_name.into())
+            .map_err(|e| in_file(path, e))?;
         tok.add_prefix_space = pre_json.contains("\"add_prefix_space\":true");
         let find = |names: &[&str]| names.iter().find_map(|n| tok.ids.get(*n).copied());
         tok.bos = find(&["<|im_start|>", "<s>", "<|begin_of_text|>"]);

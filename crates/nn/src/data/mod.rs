@@ -10,6 +10,55 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::path::Path;
 
+/// Most bytes [`read_text`] reads (1 GiB).
+pub const MAX_TEXT_BYTES: u64 = 1 << 30;
+
+/// Refuse anything but a regular file: a device such as `/dev/zero`, a pipe or a folder would
+/// be read until memory runs out, or block.
+pub fn regular_file(path: &Path) -> Result<std::fs::Metadata, NnError> {
+    let meta = std::fs::metadata(path).map_err(|e| NnError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(NnError::Data {
+            what: path.display().to_string(),
+            problem: "is not a regular file (a device, pipe or folder cannot be read as data)"
+                .into(),
+            fix: "pass a regular file; copy the data into one first".into(),
+        });
+    }
+    Ok(meta)
+}
+
+/// Read a UTF-8 text file of at most [`MAX_TEXT_BYTES`] (checked before reading and enforced
+/// while reading); devices and pipes are refused.
+pub fn read_text(path: &Path) -> Result<String, NnError> {
+    use std::io::Read;
+    let too_big = |n: u64| NnError::Data {
+        what: path.display().to_string(),
+        problem: format!("is {n} bytes, more than the {MAX_TEXT_BYTES} bytes dlt reads as text"),
+        fix: "pass a smaller text (cut it, e.g. head -c 100M)".into(),
+    };
+    let len = regular_file(path)?.len();
+    if len > MAX_TEXT_BYTES {
+        return Err(too_big(len));
+    }
+    let f = std::fs::File::open(path).map_err(|e| NnError::io(path, e))?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.take(MAX_TEXT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| NnError::io(path, e))?;
+    if bytes.len() as u64 > MAX_TEXT_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| NnError::Data {
+        what: path.display().to_string(),
+        problem: format!(
+            "is not UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ),
+        fix: "convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8)".into(),
+    })
+}
+
 /// Examples in memory: `x` is row-major `n × dim` (f32), `y` holds class labels (or is empty
 /// for regression) and `targets` real-valued targets (`n × out`, regression only).
 #[derive(Debug, Clone, PartialEq)]
@@ -164,4 +213,29 @@ pub fn load_fashion_mnist(dir: &Path) -> Result<TrainTest, NnError> {
 pub fn fashion_mnist(explicit: Option<&Path>) -> Result<TrainTest, NnError> {
     let (dir, _) = fetch::locate(fetch::Dataset::FashionMnist, explicit, true)?;
     load_fashion_mnist(&dir)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 12, defect 12: `--text /dev/zero` is refused at once, not read until killed.
+    #[cfg(unix)]
+    #[test]
+    fn read_text_refuses_devices_and_reads_regular_files() {
+        let t0 = std::time::Instant::now();
+        let e = super::read_text(std::path::Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/dev/zero: is not a regular file") && e.contains("pass a regular file"),
+            "{e}"
+        );
+        assert!(t0.elapsed().as_secs() < 2);
+        let p = std::env::temp_dir().join(format!("dlt-text-{}.txt", std::process::id()));
+        std::fs::write(&p, "to be or not").unwrap();
+        assert_eq!(super::read_text(&p).unwrap(), "to be or not");
+        std::fs::write(&p, [0xff, 0xfe]).unwrap();
+        let e = super::read_text(&p).unwrap_err().to_string();
+        assert!(e.contains("is not UTF-8"), "{e}");
+        std::fs::remove_file(&p).unwrap();
+    }
 }

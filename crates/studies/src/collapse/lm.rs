@@ -67,15 +67,7 @@ pub fn lm_runs(
     quiet: bool,
     files: RunFiles<'_>,
 ) -> Result<Vec<LmRow>, StudyError> {
-    let bytes = std::fs::read(text_path).map_err(|e| dlt_nn::NnError::io(text_path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| dlt_nn::NnError::Data {
-        what: text_path.display().to_string(),
-        problem: format!(
-            "is not UTF-8 (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ),
-        fix: "convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8)".into(),
-    })?;
+    let text = dlt_nn::data::read_text(text_path)?;
     let chars: Vec<char> = text.chars().collect();
     if chars.len() < sc.train_chars + sc.test_chars {
         return Err(dlt_nn::NnError::Data {
