@@ -37,6 +37,19 @@ impl Source {
     }
 }
 
+/// The tolerance of a Monte Carlo claim: `k` standard errors plus a relative `truncation`
+/// error of the prediction (its neglected higher orders, stated in the claim's reason; 0 where
+/// none), with the standard error itself at most `max_rel_se` of the prediction.
+#[derive(Debug, Clone, Copy)]
+pub struct McBound {
+    /// Standard errors allowed.
+    pub k: f64,
+    /// Largest SE, relative to |expected|.
+    pub max_rel_se: f64,
+    /// Relative truncation error of the prediction.
+    pub truncation: f64,
+}
+
 /// One statement of a paper that a study tests, with our measured number.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Claim {
@@ -128,38 +141,42 @@ impl Claim {
         )
     }
 
-    /// A Monte Carlo estimate against a prediction: holds when |measured − expected| ≤ k·SE
-    /// *and* SE ≤ `max_rel_se`·|expected|, so the tolerance cannot grow with the noise: with
-    /// k = 3, a prediction off by more than 3·`max_rel_se` relative cannot pass.
-    #[allow(clippy::too_many_arguments)]
+    /// A Monte Carlo estimate against a prediction: holds when
+    /// |measured − expected| ≤ k·SE + truncation·|expected| *and* SE ≤ max_rel_se·|expected|,
+    /// so the tolerance cannot grow with the noise: a prediction off by more than
+    /// (k·max_rel_se + truncation) relative cannot pass.
     pub fn monte_carlo(
         id: &str,
         paper: &str,
         claim: &str,
-        measured: f64,
-        se: f64,
+        (measured, se): (f64, f64),
         expected: f64,
-        k: f64,
-        max_rel_se: f64,
+        b: McBound,
         why: &str,
     ) -> Self {
-        let bound = max_rel_se * expected.abs();
+        let tol = b.k * se + b.truncation * expected.abs();
+        let se_max = b.max_rel_se * expected.abs();
+        let trunc = if b.truncation > 0.0 {
+            format!(" + {}·|expected|", fmt_num(b.truncation))
+        } else {
+            String::new()
+        };
         let mut c = Self::build(
             id,
             paper,
             claim,
             measured,
             Some(expected),
-            k * se,
+            tol,
             Source::Theory,
             format!(
-                "|measured − expected| ≤ {k} SE = {} and SE = {} ≤ {}·|expected| = {} ({why})",
-                fmt_num(k * se),
+                "|measured − expected| ≤ {} SE{trunc} = {}, and SE = {} ≤ {}·|expected| ({why})",
+                b.k,
+                fmt_num(tol),
                 fmt_num(se),
-                fmt_num(max_rel_se),
-                fmt_num(bound)
+                fmt_num(b.max_rel_se),
             ),
-            (measured - expected).abs() <= k * se && se <= bound,
+            (measured - expected).abs() <= tol && se <= se_max,
             &[("measured", measured), ("expected", expected), ("SE", se)],
         );
         c.se = Some(se);
@@ -327,13 +344,22 @@ mod tests {
     #[test]
     fn a_monte_carlo_claim_bounds_its_noise() {
         // Within 3 SE, and SE small: holds.
-        let c = Claim::monte_carlo("a", "p", "c", 1.02, 0.01, 1.0, 3.0, 0.02, "t");
+        let b = McBound {
+            k: 3.0,
+            max_rel_se: 0.02,
+            truncation: 0.0,
+        };
+        let c = Claim::monte_carlo("a", "p", "c", (1.02, 0.01), 1.0, b, "t");
         assert!(c.holds && c.se == Some(0.01) && c.threshold_source == Source::Theory);
         // Within 3 SE only because the SE is large: fails (a 20 % error cannot pass).
-        assert!(!Claim::monte_carlo("a", "p", "c", 1.2, 0.1, 1.0, 3.0, 0.02, "t").holds);
+        assert!(!Claim::monte_carlo("a", "p", "c", (1.2, 0.1), 1.0, b, "t").holds);
         // Precise and wrong: fails.
-        assert!(!Claim::monte_carlo("a", "p", "c", 1.1, 0.01, 1.0, 3.0, 0.02, "t").holds);
-        assert!(!Claim::monte_carlo("a", "p", "c", 1.0, f64::NAN, 1.0, 3.0, 0.02, "t").holds);
+        assert!(!Claim::monte_carlo("a", "p", "c", (1.1, 0.01), 1.0, b, "t").holds);
+        assert!(!Claim::monte_carlo("a", "p", "c", (1.0, f64::NAN), 1.0, b, "t").holds);
+        // A stated truncation error widens the tolerance by a fixed fraction only.
+        let t = McBound { truncation: 0.05, ..b };
+        assert!(Claim::monte_carlo("a", "p", "c", (1.08, 0.01), 1.0, t, "t").holds);
+        assert!(!Claim::monte_carlo("a", "p", "c", (1.09, 0.01), 1.0, t, "t").holds);
         let cal = Claim::at_least("a", "p", "c", 2.0, 1.0, "t").calibrated();
         assert_eq!(cal.threshold_source, Source::Calibration);
         assert_eq!(cal.expected, None);
