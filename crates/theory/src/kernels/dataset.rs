@@ -22,8 +22,9 @@ use std::ops::Range;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum PairMethod {
     /// The closed form when the activation has one ([`super::pair::closed_form`]: ReLU family,
-    /// erf, sin); otherwise the Mehler series with 100 terms and 200 nodes for smooth σ, and
-    /// the kink-aware 2-D quadrature for σ with a kink at zero.
+    /// erf, sin); otherwise, for smooth σ, [`PairMethod::MehlerAdaptive`] with tol = 1e-13,
+    /// max_terms = 300, nodes = 200, and for σ with a kink at zero the kink-aware 2-D
+    /// quadrature.
     Auto,
     /// Closed form; an error if the activation has none.
     ClosedForm,
@@ -39,6 +40,18 @@ pub enum PairMethod {
     Mehler {
         /// Highest Hermite order M kept.
         terms: usize,
+        /// Gauss–Hermite nodes of the 1-D coefficient integrals.
+        nodes: usize,
+    },
+    /// Mehler series with the order chosen per input: the smallest M ≤ `max_terms` whose
+    /// Parseval tails of σ and σ' are both ≤ `tol`, so every pair of such inputs is within
+    /// `tol` of its exact value (Cauchy–Schwarz). Pairs involving an input that needs more than
+    /// `max_terms` (large K, or a kink) fall back to [`PairMethod::Adaptive2d`].
+    MehlerAdaptive {
+        /// Absolute error target per pair integral (E and E').
+        tol: f64,
+        /// Largest M tried.
+        max_terms: usize,
         /// Gauss–Hermite nodes of the 1-D coefficient integrals.
         nodes: usize,
     },
@@ -122,7 +135,15 @@ impl KernelConfig {
             );
         }
         match self.method {
-            PairMethod::Mehler { nodes, .. } | PairMethod::GaussHermite2d { nodes } if nodes < 2 => {
+            PairMethod::MehlerAdaptive { tol, .. } if !(tol > 0.0 && tol.is_finite()) => bad(
+                "--tol",
+                format!("the Mehler tolerance must be finite and > 0, got {tol}"),
+            ),
+            PairMethod::Mehler { nodes, .. }
+            | PairMethod::MehlerAdaptive { nodes, .. }
+            | PairMethod::GaussHermite2d { nodes }
+                if nodes < 2 =>
+            {
                 bad("--quad-order", format!("need at least 2 quadrature nodes, got {nodes}"))
             }
             PairMethod::ClosedForm if closed_form(&*self.act).is_none() => bad(
@@ -206,14 +227,27 @@ pub struct DatasetKernels {
     /// Mehler series only: the largest Parseval tails (of σ, of σ') met over all inputs and
     /// layers; each pair integral E[σσ] (E[σ'σ']) of a layer is within this of its exact value.
     pub mehler_bound: Option<(f64, f64)>,
+    /// [`PairMethod::MehlerAdaptive`]: how many (input, layer) pairs needed more than
+    /// `max_terms` and had their pair integrals done by the adaptive 2-D quadrature.
+    pub quadrature_fallbacks: usize,
 }
 
 /// The resolved pair method.
 #[derive(Clone, Copy)]
 enum Resolved {
     Closed(ClosedForm),
-    Mehler { terms: usize, nodes: usize },
-    Gh2 { nodes: usize },
+    Mehler {
+        terms: usize,
+        nodes: usize,
+    },
+    MehlerAdaptive {
+        tol: f64,
+        max_terms: usize,
+        nodes: usize,
+    },
+    Gh2 {
+        nodes: usize,
+    },
     Adaptive,
 }
 
@@ -252,6 +286,19 @@ impl Ctx<'_> {
                     mehler: Some(m),
                 }
             }
+            Resolved::MehlerAdaptive {
+                tol,
+                max_terms,
+                nodes,
+            } => {
+                let mut m = mehler_point(act, self.kinked, q, max_terms, nodes);
+                let ok = m.truncate_to(tol);
+                PointData {
+                    s2: m.s2,
+                    d2: m.d2,
+                    mehler: ok.then_some(m),
+                }
+            }
             Resolved::Gh2 { .. } | Resolved::Adaptive => {
                 let m = mehler_point(act, self.kinked, q, 0, self.quad.gh1);
                 PointData {
@@ -279,6 +326,10 @@ impl Ctx<'_> {
                 let (a, b) = (pa.mehler.as_ref().unwrap(), pb.mehler.as_ref().unwrap());
                 mehler_pair(a, b, correlation(qa, qb, c))
             }
+            Resolved::MehlerAdaptive { .. } => match (&pa.mehler, &pb.mehler) {
+                (Some(a), Some(b)) => mehler_pair(a, b, correlation(qa, qb, c)),
+                _ => adaptive_pair(act, self.kinked, qa, qb, c, &self.quad),
+            },
             Resolved::Gh2 { nodes } => gauss_hermite_pair(act, qa, qb, c, nodes),
             Resolved::Adaptive => adaptive_pair(act, self.kinked, qa, qb, c, &self.quad),
         }
@@ -380,13 +431,23 @@ pub fn dataset_kernels(
         PairMethod::Auto => match closed_form(&*cfg.act) {
             Some(cf) => Resolved::Closed(cf),
             None if kink => Resolved::Adaptive,
-            None => Resolved::Mehler {
-                terms: 100,
+            None => Resolved::MehlerAdaptive {
+                tol: 1e-13,
+                max_terms: 300,
                 nodes: 200,
             },
         },
         PairMethod::ClosedForm => Resolved::Closed(closed_form(&*cfg.act).expect("validated")),
         PairMethod::Mehler { terms, nodes } => Resolved::Mehler { terms, nodes },
+        PairMethod::MehlerAdaptive {
+            tol,
+            max_terms,
+            nodes,
+        } => Resolved::MehlerAdaptive {
+            tol,
+            max_terms,
+            nodes,
+        },
         PairMethod::GaussHermite2d { nodes } => Resolved::Gh2 { nodes },
         PairMethod::Adaptive2d => Resolved::Adaptive,
     };
@@ -465,6 +526,7 @@ pub fn dataset_kernels(
         }
     }
     let mut bound: Option<(f64, f64)> = None;
+    let mut fallbacks = 0;
     for layer in 2..=cfg.depth {
         // Per-input data at the previous layer's diagonal (parallel over inputs).
         let pts: Vec<PointData> = {
@@ -487,13 +549,14 @@ pub fn dataset_kernels(
                     .collect()
             })
         };
-        if let Resolved::Mehler { .. } = method {
+        if let Resolved::Mehler { .. } | Resolved::MehlerAdaptive { .. } = method {
             let (bs, bd) = pts
                 .iter()
                 .filter_map(|pt| pt.mehler.as_ref())
                 .fold((0.0f64, 0.0f64), |acc, mp| {
                     (acc.0.max(mp.tail_s), acc.1.max(mp.tail_d))
                 });
+            fallbacks += pts.iter().filter(|pt| pt.mehler.is_none()).count();
             let old = bound.unwrap_or((0.0, 0.0));
             bound = Some((old.0.max(bs), old.1.max(bd)));
         }
@@ -571,5 +634,6 @@ pub fn dataset_kernels(
         k_test: bb.as_ref().map(|b| b.k.clone()),
         ntk_test: bb.map(|b| b.th),
         mehler_bound: bound,
+        quadrature_fallbacks: fallbacks,
     })
 }

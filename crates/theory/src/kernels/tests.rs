@@ -151,7 +151,13 @@ fn mehler_matches_adaptive_quadrature_on_a_data_set() {
     // at most C_W·bound to K; measured differences are printed and asserted within
     // 2·C_W·(depth − 1)·bound (the Θ recursion also multiplies E' errors by C_W·Θ ≲ 10).
     let (n, d, depth, cw) = (12, 5, 6, 1.5);
-    let x: Vec<f64> = inputs(n, d, 7).iter().map(|v| 1.7 * v).collect();
+    let mut x: Vec<f64> = inputs(n, d, 7).iter().map(|v| 1.7 * v).collect();
+    // Rows 9..12 are near-copies of rows 0..3 (ρ close to 1), where the truncation error is
+    // largest (it peaks at ρ = 1).
+    let noise = inputs(3, d, 8);
+    for i in 0..3 * d {
+        x[9 * d + i] = x[i] + 0.05 * noise[i];
+    }
     let b = dataset_kernels(
         &cfg("tanh", 0.05, cw, depth, PairMethod::Adaptive2d),
         Inputs::new(&x, n, d),
@@ -196,6 +202,31 @@ fn mehler_matches_adaptive_quadrature_on_a_data_set() {
             "M={terms}: {mt:e}"
         );
     }
+    // The default (Auto = per-input order with tol = 1e-13, up to 300 terms, 2-D fallback).
+    let a = dataset_kernels(
+        &cfg("tanh", 0.05, cw, depth, PairMethod::Auto),
+        Inputs::new(&x, n, d),
+        None,
+        false,
+    )
+    .unwrap();
+    let mk = a
+        .k_train
+        .iter()
+        .zip(&b.k_train)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max);
+    let mt = a
+        .ntk_train
+        .iter()
+        .zip(&b.ntk_train)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max);
+    eprintln!(
+        "Auto: max |ΔK| {mk:.2e}, |ΔΘ| {mt:.2e}; bounds {:?}, fallbacks {}",
+        a.mehler_bound, a.quadrature_fallbacks
+    );
+    assert!(mk < 1e-12 && mt < 1e-11, "Auto: {mk:e} {mt:e}");
 }
 
 #[test]
@@ -627,4 +658,123 @@ fn posterior_interpolates_training_points_and_refuses_singular_kernels() {
     assert!(ntk_ensemble(kb, tb, &Y3, 1, NtkTime::Flow { tau: 3.0 }).is_ok());
     let e = nngp_posterior(kb, &Y3[..2], 1, 0.0).unwrap_err();
     assert!(e.to_string().contains("--train-y"), "{e}");
+}
+
+/// The reference notes' "portable_normal" generator: splitmix64 from the seed,
+/// u = ((z >> 11) + 0.5)·2⁻⁵³, Box–Muller on consecutive pairs (u₁, u₂) giving
+/// √(−2 ln u₁)·cos 2πu₂, then √(−2 ln u₁)·sin 2πu₂. (The notes leave the Box–Muller order
+/// unstated; this reading is the one of four that reproduces their numbers.)
+fn portable_normal(seed: u64, count: usize) -> Vec<f64> {
+    let mut s = seed;
+    let mut next = || {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 0.5) * 2f64.powi(-53)
+    };
+    let mut out = Vec::with_capacity(count + 1);
+    while out.len() < count {
+        let (u1, u2) = (next(), next());
+        let (r, a) = ((-2.0 * u1.ln()).sqrt(), 2.0 * std::f64::consts::PI * u2);
+        out.push(r * a.cos());
+        out.push(r * a.sin());
+    }
+    out.truncate(count);
+    out
+}
+
+#[test]
+fn neural_tangents_benchmark_reference_values() {
+    // docs/derivations/kernels.md#reference-values: 256 inputs of dimension 784 from
+    // portable_normal(0), C_b = 0, 10 and 100 hidden layers (depth 11, 101).
+    let d = 784;
+    let x = portable_normal(0, 256 * d);
+    // tanh, C_W = 1: entries of inputs 0 and 1 (given to 12–13 digits; Θ00 ± 1e-10).
+    let c = cfg(
+        "tanh",
+        0.0,
+        1.0,
+        11,
+        PairMethod::Mehler {
+            terms: 150,
+            nodes: 200,
+        },
+    );
+    let k = dataset_kernels(&c, Inputs::new(&x[..2 * d], 2, d), None, false).unwrap();
+    assert!(
+        rel(k.k_train[0], 0.0523200107562) < 1e-11,
+        "{}",
+        k.k_train[0]
+    );
+    assert!(
+        rel(k.k_train[1], -0.000815700615342) < 1e-10,
+        "{}",
+        k.k_train[1]
+    );
+    assert!(
+        (k.ntk_train[0] - 0.61782906244).abs() < 1e-10,
+        "{}",
+        k.ntk_train[0]
+    );
+    assert!(
+        rel(k.ntk_train[1], -0.00897285113354) < 1e-10,
+        "{}",
+        k.ntk_train[1]
+    );
+    // ReLU, C_W = 2: mean NTK diagonal, exact value (L+1)·2·mean|x|²/784 (1e-12 relative is
+    // rounding over 100 layers).
+    for (depth, want) in [(11, 21.976476774185496), (101, 201.78401401752137)] {
+        let c = cfg("relu", 0.0, 2.0, depth, PairMethod::Auto);
+        let k = dataset_kernels(&c, Inputs::new(&x, 256, d), None, false).unwrap();
+        let mean = (0..256).map(|i| k.ntk_train[i * 257]).sum::<f64>() / 256.0;
+        assert!(rel(mean, want) < 1e-12, "depth {depth}: {mean} vs {want}");
+    }
+}
+
+#[test]
+#[ignore]
+fn timing_256_inputs() {
+    // Not a timed test: prints wall times for the report (`cargo test --release -- --ignored
+    // timing_256_inputs --nocapture`).
+    let d = 784;
+    let x = portable_normal(0, 256 * d);
+    for (act, cw, method) in [
+        (
+            "tanh",
+            1.0,
+            PairMethod::Mehler {
+                terms: 100,
+                nodes: 200,
+            },
+        ),
+        (
+            "tanh",
+            1.0,
+            PairMethod::Mehler {
+                terms: 60,
+                nodes: 200,
+            },
+        ),
+        ("tanh", 1.0, PairMethod::Auto),
+        ("relu", 2.0, PairMethod::Auto),
+    ] {
+        for depth in [11, 101] {
+            for threads in [1, 2] {
+                let c = KernelConfig {
+                    threads,
+                    ..cfg(act, 0.0, cw, depth, method)
+                };
+                let t0 = std::time::Instant::now();
+                let k = dataset_kernels(&c, Inputs::new(&x, 256, d), None, false).unwrap();
+                eprintln!(
+                    "{act} {method:?} depth {depth} threads {threads}: {:.3} s (bound {:?}, fallbacks {})",
+                    t0.elapsed().as_secs_f64(),
+                    k.mehler_bound,
+                    k.quadrature_fallbacks
+                );
+            }
+        }
+    }
 }
