@@ -778,3 +778,77 @@ fn timing_256_inputs() {
         }
     }
 }
+
+#[test]
+fn nngp_matches_monte_carlo_of_wide_networks() {
+    // 2000 tanh networks of width 256, depth 3 (C_W = 1.5, C_b = 0.05) on the three inputs X3.
+    // Per network the estimate of K_ab is (1/n) Σ_i z_i;a z_i;b over the output layer's n
+    // units; networks are independent, so the standard error is the sample s.d. / √S
+    // (≈ 2e-3 K). The finite-width shift K¹/n is O(1/n) ≈ 1e-3 K here, below the 4-SE
+    // tolerance (docs/derivations/kernels.md#reference-values).
+    use rand::{Rng, SeedableRng};
+    use rand_distr::StandardNormal;
+    let (cw, cb, depth, width, nets) = (1.5, 0.05, 3, 256, 2000);
+    let act = parse("tanh").unwrap();
+    let theory = dataset_kernels(
+        &cfg("tanh", cb, cw, depth, PairMethod::Auto),
+        Inputs::new(&X3, 3, 3),
+        None,
+        false,
+    )
+    .unwrap();
+    let pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)];
+    let mut sum = [0.0; 6];
+    let mut sum2 = [0.0; 6];
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(13);
+    let mut z = vec![[0.0f64; 3]; width];
+    let mut next = vec![[0.0f64; 3]; width];
+    for _ in 0..nets {
+        // Layer 1 from the 3-dimensional inputs.
+        for zi in z.iter_mut() {
+            let b = cb.sqrt() * rng.sample::<f64, _>(StandardNormal);
+            let w: Vec<f64> = (0..3)
+                .map(|_| (cw / 3.0).sqrt() * rng.sample::<f64, _>(StandardNormal))
+                .collect();
+            for a in 0..3 {
+                zi[a] = b + (0..3).map(|j| w[j] * X3[a * 3 + j]).sum::<f64>();
+            }
+        }
+        for _ in 1..depth {
+            let s: Vec<[f64; 3]> = z
+                .iter()
+                .map(|v| [act.f(v[0]), act.f(v[1]), act.f(v[2])])
+                .collect();
+            let sd = (cw / width as f64).sqrt();
+            for ni in next.iter_mut() {
+                let b = cb.sqrt() * rng.sample::<f64, _>(StandardNormal);
+                *ni = [b; 3];
+                for sj in &s {
+                    let w = sd * rng.sample::<f64, _>(StandardNormal);
+                    for a in 0..3 {
+                        ni[a] += w * sj[a];
+                    }
+                }
+            }
+            std::mem::swap(&mut z, &mut next);
+        }
+        for (e, &(a, b)) in pairs.iter().enumerate() {
+            let est = z.iter().map(|v| v[a] * v[b]).sum::<f64>() / width as f64;
+            sum[e] += est;
+            sum2[e] += est * est;
+        }
+    }
+    for (e, &(a, b)) in pairs.iter().enumerate() {
+        let mean = sum[e] / nets as f64;
+        let se = ((sum2[e] / nets as f64 - mean * mean) / (nets - 1) as f64).sqrt();
+        let k = theory.k_train[a * 3 + b];
+        eprintln!(
+            "K{a}{b}: MC {mean:.5} ± {se:.5}, theory {k:.5} ({:+.1} SE)",
+            (mean - k) / se
+        );
+        assert!(
+            (mean - k).abs() < 4.0 * se,
+            "K{a}{b}: MC {mean} ± {se} vs {k}"
+        );
+    }
+}
