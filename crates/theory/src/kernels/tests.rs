@@ -614,6 +614,19 @@ fn posterior_interpolates_training_points_and_refuses_singular_kernels() {
         assert!((a - b).abs() < 1e-12, "{a} {b}");
     }
     assert!(p.cov.iter().all(|v| v.abs() < 1e-12), "{:?}", p.cov);
+    // The converged NTK ensemble interpolates too (docs/derivations/kernels.md#gradient-flow).
+    let tb = Blocks {
+        n: 3,
+        m: 3,
+        train: &k.ntk_train,
+        test_train: &k.ntk_test_train,
+        test: &[],
+    };
+    let t = ntk_ensemble(kb, tb, &Y3, 1, NtkTime::Infinity).unwrap();
+    for (a, b) in t.mean.iter().zip(&Y3) {
+        assert!((a - b).abs() < 1e-12, "{a} {b}");
+    }
+    assert!(t.cov.iter().all(|v| v.abs() < 1e-12), "{:?}", t.cov);
     // A duplicated training input makes K_AA singular: refused at s = 0, fine with noise.
     let dup = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, -0.5, 1.5, 1.0];
     let k = dataset_kernels(
