@@ -11,12 +11,13 @@
 
 use super::pair::{
     adaptive_pair, closed_form, closed_pair, correlation, gauss_hermite_pair, kinked, mehler_pair,
-    mehler_point, ClosedForm, MehlerPoint,
+    mehler_point, mehler_point_until, ClosedForm, MehlerPoint,
 };
 use crate::activation::Act;
 use crate::gauss::QuadConfig;
 use crate::TheoryError;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// How the pair integrals E[σσ], E[σ'σ'] are computed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -252,11 +253,12 @@ enum Resolved {
 }
 
 /// Per-input data for one layer.
+#[derive(Clone)]
 struct PointData {
     /// E[σ²], E[σ'²] at q.
     s2: f64,
     d2: f64,
-    mehler: Option<MehlerPoint>,
+    mehler: Option<Arc<MehlerPoint>>,
 }
 
 struct Ctx<'a> {
@@ -283,22 +285,28 @@ impl Ctx<'_> {
                 PointData {
                     s2: m.s2,
                     d2: m.d2,
-                    mehler: Some(m),
+                    mehler: Some(Arc::new(m)),
                 }
             }
             Resolved::MehlerAdaptive {
                 tol,
                 max_terms,
                 nodes,
-            } => {
-                let mut m = mehler_point(act, self.kinked, q, max_terms, nodes);
-                let ok = m.truncate_to(tol);
-                PointData {
+            } => match mehler_point_until(act, self.kinked, q, max_terms, nodes, tol) {
+                Some(m) => PointData {
                     s2: m.s2,
                     d2: m.d2,
-                    mehler: ok.then_some(m),
+                    mehler: Some(Arc::new(m)),
+                },
+                None => {
+                    let m = mehler_point(act, self.kinked, q, 0, nodes);
+                    PointData {
+                        s2: m.s2,
+                        d2: m.d2,
+                        mehler: None,
+                    }
                 }
-            }
+            },
             Resolved::Gh2 { .. } | Resolved::Adaptive => {
                 let m = mehler_point(act, self.kinked, q, 0, self.quad.gh1);
                 PointData {
@@ -400,6 +408,58 @@ fn par_rows(
             s.spawn(move || f(r, kc, tc));
         }
     });
+}
+
+/// `f(0..n)` on `nt` threads, in order.
+fn par_map<T: Send>(n: usize, nt: usize, f: &(dyn Fn(usize) -> T + Sync)) -> Vec<T> {
+    if nt <= 1 || n <= 1 {
+        return (0..n).map(f).collect();
+    }
+    let chunk = n.div_ceil(nt);
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|st| s.spawn(move || (st..(st + chunk).min(n)).map(f).collect::<Vec<_>>()))
+            .collect();
+        hs.into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// Per-input data for one layer, computed once per distinct K_δδ (normalised inputs share
+/// one). For [`PairMethod::MehlerAdaptive`] every input that reached the tolerance is then
+/// brought to the largest order needed in the layer, so that every pair can use
+/// max(order_a, order_b) terms.
+fn layer_points(ctx: &Ctx, qd: &[f64], nt: usize) -> Vec<PointData> {
+    let mut uniq: Vec<u64> = qd.iter().map(|q| q.to_bits()).collect();
+    uniq.sort_unstable();
+    uniq.dedup();
+    let mut data = par_map(uniq.len(), nt, &|u| ctx.point(f64::from_bits(uniq[u])));
+    if let Resolved::MehlerAdaptive { nodes, .. } = ctx.method {
+        let order = data
+            .iter()
+            .filter_map(|d| d.mehler.as_ref().map(|m| m.order))
+            .max();
+        if let Some(order) = order {
+            let act = &*ctx.cfg.act;
+            let old = &data;
+            data = par_map(uniq.len(), nt, &|u| match &old[u].mehler {
+                Some(m) if m.order < order => {
+                    let m = mehler_point(act, ctx.kinked, m.q, order, nodes);
+                    PointData {
+                        s2: m.s2,
+                        d2: m.d2,
+                        mehler: Some(Arc::new(m)),
+                    }
+                }
+                _ => old[u].clone(),
+            });
+        }
+    }
+    qd.iter()
+        .map(|q| data[uniq.binary_search(&q.to_bits()).expect("present")].clone())
+        .collect()
 }
 
 /// K and Θ of the network output for the training inputs `train` and, optionally, the test
@@ -528,27 +588,8 @@ pub fn dataset_kernels(
     let mut bound: Option<(f64, f64)> = None;
     let mut fallbacks = 0;
     for layer in 2..=cfg.depth {
-        // Per-input data at the previous layer's diagonal (parallel over inputs).
-        let pts: Vec<PointData> = {
-            let chunk = p.div_ceil(nt.max(1)).max(1);
-            let ctx = &ctx;
-            let qd = &qd;
-            std::thread::scope(|s| {
-                let hs: Vec<_> = (0..p)
-                    .step_by(chunk)
-                    .map(|st| {
-                        s.spawn(move || {
-                            (st..(st + chunk).min(p))
-                                .map(|i| ctx.point(qd[i]))
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                hs.into_iter()
-                    .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                    .collect()
-            })
-        };
+        // Per-input data at the previous layer's diagonal.
+        let pts = layer_points(&ctx, &qd, nt);
         if let Resolved::Mehler { .. } | Resolved::MehlerAdaptive { .. } = method {
             let (bs, bd) = pts
                 .iter()

@@ -103,29 +103,6 @@ pub struct MehlerPoint {
     pub order: usize,
 }
 
-impl MehlerPoint {
-    /// Lower the order in use to the smallest M whose tails are both ≤ `tol`; false (and the
-    /// order unchanged) when even the full length does not reach it.
-    pub fn truncate_to(&mut self, tol: f64) -> bool {
-        if self.tail_s > tol || self.tail_d > tol {
-            return false;
-        }
-        let (mut ss, mut sd) = (0.0, 0.0);
-        for k in 0..self.c.len() {
-            ss += self.c[k] * self.c[k];
-            sd += self.d[k] * self.d[k];
-            let (ts, td) = ((self.s2 - ss).max(0.0), (self.d2 - sd).max(0.0));
-            if ts <= tol && td <= tol {
-                self.order = k;
-                self.tail_s = ts;
-                self.tail_d = td;
-                return true;
-            }
-        }
-        true
-    }
-}
-
 /// The 1-D rule used for the Mehler coefficients at variance q: probabilists' Gauss–Hermite with
 /// `nodes` nodes for smooth σ at q ≤ 1, composite Gauss–Legendre split at zero otherwise (the
 /// same choice as the single-input recursions, [`crate::gauss::rule1`]).
@@ -147,11 +124,36 @@ pub fn mehler_point(
     terms: usize,
     nodes: usize,
 ) -> MehlerPoint {
-    let m = terms + 1;
+    coefficients(act, kinked, q, terms, nodes, None)
+}
+
+/// As [`mehler_point`], but stopping at the first order M ≤ `max_terms` at which both Parseval
+/// tails are ≤ `tol` (then `order` = M and the vectors hold M + 1 coefficients). Returns None
+/// when `max_terms` orders do not reach `tol`.
+pub fn mehler_point_until(
+    act: &dyn Activation,
+    kinked: bool,
+    q: f64,
+    max_terms: usize,
+    nodes: usize,
+    tol: f64,
+) -> Option<MehlerPoint> {
+    let p = coefficients(act, kinked, q, max_terms, nodes, Some(tol));
+    (p.tail_s <= tol && p.tail_d <= tol).then_some(p)
+}
+
+fn coefficients(
+    act: &dyn Activation,
+    kinked: bool,
+    q: f64,
+    terms: usize,
+    nodes: usize,
+    stop: Option<f64>,
+) -> MehlerPoint {
     let mut p = MehlerPoint {
         q,
-        c: vec![0.0; m],
-        d: vec![0.0; m],
+        c: Vec::with_capacity(terms + 1),
+        d: Vec::with_capacity(terms + 1),
         ..Default::default()
     };
     // At least 1.5·M Gauss–Hermite nodes: with fewer, the rule aliases the high orders
@@ -173,14 +175,23 @@ pub fn mehler_point(
     // h_0 = 1, h_1 = x, h_{k+1} = (x h_k − √k h_{k−1}) / √(k+1).
     let mut h_prev = vec![0.0; len];
     let mut h = vec![1.0; len];
-    for k in 0..m {
+    let (mut sum_c, mut sum_d) = (0.0, 0.0);
+    for k in 0..=terms {
         let (mut ck, mut dk) = (0.0, 0.0);
         for i in 0..len {
             ck += ws[i] * h[i];
             dk += wd[i] * h[i];
         }
-        p.c[k] = ck;
-        p.d[k] = dk;
+        p.c.push(ck);
+        p.d.push(dk);
+        sum_c += ck * ck;
+        sum_d += dk * dk;
+        p.order = k;
+        p.tail_s = (p.s2 - sum_c).max(0.0);
+        p.tail_d = (p.d2 - sum_d).max(0.0);
+        if stop.is_some_and(|tol| p.tail_s <= tol && p.tail_d <= tol) {
+            break;
+        }
         let (a, b) = ((k as f64).sqrt(), 1.0 / ((k + 1) as f64).sqrt());
         for ((hp, hc), &x) in h_prev.iter_mut().zip(h.iter_mut()).zip(&rule.x) {
             let next = (x * *hc - a * *hp) * b;
@@ -188,9 +199,6 @@ pub fn mehler_point(
             *hc = next;
         }
     }
-    p.order = terms;
-    p.tail_s = (p.s2 - p.c.iter().map(|v| v * v).sum::<f64>()).max(0.0);
-    p.tail_d = (p.d2 - p.d.iter().map(|v| v * v).sum::<f64>()).max(0.0);
     p
 }
 

@@ -242,6 +242,7 @@ fn symmetric_psd_and_thread_independent() {
                 nodes: 120,
             },
         ),
+        ("tanh", PairMethod::Auto),
         ("relu", PairMethod::Auto),
         (
             "gelu",
