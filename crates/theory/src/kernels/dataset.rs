@@ -19,7 +19,7 @@ use crate::TheoryError;
 use std::ops::Range;
 use std::sync::Arc;
 
-/// How the pair integrals E[σσ], E[σ'σ'] are computed.
+/// How the pair integrals E\[σσ\], E\[σ'σ'\] are computed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum PairMethod {
     /// The closed form when the activation has one ([`super::pair::closed_form`]: ReLU family,
@@ -226,7 +226,7 @@ pub struct DatasetKernels {
     /// Θ_BB, M×M, when requested.
     pub ntk_test: Option<Vec<f64>>,
     /// Mehler series only: the largest Parseval tails (of σ, of σ') met over all inputs and
-    /// layers; each pair integral E[σσ] (E[σ'σ']) of a layer is within this of its exact value.
+    /// layers; each pair integral E\[σσ\] (E\[σ'σ'\]) of a layer is within this of its exact value.
     pub mehler_bound: Option<(f64, f64)>,
     /// [`PairMethod::MehlerAdaptive`]: how many (input, layer) pairs needed more than
     /// `max_terms` and had their pair integrals done by the adaptive 2-D quadrature.
@@ -255,7 +255,7 @@ enum Resolved {
 /// Per-input data for one layer.
 #[derive(Clone)]
 struct PointData {
-    /// E[σ²], E[σ'²] at q.
+    /// E\[σ²\], E\[σ'²\] at q.
     s2: f64,
     d2: f64,
     mehler: Option<Arc<MehlerPoint>>,
@@ -318,7 +318,7 @@ impl Ctx<'_> {
         }
     }
 
-    /// (E[σσ], E[σ'σ']) for the pair (a, b) with covariance c.
+    /// (E\[σσ\], E\[σ'σ'\]) for the pair (a, b) with covariance c.
     #[inline]
     fn pair(&self, qa: f64, qb: f64, c: f64, pa: &PointData, pb: &PointData) -> (f64, f64) {
         let act = &*self.cfg.act;
@@ -380,6 +380,9 @@ fn split_rows(rows: usize, parts: usize, work: impl Fn(usize) -> usize) -> Vec<R
     out
 }
 
+/// The update of a row range of one block: (rows, K rows, Θ rows).
+type RowFn<'a> = dyn Fn(Range<usize>, &mut [f64], &mut [f64]) + Sync + 'a;
+
 /// Run `f(row_range, k_rows, th_rows)` over row chunks of a block on `nt` threads.
 fn par_rows(
     nt: usize,
@@ -387,7 +390,7 @@ fn par_rows(
     chunks: &[Range<usize>],
     k: &mut [f64],
     th: &mut [f64],
-    f: &(dyn Fn(Range<usize>, &mut [f64], &mut [f64]) + Sync),
+    f: &RowFn<'_>,
 ) {
     if nt <= 1 || chunks.len() <= 1 {
         for r in chunks {

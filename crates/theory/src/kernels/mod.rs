@@ -10,7 +10,7 @@
 //! Conventions (PDLT, Roberts–Yaida–Hanin arXiv 2106.10165, ch. 4 and ch. 8;
 //! docs/derivations/kernels.md#recursion): L Dense layers in total,
 //! K^(1) = C_b + C_W x·x'/d, Θ^(1) = λ_b + λ_W x·x'/d,
-//! K^(l+1) = C_b + C_W E[σσ], Θ^(l+1) = λ_b + λ_W E[σσ] + C_W E[σ'σ'] Θ^(l); the returned kernels
+//! K^(l+1) = C_b + C_W E\[σσ\], Θ^(l+1) = λ_b + λ_W E\[σσ\] + C_W E\[σ'σ'\] Θ^(l); the returned kernels
 //! are K^(L), Θ^(L). With λ_b = C_b and λ_W = C_W these are neural-tangents' `stax` kernels in
 //! the NTK parameterisation for L−1 hidden Dense+σ layers and a Dense readout.
 

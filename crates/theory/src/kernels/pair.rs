@@ -82,7 +82,7 @@ pub fn closed_pair(cf: ClosedForm, qa: f64, qb: f64, c: f64) -> (f64, f64) {
 
 /// Per-input data of the Mehler series at variance q: the Hermite coefficients
 /// c_k = E[σ(√q ξ) h_k(ξ)] and d_k = E[σ'(√q ξ) h_k(ξ)] (k = 0..=M, h_k orthonormal), the exact
-/// diagonal values E[σ²], E[σ'²], and the Parseval tails E[σ²] − Σ c_k², E[σ'²] − Σ d_k².
+/// diagonal values E\[σ²\], E\[σ'²\], and the Parseval tails E\[σ²\] − Σ c_k², E\[σ'²\] − Σ d_k².
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MehlerPoint {
     /// The variance q.
@@ -95,9 +95,9 @@ pub struct MehlerPoint {
     pub c: Vec<f64>,
     /// d_0..d_M.
     pub d: Vec<f64>,
-    /// max(0, E[σ²] − Σ_k c_k²): the squared norm of the truncated part of σ.
+    /// max(0, E\[σ²\] − Σ_k c_k²): the squared norm of the truncated part of σ.
     pub tail_s: f64,
-    /// max(0, E[σ'²] − Σ_k d_k²).
+    /// max(0, E\[σ'²\] − Σ_k d_k²).
     pub tail_d: f64,
     /// The order M in use (≤ c.len() − 1); the tails are those after order M.
     pub order: usize,
@@ -342,7 +342,7 @@ mod tests {
             let cf = closed_form(&*act).unwrap();
             for &(qa, qb) in &[(0.3, 0.5), (1.0, 1.0), (0.05, 0.9)] {
                 let (e, ed) = max_err(|rho| {
-                    let c = rho * (qa * qb as f64).sqrt();
+                    let c = rho * f64::sqrt(qa * qb);
                     (
                         closed_pair(cf, qa, qb, c),
                         gauss_hermite_pair(&*act, qa, qb, c, 120),
@@ -368,7 +368,7 @@ mod tests {
             };
             for &(qa, qb) in &[(0.3, 0.5), (1.0, 1.0), (2.0, 3.5)] {
                 let (e, ed) = max_err(|rho| {
-                    let c = rho * (qa * qb as f64).sqrt();
+                    let c = rho * f64::sqrt(qa * qb);
                     (
                         closed_pair(cf, qa, qb, c),
                         adaptive_pair(&act, kinked(&act), qa, qb, c, &QuadConfig::default()),
@@ -413,7 +413,7 @@ mod tests {
             let pa = mehler_point(&*act, false, qa, m, 200);
             let pb = mehler_point(&*act, false, qb, m, 200);
             let (e, ed) = max_err(|rho| {
-                let c = rho * (qa * qb as f64).sqrt();
+                let c = rho * f64::sqrt(qa * qb);
                 (
                     mehler_pair(&pa, &pb, rho),
                     gauss_hermite_pair(&*act, qa, qb, c, 160),
@@ -464,7 +464,7 @@ mod measurements {
                 let mut w = [0.0f64; 4];
                 for i in 0..=39 {
                     let rho = -0.95 + 1.95 * i as f64 / 39.0;
-                    let c = rho * (qa * qb as f64).sqrt();
+                    let c = rho * f64::sqrt(qa * qb);
                     let a = mehler_pair(&pa, &pb, rho);
                     let r = adaptive_pair(&*act, false, qa, qb, c, &quad);
                     let g = gauss_hermite_pair(&*act, qa, qb, c, 200);

@@ -306,3 +306,28 @@ pub fn ntk_ensemble(
         cov: sym_flat(&cov),
     })
 }
+
+impl super::dataset::DatasetKernels {
+    /// The NNGP blocks for [`nngp_posterior`] / [`ntk_ensemble`]; None unless the kernels were
+    /// computed with test inputs and the test × test block.
+    pub fn nngp_blocks(&self) -> Option<Blocks<'_>> {
+        Some(Blocks {
+            n: self.n_train,
+            m: self.n_test,
+            train: &self.k_train,
+            test_train: &self.k_test_train,
+            test: self.k_test.as_deref()?,
+        })
+    }
+    /// The NTK blocks for [`ntk_ensemble`] (the test × test block is not needed there and is
+    /// empty when it was not computed).
+    pub fn ntk_blocks(&self) -> Blocks<'_> {
+        Blocks {
+            n: self.n_train,
+            m: self.n_test,
+            train: &self.ntk_train,
+            test_train: &self.ntk_test_train,
+            test: self.ntk_test.as_deref().unwrap_or(&[]),
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Tests of the dataset kernels and predictions against the single-input recursions, 2-D
 //! quadrature, independent re-computations and reference values
 //! (docs/derivations/kernels.md#reference-values).
+#![allow(clippy::type_complexity)]
 
 use super::predict::Blocks;
 use super::*;
@@ -413,22 +414,10 @@ impl Fixture {
         Self { k }
     }
     fn kb(&self) -> Blocks<'_> {
-        Blocks {
-            n: self.k.n_train,
-            m: self.k.n_test,
-            train: &self.k.k_train,
-            test_train: &self.k.k_test_train,
-            test: self.k.k_test.as_deref().unwrap(),
-        }
+        self.k.nngp_blocks().unwrap()
     }
     fn tb(&self) -> Blocks<'_> {
-        Blocks {
-            n: self.k.n_train,
-            m: self.k.n_test,
-            train: &self.k.ntk_train,
-            test_train: &self.k.ntk_test_train,
-            test: self.k.ntk_test.as_deref().unwrap(),
-        }
+        self.k.ntk_blocks()
     }
 }
 
