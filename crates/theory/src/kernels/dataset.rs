@@ -293,19 +293,16 @@ impl Ctx<'_> {
                 max_terms,
                 nodes,
             } => match mehler_point_until(act, self.kinked, q, max_terms, nodes, tol) {
-                Some(m) => PointData {
+                Ok(m) => PointData {
                     s2: m.s2,
                     d2: m.d2,
                     mehler: Some(Arc::new(m)),
                 },
-                None => {
-                    let m = mehler_point(act, self.kinked, q, 0, nodes);
-                    PointData {
-                        s2: m.s2,
-                        d2: m.d2,
-                        mehler: None,
-                    }
-                }
+                Err(m) => PointData {
+                    s2: m.s2,
+                    d2: m.d2,
+                    mehler: None,
+                },
             },
             Resolved::Gh2 { .. } | Resolved::Adaptive => {
                 let m = mehler_point(act, self.kinked, q, 0, self.quad.gh1);
@@ -431,38 +428,104 @@ fn par_map<T: Send>(n: usize, nt: usize, f: &(dyn Fn(usize) -> T + Sync)) -> Vec
 }
 
 /// Per-input data for one layer, computed once per distinct K_δδ (normalised inputs share
-/// one). For [`PairMethod::MehlerAdaptive`] every input that reached the tolerance is then
-/// brought to the largest order needed in the layer, so that every pair can use
-/// max(order_a, order_b) terms.
+/// one). For [`PairMethod::MehlerAdaptive`] all inputs of a layer share one order M, so that
+/// every pair can run its Horner sum to M: the largest K that reaches the tolerance within
+/// `max_terms` sets M (the needed order grows with K), every input is then computed at M, and
+/// any input whose tails still exceed the tolerance (a σ for which the order is not monotone
+/// in K) raises M and the layer is redone. Inputs that cannot reach the tolerance use the
+/// adaptive 2-D rule for their pairs.
 fn layer_points(ctx: &Ctx, qd: &[f64], nt: usize) -> Vec<PointData> {
     let mut uniq: Vec<u64> = qd.iter().map(|q| q.to_bits()).collect();
     uniq.sort_unstable();
     uniq.dedup();
-    let mut data = par_map(uniq.len(), nt, &|u| ctx.point(f64::from_bits(uniq[u])));
-    if let Resolved::MehlerAdaptive { nodes, .. } = ctx.method {
-        let order = data
-            .iter()
-            .filter_map(|d| d.mehler.as_ref().map(|m| m.order))
-            .max();
-        if let Some(order) = order {
-            let act = &*ctx.cfg.act;
-            let old = &data;
-            data = par_map(uniq.len(), nt, &|u| match &old[u].mehler {
-                Some(m) if m.order < order => {
-                    let m = mehler_point(act, ctx.kinked, m.q, order, nodes);
-                    PointData {
-                        s2: m.s2,
-                        d2: m.d2,
-                        mehler: Some(Arc::new(m)),
-                    }
-                }
-                _ => old[u].clone(),
-            });
-        }
-    }
+    let data = match ctx.method {
+        Resolved::MehlerAdaptive {
+            tol,
+            max_terms,
+            nodes,
+        } => adaptive_points(ctx, &uniq, nt, tol, max_terms, nodes),
+        _ => par_map(uniq.len(), nt, &|u| ctx.point(f64::from_bits(uniq[u]))),
+    };
     qd.iter()
         .map(|q| data[uniq.binary_search(&q.to_bits()).expect("present")].clone())
         .collect()
+}
+
+fn adaptive_points(
+    ctx: &Ctx,
+    uniq: &[u64],
+    nt: usize,
+    tol: f64,
+    max_terms: usize,
+    nodes: usize,
+) -> Vec<PointData> {
+    let act = &*ctx.cfg.act;
+    // Non-negative f64 bit patterns sort like the values: the last is the largest K.
+    let qs: Vec<f64> = uniq.iter().map(|b| f64::from_bits(*b)).collect();
+    let n = qs.len();
+    let mut fallback: Vec<Option<(f64, f64)>> = vec![None; n];
+    let mut order = None;
+    for u in (0..n).rev() {
+        match mehler_point_until(act, ctx.kinked, qs[u], max_terms, nodes, tol) {
+            Ok(mu) => {
+                order = Some(mu.order);
+                break;
+            }
+            Err(m) => fallback[u] = Some((m.s2, m.d2)),
+        }
+    }
+    let Some(mut order) = order else {
+        return (0..n)
+            .map(|u| {
+                let (s2, d2) = fallback[u].expect("all fell back");
+                PointData {
+                    s2,
+                    d2,
+                    mehler: None,
+                }
+            })
+            .collect();
+    };
+    loop {
+        let fb = &fallback;
+        let res = par_map(n, nt, &|u| {
+            fb[u]
+                .is_none()
+                .then(|| mehler_point(act, ctx.kinked, qs[u], order, nodes))
+        });
+        let mut raised = order;
+        for (u, m) in res.iter().enumerate() {
+            if let Some(m) = m {
+                if m.tail_s > tol || m.tail_d > tol {
+                    match mehler_point_until(act, ctx.kinked, qs[u], max_terms, nodes, tol) {
+                        Ok(mu) => raised = raised.max(mu.order),
+                        Err(_) => fallback[u] = Some((m.s2, m.d2)),
+                    }
+                }
+            }
+        }
+        if raised > order {
+            order = raised;
+            continue;
+        }
+        return res
+            .into_iter()
+            .zip(&fallback)
+            .map(|(m, fb)| match (m, fb) {
+                (_, Some((s2, d2))) => PointData {
+                    s2: *s2,
+                    d2: *d2,
+                    mehler: None,
+                },
+                (Some(m), None) => PointData {
+                    s2: m.s2,
+                    d2: m.d2,
+                    mehler: Some(Arc::new(m)),
+                },
+                (None, None) => unreachable!("computed unless it fell back"),
+            })
+            .collect();
+    }
 }
 
 /// K and Θ of the network output for the training inputs `train` and, optionally, the test

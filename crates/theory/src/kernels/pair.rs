@@ -128,8 +128,9 @@ pub fn mehler_point(
 }
 
 /// As [`mehler_point`], but stopping at the first order M ≤ `max_terms` at which both Parseval
-/// tails are ≤ `tol` (then `order` = M and the vectors hold M + 1 coefficients). Returns None
-/// when `max_terms` orders do not reach `tol`.
+/// tails are ≤ `tol` (then `order` = M and the vectors hold M + 1 coefficients). Err (with
+/// the coefficients up to `max_terms`, and the exact E\[σ²\], E\[σ'²\]) when `max_terms` orders
+/// do not reach `tol`.
 pub fn mehler_point_until(
     act: &dyn Activation,
     kinked: bool,
@@ -137,9 +138,13 @@ pub fn mehler_point_until(
     max_terms: usize,
     nodes: usize,
     tol: f64,
-) -> Option<MehlerPoint> {
+) -> Result<MehlerPoint, MehlerPoint> {
     let p = coefficients(act, kinked, q, max_terms, nodes, Some(tol));
-    (p.tail_s <= tol && p.tail_d <= tol).then_some(p)
+    if p.tail_s <= tol && p.tail_d <= tol {
+        Ok(p)
+    } else {
+        Err(p)
+    }
 }
 
 fn coefficients(
