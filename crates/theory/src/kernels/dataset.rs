@@ -24,8 +24,9 @@ use std::sync::Arc;
 pub enum PairMethod {
     /// The closed form when the activation has one ([`super::pair::closed_form`]: ReLU family,
     /// erf, sin); otherwise, for smooth σ, [`PairMethod::MehlerAdaptive`] with tol = 1e-13,
-    /// max_terms = 300, nodes = 200, and for σ with a kink at zero the kink-aware 2-D
-    /// quadrature.
+    /// max_terms = 300, nodes = 200, and for σ with a kink at zero (ELU, SELU, user types) the
+    /// kink-aware 2-D quadrature (accurate, but ≈10⁴–10⁵ activations per pair: slow beyond a
+    /// few hundred inputs; the Mehler series converges only algebraically across a kink).
     Auto,
     /// Closed form; an error if the activation has none.
     ClosedForm,
