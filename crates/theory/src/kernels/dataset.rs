@@ -730,6 +730,7 @@ pub fn dataset_kernels(
     let ba = it.next();
     let bb = it.next();
     let (k_test_train, ntk_test_train) = ba.map_or((vec![], vec![]), |b| (b.k, b.th));
+    let (k_test, ntk_test) = bb.map_or((None, None), |b| (Some(b.k), Some(b.th)));
     Ok(DatasetKernels {
         n_train: n,
         n_test: m,
@@ -739,8 +740,8 @@ pub fn dataset_kernels(
         ntk_test_train,
         k_test_diag: qd[n..].to_vec(),
         ntk_test_diag: td[n..].to_vec(),
-        k_test: bb.as_ref().map(|b| b.k.clone()),
-        ntk_test: bb.map(|b| b.th),
+        k_test,
+        ntk_test,
         mehler_bound: bound,
         quadrature_fallbacks: fallbacks,
     })

@@ -89,7 +89,7 @@ fn one_input_equals_the_single_input_recursion() {
     }
 }
 
-/// Spec reference table (our numpy notes, docs/derivations/kernels.md#reference-values): X3,
+/// Reference table of the project notes (docs/derivations/kernels.md#reference-values): X3,
 /// entries (00, 01, 02, 11, 12, 22), λ = C.
 #[test]
 fn three_input_reference_values() {
@@ -384,7 +384,7 @@ struct Fixture {
 }
 
 impl Fixture {
-    /// X5: train = first three, test = last two (the spec's E.3 setting).
+    /// X5: train = first three, test = last two (the prediction reference setting, docs/derivations/kernels.md#reference-values).
     fn new(act: &str, depth: usize, cw: f64, cb: f64) -> Self {
         let c = cfg(
             act,
@@ -425,7 +425,7 @@ const Y3: [f64; 3] = [1.0, -0.5, 0.25];
 
 #[test]
 fn prediction_reference_values() {
-    // Spec table E.3 (9 significant digits; tanh kernels from Mehler M = 150, ≤1e-12 here).
+    // Prediction reference table (9 significant digits; tanh kernels from Mehler M = 150, ≤1e-12 here).
     #[rustfmt::skip]
     let rows: [(&str, usize, f64, f64, [f64; 2], [f64; 3], [f64; 2], [f64; 2], [f64; 2], [f64; 3]); 3] = [
         ("relu", 3, 2.0, 0.0, [0.0845914185, 0.0923129237], [0.775778314, 0.651810447, 1.19787671], [0.0817821262, 0.0938636956], [0.0818289689, 0.0878173956], [0.107325899, 0.171357501], [0.711825589, 0.582360501, 1.10261683]),
