@@ -672,7 +672,7 @@ pub fn dataset_kernels(
         for b in &mut blocks {
             let nc = b.cols.len();
             let (r0, c0, sym) = (b.rows.start, b.cols.start, b.sym);
-            let chunks = split_rows(b.rows.len(), 4 * nt, |r| if sym { nc - r } else { nc });
+            let chunks = split_rows(b.rows.len(), nt, |r| if sym { nc - r } else { nc });
             let (ctx, pts, qd) = (&ctx, &pts, &qd);
             let f = move |rows: Range<usize>, k: &mut [f64], th: &mut [f64]| {
                 let cfg = ctx.cfg;
