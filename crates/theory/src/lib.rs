@@ -10,13 +10,15 @@
 //! * [`profile`]: single-input recursions for K, χ_∥, χ_⊥, V, Θ, A, B, D, F;
 //! * [`multi`]: multi-input kernel K_{δ1δ2} and four-point vertex V_{(δ1δ2)(δ3δ4)};
 //! * [`criticality`]: critical (C_b, C_W), universality classes, ν and the optimal aspect ratio;
-//! * [`mc`]: a multi-threaded Monte Carlo validator over ensembles of real networks.
+//! * [`mc`]: a multi-threaded Monte Carlo validator over ensembles of real networks;
+//! * [`kernels`]: dataset-scale NNGP/NTK kernels and infinite-width predictions.
 #![warn(missing_docs)]
 
 pub mod activation;
 pub mod collapse;
 pub mod criticality;
 pub mod gauss;
+pub mod kernels;
 pub mod mc;
 pub mod moments;
 pub mod multi;
@@ -46,6 +48,15 @@ pub enum TheoryError {
         flag: &'static str,
         /// What is wrong with it and how to fix it.
         msg: String,
+    },
+    /// A kernel matrix that has to be inverted is singular or not positive semi-definite to
+    /// working precision.
+    #[error("{flag}: {what}")]
+    Singular {
+        /// The input that determines the matrix (e.g. `--noise`, `--train-x`).
+        flag: &'static str,
+        /// Which matrix, its conditioning, and the fix.
+        what: String,
     },
     /// A recursion or Monte Carlo run left its domain (K ≤ 0) or overflowed.
     #[error("recursion diverged at layer {layer}: {what}")]
