@@ -357,7 +357,10 @@ mod tests {
         assert!(!Claim::monte_carlo("a", "p", "c", (1.1, 0.01), 1.0, b, "t").holds);
         assert!(!Claim::monte_carlo("a", "p", "c", (1.0, f64::NAN), 1.0, b, "t").holds);
         // A stated truncation error widens the tolerance by a fixed fraction only.
-        let t = McBound { truncation: 0.05, ..b };
+        let t = McBound {
+            truncation: 0.05,
+            ..b
+        };
         assert!(Claim::monte_carlo("a", "p", "c", (1.08, 0.01), 1.0, t, "t").holds);
         assert!(!Claim::monte_carlo("a", "p", "c", (1.09, 0.01), 1.0, t, "t").holds);
         let cal = Claim::at_least("a", "p", "c", 2.0, 1.0, "t").calibrated();

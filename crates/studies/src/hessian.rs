@@ -17,7 +17,7 @@
 //! Cost (2 cores): quick ≈ 1 min (three runs), full ≈ 3 min (five runs, longer ablation).
 
 use crate::claim::{Claim, NanFold};
-use crate::output::OutDir;
+use crate::output::{fmt_num, OutDir};
 use crate::plot::{Figure, Heatmap, Series};
 use crate::progress;
 use crate::study::StudyError;
@@ -794,6 +794,21 @@ fn claims(cfg: &Config, runs: &[&RunResult], abl: Option<&Ablation>) -> Vec<Clai
     // docs/derivations/hessian.md#acceptance-criteria, calibrated on the reference runs.
     let min_of = |f: &dyn Fn(&RunResult) -> f64| runs.iter().map(|r| f(r)).nan_min();
     let max_of = |f: &dyn Fn(&RunResult) -> f64| runs.iter().map(|r| f(r)).nan_max();
+    // The median run: the reference ranges come from five runs, so one run of three falling
+    // below them says little; the typical run should sit inside them.
+    let median_of = |f: &dyn Fn(&RunResult) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(|r| f(r)).collect();
+        if v.iter().any(|x| x.is_nan()) || v.is_empty() {
+            return f64::NAN;
+        }
+        v.sort_by(f64::total_cmp);
+        let k = v.len();
+        if k % 2 == 1 {
+            v[k / 2]
+        } else {
+            0.5 * (v[k / 2 - 1] + v[k / 2])
+        }
+    };
     let at = |r: &RunResult, t: usize, f: fn(&Checkpoint) -> f64| {
         r.checkpoints
             .iter()
@@ -838,10 +853,13 @@ fn claims(cfg: &Config, runs: &[&RunResult], abl: Option<&Ablation>) -> Vec<Clai
             Claim::at_least(
                 "hessian.knee_5_to_10",
                 &format!("{PAPER} §2"),
-                "the number that matters is the number of classes: median f_top(10) − f_top(5), smallest over runs",
-                min_of(&|r| r.median_ftop10 - r.median_ftop5),
-                0.05,
-                "docs/derivations/hessian.md#reference-runs: observed 0.07–0.18",
+                &format!(
+                    "the number that matters is the number of classes: median f_top(10) − f_top(5), median run (smallest: {})",
+                    fmt_num(min_of(&|r| r.median_ftop10 - r.median_ftop5))
+                ),
+                median_of(&|r| r.median_ftop10 - r.median_ftop5),
+                0.07,
+                "the lower end of docs/derivations/hessian.md#reference-runs: observed 0.07–0.18 (no margin)",
             )
 .calibrated(),
         ),
@@ -898,10 +916,13 @@ fn claims(cfg: &Config, runs: &[&RunResult], abl: Option<&Ablation>) -> Vec<Clai
             Claim::at_least(
                 "hessian.overlap_1000_end",
                 &format!("{PAPER} §3"),
-                &format!("overlap of the top-10 subspaces at steps 1000 and {last}, worst run"),
-                min_of(&|r| ov(r, 1000, last)),
-                0.65,
-                "docs/derivations/hessian.md#reference-runs: observed 0.71–0.83",
+                &format!(
+                    "overlap of the top-10 subspaces at steps 1000 and {last}, median run (worst: {})",
+                    fmt_num(min_of(&|r| ov(r, 1000, last)))
+                ),
+                median_of(&|r| ov(r, 1000, last)),
+                0.71,
+                "the lower end of docs/derivations/hessian.md#reference-runs: observed 0.71–0.83 (no margin)",
             )
 .calibrated(),
         ),

@@ -482,7 +482,7 @@ fn claims(runs: &[RunResult], cfg: &Config) -> Vec<Claim> {
                 "the penalty shrinks the input-output Jacobian: mean |J|_F at λ = 0 over λ = 0.01",
                 m,
                 2.5,
-                "docs/derivations/jacobian.md#reference-runs: observed 3.1–3.3",
+                "our threshold, below the reference runs' 3.1–3.3 (docs/derivations/jacobian.md#reference-runs) because those used a finite-difference penalty gradient and this code the exact one (measured 2.9 at quick scale): the claim shows a reduction of more than 2.5×, not agreement with the reference",
             )
             .calibrated(),
         );

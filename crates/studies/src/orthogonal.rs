@@ -181,13 +181,16 @@ pub struct TrainRow {
     pub width: usize,
     /// Seed of this run.
     pub seed: u64,
-    /// MSE on the whole training subset after the last step (∞ if training diverged).
+    /// MSE on the whole training subset after the last step (NaN if training diverged).
     pub final_train_loss: f64,
-    /// Test accuracy in [0, 1] on 2000 test images (0.1, chance, recorded if diverged).
+    /// Test accuracy in [0, 1] on 2000 test images (NaN if training diverged).
     pub test_accuracy: f64,
-    /// MSE on the test subset (∞ if training diverged).
+    /// MSE on the test subset (NaN if training diverged).
     pub test_loss: f64,
-    /// Wall-clock seconds of the run (0 if it diverged).
+    /// The step at which the loss stopped being finite, if it did (then the run has no
+    /// accuracy: divergence is its own outcome, not a chance-level score).
+    pub diverged_at: Option<usize>,
+    /// Wall-clock seconds of the run, diverged or not.
     pub seconds: f64,
     /// (step, train loss) along the run.
     pub curve: Vec<(usize, f64)>,
@@ -805,6 +808,7 @@ fn training_part(
                     };
                     let mut tr =
                         Trainer::new(&model, tc, DType::F32, dev.clone()).map_err(to_study)?;
+                    let started = std::time::Instant::now();
                     let row = match tr.run(&sub, None, &|_| {}) {
                         Ok(rep) => TrainRow {
                             init: init_name(init).into(),
@@ -814,6 +818,7 @@ fn training_part(
                             final_train_loss: rep.train_loss,
                             test_accuracy: rep.test_accuracy,
                             test_loss: rep.test_loss,
+                            diverged_at: None,
                             seconds: rep.seconds,
                             curve: rep.metrics.iter().map(|m| (m.step, m.train_loss)).collect(),
                         },
@@ -823,11 +828,12 @@ fn training_part(
                             depth,
                             width: sc.train_width,
                             seed: s,
-                            final_train_loss: f64::INFINITY,
-                            test_accuracy: 0.1,
-                            test_loss: f64::INFINITY,
-                            seconds: 0.0,
-                            curve: vec![(step, f64::INFINITY)],
+                            final_train_loss: f64::NAN,
+                            test_accuracy: f64::NAN,
+                            test_loss: f64::NAN,
+                            diverged_at: Some(step),
+                            seconds: started.elapsed().as_secs_f64(),
+                            curve: vec![],
                         },
                         Err(e) => return Err(to_study(e)),
                     };
@@ -846,26 +852,38 @@ fn training_part(
             v.iter().sum::<f64>() / v.len() as f64
         };
         let dmax = *sc.train_depths.last().expect("depths");
+        // The comparisons need every deepest run to have trained; a diverged run is reported
+        // as such (its row's `diverged_at`) and makes both claims fail rather than enter as a
+        // score.
+        let diverged = training
+            .iter()
+            .filter(|r| r.depth == dmax && r.diverged_at.is_some())
+            .count();
+        let none_diverged = format!("no run at L = {dmax} diverged ({diverged} did)");
         let loss_ratio = mean_of("orthogonal", dmax, &|r| r.final_train_loss)
             / mean_of("gaussian", dmax, &|r| r.final_train_loss);
         claims.push(Claim::at_most(
             "orthogonal.trains_faster_deep", &format!("{PAPER}, training experiments"),
             &format!("deep tanh (L = {dmax}, n = {}, L/n = {}): full-batch GD reaches a lower train loss with Haar weights (orthogonal/Gaussian after {} steps)", sc.train_width, fmt_num(dmax as f64 / sc.train_width as f64), sc.train_steps),
             loss_ratio, 1.0, "ratio < 1",
-        ));
+        )
+        .require(diverged == 0, &none_diverged));
         let acc_gap = mean_of("orthogonal", dmax, &|r| r.test_accuracy)
             - mean_of("gaussian", dmax, &|r| r.test_accuracy);
-        claims.push(Claim::above(
-            "orthogonal.generalises_better_deep",
-            &format!("{PAPER}, training experiments"),
-            &format!(
+        claims.push(
+            Claim::above(
+                "orthogonal.generalises_better_deep",
+                &format!("{PAPER}, training experiments"),
+                &format!(
                 "deep tanh (L = {dmax}): test accuracy with Haar weights minus Gaussian ({} seeds)",
                 sc.train_seeds
             ),
-            acc_gap,
-            0.0,
-            "Haar ahead",
-        ));
+                acc_gap,
+                0.0,
+                "Haar ahead",
+            )
+            .require(diverged == 0, &none_diverged),
+        );
         let mut fig = Figure::new(
             format!("Full-batch GD, tanh, L = {dmax}, n = {}", sc.train_width),
             "step",
