@@ -476,48 +476,30 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
     ]);
     let claims = v["claims"].as_array().unwrap();
     assert!(claims.len() >= 25, "{} claims", claims.len());
+    // Every verdict is pinned: the seeds are fixed, so each claim holds or the change that broke
+    // it is a regression. A claim that is honestly noisy gets a larger quick sample, not an
+    // exemption (issue 19).
+    let mut failing = vec![];
     for c in claims {
         assert!(
-            c["measured"].is_number() && c["expected"].is_number(),
+            c["measured"].is_number() && c["threshold"].is_number(),
             "{c}"
         );
-        // The theory checks are exact statements of the recursions and their Monte Carlo: they
-        // must hold. The orthogonal-weight claims are the paper's empirical statements; those
-        // that test our own machinery (recursion vs MC, candle NTK vs MC) must hold too, as must
-        // the scaling and linear/Gaussian collapse checks (theory vs simulation); the
-        // trained-model comparisons (deep training, LMs, VAEs, diffusion) are reported as measured.
-        let id = c["id"].as_str().unwrap();
-        let must = id.starts_with("theory.")
-            || id.starts_with("scaling.")
-            || id.starts_with("collapse.linear")
-            || id.starts_with("collapse.gaussian")
-            || [
-                "orthogonal.vertex_follows_recursion",
-                "orthogonal.candle_ntk_gaussian",
-                "orthogonal.candle_ntk_orthogonal",
-                "orthogonal.gaussian_vertex_grows",
-                "prune.base_perplexity",
-                "prune.export_gguf_exact",
-                "prune.export_healed_requantised",
-                "hessian.lanczos_residual",
-                "hessian.ftop10_median",
-                "hessian.ftop_vs_random",
-                "sgd_gap.one_step_first_order",
-                "sgd_gap.one_step_second_order",
-                "sgd_gap.expected_gap_growth",
-                "sgd_gap.epoch_train",
-                "sgd_gap.partial_test",
-                "jacobian.norm_reduction",
-                "jacobian.norm_monotone",
-                "autoencode.circle_d1_max",
-                "autoencode.circle_d1_witness",
-                "autoencode.sphere_d2_max",
-            ]
-            .contains(&id);
-        if must {
-            assert_eq!(c["holds"], true, "claim failed: {c}");
+        assert!(c["expected"].is_number() || c["expected"].is_null(), "{c}");
+        assert!(
+            ["paper", "theory", "calibration"]
+                .contains(&c["threshold_source"].as_str().unwrap_or("")),
+            "{c}"
+        );
+        if c["holds"] != true {
+            failing.push(c.to_string());
         }
     }
+    assert!(
+        failing.is_empty(),
+        "claims that do not hold:\n{}",
+        failing.join("\n")
+    );
     for study in [
         "theory",
         "orthogonal",

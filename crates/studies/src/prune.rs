@@ -570,6 +570,13 @@ fn claims(sc: &Scale, m: &Measured) -> Vec<Claim> {
                 narrow.iter().copied().nan_max(),
                 0.5,
                 "largest ratio over healed n",
+            )
+            // The ratio means something only where drop-last was worse before healing.
+            .require(
+                sc.heal_drops
+                    .iter()
+                    .all(|&n| gap(n, &|h| h.before).is_some_and(|g| g > 0.0)),
+                "drop-last's perplexity exceeds the angular rule's before healing at every n",
             ));
         }
     }
