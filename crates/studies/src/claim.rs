@@ -361,7 +361,7 @@ mod tests {
             truncation: 0.05,
             ..b
         };
-        assert!(Claim::monte_carlo("a", "p", "c", (1.08, 0.01), 1.0, t, "t").holds);
+        assert!(Claim::monte_carlo("a", "p", "c", (1.079, 0.01), 1.0, t, "t").holds);
         assert!(!Claim::monte_carlo("a", "p", "c", (1.09, 0.01), 1.0, t, "t").holds);
         let cal = Claim::at_least("a", "p", "c", 2.0, 1.0, "t").calibrated();
         assert_eq!(cal.threshold_source, Source::Calibration);
