@@ -1,16 +1,23 @@
-//! `dlt theory …`: criticality, profile, mc and the study.
+//! `dlt theory …`: criticality, profile, mc, the study, and the dataset kernels (`kernels`,
+//! `predict`: NNGP/NTK on .npy inputs and the infinite-width predictions).
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use dlt_nn::data::npy;
 use dlt_studies::output::{cell, OutDir};
 use dlt_studies::plot::{Figure, Series};
 use dlt_theory::activation::parse;
 use dlt_theory::criticality::criticality;
+use dlt_theory::kernels::pair::closed_form;
+use dlt_theory::kernels::{
+    dataset_kernels, nngp_posterior, ntk_ensemble, DatasetKernels, Inputs, KernelConfig, NtkTime,
+    PairMethod,
+};
 use dlt_theory::mc::{self, McConfig};
 use dlt_theory::multi::profile_multi;
 use dlt_theory::profile::{profile, Ensemble, Init, Layer, LearningRates, ProfileConfig};
 use serde_json::{json, Map, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum TheoryCmd {
@@ -26,6 +33,10 @@ pub enum TheoryCmd {
     Profile(ProfileArgs),
     /// Monte Carlo over real networks beside the theory, with standard errors and z-scores.
     Mc(McArgs),
+    /// NNGP kernel K and NTK Θ of an infinitely wide MLP on a data set (.npy inputs).
+    Kernels(KernelsArgs),
+    /// Infinite-width predictions on test inputs: the NNGP posterior or the NTK-trained ensemble.
+    Predict(PredictArgs),
     /// Run the whole `theory` study (figures, CSV, results.json with claims).
     Study {
         #[arg(long, default_value = "out/theory")]
@@ -146,6 +157,8 @@ pub fn run(cmd: TheoryCmd) -> Result<()> {
             Ok(())
         }
         TheoryCmd::Profile(a) => run_profile(a),
+        TheoryCmd::Kernels(a) => run_kernels(a),
+        TheoryCmd::Predict(a) => run_predict(a),
         TheoryCmd::Mc(a) => run_mc(a),
         TheoryCmd::Study {
             out,
@@ -542,6 +555,452 @@ fn run_mc(a: McArgs) -> Result<()> {
                     (est.value - th) / est.se
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// The network and method flags shared by `theory kernels` and `theory predict`.
+#[derive(Args)]
+pub struct KernelNetArgs {
+    /// Activation name (see `dlt theory criticality --help`).
+    #[arg(long)]
+    activation: String,
+    /// Bias variance C_b (≥ 0).
+    #[arg(long, allow_negative_numbers = true)]
+    cb: f64,
+    /// Weight variance C_W (> 0); weights have variance C_W/fan_in.
+    #[arg(long, allow_negative_numbers = true)]
+    cw: f64,
+    /// Number of Dense layers L ≥ 1 (L − 1 hidden Dense+σ layers and a Dense readout); the
+    /// kernels are those of the output z^(L).
+    #[arg(long, allow_negative_numbers = true)]
+    depth: usize,
+    /// NTK bias learning rate λ_b (default: C_b, neural-tangents' NTK parameterisation).
+    #[arg(long, allow_negative_numbers = true)]
+    lambda_b: Option<f64>,
+    /// NTK weight learning rate λ_W (default: C_W).
+    #[arg(long, allow_negative_numbers = true)]
+    lambda_w: Option<f64>,
+    /// Pair integrals: auto (closed form if the activation has one, else an adaptive Mehler
+    /// series to 1e-13 per pair for smooth σ, or a kink-aware 2-D quadrature), closed,
+    /// mehler:M[:NODES] (Hermite orders 0..M, NODES Gauss–Hermite nodes, default 200),
+    /// quadrature:N (N×N Gauss–Hermite per pair), adaptive (kink-aware 2-D quadrature).
+    #[arg(long, default_value = "auto")]
+    method: String,
+    /// Worker threads (0: all cores); the result does not depend on it.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(Args)]
+pub struct KernelsArgs {
+    /// Training inputs X: an N×d .npy array (float32 or float64, C order).
+    #[arg(long)]
+    inputs: PathBuf,
+    /// Test inputs: an M×d .npy array; adds the test × train blocks.
+    #[arg(long)]
+    inputs2: Option<PathBuf>,
+    #[command(flatten)]
+    net: KernelNetArgs,
+    /// Print JSON on stdout: {"nngp": N×N, "ntk": N×N[, "nngp_test_train": M×N,
+    /// "ntk_test_train": M×N]}.
+    #[arg(long)]
+    json: bool,
+    /// Write nngp.npy, ntk.npy (and nngp_test_train.npy, ntk_test_train.npy) and results.json
+    /// into this folder.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PredictKind {
+    /// Exact Bayesian posterior of the NNGP.
+    Nngp,
+    /// Ensemble of infinitely wide networks trained by gradient flow / descent (NTK).
+    Ntk,
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// Training inputs: an N×d .npy array.
+    #[arg(long)]
+    train_x: PathBuf,
+    /// Training targets: an N×k .npy array, or a 1-D N-vector (one output).
+    #[arg(long)]
+    train_y: PathBuf,
+    /// Test inputs: an M×d .npy array.
+    #[arg(long)]
+    test_x: PathBuf,
+    /// nngp (Bayesian posterior) or ntk (trained ensemble).
+    #[arg(long)]
+    kind: PredictKind,
+    /// ntk: gradient-flow time t (τ = η·t with η = --lr, default 1); default t = ∞.
+    #[arg(long, allow_negative_numbers = true, conflicts_with = "steps")]
+    time: Option<f64>,
+    /// ntk: number of full-batch gradient-descent steps (with --lr).
+    #[arg(long, allow_negative_numbers = true)]
+    steps: Option<i64>,
+    /// ntk: learning rate η of --steps (required there) or of --time (default 1).
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    /// nngp: observation-noise variance added to the training kernel's diagonal (absolute).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    noise: f64,
+    #[command(flatten)]
+    net: KernelNetArgs,
+    /// Print JSON on stdout: {"mean": M×k, "cov": M×M}.
+    #[arg(long)]
+    json: bool,
+    /// Write mean.npy, cov.npy and results.json into this folder.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// The pair method from `--method`, checked here so that its errors name `--method`.
+fn parse_method(s: &str, act: &dlt_theory::Act) -> Result<PairMethod> {
+    let bad = |why: &str| {
+        anyhow::anyhow!(
+            "--method: {why} in '{s}'; use auto, closed, mehler:M[:NODES] (1 ≤ M ≤ 2000, 2 ≤ NODES ≤ 4000), quadrature:N (2 ≤ N ≤ 512) or adaptive"
+        )
+    };
+    let num = |v: &str, lo: usize, hi: usize, what: &str| -> Result<usize> {
+        let n: usize = v
+            .trim()
+            .parse()
+            .map_err(|_| bad(&format!("{what} '{v}' is not a whole number")))?;
+        if !(lo..=hi).contains(&n) {
+            return Err(bad(&format!("{what} {n} is outside {lo}..={hi}")));
+        }
+        Ok(n)
+    };
+    let parts: Vec<&str> = s.split(':').collect();
+    Ok(match parts[..] {
+        ["auto"] => PairMethod::Auto,
+        ["closed"] => {
+            if closed_form(&**act).is_none() {
+                anyhow::bail!(
+                    "--method: {} has no closed-form kernel (closed forms: relu, leaky_relu, linear, erf, sin); use auto, mehler:M or quadrature:N",
+                    act.name()
+                );
+            }
+            PairMethod::ClosedForm
+        }
+        ["mehler", m] => PairMethod::Mehler {
+            terms: num(m, 1, 2000, "the order M")?,
+            nodes: 200,
+        },
+        ["mehler", m, n] => PairMethod::Mehler {
+            terms: num(m, 1, 2000, "the order M")?,
+            nodes: num(n, 2, 4000, "NODES")?,
+        },
+        ["quadrature", n] => PairMethod::GaussHermite2d {
+            nodes: num(n, 2, 512, "the node count N")?,
+        },
+        ["adaptive"] => PairMethod::Adaptive2d,
+        _ => return Err(bad("unknown method")),
+    })
+}
+
+/// The kernel configuration, fully validated (no data read yet).
+fn kernel_config(n: &KernelNetArgs) -> Result<KernelConfig> {
+    let act = parse(&n.activation)?;
+    let method = parse_method(&n.method, &act)?;
+    let mut cfg = KernelConfig::new(act, n.cb, n.cw, n.depth);
+    cfg.lambda_b = n.lambda_b.unwrap_or(n.cb);
+    cfg.lambda_w = n.lambda_w.unwrap_or(n.cw);
+    cfg.method = method;
+    cfg.threads = n.threads;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// The method actually used (auto resolved), for results.json.
+fn method_used(cfg: &KernelConfig, k: &DatasetKernels) -> &'static str {
+    match cfg.method {
+        PairMethod::Auto if closed_form(&*cfg.act).is_some() => "closed_form",
+        PairMethod::Auto if k.mehler_bound.is_some() => "mehler_adaptive",
+        PairMethod::Auto => "adaptive_2d",
+        PairMethod::ClosedForm => "closed_form",
+        PairMethod::Mehler { .. } => "mehler",
+        PairMethod::MehlerAdaptive { .. } => "mehler_adaptive",
+        PairMethod::GaussHermite2d { .. } => "quadrature",
+        PairMethod::Adaptive2d => "adaptive_2d",
+    }
+}
+
+fn config_json(cfg: &KernelConfig, method: &str) -> Value {
+    json!({"activation": cfg.act.name(), "cb": cfg.cb, "cw": cfg.cw, "lambda_b": cfg.lambda_b,
+        "lambda_w": cfg.lambda_w, "depth": cfg.depth, "method": method, "threads": cfg.threads})
+}
+
+/// A 2-D float array read from `path` for `flag`: (values, rows, cols), at least 1×1.
+fn read_matrix(flag: &str, path: &Path) -> Result<(Vec<f64>, usize, usize)> {
+    let a = npy::read_ndim(path, &[2]).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+    let (r, c) = a.dims2().expect("2-D");
+    anyhow::ensure!(
+        r > 0 && c > 0,
+        "{flag}: {}: has shape ({r}, {c}); need at least one row and one column",
+        path.display()
+    );
+    Ok((a.data, r, c))
+}
+
+/// `[[…], …]` of a row-major rows×cols block.
+fn nested(v: &[f64], cols: usize) -> Value {
+    json!(v.chunks(cols.max(1)).collect::<Vec<_>>())
+}
+
+fn print_block(name: &str, v: &[f64], rows: usize, cols: usize) {
+    println!("{name} ({rows}×{cols})");
+    if rows <= 8 && cols <= 8 {
+        for r in v.chunks(cols) {
+            let cells: Vec<String> = r.iter().map(|x| format!("{x:>14.8e}")).collect();
+            println!("  {}", cells.join(" "));
+        }
+    } else {
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        println!("  entries in [{lo:.8e}, {hi:.8e}] (use --json or --out for all)");
+    }
+}
+
+fn mehler_json(k: &DatasetKernels) -> Value {
+    match k.mehler_bound {
+        Some((s, d)) => json!({"sigma": s, "sigma_prime": d}),
+        None => Value::Null,
+    }
+}
+
+fn write_npy(dir: &OutDir, name: &str, v: &[f64], rows: usize, cols: usize) -> Result<String> {
+    npy::write(&dir.path(name), &[rows, cols], v)?;
+    Ok(name.to_string())
+}
+
+fn run_kernels(a: KernelsArgs) -> Result<()> {
+    let cfg = kernel_config(&a.net)?;
+    let (x, n, d) = read_matrix("--inputs", &a.inputs)?;
+    let test = match &a.inputs2 {
+        Some(p) => {
+            let (t, m, d2) = read_matrix("--inputs2", p)?;
+            anyhow::ensure!(
+                d2 == d,
+                "--inputs2: {} has {d2} columns but --inputs {} has {d}; both must be N×d with the same d",
+                p.display(),
+                a.inputs.display()
+            );
+            Some((t, m))
+        }
+        None => None,
+    };
+    let t0 = std::time::Instant::now();
+    let k = dataset_kernels(
+        &cfg,
+        Inputs::new(&x, n, d),
+        test.as_ref().map(|(t, m)| Inputs::new(t, *m, d)),
+        false,
+    )?;
+    let secs = t0.elapsed().as_secs_f64();
+    let m = k.n_test;
+    let mut v = json!({"nngp": nested(&k.k_train, n), "ntk": nested(&k.ntk_train, n)});
+    if test.is_some() {
+        v["nngp_test_train"] = nested(&k.k_test_train, n);
+        v["ntk_test_train"] = nested(&k.ntk_test_train, n);
+    }
+    if let Some(out) = &a.out {
+        let dir = OutDir::create(out)?;
+        let mut files = vec![
+            write_npy(&dir, "nngp.npy", &k.k_train, n, n)?,
+            write_npy(&dir, "ntk.npy", &k.ntk_train, n, n)?,
+        ];
+        if test.is_some() {
+            files.push(write_npy(
+                &dir,
+                "nngp_test_train.npy",
+                &k.k_test_train,
+                m,
+                n,
+            )?);
+            files.push(write_npy(
+                &dir,
+                "ntk_test_train.npy",
+                &k.ntk_test_train,
+                m,
+                n,
+            )?);
+        }
+        let mut r = config_json(&cfg, &a.net.method);
+        r["command"] = json!("theory kernels");
+        r["method_used"] = json!(method_used(&cfg, &k));
+        r["inputs"] = json!(a.inputs.display().to_string());
+        r["inputs_shape"] = json!([n, d]);
+        r["inputs2"] = json!(a.inputs2.as_ref().map(|p| p.display().to_string()));
+        r["inputs2_shape"] = json!(test.as_ref().map(|(_, m)| [*m, d]));
+        r["mehler_bound"] = mehler_json(&k);
+        r["quadrature_fallbacks"] = json!(k.quadrature_fallbacks);
+        r["seconds"] = json!(secs);
+        r["files"] = json!(files);
+        dir.write_json("results.json", &r)?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        println!(
+            "{} inputs of dimension {d}, depth {}, {} ({}) in {secs:.3} s",
+            n,
+            cfg.depth,
+            cfg.act.name(),
+            method_used(&cfg, &k)
+        );
+        print_block("nngp", &k.k_train, n, n);
+        print_block("ntk", &k.ntk_train, n, n);
+        if test.is_some() {
+            print_block("nngp_test_train", &k.k_test_train, m, n);
+            print_block("ntk_test_train", &k.ntk_test_train, m, n);
+        }
+        if let Some(out) = &a.out {
+            println!("wrote {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn run_predict(a: PredictArgs) -> Result<()> {
+    let cfg = kernel_config(&a.net)?;
+    // Time flags, before any data is read.
+    let ntk = a.kind == PredictKind::Ntk;
+    if !ntk {
+        for (flag, set) in [
+            ("--time", a.time.is_some()),
+            ("--steps", a.steps.is_some()),
+            ("--lr", a.lr.is_some()),
+        ] {
+            anyhow::ensure!(
+                !set,
+                "{flag}: applies to --kind ntk only (the NNGP posterior has no training time)"
+            );
+        }
+    } else {
+        anyhow::ensure!(
+            a.noise == 0.0,
+            "--noise: applies to --kind nngp only (the NTK ensemble fits the targets exactly as t → ∞); drop it, or use a finite --time"
+        );
+    }
+    if let Some(lr) = a.lr {
+        anyhow::ensure!(
+            lr.is_finite() && lr > 0.0,
+            "--lr: the learning rate must be finite and > 0, got {lr}"
+        );
+    }
+    let time = match (a.time, a.steps) {
+        (Some(t), _) => {
+            anyhow::ensure!(
+                t.is_finite() && t >= 0.0,
+                "--time: the training time must be finite and ≥ 0, got {t} (omit it for t = ∞)"
+            );
+            NtkTime::Flow {
+                tau: t * a.lr.unwrap_or(1.0),
+            }
+        }
+        (None, Some(s)) => {
+            let steps = u32::try_from(s).map_err(|_| {
+                anyhow::anyhow!("--steps: need a whole number in 0..={}, got {s}", u32::MAX)
+            })?;
+            let eta = a.lr.context(
+                "--lr: --steps needs a learning rate (e.g. --lr 0.1; converges for η < 2/λ_max(Θ))",
+            )?;
+            NtkTime::Steps { eta, steps }
+        }
+        (None, None) => NtkTime::Infinity,
+    };
+    anyhow::ensure!(
+        a.noise.is_finite() && a.noise >= 0.0,
+        "--noise: the observation-noise variance must be finite and ≥ 0, got {}",
+        a.noise
+    );
+    let (x, n, d) = read_matrix("--train-x", &a.train_x)?;
+    let ya = npy::read_ndim(&a.train_y, &[1, 2]).map_err(|e| anyhow::anyhow!("--train-y: {e}"))?;
+    let (yrows, outputs) = match ya.shape[..] {
+        [r] => (r, 1),
+        [r, c] => (r, c),
+        _ => unreachable!("1-D or 2-D"),
+    };
+    anyhow::ensure!(
+        yrows == n,
+        "--train-y: {} has {yrows} rows but --train-x {} has {n}; give one target row per training input",
+        a.train_y.display(),
+        a.train_x.display()
+    );
+    anyhow::ensure!(
+        outputs > 0,
+        "--train-y: {} has 0 columns; give at least one output",
+        a.train_y.display()
+    );
+    let (t, m, dt) = read_matrix("--test-x", &a.test_x)?;
+    anyhow::ensure!(
+        dt == d,
+        "--test-x: {} has {dt} columns but --train-x {} has {d}; test inputs must have the training inputs' dimension",
+        a.test_x.display(),
+        a.train_x.display()
+    );
+    let t0 = std::time::Instant::now();
+    let k = dataset_kernels(
+        &cfg,
+        Inputs::new(&x, n, d),
+        Some(Inputs::new(&t, m, d)),
+        true,
+    )?;
+    let kb = k.nngp_blocks().expect("test × test block requested");
+    let pred = match a.kind {
+        PredictKind::Nngp => nngp_posterior(kb, &ya.data, outputs, a.noise)?,
+        PredictKind::Ntk => ntk_ensemble(kb, k.ntk_blocks(), &ya.data, outputs, time)?,
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    let v = json!({"mean": nested(&pred.mean, outputs), "cov": nested(&pred.cov, m)});
+    if let Some(out) = &a.out {
+        let dir = OutDir::create(out)?;
+        let files = vec![
+            write_npy(&dir, "mean.npy", &pred.mean, m, outputs)?,
+            write_npy(&dir, "cov.npy", &pred.cov, m, m)?,
+        ];
+        let mut r = config_json(&cfg, &a.net.method);
+        r["command"] = json!("theory predict");
+        r["kind"] = json!(if ntk { "ntk" } else { "nngp" });
+        r["method_used"] = json!(method_used(&cfg, &k));
+        r["train_x"] = json!(a.train_x.display().to_string());
+        r["train_y"] = json!(a.train_y.display().to_string());
+        r["test_x"] = json!(a.test_x.display().to_string());
+        r["n_train"] = json!(n);
+        r["n_test"] = json!(m);
+        r["dim"] = json!(d);
+        r["outputs"] = json!(outputs);
+        r["noise"] = json!(a.noise);
+        r["time"] = match time {
+            _ if !ntk => Value::Null,
+            NtkTime::Flow { tau } => json!({"flow_tau": tau}),
+            NtkTime::Steps { eta, steps } => json!({"steps": steps, "lr": eta}),
+            NtkTime::Infinity => json!("infinity"),
+        };
+        r["mehler_bound"] = mehler_json(&k);
+        r["quadrature_fallbacks"] = json!(k.quadrature_fallbacks);
+        r["seconds"] = json!(secs);
+        r["files"] = json!(files);
+        dir.write_json("results.json", &r)?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        println!(
+            "{} prediction: {n} training inputs, {m} test inputs, {outputs} output(s), in {secs:.3} s",
+            if ntk { "NTK ensemble" } else { "NNGP posterior" }
+        );
+        print_block("mean", &pred.mean, m, outputs);
+        print_block("cov", &pred.cov, m, m);
+        if let Some(out) = &a.out {
+            println!("wrote {}", out.display());
         }
     }
     Ok(())

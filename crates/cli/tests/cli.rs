@@ -1569,12 +1569,22 @@ fn every_subcommand_has_help_and_every_json_flag_prints_json() {
     );
     let dir = std::env::temp_dir().join(format!("dlt-cli-walk-{}", std::process::id()));
     let out = |name: &str| dir.join(name).display().to_string();
+    // Tiny .npy inputs for `theory kernels` and `theory predict`.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("x.npy"),
+        npy_bytes(&[3, 2], &[1.0, 0.5, -0.5, 2.0, 0.25, -1.0], false),
+    )
+    .unwrap();
+    std::fs::write(dir.join("y.npy"), npy_bytes(&[3], &[1.0, -1.0, 0.5], false)).unwrap();
     // A tiny configuration of every subcommand that documents --json (each a few seconds).
     let tiny: Vec<(&str, Vec<String>)> = [
         ("theory criticality", "--activation tanh"),
         ("theory profile", "--activation relu --cb 0 --cw 2 --k1 1 --depth 3"),
         ("theory mc", "--activation tanh --cb 0 --cw 1 --k1 1 --width 8 --depth 2 --networks 40 --batches 4"),
         ("theory study", "--quick --out {theory}"),
+        ("theory kernels", "--inputs {x} --activation tanh --cb 0 --cw 1 --depth 3"),
+        ("theory predict", "--train-x {x} --train-y {y} --test-x {x} --kind nngp --activation relu --cb 0.1 --cw 2 --depth 2 --noise 0.01"),
         ("orthogonal", "--quick --skip-training --fig3-networks 40 --fig3-width 16 --fig3-depth 4 --out {orth}"),
         ("scaling theory", "--alpha 1 --m 200 --n 20 --p 50"),
         ("scaling simulate", "--alpha 1 --m 100 --n 10 --p 40 --seeds 2"),
@@ -1590,6 +1600,8 @@ fn every_subcommand_has_help_and_every_json_flag_prints_json() {
     .map(|(cmd, args)| {
         let args = args
             .replace("{theory}", &out("theory"))
+            .replace("{x}", &out("x.npy"))
+            .replace("{y}", &out("y.npy"))
             .replace("{orth}", &out("orthogonal"))
             .replace("{collapse}", &out("collapse"));
         (cmd, args.split_whitespace().map(String::from).collect())
@@ -1705,4 +1717,593 @@ fn a_too_narrow_output_layer_is_one_line_naming_the_model_whatever_the_backtrace
         );
         assert!(!err.contains("panicked"), "{model}: {err}");
     }
+}
+
+/// A version-1.0 `.npy` file written by hand from numpy's format description (independent of
+/// dlt's writer): little-endian `<f8`, or `<f4` when `f32`, C order.
+fn npy_bytes(shape: &[usize], data: &[f64], f32: bool) -> Vec<u8> {
+    let dims = match shape {
+        [d] => format!("({d},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let descr = if f32 { "<f4" } else { "<f8" };
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    b.extend_from_slice(dict.as_bytes());
+    for v in data {
+        if f32 {
+            b.extend_from_slice(&(*v as f32).to_le_bytes());
+        } else {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    b
+}
+
+fn kdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("dlt-cli-kernels-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn put(dir: &std::path::Path, name: &str, shape: &[usize], data: &[f64]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, npy_bytes(shape, data, false)).unwrap();
+    p.display().to_string()
+}
+
+fn mat(v: &Value) -> Vec<Vec<f64>> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+/// ReLU NNGP and NTK of L = 1, 2 Dense layers on rows of `x` (d columns), computed here from
+/// the arc-cosine formulas (Cho & Saul 2009): E[relu(u)relu(v)] = √(q_a q_b)(sin θ + (π−θ)cos θ)/2π,
+/// E[step(u)step(v)] = (π−θ)/2π, cos θ = c/√(q_a q_b).
+fn relu_reference(
+    x: &[Vec<f64>],
+    cb: f64,
+    cw: f64,
+    lb: f64,
+    lw: f64,
+    depth: usize,
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let d = x[0].len() as f64;
+    let n = x.len();
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>() / d;
+    let k1: Vec<Vec<f64>> = (0..n)
+        .map(|a| (0..n).map(|b| cb + cw * dot(&x[a], &x[b])).collect())
+        .collect();
+    let t1: Vec<Vec<f64>> = (0..n)
+        .map(|a| (0..n).map(|b| lb + lw * dot(&x[a], &x[b])).collect())
+        .collect();
+    if depth == 1 {
+        return (k1, t1);
+    }
+    assert_eq!(depth, 2);
+    let pi = std::f64::consts::PI;
+    let mut k2 = vec![vec![0.0; n]; n];
+    let mut t2 = vec![vec![0.0; n]; n];
+    for a in 0..n {
+        for b in 0..n {
+            let s = (k1[a][a] * k1[b][b]).sqrt();
+            let th = if a == b {
+                0.0
+            } else {
+                (k1[a][b] / s).clamp(-1.0, 1.0).acos()
+            };
+            let e = s * (th.sin() + (pi - th) * th.cos()) / (2.0 * pi);
+            let ed = (pi - th) / (2.0 * pi);
+            k2[a][b] = cb + cw * e;
+            t2[a][b] = lb + lw * e + cw * ed * t1[a][b];
+        }
+    }
+    (k2, t2)
+}
+
+fn close(got: &[Vec<f64>], want: &[Vec<f64>], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: rows");
+    for (r, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.len(), w.len(), "{what}: cols");
+        for (c, (a, b)) in g.iter().zip(w).enumerate() {
+            assert!(
+                (a - b).abs() <= tol * b.abs().max(1.0),
+                "{what}[{r}][{c}]: {a} vs {b} (diff {:e})",
+                a - b
+            );
+        }
+    }
+}
+
+#[test]
+fn kernels_relu_matches_the_arc_cosine_closed_form_at_depth_one_and_two() {
+    let dir = kdir("relu");
+    let x = vec![vec![1.0, -0.5, 2.0], vec![0.3, 0.8, -1.2]];
+    let xp = put(&dir, "x.npy", &[2, 3], &x.concat());
+    let y = vec![vec![-0.7, 0.1, 0.4]];
+    let yp = put(&dir, "t.npy", &[1, 3], &y.concat());
+    for depth in [1usize, 2] {
+        let ds = depth.to_string();
+        // λ defaults to C (neural-tangents' NTK parameterisation).
+        let v = json(&[
+            "theory",
+            "kernels",
+            "--inputs",
+            &xp,
+            "--activation",
+            "relu",
+            "--cb",
+            "0.1",
+            "--cw",
+            "2",
+            "--depth",
+            &ds,
+            "--json",
+        ]);
+        let (k, t) = relu_reference(&x, 0.1, 2.0, 0.1, 2.0, depth);
+        close(&mat(&v["nngp"]), &k, 1e-12, "nngp");
+        close(&mat(&v["ntk"]), &t, 1e-12, "ntk");
+        assert!(v.get("nngp_test_train").is_none());
+        // Explicit λ and a test set: the test × train blocks are rows of the joint kernel.
+        let v = json(&[
+            "theory",
+            "kernels",
+            "--inputs",
+            &xp,
+            "--inputs2",
+            &yp,
+            "--activation",
+            "relu",
+            "--cb",
+            "0.1",
+            "--cw",
+            "2",
+            "--depth",
+            &ds,
+            "--lambda-b",
+            "0.3",
+            "--lambda-w",
+            "0.7",
+            "--json",
+        ]);
+        let all: Vec<Vec<f64>> = x.iter().chain(&y).cloned().collect();
+        let (k, t) = relu_reference(&all, 0.1, 2.0, 0.3, 0.7, depth);
+        close(
+            &mat(&v["nngp"]),
+            &[k[0][..2].to_vec(), k[1][..2].to_vec()],
+            1e-12,
+            "nngp λ",
+        );
+        close(
+            &mat(&v["ntk"]),
+            &[t[0][..2].to_vec(), t[1][..2].to_vec()],
+            1e-12,
+            "ntk λ",
+        );
+        close(
+            &mat(&v["nngp_test_train"]),
+            &[k[2][..2].to_vec()],
+            1e-12,
+            "nngp test",
+        );
+        close(
+            &mat(&v["ntk_test_train"]),
+            &[t[2][..2].to_vec()],
+            1e-12,
+            "ntk test",
+        );
+    }
+    // A float32 file is read exactly (these values are representable in f32).
+    let xf = [0.5, -1.25, 2.0, 0.75, 0.125, -3.0];
+    let p32 = dir.join("x32.npy");
+    std::fs::write(&p32, npy_bytes(&[2, 3], &xf, true)).unwrap();
+    let v = json(&[
+        "theory",
+        "kernels",
+        "--inputs",
+        p32.to_str().unwrap(),
+        "--activation",
+        "relu",
+        "--cb",
+        "0",
+        "--cw",
+        "2",
+        "--depth",
+        "2",
+        "--json",
+    ]);
+    let (k, _) = relu_reference(&[xf[..3].to_vec(), xf[3..].to_vec()], 0.0, 2.0, 0.0, 2.0, 2);
+    close(&mat(&v["nngp"]), &k, 1e-12, "nngp f32");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kernels_out_writes_npy_files_and_results_that_read_back() {
+    let dir = kdir("out");
+    let x = [1.0, -0.5, 2.0, 0.3, 0.8, -1.2, 0.0, 1.0, 1.0];
+    let xp = put(&dir, "x.npy", &[3, 3], &x);
+    let tp = put(&dir, "t.npy", &[2, 3], &x[..6]);
+    let out = dir.join("res");
+    let v = json(&[
+        "theory",
+        "kernels",
+        "--inputs",
+        &xp,
+        "--inputs2",
+        &tp,
+        "--activation",
+        "tanh",
+        "--cb",
+        "0",
+        "--cw",
+        "1.5",
+        "--depth",
+        "4",
+        "--method",
+        "mehler:60",
+        "--threads",
+        "2",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    for (name, key, shape) in [
+        ("nngp.npy", "nngp", [3, 3]),
+        ("ntk.npy", "ntk", [3, 3]),
+        ("nngp_test_train.npy", "nngp_test_train", [2, 3]),
+        ("ntk_test_train.npy", "ntk_test_train", [2, 3]),
+    ] {
+        let a = dlt_nn::data::npy::read(&out.join(name)).unwrap();
+        assert_eq!(a.shape, shape.to_vec(), "{name}");
+        let want: Vec<f64> = mat(&v[key]).concat();
+        assert_eq!(a.data, want, "{name} differs from the JSON");
+    }
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["activation"], "tanh");
+    assert_eq!(r["method"], "mehler:60");
+    assert_eq!(r["method_used"], "mehler");
+    assert_eq!(r["depth"], 4);
+    assert_eq!(
+        (r["lambda_b"].as_f64(), r["lambda_w"].as_f64()),
+        (Some(0.0), Some(1.5))
+    );
+    // The Parseval tails of σ and σ' at M = 60 (K up to ≈ 2.7 here): small, and reported.
+    for key in ["sigma", "sigma_prime"] {
+        let b = r["mehler_bound"][key].as_f64().unwrap();
+        assert!(b > 0.0 && b < 1e-4, "{key}: {r}");
+    }
+    assert!(r["seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(r["inputs_shape"], serde_json::json!([3, 3]));
+    // The training block of a test input that is also a training input is the same row.
+    let k = mat(&v["nngp"]);
+    let kt = mat(&v["nngp_test_train"]);
+    close(&kt, &k[..2], 1e-12, "test rows = train rows");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn predict_reproduces_training_targets_when_test_is_train() {
+    let dir = kdir("predict");
+    let x = [
+        1.0, -0.5, 2.0, 0.3, 0.8, -1.2, 0.0, 1.0, 1.0, -1.0, 0.2, 0.4,
+    ];
+    let xp = put(&dir, "x.npy", &[4, 3], &x);
+    let y2 = [1.0, 0.0, -1.0, 0.5, 0.25, 2.0, 0.0, -0.75];
+    let yp = put(&dir, "y.npy", &[4, 2], &y2);
+    let y1p = put(&dir, "y1.npy", &[4], &[1.0, -1.0, 0.5, 0.0]);
+    let base = |kind: &'static str, y: &str| -> Vec<String> {
+        [
+            "theory",
+            "predict",
+            "--train-x",
+            &xp,
+            "--train-y",
+            y,
+            "--test-x",
+            &xp,
+            "--kind",
+            kind,
+            "--activation",
+            "relu",
+            "--cb",
+            "0.1",
+            "--cw",
+            "2",
+            "--depth",
+            "3",
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |args: Vec<String>, extra: &[&str]| {
+        let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+        a.extend(extra);
+        json(&a)
+    };
+    let want2: Vec<Vec<f64>> = y2.chunks(2).map(|r| r.to_vec()).collect();
+    for (kind, extra) in [("nngp", &[][..]), ("ntk", &[][..])] {
+        let v = run(base(kind, &yp), extra);
+        close(&mat(&v["mean"]), &want2, 1e-8, kind);
+        let cov = mat(&v["cov"]);
+        assert_eq!((cov.len(), cov[0].len()), (4, 4));
+        for r in &cov {
+            for c in r {
+                assert!(c.abs() < 1e-8, "{kind}: cov {c}");
+            }
+        }
+    }
+    // A 1-D target vector is one output.
+    let v = run(base("nngp", &y1p), &[]);
+    close(
+        &mat(&v["mean"]),
+        &[vec![1.0], vec![-1.0], vec![0.5], vec![0.0]],
+        1e-8,
+        "1-D y",
+    );
+    // Finite time shrinks the fit toward 0, noise makes the posterior not interpolate; the
+    // covariance stays symmetric and its diagonal ≥ 0.
+    for (kind, extra) in [
+        ("ntk", &["--time", "0.05"][..]),
+        ("ntk", &["--steps", "3", "--lr", "0.01"][..]),
+        ("nngp", &["--noise", "0.5"][..]),
+    ] {
+        let v = run(base(kind, &yp), extra);
+        let mean = mat(&v["mean"]);
+        let cov = mat(&v["cov"]);
+        assert!(
+            (mean[0][0] - 1.0).abs() > 1e-3,
+            "{kind} {extra:?}: {mean:?}"
+        );
+        for i in 0..4 {
+            assert!(cov[i][i] > 0.0, "{kind} {extra:?}");
+            for j in 0..4 {
+                assert_eq!(cov[i][j], cov[j][i]);
+            }
+        }
+    }
+    // --out: mean.npy, cov.npy and results.json.
+    let out = dir.join("res");
+    let mut a = base("ntk", &yp);
+    a.extend([
+        "--time".into(),
+        "2".into(),
+        "--lr".into(),
+        "0.5".into(),
+        "--out".into(),
+        out.display().to_string(),
+    ]);
+    let v = run(a, &[]);
+    let mean = dlt_nn::data::npy::read(&out.join("mean.npy")).unwrap();
+    assert_eq!(mean.shape, vec![4, 2]);
+    assert_eq!(mean.data, mat(&v["mean"]).concat());
+    let cov = dlt_nn::data::npy::read(&out.join("cov.npy")).unwrap();
+    assert_eq!(cov.shape, vec![4, 4]);
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["kind"], "ntk");
+    assert_eq!(r["time"]["flow_tau"].as_f64(), Some(1.0));
+    assert_eq!(r["outputs"], 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Exit 1, one printable line containing every needle, no panic.
+fn fails1(args: &[&str], needles: &[&str]) {
+    let o = dlt(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "dlt {args:?}: {err}");
+    assert!(!err.contains("panicked"), "dlt {args:?} panicked: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "dlt {args:?}: not one line: {err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "dlt {args:?}: expected '{n}' in: {err}");
+    }
+}
+
+#[test]
+fn kernels_and_predict_refuse_bad_input_in_one_line_naming_the_flag() {
+    let dir = kdir("bad");
+    let x = put(&dir, "x.npy", &[3, 2], &[1.0, 0.5, -0.5, 2.0, 0.25, -1.0]);
+    let dup = put(&dir, "dup.npy", &[3, 2], &[1.0, 0.5, 1.0, 0.5, 0.25, -1.0]);
+    let t3 = put(&dir, "t3.npy", &[2, 3], &[0.0; 6]);
+    let v1 = put(&dir, "v1.npy", &[6], &[0.0; 6]);
+    let c3 = put(&dir, "c3.npy", &[1, 3, 2], &[0.0; 6]);
+    let y = put(&dir, "y.npy", &[3], &[1.0, 2.0, 3.0]);
+    let y4 = put(&dir, "y4.npy", &[4, 1], &[1.0; 4]);
+    let empty = put(&dir, "empty.npy", &[0, 2], &[]);
+    let nan = put(
+        &dir,
+        "nan.npy",
+        &[3, 2],
+        &[1.0, 0.5, f64::NAN, 2.0, 0.25, -1.0],
+    );
+    let missing = dir.join("missing.npy").display().to_string();
+    // The network flags, with `extra` (flag, value pairs) replacing or adding to them.
+    let net = |extra: &[&str]| -> Vec<String> {
+        let mut pairs: Vec<(String, String)> = [
+            ("--activation", "relu"),
+            ("--cb", "0.1"),
+            ("--cw", "2"),
+            ("--depth", "2"),
+        ]
+        .iter()
+        .map(|(f, v)| (f.to_string(), v.to_string()))
+        .collect();
+        for kv in extra.chunks(2) {
+            match pairs.iter_mut().find(|(f, _)| f == kv[0]) {
+                Some(p) => p.1 = kv[1].to_string(),
+                None => pairs.push((kv[0].to_string(), kv[1].to_string())),
+            }
+        }
+        let mut a: Vec<String> = pairs.into_iter().flat_map(|(f, v)| [f, v]).collect();
+        a.push("--json".into());
+        a
+    };
+    let k = |inputs: &str, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["theory", "kernels", "--inputs", inputs]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(net(extra));
+        a
+    };
+    let check = |a: Vec<String>, needles: &[&str]| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        fails1(&a, needles);
+    };
+    // Arrays: wrong dimensions, non-finite, empty, missing, mismatched columns.
+    check(
+        k(&v1, &[]),
+        &["--inputs", "v1.npy", "1-D array", "expected 2-D", "reshape"],
+    );
+    check(k(&c3, &[]), &["--inputs", "c3.npy", "3-D array"]);
+    check(
+        k(&nan, &[]),
+        &[
+            "--inputs",
+            "nan.npy",
+            "non-finite value (NaN) at index (1, 0)",
+            "nan_to_num",
+        ],
+    );
+    check(
+        k(&empty, &[]),
+        &["--inputs", "empty.npy", "at least one row"],
+    );
+    check(k(&missing, &[]), &["--inputs", "missing.npy"]);
+    check(
+        k(&x, &["--inputs2", &t3]),
+        &["--inputs2", "t3.npy", "3 columns", "has 2"],
+    );
+    // Flags, refused before any data is read (the inputs file here does not exist).
+    check(k(&missing, &["--depth", "0"]), &["--depth", "≥ 1"]);
+    check(k(&missing, &["--cb", "-1"]), &["--cb", "≥ 0"]);
+    check(k(&missing, &["--cw", "0"]), &["--cw", "> 0"]);
+    check(k(&missing, &["--lambda-w", "-2"]), &["--lambda-w"]);
+    check(
+        k(&missing, &["--method", "mehler:0"]),
+        &["--method", "mehler:0", "outside"],
+    );
+    check(
+        k(&missing, &["--method", "quadrature:x"]),
+        &["--method", "not a whole number"],
+    );
+    check(
+        k(&missing, &["--method", "simpson"]),
+        &["--method", "unknown method"],
+    );
+    check(
+        k(&missing, &["--activation", "tanh", "--method", "closed"]),
+        &["--method", "tanh has no closed-form"],
+    );
+    check(
+        k(&missing, &["--activation", "nope"]),
+        &["unknown activation 'nope'"],
+    );
+    // predict.
+    let p = |tx: &str, ty: &str, sx: &str, kind: &str, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "theory",
+            "predict",
+            "--train-x",
+            tx,
+            "--train-y",
+            ty,
+            "--test-x",
+            sx,
+            "--kind",
+            kind,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(net(extra));
+        a
+    };
+    check(
+        p(&x, &y, &t3, "nngp", &[]),
+        &["--test-x", "t3.npy", "3 columns", "--train-x"],
+    );
+    check(
+        p(&x, &y4, &x, "nngp", &[]),
+        &[
+            "--train-y",
+            "y4.npy",
+            "4 rows",
+            "one target row per training input",
+        ],
+    );
+    check(
+        p(&x, &c3, &x, "nngp", &[]),
+        &["--train-y", "3-D array", "expected 1-D or 2-D"],
+    );
+    check(p(&x, &nan, &x, "nngp", &[]), &["--train-y", "non-finite"]);
+    check(
+        p(&dup, &y, &x, "nngp", &[]),
+        &["--noise", "singular", "add observation noise"],
+    );
+    check(
+        p(&dup, &y, &x, "ntk", &[]),
+        &["--time", "singular", "finite time"],
+    );
+    check(
+        p(&missing, &y, &x, "nngp", &["--noise", "-1"]),
+        &["--noise", "≥ 0"],
+    );
+    check(
+        p(&missing, &y, &x, "nngp", &["--time", "1"]),
+        &["--time", "--kind ntk only"],
+    );
+    check(
+        p(&missing, &y, &x, "ntk", &["--noise", "0.1"]),
+        &["--noise", "--kind nngp only"],
+    );
+    check(
+        p(&missing, &y, &x, "ntk", &["--steps", "10"]),
+        &["--lr", "needs a learning rate"],
+    );
+    check(
+        p(&missing, &y, &x, "ntk", &["--steps", "-3", "--lr", "0.1"]),
+        &["--steps"],
+    );
+    check(
+        p(&missing, &y, &x, "ntk", &["--time", "-1"]),
+        &["--time", "≥ 0"],
+    );
+    check(
+        p(&missing, &y, &x, "ntk", &["--time", "1", "--lr", "0"]),
+        &["--lr", "> 0"],
+    );
+    check(p(&missing, &y, &x, "nngp", &["--depth", "0"]), &["--depth"]);
+    // With noise the duplicate inputs are fine.
+    let a = p(&dup, &y, &x, "nngp", &["--noise", "0.1"]);
+    let v = json(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(mat(&v["mean"]).len(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
 }

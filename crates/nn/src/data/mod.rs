@@ -1,8 +1,10 @@
 //! Data sets: the real ones (fetched by [`fetch`]), an IDX reader ([`idx`]) and synthetic
-//! generators ([`synthetic`]), all delivered as a plain in-memory [`Split`].
+//! generators ([`synthetic`]), all delivered as a plain in-memory [`Split`]; and NumPy `.npy`
+//! arrays of floats ([`npy`]) for the commands that take or write arrays.
 
 pub mod fetch;
 pub mod idx;
+pub mod npy;
 pub mod synthetic;
 
 use crate::NnError;

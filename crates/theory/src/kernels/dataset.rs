@@ -104,7 +104,9 @@ impl KernelConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), TheoryError> {
+    /// Check every hyperparameter (what [`dataset_kernels`] does first), so that a caller can
+    /// refuse bad flags before reading any data. Errors name the CLI flag.
+    pub fn validate(&self) -> Result<(), TheoryError> {
         let bad = |flag: &'static str, msg: String| Err(TheoryError::Invalid { flag, msg });
         if !(self.cb >= 0.0 && self.cb.is_finite()) {
             return bad(
