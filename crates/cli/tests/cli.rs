@@ -1724,3 +1724,24 @@ fn a_too_narrow_output_layer_is_one_line_naming_the_model_whatever_the_backtrace
         assert!(!err.contains("panicked"), "{model}: {err}");
     }
 }
+
+/// Issue 12, defect 14: `scaling simulate` gives the same numbers, to the last digit, whatever
+/// the size of the rayon pool (the issue's repro).
+#[test]
+fn scaling_simulate_is_identical_across_thread_counts() {
+    let run = |threads: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_dlt"))
+            .args([
+                "scaling", "simulate", "--alpha", "1", "--m", "500", "--n", "100", "--p", "300",
+                "--seeds", "4", "--json",
+            ])
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .expect("run dlt");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let one = run("1");
+    assert_eq!(one, run("2"), "1 vs 2 threads");
+    assert_eq!(one, run("3"), "1 vs 3 threads");
+}
