@@ -423,9 +423,13 @@ fn one_seed_gram(
         1.0,
         par_for(m),
     );
+    // Here N + 1 < M, so a singular covariance means the spectrum fell below double precision.
     let l = cholesky_seq(&cov).ok_or_else(|| TheoryError::Invalid {
-        flag: "--m",
-        msg: "feature covariance is singular (N ≥ M); the direct sampler handles that case".into(),
+        flag: "--alpha",
+        msg: format!(
+            "the ({n}+1)×({n}+1) feature covariance is numerically singular: with α = {:e} the spectrum λ_I ∝ I^−(1+α) falls below double precision; use a smaller --alpha",
+            model.alpha
+        ),
     })?;
     let l = l.as_ref();
     let z = normal_mat(p, n + 1, |_, _| 1.0, rng);
