@@ -190,10 +190,6 @@ fn check_linear(
     at_least("--d", d, 1)?;
     at_least("--generations", generations, 1)?;
     at_least("--seeds", seeds, 2)?;
-    anyhow::ensure!(
-        t >= d.saturating_add(2),
-        "--t {t}: OLS needs T ≥ d + 2 for a finite expected error (d = {d})"
-    );
     let workers = std::thread::available_parallelism()
         .map_or(1, |v| v.get())
         .min(seeds);
@@ -217,8 +213,14 @@ fn check_linear(
                 t.to_string(),
                 prod(&[t, d.saturating_add(1), workers, 8]),
             ),
+            ("--d", d.to_string(), prod(&[d, d, workers, 8])),
         ],
-    )
+    )?;
+    anyhow::ensure!(
+        t >= d.saturating_add(2),
+        "--t {t}: OLS needs T ≥ d + 2 for a finite expected error (d = {d})"
+    );
+    Ok(())
 }
 
 /// Sizes of `collapse lm`, checked before the text is read or any model built (issue 12):
@@ -271,7 +273,13 @@ fn check_lm(sc: &dlt_studies::collapse::LmScale) -> Result<()> {
         &[
             ("--d-model", m.d_model.to_string(), weights),
             ("--layers", m.n_layer.to_string(), acts),
-            ("--train-chars", sc.train_chars.to_string(), text),
+            {
+                let (f, v) = crate::limits::larger(
+                    ("--train-chars", sc.train_chars),
+                    ("--generations", sc.generations),
+                );
+                (f, v, text)
+            },
             (
                 "--test-chars",
                 sc.test_chars.to_string(),

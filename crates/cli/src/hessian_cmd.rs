@@ -123,7 +123,7 @@ fn check_sizes(a: &HessianArgs) -> Result<()> {
             (
                 "--hidden",
                 widest.to_string(),
-                params.and_then(|p| p.checked_mul(8 * (a.lanczos_steps as u64).saturating_add(8))),
+                params.and_then(|p| p.checked_mul(prod(&[8, a.lanczos_steps.saturating_add(8)])?)),
             ),
             (
                 "--hessian-examples",
@@ -138,10 +138,11 @@ fn check_sizes(a: &HessianArgs) -> Result<()> {
         ],
     )?;
     // Every step: a batch through the network, forward and backward.
+    let (f, v) = crate::limits::larger(("--steps", a.steps), ("--batch", a.batch));
     crate::limits::check_work(
         "hessian",
-        "--steps",
-        &a.steps.to_string(),
+        f,
+        &v,
         params.and_then(|p| p.checked_mul(prod(&[a.steps, a.batch, 3])?)),
     )
 }

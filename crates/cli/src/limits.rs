@@ -111,6 +111,13 @@ pub fn check_work(what: &str, flag: &str, value: &str, ops: Option<u64>) -> Resu
     )
 }
 
+/// Of two flags whose product sizes a buffer, the one given the larger value (named when the
+/// product is too large).
+pub fn larger<'a>(a: (&'a str, usize), b: (&'a str, usize)) -> (&'a str, String) {
+    let (f, v) = if b.1 > a.1 { b } else { a };
+    (f, v.to_string())
+}
+
 /// A count that must be at least `min`.
 pub fn at_least(flag: &str, v: usize, min: usize) -> Result<()> {
     anyhow::ensure!(v >= min, "{flag} {v}: must be ≥ {min}");

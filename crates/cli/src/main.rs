@@ -127,7 +127,26 @@ fn main() {
             );
             std::process::exit(1);
         }
-        Err(e) => e.exit(),
+        Err(e) => {
+            // A negative number after a flag that takes a count reaches clap as an unknown
+            // argument ("-1"): name the flag it was given to.
+            if e.kind() == clap::error::ErrorKind::UnknownArgument {
+                let args: Vec<String> = std::env::args().collect();
+                if let Some(i) = args
+                    .iter()
+                    .position(|a| a.starts_with('-') && a.len() > 1 && a.parse::<f64>().is_ok())
+                {
+                    if let Some(flag) = args[..i].last().filter(|f| f.starts_with("--")) {
+                        eprintln!(
+                            "error: {flag} {}: must be a count ≥ 0, not a negative number; see --help for the values this flag takes",
+                            one_line(&args[i])
+                        );
+                        std::process::exit(1);
+                    }
+                }
+            }
+            e.exit()
+        }
     };
     let result = match cli.cmd {
         Cmd::Theory { cmd } => theory_cmd::run(cmd),

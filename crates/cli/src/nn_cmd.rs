@@ -194,6 +194,14 @@ fn check_train(a: &TrainArgs) -> Result<()> {
                     ("--batch", a.batch.to_string(), acts),
                 ],
             )?;
+            if let Some(steps) = a.max_steps {
+                crate::limits::check_work(
+                    "train",
+                    "--max-steps",
+                    &steps.to_string(),
+                    params.and_then(|p| p.checked_mul(prod(&[steps, a.batch, 3])?)),
+                )?;
+            }
             // Forward and backward over the 60 000 Fashion-MNIST examples per epoch.
             crate::limits::check_work(
                 "train",
@@ -401,11 +409,13 @@ pub fn orthogonal(a: OrthogonalArgs) -> Result<()> {
                     sc.fig3_width.to_string(),
                     prod(&[sc.fig3_width, sc.fig3_width, sc.fig3_depth, 8 * 8]),
                 ),
-                (
-                    "--fig3-depth",
-                    sc.fig3_depth.to_string(),
-                    prod(&[sc.fig3_networks, sc.fig3_depth, 64 * 8]),
-                ),
+                {
+                    let (f, v) = crate::limits::larger(
+                        ("--fig3-networks", sc.fig3_networks),
+                        ("--fig3-depth", sc.fig3_depth),
+                    );
+                    (f, v, prod(&[sc.fig3_networks, sc.fig3_depth, 64 * 8]))
+                },
                 (
                     "--train-width",
                     sc.train_width.to_string(),
@@ -426,17 +436,18 @@ pub fn orthogonal(a: OrthogonalArgs) -> Result<()> {
             deepest,
             3,
         ]);
-        for (flag, v) in [
-            ("--train-steps", sc.train_steps),
-            ("--train-seeds", sc.train_seeds),
-        ] {
-            crate::limits::check_work(
-                "orthogonal",
-                flag,
-                &v.to_string(),
-                per_step.and_then(|p| p.checked_mul(prod(&[sc.train_steps, sc.train_seeds])?)),
-            )?;
-        }
+        crate::limits::check_work(
+            "orthogonal",
+            "--train-steps",
+            &sc.train_steps.to_string(),
+            per_step.and_then(|p| p.checked_mul(sc.train_steps as u64)),
+        )?;
+        crate::limits::check_work(
+            "orthogonal",
+            "--train-seeds",
+            &sc.train_seeds.to_string(),
+            per_step.and_then(|p| p.checked_mul(prod(&[sc.train_steps, sc.train_seeds])?)),
+        )?;
         crate::limits::check_work(
             "orthogonal",
             "--fig3-networks",

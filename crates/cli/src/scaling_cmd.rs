@@ -122,10 +122,22 @@ pub enum ScalingCmd {
 /// matrices of the seeds that run at once (the (N+1)×M Gram sampler or the P×M design, the
 /// P×N features, an N×N or P×P system, the held-out set) must fit in memory.
 fn check_point(m: usize, n: usize, p: usize, seeds: usize, test: usize) -> Result<()> {
+    check_point_as(["--n", "--p"], m, n, p, seeds, test)
+}
+
+/// [`check_point`] naming N and P by the given flags (`--n-grid`, `--p-grid` for a sweep).
+fn check_point_as(
+    [nf, pf]: [&str; 2],
+    m: usize,
+    n: usize,
+    p: usize,
+    seeds: usize,
+    test: usize,
+) -> Result<()> {
     use crate::limits::{at_least, check_memory, prod, sum};
     at_least("--m", m, 1)?;
-    at_least("--n", n, 1)?;
-    at_least("--p", p, 1)?;
+    at_least(nf, n, 1)?;
+    at_least(pf, p, 1)?;
     at_least("--seeds", seeds, 1)?;
     let at_once = std::thread::available_parallelism()
         .map_or(1, |v| v.get())
@@ -139,9 +151,9 @@ fn check_point(m: usize, n: usize, p: usize, seeds: usize, test: usize) -> Resul
                 m.to_string(),
                 each(prod(&[n.saturating_add(1), m, 2 * 8])),
             ),
-            ("--p", p.to_string(), each(prod(&[p, m, 8]))),
+            (pf, p.to_string(), each(prod(&[p, m, 8]))),
             (
-                "--n",
+                nf,
                 n.to_string(),
                 each(sum(&[
                     prod(&[p, n, 2 * 8]),
@@ -235,7 +247,8 @@ pub fn run(cmd: ScalingCmd) -> Result<()> {
                     anyhow::bail!("{flag}: every value must be ≥ 1, got {v}");
                 }
             }
-            check_point(
+            check_point_as(
+                ["--n-grid", "--p-grid"],
                 model.m,
                 n_grid.iter().copied().max().unwrap_or(1),
                 p_grid.iter().copied().max().unwrap_or(1),

@@ -434,6 +434,12 @@ fn check_mc(a: &McArgs) -> Result<()> {
     use crate::limits::{at_least, at_most, check_memory, prod};
     at_least("--depth", a.net.depth, 1)?;
     at_least("--batches", a.batches, 2)?;
+    anyhow::ensure!(
+        a.networks >= a.batches.saturating_mul(2),
+        "--networks {}: need at least two networks per batch (networks ≥ 2 × --batches {})",
+        a.networks,
+        a.batches
+    );
     at_least("--width", a.width, 1)?;
     at_most("--threads", a.threads, 4096, "one worker per thread")?;
     let cores = std::thread::available_parallelism().map_or(1, |v| v.get());
