@@ -424,7 +424,11 @@ pub fn orthogonal(a: OrthogonalArgs) -> Result<()> {
                 (
                     "--train-examples",
                     sc.train_examples.to_string(),
-                    prod(&[sc.train_examples, sc.train_width.max(784), deepest, 2 * 4]),
+                    // Inputs plus every layer's activations of the full batch (f32).
+                    crate::limits::sum(&[
+                        prod(&[sc.train_examples, 784, 4]),
+                        prod(&[sc.train_examples, sc.train_width, deepest, 2 * 4]),
+                    ]),
                 ),
             ],
         )?;
