@@ -177,6 +177,118 @@ pub enum CollapseCmd {
     },
 }
 
+/// Sizes of `collapse linear`, checked before any work (issue 12): the per-seed errors of every
+/// generation and, when data accumulate, every generation's T samples per worker must fit.
+fn check_linear(
+    d: usize,
+    t: usize,
+    generations: usize,
+    policy: Policy,
+    seeds: usize,
+) -> Result<()> {
+    use crate::limits::{at_least, check_memory, prod};
+    at_least("--d", d, 1)?;
+    at_least("--generations", generations, 1)?;
+    at_least("--seeds", seeds, 2)?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |v| v.get())
+        .min(seeds);
+    let kept = if policy == Policy::Replace {
+        1
+    } else {
+        generations
+    };
+    check_memory(
+        "collapse linear",
+        &[
+            (
+                "--generations",
+                generations.to_string(),
+                prod(&[kept, t, d.saturating_add(1), workers, 8])
+                    .and_then(|b| b.checked_add(prod(&[generations, seeds, 8])?)),
+            ),
+            ("--seeds", seeds.to_string(), prod(&[seeds, 8])),
+            (
+                "--t",
+                t.to_string(),
+                prod(&[t, d.saturating_add(1), workers, 8]),
+            ),
+            ("--d", d.to_string(), prod(&[d, d, workers, 8])),
+        ],
+    )?;
+    anyhow::ensure!(
+        t >= d.saturating_add(2),
+        "--t {t}: OLS needs T ≥ d + 2 for a finite expected error (d = {d})"
+    );
+    Ok(())
+}
+
+/// Sizes of `collapse lm`, checked before the text is read or any model built (issue 12):
+/// each split holds at least one window of ctx + 1 characters, the model has layers and a
+/// width that splits into its heads, and the weights, optimiser state, activations and the
+/// accumulated training text fit in memory.
+fn check_lm(sc: &dlt_studies::collapse::LmScale) -> Result<()> {
+    use crate::limits::{at_least, check_memory, prod, sum};
+    let m = &sc.model;
+    let window = m.ctx + 1;
+    anyhow::ensure!(
+        sc.train_chars >= window,
+        "--train-chars {}: the training text must hold at least one window of ctx + 1 = {window} characters; use --train-chars ≥ {window}",
+        sc.train_chars
+    );
+    anyhow::ensure!(
+        sc.test_chars >= window,
+        "--test-chars {}: the held-out text must hold at least one window of ctx + 1 = {window} characters; use --test-chars ≥ {window}",
+        sc.test_chars
+    );
+    anyhow::ensure!(
+        sc.train_chars.checked_add(sc.test_chars).is_some(),
+        "--train-chars {} with --test-chars {}: more characters than any text holds; use smaller values",
+        sc.train_chars,
+        sc.test_chars
+    );
+    at_least("--layers", m.n_layer, 1)?;
+    anyhow::ensure!(
+        m.d_model >= m.n_head && m.d_model % m.n_head == 0,
+        "--d-model {}: must be a positive multiple of the {} attention heads",
+        m.d_model,
+        m.n_head
+    );
+    // Weights ≈ 12·L·d² + (vocab + ctx)·d floats (vocab ≤ 256 for character text), four copies
+    // (weights, gradients, two Adam moments); activations ≈ 16 floats per layer, position and
+    // width plus the attention matrices.
+    let params = sum(&[
+        prod(&[12, m.n_layer, m.d_model, m.d_model]),
+        prod(&[256 + m.ctx, m.d_model]),
+    ]);
+    let weights = params.and_then(|p| p.checked_mul(4 * 4));
+    let acts = sum(&[
+        prod(&[m.batch, m.ctx, m.d_model, m.n_layer, 16 * 4]),
+        prod(&[m.batch, m.n_head, m.ctx, m.ctx, m.n_layer, 2 * 4]),
+    ]);
+    // Accumulate keeps every generation's text (4-byte ids).
+    let text = prod(&[sc.generations, sc.train_chars, 2 * 4]);
+    check_memory(
+        "collapse lm",
+        &[
+            ("--d-model", m.d_model.to_string(), weights),
+            ("--layers", m.n_layer.to_string(), acts),
+            {
+                let (f, v) = crate::limits::larger(
+                    ("--train-chars", sc.train_chars),
+                    ("--generations", sc.generations),
+                );
+                (f, v, text)
+            },
+            (
+                "--test-chars",
+                sc.test_chars.to_string(),
+                prod(&[sc.test_chars, 2 * 4]),
+            ),
+        ],
+    )
+}
+
 /// With `--out`, the per-generation metrics are streamed to OUT/generations.jsonl (a fresh file).
 fn stream_path(out: Option<&std::path::Path>) -> Result<Option<PathBuf>> {
     let Some(o) = out else { return Ok(None) };
@@ -214,6 +326,7 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
             json: as_json,
             out,
         } => {
+            check_linear(d, t, generations, policy, seeds)?;
             let rows = linear::simulate(d, t, sigma, generations, policy, seeds, seed)?;
             let v = json!({"d": d, "t": t, "sigma": sigma, "policy": policy, "seeds": seeds, "generations": rows});
             if let Some(o) = out {
@@ -353,9 +466,10 @@ pub fn run(cmd: CollapseCmd) -> Result<()> {
                 sc.model.n_layer = v;
             }
             if let Some(v) = epochs {
-                anyhow::ensure!(v > 0.0, "--epochs: must be > 0");
+                crate::limits::positive("--epochs", v)?;
                 sc.model.epochs = v;
             }
+            check_lm(&sc)?;
             let path = match text {
                 Some(p) => p,
                 None => {

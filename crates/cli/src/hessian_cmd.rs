@@ -68,6 +68,7 @@ pub fn run(a: HessianArgs) -> Result<()> {
         "--hidden: give at least one positive width"
     );
     anyhow::ensure!(a.steps >= 1, "--steps: need at least 1");
+    check_sizes(&a)?;
     let mut cfg = Config::for_mode(a.quick, a.seed, a.json);
     cfg.data = a.data_path;
     cfg.hidden = a.hidden;
@@ -90,4 +91,58 @@ pub fn run(a: HessianArgs) -> Result<()> {
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let r = run(&cfg, &dir)?;
     crate::print_study(&r, &r.claims, a.json, &dir)
+}
+
+/// Sizes of the Hessian study, checked before the data are read (issue 12): pooling divides
+/// the 28×28 images, counts are ≥ 1, and the network's parameters times the Lanczos basis (one
+/// vector of every parameter per step) plus the activations of the Hessian examples fit in
+/// memory.
+fn check_sizes(a: &HessianArgs) -> Result<()> {
+    use crate::limits::{at_least, check_memory, prod, sum};
+    anyhow::ensure!(
+        matches!(a.pool, 1 | 2 | 4 | 7 | 14 | 28),
+        "--pool {}: must divide 28 (1, 2, 4, 7, 14 or 28)",
+        a.pool
+    );
+    at_least("--batch", a.batch, 1)?;
+    at_least("--hessian-examples", a.hessian_examples, 1)?;
+    at_least("--lanczos-steps", a.lanczos_steps, 2)?;
+    let inputs = (28 / a.pool) * (28 / a.pool);
+    let mut widths = vec![inputs];
+    widths.extend(&a.hidden);
+    widths.push(10);
+    let params = sum(&widths
+        .windows(2)
+        .map(|w| prod(&[w[0].saturating_add(1), w[1]]))
+        .collect::<Vec<_>>());
+    let width_sum = sum(&a.hidden.iter().map(|&h| Some(h as u64)).collect::<Vec<_>>());
+    let widest = a.hidden.iter().copied().max().unwrap_or(1);
+    check_memory(
+        "hessian",
+        &[
+            (
+                "--hidden",
+                widest.to_string(),
+                params.and_then(|p| p.checked_mul(prod(&[8, a.lanczos_steps.saturating_add(8)])?)),
+            ),
+            (
+                "--hessian-examples",
+                a.hessian_examples.to_string(),
+                width_sum.and_then(|w| prod(&[a.hessian_examples, 4 * 8])?.checked_mul(w)),
+            ),
+            (
+                "--lanczos-steps",
+                a.lanczos_steps.to_string(),
+                prod(&[a.lanczos_steps, a.lanczos_steps, 8]),
+            ),
+        ],
+    )?;
+    // Every step: a batch through the network, forward and backward.
+    let (f, v) = crate::limits::larger(("--steps", a.steps), ("--batch", a.batch));
+    crate::limits::check_work(
+        "hessian",
+        f,
+        &v,
+        params.and_then(|p| p.checked_mul(prod(&[a.steps, a.batch, 3])?)),
+    )
 }

@@ -6,6 +6,7 @@ mod bench;
 mod collapse_cmd;
 mod hessian_cmd;
 mod jacobian_cmd;
+mod limits;
 mod nn_cmd;
 mod prune_cmd;
 mod scaling_cmd;
@@ -108,7 +109,45 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    // A flag value that does not parse (−1 or NaN for a count, …) is a bad input like any
+    // other: one line naming the flag, exit 1. Other usage errors keep clap's exit 2.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::InvalidValue | clap::error::ErrorKind::ValueValidation
+            ) =>
+        {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or_default();
+            eprintln!(
+                "error: {}; see --help for the values this flag takes",
+                one_line(first.strip_prefix("error: ").unwrap_or(first))
+            );
+            std::process::exit(1);
+        }
+        Err(e) => {
+            // A negative number after a flag that takes a count reaches clap as an unknown
+            // argument ("-1"): name the flag it was given to.
+            if e.kind() == clap::error::ErrorKind::UnknownArgument {
+                let args: Vec<String> = std::env::args().collect();
+                if let Some(i) = args
+                    .iter()
+                    .position(|a| a.starts_with('-') && a.len() > 1 && a.parse::<f64>().is_ok())
+                {
+                    if let Some(flag) = args[..i].last().filter(|f| f.starts_with("--")) {
+                        eprintln!(
+                            "error: {flag} {}: must be a count ≥ 0, not a negative number; see --help for the values this flag takes",
+                            one_line(&args[i])
+                        );
+                        std::process::exit(1);
+                    }
+                }
+            }
+            e.exit()
+        }
+    };
     let result = match cli.cmd {
         Cmd::Theory { cmd } => theory_cmd::run(cmd),
         Cmd::Data { cmd } => nn_cmd::data(cmd),

@@ -147,9 +147,87 @@ fn load_data(a: &TrainArgs) -> Result<TrainTest> {
     Ok(d)
 }
 
+/// Flags of `train`, checked before the data are read (issue 12): counts ≥ 1, a finite
+/// learning rate, and for an MLP every width ≥ 1 and the weights, gradients, optimiser state
+/// and a batch's activations within memory.
+fn check_train(a: &TrainArgs) -> Result<()> {
+    use crate::limits::{at_least, check_memory, positive, prod, sum};
+    at_least("--batch", a.batch, 1)?;
+    at_least("--epochs", a.epochs, 1)?;
+    if let Some(s) = a.max_steps {
+        at_least("--max-steps", s, 1)?;
+    }
+    positive("--lr", a.lr)?;
+    if a.ntk_lr {
+        positive("--lambda-b", a.lambda_b)?;
+        positive("--lambda-w", a.lambda_w)?;
+    }
+    let parts: Vec<&str> = a.model.split(':').collect();
+    if let ["mlp", widths, _] = parts.as_slice() {
+        // Unparsable widths are left to the model builder's error.
+        if let Ok(w) = widths
+            .split('-')
+            .map(|w| w.parse::<usize>())
+            .collect::<Result<Vec<_>, _>>()
+        {
+            anyhow::ensure!(
+                w.len() >= 2 && w.iter().all(|&v| v >= 1),
+                "--model {}: give at least an input and an output width, each ≥ 1",
+                a.model
+            );
+            let params = sum(&w
+                .windows(2)
+                .map(|p| prod(&[p[0].saturating_add(1), p[1]]))
+                .collect::<Vec<_>>());
+            let acts = sum(&w
+                .iter()
+                .map(|&v| prod(&[a.batch, v, 3 * 4]))
+                .collect::<Vec<_>>());
+            check_memory(
+                "train",
+                &[
+                    (
+                        "--model",
+                        a.model.clone(),
+                        params.and_then(|p| p.checked_mul(4 * 4)),
+                    ),
+                    ("--batch", a.batch.to_string(), acts),
+                ],
+            )?;
+            if let Some(steps) = a.max_steps {
+                crate::limits::check_work(
+                    "train",
+                    "--max-steps",
+                    &steps.to_string(),
+                    params.and_then(|p| p.checked_mul(prod(&[steps, a.batch, 3])?)),
+                )?;
+            }
+            // Forward and backward over the 60 000 Fashion-MNIST examples per epoch.
+            crate::limits::check_work(
+                "train",
+                "--epochs",
+                &a.epochs.to_string(),
+                params.and_then(|p| p.checked_mul(prod(&[a.epochs, 60_000, 3])?)),
+            )?;
+        }
+    }
+    Ok(())
+}
+
 pub fn train(a: TrainArgs) -> Result<()> {
     let dev = Device::Cpu;
+    check_train(&a)?;
     let data = load_data(&a)?;
+    anyhow::ensure!(
+        !data.test.is_empty() && !data.train.is_empty(),
+        "--data {}: the {} split is empty; check the data files (or --data-path)",
+        a.data,
+        if data.train.is_empty() {
+            "training"
+        } else {
+            "test"
+        }
+    );
     let model = build(&a.model, &a.init, a.cb, a.cw, a.seed, DType::F32, &dev)?;
     anyhow::ensure!(
         model.input_dim() == data.train.dim,
@@ -311,6 +389,82 @@ pub fn orthogonal(a: OrthogonalArgs) -> Result<()> {
         sc.train_lr > 0.0 && sc.train_lr.is_finite(),
         "--train-lr: must be > 0"
     );
+    {
+        use crate::limits::{at_least, check_memory, prod};
+        at_least("--fig3-networks", sc.fig3_networks, 2)?;
+        at_least("--train-width", sc.train_width, 1)?;
+        at_least("--train-steps", sc.train_steps, 1)?;
+        at_least("--train-examples", sc.train_examples, 1)?;
+        at_least("--train-seeds", sc.train_seeds, 1)?;
+        anyhow::ensure!(
+            !sc.train_depths.is_empty(),
+            "--train-depths: give at least one depth"
+        );
+        let deepest = sc.train_depths.iter().copied().max().unwrap_or(2);
+        check_memory(
+            "orthogonal",
+            &[
+                (
+                    "--fig3-width",
+                    sc.fig3_width.to_string(),
+                    prod(&[sc.fig3_width, sc.fig3_width, sc.fig3_depth, 8 * 8]),
+                ),
+                {
+                    let (f, v) = crate::limits::larger(
+                        ("--fig3-networks", sc.fig3_networks),
+                        ("--fig3-depth", sc.fig3_depth),
+                    );
+                    (f, v, prod(&[sc.fig3_networks, sc.fig3_depth, 64 * 8]))
+                },
+                (
+                    "--train-width",
+                    sc.train_width.to_string(),
+                    prod(&[sc.train_width, sc.train_width, deepest, 4 * 4]),
+                ),
+                (
+                    "--train-examples",
+                    sc.train_examples.to_string(),
+                    // Inputs plus every layer's activations of the full batch (f32).
+                    crate::limits::sum(&[
+                        prod(&[sc.train_examples, 784, 4]),
+                        prod(&[sc.train_examples, sc.train_width, deepest, 2 * 4]),
+                    ]),
+                ),
+            ],
+        )?;
+        // Full-batch GD: every step passes every example through every layer.
+        let per_step = prod(&[
+            sc.train_examples,
+            sc.train_width,
+            sc.train_width.max(784),
+            deepest,
+            3,
+        ]);
+        crate::limits::check_work(
+            "orthogonal",
+            "--train-steps",
+            &sc.train_steps.to_string(),
+            per_step.and_then(|p| p.checked_mul(sc.train_steps as u64)),
+        )?;
+        crate::limits::check_work(
+            "orthogonal",
+            "--train-seeds",
+            &sc.train_seeds.to_string(),
+            per_step.and_then(|p| p.checked_mul(prod(&[sc.train_steps, sc.train_seeds])?)),
+        )?;
+        crate::limits::check_work(
+            "orthogonal",
+            "--fig3-networks",
+            &sc.fig3_networks.to_string(),
+            prod(&[
+                sc.fig3_networks,
+                sc.fig3_depth,
+                sc.fig3_width,
+                sc.fig3_width,
+                sc.fig3_width,
+            ]),
+        )?;
+    }
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let cfg = Config {
         quick: a.quick,

@@ -165,9 +165,16 @@ pub fn run(cmd: PruneCmd) -> Result<()> {
             json,
             out,
         } => {
+            anyhow::ensure!(samples >= 1, "--samples {samples}: must be ≥ 1");
+            anyhow::ensure!(len >= 1, "--len {len}: must be ≥ 1 token");
             let ck = load(model)?;
             let (_, held) = heldout_text(text.as_deref())?;
             let toks = ck.tokenizer.encode(&held)?;
+            let avail = toks.len() / len;
+            anyhow::ensure!(
+                samples <= avail,
+                "--samples {samples}: the held-out text gives only {avail} sequences of --len {len} tokens; use --samples ≤ {avail}, a smaller --len or a longer --text"
+            );
             let seqs = sequences(&toks, len, samples)?;
             let pos = if all_tokens {
                 Position::AllTokens
@@ -184,7 +191,7 @@ pub fn run(cmd: PruneCmd) -> Result<()> {
                     json!({"n": n, "start": s, "end": s + n, "distance": v, "se": d.se[n - 1][s]})
                 })
                 .collect();
-            if let Some(o) = out {
+            if let Some(o) = &out {
                 let o = OutDir::create(o)?;
                 let mut rows = vec![];
                 for n in 1..=l_tot {
@@ -202,6 +209,29 @@ pub fn run(cmd: PruneCmd) -> Result<()> {
             let r = json!({"n_layers": l_tot, "samples": d.samples, "tokens_per_sample": d.tokens_per_sample,
                            "position": d.position, "indexing": "0-based blocks, end-exclusive ranges; table[n-1][l] = d(x^(l), x^(l+n))",
                            "table": d.table, "best": best});
+            if let Some(o) = out {
+                let o = OutDir::create(o)?;
+                // The (n, l) table as a heatmap: rows n (blocks dropped), columns l (first
+                // block); cells past the last block are empty.
+                dlt_studies::plot::Heatmap {
+                    title: "Angular distance d(x^(l), x^(l+n))".into(),
+                    x_label: "first block l".into(),
+                    y_label: "blocks n".into(),
+                    xs: (0..l_tot).map(|l| l as f64).collect(),
+                    ys: (1..=l_tot).map(|n| n as f64).collect(),
+                    z: (1..=l_tot)
+                        .map(|n| {
+                            (0..l_tot)
+                                .map(|l| d.table[n - 1].get(l).copied().unwrap_or(f64::NAN))
+                                .collect()
+                        })
+                        .collect(),
+                    log_z: false,
+                    diagonal: false,
+                }
+                .save_svg(&o.path("distances.svg"))?;
+                o.write_json("results.json", &r)?;
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -239,6 +269,17 @@ pub fn run(cmd: PruneCmd) -> Result<()> {
             out,
             json,
         } => {
+            // Every flag before the model is loaded (issue 12).
+            anyhow::ensure!(samples >= 1, "--samples {samples}: must be ≥ 1");
+            anyhow::ensure!(
+                eval_tokens >= 2,
+                "--eval-tokens {eval_tokens}: perplexity needs at least 2 held-out tokens"
+            );
+            anyhow::ensure!(lora_rank >= 1, "--lora-rank {lora_rank}: must be ≥ 1");
+            crate::limits::positive("--lora-alpha", lora_alpha)?;
+            crate::limits::positive("--heal-lr", heal_lr)?;
+            anyhow::ensure!(heal_seq >= 2, "--heal-seq {heal_seq}: must be ≥ 2 tokens");
+            anyhow::ensure!(heal_batch >= 1, "--heal-batch {heal_batch}: must be ≥ 1");
             let rule = Rule::parse(&rule)?;
             use candle_core::quantized::GgmlDType;
             let healed_type = match healed_type.as_str() {

@@ -118,9 +118,69 @@ pub enum ScalingCmd {
     },
 }
 
+/// Sizes of one simulated point, checked before any work (issue 12): M, N, P ≥ 1, and the
+/// matrices of the seeds that run at once (the (N+1)×M Gram sampler or the P×M design, the
+/// P×N features, an N×N or P×P system, the held-out set) must fit in memory.
+fn check_point(m: usize, n: usize, p: usize, seeds: usize, test: usize) -> Result<()> {
+    check_point_as(["--n", "--p"], m, n, p, seeds, test)
+}
+
+/// [`check_point`] naming N and P by the given flags (`--n-grid`, `--p-grid` for a sweep).
+fn check_point_as(
+    [nf, pf]: [&str; 2],
+    m: usize,
+    n: usize,
+    p: usize,
+    seeds: usize,
+    test: usize,
+) -> Result<()> {
+    use crate::limits::{at_least, check_memory, prod, sum};
+    at_least("--m", m, 1)?;
+    at_least(nf, n, 1)?;
+    at_least(pf, p, 1)?;
+    at_least("--seeds", seeds, 1)?;
+    let at_once = std::thread::available_parallelism()
+        .map_or(1, |v| v.get())
+        .min(seeds);
+    let each = |t: Option<u64>| t.and_then(|b| b.checked_mul(at_once as u64));
+    check_memory(
+        "scaling simulate",
+        &[
+            (
+                "--m",
+                m.to_string(),
+                each(prod(&[n.saturating_add(1), m, 2 * 8])),
+            ),
+            (pf, p.to_string(), each(prod(&[p, m, 8]))),
+            (
+                nf,
+                n.to_string(),
+                each(sum(&[
+                    prod(&[p, n, 2 * 8]),
+                    prod(&[n.min(p), n.min(p), 2 * 8]),
+                ])),
+            ),
+            (
+                "--test",
+                test.to_string(),
+                each(prod(&[test, m.saturating_add(n), 8])),
+            ),
+            ("--seeds", seeds.to_string(), prod(&[seeds, 3 * 8])),
+        ],
+    )
+}
+
 pub fn run(cmd: ScalingCmd) -> Result<()> {
     match cmd {
         ScalingCmd::Theory { model, n, p } => {
+            use crate::limits::{at_least, check_memory, prod};
+            at_least("--m", model.m, 1)?;
+            at_least("--n", n, 1)?;
+            at_least("--p", p, 1)?;
+            check_memory(
+                "scaling theory",
+                &[("--m", model.m.to_string(), prod(&[model.m, 8]))],
+            )?;
             let t = theory_loss(&model.model(), n, p, model.ridge)?;
             if model.json {
                 println!(
@@ -140,6 +200,7 @@ pub fn run(cmd: ScalingCmd) -> Result<()> {
             seed,
             test,
         } => {
+            check_point(model.m, n, p, seeds, test)?;
             anyhow::ensure!(
                 features == Features::Linear || test > 0,
                 "--test: nonlinear features need held-out samples"
@@ -181,6 +242,19 @@ pub fn run(cmd: ScalingCmd) -> Result<()> {
                 !n_grid.is_empty() && !p_grid.is_empty(),
                 "--n-grid/--p-grid: give at least one value"
             );
+            for (flag, grid) in [("--n-grid", &n_grid), ("--p-grid", &p_grid)] {
+                if let Some(v) = grid.iter().find(|&&v| v == 0) {
+                    anyhow::bail!("{flag}: every value must be ≥ 1, got {v}");
+                }
+            }
+            check_point_as(
+                ["--n-grid", "--p-grid"],
+                model.m,
+                n_grid.iter().copied().max().unwrap_or(1),
+                p_grid.iter().copied().max().unwrap_or(1),
+                seeds,
+                0,
+            )?;
             let mut rows = vec![];
             for (i, &n) in n_grid.iter().enumerate() {
                 for (j, &p) in p_grid.iter().enumerate() {
@@ -327,6 +401,28 @@ pub fn run(cmd: ScalingCmd) -> Result<()> {
             json: as_json,
             out,
         } => {
+            {
+                use crate::limits::{at_least, check_memory, prod};
+                at_least("--m", m, 1)?;
+                at_least("--n", n, 1)?;
+                let samples_used = if features == Features::Tanh {
+                    samples
+                } else {
+                    0
+                };
+                check_memory(
+                    "scaling spectrum",
+                    &[
+                        ("--m", m.to_string(), prod(&[n, m, 3 * 8])),
+                        ("--n", n.to_string(), prod(&[n, n, 3 * 8])),
+                        (
+                            "--samples",
+                            samples.to_string(),
+                            prod(&[samples_used, m.saturating_add(n), 8]),
+                        ),
+                    ],
+                )?;
+            }
             let md = ScalingModel::new(alpha, m);
             let ev = dlt_theory::scaling::feature_spectrum(&md, n, features, samples, seed)?;
             let rank = ev.iter().filter(|&&v| v > 1e-10 * ev[0]).count();

@@ -62,6 +62,58 @@ pub fn run(a: SgdGapArgs) -> Result<()> {
         "--etas: give positive step sizes"
     );
     anyhow::ensure!(cfg.hidden > 0, "--hidden: must be positive");
+    {
+        use crate::limits::{at_least, check_memory, prod};
+        at_least("--n-train", cfg.n_train, 2)?;
+        at_least("--n-test", cfg.n_test, 1)?;
+        at_least("--n-test-sgd", cfg.n_test_sgd, 1)?;
+        at_least("--redraws", cfg.redraws, 1)?;
+        at_least("--batch", cfg.batch, 1)?;
+        at_least("--shuffles", cfg.shuffles, 1)?;
+        anyhow::ensure!(
+            cfg.n_test_sgd <= cfg.n_test,
+            "--n-test-sgd {}: the SGD comparison uses the first --n-test-sgd of the --n-test {} held-out examples; use --n-test-sgd ≤ --n-test",
+            cfg.n_test_sgd,
+            cfg.n_test
+        );
+        anyhow::ensure!(
+            cfg.n_train % cfg.batch == 0,
+            "--batch {}: must divide --n-train {}",
+            cfg.batch,
+            cfg.n_train
+        );
+        // The 5-H-1 network's per-example Jacobians (H·7 parameters) over train and test sets.
+        let params = prod(&[cfg.hidden, 7]);
+        check_memory(
+            "sgd-gap",
+            &[
+                (
+                    "--hidden",
+                    cfg.hidden.to_string(),
+                    params.and_then(|p| p.checked_mul(p)?.checked_mul(8)),
+                ),
+                (
+                    "--n-train",
+                    cfg.n_train.to_string(),
+                    params.and_then(|p| p.checked_mul(prod(&[cfg.n_train, 8])?)),
+                ),
+                (
+                    "--n-test",
+                    cfg.n_test.to_string(),
+                    params.and_then(|p| p.checked_mul(prod(&[cfg.n_test, 8])?)),
+                ),
+            ],
+        )?;
+        // Each redraw and each shuffle passes over the training set at least once.
+        for (flag, v) in [("--redraws", cfg.redraws), ("--shuffles", cfg.shuffles)] {
+            crate::limits::check_work(
+                "sgd-gap",
+                flag,
+                &v.to_string(),
+                params.and_then(|p| p.checked_mul(prod(&[v, cfg.n_train])?)),
+            )?;
+        }
+    }
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let r = run(&cfg, &dir)?;
     crate::print_study(&r, &r.claims, a.json, &dir)

@@ -232,11 +232,39 @@ fn layer_json(r: &Layer) -> Value {
     m
 }
 
+/// Size flags of `theory profile`, checked before any work (issue 12): depth, quadrature
+/// order (at most 4096 nodes: the rule's nodes cost O(order²) to compute, and beyond a few
+/// hundred nodes the 1-D expectations no longer change), and the memory of the layer table.
+fn check_profile(a: &ProfileArgs) -> Result<()> {
+    use crate::limits::{at_least, at_most, check_memory, prod};
+    at_least("--depth", a.net.depth, 1)?;
+    at_least("--quad-order", a.quad_order, 8)?;
+    at_most(
+        "--quad-order",
+        a.quad_order,
+        4096,
+        "more nodes do not change the 1-D expectations",
+    )?;
+    // p inputs: K, Θ (p² each), V (p⁴) per layer; one input: a few dozen numbers per layer.
+    let p = a
+        .k1_matrix
+        .as_deref()
+        .map_or(1, |m| m.split(';').count().max(1));
+    check_memory(
+        "theory profile",
+        &[(
+            "--depth",
+            a.net.depth.to_string(),
+            prod(&[a.net.depth, p, p, p, p, 8 * 4 + 512]),
+        )],
+    )
+}
+
 fn run_profile(a: ProfileArgs) -> Result<()> {
+    check_profile(&a)?;
     let mut e = ensemble(&a.net)?;
     e.gamma = a.gamma;
     e.xi = a.xi;
-    anyhow::ensure!(a.quad_order >= 8, "--quad-order: use at least 8 nodes");
     e.quad.gh1 = a.quad_order;
     let lr = lr(&a.net)?;
     let header = json!({"activation": e.act.name(), "cb": e.cb, "cw": e.cw, "init": e.init, "depth": a.net.depth, "gamma": e.gamma, "xi": e.xi, "lambda_b": lr.lambda_b, "lambda_w": lr.lambda_w, "lambda_b_over_l": lr.b_over_l});
@@ -413,7 +441,53 @@ fn run_profile(a: ProfileArgs) -> Result<()> {
     Ok(())
 }
 
+/// Size flags of `theory mc`, checked before any work (issue 12): the weight matrices of every
+/// worker (n² each; four with --ntk) and the per-batch sums of every layer must fit in memory.
+fn check_mc(a: &McArgs) -> Result<()> {
+    use crate::limits::{at_least, at_most, check_memory, prod};
+    at_least("--depth", a.net.depth, 1)?;
+    at_least("--batches", a.batches, 2)?;
+    anyhow::ensure!(
+        a.networks >= a.batches.saturating_mul(2),
+        "--networks {}: need at least two networks per batch (networks ≥ 2 × --batches {})",
+        a.networks,
+        a.batches
+    );
+    at_least("--width", a.width, 1)?;
+    at_most("--threads", a.threads, 4096, "one worker per thread")?;
+    let cores = std::thread::available_parallelism().map_or(1, |v| v.get());
+    let workers = if a.threads == 0 { cores } else { a.threads }.min(a.networks.max(1));
+    check_memory(
+        "theory mc",
+        &[
+            (
+                "--width",
+                a.width.to_string(),
+                prod(&[workers, a.width, a.width, if a.ntk { 4 * 8 } else { 8 }]),
+            ),
+            (
+                "--depth",
+                a.net.depth.to_string(),
+                prod(&[a.batches, a.net.depth, 64 * 8]),
+            ),
+        ],
+    )?;
+    crate::limits::check_work(
+        "theory mc",
+        "--networks",
+        &a.networks.to_string(),
+        prod(&[
+            a.networks,
+            a.net.depth,
+            a.width,
+            a.width,
+            if a.ntk { a.width } else { 1 },
+        ]),
+    )
+}
+
 fn run_mc(a: McArgs) -> Result<()> {
+    check_mc(&a)?;
     let e = ensemble(&a.net)?;
     let k1 = a.net.k1.context("--k1 is required")?;
     let cfg = McConfig {

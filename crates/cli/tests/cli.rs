@@ -2307,3 +2307,377 @@ fn kernels_and_predict_refuse_bad_input_in_one_line_naming_the_flag() {
     assert_eq!(mat(&v["mean"]).len(), 3);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 12, defect 14: `scaling simulate` gives the same numbers, to the last digit, whatever
+/// the size of the rayon pool (the issue's repro).
+#[test]
+fn scaling_simulate_is_identical_across_thread_counts() {
+    let run = |threads: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_dlt"))
+            .args([
+                "scaling", "simulate", "--alpha", "1", "--m", "500", "--n", "100", "--p", "300",
+                "--seeds", "4", "--json",
+            ])
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .expect("run dlt");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let one = run("1");
+    assert_eq!(one, run("2"), "1 vs 2 threads");
+    assert_eq!(one, run("3"), "1 vs 3 threads");
+}
+
+/// Issue 12: every size flag of every subcommand fed 0, −1, NaN (where the flag is a number
+/// that parses it) and 2^64−1 exits 1 within a second, with one line naming the flag. Each row:
+/// (subcommand and the other flags, the flag, whether 0 is legitimate — then 0 is not fed here,
+/// it runs — and whether the flag is a float). Validation comes before any work, so no case
+/// reads data or trains.
+#[test]
+fn every_size_flag_rejects_zero_negative_nan_and_huge_naming_the_flag() {
+    const MAX: &str = "18446744073709551615";
+    let mc = "theory mc --activation tanh --cb 0 --cw 1 --k1 1";
+    let mc_sizes = [("--depth", "3"), ("--width", "8"), ("--networks", "100")];
+    let profile = "theory profile --activation tanh --cb 0 --cw 1 --k1 1";
+    let sim = "scaling simulate --alpha 1";
+    let sim_sizes = [("--m", "100"), ("--n", "10"), ("--p", "20")];
+    // (command, defaults of the size flags it needs, flag under test, 0 legitimate, float)
+    #[rustfmt::skip]
+    let table: Vec<(&str, &[(&str, &str)], &str, bool, bool)> = vec![
+        (mc, &mc_sizes, "--width", false, false),
+        (mc, &mc_sizes, "--depth", false, false),
+        (mc, &mc_sizes, "--networks", false, false),
+        (mc, &mc_sizes, "--batches", false, false),
+        (mc, &mc_sizes, "--threads", true, false), // 0: all cores
+        (profile, &[("--depth", "3")], "--depth", false, false),
+        (profile, &[("--depth", "3")], "--quad-order", false, false),
+        ("scaling theory --alpha 1", &sim_sizes, "--m", false, false),
+        // --n/--p of the closed form: 2^64−1 is legitimate (O(M) work, a finite loss), so it
+        // is not fed here; 0, −1 and NaN are refused.
+        ("scaling theory --alpha 1", &sim_sizes, "--n", false, false),
+        ("scaling theory --alpha 1", &sim_sizes, "--p", false, false),
+        (sim, &sim_sizes, "--m", false, false),
+        (sim, &sim_sizes, "--n", false, false),
+        (sim, &sim_sizes, "--p", false, false),
+        (sim, &sim_sizes, "--seeds", false, false),
+        (sim, &sim_sizes, "--test", true, false), // 0: linear features need no held-out set
+        ("scaling spectrum --alpha 1", &[("--m", "100"), ("--n", "10")], "--m", false, false),
+        ("scaling spectrum --alpha 1", &[("--m", "100"), ("--n", "10")], "--n", false, false),
+        ("scaling spectrum --alpha 1", &[("--m", "100"), ("--n", "10")], "--samples", true, false), // 0 and 2^64−1: relu is exact, no samples drawn
+        ("scaling sweep --alpha 1 --m 100", &[], "--n-grid", false, false),
+        ("scaling sweep --alpha 1 --m 100", &[], "--p-grid", false, false),
+        ("scaling sweep --alpha 1 --m 100", &[], "--seeds", false, false),
+        ("collapse linear", &[], "--d", false, false),
+        ("collapse linear", &[], "--t", false, false),
+        ("collapse linear", &[], "--generations", false, false),
+        ("collapse linear", &[], "--seeds", false, false),
+        ("collapse lm --quick", &[], "--generations", false, false),
+        ("collapse lm --quick", &[], "--train-chars", false, false),
+        ("collapse lm --quick", &[], "--test-chars", false, false),
+        ("collapse lm --quick", &[], "--d-model", false, false),
+        ("collapse lm --quick", &[], "--layers", false, false),
+        ("hessian --quick", &[], "--hidden", false, false),
+        ("hessian --quick", &[], "--pool", false, false),
+        ("hessian --quick", &[], "--batch", false, false),
+        ("hessian --quick", &[], "--steps", false, false),
+        ("hessian --quick", &[], "--hessian-examples", false, false),
+        ("hessian --quick", &[], "--lanczos-steps", false, false),
+        ("sgd-gap --quick", &[], "--n-train", false, false),
+        ("sgd-gap --quick", &[], "--n-test", false, false),
+        ("sgd-gap --quick", &[], "--n-test-sgd", false, false),
+        ("sgd-gap --quick", &[], "--hidden", false, false),
+        ("sgd-gap --quick", &[], "--redraws", false, false),
+        ("sgd-gap --quick", &[], "--batch", false, false),
+        ("sgd-gap --quick", &[], "--shuffles", false, false),
+        ("orthogonal --quick", &[], "--train-width", false, false),
+        ("orthogonal --quick", &[], "--train-steps", false, false),
+        ("orthogonal --quick", &[], "--train-examples", false, false),
+        ("orthogonal --quick", &[], "--train-seeds", false, false),
+        ("orthogonal --quick", &[], "--fig3-width", false, false),
+        ("orthogonal --quick", &[], "--fig3-depth", false, false),
+        ("orthogonal --quick", &[], "--fig3-networks", false, false),
+        ("train", &[], "--batch", false, false),
+        ("train", &[], "--epochs", false, false),
+        ("train", &[], "--max-steps", false, false),
+        ("train", &[], "--lr", false, true),
+    ];
+    let mut failures = vec![];
+    for (cmd, sizes, flag, zero_ok, float) in &table {
+        // Flags for which 2^64−1 is legitimate (see the table's comments).
+        let huge_ok = (cmd.starts_with("scaling theory") && (*flag == "--n" || *flag == "--p"))
+            || *flag == "--samples" && cmd.starts_with("scaling spectrum");
+        let mut values = vec!["-1"];
+        if !huge_ok {
+            values.push(MAX);
+        }
+        if !zero_ok {
+            values.push("0");
+        }
+        values.push(if *float { "NaN" } else { "nan" });
+        if *float {
+            values.retain(|v| *v != MAX);
+            values.push("inf");
+        }
+        for v in values {
+            let mut args: Vec<String> = cmd.split(' ').map(String::from).collect();
+            for (f, d) in sizes.iter() {
+                if f != flag {
+                    args.extend([f.to_string(), d.to_string()]);
+                }
+            }
+            args.extend([flag.to_string(), v.to_string()]);
+            let t0 = std::time::Instant::now();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_dlt"))
+                .args(&args)
+                .env("DLT_MAX_MEMORY", "64G")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run dlt");
+            // A case that starts working instead of refusing is stopped after 5 s.
+            while child.try_wait().expect("wait").is_none() && t0.elapsed().as_secs() < 5 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let o = child.wait_with_output().expect("dlt output");
+            let secs = t0.elapsed().as_secs_f64();
+            let err = String::from_utf8_lossy(&o.stderr);
+            let ok = o.status.code() == Some(1)
+                && err.contains(flag)
+                && err.trim_end().lines().count() == 1
+                && !err.contains("panicked")
+                && secs < 1.0;
+            if !ok {
+                failures.push(format!(
+                    "dlt {}: exit {:?} in {secs:.2} s: {}",
+                    args.join(" "),
+                    o.status.code(),
+                    err.trim()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Issue 12, defect 15: a run killed after its last checkpoint left rows past the checkpoint's
+/// step in metrics.csv/metrics.jsonl; resuming drops them, so every step appears once.
+#[test]
+fn resumed_train_does_not_duplicate_metrics_rows() {
+    let dir = std::env::temp_dir().join(format!("dlt-cli-resume-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let base = [
+        "train",
+        "--data",
+        "gaussian-mixture",
+        "--model",
+        "mlp:784-8-10:tanh",
+        "--subset",
+        "640",
+        "--batch",
+        "64",
+        "--json",
+        "--out",
+        d,
+    ];
+    // One epoch = 10 steps, checkpoint at step 10.
+    json(&[&base[..], &["--epochs", "1"]].concat());
+    // The killed run's rows 11–13, written after the checkpoint.
+    let csv = dir.join("metrics.csv");
+    let jsonl = dir.join("metrics.jsonl");
+    let mut c = std::fs::read_to_string(&csv).unwrap();
+    let mut j = std::fs::read_to_string(&jsonl).unwrap();
+    for s in 11..=13 {
+        c.push_str(&format!("{s},1,0.5,,,0.1\n"));
+        j.push_str(&format!("{{\"step\":{s},\"epoch\":1,\"train_loss\":0.5,\"test_loss\":null,\"test_accuracy\":null,\"seconds\":0.1}}\n"));
+    }
+    std::fs::write(&csv, c).unwrap();
+    std::fs::write(&jsonl, j).unwrap();
+    let ck = dir.join("checkpoint.safetensors");
+    let v = json(
+        &[
+            &base[..],
+            &["--epochs", "2", "--resume", ck.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert_eq!(v["steps"], 20);
+    let steps_csv: Vec<usize> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    let steps_jsonl: Vec<u64> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps_csv, (1..=20).collect::<Vec<_>>(), "metrics.csv");
+    assert_eq!(steps_jsonl, (1..=20).collect::<Vec<_>>(), "metrics.jsonl");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 12, defects 9, 10 and 11 for `prune`: `distances --out` writes distances.csv,
+/// distances.svg and results.json; `--samples` beyond what the text gives is an error naming
+/// `--samples` (not silently cut); `prune run` checks its flags before loading the model.
+#[test]
+fn prune_distances_outputs_and_flag_checks_on_real_smollm2() {
+    for (flag, v) in [
+        ("--heal-lr", "NaN"),
+        ("--lora-alpha", "nan"),
+        ("--eval-tokens", "0"),
+        ("--samples", "0"),
+    ] {
+        let t0 = std::time::Instant::now();
+        fails_with(&["prune", "run", "--drop", "2", flag, v], flag);
+        assert!(
+            t0.elapsed().as_secs_f64() < 1.0,
+            "prune run {flag} {v} was late"
+        );
+    }
+    fails_with(&["prune", "distances", "--samples", "0"], "--samples");
+    let dir = std::env::temp_dir().join(format!("dlt-cli-prune-d-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plays = dlt_nn::data::fetch::locate(dlt_nn::data::fetch::Dataset::Shakespeare, None, true)
+        .unwrap()
+        .0;
+    let text = std::fs::read_to_string(&plays).unwrap();
+    let sample = dir.join("sample.txt");
+    std::fs::write(&sample, &text[200_000..212_000]).unwrap();
+    let s = sample.to_str().unwrap();
+    let out = dir.join("d");
+    json(&[
+        "prune",
+        "distances",
+        "--text",
+        s,
+        "--samples",
+        "2",
+        "--len",
+        "16",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    for f in ["distances.csv", "distances.svg", "results.json"] {
+        assert!(out.join(f).exists(), "{f} not written");
+    }
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["n_layers"], 30);
+    fails_with(
+        &[
+            "prune",
+            "distances",
+            "--text",
+            s,
+            "--samples",
+            "18446744073709551615",
+            "--len",
+            "16",
+        ],
+        "--samples",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 12, defects 5, 6, 10 and 11: the issue's repros, each one line naming the right flag
+/// (and the fix), before any work.
+#[test]
+fn issue_repros_name_the_right_flag_before_any_work() {
+    let t0 = std::time::Instant::now();
+    fails_with(
+        &[
+            "sgd-gap",
+            "--quick",
+            "--n-test-sgd",
+            "1000",
+            "--n-test",
+            "100",
+        ],
+        "use --n-test-sgd ≤ --n-test",
+    );
+    fails_with(
+        &[
+            "scaling", "simulate", "--alpha", "1e308", "--m", "100", "--n", "10", "--p", "20",
+        ],
+        "use a smaller --alpha",
+    );
+    fails_with(&["collapse", "lm", "--d-model", "0"], "--d-model 0");
+    fails_with(
+        &["collapse", "lm", "--train-chars", "0"],
+        "use --train-chars ≥ 65",
+    );
+    fails_with(
+        &["collapse", "lm", "--test-chars", "0"],
+        "use --test-chars ≥ 65",
+    );
+    fails_with(&["collapse", "lm", "--layers", "0"], "--layers 0");
+    fails_with(
+        &["collapse", "lm", "--train-chars", "18446744073709551615"],
+        "--train-chars",
+    );
+    fails_with(
+        &["collapse", "lm", "--d-model", "1000000"],
+        "use a smaller --d-model",
+    );
+    fails_with(
+        &["orthogonal", "--quick", "--train-examples", "0"],
+        "--train-examples",
+    );
+    fails_with(
+        &["train", "--model", "mlp:784-18446744073709551615-10:tanh"],
+        "--model",
+    );
+    fails_with(
+        &[
+            "theory",
+            "mc",
+            "--activation",
+            "tanh",
+            "--cb",
+            "0",
+            "--cw",
+            "1",
+            "--k1",
+            "1",
+            "--depth",
+            "3",
+            "--networks",
+            "100",
+            "--width",
+            "1000000000",
+        ],
+        "use a smaller --width",
+    );
+    fails_with(
+        &[
+            "theory",
+            "profile",
+            "--activation",
+            "tanh",
+            "--cb",
+            "0",
+            "--cw",
+            "1",
+            "--k1",
+            "1",
+            "--depth",
+            "1000000000000",
+        ],
+        "use a smaller --depth",
+    );
+    fails_with(
+        &[
+            "scaling", "sweep", "--alpha", "1", "--m", "100", "--n-grid", "0,16",
+        ],
+        "--n-grid",
+    );
+    assert!(t0.elapsed().as_secs_f64() < 13.0 * 1.0, "a check came late");
+}

@@ -87,6 +87,16 @@ pub fn angular_distances(
             states.push(x.flatten_all()?.to_vec1::<f32>()?);
             Ok(())
         })?;
+        // The same check as perplexity's: a non-finite residual stream means broken weights
+        // (every distance would be NaN and the "best" block meaningless).
+        if let Some(k) = states.iter().position(|x| x.iter().any(|v| !v.is_finite())) {
+            return Err(LlmError::invalid(
+                "model",
+                format!(
+                    "non-finite hidden state after block {k} on probe sequence {s}: the weights are broken"
+                ),
+            ));
+        }
         let npos = states[0].len() / d;
         for n in 1..=l_tot {
             for l in 0..=l_tot - n {

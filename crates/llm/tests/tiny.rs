@@ -360,3 +360,21 @@ fn angular_distance_of_identical_states_is_zero_and_rules_pick_valid_blocks() {
         assert!(choose_start(Rule::Random, 4, 2, None, s).unwrap() <= 2);
     }
 }
+
+/// Issue 12, defect 8: the angular-distance probe refuses a model whose forward gives NaN
+/// (RoPE base θ = 0), as perplexity does, instead of returning null distances.
+#[test]
+fn angular_distances_refuse_broken_weights() {
+    let mut m = dlt_llm::Llama::random(tiny_cfg(RopeStyle::Half), 3).unwrap();
+    m.cfg.rope_theta = 0.0;
+    let seqs = vec![(0..16).collect::<Vec<u32>>(); 2];
+    let e = dlt_llm::probe::angular_distances(
+        &m,
+        &seqs,
+        dlt_llm::probe::Position::LastToken,
+        |_, _| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("weights are broken"), "{e}");
+}

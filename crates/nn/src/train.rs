@@ -101,7 +101,8 @@ pub struct TrainReport {
     pub train_loss: f64,
     /// Steps completed, including those before a resume.
     pub steps: usize,
-    /// Wall-clock seconds of this `run` call.
+    /// Wall-clock seconds of this `run` call only: after a resume, the time spent before the
+    /// checkpoint is not included (each metrics row's `seconds` counts the same way).
     pub seconds: f64,
     /// Every metrics record, in step order.
     pub metrics: Vec<Metric>,
@@ -203,6 +204,9 @@ struct State {
     v: Option<Tensor>,
 }
 
+/// The header line of `metrics.csv`.
+const METRICS_CSV_HEADER: &str = "step,epoch,train_loss,test_loss,test_accuracy,seconds\n";
+
 /// Where to stream metrics and checkpoints.
 pub struct RunDir {
     /// Directory receiving `metrics.csv`, `metrics.jsonl` and `checkpoint.safetensors`.
@@ -210,6 +214,46 @@ pub struct RunDir {
 }
 
 impl RunDir {
+    /// Drop the rows of `metrics.csv` and `metrics.jsonl` after `step` (those a killed run
+    /// wrote after its last checkpoint), so that a resumed run does not repeat them. Each file
+    /// is rewritten atomically (a temporary file renamed over it).
+    fn truncate_to(&self, step: usize) -> Result<(), NnError> {
+        for (name, header) in [
+            ("metrics.csv", Some(METRICS_CSV_HEADER)),
+            ("metrics.jsonl", None),
+        ] {
+            let p = self.dir.join(name);
+            let text = match std::fs::read_to_string(&p) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => return Err(NnError::io(&p, e)),
+            };
+            let row_step = |l: &str| -> Option<usize> {
+                if header.is_some() {
+                    l.split(',').next()?.trim().parse().ok()
+                } else {
+                    serde_json::from_str::<serde_json::Value>(l).ok()?["step"]
+                        .as_u64()
+                        .map(|v| v as usize)
+                }
+            };
+            let mut out = String::new();
+            if let Some(h) = header {
+                out.push_str(h);
+            }
+            for l in text.lines() {
+                if row_step(l).is_some_and(|s| s <= step) {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+            let tmp = self.dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, out).map_err(|e| NnError::io(&tmp, e))?;
+            std::fs::rename(&tmp, &p).map_err(|e| NnError::io(&p, e))?;
+        }
+        Ok(())
+    }
+
     fn append(&self, name: &str, line: &str) -> Result<(), NnError> {
         let p = self.dir.join(name);
         let mut f = std::fs::OpenOptions::new()
@@ -601,13 +645,12 @@ impl<'a> Trainer<'a> {
         if let Some(o) = out {
             std::fs::create_dir_all(&o.dir).map_err(|e| NnError::io(&o.dir, e))?;
             if self.step == 0 {
-                std::fs::write(
-                    o.dir.join("metrics.csv"),
-                    "step,epoch,train_loss,test_loss,test_accuracy,seconds\n",
-                )
-                .map_err(|e| NnError::io(&o.dir, e))?;
+                std::fs::write(o.dir.join("metrics.csv"), METRICS_CSV_HEADER)
+                    .map_err(|e| NnError::io(&o.dir, e))?;
                 std::fs::write(o.dir.join("metrics.jsonl"), "")
                     .map_err(|e| NnError::io(&o.dir, e))?;
+            } else {
+                o.truncate_to(self.step)?;
             }
         }
         let mut last_loss = f64::NAN;

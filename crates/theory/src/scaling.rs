@@ -10,7 +10,7 @@
 
 use crate::TheoryError;
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, Par, Side};
+use faer::{Accum, Mat, Par};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -278,47 +278,25 @@ pub fn simulate(
             msg: "need at least one seed".into(),
         });
     }
-    let threads = std::thread::available_parallelism()
-        .map(|v| v.get())
-        .unwrap_or(1)
-        .min(seeds);
-    let results: Vec<Result<f64, TheoryError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                s.spawn(move || {
-                    PARALLEL_SEED.with(|c| c.set(threads == 1));
-                    (t..seeds)
-                        .step_by(threads)
-                        .map(|k| {
-                            one_seed(
-                                model,
-                                n,
-                                p,
-                                ridge,
-                                features,
-                                seed.wrapping_add(k as u64),
-                                test,
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut per: Vec<(usize, Result<f64, TheoryError>)> = vec![];
-        // A worker's panic is a bug: re-raise it instead of dropping its seeds.
-        for (t, h) in handles.into_iter().enumerate() {
-            for (j, r) in h
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e))
-                .into_iter()
-                .enumerate()
-            {
-                per.push((t + j * threads, r));
-            }
-        }
-        per.sort_by_key(|x| x.0);
-        per.into_iter().map(|x| x.1).collect()
-    });
+    // One task per seed on the current rayon pool, collected in seed order; a seed's own
+    // arithmetic never depends on the pool's size (see `fixed_par`), so the numbers are the
+    // same whatever the thread count.
+    use rayon::prelude::*;
+    let results: Vec<Result<f64, TheoryError>> = (0..seeds)
+        .into_par_iter()
+        .map(|k| {
+            PARALLEL_SEED.with(|c| c.set(seeds == 1));
+            one_seed(
+                model,
+                n,
+                p,
+                ridge,
+                features,
+                seed.wrapping_add(k as u64),
+                test,
+            )
+        })
+        .collect();
     let losses: Vec<f64> = results.into_iter().collect::<Result<_, _>>()?;
     let k = losses.len() as f64;
     let mean = losses.iter().sum::<f64>() / k;
@@ -382,19 +360,16 @@ fn solve_psd(g: &Mat<f64>, ridge: f64, b: &Mat<f64>) -> Result<Mat<f64>, TheoryE
         a[(i, i)] += ridge;
     }
     if ridge > 0.0 {
-        if let Ok(llt) = a.llt(Side::Lower) {
-            use faer::linalg::solvers::Solve;
-            return Ok(llt.solve(b));
+        if let Some(l) = cholesky_seq(&a) {
+            return Ok(cholesky_solve_seq(&l, b));
         }
     }
-    let evd = a
-        .self_adjoint_eigen(Side::Lower)
-        .map_err(|_| TheoryError::Invalid {
-            flag: "--ridge",
-            msg: "the eigendecomposition of the Gram matrix did not converge; use --ridge > 0"
-                .into(),
-        })?;
-    let (u, s) = (evd.U(), evd.S());
+    let (s, u) = sym_eigen_seq(&a, true).map_err(|_| TheoryError::Invalid {
+        flag: "--ridge",
+        msg: "the eigendecomposition of the Gram matrix did not converge; use --ridge > 0".into(),
+    })?;
+    let u = u.unwrap_or_else(|| Mat::zeros(k, k));
+    let u = u.as_ref();
     let smax = (0..k).map(|i| s[i].abs()).fold(0.0, f64::max);
     let mut ub = Mat::<f64>::zeros(k, b.ncols());
     matmul(
@@ -403,7 +378,7 @@ fn solve_psd(g: &Mat<f64>, ridge: f64, b: &Mat<f64>) -> Result<Mat<f64>, TheoryE
         u.transpose(),
         b.as_ref(),
         1.0,
-        Par::rayon(0),
+        Par::Seq,
     );
     for i in 0..k {
         let si = s[i];
@@ -413,14 +388,7 @@ fn solve_psd(g: &Mat<f64>, ridge: f64, b: &Mat<f64>) -> Result<Mat<f64>, TheoryE
         }
     }
     let mut out = Mat::<f64>::zeros(k, b.ncols());
-    matmul(
-        out.as_mut(),
-        Accum::Replace,
-        u,
-        ub.as_ref(),
-        1.0,
-        Par::rayon(0),
-    );
+    matmul(out.as_mut(), Accum::Replace, u, ub.as_ref(), 1.0, Par::Seq);
     Ok(out)
 }
 
@@ -455,11 +423,15 @@ fn one_seed_gram(
         1.0,
         par_for(m),
     );
-    let chol = cov.llt(Side::Lower).map_err(|_| TheoryError::Invalid {
-        flag: "--m",
-        msg: "feature covariance is singular (N ≥ M); the direct sampler handles that case".into(),
+    // Here N + 1 < M, so a singular covariance means the spectrum fell below double precision.
+    let l = cholesky_seq(&cov).ok_or_else(|| TheoryError::Invalid {
+        flag: "--alpha",
+        msg: format!(
+            "the ({n}+1)×({n}+1) feature covariance is numerically singular: with α = {:e} the spectrum λ_I ∝ I^−(1+α) falls below double precision; use a smaller --alpha",
+            model.alpha
+        ),
     })?;
-    let l = chol.L();
+    let l = l.as_ref();
     let z = normal_mat(p, n + 1, |_, _| 1.0, rng);
     let mut rows = Mat::<f64>::zeros(p, n + 1);
     matmul(
@@ -496,13 +468,97 @@ thread_local! {
     static PARALLEL_SEED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Sequential GEMMs when seeds run in parallel; all cores for a lone large problem.
+/// Sequential GEMMs when seeds run in parallel; a fixed split for a lone large problem.
 fn par_for(size: usize) -> Par {
     if size >= 512 && PARALLEL_SEED.with(|c| c.get()) {
-        Par::rayon(0)
+        fixed_par()
     } else {
         Par::Seq
     }
+}
+
+/// The parallelism of the large products: a fixed number of tasks, never the size of the
+/// rayon pool, so that the blocking and summation order (hence the last digits) are the same
+/// whatever `RAYON_NUM_THREADS` or the machine's core count (same seed, same numbers).
+fn fixed_par() -> Par {
+    Par::rayon(8)
+}
+
+/// Scratch space for a faer kernel.
+fn scratch(req: faer::dyn_stack::StackReq) -> faer::dyn_stack::MemBuffer {
+    faer::dyn_stack::MemBuffer::new(req)
+}
+
+/// The Cholesky factor L (lower) of a symmetric positive-definite matrix, computed
+/// sequentially (faer's `Mat::llt` takes the global parallelism, whose reductions depend on the
+/// thread count). `None` when the matrix is not positive definite.
+fn cholesky_seq(a: &Mat<f64>) -> Option<Mat<f64>> {
+    use faer::linalg::cholesky::llt::factor;
+    let n = a.nrows();
+    let mut l = a.clone();
+    let mut buf = scratch(factor::cholesky_in_place_scratch::<f64>(
+        n,
+        Par::Seq,
+        Default::default(),
+    ));
+    factor::cholesky_in_place(
+        l.as_mut(),
+        Default::default(),
+        Par::Seq,
+        faer::dyn_stack::MemStack::new(&mut buf),
+        Default::default(),
+    )
+    .ok()?;
+    for j in 0..n {
+        for i in 0..j {
+            l[(i, j)] = 0.0;
+        }
+    }
+    Some(l)
+}
+
+/// Solve L Lᵀ x = b in place given the Cholesky factor L, sequentially.
+fn cholesky_solve_seq(l: &Mat<f64>, b: &Mat<f64>) -> Mat<f64> {
+    let mut x = b.clone();
+    let mut buf = scratch(faer::dyn_stack::StackReq::EMPTY);
+    faer::linalg::cholesky::llt::solve::solve_in_place(
+        l.as_ref(),
+        x.as_mut(),
+        Par::Seq,
+        faer::dyn_stack::MemStack::new(&mut buf),
+    );
+    x
+}
+
+/// Eigenvalues (nondecreasing) and, if asked, eigenvectors of a symmetric matrix (lower
+/// triangle read), computed sequentially for the same reason as [`cholesky_seq`].
+fn sym_eigen_seq(
+    a: &Mat<f64>,
+    vectors: bool,
+) -> Result<(Vec<f64>, Option<Mat<f64>>), faer::linalg::evd::EvdError> {
+    use faer::linalg::evd;
+    let n = a.nrows();
+    let mut s = faer::diag::Diag::<f64>::zeros(n);
+    let mut u = vectors.then(|| Mat::<f64>::zeros(n, n));
+    let mut buf = scratch(evd::self_adjoint_evd_scratch::<f64>(
+        n,
+        if vectors {
+            evd::ComputeEigenvectors::Yes
+        } else {
+            evd::ComputeEigenvectors::No
+        },
+        Par::Seq,
+        Default::default(),
+    ));
+    evd::self_adjoint_evd(
+        a.as_ref(),
+        s.as_mut(),
+        u.as_mut().map(|u| u.as_mut()),
+        Par::Seq,
+        faer::dyn_stack::MemStack::new(&mut buf),
+        Default::default(),
+    )?;
+    Ok(((0..n).map(|i| s[i]).collect(), u))
 }
 
 /// θ = argmin ‖y − Φθ‖² + γ‖θ‖² from the smaller of the N×N and P×P systems.
@@ -706,6 +762,56 @@ pub fn fit_exponent(xs: &[f64], ls: &[f64], ses: &[f64]) -> (f64, f64) {
 mod tests {
     use super::*;
 
+    /// Issue 12, defect 14: the same seed gives the same numbers (to the last bit) whatever the
+    /// size of the rayon pool, for parallel seeds (the issue's repro), for a lone large seed
+    /// (whose GEMMs run in parallel), with a ridge (Cholesky) and for the feature spectrum.
+    #[test]
+    fn simulate_is_bit_identical_across_thread_counts() {
+        let in_pool = |k: usize, f: &(dyn Fn() -> Vec<f64> + Sync)| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(k)
+                .build()
+                .unwrap()
+                .install(f)
+        };
+        let md = ScalingModel::new(1.0, 520);
+        let runs: Vec<Box<dyn Fn() -> Vec<f64> + Sync>> = vec![
+            Box::new(|| {
+                simulate(&md, 100, 300, 0.0, Features::Linear, 4, 7, 0)
+                    .unwrap()
+                    .losses
+            }),
+            Box::new(|| {
+                simulate(&md, 40, 100, 0.0, Features::Linear, 1, 7, 0)
+                    .unwrap()
+                    .losses
+            }),
+            Box::new(|| {
+                simulate(&md, 30, 60, 1e-3, Features::Relu, 2, 7, 50)
+                    .unwrap()
+                    .losses
+            }),
+            Box::new(|| {
+                feature_spectrum(&ScalingModel::new(1.0, 100), 60, Features::Tanh, 200, 7).unwrap()
+            }),
+        ];
+        for (i, f) in runs.iter().enumerate() {
+            let one = in_pool(1, f.as_ref());
+            let two = in_pool(2, f.as_ref());
+            let five = in_pool(5, f.as_ref());
+            assert_eq!(
+                one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                two.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "run {i}: 1 vs 2 threads"
+            );
+            assert_eq!(
+                one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                five.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "run {i}: 1 vs 5 threads"
+            );
+        }
+    }
+
     fn m2000() -> ScalingModel {
         ScalingModel::new(1.0, 2000)
     }
@@ -901,7 +1007,7 @@ pub fn feature_spectrum(
         a.as_ref(),
         a.transpose(),
         1.0,
-        Par::rayon(0),
+        fixed_par(),
     );
     let c = match features {
         Features::Linear => k,
@@ -927,7 +1033,7 @@ pub fn feature_spectrum(
                 x.as_ref(),
                 u.transpose(),
                 1.0,
-                Par::rayon(0),
+                fixed_par(),
             );
             apply(Features::Tanh, &mut phi);
             let mut c = Mat::<f64>::zeros(n, n);
@@ -937,17 +1043,17 @@ pub fn feature_spectrum(
                 phi.transpose(),
                 phi.as_ref(),
                 1.0 / samples as f64,
-                Par::rayon(0),
+                fixed_par(),
             );
             c
         }
     };
-    let mut ev = c
-        .self_adjoint_eigenvalues(Side::Lower)
+    let mut ev = sym_eigen_seq(&c, false)
         .map_err(|_| TheoryError::Invalid {
             flag: "--n",
             msg: "eigendecomposition did not converge".into(),
-        })?;
+        })?
+        .0;
     ev.sort_by(|a, b| b.total_cmp(a));
     Ok(ev)
 }

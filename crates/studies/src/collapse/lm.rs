@@ -69,7 +69,7 @@ pub fn lm_runs(
 ) -> Result<Vec<LmRow>, StudyError> {
     let text = dlt_nn::data::read_text(text_path)?;
     let chars: Vec<char> = text.chars().collect();
-    if chars.len() < sc.train_chars + sc.test_chars {
+    if chars.len() < sc.train_chars.saturating_add(sc.test_chars) {
         return Err(dlt_nn::NnError::Data {
             what: text_path.display().to_string(),
             problem: format!(
