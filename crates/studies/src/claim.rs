@@ -193,17 +193,15 @@ impl Claim {
         bound: f64,
         why: &str,
     ) -> Self {
-        Self::build(
+        Self::inequality(
             id,
             paper,
             claim,
             measured,
-            None,
-            bound,
-            Source::Paper,
-            format!("measured ≤ {} ({why})", fmt_num(bound)),
+            "≤",
             measured <= bound,
-            &[("measured", measured), ("bound", bound)],
+            bound,
+            why,
         )
     }
 
@@ -216,22 +214,44 @@ impl Claim {
         bound: f64,
         why: &str,
     ) -> Self {
-        Self::build(
+        Self::inequality(
             id,
             paper,
             claim,
             measured,
-            None,
-            bound,
-            Source::Paper,
-            format!("measured ≥ {} ({why})", fmt_num(bound)),
+            "≥",
             measured >= bound,
-            &[("measured", measured), ("bound", bound)],
+            bound,
+            why,
         )
     }
 
     /// Holds when measured > bound strictly (see [`Claim::at_most`]).
     pub fn above(id: &str, paper: &str, claim: &str, measured: f64, bound: f64, why: &str) -> Self {
+        Self::inequality(
+            id,
+            paper,
+            claim,
+            measured,
+            ">",
+            measured > bound,
+            bound,
+            why,
+        )
+    }
+
+    /// The shared body of the inequalities: no prediction, the bound as the paper's threshold.
+    #[allow(clippy::too_many_arguments)]
+    fn inequality(
+        id: &str,
+        paper: &str,
+        claim: &str,
+        measured: f64,
+        op: &str,
+        holds: bool,
+        bound: f64,
+        why: &str,
+    ) -> Self {
         Self::build(
             id,
             paper,
@@ -240,8 +260,8 @@ impl Claim {
             None,
             bound,
             Source::Paper,
-            format!("measured > {} ({why})", fmt_num(bound)),
-            measured > bound,
+            format!("measured {op} {} ({why})", fmt_num(bound)),
+            holds,
             &[("measured", measured), ("bound", bound)],
         )
     }
