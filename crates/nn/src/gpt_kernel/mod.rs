@@ -322,11 +322,6 @@ impl GptKernel {
         ))
     }
 
-    /// The sizes.
-    pub fn config(&self) -> &LmConfig {
-        &self.cfg
-    }
-
     /// Train for `epochs` passes over `tokens` in random windows ([`LmConfig::random_windows`],
     /// the same draws as the reference `Gpt::train`); returns the number of steps.
     /// `on_step(step, loss)` sees every step; a non-finite loss stops with
@@ -487,21 +482,6 @@ impl GptKernel {
                 crate::optim::update(crate::optim::Optimizer::ADAM, p, g, m, v, lr, self.t);
             }
             loss
-        })
-    }
-
-    /// Mean next-token cross-entropy on windows of ctx + 1 tokens, without a step.
-    pub fn loss(&mut self, windows: &[u32]) -> f64 {
-        self.size_work(windows);
-        with_isa(self.isa, || {
-            forward(
-                &self.cfg,
-                &self.p,
-                &mut self.work,
-                windows,
-                self.par,
-                self.isa,
-            )
         })
     }
 
