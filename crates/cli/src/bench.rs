@@ -90,9 +90,8 @@ fn candle_mlp_rate(steps: usize, fast: bool) -> Result<f64> {
         epochs: 1000,
         ..Default::default()
     };
-    let mut tr = Trainer::new(&*model, cfg, DType::F32, dev)?;
-    tr.fast = fast;
-    tr.set_lazy_sync(true);
+    let mut tr = Trainer::new(&*model, cfg, dev)?;
+    tr.mlp_kernel = fast;
     let idx: Vec<Vec<usize>> = (0..8).map(|k| (k * 128..(k + 1) * 128).collect()).collect();
     for i in 0..10 {
         tr.step_on(&data.train, &idx[i % 8])?;
@@ -101,7 +100,7 @@ fn candle_mlp_rate(steps: usize, fast: bool) -> Result<f64> {
     for i in 0..steps {
         tr.step_on(&data.train, &idx[i % 8])?;
     }
-    tr.sync()?;
+    tr.publish()?;
     Ok((steps * 128) as f64 / t.elapsed().as_secs_f64())
 }
 

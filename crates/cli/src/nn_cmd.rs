@@ -260,7 +260,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         Some(p) => Some(OutDir::create(p).with_context(|| format!("--out {}", p.display()))?),
         None => None,
     };
-    let mut trainer = Trainer::new(&*model, cfg.clone(), DType::F32, dev)?;
+    let mut trainer = Trainer::new(&*model, cfg.clone(), dev)?;
     if let Some(ck) = &a.resume {
         trainer.load_checkpoint(ck)?;
     }

@@ -1,11 +1,10 @@
-//! Optimisers over flat parameter slices, for every hand-written training path (the MLP kernel,
-//! the GPT step): plain (S)GD, heavy-ball momentum, Adam and AdamW, in f32 or f64.
+//! Optimisers over flat parameter slices, for every training path (the trainer's parameter store,
+//! whichever of the MLP kernel or candle's autograd gave the gradient; the GPT step): plain (S)GD, heavy-ball momentum, Adam and AdamW, in f32 or f64.
 //!
 //! Conventions (PyTorch's, which candle's `AdamW` follows): momentum buf ← β·buf + g,
 //! θ ← θ − η·buf; Adam (Kingma & Ba, arXiv 1412.6980, Algorithm 1) m ← β₁m + (1−β₁)g,
 //! v ← β₂v + (1−β₂)g², θ ← θ − η·(m·ĉ₁)/(√(v·ĉ₂) + ε) with ĉᵢ = 1/(1 − βᵢᵗ); AdamW
-//! (Loshchilov & Hutter, arXiv 1711.05101) first decays θ ← θ(1 − η·λ). The candle trainer
-//! (`crate::train`, tensors) implements the same rules; the substrate tests compare them.
+//! (Loshchilov & Hutter, arXiv 1711.05101) first decays θ ← θ(1 − η·λ).
 
 use crate::real::Real;
 use crate::NnError;

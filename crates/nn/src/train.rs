@@ -7,6 +7,7 @@
 //! from a checkpoint replays exactly the steps an uninterrupted run takes.
 
 use crate::data::{Split, TrainTest};
+use crate::layout::Layout;
 use crate::model::{Model, ParamKind};
 use crate::NnError;
 use candle_core::{DType, Device, Tensor, D};
@@ -188,20 +189,66 @@ pub fn evaluate(
     ))
 }
 
-/// The MLP kernel's copy of a model under training: flat parameters (newer than the candle
-/// variables while `Trainer::stale`), optimizer moments, buffers and per-parameter step sizes.
-struct KernelRun {
-    net: crate::mlp::Mlp,
+/// The run's one copy of the parameters: flat values in the order of `Model::params` (through
+/// their [`Layout`]), the update rule's moments over the same layout, and each parameter's step
+/// size. The model's candle variables are written from it by [`Trainer::publish`]; nothing is
+/// ever copied the other way after the trainer is built (or a checkpoint loaded).
+struct Store {
+    layout: Layout,
     theta: Vec<f32>,
-    opt: crate::optim::State<f32>,
-    ws: crate::mlp::Workspace<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
     lr: Vec<f64>,
 }
 
-/// Optimizer state for one parameter.
-struct State {
-    m: Option<Tensor>,
-    v: Option<Tensor>,
+impl Store {
+    /// The store of `model`'s current values, with zero moments.
+    fn of(model: &dyn Model, cfg: &TrainConfig) -> Result<Self, NnError> {
+        let mut layout = Layout::default();
+        let mut theta = vec![];
+        let mut lr = vec![];
+        for p in model.params() {
+            let t = p.var.as_tensor();
+            if t.dtype() != DType::F32 {
+                return Err(NnError::Invalid {
+                    what: format!("parameter {} of dtype {:?}", p.name, t.dtype()),
+                    fix: "the trainer runs in f32: build the model with DType::F32".into(),
+                });
+            }
+            layout.push(p.name.clone(), t.dims());
+            theta.extend(t.flatten_all()?.to_vec1::<f32>()?);
+            let scale = match (cfg.ntk_lr.map(|l| l.at(p.layer)), p.kind) {
+                (None, _) => 1.0,
+                (Some((_, lw)), ParamKind::Weight { fan_in }) => lw / fan_in as f64,
+                (Some((lb, _)), ParamKind::Bias) => lb,
+            };
+            lr.push(cfg.lr * scale);
+        }
+        let n = theta.len();
+        Ok(Self {
+            layout,
+            theta,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            lr,
+        })
+    }
+
+    /// θ ← update(θ, g), parameter by parameter with its own step size, at step `t` (from 1).
+    fn update(&mut self, opt: Optimizer, g: &[f32], t: i32) {
+        for (e, &lr) in self.layout.entries().iter().zip(&self.lr) {
+            let r = e.range();
+            crate::optim::update(
+                opt,
+                &mut self.theta[r.clone()],
+                &g[r.clone()],
+                &mut self.m[r.clone()],
+                &mut self.v[r],
+                lr,
+                t,
+            );
+        }
+    }
 }
 
 /// The header line of `metrics.csv`.
@@ -265,39 +312,32 @@ impl RunDir {
     }
 }
 
-/// A trainer holding the optimizer state, resumable from a checkpoint.
+/// A trainer: the parameter [`Store`] and the step counter, resumable from a checkpoint.
+///
+/// Training runs in f32. The model's variables hold the trained values after [`Trainer::run`]
+/// returns (or fails) and after [`Trainer::publish`]; between steps only the store does.
 pub struct Trainer<'a> {
-    /// The model being trained (its variables are updated in place).
+    /// The model being trained.
     pub model: &'a dyn Model,
     /// The run's hyperparameters.
     pub cfg: TrainConfig,
-    /// Floating-point type of the tensors.
-    pub dtype: DType,
     /// Device holding the tensors.
     pub dev: Device,
-    state: Vec<State>,
+    store: Store,
     /// Steps completed so far (restored by a resume).
     pub step: usize,
     /// Metrics records collected so far.
     pub metrics: Vec<Metric>,
-    /// Run MLP steps (tanh/ReLU/linear, f32, CPU) in the MLP kernel ([`crate::mlp`]): same
-    /// updates as the candle path up to f32 rounding, ≈ 4× faster. On by default.
-    pub fast: bool,
-    kernel: Option<KernelRun>,
-    /// The kernel's weights are newer than the candle variables.
-    stale: bool,
-    /// Leave the variables stale between steps (`run` syncs before it reads them).
-    lazy_sync: bool,
+    /// Take the steps of an MLP (tanh/ReLU/linear, CPU) in the MLP kernel ([`crate::mlp`]) rather
+    /// than through candle's autograd: the same updates up to f32 rounding (tested), ≈ 4× faster.
+    /// On by default.
+    pub mlp_kernel: bool,
+    kernel: Option<(crate::mlp::Mlp, crate::mlp::Workspace<f32>)>,
 }
 
 impl<'a> Trainer<'a> {
     /// A trainer at step 0 with fresh optimizer state; validates `cfg`.
-    pub fn new(
-        model: &'a dyn Model,
-        cfg: TrainConfig,
-        dtype: DType,
-        dev: Device,
-    ) -> Result<Self, NnError> {
+    pub fn new(model: &'a dyn Model, cfg: TrainConfig, dev: Device) -> Result<Self, NnError> {
         if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
             return Err(NnError::Invalid {
                 what: format!("--lr {}", cfg.lr),
@@ -310,192 +350,87 @@ impl<'a> Trainer<'a> {
                 fix: "use a batch size ≥ 1".into(),
             });
         }
-        let state = model
-            .params()
-            .iter()
-            .map(|_| State { m: None, v: None })
-            .collect();
         Ok(Self {
+            store: Store::of(model, &cfg)?,
             model,
             cfg,
-            dtype,
             dev,
-            state,
             step: 0,
             metrics: vec![],
-            fast: true,
+            mlp_kernel: true,
             kernel: None,
-            stale: false,
-            lazy_sync: false,
         })
     }
 
-    /// Whether the fast MLP path applies to this model and configuration.
-    fn fast_eligible(&self) -> bool {
-        self.fast
-            && self.dtype == DType::F32
-            && self.dev.is_cpu()
-            && self
-                .model
-                .as_mlp()
-                .is_some_and(|m| crate::mlp::Mlp::supports(m.act))
-    }
-
-    /// Step size of each parameter (NTK scaling, PDLT §7.1).
-    fn lr_of(&self, p: &crate::model::Param) -> f64 {
-        let scale = match (self.cfg.ntk_lr.map(|l| l.at(p.layer)), p.kind) {
-            (None, _) => 1.0,
-            (Some((_, lw)), ParamKind::Weight { fan_in }) => lw / fan_in as f64,
-            (Some((lb, _)), ParamKind::Bias) => lb,
-        };
-        self.cfg.lr * scale
-    }
-
-    /// Keep the fast path's weights out of the candle variables between steps (as `run` does);
-    /// call [`Trainer::sync`] before reading them.
-    pub fn set_lazy_sync(&mut self, on: bool) {
-        self.lazy_sync = on;
-    }
-
-    /// Copy the kernel's weights and optimizer moments into the candle variables and state.
-    pub fn sync(&mut self) -> Result<(), NnError> {
-        let Some(k) = &self.kernel else {
-            return Ok(());
-        };
-        if !self.stale {
-            return Ok(());
-        }
-        let (has_m, has_v) = self.cfg.optimizer.moments();
-        for (i, (p, st)) in self
-            .model
-            .params()
-            .iter()
-            .zip(self.state.iter_mut())
-            .enumerate()
-        {
-            let shape = p.var.as_tensor().shape().clone();
-            let part = |buf: &[f32]| k.net.layout().slice(buf, i).to_vec();
+    /// Write the store's parameters into the model's variables.
+    pub fn publish(&self) -> Result<(), NnError> {
+        for (p, e) in self.model.params().iter().zip(self.store.layout.entries()) {
+            let values = self.store.theta[e.range()].to_vec();
             p.var
-                .set(&Tensor::from_vec(part(&k.theta), shape.clone(), &self.dev)?)?;
-            if has_m {
-                st.m = Some(Tensor::from_vec(part(&k.opt.m), shape.clone(), &self.dev)?);
-            }
-            if has_v {
-                st.v = Some(Tensor::from_vec(part(&k.opt.v), shape, &self.dev)?);
-            }
+                .set(&Tensor::from_vec(values, e.shape.as_slice(), &self.dev)?)?;
         }
-        self.stale = false;
         Ok(())
     }
 
-    /// The kernel's state, from the candle variables and optimizer moments.
-    fn kernel_run(&self) -> Result<KernelRun, NnError> {
-        let mlp = self.model.as_mlp().ok_or_else(|| NnError::Invalid {
-            what: "the MLP kernel on a model that is not an MLP".into(),
-            fix: "train it on the candle path".into(),
-        })?;
-        let net = crate::mlp::Mlp::new(mlp.widths.clone(), mlp.act)?.parallel();
-        let layout = net.layout().clone();
-        let flat = |ts: Vec<Option<&Tensor>>| -> Result<Vec<f32>, NnError> {
-            let mut out = Vec::with_capacity(layout.len());
-            for t in ts {
-                match t {
-                    Some(t) => out.extend(t.flatten_all()?.to_vec1::<f32>()?),
-                    None => return Ok(vec![0.0; layout.len()]),
-                }
-            }
-            Ok(out)
+    /// Whether the step runs in the MLP kernel (built on first use): an MLP with a kernel
+    /// activation, on the CPU, unless `mlp_kernel` is off.
+    fn use_kernel(&mut self) -> Result<bool, NnError> {
+        let Some(mlp) = self.model.as_mlp() else {
+            return Ok(false);
         };
-        let theta = flat(
-            self.model
-                .params()
-                .iter()
-                .map(|p| Some(p.var.as_tensor()))
-                .collect(),
-        )?;
-        let m = flat(self.state.iter().map(|s| s.m.as_ref()).collect())?;
-        let v = flat(self.state.iter().map(|s| s.v.as_ref()).collect())?;
-        if theta.len() != layout.len() || m.len() != layout.len() || v.len() != layout.len() {
-            return Err(NnError::Invalid {
-                what: format!(
-                    "{} parameters for the MLP kernel's {}",
-                    theta.len(),
-                    layout.len()
-                ),
-                fix: "the model's parameters are not [W1, b1, W2, b2, …]; use the candle path"
-                    .into(),
-            });
+        if !(self.mlp_kernel && self.dev.is_cpu() && crate::mlp::Mlp::supports(mlp.act)) {
+            return Ok(false);
         }
-        let lr = self.model.params().iter().map(|p| self.lr_of(p)).collect();
-        Ok(KernelRun {
-            net,
-            theta,
-            opt: crate::optim::State { m, v, t: 0 },
-            ws: crate::mlp::Workspace::default(),
-            lr,
-        })
+        if self.kernel.is_none() {
+            let net = crate::mlp::Mlp::new(mlp.widths.clone(), mlp.act)?.parallel();
+            if net.layout() != &self.store.layout {
+                return Err(NnError::Invalid {
+                    what: "the MLP kernel's parameter layout".into(),
+                    fix:
+                        "the model's parameters are not [W1, b1, W2, b2, …]; set mlp_kernel = false"
+                            .into(),
+                });
+            }
+            self.kernel = Some((net, crate::mlp::Workspace::default()));
+        }
+        Ok(true)
     }
 
-    /// One step in the MLP kernel.
-    fn fast_step(&mut self, data: &Split, idx: &[usize]) -> Result<f64, NnError> {
-        if self.kernel.is_none() {
-            self.kernel = Some(self.kernel_run()?);
+    /// The batch loss at the store's parameters and its gradient: in the MLP kernel when it
+    /// applies, otherwise by candle's autograd on the published variables.
+    fn gradient(&mut self, data: &Split, idx: &[usize]) -> Result<(f64, Vec<f32>), NnError> {
+        let loss = self.cfg.loss;
+        if self.use_kernel()? {
+            let (net, ws) = self.kernel.as_mut().expect("built by use_kernel");
+            return kernel_gradient(net, ws, &self.store.theta, data, idx, loss);
         }
-        let mut x = Vec::with_capacity(idx.len() * data.dim);
-        for &i in idx {
-            x.extend_from_slice(&data.x[i * data.dim..(i + 1) * data.dim]);
-        }
-        let labels: Vec<u32> = if data.targets.is_empty() {
-            idx.iter().map(|&i| data.y[i]).collect()
-        } else {
-            vec![]
-        };
-        let mut tg = Vec::new();
-        for &i in idx {
-            if !data.targets.is_empty() {
-                tg.extend_from_slice(&data.targets[i * data.out..(i + 1) * data.out]);
+        self.publish()?;
+        let x = inputs(data, idx, DType::F32, &self.dev)?;
+        let t = targets(data, idx, loss, DType::F32, &self.dev)?;
+        let l = loss_of(&self.model.forward(&x)?, &t, loss)?;
+        let lval = l.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let grads = l.backward()?;
+        let mut g = vec![0f32; self.store.layout.len()];
+        for (p, e) in self.model.params().iter().zip(self.store.layout.entries()) {
+            if let Some(gp) = grads.get(p.var.as_tensor()) {
+                g[e.range()].copy_from_slice(&gp.flatten_all()?.to_vec1::<f32>()?);
             }
         }
-        let y = match (data.targets.is_empty(), self.cfg.loss) {
-            (false, _) => crate::mlp::Targets::Values(&tg),
-            (true, Loss::CrossEntropy) => crate::mlp::Targets::Labels(&labels),
-            (true, Loss::Mse) => crate::mlp::Targets::OneHot(&labels),
-        };
-        let (opt, t) = (self.cfg.optimizer, (self.step + 1) as i32);
-        let k = self.kernel.as_mut().expect("built above");
-        let batch = crate::mlp::Batch {
-            x: &x,
-            y,
-            n: idx.len(),
-        };
-        let pt = k
-            .net
-            .at_with(&k.theta, batch, std::mem::take(&mut k.ws), false)?;
-        let lval = pt.loss;
-        k.ws = pt.into_workspace();
-        for (i, parts) in k.net.layout().entries().iter().enumerate() {
-            let r = parts.range();
-            crate::optim::update(
-                opt,
-                &mut k.theta[r.clone()],
-                &k.ws.grad[r.clone()],
-                &mut k.opt.m[r.clone()],
-                &mut k.opt.v[r],
-                k.lr[i],
-                t,
-            );
-        }
-        self.stale = true;
+        Ok((lval, g))
+    }
+
+    /// One optimisation step on `idx`; returns the batch loss (before the step).
+    pub fn step_on(&mut self, data: &Split, idx: &[usize]) -> Result<f64, NnError> {
+        let (lval, g) = self.gradient(data, idx)?;
         if !lval.is_finite() {
             return Err(NnError::Diverged {
                 step: self.step,
                 loss: lval,
             });
         }
+        self.store
+            .update(self.cfg.optimizer, &g, (self.step + 1) as i32);
         self.step += 1;
-        if !self.lazy_sync {
-            self.sync()?;
-        }
         Ok(lval)
     }
 
@@ -540,7 +475,7 @@ impl<'a> Trainer<'a> {
         }
         let width = self
             .model
-            .forward(&inputs(data, &[0], self.dtype, &self.dev)?)?
+            .forward(&inputs(data, &[0], DType::F32, &self.dev)?)?
             .dims()
             .last()
             .copied()
@@ -555,73 +490,6 @@ impl<'a> Trainer<'a> {
             });
         }
         Ok(())
-    }
-
-    /// One optimisation step on `idx`; returns the batch loss (before the step).
-    pub fn step_on(&mut self, data: &Split, idx: &[usize]) -> Result<f64, NnError> {
-        if self.fast_eligible() {
-            return self.fast_step(data, idx);
-        }
-        let x = inputs(data, idx, self.dtype, &self.dev)?;
-        let t = targets(data, idx, self.cfg.loss, self.dtype, &self.dev)?;
-        let loss = loss_of(&self.model.forward(&x)?, &t, self.cfg.loss)?;
-        let lval = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        if !lval.is_finite() {
-            return Err(NnError::Diverged {
-                step: self.step,
-                loss: lval,
-            });
-        }
-        let grads = loss.backward()?;
-        let t_adam = (self.step + 1) as i32;
-        for (p, st) in self.model.params().iter().zip(self.state.iter_mut()) {
-            let Some(g) = grads.get(p.var.as_tensor()) else {
-                continue;
-            };
-            let scale = match (self.cfg.ntk_lr.map(|l| l.at(p.layer)), p.kind) {
-                (None, _) => 1.0,
-                (Some((_, lw)), ParamKind::Weight { fan_in }) => lw / fan_in as f64,
-                (Some((lb, _)), ParamKind::Bias) => lb,
-            };
-            let lr = self.cfg.lr * scale;
-            let update = match self.cfg.optimizer {
-                Optimizer::Gd | Optimizer::Sgd => (g * lr)?,
-                Optimizer::Momentum { beta } => {
-                    let m = match &st.m {
-                        Some(m) => ((m * beta)? + g)?,
-                        None => g.clone(),
-                    };
-                    st.m = Some(m.clone());
-                    (m * lr)?
-                }
-                Optimizer::Adam { beta1, beta2, eps }
-                | Optimizer::AdamW {
-                    beta1, beta2, eps, ..
-                } => {
-                    let m = match &st.m {
-                        Some(m) => ((m * beta1)? + (g * (1.0 - beta1))?)?,
-                        None => (g * (1.0 - beta1))?,
-                    };
-                    let v = match &st.v {
-                        Some(v) => ((v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?,
-                        None => (g.sqr()? * (1.0 - beta2))?,
-                    };
-                    st.m = Some(m.clone());
-                    st.v = Some(v.clone());
-                    let mhat = (m / (1.0 - beta1.powi(t_adam)))?;
-                    let vhat = (v / (1.0 - beta2.powi(t_adam)))?;
-                    ((mhat / (vhat.sqrt()? + eps)?)? * lr)?
-                }
-            };
-            match self.cfg.optimizer {
-                Optimizer::AdamW { weight_decay, .. } => p
-                    .var
-                    .set(&((p.var.as_tensor() * (1.0 - lr * weight_decay))? - update)?)?,
-                _ => p.var.set(&(p.var.as_tensor() - update)?)?,
-            }
-        }
-        self.step += 1;
-        Ok(lval)
     }
 
     /// Train until the configured number of steps, evaluating, logging and checkpointing.
@@ -653,29 +521,21 @@ impl<'a> Trainer<'a> {
                 o.truncate_to(self.step)?;
             }
         }
-        let mut last_loss = f64::NAN;
-        let lazy = std::mem::replace(&mut self.lazy_sync, true);
         while self.step < total {
             let (epoch, idx) = self.batch_indices(n, self.step);
             let res = self.step_on(&data.train, &idx);
             if res.is_err() {
                 // Leave the variables current for whoever inspects the model after the error.
-                self.lazy_sync = lazy;
-                let _ = self.sync();
+                let _ = self.publish();
             }
-            last_loss = res?;
+            let last_loss = res?;
             on_step(self.step);
             let eval_now = self.step == total
                 || (self.cfg.eval_every > 0 && self.step % self.cfg.eval_every == 0);
-            let ckpt_now = out.is_some()
-                && self.cfg.checkpoint_every > 0
-                && self.step % self.cfg.checkpoint_every == 0;
-            if eval_now || ckpt_now {
-                self.sync()?;
-            }
             let (tl, ta) = if eval_now && !data.test.is_empty() {
+                self.publish()?;
                 let (l, a) =
-                    evaluate(self.model, &data.test, self.cfg.loss, self.dtype, &self.dev)?;
+                    evaluate(self.model, &data.test, self.cfg.loss, DType::F32, &self.dev)?;
                 (Some(l), a)
             } else {
                 (None, None)
@@ -712,24 +572,22 @@ impl<'a> Trainer<'a> {
             }
             self.metrics.push(m);
         }
-        self.lazy_sync = lazy;
-        self.sync()?;
+        self.publish()?;
         let (train_loss, _) = evaluate(
             self.model,
             &data.train,
             self.cfg.loss,
-            self.dtype,
+            DType::F32,
             &self.dev,
         )?;
         let (test_loss, test_acc) = if data.test.is_empty() {
             (f64::NAN, None)
         } else {
-            evaluate(self.model, &data.test, self.cfg.loss, self.dtype, &self.dev)?
+            evaluate(self.model, &data.test, self.cfg.loss, DType::F32, &self.dev)?
         };
         if let Some(o) = out {
             self.save_checkpoint(&o.dir.join("checkpoint.safetensors"))?;
         }
-        let _ = last_loss;
         Ok(TrainReport {
             test_accuracy: test_acc.unwrap_or(f64::NAN),
             test_loss,
@@ -740,17 +598,23 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    /// Save parameters, optimizer state and the step counter (safetensors, atomic rename).
+    /// Save parameters, optimizer moments and the step counter (safetensors, atomic rename);
+    /// the keys are `param.NAME`, `opt.m.NAME`, `opt.v.NAME` (as the rule keeps them) and
+    /// `meta.step`.
     pub fn save_checkpoint(&mut self, path: &Path) -> Result<(), NnError> {
-        self.sync()?;
+        let (has_m, has_v) = self.cfg.optimizer.moments();
         let mut map: HashMap<String, Tensor> = HashMap::new();
-        for (p, st) in self.model.params().iter().zip(&self.state) {
-            map.insert(format!("param.{}", p.name), p.var.as_tensor().clone());
-            if let Some(m) = &st.m {
-                map.insert(format!("opt.m.{}", p.name), m.clone());
+        let st = &self.store;
+        for e in st.layout.entries() {
+            let t = |buf: &[f32]| {
+                Tensor::from_vec(buf[e.range()].to_vec(), e.shape.as_slice(), &self.dev)
+            };
+            map.insert(format!("param.{}", e.name), t(&st.theta)?);
+            if has_m {
+                map.insert(format!("opt.m.{}", e.name), t(&st.m)?);
             }
-            if let Some(v) = &st.v {
-                map.insert(format!("opt.v.{}", p.name), v.clone());
+            if has_v {
+                map.insert(format!("opt.v.{}", e.name), t(&st.v)?);
             }
         }
         map.insert(
@@ -762,7 +626,8 @@ impl<'a> Trainer<'a> {
         std::fs::rename(&tmp, path).map_err(|e| NnError::io(path, e))
     }
 
-    /// Restore parameters, optimizer state and the step counter from a checkpoint.
+    /// Restore parameters, optimizer moments (zero where the checkpoint has none) and the step
+    /// counter from a checkpoint, and publish the parameters.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<(), NnError> {
         let map = candle_core::safetensors::load(path, &self.dev).map_err(|e| NnError::Data {
             what: path.display().to_string(),
@@ -774,31 +639,81 @@ impl<'a> Trainer<'a> {
             problem: format!("has no tensor '{k}'"),
             fix: "the checkpoint belongs to a different model".into(),
         };
-        for (p, st) in self.model.params().iter().zip(self.state.iter_mut()) {
-            let k = format!("param.{}", p.name);
+        let st = &mut self.store;
+        for e in st.layout.entries() {
+            let k = format!("param.{}", e.name);
             let t = map.get(&k).ok_or_else(|| missing(&k))?;
-            if t.dims() != p.var.as_tensor().dims() {
+            if t.dims() != e.shape.as_slice() {
                 return Err(NnError::Data {
                     what: path.display().to_string(),
-                    problem: format!(
-                        "{k} has shape {:?}, the model {:?}",
-                        t.dims(),
-                        p.var.as_tensor().dims()
-                    ),
+                    problem: format!("{k} has shape {:?}, the model {:?}", t.dims(), e.shape),
                     fix: "use the same --model".into(),
                 });
             }
-            p.var.set(&t.to_dtype(self.dtype)?)?;
-            self.kernel = None;
-            self.stale = false;
-            st.m = map.get(&format!("opt.m.{}", p.name)).cloned();
-            st.v = map.get(&format!("opt.v.{}", p.name)).cloned();
+            let values = |t: &Tensor| -> Result<Vec<f32>, NnError> {
+                Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+            };
+            st.theta[e.range()].copy_from_slice(&values(t)?);
+            for (key, buf) in [("opt.m", &mut st.m), ("opt.v", &mut st.v)] {
+                match map.get(&format!("{key}.{}", e.name)) {
+                    Some(t) if t.dims() == e.shape.as_slice() => {
+                        buf[e.range()].copy_from_slice(&values(t)?)
+                    }
+                    Some(_) => {
+                        return Err(missing(&format!("{key}.{} of the right shape", e.name)))
+                    }
+                    None => buf[e.range()].fill(0.0),
+                }
+            }
         }
         let step = map
             .get("meta.step")
             .ok_or_else(|| missing("meta.step"))?
             .to_vec1::<u32>()?;
         self.step = step[0] as usize;
-        Ok(())
+        self.publish()
     }
+}
+
+/// The batch loss and its gradient in the MLP kernel, at `theta`.
+fn kernel_gradient(
+    net: &crate::mlp::Mlp,
+    ws: &mut crate::mlp::Workspace<f32>,
+    theta: &[f32],
+    data: &Split,
+    idx: &[usize],
+    loss: Loss,
+) -> Result<(f64, Vec<f32>), NnError> {
+    let rows = |buf: &[f32], w: usize| -> Vec<f32> {
+        idx.iter()
+            .flat_map(|&i| &buf[i * w..(i + 1) * w])
+            .copied()
+            .collect()
+    };
+    let x = rows(&data.x, data.dim);
+    let regression = !data.targets.is_empty();
+    let values = if regression {
+        rows(&data.targets, data.out)
+    } else {
+        vec![]
+    };
+    let labels: Vec<u32> = if regression {
+        vec![]
+    } else {
+        idx.iter().map(|&i| data.y[i]).collect()
+    };
+    let y = match (regression, loss) {
+        (true, _) => crate::mlp::Targets::Values(&values),
+        (false, Loss::CrossEntropy) => crate::mlp::Targets::Labels(&labels),
+        (false, Loss::Mse) => crate::mlp::Targets::OneHot(&labels),
+    };
+    let batch = crate::mlp::Batch {
+        x: &x,
+        y,
+        n: idx.len(),
+    };
+    let pt = net.at_with(theta, batch, std::mem::take(ws), false)?;
+    let lval = pt.loss;
+    *ws = pt.into_workspace();
+    Ok((lval, ws.grad.clone()))
 }

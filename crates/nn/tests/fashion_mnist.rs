@@ -51,7 +51,7 @@ fn fashion_mnist_loads_and_a_small_mlp_learns_it() {
         seed: 0,
         ..Default::default()
     };
-    let r = Trainer::new(&*model, cfg, DType::F32, dev)
+    let r = Trainer::new(&*model, cfg, dev)
         .unwrap()
         .run(&data, None, &|_| {})
         .unwrap();

@@ -759,8 +759,7 @@ fn training_part(
                         eval_every: 0,
                         checkpoint_every: 0,
                     };
-                    let mut tr =
-                        Trainer::new(&model, tc, DType::F32, dev.clone()).map_err(to_study)?;
+                    let mut tr = Trainer::new(&model, tc, dev.clone()).map_err(to_study)?;
                     let started = std::time::Instant::now();
                     let row = match tr.run(&sub, None, &|_| {}) {
                         Ok(rep) => TrainRow {
