@@ -249,7 +249,7 @@ fn check_lm(sc: &dlt_studies::collapse::LmScale) -> Result<()> {
     );
     at_least("--layers", m.n_layer, 1)?;
     anyhow::ensure!(
-        m.d_model >= m.n_head && m.d_model % m.n_head == 0,
+        m.d_model >= m.n_head && m.d_model.is_multiple_of(m.n_head),
         "--d-model {}: must be a positive multiple of the {} attention heads",
         m.d_model,
         m.n_head

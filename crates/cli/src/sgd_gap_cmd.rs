@@ -77,7 +77,7 @@ pub fn run(a: SgdGapArgs) -> Result<()> {
             cfg.n_test
         );
         anyhow::ensure!(
-            cfg.n_train % cfg.batch == 0,
+            cfg.n_train.is_multiple_of(cfg.batch),
             "--batch {}: must divide --n-train {}",
             cfg.batch,
             cfg.n_train

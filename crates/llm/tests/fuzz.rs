@@ -54,7 +54,7 @@ fn over(size: usize) -> ! {
     // No allocation here: format into a stack buffer.
     let mut buf = [0u8; 96];
     let mut w = &mut buf[..];
-    let _ = write!(w, "fuzz: an allocation of {size} bytes exceeds the bound\n");
+    let _ = writeln!(w, "fuzz: an allocation of {size} bytes exceeds the bound");
     let n = 96 - w.len();
     let _ = std::io::stderr().write_all(&buf[..n]);
     std::process::abort();

@@ -112,7 +112,7 @@ impl Gpt {
     /// re-drawn from our own stream after construction: GPT-2's N(0, 0.02²) for embeddings and
     /// linear weights, zeros for biases, ones/zeros for LayerNorm.
     pub fn new(cfg: LmConfig, seed: u64) -> Result<Self, NnError> {
-        if cfg.d_model % cfg.n_head != 0 || cfg.vocab == 0 || cfg.ctx == 0 {
+        if !cfg.d_model.is_multiple_of(cfg.n_head) || cfg.vocab == 0 || cfg.ctx == 0 {
             return Err(NnError::Invalid {
                 what: format!("LM sizes {cfg:?}"),
                 fix: "d_model must be a multiple of n_head; vocab and ctx > 0".into(),

@@ -531,7 +531,7 @@ impl<'a> Trainer<'a> {
             let last_loss = res?;
             on_step(self.step);
             let eval_now = self.step == total
-                || (self.cfg.eval_every > 0 && self.step % self.cfg.eval_every == 0);
+                || (self.cfg.eval_every > 0 && self.step.is_multiple_of(self.cfg.eval_every));
             let (tl, ta) = if eval_now && !data.test.is_empty() {
                 self.publish()?;
                 let (l, a) =
@@ -566,7 +566,9 @@ impl<'a> Trainer<'a> {
                     "metrics.jsonl",
                     &serde_json::to_string(&m).expect("plain data"),
                 )?;
-                if self.cfg.checkpoint_every > 0 && self.step % self.cfg.checkpoint_every == 0 {
+                if self.cfg.checkpoint_every > 0
+                    && self.step.is_multiple_of(self.cfg.checkpoint_every)
+                {
                     self.save_checkpoint(&o.dir.join("checkpoint.safetensors"))?;
                 }
             }

@@ -328,7 +328,7 @@ pub trait NanFold: Iterator<Item = f64> + Sized {
     }
     /// The smallest element, or NaN.
     fn nan_min(self) -> f64 {
-        self.map(|x| -x).nan_max() * -1.0
+        -self.map(|x| -x).nan_max()
     }
 }
 

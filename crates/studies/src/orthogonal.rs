@@ -636,7 +636,7 @@ fn candle_ntk_part(
         pb.finish_and_clear();
     }
     for init in ["gaussian", "orthogonal"] {
-        if let Some(r) = ntk.iter().filter(|r| r.init == init).last() {
+        if let Some(r) = ntk.iter().rfind(|r| r.init == init) {
             let comb = (r.candle_se.powi(2) + r.mc_se.powi(2)).sqrt();
             claims.push(Claim::monte_carlo(
                 &format!("orthogonal.candle_ntk_{init}"), "PDLT §8.1 (NTK forward equation)",

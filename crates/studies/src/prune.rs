@@ -322,8 +322,8 @@ fn write_tables(out: &OutDir, m: &Measured) -> Result<(), StudyError> {
         &["n", "start", "end", "distance", "se"],
         &rows,
     )?;
-    out.write_records("perplexity.csv", &pruning)?;
-    out.write_records("healing.csv", &healing)?;
+    out.write_records("perplexity.csv", pruning)?;
+    out.write_records("healing.csv", healing)?;
     Ok(())
 }
 
@@ -628,7 +628,7 @@ fn prune_and_evaluate(
             (
                 Rule::Angular,
                 0,
-                choose_start(Rule::Angular, l_tot, n, Some(&distances), 0)?,
+                choose_start(Rule::Angular, l_tot, n, Some(distances), 0)?,
             ),
             (Rule::Last, 0, choose_start(Rule::Last, l_tot, n, None, 0)?),
         ];
@@ -685,7 +685,7 @@ fn heal_pruned(
         perplexity(m, blocks, eval_tokens, sc.ctx, 0, |_, _| {})
     };
     // 3. LoRA healing.
-    let heal_text = head_chars(&train_text, sc.heal_chars);
+    let heal_text = head_chars(train_text, sc.heal_chars);
     let train_tokens = if sc.heal_drops.is_empty() {
         vec![]
     } else {
@@ -696,7 +696,7 @@ fn heal_pruned(
     let mut healed_export: Option<dlt_llm::Llama> = None;
     for &n in &sc.heal_drops {
         for rule in [Rule::Angular, Rule::Last] {
-            let start = choose_start(rule, l_tot, n, Some(&distances), 0)?;
+            let start = choose_start(rule, l_tot, n, Some(distances), 0)?;
             let kept = kept_blocks(l_tot, start, n);
             let mut pruned = model.with_blocks(&kept)?;
             let before = ppl(&pruned.all_blocks(), &pruned)?.perplexity;

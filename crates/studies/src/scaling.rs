@@ -502,8 +502,8 @@ fn write_tables(
     bias: &[GridRow],
     exponents: &[Exponent],
 ) -> Result<(), StudyError> {
-    out.write_records("grid.csv", &grid)?;
-    out.write_records("bias.csv", &bias)?;
+    out.write_records("grid.csv", grid)?;
+    out.write_records("bias.csv", bias)?;
     out.write_csv(
         "exponents.csv",
         &["alpha", "against", "sim", "sim_se", "theory"],

@@ -249,7 +249,7 @@ fn validate(cfg: &Config) -> Result<(), StudyError> {
             fix: fix.into(),
         })
     };
-    if cfg.n_train < 2 || cfg.batch == 0 || cfg.n_train % cfg.batch != 0 {
+    if cfg.n_train < 2 || cfg.batch == 0 || !cfg.n_train.is_multiple_of(cfg.batch) {
         return Err(bad(
             format!("N = {}, batch = {}", cfg.n_train, cfg.batch),
             "need N ≥ 2 and a batch size that divides N (epoch-style SGD uses disjoint batches)",
@@ -274,8 +274,8 @@ fn write_outputs(
     comparisons: &[Comparison],
 ) -> Result<Vec<String>, StudyError> {
     // Outputs.
-    out.write_records("one_step.csv", &one_step)?;
-    out.write_records("sgd_vs_gd.csv", &comparisons)?;
+    out.write_records("one_step.csv", one_step)?;
+    out.write_records("sgd_vs_gd.csv", comparisons)?;
     let mut figures = vec![];
     let mut fig = Figure::new(
         "one GD step: error of the predicted change of the gap",
@@ -492,14 +492,14 @@ fn sgd_vs_gd(
 ) -> Result<(Vec<Comparison>, f64, f64), StudyError> {
     let (model, theta, ga, ha_ga) = (s.model, &st.theta[..], &st.ga[..], &st.ha_ga[..]);
     let (nn, dim) = (cfg.n_train, theta.len());
-    let pb = model.at(&theta, s.b())?;
+    let pb = model.at(theta, s.b())?;
     let gb = pb.grad().to_vec();
     let gi_a = per_example_grads(model, theta, s.xa, s.ya)?;
     // Σ_A = (1/N) Σ (g_i − g_A)(g_i − g_A)ᵀ; K_A = (1/N) Σ H_i g_i.
     let mut k_a = vec![0.0; dim];
     for (i, g) in gi_a.iter().enumerate() {
         let pi = model.at(
-            &theta,
+            theta,
             Batch::values(&s.xa[5 * i..5 * i + 5], &s.ya[i..i + 1], 1),
         )?;
         axpy(&mut k_a, 1.0 / nn as f64, &hvp(&pi, g));
@@ -512,7 +512,7 @@ fn sgd_vs_gd(
     let tr_h_sigma = |p: &dlt_nn::mlp::Point<f64>| {
         centred.iter().map(|c| dot(c, &hvp(p, c))).sum::<f64>() / nn as f64
     };
-    let (tr_ha, tr_hb) = (tr_h_sigma(&pa), tr_h_sigma(&pb));
+    let (tr_ha, tr_hb) = (tr_h_sigma(pa), tr_h_sigma(&pb));
     let lambda_max = lanczos_top(dim, 40.min(dim), 1, cfg.seed, |v, o| pa.hvp(v, o))?.values[0];
     let (eta, bsz) = (cfg.sgd_eta, cfg.batch);
     let n_epoch = nn / bsz;
@@ -531,7 +531,7 @@ fn sgd_vs_gd(
         let n = dot(v, v).sqrt();
         v.iter().map(|x| x / n).collect()
     };
-    let (ua, ut) = (unit(&ga), unit(&grad_tr));
+    let (ua, ut) = (unit(ga), unit(&grad_tr));
     let mut comparisons = vec![];
     for (key, name, n, independent) in [
         ("epoch", "epoch n = N/B", n_epoch, false),
@@ -566,7 +566,7 @@ fn sgd_vs_gd(
                         &order[t * bsz..(t + 1) * bsz]
                     };
                     let g = s.grad_rows(&th, idx)?;
-                    let g0 = s.grad_rows(&theta, idx)?;
+                    let g0 = s.grad_rows(theta, idx)?;
                     axpy(&mut th, -eta, &g);
                     cv.iter_mut()
                         .zip(ga.iter().zip(&g0))
@@ -580,7 +580,7 @@ fn sgd_vs_gd(
                     .zip(&cv)
                     .map(|((a, b), c)| a - b - c)
                     .collect();
-                let fa = s.loss(&th, s.a())? - fa_gd - dot(&ga, &cv);
+                let fa = s.loss(&th, s.a())? - fa_gd - dot(ga, &cv);
                 let fb = s.loss(&th, s.b())? - fb_gd - dot(&gb, &cv);
                 Ok([fa, fb, dot(&drift, &ua), dot(&drift, &ut)])
             })
@@ -600,7 +600,7 @@ fn sgd_vs_gd(
                 0.5 * eta * eta * nf * (nnf - nf * bf) / (bf * (nnf - 1.0)),
             )
         };
-        let pred_a = dot(&ga, &drift) + var_factor * tr_ha;
+        let pred_a = dot(ga, &drift) + var_factor * tr_ha;
         let pred_b = dot(&gb, &drift) + var_factor * tr_hb;
         for (k, sub, what, pred) in [
             (0usize, "train", "E[L_train(SGD) − L_train(GD)]", pred_a),

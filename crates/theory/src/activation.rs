@@ -179,7 +179,7 @@ impl Activation for ScaleInvariant {
         match (self.a_plus, self.a_minus) {
             (p, m) if p == 1.0 && m == 0.0 => "relu".into(),
             (p, m) if p == 1.0 && m == 1.0 => "linear_si".into(),
-            (p, m) if p == 1.0 => format!("leaky_relu:{m}"),
+            (1.0, m) => format!("leaky_relu:{m}"),
             (p, m) => format!("abrelu:{m},{p}"),
         }
     }

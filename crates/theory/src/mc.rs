@@ -496,9 +496,9 @@ impl Workspace {
                 let col = h.col_as_slice(j);
                 let zj = self.z[j];
                 let mut dot = 0.0;
-                for i in 0..nn {
-                    fro += col[i] * col[i];
-                    dot += self.z[i] * col[i];
+                for (&c, &zi) in col.iter().zip(&self.z) {
+                    fro += c * c;
+                    dot += zi * c;
                 }
                 zhz += dot * zj;
                 t1 += col[j];

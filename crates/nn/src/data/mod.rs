@@ -82,11 +82,7 @@ pub struct Split {
 impl Split {
     /// Number of examples n.
     pub fn len(&self) -> usize {
-        if self.dim == 0 {
-            0
-        } else {
-            self.x.len() / self.dim
-        }
+        self.x.len().checked_div(self.dim).unwrap_or(0)
     }
     /// True when there are no examples.
     pub fn is_empty(&self) -> bool {

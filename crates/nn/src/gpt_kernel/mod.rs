@@ -242,10 +242,10 @@ fn forward(c: &LmConfig, p: &[Vec<f32>], w: &mut Work, windows: &[u32], par: Par
         w.ids[k] = windows[at] as usize;
         w.tgt[k] = windows[at + 1] as usize;
     }
-    embed(&mut w.x, &p, &w.ids, |k| k % tt, d);
+    embed(&mut w.x, p, &w.ids, |k| k % tt, d);
     for (i, lc) in w.layers.iter_mut().enumerate() {
         let attention = Attention::Causal { tt };
-        block_fwd(&p, c.block_start(i), &mut w.x, lc, attention, c, par, isa);
+        block_fwd(p, c.block_start(i), &mut w.x, lc, attention, c, par, isa);
     }
     // Final norm, head, loss; the logits become ∂loss/∂logits in place.
     ln_fwd(

@@ -117,7 +117,7 @@ impl<'a, T> Batch<'a, T> {
         Batch {
             x,
             y: Targets::Values(t),
-            n: if out == 0 { 0 } else { t.len() / out },
+            n: t.len().checked_div(out).unwrap_or(0),
         }
     }
     /// Number of examples n.
