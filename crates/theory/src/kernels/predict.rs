@@ -157,13 +157,47 @@ pub fn nngp_posterior(
 ) -> Result<Prediction, TheoryError> {
     k.check("--train-x", true)?;
     check_y(y, k.n, outputs)?;
+    let (n, m) = (k.n, k.m);
+    let llt = noisy_cholesky(k, noise)?;
+    let kba = mat(m, n, k.test_train);
+    let alpha = llt.solve(mat(n, outputs, y)); // (K + sI)⁻¹ Y
+    let mean = &kba * &alpha;
+    let w = llt.solve(kba.transpose().to_owned()); // (K + sI)⁻¹ K_AB, N×M
+    let cov = mat(m, m, k.test) - &kba * &w;
+    Ok(Prediction {
+        mean: flat(&mean),
+        cov: sym_flat(&cov),
+    })
+}
+
+/// Kernel regression on the test inputs, K_BA (K_AA + sI)⁻¹ Y (M×outputs): the NNGP posterior
+/// mean of [`nngp_posterior`] without its covariance (so without the test × test block), or,
+/// given Θ, the mean output of infinitely wide networks trained to convergence (t = ∞, PDLT
+/// §10.2), with a ridge s ≥ 0 (s = 0: exactly the converged network).
+pub fn kernel_mean(
+    k: Blocks,
+    y: &[f64],
+    outputs: usize,
+    noise: f64,
+) -> Result<Vec<f64>, TheoryError> {
+    k.check("--train-x", false)?;
+    check_y(y, k.n, outputs)?;
+    let llt = noisy_cholesky(k, noise)?;
+    Ok(flat(
+        &(mat(k.m, k.n, k.test_train) * llt.solve(mat(k.n, outputs, y))),
+    ))
+}
+
+/// The Cholesky factor of K_AA + sI; a singular or indefinite one (smallest pivot ≤ N·ε·max
+/// K_αα) is [`TheoryError::Singular`], naming `--noise` as the fix.
+fn noisy_cholesky(k: Blocks, noise: f64) -> Result<faer::linalg::solvers::Llt<f64>, TheoryError> {
     if !(noise >= 0.0 && noise.is_finite()) {
         return Err(TheoryError::Invalid {
             flag: "--noise",
             msg: format!("the observation-noise variance must be finite and ≥ 0, got {noise}"),
         });
     }
-    let (n, m) = (k.n, k.m);
+    let n = k.n;
     let mut kaa = mat(n, n, k.train);
     let maxdiag = (0..n).map(|i| kaa[(i, i)].abs()).fold(0.0, f64::max);
     for i in 0..n {
@@ -189,15 +223,7 @@ pub fn nngp_posterior(
             " (smallest Cholesky pivot {min_pivot:e})"
         )));
     }
-    let kba = mat(m, n, k.test_train);
-    let alpha = llt.solve(mat(n, outputs, y)); // (K + sI)⁻¹ Y
-    let mean = &kba * &alpha;
-    let w = llt.solve(kba.transpose().to_owned()); // (K + sI)⁻¹ K_AB, N×M
-    let cov = mat(m, m, k.test) - &kba * &w;
-    Ok(Prediction {
-        mean: flat(&mean),
-        cov: sym_flat(&cov),
-    })
+    Ok(llt)
 }
 
 /// Ensemble of infinitely wide networks trained on ℒ = ½ Σ (z − y)² from z(0) ~ N(0, K)
@@ -226,6 +252,38 @@ pub fn ntk_ensemble(
         });
     }
     check_y(y, k.n, outputs)?;
+    let (n, m) = (k.n, k.m);
+    let p = trained_map(theta, time)?;
+    let mean = &p * mat(n, outputs, y);
+    let kba = mat(m, n, k.test_train);
+    let pkab = &p * kba.transpose();
+    let cov =
+        mat(m, m, k.test) - &pkab - pkab.transpose() + &p * mat(n, n, k.train) * p.transpose();
+    Ok(Prediction {
+        mean: flat(&mean),
+        cov: sym_flat(&cov),
+    })
+}
+
+/// The ensemble mean of [`ntk_ensemble`] alone, P Y (M×outputs), which needs Θ only: the
+/// mean output of infinitely wide networks trained on ℒ = ½ Σ (z − y)² for `time`.
+pub fn ntk_mean(
+    theta: Blocks,
+    y: &[f64],
+    outputs: usize,
+    time: NtkTime,
+) -> Result<Vec<f64>, TheoryError> {
+    theta.check("--train-x", false)?;
+    check_y(y, theta.n, outputs)?;
+    Ok(flat(
+        &(trained_map(theta, time)? * mat(theta.n, outputs, y)),
+    ))
+}
+
+/// P = Θ_BA Θ̃⁻¹ U(time) = Θ_BA Q diag(g(λ)) Qᵀ (M×N): the linear map from training targets to
+/// the trained mean on the test inputs (docs/derivations/kernels.md#gradient-flow). Eigenvalues
+/// below zero by rounding (≥ −N·ε·λ_max) are clamped to 0.
+fn trained_map(theta: Blocks, time: NtkTime) -> Result<Mat<f64>, TheoryError> {
     match time {
         NtkTime::Flow { tau } if !(tau >= 0.0 && tau.is_finite()) => {
             return Err(TheoryError::Invalid {
@@ -241,7 +299,7 @@ pub fn ntk_ensemble(
         }
         _ => {}
     }
-    let (n, m) = (k.n, k.m);
+    let (n, m) = (theta.n, theta.m);
     let evd = mat(n, n, theta.train)
         .self_adjoint_eigen(Side::Lower)
         .map_err(|_| TheoryError::Singular {
@@ -295,16 +353,7 @@ pub fn ntk_ensemble(
     // P = Θ_BA Q diag(g) Qᵀ.
     let tq = mat(m, n, theta.test_train) * q;
     let tqg = Mat::from_fn(m, n, |i, j| tq[(i, j)] * g[j]);
-    let p = &tqg * q.transpose();
-    let mean = &p * mat(n, outputs, y);
-    let kba = mat(m, n, k.test_train);
-    let pkab = &p * kba.transpose();
-    let cov =
-        mat(m, m, k.test) - &pkab - pkab.transpose() + &p * mat(n, n, k.train) * p.transpose();
-    Ok(Prediction {
-        mean: flat(&mean),
-        cov: sym_flat(&cov),
-    })
+    Ok(&tqg * q.transpose())
 }
 
 impl super::dataset::DatasetKernels {

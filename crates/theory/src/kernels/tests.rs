@@ -539,6 +539,20 @@ fn prediction_limits() {
     for (a, b) in inf.mean.iter().zip(&kr.mean) {
         assert!((a - b).abs() < 1e-13, "{a} {b}");
     }
+    // The mean-only paths equal the full predictions' means (same arithmetic up to rounding).
+    let km = kernel_mean(f.tb(), &Y3, 1, 0.0).unwrap();
+    let gm = kernel_mean(f.kb(), &Y3, 1, 1e-3).unwrap();
+    let gp3 = nngp_posterior(f.kb(), &Y3, 1, 1e-3).unwrap();
+    let fm = ntk_mean(f.tb(), &Y3, 1, NtkTime::Flow { tau: 0.5 }).unwrap();
+    let fl5 = ntk_ensemble(f.kb(), f.tb(), &Y3, 1, NtkTime::Flow { tau: 0.5 }).unwrap();
+    for (a, b) in km
+        .iter()
+        .chain(&gm)
+        .chain(&fm)
+        .zip(kr.mean.iter().chain(&gp3.mean).chain(&fl5.mean))
+    {
+        assert!((a - b).abs() < 1e-13, "{a} {b}");
+    }
     // Small-step GD approaches the flow at τ = η·steps (error O(η)).
     let gd = ntk_ensemble(
         f.kb(),
