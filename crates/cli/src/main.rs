@@ -12,6 +12,7 @@ mod prune_cmd;
 mod scaling_cmd;
 mod sgd_gap_cmd;
 mod theory_cmd;
+mod trained_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
     long_about = "dlt: compute each deep-learning theory's prediction, run the matching experiment on real networks, \
 and show both side by side.\n\nStudies:\n  theory      Principles of Deep Learning Theory; Why is AI hard and Physics simple? \
 (kernel / NTK / four-point-vertex recursions, criticality, universality classes, finite-width Monte Carlo)\n  \
+trained     PDLT's trained networks: NNGP/NTK kernel regression vs depth beside trained networks; finite-width ensembles vs 1/n\n  \
 orthogonal  Orthogonal weights: fluctuations and NTK statistics vs depth, orthogonal vs Gaussian; deep tanh training\n  \
 scaling     Solvable model of scaling laws: power-law data + random features, theory and simulation of loss(N, P)\n  \
 collapse    Model collapse: replace vs accumulate (linear regression, Gaussians, language models, VAEs, diffusion)\n  \
@@ -46,6 +48,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: theory_cmd::TheoryCmd,
     },
+    /// Study `trained`: trained networks at infinite and finite width (PDLT, arXiv 2106.10165, ch. 6–∞).
+    Trained(trained_cmd::TrainedArgs),
     /// Study `orthogonal`: Gaussian vs orthogonal weights (Day, Kahn, Roberts, arXiv 2310.07765).
     Orthogonal(nn_cmd::OrthogonalArgs),
     /// Study `scaling`: a solvable model of neural scaling laws (Maloney, Roberts, Sully, arXiv 2210.16859).
@@ -158,6 +162,7 @@ fn main() {
         Cmd::Hessian(a) => hessian_cmd::run(a),
         Cmd::SgdGap(a) => sgd_gap_cmd::run(a),
         Cmd::Jacobian(a) => jacobian_cmd::run(a),
+        Cmd::Trained(a) => trained_cmd::run(a),
         Cmd::Autoencode(a) => autoencode_cmd::run(a),
         Cmd::Train(a) => nn_cmd::train(a),
         Cmd::Reproduce(a) => reproduce(a),

@@ -21,6 +21,7 @@ pub mod scaling;
 pub mod sgd_gap;
 pub mod study;
 pub mod theory;
+pub mod trained;
 
 pub use registry::{registry, reproduce, select};
 pub use study::{Options, Study, StudyError};

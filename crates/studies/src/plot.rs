@@ -1,5 +1,7 @@
 //! Figures: a thin layer over plotters for the one kind of chart the studies draw, theory lines
-//! beside measured points with error bars, written as SVG.
+//! beside measured points with error bars, written as SVG. Every chart has its legend beside the
+//! plot (never over the data), the Okabe–Ito colour-blind-safe palette, light grids, and log axes
+//! labelled as powers of ten (10ᵏ, or m×10ᵏ between them).
 
 use crate::output::{write_atomic, OutputError};
 use plotters::prelude::*;
@@ -12,6 +14,8 @@ pub enum Style {
     Line,
     /// A dashed line (a second theory curve or reference).
     Dashed,
+    /// A dotted line (a third curve in the same colour).
+    Dotted,
     /// Markers, with error bars when given (measurements).
     Points,
 }
@@ -27,6 +31,8 @@ pub struct Series {
     pub err: Option<Vec<f64>>,
     /// How it is drawn.
     pub style: Style,
+    /// Index into the palette; by default the series' position in the figure.
+    pub colour: Option<usize>,
 }
 
 impl Series {
@@ -37,6 +43,7 @@ impl Series {
             points,
             err: None,
             style: Style::Line,
+            colour: None,
         }
     }
     /// A dashed line through `points`.
@@ -46,7 +53,20 @@ impl Series {
             points,
             err: None,
             style: Style::Dashed,
+            colour: None,
         }
+    }
+    /// A dotted line through `points`.
+    pub fn dotted(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Self {
+            style: Style::Dotted,
+            ..Self::dashed(name, points)
+        }
+    }
+    /// The series drawn in palette colour `k` (to give related series one colour).
+    pub fn in_colour(mut self, k: usize) -> Self {
+        self.colour = Some(k);
+        self
     }
     /// Markers at `points`, with optional error-bar half-widths `err`.
     pub fn points(name: impl Into<String>, points: Vec<(f64, f64)>, err: Option<Vec<f64>>) -> Self {
@@ -55,6 +75,7 @@ impl Series {
             points,
             err,
             style: Style::Points,
+            colour: None,
         }
     }
 }
@@ -155,12 +176,17 @@ impl Figure {
     fn to_svg(&self) -> Result<String, String> {
         let mut buf = String::new();
         {
-            let root = SVGBackend::with_string(&mut buf, (720, 480)).into_drawing_area();
+            let root =
+                SVGBackend::with_string(&mut buf, (720 + LEGEND_WIDTH, 480)).into_drawing_area();
             root.fill(&WHITE).map_err(|e| e.to_string())?;
+            let (plot, legend) = root.split_horizontally(720);
             let ((x0, x1), (y0, y1)) = self.ranges();
+            let (log_x, log_y) = (self.log_x, self.log_y);
+            let x_fmt = move |v: &f64| tick_label(*v, log_x);
+            let y_fmt = move |v: &f64| tick_label(*v, log_y);
             macro_rules! draw {
                 ($xr:expr, $yr:expr) => {{
-                    let mut chart = ChartBuilder::on(&root)
+                    let mut chart = ChartBuilder::on(&plot)
                         .caption(&self.title, ("sans-serif", 18))
                         .margin(12)
                         .x_label_area_size(40)
@@ -171,13 +197,15 @@ impl Figure {
                         .configure_mesh()
                         .x_desc(&self.x_label)
                         .y_desc(&self.y_label)
-                        .x_label_formatter(&|v| crate::output::fmt_num(*v))
-                        .y_label_formatter(&|v| crate::output::fmt_num(*v))
-                        .light_line_style(RGBColor(235, 235, 235))
+                        .x_label_formatter(&x_fmt)
+                        .y_label_formatter(&y_fmt)
+                        .bold_line_style(RGBColor(225, 225, 225))
+                        .light_line_style(RGBColor(246, 246, 246))
+                        .max_light_lines(4)
                         .draw()
                         .map_err(|e| e.to_string())?;
                     for (k, s) in self.series.iter().enumerate() {
-                        let color = Palette99::pick(k).to_rgba();
+                        let color = colour(s.colour.unwrap_or(k));
                         let pts: Vec<(f64, f64)> = s
                             .points
                             .iter()
@@ -193,12 +221,19 @@ impl Figure {
                             Style::Line => {
                                 chart.draw_series(LineSeries::new(pts, color.stroke_width(2)))
                             }
-                            Style::Dashed => chart.draw_series(DashedLineSeries::new(
-                                pts,
-                                6,
-                                4,
-                                color.stroke_width(2),
-                            )),
+                            Style::Dashed | Style::Dotted => {
+                                let (on, off) = if s.style == Style::Dashed {
+                                    (6, 4)
+                                } else {
+                                    (2, 3)
+                                };
+                                chart.draw_series(DashedLineSeries::new(
+                                    pts,
+                                    on,
+                                    off,
+                                    color.stroke_width(2),
+                                ))
+                            }
                             Style::Points => {
                                 if let Some(err) = &s.err {
                                     chart
@@ -231,17 +266,8 @@ impl Figure {
                             }
                         }
                         .map_err(|e| e.to_string())?;
-                        anno.label(s.name.clone()).legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                        });
+                        let _ = anno;
                     }
-                    chart
-                        .configure_series_labels()
-                        .background_style(WHITE.mix(0.85))
-                        .border_style(BLACK)
-                        .position(SeriesLabelPosition::UpperLeft)
-                        .draw()
-                        .map_err(|e| e.to_string())?;
                 }};
             }
             match (self.log_x, self.log_y) {
@@ -250,10 +276,121 @@ impl Figure {
                 (false, true) => draw!(x0..x1, (y0..y1).log_scale()),
                 (true, true) => draw!((x0..x1).log_scale(), (y0..y1).log_scale()),
             }
+            self.draw_legend(&legend).map_err(|e| e.to_string())?;
             root.present().map_err(|e| e.to_string())?;
         }
         Ok(buf)
     }
+
+    /// The legend in its own column right of the plot: a sample of each series' line, dashes or
+    /// marker, and its name wrapped to the column.
+    fn draw_legend<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, plotters::coord::Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        let font = ("sans-serif", 15).into_font().color(&BLACK);
+        let mut y = 48;
+        for (k, s) in self.series.iter().enumerate() {
+            let c = colour(s.colour.unwrap_or(k));
+            let mid = y + 7;
+            match s.style {
+                Style::Line => area.draw(&PathElement::new(
+                    vec![(8, mid), (34, mid)],
+                    c.stroke_width(2),
+                ))?,
+                Style::Dashed | Style::Dotted => {
+                    let (on, step) = if s.style == Style::Dashed {
+                        (8, 12)
+                    } else {
+                        (2, 5)
+                    };
+                    for x in (8..34).step_by(step) {
+                        area.draw(&PathElement::new(
+                            vec![(x, mid), ((x + on).min(34), mid)],
+                            c.stroke_width(2),
+                        ))?;
+                    }
+                }
+                Style::Points => area.draw(&Circle::new((21, mid), 4, c.filled()))?,
+            }
+            for line in wrap(&s.name, 30) {
+                area.draw(&Text::new(line, (42, y), font.clone()))?;
+                y += 17;
+            }
+            y += 6;
+        }
+        Ok(())
+    }
+}
+
+/// Width of the legend column, in pixels.
+const LEGEND_WIDTH: u32 = 260;
+
+/// The k-th colour of the Okabe–Ito palette (distinguishable with every common colour-vision
+/// deficiency), cycling; yellow, hard to see on white, comes last.
+fn colour(k: usize) -> RGBAColor {
+    const OKABE_ITO: [(u8, u8, u8); 8] = [
+        (0, 114, 178),
+        (213, 94, 0),
+        (0, 158, 115),
+        (204, 121, 167),
+        (230, 159, 0),
+        (86, 180, 233),
+        (0, 0, 0),
+        (240, 228, 66),
+    ];
+    let (r, g, b) = OKABE_ITO[k % OKABE_ITO.len()];
+    RGBColor(r, g, b).to_rgba()
+}
+
+/// A tick label: plain numbers on a linear axis; on a log axis 10ᵏ at powers of ten and m×10ᵏ
+/// between them.
+fn tick_label(v: f64, log: bool) -> String {
+    if !log || !(v > 0.0) || !v.is_finite() {
+        return crate::output::fmt_num(v);
+    }
+    let k = v.log10().floor();
+    let m = v / 10f64.powf(k);
+    let (m, k) = if (m - 10.0).abs() < 1e-9 {
+        (1.0, k + 1.0)
+    } else {
+        (m, k)
+    };
+    let sup: String = format!("{}", k as i64)
+        .chars()
+        .map(|c| match c {
+            '-' => '⁻',
+            d => ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹']
+                [d.to_digit(10).unwrap_or(0) as usize],
+        })
+        .collect();
+    if (m - 1.0).abs() < 1e-9 {
+        format!("10{sup}")
+    } else {
+        format!(
+            "{}×10{sup}",
+            crate::output::fmt_num((m * 100.0).round() / 100.0)
+        )
+    }
+}
+
+/// `text` broken at spaces into lines of at most `width` characters (longer words stay whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![];
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    lines
 }
 
 /// A heat map of z over a (possibly log-spaced) grid, with an optional diagonal marker (x = y).
@@ -411,5 +548,35 @@ mod tests {
         let mut g = f.clone().log_log();
         g.series.push(Series::dashed("neg", vec![(1.0, -1.0)]));
         assert!(g.to_svg().unwrap().contains("polyline"));
+    }
+
+    #[test]
+    fn log_ticks_read_as_powers_of_ten_and_legends_wrap() {
+        assert_eq!(tick_label(100.0, true), "10²");
+        assert_eq!(tick_label(1e-3, true), "10⁻³");
+        assert_eq!(tick_label(300.0, true), "3×10²");
+        assert_eq!(tick_label(0.02, true), "2×10⁻²");
+        assert_eq!(tick_label(0.25, false), crate::output::fmt_num(0.25));
+        assert_eq!(
+            wrap("tanh networks n = 256, 100 GD steps", 12),
+            vec!["tanh", "networks n =", "256, 100 GD", "steps"]
+        );
+        // The legend is drawn right of the plot area (x ≥ 720), not over the data.
+        let svg = Figure::new("t", "x", "y")
+            .with(Series::line("a legend entry", vec![(1.0, 1.0), (2.0, 2.0)]))
+            .to_svg()
+            .unwrap();
+        let at = svg.find("a legend entry").expect("legend text");
+        let tag = &svg[svg[..at].rfind("<text").unwrap()..at];
+        let x: f64 = tag
+            .split("x=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(x >= 720.0, "legend at x = {x}: {tag}");
     }
 }

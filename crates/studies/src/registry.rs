@@ -9,6 +9,7 @@ use crate::study::{entry, Entry, Options};
 pub fn registry() -> Vec<&'static dyn Entry> {
     vec![
         entry::<crate::theory::Theory>(),
+        entry::<crate::trained::Trained>(),
         entry::<crate::orthogonal::Orthogonal>(),
         entry::<crate::scaling::Scaling>(),
         entry::<crate::collapse::Collapse>(),

@@ -19,7 +19,9 @@ pub mod pair;
 pub mod predict;
 
 pub use dataset::{dataset_kernels, DatasetKernels, Inputs, KernelConfig, PairMethod};
-pub use predict::{kernel_mean, nngp_posterior, ntk_ensemble, ntk_mean, Blocks, NtkTime, Prediction};
+pub use predict::{
+    kernel_mean, nngp_posterior, ntk_ensemble, ntk_mean, Blocks, NtkTime, Prediction,
+};
 
 #[cfg(test)]
 mod tests;

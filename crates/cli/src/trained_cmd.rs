@@ -1,0 +1,103 @@
+//! `dlt trained`: trained networks at infinite and finite width (PDLT, arXiv 2106.10165,
+//! ch. 6, 7, 10, ∞).
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dlt_studies::output::OutDir;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct TrainedArgs {
+    #[arg(long, default_value = "out/trained")]
+    out: PathBuf,
+    /// CI scale: 1000 train / 1000 test images, 2 pairs of width-256 networks, 64 pairs per
+    /// ensemble width (full: 4000 / 2000, 4 pairs of width 512, 256 pairs).
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+    /// Folder with the Fashion-MNIST IDX files (default: located, or fetched with apt-get).
+    #[arg(long)]
+    data_path: Option<PathBuf>,
+    /// Training images of the kernel-regression part.
+    #[arg(long)]
+    n_train: Option<usize>,
+    /// Test images of the kernel-regression part.
+    #[arg(long)]
+    n_test: Option<usize>,
+    /// Depths L (Dense layers) of the kernel-regression sweep, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    depths: Option<Vec<usize>>,
+    /// GD steps of the finite-time NTK prediction and of the trained networks (part 1).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Hidden width of the networks trained beside the kernels.
+    #[arg(long)]
+    net_width: Option<usize>,
+    /// Antithetic pairs of networks per activation beside the kernels.
+    #[arg(long)]
+    net_pairs: Option<usize>,
+    /// Widths of the finite-width ensembles, comma-separated (at least two, increasing).
+    #[arg(long, value_delimiter = ',')]
+    widths: Option<Vec<usize>>,
+    /// Antithetic pairs per ensemble width (≥ 2).
+    #[arg(long)]
+    pairs: Option<usize>,
+    /// GD steps of the finite-width ensembles.
+    #[arg(long)]
+    ensemble_steps: Option<usize>,
+}
+
+pub fn run(a: TrainedArgs) -> Result<()> {
+    use dlt_studies::trained::{run, Config};
+    let mut cfg = Config::for_mode(a.quick, a.seed, a.json);
+    cfg.data = a.data_path.clone();
+    if let Some(v) = a.n_train {
+        cfg.n_train = v;
+    }
+    if let Some(v) = a.n_test {
+        cfg.n_test = v;
+    }
+    let r = &mut cfg.regression;
+    if let Some(v) = a.depths.clone() {
+        anyhow::ensure!(
+            !v.is_empty() && v.iter().all(|&d| d >= 1),
+            "--depths: give depths ≥ 1 (the number of Dense layers)"
+        );
+        r.net_depths.retain(|d| v.contains(d));
+        r.depths = v;
+    }
+    if let Some(v) = a.steps {
+        r.steps = v;
+    }
+    if let Some(v) = a.net_width {
+        anyhow::ensure!(v >= 1, "--net-width: must be ≥ 1");
+        r.net_width = v;
+    }
+    if let Some(v) = a.net_pairs {
+        r.net_pairs = v;
+    }
+    let e = &mut cfg.ensembles;
+    if let Some(v) = a.widths.clone() {
+        anyhow::ensure!(
+            v.len() >= 2 && v.windows(2).all(|w| w[0] < w[1]) && v[0] >= 1,
+            "--widths: give at least two increasing widths ≥ 1, e.g. 32,64,128,256"
+        );
+        e.widths = v;
+    }
+    if let Some(v) = a.pairs {
+        anyhow::ensure!(
+            v >= 2,
+            "--pairs: need at least 2 pairs for a standard error"
+        );
+        e.pairs = v;
+    }
+    if let Some(v) = a.ensemble_steps {
+        e.steps = v;
+    }
+    let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    let r = run(&cfg, &dir)?;
+    crate::print_study(&r, &r.claims, a.json, &dir)
+}

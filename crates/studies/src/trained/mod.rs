@@ -1,0 +1,425 @@
+//! Study `trained`: the second half of *The Principles of Deep Learning Theory* (Roberts,
+//! Yaida, Hanin, arXiv 2106.10165) — the output of trained networks. Two parts:
+//!
+//! 1. [`regression`]: infinite-width predictions on Fashion-MNIST against depth — the NNGP
+//!    posterior mean (ch. 6) and the NTK prediction of gradient descent (ch. 7, 10), converged and
+//!    after t steps — for tanh and ReLU at criticality, beside finite networks trained by the same
+//!    gradient descent (same η, same steps, NTK learning rates).
+//! 2. [`ensembles`]: ensembles of trained networks at widths n against the infinite-width
+//!    ensemble (mean and variance): the 1/n extrapolation of the ensemble mean reaches m∞(t),
+//!    the deviation falls as 1/n (ch. ∞), and the single-network variance reaches Σ(t).
+//!
+//! Protocol and criteria: docs/derivations/trained.md.
+
+pub mod data;
+pub mod ensembles;
+pub mod networks;
+pub mod regression;
+
+use crate::claim::{Claim, McBound};
+use crate::output::{cell, OutDir};
+use crate::plot::{Figure, Series};
+use crate::study::StudyError;
+use ensembles::{EnsembleConfig, EnsembleResults};
+use regression::{Critical, DepthRow, RegressionConfig};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+const PAPER: &str = "Roberts, Yaida, Hanin (arXiv 2106.10165)";
+
+/// Configuration of the `trained` study.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Quick mode.
+    pub quick: bool,
+    /// Base seed (subsets, initialisations, bootstrap).
+    pub seed: u64,
+    /// Hide progress bars.
+    pub quiet: bool,
+    /// Folder with the Fashion-MNIST IDX files (None: system, cache, then fetch).
+    pub data: Option<PathBuf>,
+    /// Training images of part 1.
+    pub n_train: usize,
+    /// Test images of part 1.
+    pub n_test: usize,
+    /// Part 1.
+    pub regression: RegressionConfig,
+    /// Part 2.
+    pub ensembles: EnsembleConfig,
+}
+
+impl Config {
+    /// The configuration for quick or full mode.
+    pub fn for_mode(quick: bool, seed: u64, quiet: bool) -> Self {
+        Self {
+            quick,
+            seed,
+            quiet,
+            data: None,
+            n_train: if quick { 1000 } else { 4000 },
+            n_test: if quick { 1000 } else { 2000 },
+            regression: RegressionConfig {
+                activations: vec![
+                    Critical {
+                        act: "tanh".into(),
+                        cw: 1.0,
+                    },
+                    Critical {
+                        act: "relu".into(),
+                        cw: 2.0,
+                    },
+                ],
+                depths: vec![2, 3, 5, 10, 20],
+                ridge: 1e-8,
+                c: 1.0,
+                steps: 100,
+                net_depths: vec![3],
+                net_width: if quick { 256 } else { 512 },
+                net_pairs: if quick { 2 } else { 4 },
+            },
+            ensembles: EnsembleConfig {
+                act: "tanh".into(),
+                cw: 1.0,
+                depth: 3,
+                n_train: 32,
+                n_test: 32,
+                widths: vec![32, 64, 128, 256],
+                pairs: if quick { 128 } else { 512 },
+                c: 1.0,
+                steps: 10,
+                bootstrap: 200,
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Refuse settings the study cannot run, naming the flag of `dlt trained`.
+    pub fn validate(&self) -> Result<(), StudyError> {
+        let bad = |what: String, fix: &str| {
+            Err(StudyError::Nn(dlt_nn::NnError::Invalid {
+                what,
+                fix: fix.into(),
+            }))
+        };
+        let (r, e) = (&self.regression, &self.ensembles);
+        if r.depths.is_empty() || r.depths.contains(&0) || e.depth == 0 {
+            return bad(
+                format!("--depths {:?}", r.depths),
+                "give depths ≥ 1 (the number of Dense layers)",
+            );
+        }
+        if r.net_width == 0 || r.steps == 0 || e.steps == 0 {
+            return bad(
+                format!(
+                    "--net-width {}, --steps {}, --ensemble-steps {}",
+                    r.net_width, r.steps, e.steps
+                ),
+                "widths and step counts must be ≥ 1",
+            );
+        }
+        if e.widths.len() < 2 || e.widths[0] == 0 || e.widths.windows(2).any(|w| w[0] >= w[1]) {
+            return bad(
+                format!("--widths {:?}", e.widths),
+                "give at least two increasing widths ≥ 1, e.g. 32,64,128,256",
+            );
+        }
+        if e.pairs < 2 || e.bootstrap < 2 {
+            return bad(
+                format!("--pairs {}", e.pairs),
+                "need at least 2 pairs per width for a standard error",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `results.json` of the study.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// `"trained"`.
+    pub study: &'static str,
+    /// The study configuration.
+    pub config: Config,
+    /// Wall-clock seconds of the run.
+    pub seconds: f64,
+    /// Part 1: one row per (activation, depth).
+    pub regression: Vec<DepthRow>,
+    /// Part 2: the finite-width ensembles.
+    pub ensembles: EnsembleResults,
+    /// The paper's claims with this run's measurements.
+    pub claims: Vec<Claim>,
+    /// SVG files written beside `results.json`.
+    pub figures: Vec<String>,
+}
+
+/// Run the study into `out`.
+pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+    let t0 = Instant::now();
+    cfg.validate()?;
+    let fm = dlt_nn::data::fashion_mnist(cfg.data.as_deref())?;
+    let part1 = data::prepare(&fm, cfg.n_train, cfg.n_test, cfg.seed)?;
+    let regression = regression::run(&cfg.regression, &part1, cfg.seed, cfg.quiet)?;
+    let e = &cfg.ensembles;
+    let part2 = data::prepare(&fm, e.n_train, e.n_test, cfg.seed ^ 0xe25)?;
+    let ensembles = ensembles::run(e, &part2, cfg.seed, cfg.quiet)?;
+    write_tables(out, &regression, &ensembles)?;
+    let figures = figures(out, cfg, &regression, &ensembles)?;
+    let claims = claims(cfg, &regression, &ensembles);
+    let results = Results {
+        study: "trained",
+        config: cfg.clone(),
+        seconds: t0.elapsed().as_secs_f64(),
+        regression,
+        ensembles,
+        claims,
+        figures,
+    };
+    out.write_json("results.json", &results)?;
+    Ok(results)
+}
+
+/// `regression.csv` (one row per activation and depth) and `ensembles.csv` (one per width).
+fn write_tables(out: &OutDir, reg: &[DepthRow], ens: &EnsembleResults) -> Result<(), StudyError> {
+    let rows: Vec<Vec<String>> = reg
+        .iter()
+        .map(|r| {
+            let n = r.networks.as_ref();
+            vec![
+                r.act.clone(),
+                r.depth.to_string(),
+                cell(r.ntk_accuracy),
+                cell(r.nngp_accuracy),
+                cell(r.ntk_steps_accuracy),
+                cell(n.map(|n| n.ensemble_accuracy)),
+                cell(n.map(|n| n.accuracy_gap_se)),
+                cell(n.map(|n| n.single_accuracy)),
+            ]
+        })
+        .collect();
+    out.write_csv(
+        "regression.csv",
+        &[
+            "activation",
+            "depth",
+            "ntk_accuracy",
+            "nngp_accuracy",
+            "ntk_steps_accuracy",
+            "network_ensemble_accuracy",
+            "accuracy_gap_se",
+            "network_single_accuracy",
+        ],
+        &rows,
+    )?;
+    let rows: Vec<Vec<String>> = ens
+        .widths
+        .iter()
+        .map(|w| {
+            vec![
+                w.width.to_string(),
+                w.pairs.to_string(),
+                cell(w.dev),
+                cell(w.dev_se),
+                cell(w.n_dev),
+                cell(w.mean_se),
+                cell(w.single_variance),
+                cell(w.single_variance_se),
+            ]
+        })
+        .collect();
+    out.write_csv(
+        "ensembles.csv",
+        &[
+            "width",
+            "pairs",
+            "dev",
+            "dev_se",
+            "n_dev",
+            "mean_se",
+            "single_variance",
+            "single_variance_se",
+        ],
+        &rows,
+    )?;
+    Ok(())
+}
+
+fn figures(
+    out: &OutDir,
+    cfg: &Config,
+    reg: &[DepthRow],
+    ens: &EnsembleResults,
+) -> Result<Vec<String>, StudyError> {
+    let mut f = Figure::new(
+        format!(
+            "kernel regression on Fashion-MNIST ({} train, {} test)",
+            cfg.n_train, cfg.n_test
+        ),
+        "depth L (Dense layers)",
+        "test accuracy",
+    );
+    for (colour, a) in cfg.regression.activations.iter().enumerate() {
+        let rows: Vec<&DepthRow> = reg.iter().filter(|r| r.act == a.act).collect();
+        let pts = |g: &dyn Fn(&DepthRow) -> f64| -> Vec<(f64, f64)> {
+            rows.iter().map(|r| (r.depth as f64, g(r))).collect()
+        };
+        f = f
+            .with(
+                Series::line(format!("{} NTK, t = ∞", a.act), pts(&|r| r.ntk_accuracy))
+                    .in_colour(colour),
+            )
+            .with(
+                Series::dashed(
+                    format!("{} NNGP posterior", a.act),
+                    pts(&|r| r.nngp_accuracy),
+                )
+                .in_colour(colour),
+            )
+            .with(
+                Series::dotted(
+                    format!("{} NTK, {} GD steps", a.act, cfg.regression.steps),
+                    pts(&|r| r.ntk_steps_accuracy),
+                )
+                .in_colour(colour),
+            );
+        let nets: Vec<(f64, f64, f64)> = rows
+            .iter()
+            .filter_map(|r| {
+                r.networks
+                    .as_ref()
+                    .map(|n| (r.depth as f64, n.ensemble_accuracy, n.accuracy_gap_se))
+            })
+            .collect();
+        if !nets.is_empty() {
+            f = f.with(
+                Series::points(
+                    format!(
+                        "{} networks n = {}, {} GD steps",
+                        a.act, cfg.regression.net_width, cfg.regression.steps
+                    ),
+                    nets.iter().map(|p| (p.0, p.1)).collect(),
+                    Some(nets.iter().map(|p| p.2).collect()),
+                )
+                .in_colour(colour),
+            );
+        }
+    }
+    f.save_svg(&out.path("accuracy_vs_depth.svg"))?;
+    let pts: Vec<(f64, f64)> = ens.widths.iter().map(|w| (w.width as f64, w.dev)).collect();
+    let errs: Vec<f64> = ens.widths.iter().map(|w| w.dev_se).collect();
+    // The 1/n line through the geometric mean of the measured (positive) points.
+    let pos: Vec<f64> = pts
+        .iter()
+        .filter(|p| p.1 > 0.0)
+        .map(|p| (p.0 * p.1).ln())
+        .collect();
+    let c = (pos.iter().sum::<f64>() / pos.len() as f64).exp();
+    let line: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, c / p.0)).collect();
+    Figure::new(
+        format!(
+            "trained ensembles vs infinite width ({} {} layers, {} GD steps)",
+            cfg.ensembles.act, cfg.ensembles.depth, cfg.ensembles.steps
+        ),
+        "width n",
+        "rms |ensemble mean − m∞(t)| (noise-corrected)",
+    )
+    .with(Series::points("measured ± bootstrap SE", pts, Some(errs)))
+    .with(Series::dashed("∝ 1/n", line))
+    .log_log()
+    .save_svg(&out.path("ensemble_deviation.svg"))?;
+    Ok(vec![
+        "accuracy_vs_depth.svg".into(),
+        "ensemble_deviation.svg".into(),
+    ])
+}
+
+fn claims(cfg: &Config, reg: &[DepthRow], ens: &EnsembleResults) -> Vec<Claim> {
+    let mut claims = vec![];
+    for r in reg {
+        let Some(n) = &r.networks else { continue };
+        claims.push(
+            Claim::at_most(
+                &format!("trained.network_accuracy_{}_l{}", r.act, r.depth),
+                &format!("{PAPER} ch. 10"),
+                &format!(
+                    "networks of width {} trained by GD match the NTK prediction at the same step: |ensemble accuracy − NTK accuracy| (Fashion-MNIST, {} at depth {})",
+                    n.width, r.act, r.depth
+                ),
+                n.accuracy_gap.abs(),
+                3.0 * n.accuracy_gap_se + 0.02,
+                "3 SE of the paired difference over test images, plus 2 points for the O(1/n) finite-width shift (docs/derivations/trained.md#criteria)",
+            )
+            .calibrated()
+            .with_se(n.accuracy_gap_se),
+        );
+    }
+    let m = cfg.ensembles.n_test as f64;
+    claims.push(
+        Claim::at_most(
+            "trained.infinite_width_limit",
+            &format!("{PAPER} ch. 10"),
+            "the ensemble mean of trained networks, extrapolated linearly in 1/n from the two largest widths, equals the infinite-width prediction m∞(t): mean over test points of z² = (extrapolation − m∞)²/SE²",
+            ens.extrapolation_z2,
+            1.0 + 3.0 * (2.0 / m).sqrt(),
+            "z² averages to 1 ± √(2/M) when the limit is m∞ (χ²_M/M); 3 of its SDs",
+        )
+        .from_theory(),
+    );
+    let [.., (n1, _), (n2, _)] = ens
+        .widths
+        .iter()
+        .map(|w| (w.width, w.n_dev))
+        .collect::<Vec<_>>()[..]
+    else {
+        unreachable!("validated: at least two widths")
+    };
+    claims.push(Claim::monte_carlo(
+        "trained.deviation_scaling",
+        &format!("{PAPER} ch. ∞"),
+        &format!(
+            "the ensemble mean's deviation from m∞(t) falls as 1/n at the largest widths: n·dev at n = {n2} over n·dev at n = {n1}"
+        ),
+        (ens.n_dev_ratio, ens.n_dev_ratio_se),
+        1.0,
+        McBound {
+            k: 3.0,
+            max_rel_se: 0.25,
+            truncation: 0.0,
+        },
+        "bootstrap SE over pairs; the two largest widths, where the O(1/n²) terms are smallest (docs/derivations/trained.md#criteria)",
+    ));
+    let var_inf = ens.infinite_variance.iter().sum::<f64>() / ens.infinite_variance.len() as f64;
+    claims.push(Claim::monte_carlo(
+        "trained.variance_limit",
+        &format!("{PAPER} ch. 10"),
+        "the variance of one trained network's output, extrapolated linearly in 1/n, equals the infinite-width ensemble's Σ_ββ(t) (mean over test points)",
+        (ens.variance_extrapolated, ens.variance_extrapolated_se),
+        var_inf,
+        McBound {
+            k: 3.0,
+            max_rel_se: 0.1,
+            truncation: 0.0,
+        },
+        "bootstrap SE over pairs",
+    ));
+    claims
+}
+
+/// The `trained` study in the registry.
+pub struct Trained;
+
+impl crate::study::Study for Trained {
+    const NAME: &'static str = "trained";
+    const TITLE: &'static str = "The principles of deep learning theory: trained networks";
+    const PAPER: &'static str = PAPER;
+    const ABOUT: &'static str = "Infinite-width predictions (NNGP posterior, NTK gradient descent) on Fashion-MNIST against depth at criticality, beside networks trained by the same gradient descent; and ensembles of trained networks at growing width against the infinite-width ensemble: the 1/n approach of the mean and of the variance.";
+    type Config = Config;
+    type Results = Results;
+    fn config(quick: bool, seed: u64, quiet: bool) -> Config {
+        Config::for_mode(quick, seed, quiet)
+    }
+    fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+        run(cfg, out)
+    }
+}
