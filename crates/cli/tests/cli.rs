@@ -1483,6 +1483,89 @@ fn jacobian_json_contract_and_bad_input_on_real_fashion_mnist() {
 }
 
 #[test]
+fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
+    // A small run on real Fashion-MNIST (300 / 300 images, depths 2 and 3, one pair of width-64
+    // networks, ensembles of 8 pairs at the smallest of two widths): the kernel regression must
+    // beat chance by far, the trained networks' ensemble must track the NTK prediction at the
+    // same step, and the outputs keep their keys. Bad widths and pair counts name their flags.
+    let dir = std::env::temp_dir().join(format!("dlt-cli-trained-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let v = json(&[
+        "trained",
+        "--quick",
+        "--n-train",
+        "300",
+        "--n-test",
+        "300",
+        "--depths",
+        "2,3",
+        "--net-width",
+        "64",
+        "--net-pairs",
+        "1",
+        "--steps",
+        "30",
+        "--widths",
+        "16,32",
+        "--pairs",
+        "8",
+        "--ensemble-steps",
+        "3",
+        "--json",
+        "--out",
+        d,
+    ]);
+    assert_eq!(v["study"], "trained");
+    let rows = v["regression"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "two activations × two depths");
+    for r in rows {
+        for k in ["ntk_accuracy", "nngp_accuracy", "ntk_steps_accuracy"] {
+            let a = r[k].as_f64().unwrap();
+            // Ten classes: chance is 0.1; kernel regression on 300 images reaches ≈ 0.7.
+            assert!(a > 0.5, "{k} = {a} in {r}");
+        }
+        assert!(r["lambda_max"].as_f64().unwrap() > 0.0);
+    }
+    let nets: Vec<&serde_json::Value> = rows.iter().filter(|r| !r["networks"].is_null()).collect();
+    assert_eq!(nets.len(), 2, "networks at depth 3 for tanh and ReLU");
+    for r in nets {
+        let n = &r["networks"];
+        assert!(n["agreement"].as_f64().unwrap() > 0.5, "{n}");
+        assert!(n["relative_rms_deviation"].as_f64().unwrap() < 0.8, "{n}");
+    }
+    let e = &v["ensembles"];
+    assert_eq!(e["widths"].as_array().unwrap().len(), 2);
+    assert_eq!(e["widths"][1]["pairs"], 16, "pairs scale with width");
+    assert_eq!(e["infinite_mean"].as_array().unwrap().len(), 32);
+    let ids: Vec<&str> = v["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "trained.infinite_width_limit",
+        "trained.deviation_scaling",
+        "trained.variance_limit",
+    ] {
+        assert!(ids.contains(&id), "{ids:?}");
+    }
+    for f in [
+        "regression.csv",
+        "ensembles.csv",
+        "accuracy_vs_depth.svg",
+        "ensemble_deviation.svg",
+        "results.json",
+    ] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    fails_with(&["trained", "--widths", "64,32", "--out", d], "--widths");
+    fails_with(&["trained", "--pairs", "1", "--out", d], "--pairs");
+    fails_with(&["trained", "--depths", "0,2", "--out", d], "--depths");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn autoencode_json_contract_and_bad_input() {
     // Short training (600 steps): whatever the training, a 1-d code of the circle and a 2-d code
     // of the sphere must fail somewhere by about the radius (Borsuk–Ulam), which checks the
@@ -1653,6 +1736,10 @@ fn every_subcommand_has_help_and_every_json_flag_prints_json() {
             "jacobian_json_contract_and_bad_input_on_real_fashion_mnist",
         ),
         ("autoencode", "autoencode_json_contract_and_bad_input"),
+        (
+            "trained",
+            "trained_json_contract_and_bad_input_on_real_fashion_mnist",
+        ),
     ];
     let mut missing = vec![];
     for leaf in &all {
