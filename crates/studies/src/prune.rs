@@ -740,9 +740,20 @@ fn heal_pruned(
     Ok((healing, heal_curves, healed_export))
 }
 
-/// Run the study into `out`, writing `results.json` last.
-pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
-    let t0 = Instant::now();
+/// The model and text of a run, loaded and checked: every drop fits the model and the held-out
+/// text holds the evaluation and probe tokens.
+struct Inputs {
+    model_path: PathBuf,
+    text_path: PathBuf,
+    ckpt: dlt_llm::Checkpoint,
+    load_seconds: f64,
+    train_text: String,
+    heldout: Vec<u32>,
+}
+
+/// Part 0: locate (or fetch) and load the model and the text, split the text 90/10 and check
+/// the sizes against the model and the held-out tokens.
+fn load_inputs(cfg: &Config) -> Result<Inputs, StudyError> {
     let sc = &cfg.scale;
     use dlt_nn::data::fetch::{locate, Dataset};
     let model_path = match &cfg.model {
@@ -756,8 +767,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t_load = Instant::now();
     let ckpt = dlt_llm::load(&model_path)?;
     let load_seconds = t_load.elapsed().as_secs_f64();
-    let model = &ckpt.model;
-    let l_tot = model.blocks.len();
+    let l_tot = ckpt.model.blocks.len();
     for &n in sc
         .drops
         .iter()
@@ -780,16 +790,38 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         }
         .into());
     }
-    let eval_tokens = &heldout[..sc.eval_tokens];
-    let probe = sequences(&heldout[sc.eval_tokens..], sc.probe_len, sc.probe_samples)?;
-    let all = model.all_blocks();
-    let ppl = |blocks: &[usize], m: &dlt_llm::Llama| {
-        perplexity(m, blocks, eval_tokens, sc.ctx, 0, |_, _| {})
-    };
+    Ok(Inputs {
+        model_path,
+        text_path,
+        ckpt,
+        load_seconds,
+        train_text,
+        heldout,
+    })
+}
 
+/// Part 1: the unpruned perplexity (and the forward throughput, tokens/s), the angular-distance
+/// table d(x^(l), x^(l+n)) over the probe sequences (arXiv 2403.17887 §3.2 eq. (7);
+/// docs/derivations/prune.md#angular-distance) and the block l*(n) of least distance per n.
+fn probe_unpruned(
+    cfg: &Config,
+    model: &dlt_llm::Llama,
+    eval_tokens: &[u32],
+    probe_tokens: &[u32],
+) -> Result<(Perplexity, f64, Distances, Vec<Best>), StudyError> {
+    let sc = &cfg.scale;
+    let l_tot = model.blocks.len();
+    let probe = sequences(probe_tokens, sc.probe_len, sc.probe_samples)?;
     // 1. Unpruned perplexity and the angular-distance table.
     let t_base = Instant::now();
-    let base = ppl(&all, model)?;
+    let base = perplexity(
+        model,
+        &model.all_blocks(),
+        eval_tokens,
+        sc.ctx,
+        0,
+        |_, _| {},
+    )?;
     let forward_tokens_per_second =
         (eval_tokens.len() / sc.ctx * sc.ctx) as f64 / t_base.elapsed().as_secs_f64();
     let pb = bar(probe.len() as u64, "prune: probe", cfg.quiet);
@@ -808,16 +840,29 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             }
         })
         .collect();
+    Ok((base, forward_tokens_per_second, distances, best))
+}
 
-    let pruning = prune_and_evaluate(cfg, model, &distances, eval_tokens)?;
-
-    let (healing, heal_curves, mut healed_export) =
-        heal_pruned(cfg, &ckpt, &distances, eval_tokens, &train_text)?;
-
+/// Part 4: export the model pruned by the angular rule as GGUF (tensors copied) and the healed
+/// one (re-quantised to Q8_0), reload each and evaluate it again.
+fn export_pruned(
+    cfg: &Config,
+    out: &OutDir,
+    ckpt: &dlt_llm::Checkpoint,
+    distances: &Distances,
+    eval_tokens: &[u32],
+    healed_export: Option<dlt_llm::Llama>,
+) -> Result<Vec<ExportRow>, StudyError> {
+    let sc = &cfg.scale;
+    let model = &ckpt.model;
+    let l_tot = model.blocks.len();
+    let ppl = |blocks: &[usize], m: &dlt_llm::Llama| {
+        perplexity(m, blocks, eval_tokens, sc.ctx, 0, |_, _| {})
+    };
     // 4. Export: the pruned model as GGUF (tensors copied), and the healed one (re-quantised).
     let mut export = Vec::new();
     if let Some(n) = sc.export_drop {
-        let start = choose_start(Rule::Angular, l_tot, n, Some(&distances), 0)?;
+        let start = choose_start(Rule::Angular, l_tot, n, Some(distances), 0)?;
         let kept = kept_blocks(l_tot, start, n);
         let pruned = model.with_blocks(&kept)?;
         let mut items = vec![(
@@ -825,7 +870,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             pruned,
             false,
         )];
-        if let Some(h) = healed_export.take() {
+        if let Some(h) = healed_export {
             items.push((
                 format!("pruned-angular-{start}-{}-healed.gguf", start + n),
                 h,
@@ -839,7 +884,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             } else {
                 dlt_llm::export::Requant::Unchanged
             };
-            dlt_llm::export::write_gguf(&ckpt, &m, &kept, rq, &path)?;
+            dlt_llm::export::write_gguf(ckpt, &m, &kept, rq, &path)?;
             let back = dlt_llm::load(&path)?;
             export.push(ExportRow {
                 file: name,
@@ -851,6 +896,33 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             });
         }
     }
+    Ok(export)
+}
+
+/// Run the study into `out`, writing `results.json` last.
+pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+    let t0 = Instant::now();
+    let sc = &cfg.scale;
+    let Inputs {
+        model_path,
+        text_path,
+        ckpt,
+        load_seconds,
+        train_text,
+        heldout,
+    } = load_inputs(cfg)?;
+    let model = &ckpt.model;
+    let l_tot = model.blocks.len();
+    let eval_tokens = &heldout[..sc.eval_tokens];
+    let (base, forward_tokens_per_second, distances, best) =
+        probe_unpruned(cfg, model, eval_tokens, &heldout[sc.eval_tokens..])?;
+
+    let pruning = prune_and_evaluate(cfg, model, &distances, eval_tokens)?;
+
+    let (healing, heal_curves, healed_export) =
+        heal_pruned(cfg, &ckpt, &distances, eval_tokens, &train_text)?;
+
+    let export = export_pruned(cfg, out, &ckpt, &distances, eval_tokens, healed_export)?;
 
     let m = Measured {
         base: &base,
