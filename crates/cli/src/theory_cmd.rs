@@ -4,19 +4,17 @@
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use dlt_nn::data::npy;
-use dlt_studies::output::{cell, OutDir};
-use dlt_studies::plot::{Figure, Series};
+use dlt_studies::output::OutDir;
+use dlt_studies::theory::runs;
 use dlt_theory::activation::parse;
 use dlt_theory::criticality::criticality;
 use dlt_theory::kernels::pair::closed_form;
 use dlt_theory::kernels::{
-    dataset_kernels, nngp_posterior, ntk_ensemble, DatasetKernels, Inputs, KernelConfig, NtkTime,
-    PairMethod,
+    dataset_kernels, nngp_posterior, ntk_ensemble, Inputs, KernelConfig, NtkTime, PairMethod,
 };
 use dlt_theory::mc::{self, McConfig};
 use dlt_theory::multi::profile_multi;
-use dlt_theory::profile::{profile, Ensemble, Init, Layer, LearningRates, ProfileConfig};
-use serde_json::{json, Map, Value};
+use dlt_theory::profile::{profile, Ensemble, Init, LearningRates, ProfileConfig};
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -140,7 +138,7 @@ pub fn run(cmd: TheoryCmd) -> Result<()> {
         TheoryCmd::Criticality { activation, json } => {
             let act = parse(&activation)?;
             let c = criticality(&*act);
-            let v = json!({"activation": c.activation, "class": c.class.as_str(), "cb": c.cb, "cw": c.cw, "k_star": c.k_star, "a1": c.a1, "p_perp": c.p_perp});
+            let v = runs::criticality_results(&c);
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -221,17 +219,6 @@ pub fn parse_matrix(s: &str) -> Result<(Vec<f64>, usize)> {
     Ok((rows.concat(), p))
 }
 
-fn layer_json(r: &Layer) -> Value {
-    let mut m = serde_json::to_value(r).expect("plain data");
-    let o = m.as_object_mut().expect("object");
-    o.insert("V_over_K2".into(), json!(r.v_over_k2()));
-    o.insert("A_over_theta2".into(), json!(r.a_over_theta2()));
-    o.insert("B_over_theta2".into(), json!(r.b_over_theta2()));
-    o.insert("D_over_Ktheta".into(), json!(r.d_over_ktheta()));
-    o.insert("F_over_Ktheta".into(), json!(r.f_over_ktheta()));
-    m
-}
-
 /// Size flags of `theory profile`, checked before any work (issue 12): depth, quadrature
 /// order (at most 4096 nodes: the rule's nodes cost O(order²) to compute, and beyond a few
 /// hundred nodes the 1-D expectations no longer change), and the memory of the layer table.
@@ -267,68 +254,13 @@ fn run_profile(a: ProfileArgs) -> Result<()> {
     e.xi = a.xi;
     e.quad.gh1 = a.quad_order;
     let lr = lr(&a.net)?;
-    let header = json!({"activation": e.act.name(), "cb": e.cb, "cw": e.cw, "init": e.init, "depth": a.net.depth, "gamma": e.gamma, "xi": e.xi, "lambda_b": lr.lambda_b, "lambda_w": lr.lambda_w, "lambda_b_over_l": lr.b_over_l});
+    let header = runs::profile_header(&e, a.net.depth, &lr);
     if let Some(m) = &a.k1_matrix {
         let (k1, p) = parse_matrix(m)?;
         let rows = profile_multi(&e, &k1, p, a.net.depth, &lr)?;
-        let nest2 = |v: &[f64]| {
-            (0..p)
-                .map(|i| v[i * p..(i + 1) * p].to_vec())
-                .collect::<Vec<_>>()
-        };
-        let layers: Vec<Value> = rows
-            .iter()
-            .map(|r| {
-                let v4: Vec<Vec<Vec<Vec<f64>>>> = (0..p)
-                    .map(|i| {
-                        (0..p)
-                            .map(|j| {
-                                (0..p)
-                                    .map(|k| (0..p).map(|l| r.v_at(i, j, k, l)).collect())
-                                    .collect()
-                            })
-                            .collect()
-                    })
-                    .collect();
-                json!({"l": r.l, "K": nest2(&r.k), "theta": nest2(&r.theta), "V": v4})
-            })
-            .collect();
-        let mut v = header;
-        v["k1_matrix"] = json!(nest2(&k1));
-        v["layers"] = json!(layers);
+        let v = runs::profile_multi_results(header, &k1, p, &rows);
         if let Some(out) = &a.net.out {
-            let dir = OutDir::create(out)?;
-            let mut csv = vec![];
-            for r in &rows {
-                for i in 0..p {
-                    for j in 0..p {
-                        csv.push(vec![
-                            r.l.to_string(),
-                            i.to_string(),
-                            j.to_string(),
-                            cell(r.k_at(i, j)),
-                            cell(r.theta[i * p + j]),
-                            cell(r.v_at(i, i, j, j)),
-                        ]);
-                    }
-                }
-            }
-            dir.write_csv(
-                "profile_multi.csv",
-                &["l", "a", "b", "K", "theta", "V_aa_bb"],
-                &csv,
-            )?;
-            let mut fig = Figure::new("Kernel entries vs depth", "layer l", "K_ab");
-            for i in 0..p {
-                for j in i..p {
-                    fig = fig.with(Series::line(
-                        format!("K_{i}{j}"),
-                        rows.iter().map(|r| (r.l as f64, r.k_at(i, j))).collect(),
-                    ));
-                }
-            }
-            fig.save_svg(&dir.path("kernel.svg"))?;
-            dir.write_json("results.json", &v)?;
+            runs::write_profile_multi(&OutDir::create(out)?, p, &rows, &v)?;
         }
         if a.net.json {
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -350,69 +282,9 @@ fn run_profile(a: ProfileArgs) -> Result<()> {
         depth: a.net.depth,
         lr,
     })?;
-    let mut v = header;
-    v["k1"] = json!(k1);
-    v["v1"] = json!(a.v1);
-    v["layers"] = json!(rows.iter().map(layer_json).collect::<Vec<_>>());
+    let v = runs::profile_results(header, k1, a.v1, &rows);
     if let Some(out) = &a.net.out {
-        let dir = OutDir::create(out)?;
-        let names = [
-            "l",
-            "K",
-            "chi_par",
-            "chi_perp",
-            "V",
-            "theta",
-            "A",
-            "B",
-            "D",
-            "F",
-            "V_over_K2",
-            "A_over_theta2",
-            "B_over_theta2",
-            "D_over_Ktheta",
-            "F_over_Ktheta",
-        ];
-        let csv: Vec<Vec<String>> = rows
-            .iter()
-            .map(|r| {
-                names
-                    .iter()
-                    .map(|n| {
-                        if *n == "l" {
-                            r.l.to_string()
-                        } else {
-                            cell(r.stat(n))
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        dir.write_csv("profile.csv", &names, &csv)?;
-        let line = |name: &str, f: &dyn Fn(&Layer) -> Option<f64>| {
-            Series::line(
-                name,
-                rows.iter()
-                    .filter_map(|r| f(r).map(|y| (r.l as f64, y)))
-                    .collect(),
-            )
-        };
-        Figure::new("Kernel and NTK mean", "layer l", "value")
-            .with(line("K", &|r| Some(r.k)))
-            .with(line("Θ", &|r| Some(r.theta)))
-            .save_svg(&dir.path("kernel.svg"))?;
-        Figure::new("Normalised four-point vertex", "layer l", "V/K²")
-            .with(line("V/K²", &|r| Some(r.v_over_k2())))
-            .save_svg(&dir.path("vertex.svg"))?;
-        if rows[0].a.is_some() {
-            Figure::new("NTK fluctuations", "layer l", "normalised")
-                .with(line("A/Θ²", &|r| r.a_over_theta2()))
-                .with(line("B/Θ²", &|r| r.b_over_theta2()))
-                .with(line("D/(KΘ)", &|r| r.d_over_ktheta()))
-                .with(line("F/(KΘ)", &|r| r.f_over_ktheta()))
-                .save_svg(&dir.path("ntk.svg"))?;
-        }
-        dir.write_json("results.json", &v)?;
+        runs::write_profile(&OutDir::create(out)?, &rows, &v)?;
     }
     if a.net.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -514,93 +386,9 @@ fn run_mc(a: McArgs) -> Result<()> {
     pb.finish_and_clear();
     let res = res?;
     let secs = t0.elapsed().as_secs_f64();
-    let layers: Vec<Value> = res
-        .iter()
-        .zip(&theory)
-        .map(|(m, t)| {
-            let mut o = Map::new();
-            o.insert("l".into(), json!(m.l));
-            for (name, est) in &m.stats {
-                let th = t.stat(name);
-                o.insert(name.clone(), json!(est.value));
-                o.insert(format!("{name}_se"), json!(est.se));
-                o.insert(format!("{name}_theory"), json!(th));
-                o.insert(
-                    format!("{name}_z"),
-                    json!(th.map(|th| if est.se > 0.0 {
-                        (est.value - th) / est.se
-                    } else {
-                        0.0
-                    })),
-                );
-            }
-            Value::Object(o)
-        })
-        .collect();
-    let v = json!({
-        "activation": cfg.ensemble.act.name(), "cb": cfg.ensemble.cb, "cw": cfg.ensemble.cw, "k1": k1,
-        "width": cfg.width, "depth": cfg.depth, "networks": cfg.networks, "init": cfg.ensemble.init,
-        "first_layer": cfg.first_layer, "ntk": cfg.ntk, "seed": cfg.seed, "sampler": cfg.sampler(), "seconds": secs,
-        "layers": layers,
-    });
+    let v = runs::mc_results(&cfg, secs, &res, &theory);
     if let Some(out) = &a.net.out {
-        let dir = OutDir::create(out)?;
-        let names: Vec<String> = res[0].stats.iter().map(|(n, _)| n.clone()).collect();
-        let mut header = vec!["l".to_string()];
-        for n in &names {
-            header.extend([n.clone(), format!("{n}_se"), format!("{n}_theory")]);
-        }
-        let csv: Vec<Vec<String>> = res
-            .iter()
-            .zip(&theory)
-            .map(|(m, t)| {
-                let mut row = vec![m.l.to_string()];
-                for (n, est) in &m.stats {
-                    row.extend([cell(est.value), cell(est.se), cell(t.stat(n))]);
-                }
-                row
-            })
-            .collect();
-        dir.write_csv(
-            "mc.csv",
-            &header.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-            &csv,
-        )?;
-        let plot = |stat: &str, title: &str| {
-            Figure::new(title, "layer l", stat)
-                .with(Series::line(
-                    "theory (1/n recursion)",
-                    theory
-                        .iter()
-                        .filter_map(|t| t.stat(stat).map(|y| (t.l as f64, y)))
-                        .collect(),
-                ))
-                .with(Series::points(
-                    format!("MC, n = {}", cfg.width),
-                    res.iter()
-                        .filter_map(|m| m.get(stat).map(|e| (m.l as f64, e.value)))
-                        .collect(),
-                    Some(
-                        res.iter()
-                            .filter_map(|m| m.get(stat).map(|e| e.se))
-                            .collect(),
-                    ),
-                ))
-        };
-        plot("K", "Kernel").save_svg(&dir.path("kernel.svg"))?;
-        plot("V_over_K2", "Four-point vertex").save_svg(&dir.path("vertex.svg"))?;
-        if cfg.ntk {
-            for s in [
-                "theta",
-                "A_over_theta2",
-                "B_over_theta2",
-                "D_over_Ktheta",
-                "F_over_Ktheta",
-            ] {
-                plot(s, s).save_svg(&dir.path(&format!("{s}.svg")))?;
-            }
-        }
-        dir.write_json("results.json", &v)?;
+        runs::write_mc(&OutDir::create(out)?, &cfg, &res, &theory, &v)?;
     }
     if a.net.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -789,25 +577,6 @@ fn kernel_config(n: &KernelNetArgs) -> Result<KernelConfig> {
     Ok(cfg)
 }
 
-/// The method actually used (auto resolved), for results.json.
-fn method_used(cfg: &KernelConfig, k: &DatasetKernels) -> &'static str {
-    match cfg.method {
-        PairMethod::Auto if closed_form(&*cfg.act).is_some() => "closed_form",
-        PairMethod::Auto if k.mehler_bound.is_some() => "mehler_adaptive",
-        PairMethod::Auto => "adaptive_2d",
-        PairMethod::ClosedForm => "closed_form",
-        PairMethod::Mehler { .. } => "mehler",
-        PairMethod::MehlerAdaptive { .. } => "mehler_adaptive",
-        PairMethod::GaussHermite2d { .. } => "quadrature",
-        PairMethod::Adaptive2d => "adaptive_2d",
-    }
-}
-
-fn config_json(cfg: &KernelConfig, method: &str) -> Value {
-    json!({"activation": cfg.act.name(), "cb": cfg.cb, "cw": cfg.cw, "lambda_b": cfg.lambda_b,
-        "lambda_w": cfg.lambda_w, "depth": cfg.depth, "method": method, "threads": cfg.threads})
-}
-
 /// A 2-D float array read from `path` for `flag`: (values, rows, cols), at least 1×1.
 fn read_matrix(flag: &str, path: &Path) -> Result<(Vec<f64>, usize, usize)> {
     let a = npy::read_ndim(path, &[2]).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
@@ -818,11 +587,6 @@ fn read_matrix(flag: &str, path: &Path) -> Result<(Vec<f64>, usize, usize)> {
         path.display()
     );
     Ok((a.data, r, c))
-}
-
-/// `[[…], …]` of a row-major rows×cols block.
-fn nested(v: &[f64], cols: usize) -> Value {
-    json!(v.chunks(cols.max(1)).collect::<Vec<_>>())
 }
 
 fn print_block(name: &str, v: &[f64], rows: usize, cols: usize) {
@@ -840,18 +604,6 @@ fn print_block(name: &str, v: &[f64], rows: usize, cols: usize) {
             });
         println!("  entries in [{lo:.8e}, {hi:.8e}] (use --json or --out for all)");
     }
-}
-
-fn mehler_json(k: &DatasetKernels) -> Value {
-    match k.mehler_bound {
-        Some((s, d)) => json!({"sigma": s, "sigma_prime": d}),
-        None => Value::Null,
-    }
-}
-
-fn write_npy(dir: &OutDir, name: &str, v: &[f64], rows: usize, cols: usize) -> Result<String> {
-    npy::write(&dir.path(name), &[rows, cols], v)?;
-    Ok(name.to_string())
 }
 
 fn run_kernels(a: KernelsArgs) -> Result<()> {
@@ -879,45 +631,18 @@ fn run_kernels(a: KernelsArgs) -> Result<()> {
     )?;
     let secs = t0.elapsed().as_secs_f64();
     let m = k.n_test;
-    let mut v = json!({"nngp": nested(&k.k_train, n), "ntk": nested(&k.ntk_train, n)});
-    if test.is_some() {
-        v["nngp_test_train"] = nested(&k.k_test_train, n);
-        v["ntk_test_train"] = nested(&k.ntk_test_train, n);
-    }
+    let v = runs::kernels_json(&k, n, test.is_some());
     if let Some(out) = &a.out {
+        let inputs = runs::KernelsInputs {
+            inputs: &a.inputs,
+            shape: [n, d],
+            inputs2: a
+                .inputs2
+                .as_deref()
+                .zip(test.as_ref().map(|(_, m)| [*m, d])),
+        };
         let dir = OutDir::create(out)?;
-        let mut files = vec![
-            write_npy(&dir, "nngp.npy", &k.k_train, n, n)?,
-            write_npy(&dir, "ntk.npy", &k.ntk_train, n, n)?,
-        ];
-        if test.is_some() {
-            files.push(write_npy(
-                &dir,
-                "nngp_test_train.npy",
-                &k.k_test_train,
-                m,
-                n,
-            )?);
-            files.push(write_npy(
-                &dir,
-                "ntk_test_train.npy",
-                &k.ntk_test_train,
-                m,
-                n,
-            )?);
-        }
-        let mut r = config_json(&cfg, &a.net.method);
-        r["command"] = json!("theory kernels");
-        r["method_used"] = json!(method_used(&cfg, &k));
-        r["inputs"] = json!(a.inputs.display().to_string());
-        r["inputs_shape"] = json!([n, d]);
-        r["inputs2"] = json!(a.inputs2.as_ref().map(|p| p.display().to_string()));
-        r["inputs2_shape"] = json!(test.as_ref().map(|(_, m)| [*m, d]));
-        r["mehler_bound"] = mehler_json(&k);
-        r["quadrature_fallbacks"] = json!(k.quadrature_fallbacks);
-        r["seconds"] = json!(secs);
-        r["files"] = json!(files);
-        dir.write_json("results.json", &r)?;
+        runs::write_kernels(&dir, &cfg, &a.net.method, &k, &inputs, secs)?;
     }
     if a.json {
         println!("{}", serde_json::to_string(&v)?);
@@ -927,7 +652,7 @@ fn run_kernels(a: KernelsArgs) -> Result<()> {
             n,
             cfg.depth,
             cfg.act.name(),
-            method_used(&cfg, &k)
+            runs::method_used(&cfg, &k)
         );
         print_block("nngp", &k.k_train, n, n);
         print_block("ntk", &k.ntk_train, n, n);
@@ -1033,36 +758,21 @@ fn run_predict(a: PredictArgs) -> Result<()> {
         PredictKind::Ntk => ntk_ensemble(kb, k.ntk_blocks(), &ya.data, outputs, time)?,
     };
     let secs = t0.elapsed().as_secs_f64();
-    let v = json!({"mean": nested(&pred.mean, outputs), "cov": nested(&pred.cov, m)});
+    let v = runs::predict_json(&pred, outputs, m);
     if let Some(out) = &a.out {
-        let dir = OutDir::create(out)?;
-        let files = vec![
-            write_npy(&dir, "mean.npy", &pred.mean, m, outputs)?,
-            write_npy(&dir, "cov.npy", &pred.cov, m, m)?,
-        ];
-        let mut r = config_json(&cfg, &a.net.method);
-        r["command"] = json!("theory predict");
-        r["kind"] = json!(if ntk { "ntk" } else { "nngp" });
-        r["method_used"] = json!(method_used(&cfg, &k));
-        r["train_x"] = json!(a.train_x.display().to_string());
-        r["train_y"] = json!(a.train_y.display().to_string());
-        r["test_x"] = json!(a.test_x.display().to_string());
-        r["n_train"] = json!(n);
-        r["n_test"] = json!(m);
-        r["dim"] = json!(d);
-        r["outputs"] = json!(outputs);
-        r["noise"] = json!(a.noise);
-        r["time"] = match time {
-            _ if !ntk => Value::Null,
-            NtkTime::Flow { tau } => json!({"flow_tau": tau}),
-            NtkTime::Steps { eta, steps } => json!({"steps": steps, "lr": eta}),
-            NtkTime::Infinity => json!("infinity"),
+        let data = runs::PredictInputs {
+            train_x: &a.train_x,
+            train_y: &a.train_y,
+            test_x: &a.test_x,
+            n_train: n,
+            n_test: m,
+            dim: d,
+            outputs,
+            ntk: ntk.then_some(time),
+            noise: a.noise,
         };
-        r["mehler_bound"] = mehler_json(&k);
-        r["quadrature_fallbacks"] = json!(k.quadrature_fallbacks);
-        r["seconds"] = json!(secs);
-        r["files"] = json!(files);
-        dir.write_json("results.json", &r)?;
+        let dir = OutDir::create(out)?;
+        runs::write_predict(&dir, &cfg, &a.net.method, &k, &pred, &data, secs)?;
     }
     if a.json {
         println!("{}", serde_json::to_string(&v)?);

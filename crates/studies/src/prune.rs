@@ -740,9 +740,20 @@ fn heal_pruned(
     Ok((healing, heal_curves, healed_export))
 }
 
-/// Run the study into `out`, writing `results.json` last.
-pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
-    let t0 = Instant::now();
+/// The model and text of a run, loaded and checked: every drop fits the model and the held-out
+/// text holds the evaluation and probe tokens.
+struct Inputs {
+    model_path: PathBuf,
+    text_path: PathBuf,
+    ckpt: dlt_llm::Checkpoint,
+    load_seconds: f64,
+    train_text: String,
+    heldout: Vec<u32>,
+}
+
+/// Part 0: locate (or fetch) and load the model and the text, split the text 90/10 and check
+/// the sizes against the model and the held-out tokens.
+fn load_inputs(cfg: &Config) -> Result<Inputs, StudyError> {
     let sc = &cfg.scale;
     use dlt_nn::data::fetch::{locate, Dataset};
     let model_path = match &cfg.model {
@@ -756,8 +767,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t_load = Instant::now();
     let ckpt = dlt_llm::load(&model_path)?;
     let load_seconds = t_load.elapsed().as_secs_f64();
-    let model = &ckpt.model;
-    let l_tot = model.blocks.len();
+    let l_tot = ckpt.model.blocks.len();
     for &n in sc
         .drops
         .iter()
@@ -780,16 +790,38 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         }
         .into());
     }
-    let eval_tokens = &heldout[..sc.eval_tokens];
-    let probe = sequences(&heldout[sc.eval_tokens..], sc.probe_len, sc.probe_samples)?;
-    let all = model.all_blocks();
-    let ppl = |blocks: &[usize], m: &dlt_llm::Llama| {
-        perplexity(m, blocks, eval_tokens, sc.ctx, 0, |_, _| {})
-    };
+    Ok(Inputs {
+        model_path,
+        text_path,
+        ckpt,
+        load_seconds,
+        train_text,
+        heldout,
+    })
+}
 
+/// Part 1: the unpruned perplexity (and the forward throughput, tokens/s), the angular-distance
+/// table d(x^(l), x^(l+n)) over the probe sequences (arXiv 2403.17887 §3.2 eq. (7);
+/// docs/derivations/prune.md#angular-distance) and the block l*(n) of least distance per n.
+fn probe_unpruned(
+    cfg: &Config,
+    model: &dlt_llm::Llama,
+    eval_tokens: &[u32],
+    probe_tokens: &[u32],
+) -> Result<(Perplexity, f64, Distances, Vec<Best>), StudyError> {
+    let sc = &cfg.scale;
+    let l_tot = model.blocks.len();
+    let probe = sequences(probe_tokens, sc.probe_len, sc.probe_samples)?;
     // 1. Unpruned perplexity and the angular-distance table.
     let t_base = Instant::now();
-    let base = ppl(&all, model)?;
+    let base = perplexity(
+        model,
+        &model.all_blocks(),
+        eval_tokens,
+        sc.ctx,
+        0,
+        |_, _| {},
+    )?;
     let forward_tokens_per_second =
         (eval_tokens.len() / sc.ctx * sc.ctx) as f64 / t_base.elapsed().as_secs_f64();
     let pb = bar(probe.len() as u64, "prune: probe", cfg.quiet);
@@ -808,16 +840,29 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             }
         })
         .collect();
+    Ok((base, forward_tokens_per_second, distances, best))
+}
 
-    let pruning = prune_and_evaluate(cfg, model, &distances, eval_tokens)?;
-
-    let (healing, heal_curves, mut healed_export) =
-        heal_pruned(cfg, &ckpt, &distances, eval_tokens, &train_text)?;
-
+/// Part 4: export the model pruned by the angular rule as GGUF (tensors copied) and the healed
+/// one (re-quantised to Q8_0), reload each and evaluate it again.
+fn export_pruned(
+    cfg: &Config,
+    out: &OutDir,
+    ckpt: &dlt_llm::Checkpoint,
+    distances: &Distances,
+    eval_tokens: &[u32],
+    healed_export: Option<dlt_llm::Llama>,
+) -> Result<Vec<ExportRow>, StudyError> {
+    let sc = &cfg.scale;
+    let model = &ckpt.model;
+    let l_tot = model.blocks.len();
+    let ppl = |blocks: &[usize], m: &dlt_llm::Llama| {
+        perplexity(m, blocks, eval_tokens, sc.ctx, 0, |_, _| {})
+    };
     // 4. Export: the pruned model as GGUF (tensors copied), and the healed one (re-quantised).
     let mut export = Vec::new();
     if let Some(n) = sc.export_drop {
-        let start = choose_start(Rule::Angular, l_tot, n, Some(&distances), 0)?;
+        let start = choose_start(Rule::Angular, l_tot, n, Some(distances), 0)?;
         let kept = kept_blocks(l_tot, start, n);
         let pruned = model.with_blocks(&kept)?;
         let mut items = vec![(
@@ -825,7 +870,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             pruned,
             false,
         )];
-        if let Some(h) = healed_export.take() {
+        if let Some(h) = healed_export {
             items.push((
                 format!("pruned-angular-{start}-{}-healed.gguf", start + n),
                 h,
@@ -839,7 +884,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             } else {
                 dlt_llm::export::Requant::Unchanged
             };
-            dlt_llm::export::write_gguf(&ckpt, &m, &kept, rq, &path)?;
+            dlt_llm::export::write_gguf(ckpt, &m, &kept, rq, &path)?;
             let back = dlt_llm::load(&path)?;
             export.push(ExportRow {
                 file: name,
@@ -851,6 +896,33 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             });
         }
     }
+    Ok(export)
+}
+
+/// Run the study into `out`, writing `results.json` last.
+pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+    let t0 = Instant::now();
+    let sc = &cfg.scale;
+    let Inputs {
+        model_path,
+        text_path,
+        ckpt,
+        load_seconds,
+        train_text,
+        heldout,
+    } = load_inputs(cfg)?;
+    let model = &ckpt.model;
+    let l_tot = model.blocks.len();
+    let eval_tokens = &heldout[..sc.eval_tokens];
+    let (base, forward_tokens_per_second, distances, best) =
+        probe_unpruned(cfg, model, eval_tokens, &heldout[sc.eval_tokens..])?;
+
+    let pruning = prune_and_evaluate(cfg, model, &distances, eval_tokens)?;
+
+    let (healing, heal_curves, healed_export) =
+        heal_pruned(cfg, &ckpt, &distances, eval_tokens, &train_text)?;
+
+    let export = export_pruned(cfg, out, &ckpt, &distances, eval_tokens, healed_export)?;
 
     let m = Measured {
         base: &base,
@@ -895,6 +967,181 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     };
     out.write_json("results.json", &results)?;
     Ok(results)
+}
+
+/// `results.json` of `dlt prune distances`: the (n, l) table of angular distances
+/// d(x^(l), x^(l+n)) (arXiv 2403.17887 §3.2 eq. (7); docs/derivations/prune.md#angular-distance)
+/// and, per n < L, the block of least distance with its standard error
+/// (docs/derivations/prune.md#block-selection).
+pub fn distances_results(d: &Distances) -> serde_json::Value {
+    use serde_json::json;
+    let l_tot = d.n_layers;
+    let best: Vec<_> = (1..l_tot)
+        .map(|n| {
+            let (s, v) = d.best(n).expect("n < L");
+            json!({"n": n, "start": s, "end": s + n, "distance": v, "se": d.se[n - 1][s]})
+        })
+        .collect();
+    json!({"n_layers": l_tot, "samples": d.samples, "tokens_per_sample": d.tokens_per_sample,
+           "position": d.position, "indexing": "0-based blocks, end-exclusive ranges; table[n-1][l] = d(x^(l), x^(l+n))",
+           "table": d.table, "best": best})
+}
+
+/// Write the outputs of `dlt prune distances` into `out`: `distances.csv` (n, start, end,
+/// distance), `distances.svg` (the (n, l) table as a heat map) and `results.json` (`results`,
+/// from [`distances_results`]).
+pub fn write_distances(
+    out: &OutDir,
+    d: &Distances,
+    results: &serde_json::Value,
+) -> Result<(), StudyError> {
+    let l_tot = d.n_layers;
+    let mut rows = vec![];
+    for n in 1..=l_tot {
+        for l in 0..=l_tot - n {
+            rows.push(vec![
+                n.to_string(),
+                l.to_string(),
+                (l + n).to_string(),
+                format!("{:.6}", d.table[n - 1][l]),
+            ]);
+        }
+    }
+    out.write_csv("distances.csv", &["n", "start", "end", "distance"], &rows)?;
+    // The (n, l) table as a heatmap: rows n (blocks dropped), columns l (first block); cells
+    // past the last block are empty.
+    Heatmap {
+        title: "Angular distance d(x^(l), x^(l+n))".into(),
+        x_label: "first block l".into(),
+        y_label: "blocks n".into(),
+        xs: (0..l_tot).map(|l| l as f64).collect(),
+        ys: (1..=l_tot).map(|n| n as f64).collect(),
+        z: (1..=l_tot)
+            .map(|n| {
+                (0..l_tot)
+                    .map(|l| d.table[n - 1].get(l).copied().unwrap_or(f64::NAN))
+                    .collect()
+            })
+            .collect(),
+        log_z: false,
+        diagonal: false,
+    }
+    .save_svg(&out.path("distances.svg"))?;
+    out.write_json("results.json", results)?;
+    Ok(())
+}
+
+/// Settings of one pruning run (`dlt prune run`).
+#[derive(Debug, Clone)]
+pub struct PruneRun {
+    /// Blocks to drop.
+    pub drop: usize,
+    /// How the block is chosen.
+    pub rule: Rule,
+    /// Probe sequences (of 256 tokens) for the angular rule.
+    pub samples: usize,
+    /// Held-out tokens for perplexity.
+    pub eval_tokens: usize,
+    /// LoRA healing (None: no healing).
+    pub heal: Option<HealConfig>,
+    /// GGUF type of the healed (merged) block weights.
+    pub healed_type: candle_core::quantized::GgmlDType,
+    /// Also write the model as a Hugging Face safetensors directory.
+    pub safetensors: bool,
+    /// Seed of the random rule.
+    pub seed: u64,
+    /// Hide progress bars.
+    pub quiet: bool,
+}
+
+/// One pruning run: drop `run.drop` blocks of `ckpt` chosen by `run.rule` (the angular rule
+/// probes `run.samples` sequences of 256 held-out tokens after the evaluation tokens:
+/// arXiv 2403.17887 §3.2, docs/derivations/prune.md#block-selection), evaluate the perplexity
+/// on the first `run.eval_tokens` tokens of `heldout` before and after, optionally heal with
+/// LoRA on the first 2 M characters of `train` (arXiv 2403.17887 §3.3;
+/// docs/derivations/prune.md#healing), and export
+/// `pruned.gguf` (and `pruned-safetensors/`) into `out` (docs/derivations/prune.md#protocol).
+/// Writes `results.json` and returns it.
+pub fn prune_model(
+    ckpt: &dlt_llm::Checkpoint,
+    train: &str,
+    heldout: &str,
+    run: &PruneRun,
+    out: &OutDir,
+) -> Result<serde_json::Value, StudyError> {
+    let l_tot = ckpt.model.blocks.len();
+    let toks = ckpt.tokenizer.encode(heldout)?;
+    let eval = &toks[..run.eval_tokens.min(toks.len())];
+    let distances = if run.rule == Rule::Angular {
+        let seqs = sequences(&toks[eval.len().min(toks.len() / 2)..], 256, run.samples)?;
+        Some(angular_distances(
+            &ckpt.model,
+            &seqs,
+            Position::LastToken,
+            |_, _| {},
+        )?)
+    } else {
+        None
+    };
+    let start = choose_start(run.rule, l_tot, run.drop, distances.as_ref(), run.seed)?;
+    let kept = kept_blocks(l_tot, start, run.drop);
+    let ppl = |m: &dlt_llm::Llama| {
+        perplexity(m, &m.all_blocks(), eval, 512.min(eval.len()), 0, |_, _| {})
+    };
+    let base = ppl(&ckpt.model)?;
+    let mut pruned = ckpt.model.with_blocks(&kept)?;
+    let before = ppl(&pruned)?;
+    let mut healed = None;
+    if let Some(cfg) = &run.heal {
+        let t = head_chars(train, 2_000_000);
+        let train_toks = ckpt.tokenizer.encode(t)?;
+        let pb = bar(cfg.steps as u64, "heal", run.quiet);
+        let (rep, _) = heal(&mut pruned, &train_toks, cfg, |s, _, _| {
+            pb.set_position(s as u64)
+        })?;
+        pb.finish_and_clear();
+        pruned.merge_lora()?;
+        healed = Some((ppl(&pruned)?, rep));
+    }
+    let gguf = out.path("pruned.gguf");
+    let rq = if healed.is_some() {
+        dlt_llm::export::Requant::To(run.healed_type)
+    } else {
+        dlt_llm::export::Requant::Unchanged
+    };
+    dlt_llm::export::write_gguf(ckpt, &pruned, &kept, rq, &gguf)?;
+    let mut files = vec![gguf.display().to_string()];
+    if run.safetensors {
+        let dir = out.path("pruned-safetensors");
+        dlt_llm::export::write_safetensors(&pruned, &ckpt.tokenizer, &dir)?;
+        files.push(dir.display().to_string());
+    }
+    let r = serde_json::json!({
+        "rule": run.rule.name(), "n": run.drop, "start": start, "end": start + run.drop,
+        "indexing": "0-based blocks, end-exclusive range start..end removed",
+        "n_layers_before": l_tot, "n_layers_after": kept.len(),
+        "perplexity_unpruned": base.perplexity, "perplexity_pruned": before.perplexity,
+        "perplexity_healed": healed.as_ref().map(|h| h.0.perplexity),
+        "heal_losses": healed.as_ref().map(|h| h.1.losses.clone()),
+        "eval_tokens": before.tokens, "files": files,
+    });
+    out.write_json("results.json", &r)?;
+    Ok(r)
+}
+
+/// The JSON of `dlt prune eval`: the perplexity `r` of a model on held-out text
+/// (docs/derivations/prune.md#protocol) with its
+/// negative log-likelihood and standard error, the throughput over `seconds` and the model's
+/// weight types (`weight_types`, dequantised to f32 for the evaluation).
+pub fn eval_results(
+    r: &Perplexity,
+    seconds: f64,
+    weight_types: &std::collections::BTreeMap<String, usize>,
+) -> serde_json::Value {
+    serde_json::json!({"perplexity": r.perplexity, "tokens": r.tokens, "nll": r.nll, "nll_se": r.nll_se,
+                       "windows": r.windows, "ctx": r.ctx, "seconds": seconds,
+                       "tokens_per_second": (r.windows * r.ctx) as f64 / seconds,
+                       "weights": "dequantised to f32", "weight_types": weight_types})
 }
 
 /// The `prune` study ([`crate::study::Study`]).

@@ -573,3 +573,202 @@ impl crate::study::Study for Scaling {
         run(cfg, out)
     }
 }
+
+/// `dlt scaling sweep`: at every (N, P) = (`n_grid[i]`, `p_grid[j]`) the expected test loss of
+/// the deterministic equivalent (arXiv 2210.16859 eq. A4;
+/// docs/derivations/scaling.md#deterministic-equivalent) beside the simulated population loss
+/// of random linear features fitted by ridge `ridge` (mean, SE and median over `seeds` seeds
+/// from `seed + 1000 i + j`); a point whose theory or simulation fails is null. Along each row
+/// and column with at least two positive simulated points, the fitted exponent −d log L/d log N
+/// (at fixed P) and −d log L/d log P (at fixed N) with its 95 % interval (arXiv 2210.16859 §3;
+/// docs/derivations/scaling.md#power-law-asymptotics). The `results.json` value: `alpha`, `m`,
+/// `ridge`, `noise`, `seeds`, `table`, `exponents_vs_n`, `exponents_vs_p`.
+pub fn sweep(
+    model: &ScalingModel,
+    ridge: f64,
+    n_grid: &[usize],
+    p_grid: &[usize],
+    seeds: usize,
+    seed: u64,
+) -> serde_json::Value {
+    use serde_json::json;
+    let mut rows = vec![];
+    for (i, &n) in n_grid.iter().enumerate() {
+        for (j, &p) in p_grid.iter().enumerate() {
+            let th = theory_loss(model, n, p, ridge).ok();
+            let sim = simulate(
+                model,
+                n,
+                p,
+                ridge,
+                Features::Linear,
+                seeds,
+                seed + (i * 1000 + j) as u64,
+                0,
+            );
+            let (sl, se, med) = match &sim {
+                Ok(s) => (Some(s.loss), Some(s.loss_se), Some(s.median)),
+                Err(_) => (None, None, None),
+            };
+            rows.push(json!({"n": n, "p": p, "theory": th.map(|t| t.loss), "sim": sl, "sim_se": se, "sim_median": med}));
+        }
+    }
+    let fit = |fixed_is_p: bool| -> Vec<serde_json::Value> {
+        let (outer, inner) = if fixed_is_p {
+            (p_grid, n_grid)
+        } else {
+            (n_grid, p_grid)
+        };
+        outer
+            .iter()
+            .filter_map(|&o| {
+                let pts: Vec<(f64, f64, f64)> = inner
+                    .iter()
+                    .filter_map(|&x| {
+                        let (n, p) = if fixed_is_p { (x, o) } else { (o, x) };
+                        let r = rows.iter().find(|r| r["n"] == n && r["p"] == p)?;
+                        Some((x as f64, r["sim"].as_f64()?, r["sim_se"].as_f64()?))
+                    })
+                    .filter(|p| p.1 > 0.0)
+                    .collect();
+                (pts.len() >= 2).then(|| {
+                    let (s, se) = fit_exponent(&pts.iter().map(|p| p.0).collect::<Vec<_>>(), &pts.iter().map(|p| p.1).collect::<Vec<_>>(), &pts.iter().map(|p| p.2).collect::<Vec<_>>());
+                    json!({if fixed_is_p {"p"} else {"n"}: o, "exponent": -s, "ci95": [-s - 1.96 * se, -s + 1.96 * se]})
+                })
+            })
+            .collect()
+    };
+    json!({"alpha": model.alpha, "m": model.m, "ridge": ridge, "noise": model.noise, "seeds": seeds, "table": rows, "exponents_vs_n": fit(true), "exponents_vs_p": fit(false)})
+}
+
+/// Write the outputs of `dlt scaling sweep` into `dir`: `table.csv` (the rows of [`sweep`]'s
+/// `table`, empty cells for null), `loss_vs_n.svg` and `loss_vs_p.svg` (loss against one
+/// resource, one theory line and one set of simulated points per value of the other),
+/// `heatmap.svg` (the simulated loss over the grid) and `results.json` (`v`, from [`sweep`]).
+pub fn write_sweep(
+    dir: &OutDir,
+    model: &ScalingModel,
+    n_grid: &[usize],
+    p_grid: &[usize],
+    v: &serde_json::Value,
+) -> Result<(), StudyError> {
+    let rows: &[serde_json::Value] = v["table"].as_array().map_or(&[], |a| a);
+    let csv: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            ["n", "p", "theory", "sim", "sim_se", "sim_median"]
+                .iter()
+                .map(|k| r[*k].to_string().replace("null", ""))
+                .collect()
+        })
+        .collect();
+    dir.write_csv(
+        "table.csv",
+        &["n", "p", "theory", "sim", "sim_se", "sim_median"],
+        &csv,
+    )?;
+    // Loss against one resource, one theory line and one set of points per value of the other
+    // resource.
+    let against = |x: &str, other: &str, others: &[usize], file: &str| {
+        let mut fig = Figure::new(
+            format!(
+                "Loss vs {} (α = {}, M = {})",
+                x.to_uppercase(),
+                model.alpha,
+                model.m
+            ),
+            x.to_uppercase(),
+            "loss",
+        )
+        .log_log();
+        for &o in others {
+            let sel: Vec<&serde_json::Value> = rows.iter().filter(|r| r[other] == o).collect();
+            let pts = |key: &str| {
+                sel.iter()
+                    .filter_map(|r| Some((r[x].as_f64()?, r[key].as_f64()?)))
+                    .collect::<Vec<_>>()
+            };
+            let tag = format!("{}={o}", other.to_uppercase());
+            fig = fig.with(Series::line(format!("theory {tag}"), pts("theory")));
+            fig = fig.with(Series::points(
+                format!("sim {tag}"),
+                pts("sim"),
+                Some(sel.iter().filter_map(|r| r["sim_se"].as_f64()).collect()),
+            ));
+        }
+        fig.save_svg(&dir.path(file))
+    };
+    against("n", "p", p_grid, "loss_vs_n.svg")?;
+    against("p", "n", n_grid, "loss_vs_p.svg")?;
+    let z = p_grid
+        .iter()
+        .map(|&p| {
+            n_grid
+                .iter()
+                .map(|&n| {
+                    rows.iter()
+                        .find(|r| r["n"] == n && r["p"] == p)
+                        .and_then(|r| r["sim"].as_f64())
+                        .unwrap_or(f64::NAN)
+                })
+                .collect()
+        })
+        .collect();
+    Heatmap {
+        title: "Simulated loss; outlined: N = P".into(),
+        x_label: "N".into(),
+        y_label: "P".into(),
+        xs: n_grid.iter().map(|&v| v as f64).collect(),
+        ys: p_grid.iter().map(|&v| v as f64).collect(),
+        z,
+        log_z: true,
+        diagonal: true,
+    }
+    .save_svg(&dir.path("heatmap.svg"))?;
+    dir.write_json("results.json", v)?;
+    Ok(())
+}
+
+/// `dlt scaling spectrum`: the eigenvalues of the feature second-moment matrix E[φφᵀ] of N
+/// features of the model with exponent α and M latent modes (nonlinear features extend the
+/// power law past M: arXiv 2210.16859, docs/derivations/scaling.md#feature-spectrum),
+/// their numerical rank (eigenvalues above 1e-10 of the largest) and the fitted slope of
+/// log λ against log rank over ranks 5…100 and 250…600 (those that fit in N). Returns the
+/// eigenvalues and the `results.json` value (`alpha`, `m`, `n`, `features`, `rank`,
+/// `slopes`, `eigenvalues`).
+pub fn spectrum(
+    alpha: f64,
+    m: usize,
+    n: usize,
+    features: Features,
+    samples: usize,
+    seed: u64,
+) -> Result<(Vec<f64>, serde_json::Value), StudyError> {
+    use serde_json::json;
+    let md = ScalingModel::new(alpha, m);
+    let ev = dlt_theory::scaling::feature_spectrum(&md, n, features, samples, seed)?;
+    let rank = ev.iter().filter(|&&v| v > 1e-10 * ev[0]).count();
+    let ranges = [(5usize, 100usize), (250, 600)];
+    let slopes: Vec<_> = ranges.iter().filter(|r| r.1 <= n).map(|&(a, b)| json!({"ranks": [a, b], "slope": dlt_theory::scaling::spectrum_slope(&ev, a, b)})).collect();
+    let v = json!({"alpha": alpha, "m": m, "n": n, "features": features, "rank": rank, "slopes": slopes, "eigenvalues": ev});
+    Ok((ev, v))
+}
+
+/// The eigenvalues `ev` of [`spectrum`] against their rank (log–log), those above 1e-14 of
+/// the largest.
+pub fn spectrum_figure(ev: &[f64], alpha: f64, m: usize, n: usize, features: Features) -> Figure {
+    Figure::new(
+        format!("Feature spectrum ({features:?}, α = {alpha}, M = {m}, N = {n})"),
+        "rank",
+        "eigenvalue",
+    )
+    .log_log()
+    .with(Series::line(
+        "E[φφᵀ]",
+        ev.iter()
+            .enumerate()
+            .filter(|(_, &v)| v > 1e-14 * ev[0])
+            .map(|(k, &v)| ((k + 1) as f64, v))
+            .collect(),
+    ))
+}

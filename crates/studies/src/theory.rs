@@ -9,6 +9,8 @@
 //! Cost (2 cores): quick ≈ 10 s, full ≈ 2 min; dominated by the full-NTK ensembles (4n³ flops per
 //! layer per network).
 
+pub mod runs;
+
 use crate::claim::{Claim, McBound, NanFold};
 
 /// Richardson-extrapolated Monte Carlo (widths n and 2n) against a 1/n recursion: 3 SE plus the

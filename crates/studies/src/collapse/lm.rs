@@ -147,6 +147,17 @@ pub fn lm_figure(rows: &[LmRow], sc: &LmScale) -> Figure {
     )
 }
 
+/// `results.json` of a language-model run outside the study (`dlt collapse lm`): the text, the
+/// sizes, the wall-clock seconds and the rows of [`lm_runs`].
+pub fn lm_results(
+    text: &std::path::Path,
+    sc: &LmScale,
+    seconds: f64,
+    rows: &[LmRow],
+) -> serde_json::Value {
+    serde_json::json!({"text": text, "scale": sc, "seconds": seconds, "generations": rows})
+}
+
 /// Part 3: character-level transformers on Shakespeare, generation after generation.
 pub(super) fn lm_part(
     cfg: &Config,

@@ -18,9 +18,9 @@ mod vae;
 use diffusion::diffusion_part;
 pub use diffusion::{diffusion_figure, diffusion_runs, DiffusionRow, DiffusionScale};
 use lm::lm_part;
-pub use lm::{lm_figure, lm_runs, LmRow, LmScale};
+pub use lm::{lm_figure, lm_results, lm_runs, LmRow, LmScale};
 use vae::vae_part;
-pub use vae::{vae_figure, vae_runs, VaeRow, VaeScale};
+pub use vae::{vae_figure, vae_runs, write_vae_samples, VaeRow, VaeScale};
 
 use crate::claim::{Claim, McBound, NanFold};
 use crate::output::{fmt_num, OutDir};
@@ -211,6 +211,110 @@ pub fn gaussian_runs(
             }
         })
         .collect())
+}
+
+/// `results.json` of one linear-regression run under one policy (`dlt collapse linear`): the
+/// setting and the generations of [`linear::simulate`], Monte Carlo beside the closed forms of
+/// docs/derivations/collapse.md#replace and docs/derivations/collapse.md#accumulate.
+pub fn linear_results(
+    d: usize,
+    t: usize,
+    sigma: f64,
+    policy: Policy,
+    seeds: usize,
+    rows: &[linear::Generation],
+) -> serde_json::Value {
+    serde_json::json!({"d": d, "t": t, "sigma": sigma, "policy": policy, "seeds": seeds, "generations": rows})
+}
+
+/// Test error against the generation for one policy: the Monte Carlo mean ± SE, and the closed
+/// form where the policy has one (docs/derivations/collapse.md#linear-setting).
+pub fn linear_figure(rows: &[linear::Generation], policy: Policy) -> Figure {
+    let mut fig = Figure::new(
+        format!("Linear regression, {}", policy.as_str()),
+        "generation",
+        "test error",
+    )
+    .with(Series::points(
+        "Monte Carlo",
+        rows.iter().map(|r| (r.g as f64, r.test_error)).collect(),
+        Some(rows.iter().map(|r| r.test_error_se).collect()),
+    ));
+    if rows[0].theory.is_some() {
+        fig = fig.with(Series::line(
+            "closed form",
+            rows.iter()
+                .map(|r| (r.g as f64, r.theory.unwrap_or(f64::NAN)))
+                .collect(),
+        ));
+    }
+    fig
+}
+
+/// Write one linear-regression run into `out`: `linear.csv` (g, test_error, test_error_se,
+/// theory), `linear.svg` ([`linear_figure`]) and `results.json` (`results`, from
+/// [`linear_results`]).
+pub fn write_linear(
+    out: &OutDir,
+    rows: &[linear::Generation],
+    policy: Policy,
+    results: &serde_json::Value,
+) -> Result<(), StudyError> {
+    out.write_csv(
+        "linear.csv",
+        &["g", "test_error", "test_error_se", "theory"],
+        &rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.g.to_string(),
+                    crate::output::cell(r.test_error),
+                    crate::output::cell(r.test_error_se),
+                    crate::output::cell(r.theory),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    linear_figure(rows, policy).save_svg(&out.path("linear.svg"))?;
+    out.write_json("results.json", results)?;
+    Ok(())
+}
+
+/// `results.json` of one Gaussian run under one policy (`dlt collapse gaussian`): the setting
+/// and the rows of [`gaussian_runs`] (docs/derivations/collapse.md#gaussian-collapse).
+pub fn gaussian_results(
+    dim: usize,
+    t: usize,
+    policy: Policy,
+    seeds: usize,
+    rows: &[GaussianRow],
+) -> serde_json::Value {
+    serde_json::json!({"dim": dim, "t": t, "policy": policy, "seeds": seeds, "generations": rows})
+}
+
+/// tr Σ̂ / tr Σ₀ against the generation for one policy: mean and median over seeds.
+pub fn gaussian_figure(rows: &[GaussianRow], policy: Policy) -> Figure {
+    Figure::new(
+        format!("Gaussian, {}", policy.as_str()),
+        "generation",
+        "tr Σ̂ / tr Σ₀",
+    )
+    .with(Series::line(
+        "mean",
+        rows.iter().map(|r| (r.g as f64, r.trace_ratio)).collect(),
+    ))
+    .with(Series::dashed(
+        "median",
+        rows.iter()
+            .map(|r| (r.g as f64, r.trace_ratio_median))
+            .collect(),
+    ))
+}
+
+/// `results.json` of a VAE or diffusion run outside the study (`dlt collapse vae|diffusion`):
+/// the sizes and the rows of [`vae_runs`] or [`diffusion_runs`].
+pub fn generations_results<S: Serialize, R: Serialize>(sc: &S, rows: &[R]) -> serde_json::Value {
+    serde_json::json!({"scale": sc, "generations": rows})
 }
 
 /// Append one generation's metrics as a JSON line to `path` (so a long run can be followed,

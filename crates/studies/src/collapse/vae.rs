@@ -97,6 +97,22 @@ pub fn vae_figure(rows: &[VaeRow], sc: &VaeScale) -> Figure {
     super::policy_lines(fig, rows, |r| &r.policy, |r| (r.g as f64, r.test_neg_elbo))
 }
 
+/// `vae_samples_POLICY.png` per policy of [`vae_runs`]' grids: one row of 16 sampled images
+/// per generation.
+pub fn write_vae_samples(
+    out: &OutDir,
+    grids: &[(String, Vec<Vec<f32>>)],
+) -> Result<(), StudyError> {
+    for (policy, g) in grids {
+        // One row of 16 samples per generation.
+        out.write_bytes(
+            &format!("vae_samples_{policy}.png"),
+            &dlt_nn::vae::png_grid(g, 16)?,
+        )?;
+    }
+    Ok(())
+}
+
 /// Part 4: VAEs on Fashion-MNIST, generation after generation.
 pub(super) fn vae_part(
     cfg: &Config,
@@ -140,13 +156,7 @@ pub(super) fn vae_part(
         ));
         vae_figure(&vae, vsc).save_svg(&out.path("vae.svg"))?;
         figures.push("vae.svg".into());
-        for (policy, g) in &grids {
-            // One row of 16 samples per generation.
-            out.write_bytes(
-                &format!("vae_samples_{policy}.png"),
-                &dlt_nn::vae::png_grid(g, 16)?,
-            )?;
-        }
+        write_vae_samples(out, &grids)?;
         out.write_records("vae.csv", &vae)?;
     }
     Ok(vae)
