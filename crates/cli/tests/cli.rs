@@ -502,11 +502,15 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
     );
     for study in [
         "theory",
+        "trained",
         "orthogonal",
         "scaling",
         "collapse",
         "prune",
         "hessian",
+        "sgd-gap",
+        "jacobian",
+        "autoencode",
     ] {
         assert!(
             claims.iter().any(|c| c["study"] == study),
