@@ -2772,3 +2772,124 @@ fn issue_repros_name_the_right_flag_before_any_work() {
     );
     assert!(t0.elapsed().as_secs_f64() < 13.0 * 1.0, "a check came late");
 }
+
+/// Issue 12: a Fashion-MNIST folder whose test files hold zero examples is refused before
+/// training, naming the data set and saying what to check. Catches a regression where the
+/// empty test split reaches training (a panic on an empty batch, or NaN test scores printed
+/// with exit status 0).
+#[test]
+fn train_refuses_an_empty_test_split_naming_the_data_and_the_fix() {
+    use dlt_nn::data::idx;
+    let dir = std::env::temp_dir().join(format!("dlt-cli-empty-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Uncompressed IDX files (the loader takes `name` when `name.gz` is absent): 4 training
+    // images, 0 test images.
+    let images: Vec<u8> = (0..4 * 28 * 28).map(|i| (i % 251) as u8).collect();
+    for (name, bytes) in [
+        (
+            "train-images-idx3-ubyte",
+            idx::encode(&[4, 28, 28], &images),
+        ),
+        ("train-labels-idx1-ubyte", idx::encode(&[4], &[0, 1, 2, 3])),
+        ("t10k-images-idx3-ubyte", idx::encode(&[0, 28, 28], &[])),
+        ("t10k-labels-idx1-ubyte", idx::encode(&[0], &[])),
+    ] {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let args = [
+        "train",
+        "--data",
+        "fashion-mnist",
+        "--data-path",
+        dir.to_str().unwrap(),
+        "--model",
+        "mlp:784-8-10:relu",
+        "--batch",
+        "2",
+        "--epochs",
+        "1",
+    ];
+    // Exit status 1, one line, no panic.
+    fails1(
+        &args,
+        &[
+            "--data fashion-mnist",
+            "the test split is empty",
+            "check the data files (or --data-path)",
+        ],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 12, defect 8: `dlt prune distances` on a Hugging Face model directory whose
+/// config.json has `rope_theta: 0` (every RoPE angle NaN or ∞) fails with one line saying the
+/// hidden states are non-finite, instead of printing NaN/null distances with exit status 0.
+/// Catches the probe's non-finite check being lost (or a panic on the NaN table).
+#[test]
+fn prune_distances_refuses_a_model_with_rope_theta_zero() {
+    use dlt_llm::model::{Llama, LlamaConfig, RopeStyle};
+    use dlt_llm::tokenizer::{byte_alphabet, PreTokenizer, Tokenizer};
+    let dir = std::env::temp_dir().join(format!("dlt-cli-rope0-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A tiny random Llama with a byte-level tokenizer (256 bytes, one merge, one special).
+    let mut tokens: Vec<String> = byte_alphabet().iter().map(|c| c.to_string()).collect();
+    tokens.push("th".into());
+    tokens.push("<|endoftext|>".into());
+    let mut special = vec![false; tokens.len()];
+    *special.last_mut().unwrap() = true;
+    let tok = Tokenizer::new(
+        tokens,
+        vec![("t".into(), "h".into())],
+        special,
+        PreTokenizer::Gpt2SplitDigits,
+        "smollm".into(),
+    )
+    .unwrap();
+    let cfg = LlamaConfig {
+        n_layers: 3,
+        hidden: 16,
+        n_heads: 2,
+        n_kv_heads: 1,
+        ffn: 24,
+        vocab: tok.vocab_size(),
+        rms_eps: 1e-5,
+        rope_theta: 0.0,
+        rope: RopeStyle::Half,
+        context: 64,
+    };
+    let model_dir = dir.join("hf");
+    dlt_llm::export::write_safetensors(&Llama::random(cfg, 7).unwrap(), &tok, &model_dir).unwrap();
+    let config = std::fs::read_to_string(model_dir.join("config.json")).unwrap();
+    let v: Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(v["rope_theta"].as_f64(), Some(0.0), "{config}");
+    let text = dir.join("text.txt");
+    std::fs::write(
+        &text,
+        "to be or not to be, that is the question\n".repeat(100),
+    )
+    .unwrap();
+    let args = [
+        "prune",
+        "distances",
+        "--model",
+        model_dir.to_str().unwrap(),
+        "--text",
+        text.to_str().unwrap(),
+        "--samples",
+        "2",
+        "--len",
+        "16",
+        "--json",
+    ];
+    let o = dlt(&args);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !out.contains("NaN") && !out.contains("null"),
+        "dlt {args:?} printed non-finite distances: {out}"
+    );
+    fails1(
+        &args,
+        &["model", "non-finite hidden state", "the weights are broken"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -108,50 +108,35 @@ pub(crate) fn one_line(e: impl std::fmt::Display) -> String {
 }
 
 /// Most bytes [`eval::read_corpus`] reads from a text (1 GiB).
-pub const MAX_TEXT_BYTES: u64 = 1 << 30;
+pub const MAX_TEXT_BYTES: u64 = dlt_nn::data::MAX_TEXT_BYTES;
 /// Most bytes read from a `config.json` (16 MiB).
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// Most bytes read from a `tokenizer.json` (256 MiB).
 pub const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
 
-/// Refuse anything but a regular file (a device such as `/dev/zero`, a pipe or a folder
-/// would be read until memory runs out, or block).
-pub(crate) fn regular_file(path: &std::path::Path) -> Result<std::fs::Metadata> {
-    let meta = std::fs::metadata(path).map_err(|e| LlmError::io(path, e))?;
-    if !meta.is_file() {
-        return Err(LlmError::file(
-            path,
-            "is not a regular file (a device, pipe or folder cannot be read as a model or text)",
-            "pass a regular file; copy the data into one first",
-        ));
+/// An error of `dlt-nn`'s file readers as ours: the file, the problem and the fix kept.
+fn from_nn(e: dlt_nn::NnError) -> LlmError {
+    match e {
+        dlt_nn::NnError::Data { what, problem, fix } => LlmError::File {
+            path: what,
+            problem,
+            fix,
+        },
+        dlt_nn::NnError::Io { path, source } => LlmError::Io { path, source },
+        other => LlmError::invalid("file", one_line(other)),
     }
-    Ok(meta)
+}
+
+/// Refuse anything but a regular file (a device such as `/dev/zero`, a pipe or a folder
+/// would be read until memory runs out, or block): [`dlt_nn::data::regular_file`].
+pub(crate) fn regular_file(path: &std::path::Path) -> Result<std::fs::Metadata> {
+    dlt_nn::data::regular_file(path).map_err(from_nn)
 }
 
 /// Read a whole regular file of at most `max` bytes (checked before reading, and enforced while
-/// reading in case the file grows).
+/// reading in case the file grows): [`dlt_nn::data::read_bounded`].
 pub(crate) fn read_bounded(path: &std::path::Path, max: u64) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let too_big = |n: u64| {
-        LlmError::file(
-            path,
-            format!("is {n} bytes, more than the {max} bytes dlt reads from such a file"),
-            "pass a smaller file (split or cut the text)",
-        )
-    };
-    let len = regular_file(path)?.len();
-    if len > max {
-        return Err(too_big(len));
-    }
-    let f = std::fs::File::open(path).map_err(|e| LlmError::io(path, e))?;
-    let mut out = Vec::with_capacity(len as usize);
-    f.take(max + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| LlmError::io(path, e))?;
-    if out.len() as u64 > max {
-        return Err(too_big(out.len() as u64));
-    }
-    Ok(out)
+    dlt_nn::data::read_bounded(path, max).map_err(from_nn)
 }
 
 pub use checkpoint::{load, Checkpoint, Source};

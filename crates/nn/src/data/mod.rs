@@ -30,27 +30,35 @@ pub fn regular_file(path: &Path) -> Result<std::fs::Metadata, NnError> {
     Ok(meta)
 }
 
-/// Read a UTF-8 text file of at most [`MAX_TEXT_BYTES`] (checked before reading and enforced
-/// while reading); devices and pipes are refused.
-pub fn read_text(path: &Path) -> Result<String, NnError> {
+/// Read a whole regular file of at most `max` bytes: the size is checked before reading and
+/// enforced while reading (in case the file grows); devices, pipes and folders are refused
+/// ([`regular_file`]). Every error names the file, the problem and the fix.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, NnError> {
     use std::io::Read;
     let too_big = |n: u64| NnError::Data {
         what: path.display().to_string(),
-        problem: format!("is {n} bytes, more than the {MAX_TEXT_BYTES} bytes dlt reads as text"),
-        fix: "pass a smaller text (cut it, e.g. head -c 100M)".into(),
+        problem: format!("is {n} bytes, more than the {max} bytes dlt reads from such a file"),
+        fix: "pass a smaller file (cut a long text first, e.g. with head -c)".into(),
     };
     let len = regular_file(path)?.len();
-    if len > MAX_TEXT_BYTES {
+    if len > max {
         return Err(too_big(len));
     }
     let f = std::fs::File::open(path).map_err(|e| NnError::io(path, e))?;
     let mut bytes = Vec::with_capacity(len as usize);
-    f.take(MAX_TEXT_BYTES + 1)
+    f.take(max.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| NnError::io(path, e))?;
-    if bytes.len() as u64 > MAX_TEXT_BYTES {
+    if bytes.len() as u64 > max {
         return Err(too_big(bytes.len() as u64));
     }
+    Ok(bytes)
+}
+
+/// Read a UTF-8 text file of at most [`MAX_TEXT_BYTES`] ([`read_bounded`]: checked before
+/// reading and enforced while reading; devices and pipes are refused).
+pub fn read_text(path: &Path) -> Result<String, NnError> {
+    let bytes = read_bounded(path, MAX_TEXT_BYTES)?;
     String::from_utf8(bytes).map_err(|e| NnError::Data {
         what: path.display().to_string(),
         problem: format!(
