@@ -2853,15 +2853,19 @@ fn prune_distances_refuses_a_model_with_rope_theta_zero() {
         ffn: 24,
         vocab: tok.vocab_size(),
         rms_eps: 1e-5,
-        rope_theta: 0.0,
+        rope_theta: 10_000.0,
         rope: RopeStyle::Half,
         context: 64,
     };
+    // The library refuses to build a model with θ = 0, so the broken value is written into the
+    // exported config.json, as a hand-edited or corrupted checkpoint would carry it.
     let model_dir = dir.join("hf");
     dlt_llm::export::write_safetensors(&Llama::random(cfg, 7).unwrap(), &tok, &model_dir).unwrap();
-    let config = std::fs::read_to_string(model_dir.join("config.json")).unwrap();
-    let v: Value = serde_json::from_str(&config).unwrap();
-    assert_eq!(v["rope_theta"].as_f64(), Some(0.0), "{config}");
+    let config_path = model_dir.join("config.json");
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    v["rope_theta"] = serde_json::json!(0.0);
+    std::fs::write(&config_path, v.to_string()).unwrap();
     let text = dir.join("text.txt");
     std::fs::write(
         &text,
@@ -2887,9 +2891,8 @@ fn prune_distances_refuses_a_model_with_rope_theta_zero() {
         !out.contains("NaN") && !out.contains("null"),
         "dlt {args:?} printed non-finite distances: {out}"
     );
-    fails1(
-        &args,
-        &["model", "non-finite hidden state", "the weights are broken"],
-    );
+    // Refused when config.json is read, naming the file, the key and a valid value (before this,
+    // the NaN hidden states were caught only later by the probe's non-finite check).
+    fails1(&args, &["config.json", "rope_theta 0", "finite and > 0"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -57,9 +57,23 @@ impl LlamaConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden / self.n_heads
     }
-    /// Check that the sizes are non-zero and the heads divide evenly (even head size).
+    /// Check that the sizes are non-zero, the heads divide evenly (even head size), and the RoPE
+    /// base θ and the RMSNorm ε are finite and positive (θ = 0 makes every rotation angle
+    /// infinite, so the hidden states become NaN).
     pub fn validate(&self) -> Result<()> {
         let bad = |p: String| Err(LlmError::invalid("model config", p));
+        if !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) {
+            return bad(format!(
+                "rope_theta {} (the RoPE base must be finite and > 0, e.g. 10000 or 100000)",
+                self.rope_theta
+            ));
+        }
+        if !(self.rms_eps >= 0.0 && self.rms_eps.is_finite()) {
+            return bad(format!(
+                "rms_norm_eps {} (must be finite and ≥ 0, e.g. 1e-5)",
+                self.rms_eps
+            ));
+        }
         if self.n_layers == 0 || self.hidden == 0 || self.n_heads == 0 || self.vocab == 0 {
             return bad(format!("empty dimension in {self:?}"));
         }
