@@ -123,6 +123,34 @@ pub fn run(
     say("| kernel | measured | baseline (same run) | ratio |".into());
     say("|---|---|---|---|".into());
 
+    for rows in [
+        profile_row(reps)?,
+        ntk_mc_rows(quick, threads)?,
+        gram_row(quick, threads)?,
+        mlp_row(quick, threads, &python)?,
+        lm_row(quick, threads, &python)?,
+        scaling_row(threads, &python)?,
+    ] {
+        rows.into_iter().for_each(&mut say);
+    }
+    // LLM prefill: our f32 forward on SmolLM2-135M Q4_1 (dequantised) vs llama.cpp's own
+    // quantised kernels (llama-bench -p 512 -n 0) on the same file and thread count.
+    match llm_prefill(reps.min(3), threads, llama_cpp.as_deref()) {
+        Ok(line) => say(line),
+        Err(e) => say(format!(
+            "| SmolLM2-135M prefill, 512 tokens | not run: {e} | – | – |"
+        )),
+    }
+    if let Some(path) = write {
+        dlt_studies::output::write_atomic(&path, (lines.join("\n") + "\n").as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Row 1: the depth-10⁴ tanh profile beside the bare quadrature it performs.
+fn profile_row(reps: usize) -> Result<Vec<String>> {
+    let mut rows = vec![];
     // 1. Depth-10⁴ profile vs the bare quadrature it performs.
     let tanh = parse("tanh")?;
     let cfg = ProfileConfig {
@@ -145,13 +173,20 @@ pub fn run(
         }
         acc
     });
-    say(format!(
+    rows.push(format!(
         "| tanh profile, depth 10⁴ (K, χ, V, Θ, A, B, D, F) | {:.1} ms | bare 192-node quadrature × 10⁴: {:.1} ms | {:.2} |",
         t_prof * 1e3,
         t_quad * 1e3,
         t_prof / t_quad
     ));
 
+    Ok(rows)
+}
+
+/// Rows 2: the full-NTK Monte Carlo beside f64 GEMM at the same size and thread count.
+fn ntk_mc_rows(quick: bool, threads: usize) -> Result<Vec<String>> {
+    let mut rows = vec![];
+    let tanh = parse("tanh")?;
     // 2. Full-NTK Monte Carlo vs GEMM at the same size and thread count.
     for n in [64usize, 128] {
         let depth = 8;
@@ -173,7 +208,7 @@ pub fn run(
         let flops = networks as f64 * (depth - 1) as f64 * 4.0 * (n * n * n) as f64;
         let mc_rate = flops / t / 1e9;
         let gemm = gemm_rate(n, threads, if quick { 0.5 } else { 1.5 });
-        say(format!(
+        rows.push(format!(
             "| full-NTK MC, tanh, n = {n}, L = {depth}: {:.0} networks/s | {:.2} GFLOP/s | f64 GEMM {n}×{n}, {threads} threads: {:.2} GFLOP/s | {:.0} % |",
             networks as f64 / t,
             mc_rate,
@@ -182,6 +217,13 @@ pub fn run(
         ));
     }
 
+    Ok(rows)
+}
+
+/// Row 3: the Gram sampler beside drawing its normals alone.
+fn gram_row(quick: bool, threads: usize) -> Result<Vec<String>> {
+    let mut rows = vec![];
+    let tanh = parse("tanh")?;
     // 3. Gram sampler throughput.
     let n = 256;
     let depth = 50;
@@ -211,20 +253,26 @@ pub fn run(
         }
         acc
     });
-    say(format!(
+    rows.push(format!(
         "| Gram sampler, tanh, n = {n}, L = {depth}: {:.1} M neuron-layers/s | {:.2} s for {networks} networks | drawing the normals alone (per thread share): {:.2} s | {:.2} |",
         per / 1e6,
         t,
         t_norm,
         t / t_norm
     ));
+    Ok(rows)
+}
+
+/// Row 4: MLP training throughput beside PyTorch (or numpy), same run.
+fn mlp_row(quick: bool, threads: usize, python: &str) -> Result<Vec<String>> {
+    let mut rows = vec![];
     // 4. MLP training throughput vs PyTorch (or numpy) on this machine, same run.
     let steps = if quick { 30 } else { 100 };
     let ours = candle_mlp_rate(steps, true)?;
     let autograd = candle_mlp_rate(steps / 3, false)?;
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_mlp.py");
-    let base = std::process::Command::new(&python)
+    let base = std::process::Command::new(python)
         .arg(&script)
         .arg(threads.to_string())
         .arg(steps.to_string())
@@ -236,14 +284,20 @@ pub fn run(
     match base {
         Some(v) => {
             let rate = v["samples_per_s"].as_f64().unwrap_or(f64::NAN);
-            say(format!(
+            rows.push(format!(
                 "| MLP 784-512-512-10 tanh, SGD, batch 128, {threads} threads (dlt-nn trainer: faer step; candle autograd {autograd:.0} samples/s) | {ours:.0} samples/s | {}: {rate:.0} samples/s | {:.2}× |",
                 v["framework"].as_str().unwrap_or("?"),
                 ours / rate
             ));
         }
-        None => say(format!("| MLP 784-512-512-10 tanh, SGD, batch 128 | {ours:.0} samples/s | baseline not run ({python} {} failed) | – |", script.display())),
+        None => rows.push(format!("| MLP 784-512-512-10 tanh, SGD, batch 128 | {ours:.0} samples/s | baseline not run ({python} {} failed) | – |", script.display())),
     }
+    Ok(rows)
+}
+
+/// Row 5: the collapse study's character transformer, training tokens/s beside PyTorch.
+fn lm_row(quick: bool, threads: usize, python: &str) -> Result<Vec<String>> {
+    let mut rows = vec![];
     // 5. Character-level transformer training throughput (the collapse study's LM, quick size).
     {
         use dlt_nn::gpt_kernel::GptKernel;
@@ -275,7 +329,7 @@ pub fn run(
         let ours = (n * 32 * 64) as f64 / t.elapsed().as_secs_f64();
         let script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_lm.py");
-        let base = std::process::Command::new(&python)
+        let base = std::process::Command::new(python)
             .arg(&script)
             .args([
                 threads.to_string(),
@@ -294,16 +348,22 @@ pub fn run(
         match base {
             Some(v) => {
                 let rate = v["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
-                say(format!(
+                rows.push(format!(
                     "| char transformer (2 layers, d = 64, ctx 64, batch 32), AdamW training, {threads} threads (dlt-nn gpt_kernel step) | {ours:.0} tokens/s | {}: {rate:.0} tokens/s | {:.2}× |",
                     v["framework"].as_str().unwrap_or("?"),
                     ours / rate
                 ));
             }
-            None => say(format!("| char transformer training (dlt-nn gpt_kernel step) | {ours:.0} tokens/s | PyTorch not available to {python} (install torch and pass --python) | – |")),
+            None => rows.push(format!("| char transformer training (dlt-nn gpt_kernel step) | {ours:.0} tokens/s | PyTorch not available to {python} (install torch and pass --python) | – |")),
         }
     }
 
+    Ok(rows)
+}
+
+/// Row 6: one scaling-law simulation beside numpy.
+fn scaling_row(threads: usize, python: &str) -> Result<Vec<String>> {
+    let mut rows = vec![];
     // 6. Scaling-law simulation, one seed at N = P = 4000 (M = 2000, γ = 1e-3), vs numpy.
     let model = dlt_theory::scaling::ScalingModel::new(1.0, 2000);
     let t = Instant::now();
@@ -321,7 +381,7 @@ pub fn run(
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_scaling.py");
     // numpy may live in another interpreter than torch: try --python, then python3.
-    let base = [python.as_str(), "python3"].iter().find_map(|py| {
+    let base = [python, "python3"].iter().find_map(|py| {
         std::process::Command::new(py)
             .arg(&script)
             .env("OMP_NUM_THREADS", threads.to_string())
@@ -336,7 +396,7 @@ pub fn run(
     match base {
         Some(v) => {
             let secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
-            say(format!(
+            rows.push(format!(
                 "| scaling simulate, N = P = 4000, M = 2000, one seed (faer; loss {:.3e}) | {ours:.2} s | {}: {secs:.2} s (loss {:.3e}) | {:.2}× |",
                 sim.loss,
                 v["framework"].as_str().unwrap_or("?"),
@@ -344,21 +404,9 @@ pub fn run(
                 secs / ours
             ));
         }
-        None => say(format!("| scaling simulate, N = P = 4000, one seed | {ours:.2} s | numpy baseline not run | – |")),
+        None => rows.push(format!("| scaling simulate, N = P = 4000, one seed | {ours:.2} s | numpy baseline not run | – |")),
     }
-    // LLM prefill: our f32 forward on SmolLM2-135M Q4_1 (dequantised) vs llama.cpp's own
-    // quantised kernels (llama-bench -p 512 -n 0) on the same file and thread count.
-    match llm_prefill(reps.min(3), threads, llama_cpp.as_deref()) {
-        Ok(line) => say(line),
-        Err(e) => say(format!(
-            "| SmolLM2-135M prefill, 512 tokens | not run: {e} | – | – |"
-        )),
-    }
-    if let Some(path) = write {
-        dlt_studies::output::write_atomic(&path, (lines.join("\n") + "\n").as_bytes())?;
-        println!("wrote {}", path.display());
-    }
-    Ok(())
+    Ok(rows)
 }
 
 /// Prefill tokens/s of our forward (512 tokens, SmolLM2-135M) and of llama.cpp's llama-bench.
