@@ -101,7 +101,7 @@ impl Scale {
                 ntk_seeds: 96,
                 train_width: 32,
                 train_depths: vec![8, 16, 32],
-                train_seeds: 2,
+                train_seeds: 4,
                 train_examples: 512,
                 train_steps: 150,
                 train_lr: 1.0,
@@ -119,7 +119,7 @@ impl Scale {
                 ntk_seeds: 200,
                 train_width: 64,
                 train_depths: vec![16, 32, 64, 128],
-                train_seeds: 2,
+                train_seeds: 4,
                 train_examples: 1024,
                 train_steps: 500,
                 train_lr: 1.0,
@@ -653,11 +653,19 @@ fn candle_ntk_part(
             .find(|r| r.init == init && r.depth == deepest)
             .map_or(f64::NAN, |r| r.candle_sd / r.candle_mean)
     };
-    claims.push(Claim::at_most(
-        "orthogonal.ntk_fluctuations_smaller", PAPER,
-        &format!("Haar weights reduce NTK fluctuations: relative spread of tr Ĥ/n across seeds at depth {deepest}, orthogonal over Gaussian"),
-        sd_of("orthogonal") / sd_of("gaussian"), 1.0, "ratio < 1",
-    ));
+    // Each relative spread is a sample sd over S seeds: relative SE 1/√(2(S − 1)) (normal
+    // approximation), so the ratio's relative SE is 1/√(S − 1).
+    let ratio = sd_of("orthogonal") / sd_of("gaussian");
+    let ratio_se = ratio / ((sc.ntk_seeds as f64) - 1.0).sqrt();
+    claims.push(
+        Claim::at_most(
+            "orthogonal.ntk_fluctuations_smaller", PAPER,
+            &format!("Haar weights reduce NTK fluctuations: relative spread of tr Ĥ/n across seeds at depth {deepest}, orthogonal over Gaussian"),
+            ratio, 1.0, "ratio < 1",
+        )
+        .with_se(ratio_se)
+        .require(ratio + 3.0 * ratio_se < 1.0, "ratio + 3 SE < 1 (SE of a ratio of sample spreads over the seeds)"),
+    );
     let mut fig = Figure::new(
         format!("Empirical NTK of candle tanh MLPs, n = {n}"),
         "depth L",
@@ -826,12 +834,33 @@ fn train_one(
 
 /// Mean of `f` over the runs of one init at one depth (NaN if any of them is NaN).
 fn mean_of(training: &[TrainRow], init: &str, depth: usize, f: &dyn Fn(&TrainRow) -> f64) -> f64 {
+    mean_and_se(training, init, depth, f).0
+}
+
+/// Mean of `f` over the runs (seeds) of one init at one depth and its standard error
+/// sd/√S (NaN with fewer than two runs, or if any value is NaN).
+fn mean_and_se(
+    training: &[TrainRow],
+    init: &str,
+    depth: usize,
+    f: &dyn Fn(&TrainRow) -> f64,
+) -> (f64, f64) {
     let v: Vec<f64> = training
         .iter()
         .filter(|r| r.init == init && r.depth == depth)
         .map(f)
         .collect();
-    v.iter().sum::<f64>() / v.len() as f64
+    let k = v.len() as f64;
+    let m = v.iter().sum::<f64>() / k;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (k - 1.0);
+    (
+        m,
+        if v.len() >= 2 {
+            (var / k).sqrt()
+        } else {
+            f64::NAN
+        },
+    )
 }
 
 /// The training claims at the deepest depth: Haar weights reach a lower train loss and a
@@ -846,16 +875,23 @@ fn training_claims(sc: &Scale, training: &[TrainRow], claims: &mut Vec<Claim>) {
         .filter(|r| r.depth == dmax && r.diverged_at.is_some())
         .count();
     let none_diverged = format!("no run at L = {dmax} diverged ({diverged} did)");
-    let loss_ratio = mean_of(training, "orthogonal", dmax, &|r| r.final_train_loss)
-        / mean_of(training, "gaussian", dmax, &|r| r.final_train_loss);
+    let (lo, lo_se) = mean_and_se(training, "orthogonal", dmax, &|r| r.final_train_loss);
+    let (lg, lg_se) = mean_and_se(training, "gaussian", dmax, &|r| r.final_train_loss);
+    let loss_ratio = lo / lg;
+    // Delta method over the seeds of each init.
+    let ratio_se = loss_ratio * ((lo_se / lo).powi(2) + (lg_se / lg).powi(2)).sqrt();
     claims.push(Claim::at_most(
         "orthogonal.trains_faster_deep", &format!("{PAPER}, training experiments"),
         &format!("deep tanh (L = {dmax}, n = {}, L/n = {}): full-batch GD reaches a lower train loss with Haar weights (orthogonal/Gaussian after {} steps)", sc.train_width, fmt_num(dmax as f64 / sc.train_width as f64), sc.train_steps),
         loss_ratio, 1.0, "ratio < 1",
     )
+    .with_se(ratio_se)
+    .require(loss_ratio + 3.0 * ratio_se < 1.0, &format!("ratio + 3 SE < 1 (SE over seeds by the delta method: {})", fmt_num(ratio_se)))
     .require(diverged == 0, &none_diverged));
-    let acc_gap = mean_of(training, "orthogonal", dmax, &|r| r.test_accuracy)
-        - mean_of(training, "gaussian", dmax, &|r| r.test_accuracy);
+    let (ao, ao_se) = mean_and_se(training, "orthogonal", dmax, &|r| r.test_accuracy);
+    let (ag, ag_se) = mean_and_se(training, "gaussian", dmax, &|r| r.test_accuracy);
+    let acc_gap = ao - ag;
+    let gap_se = (ao_se * ao_se + ag_se * ag_se).sqrt();
     claims.push(
         Claim::above(
             "orthogonal.generalises_better_deep",
@@ -867,6 +903,11 @@ fn training_claims(sc: &Scale, training: &[TrainRow], claims: &mut Vec<Claim>) {
             acc_gap,
             0.0,
             "Haar ahead",
+        )
+        .with_se(gap_se)
+        .require(
+            acc_gap > 3.0 * gap_se,
+            &format!("the gap exceeds 3 SE over seeds ({})", fmt_num(gap_se)),
         )
         .require(diverged == 0, &none_diverged),
     );

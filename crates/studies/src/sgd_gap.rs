@@ -24,7 +24,7 @@
 //!
 //! Cost (2 cores): quick ≈ 40 s (libm's tanh on the held-out set dominates), full ≈ 5 min.
 
-use crate::claim::Claim;
+use crate::claim::{Claim, McBound};
 use crate::output::OutDir;
 use crate::plot::{Figure, Series};
 use crate::study::StudyError;
@@ -320,6 +320,20 @@ fn write_outputs(
     Ok(figures)
 }
 
+/// The SGD-vs-GD comparisons that are claims: those whose Monte Carlo SE is a few percent of the
+/// prediction at the study's sample sizes. The other three (the epoch-style test-loss difference,
+/// SE ≈ 160 % of its prediction, and the two drifts projected on ∇tr Σ_A, 20–45 %) are reported in
+/// `comparisons` and `sgd_vs_gd.csv` but cannot confirm or refute the expansion at this size.
+pub const RESOLVED: [&str; 7] = [
+    "epoch_train",
+    "epoch_drift_ga",
+    "partial_train",
+    "partial_test",
+    "partial_drift_ga",
+    "independent_train",
+    "independent_test",
+];
+
 /// The expansion's predictions against the simulations.
 fn claims(
     cfg: &Config,
@@ -351,14 +365,18 @@ fn claims(
             "∝ η² up to the O(η⁴) correction",
         ));
     }
-    claims.push(Claim::within(
+    claims.push(Claim::monte_carlo(
         "sgd_gap.expected_gap_growth",
         &format!("{PAPER}; docs/derivations/sgd_gap.md#expected-gap-growth"),
         "averaged over training sets, one GD step grows the gap by η tr Σ / N (GD is biased toward overfitting): E[g_A·(g_A − μ)] over tr Σ / N",
-        growth_mc / growth_theory,
+        (growth_mc / growth_theory, growth_se / growth_theory),
         1.0,
-        3.0 * growth_se / growth_theory,
-        &format!("3 SE of {} redrawn training sets", cfg.redraws),
+        McBound {
+            k: 3.0,
+            max_rel_se: 0.1,
+            truncation: 0.0,
+        },
+        &format!("SE over {} redrawn training sets", cfg.redraws),
     ));
     claims.push(Claim::at_most(
         "sgd_gap.perturbative",
@@ -368,19 +386,25 @@ fn claims(
         0.05,
         "flagged above 0.05 (reference runs: agreement ≈ 2 % at 0.02)",
     ));
-    for c in comparisons {
+    for c in comparisons
+        .iter()
+        .filter(|c| RESOLVED.contains(&c.id.as_str()))
+    {
         // Truncation of the O(η²) expansion: relative error ∝ η n λ_max (the reference runs
         // saw up to ≈ 3.4 η n λ_max at η n λ_max = 0.09,
-        // docs/derivations/sgd_gap.md#regime-of-validity); allow 2 η n λ_max plus 3 SE.
-        let tol = 3.0 * c.se + 2.0 * eta_n_lambda.max(0.01) * c.predicted.abs();
-        let id = format!("sgd_gap.{}", c.id);
-        claims.push(Claim::within(
-            &id,
+        // docs/derivations/sgd_gap.md#regime-of-validity); allow 2 η n λ_max plus 3 SE, with the
+        // SE itself at most 10 % of the prediction.
+        claims.push(Claim::monte_carlo(
+            &format!("sgd_gap.{}", c.id),
             &format!("{PAPER}; docs/derivations/sgd_gap.md#sgd-vs-gd"),
             &format!("SGD − GD, {}", c.name),
-            c.simulated,
+            (c.simulated, c.se),
             c.predicted,
-            tol,
+            McBound {
+                k: 3.0,
+                max_rel_se: 0.1,
+                truncation: 2.0 * eta_n_lambda.max(0.01),
+            },
             "3 SE + 2 η n λ_max × |prediction| (truncation of the O(η²) expansion)",
         ));
     }
