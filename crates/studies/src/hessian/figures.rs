@@ -1,0 +1,205 @@
+//! Figures and CSV tables of `hessian`.
+
+use super::claims::random_baseline;
+use super::{Ablation, Checkpoint, RunOut, RunResult};
+use crate::output::OutDir;
+use crate::plot::{Figure, Heatmap, Series};
+use crate::study::StudyError;
+use dlt_theory::spectral::subspace_overlap;
+
+/// `checkpoints.csv` (one row per run and checkpoint) and `overlaps.csv`.
+pub(super) fn write_tables(out: &OutDir, outs: &[RunOut]) -> Result<(), StudyError> {
+    // Tables.
+    let mut rows = vec![];
+    for o in outs {
+        for c in &o.result.checkpoints {
+            let mut r = vec![
+                o.result.name.clone(),
+                c.step.to_string(),
+                format!("{}", c.loss),
+                format!("{}", c.accuracy),
+                format!("{}", c.ftop5),
+                format!("{}", c.ftop10),
+                format!("{}", c.ftop20),
+                format!("{}", c.ftop10_minibatch),
+                format!("{}", c.max_residual),
+            ];
+            r.extend((0..12).map(|i| {
+                c.eigenvalues
+                    .get(i)
+                    .map_or(String::new(), |v| v.to_string())
+            }));
+            rows.push(r);
+        }
+    }
+    let mut header = vec![
+        "run",
+        "step",
+        "loss",
+        "accuracy",
+        "ftop5",
+        "ftop10",
+        "ftop20",
+        "ftop10_minibatch",
+        "max_residual",
+    ];
+    let lam: Vec<String> = (1..=12).map(|i| format!("lambda{i}")).collect();
+    header.extend(lam.iter().map(|s| s.as_str()));
+    out.write_csv("checkpoints.csv", &header, &rows)?;
+    let ov_rows: Vec<Vec<String>> = outs
+        .iter()
+        .flat_map(|o| {
+            o.result.overlaps.iter().map(move |v| {
+                vec![
+                    o.result.name.clone(),
+                    v.from.to_string(),
+                    v.to.to_string(),
+                    v.overlap.to_string(),
+                ]
+            })
+        })
+        .collect();
+    out.write_csv("overlaps.csv", &["run", "from", "to", "overlap"], &ov_rows)?;
+    Ok(())
+}
+
+/// f_top against steps, per optimiser, the top eigenvalues, the subspace overlaps and the
+/// ablation; the file names.
+pub(super) fn figures(
+    out: &OutDir,
+    outs: &[RunOut],
+    abl: Option<&Ablation>,
+    p: usize,
+) -> Result<Vec<String>, StudyError> {
+    // Figures.
+    let mut figures = vec![];
+    let first = &outs[0].result;
+    let series = |f: fn(&Checkpoint) -> f64, r: &RunResult| -> Vec<(f64, f64)> {
+        r.checkpoints
+            .iter()
+            .filter(|c| c.step > 0)
+            .map(|c| (c.step as f64, f(c)))
+            .collect()
+    };
+    let steps_axis: Vec<(f64, f64)> = first
+        .checkpoints
+        .iter()
+        .filter(|c| c.step > 0)
+        .map(|c| (c.step as f64, random_baseline(p)))
+        .collect();
+    let mut fig = Figure::new(
+        format!("gradient in the top-k Hessian subspace ({})", first.name),
+        "step",
+        "f_top = |P_top g|² / |g|²",
+    )
+    .with(Series::line("k = 5", series(|c| c.ftop5, first)))
+    .with(Series::line(
+        "k = 10 (= classes)",
+        series(|c| c.ftop10, first),
+    ))
+    .with(Series::line("k = 20", series(|c| c.ftop20, first)))
+    .with(Series::points(
+        "k = 10, mini-batch gradient",
+        series(|c| c.ftop10_minibatch, first),
+        None,
+    ))
+    .with(Series::dashed(
+        "random 10-dim subspace (k/P)",
+        steps_axis.clone(),
+    ));
+    fig.log_x = true;
+    fig.save_svg(&out.path("ftop.svg"))?;
+    figures.push("ftop.svg".to_string());
+    let mut fig = Figure::new(
+        "f_top (k = 10) by optimiser",
+        "step",
+        "f_top (k = 10, full gradient on the Hessian subset)",
+    );
+    for o in outs {
+        fig = fig.with(Series::line(
+            o.result.name.clone(),
+            series(|c| c.ftop10, &o.result),
+        ));
+    }
+    fig = fig.with(Series::dashed("k/P", steps_axis));
+    fig.log_x = true;
+    fig.save_svg(&out.path("ftop_optimisers.svg"))?;
+    figures.push("ftop_optimisers.svg".to_string());
+    let mut fig = Figure::new(
+        format!("top Hessian eigenvalues ({})", first.name),
+        "step",
+        "λ_i",
+    );
+    for i in 0..12 {
+        let pts: Vec<(f64, f64)> = first
+            .checkpoints
+            .iter()
+            .filter(|c| c.step > 0 && c.eigenvalues.len() > i && c.eigenvalues[i] > 0.0)
+            .map(|c| (c.step as f64, c.eigenvalues[i]))
+            .collect();
+        fig = fig.with(if i < 10 {
+            Series::line(format!("λ{}", i + 1), pts)
+        } else {
+            Series::dashed(format!("λ{}", i + 1), pts)
+        });
+    }
+    fig.log_x = true;
+    fig.log_y = true;
+    fig.save_svg(&out.path("eigenvalues.svg"))?;
+    figures.push("eigenvalues.svg".to_string());
+    let subs: Vec<&(usize, Vec<Vec<f64>>)> =
+        outs[0].subspaces.iter().filter(|s| s.0 >= 100).collect();
+    let ts: Vec<f64> = subs.iter().map(|s| s.0 as f64).collect();
+    let hm = Heatmap {
+        title: format!(
+            "top-10 subspace overlap (1/k)|V(t₁)ᵀV(t₂)|² ({})",
+            first.name
+        ),
+        x_label: "t₁ (step)".into(),
+        y_label: "t₂ (step)".into(),
+        xs: ts.clone(),
+        ys: ts,
+        z: subs
+            .iter()
+            .map(|b| subs.iter().map(|a| subspace_overlap(&a.1, &b.1)).collect())
+            .collect(),
+        log_z: false,
+        diagonal: false,
+    };
+    hm.save_svg(&out.path("overlap.svg"))?;
+    figures.push("overlap.svg".to_string());
+    if let Some(a) = &abl {
+        let col = |f: fn(&(usize, f64, f64, f64)) -> f64| -> Vec<(f64, f64)> {
+            a.rows.iter().map(|r| (r.0 as f64, f(r))).collect()
+        };
+        Figure::new(
+            format!(
+                "from step {}: which part of the gradient trains?",
+                a.start_step
+            ),
+            "steps after the start",
+            "loss on the Hessian subset",
+        )
+        .with(Series::line("SGD", col(|r| r.1)))
+        .with(Series::line("Dom-SGD (P_top g only)", col(|r| r.2)))
+        .with(Series::line("Bulk-SGD ((I − P_top) g only)", col(|r| r.3)))
+        .save_svg(&out.path("dom_bulk.svg"))?;
+        figures.push("dom_bulk.svg".to_string());
+        out.write_csv(
+            "ablation.csv",
+            &["step", "sgd", "dom_sgd", "bulk_sgd"],
+            &a.rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.0.to_string(),
+                        r.1.to_string(),
+                        r.2.to_string(),
+                        r.3.to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        )?;
+    }
+    Ok(figures)
+}

@@ -1,0 +1,294 @@
+//! The heavy measurements of `prune`: loading the model and texts, the angular-distance probe,
+//! perplexity after pruning, LoRA healing and the GGUF export.
+
+use super::{head_chars, split_text, Best, Config, ExportRow, HealRow, Inputs, PruneRow};
+use crate::output::OutDir;
+use crate::progress::bar;
+use crate::study::StudyError;
+use dlt_llm::eval::{perplexity, Perplexity};
+use dlt_llm::lora::{heal, HealConfig};
+use dlt_llm::probe::{angular_distances, choose_start, kept_blocks, sequences, Distances, Rule};
+use std::time::Instant;
+
+/// Part 2: perplexity after dropping n blocks by each rule: the angular-distance choice
+/// (arXiv 2403.17887 §3.2; docs/derivations/prune.md#block-selection), the last blocks, random
+/// blocks.
+pub(super) fn prune_and_evaluate(
+    cfg: &Config,
+    model: &dlt_llm::Llama,
+    distances: &Distances,
+    eval_tokens: &[u32],
+) -> Result<Vec<PruneRow>, StudyError> {
+    let sc = &cfg.scale;
+    let l_tot = model.blocks.len();
+    let ppl = |blocks: &[usize], m: &dlt_llm::Llama| {
+        perplexity(m, blocks, eval_tokens, sc.ctx, 0, |_, _| {})
+    };
+    // 2. Perplexity after pruning, three rules.
+    let mut pruning = Vec::new();
+    let jobs: usize = sc.drops.len() * (2 + sc.random_draws);
+    let pb = bar(jobs as u64, "prune: evaluate", cfg.quiet);
+    for &n in &sc.drops {
+        let mut plan = vec![
+            (
+                Rule::Angular,
+                0,
+                choose_start(Rule::Angular, l_tot, n, Some(distances), 0)?,
+            ),
+            (Rule::Last, 0, choose_start(Rule::Last, l_tot, n, None, 0)?),
+        ];
+        for d in 0..sc.random_draws {
+            let seed = cfg
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add((n * 100 + d) as u64);
+            plan.push((
+                Rule::Random,
+                d,
+                choose_start(Rule::Random, l_tot, n, None, seed)?,
+            ));
+        }
+        for (rule, draw, start) in plan {
+            let r = ppl(&kept_blocks(l_tot, start, n), model)?;
+            pruning.push(PruneRow {
+                rule: rule.name().into(),
+                n,
+                start,
+                end: start + n,
+                fraction: n as f64 / l_tot as f64,
+                draw,
+                perplexity: r.perplexity,
+                nll: r.nll,
+            });
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+    Ok(pruning)
+}
+
+/// Healed rows, loss curves, and the merged healed model to export (when asked).
+type Healed = (
+    Vec<HealRow>,
+    Vec<(String, Vec<f64>)>,
+    Option<dlt_llm::Llama>,
+);
+
+/// Part 3: LoRA healing of the pruned models (docs/derivations/prune.md#healing), perplexity
+/// before and after.
+pub(super) fn heal_pruned(
+    cfg: &Config,
+    ckpt: &dlt_llm::Checkpoint,
+    distances: &Distances,
+    eval_tokens: &[u32],
+    train_text: &str,
+) -> Result<Healed, StudyError> {
+    let sc = &cfg.scale;
+    let model = &ckpt.model;
+    let l_tot = model.blocks.len();
+    let ppl = |blocks: &[usize], m: &dlt_llm::Llama| {
+        perplexity(m, blocks, eval_tokens, sc.ctx, 0, |_, _| {})
+    };
+    // 3. LoRA healing.
+    let heal_text = head_chars(train_text, sc.heal_chars);
+    let train_tokens = if sc.heal_drops.is_empty() {
+        vec![]
+    } else {
+        ckpt.tokenizer.encode(heal_text)?
+    };
+    let mut healing = Vec::new();
+    let mut heal_curves: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut healed_export: Option<dlt_llm::Llama> = None;
+    for &n in &sc.heal_drops {
+        for rule in [Rule::Angular, Rule::Last] {
+            let start = choose_start(rule, l_tot, n, Some(distances), 0)?;
+            let kept = kept_blocks(l_tot, start, n);
+            let mut pruned = model.with_blocks(&kept)?;
+            let before = ppl(&pruned.all_blocks(), &pruned)?.perplexity;
+            let pb = bar(
+                sc.heal.steps as u64,
+                &format!("prune: heal {} n={n}", rule.name()),
+                cfg.quiet,
+            );
+            let hc = HealConfig {
+                seed: cfg.seed + n as u64,
+                ..sc.heal.clone()
+            };
+            let (rep, _) = heal(&mut pruned, &train_tokens, &hc, |s, _, _| {
+                pb.set_position(s as u64)
+            })?;
+            pb.finish_and_clear();
+            let after = ppl(&pruned.all_blocks(), &pruned)?.perplexity;
+            healing.push(HealRow {
+                rule: rule.name().into(),
+                n,
+                start,
+                end: start + n,
+                before,
+                after,
+                steps: rep.steps,
+                trainable_params: rep.trainable_params,
+                first_loss: rep.losses.first().copied().unwrap_or(f64::NAN),
+                last_loss: rep.losses.last().copied().unwrap_or(f64::NAN),
+                seconds: rep.seconds,
+            });
+            heal_curves.push((
+                format!("{} n={n} ({start}..{})", rule.name(), start + n),
+                rep.losses,
+            ));
+            if rule == Rule::Angular && Some(n) == sc.export_drop {
+                pruned.merge_lora()?;
+                healed_export = Some(pruned);
+            }
+        }
+    }
+    Ok((healing, heal_curves, healed_export))
+}
+
+/// Part 0: locate (or fetch) and load the model and the text, split the text 90/10 and check
+/// the sizes against the model and the held-out tokens.
+pub(super) fn load_inputs(cfg: &Config) -> Result<Inputs, StudyError> {
+    let sc = &cfg.scale;
+    use dlt_nn::data::fetch::{locate, Dataset};
+    let model_path = match &cfg.model {
+        Some(p) => p.clone(),
+        None => locate(Dataset::Smollm2, None, true)?.0,
+    };
+    let text_path = match &cfg.text {
+        Some(p) => p.clone(),
+        None => locate(Dataset::Shakespeare, None, true)?.0,
+    };
+    let t_load = Instant::now();
+    let ckpt = dlt_llm::load(&model_path)?;
+    let load_seconds = t_load.elapsed().as_secs_f64();
+    let l_tot = ckpt.model.blocks.len();
+    for &n in sc
+        .drops
+        .iter()
+        .chain(&sc.heal_drops)
+        .chain(sc.export_drop.iter())
+    {
+        dlt_llm::probe::check_drop(l_tot, n)?;
+    }
+    let (train_text, heldout_text) = split_text(&text_path)?;
+    let heldout = ckpt.tokenizer.encode(&heldout_text)?;
+    if heldout.len() < sc.eval_tokens + sc.probe_len {
+        return Err(dlt_nn::NnError::Data {
+            what: text_path.display().to_string(),
+            problem: format!(
+                "its held-out 10 % has {} tokens, fewer than the {} needed",
+                heldout.len(),
+                sc.eval_tokens + sc.probe_len
+            ),
+            fix: "give a longer text".into(),
+        }
+        .into());
+    }
+    Ok(Inputs {
+        model_path,
+        text_path,
+        ckpt,
+        load_seconds,
+        train_text,
+        heldout,
+    })
+}
+
+/// Part 1: the unpruned perplexity (and the forward throughput, tokens/s), the angular-distance
+/// table d(x^(l), x^(l+n)) over the probe sequences (arXiv 2403.17887 §3.2 eq. (7);
+/// docs/derivations/prune.md#angular-distance) and the block l*(n) of least distance per n.
+pub(super) fn probe_unpruned(
+    cfg: &Config,
+    model: &dlt_llm::Llama,
+    eval_tokens: &[u32],
+    probe_tokens: &[u32],
+) -> Result<(Perplexity, f64, Distances, Vec<Best>), StudyError> {
+    let sc = &cfg.scale;
+    let l_tot = model.blocks.len();
+    let probe = sequences(probe_tokens, sc.probe_len, sc.probe_samples)?;
+    // 1. Unpruned perplexity and the angular-distance table.
+    let t_base = Instant::now();
+    let base = perplexity(
+        model,
+        &model.all_blocks(),
+        eval_tokens,
+        sc.ctx,
+        0,
+        |_, _| {},
+    )?;
+    let forward_tokens_per_second =
+        (eval_tokens.len() / sc.ctx * sc.ctx) as f64 / t_base.elapsed().as_secs_f64();
+    let pb = bar(probe.len() as u64, "prune: probe", cfg.quiet);
+    let distances =
+        angular_distances(model, &probe, sc.position, |d, _| pb.set_position(d as u64))?;
+    pb.finish_and_clear();
+    let best: Vec<Best> = (1..l_tot)
+        .map(|n| {
+            let (start, distance) = distances.best(n).expect("n < L");
+            Best {
+                n,
+                start,
+                end: start + n,
+                distance,
+                se: distances.se[n - 1][start],
+            }
+        })
+        .collect();
+    Ok((base, forward_tokens_per_second, distances, best))
+}
+
+/// Part 4: export the model pruned by the angular rule as GGUF (tensors copied) and the healed
+/// one (re-quantised to Q8_0), reload each and evaluate it again.
+pub(super) fn export_pruned(
+    cfg: &Config,
+    out: &OutDir,
+    ckpt: &dlt_llm::Checkpoint,
+    distances: &Distances,
+    eval_tokens: &[u32],
+    healed_export: Option<dlt_llm::Llama>,
+) -> Result<Vec<ExportRow>, StudyError> {
+    let sc = &cfg.scale;
+    let model = &ckpt.model;
+    let l_tot = model.blocks.len();
+    let ppl = |blocks: &[usize], m: &dlt_llm::Llama| {
+        perplexity(m, blocks, eval_tokens, sc.ctx, 0, |_, _| {})
+    };
+    // 4. Export: the pruned model as GGUF (tensors copied), and the healed one (re-quantised).
+    let mut export = Vec::new();
+    if let Some(n) = sc.export_drop {
+        let start = choose_start(Rule::Angular, l_tot, n, Some(distances), 0)?;
+        let kept = kept_blocks(l_tot, start, n);
+        let pruned = model.with_blocks(&kept)?;
+        let mut items = vec![(
+            format!("pruned-angular-{start}-{}.gguf", start + n),
+            pruned,
+            false,
+        )];
+        if let Some(h) = healed_export {
+            items.push((
+                format!("pruned-angular-{start}-{}-healed.gguf", start + n),
+                h,
+                true,
+            ));
+        }
+        for (name, m, healed) in items {
+            let path = out.path(&name);
+            let rq = if healed {
+                dlt_llm::export::Requant::To(candle_core::quantized::GgmlDType::Q8_0)
+            } else {
+                dlt_llm::export::Requant::Unchanged
+            };
+            dlt_llm::export::write_gguf(ckpt, &m, &kept, rq, &path)?;
+            let back = dlt_llm::load(&path)?;
+            export.push(ExportRow {
+                file: name,
+                healed,
+                n_layers: back.model.blocks.len(),
+                bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                in_memory: ppl(&m.all_blocks(), &m)?.perplexity,
+                reloaded: ppl(&back.model.all_blocks(), &back.model)?.perplexity,
+            });
+        }
+    }
+    Ok(export)
+}

@@ -1,0 +1,384 @@
+//! Study `prune`: Gromov, Tirumala, Shapourian, Glorioso, Roberts, "The Unreasonable
+//! Ineffectiveness of the Deeper Layers" (arXiv 2403.17887) on a real LLM (SmolLM2-135M-Instruct,
+//! Q4_1 GGUF, dequantised to f32) and held-out Shakespeare:
+//!
+//! 1. the angular distance d(x^(l), x^(l+n)) between residual-stream states (§3.2, eq. (7)) for
+//!    every (n, l), and the block l*(n) it selects;
+//! 2. perplexity after dropping n blocks chosen by the angular rule, by the paper's simpler
+//!    heuristic (the deepest n blocks before the final one) and by random blocks (control);
+//! 3. LoRA healing of pruned models (§3.3; f32 base instead of 4-bit), perplexity before/after;
+//! 4. export of a pruned model as GGUF, reloaded and re-evaluated.
+//!
+//! Block ranges are 0-based and end-exclusive everywhere (`start..end`).
+//! Cost (2 cores): quick ≈ 4.5 min; full ≈ 45 min estimated (perplexity windows and healing
+//! steps dominate: ≈ 330 tokens/s forward, ≈ 1.5 s per LoRA step of 128 tokens).
+
+mod claims;
+mod figures;
+mod measure;
+mod model;
+
+use claims::claims;
+use figures::{figures, write_tables};
+use measure::{export_pruned, heal_pruned, load_inputs, probe_unpruned, prune_and_evaluate};
+pub use model::{distances_results, eval_results, prune_model, write_distances, PruneRun};
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use dlt_llm::eval::Perplexity;
+use dlt_llm::lora::HealConfig;
+use dlt_llm::probe::{Distances, Position};
+use serde::Serialize;
+
+use crate::claim::Claim;
+use crate::output::OutDir;
+use crate::study::StudyError;
+
+const PAPER: &str = "Gromov et al. 2024 (arXiv 2403.17887)";
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scale {
+    /// Probe sequences and their length in tokens.
+    pub probe_samples: usize,
+    /// Length of each probe sequence in tokens.
+    pub probe_len: usize,
+    /// Token positions at which the angular distances are taken.
+    pub position: Position,
+    /// Held-out tokens for perplexity, window length (every prediction in a window is scored).
+    pub eval_tokens: usize,
+    /// Perplexity window length in tokens.
+    pub ctx: usize,
+    /// Block sizes n to drop.
+    pub drops: Vec<usize>,
+    /// Random blocks drawn per n (control).
+    pub random_draws: usize,
+    /// Block sizes healed with LoRA (angular and drop-last rules).
+    pub heal_drops: Vec<usize>,
+    /// LoRA healing settings.
+    pub heal: HealConfig,
+    /// Characters of training text given to healing.
+    pub heal_chars: usize,
+    /// Block size of the exported GGUF files (angular rule), if any.
+    pub export_drop: Option<usize>,
+}
+
+impl Scale {
+    /// The sizes for quick or full mode.
+    pub fn for_mode(quick: bool) -> Self {
+        Scale {
+            probe_samples: if quick { 16 } else { 64 },
+            probe_len: if quick { 128 } else { 256 },
+            position: Position::LastToken,
+            eval_tokens: if quick { 2048 } else { 8192 },
+            ctx: 512,
+            drops: if quick {
+                vec![1, 2, 4, 6, 8, 10, 12]
+            } else {
+                vec![1, 2, 3, 4, 5, 6, 8, 10, 12, 14]
+            },
+            random_draws: if quick { 2 } else { 4 },
+            heal_drops: if quick { vec![6] } else { vec![4, 8, 12] },
+            heal: HealConfig {
+                steps: if quick { 24 } else { 150 },
+                seq: 128,
+                ..HealConfig::default()
+            },
+            heal_chars: if quick { 300_000 } else { 2_000_000 },
+            export_drop: Some(6),
+        }
+    }
+}
+
+/// Study configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Quick sizes instead of the full ones.
+    pub quick: bool,
+    /// Seed of the random-block control.
+    pub seed: u64,
+    /// Hide progress bars.
+    pub quiet: bool,
+    /// A .gguf file or Hugging Face directory; default: SmolLM2-135M-Instruct Q4_1 (fetched).
+    pub model: Option<PathBuf>,
+    /// A UTF-8 text file; default: Shakespeare's plays (fetched). The last 10 % is held out.
+    pub text: Option<PathBuf>,
+    /// The sizes.
+    pub scale: Scale,
+}
+
+/// The model that was studied.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// Model file or directory.
+    pub path: String,
+    /// Number of blocks L.
+    pub n_layers: usize,
+    /// Residual-stream width.
+    pub hidden: usize,
+    /// Number of parameters.
+    pub params: usize,
+    /// Storage types in the file; the forward pass runs on weights dequantised to f32.
+    pub weight_types: std::collections::BTreeMap<String, usize>,
+    /// Wall-clock seconds to load (and dequantise) the model.
+    pub load_seconds: f64,
+}
+
+/// l*(n) for one n.
+#[derive(Debug, Clone, Serialize)]
+pub struct Best {
+    /// Number of blocks n to drop.
+    pub n: usize,
+    /// First dropped block l*(n) (0-based).
+    pub start: usize,
+    /// One past the last dropped block (start + n).
+    pub end: usize,
+    /// Mean angular distance d(x^(l*), x^(l*+n)), in [0, 1].
+    pub distance: f64,
+    /// Standard error of `distance` across probe sequences.
+    pub se: f64,
+}
+
+/// Perplexity after dropping blocks `start..end`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneRow {
+    /// Block-choice rule: `angular`, `last` or `random`.
+    pub rule: String,
+    /// Number of blocks dropped.
+    pub n: usize,
+    /// First dropped block (0-based).
+    pub start: usize,
+    /// One past the last dropped block.
+    pub end: usize,
+    /// n / L, the fraction of blocks dropped.
+    pub fraction: f64,
+    /// Index of the random draw (0 for the other rules).
+    pub draw: usize,
+    /// Perplexity on the held-out tokens.
+    pub perplexity: f64,
+    /// Mean next-token cross-entropy, nats per token.
+    pub nll: f64,
+}
+
+/// One healed model.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealRow {
+    /// Block-choice rule: `angular` or `last`.
+    pub rule: String,
+    /// Number of blocks dropped.
+    pub n: usize,
+    /// First dropped block (0-based).
+    pub start: usize,
+    /// One past the last dropped block.
+    pub end: usize,
+    /// Perplexity of the pruned model before healing.
+    pub before: f64,
+    /// Perplexity after healing.
+    pub after: f64,
+    /// LoRA training steps.
+    pub steps: usize,
+    /// Number of adapter parameters trained.
+    pub trainable_params: usize,
+    /// Training loss (nats/token) of the first healing step.
+    pub first_loss: f64,
+    /// Training loss (nats/token) of the last healing step.
+    pub last_loss: f64,
+    /// Wall-clock seconds of healing.
+    pub seconds: f64,
+}
+
+/// One exported file, reloaded and evaluated.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportRow {
+    /// File name of the exported GGUF.
+    pub file: String,
+    /// Whether it is the healed model (LoRA merged, weights requantised to Q8_0).
+    pub healed: bool,
+    /// Number of blocks in the reloaded file.
+    pub n_layers: usize,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Perplexity of the in-memory model and of the reloaded file.
+    pub in_memory: f64,
+    /// Perplexity of the model reloaded from the file.
+    pub reloaded: f64,
+}
+
+/// `results.json` of the study.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// Quick sizes were used.
+    pub quick: bool,
+    /// Base seed.
+    pub seed: u64,
+    /// The sizes used.
+    pub scale: Scale,
+    /// The model that was studied.
+    pub model: ModelInfo,
+    /// Path of the text corpus.
+    pub text: String,
+    /// Tokens in the held-out last 10 % of the text.
+    pub heldout_tokens: usize,
+    /// Perplexity of the unpruned model.
+    pub base: Perplexity,
+    /// The (n, l) table of angular distances.
+    pub distances: Distances,
+    /// The block l*(n) chosen by the angular rule for each n = 1..L−1.
+    pub best: Vec<Best>,
+    /// Perplexity after pruning, per rule, n and draw.
+    pub pruning: Vec<PruneRow>,
+    /// Perplexity before and after LoRA healing.
+    pub healing: Vec<HealRow>,
+    /// Exported GGUF files, reloaded and evaluated.
+    pub export: Vec<ExportRow>,
+    /// Forward-pass throughput of the unpruned model on the perplexity windows.
+    pub forward_tokens_per_second: f64,
+    /// Wall-clock seconds of the run.
+    pub seconds: f64,
+    /// The paper's claims with this run's measurements.
+    pub claims: Vec<Claim>,
+    /// SVG files written beside `results.json`.
+    pub figures: Vec<String>,
+}
+
+/// Read a corpus (UTF-8 text, or JSON lines with a `"text"` field) and split it: (first 90 %,
+/// last 10 %) at a line break.
+pub fn split_text(path: &std::path::Path) -> Result<(String, String), StudyError> {
+    let text = dlt_llm::eval::read_corpus(path)?;
+    let mut cut = text.len() * 9 / 10;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    let cut = text[cut..].find('\n').map_or(cut, |i| cut + i + 1);
+    Ok((text[..cut].to_string(), text[cut..].to_string()))
+}
+
+/// The first `n` bytes of `text` (extended to a char boundary).
+pub fn head_chars(text: &str, n: usize) -> &str {
+    let mut c = n.min(text.len());
+    while !text.is_char_boundary(c) {
+        c += 1;
+    }
+    &text[..c]
+}
+
+/// What the run measured, for its tables, figures and claims.
+struct Measured<'a> {
+    base: &'a Perplexity,
+    distances: &'a Distances,
+    best: &'a [Best],
+    pruning: &'a [PruneRow],
+    healing: &'a [HealRow],
+    heal_curves: &'a [(String, Vec<f64>)],
+    export: &'a [ExportRow],
+    l_tot: usize,
+    model_path: &'a std::path::Path,
+}
+
+/// The model and text of a run, loaded and checked: every drop fits the model and the held-out
+/// text holds the evaluation and probe tokens.
+struct Inputs {
+    model_path: PathBuf,
+    text_path: PathBuf,
+    ckpt: dlt_llm::Checkpoint,
+    load_seconds: f64,
+    train_text: String,
+    heldout: Vec<u32>,
+}
+
+/// Run the study into `out`, writing `results.json` last.
+pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+    let t0 = Instant::now();
+    let sc = &cfg.scale;
+    let Inputs {
+        model_path,
+        text_path,
+        ckpt,
+        load_seconds,
+        train_text,
+        heldout,
+    } = load_inputs(cfg)?;
+    let model = &ckpt.model;
+    let l_tot = model.blocks.len();
+    let eval_tokens = &heldout[..sc.eval_tokens];
+    let (base, forward_tokens_per_second, distances, best) =
+        probe_unpruned(cfg, model, eval_tokens, &heldout[sc.eval_tokens..])?;
+
+    let pruning = prune_and_evaluate(cfg, model, &distances, eval_tokens)?;
+
+    let (healing, heal_curves, healed_export) =
+        heal_pruned(cfg, &ckpt, &distances, eval_tokens, &train_text)?;
+
+    let export = export_pruned(cfg, out, &ckpt, &distances, eval_tokens, healed_export)?;
+
+    let m = Measured {
+        base: &base,
+        distances: &distances,
+        best: &best,
+        pruning: &pruning,
+        healing: &healing,
+        heal_curves: &heal_curves,
+        export: &export,
+        l_tot,
+        model_path: &model_path,
+    };
+    write_tables(out, &m)?;
+
+    let figures = figures(out, sc, &m)?;
+
+    let claims = claims(sc, &m);
+    let results = Results {
+        quick: cfg.quick,
+        seed: cfg.seed,
+        scale: sc.clone(),
+        model: ModelInfo {
+            path: model_path.display().to_string(),
+            n_layers: l_tot,
+            hidden: model.cfg.hidden,
+            params: model.n_params(),
+            weight_types: ckpt.weight_types.clone(),
+            load_seconds,
+        },
+        text: text_path.display().to_string(),
+        heldout_tokens: heldout.len(),
+        base,
+        distances,
+        best,
+        pruning,
+        healing,
+        export,
+        forward_tokens_per_second,
+        seconds: t0.elapsed().as_secs_f64(),
+        claims,
+        figures,
+    };
+    out.write_json("results.json", &results)?;
+    Ok(results)
+}
+
+/// The `prune` study ([`crate::study::Study`]).
+pub struct Prune;
+
+impl crate::study::Study for Prune {
+    const NAME: &'static str = "prune";
+    const TITLE: &'static str = "The unreasonable ineffectiveness of the deeper layers";
+    const PAPER: &'static str =
+        "Gromov, Tirumala, Shapourian, Glorioso, Roberts (arXiv 2403.17887)";
+    const ABOUT: &'static str = "Layer pruning of SmolLM2-135M: the angular distance between residual streams picks the block of layers to drop; perplexity after pruning against dropping the last or random blocks, and LoRA healing.";
+    type Config = Config;
+    type Results = Results;
+    fn config(quick: bool, seed: u64, quiet: bool) -> Config {
+        Config {
+            quick,
+            seed,
+            quiet,
+            model: None,
+            text: None,
+            scale: Scale::for_mode(quick),
+        }
+    }
+    fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
+        run(cfg, out)
+    }
+}
