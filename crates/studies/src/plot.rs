@@ -182,8 +182,10 @@ impl Figure {
             let (plot, legend) = root.split_horizontally(720);
             let ((x0, x1), (y0, y1)) = self.ranges();
             let (log_x, log_y) = (self.log_x, self.log_y);
-            let x_fmt = move |v: &f64| tick_label(*v, log_x);
-            let y_fmt = move |v: &f64| tick_label(*v, log_y);
+            // Within less than a decade every tick keeps its label; over wider ranges only 1, 2, 5.
+            let (sparse_x, sparse_y) = (x1 / x0 >= 10.0, y1 / y0 >= 10.0);
+            let x_fmt = move |v: &f64| tick_label(*v, log_x, sparse_x);
+            let y_fmt = move |v: &f64| tick_label(*v, log_y, sparse_y);
             macro_rules! draw {
                 ($xr:expr, $yr:expr) => {{
                     let mut chart = ChartBuilder::on(&plot)
@@ -344,8 +346,9 @@ fn colour(k: usize) -> RGBAColor {
 }
 
 /// A tick label: plain numbers on a linear axis; on a log axis 10ᵏ at powers of ten and m×10ᵏ
-/// between them.
-fn tick_label(v: f64, log: bool) -> String {
+/// between them — with `sparse` (an axis spanning a decade or more) at m = 2 and 5 only, so that
+/// a decade never crowds.
+fn tick_label(v: f64, log: bool, sparse: bool) -> String {
     if !log || !(v > 0.0) || !v.is_finite() {
         return crate::output::fmt_num(v);
     }
@@ -366,11 +369,13 @@ fn tick_label(v: f64, log: bool) -> String {
         .collect();
     if (m - 1.0).abs() < 1e-9 {
         format!("10{sup}")
-    } else {
+    } else if !sparse || (m - 2.0).abs() < 1e-9 || (m - 5.0).abs() < 1e-9 {
         format!(
             "{}×10{sup}",
             crate::output::fmt_num((m * 100.0).round() / 100.0)
         )
+    } else {
+        String::new()
     }
 }
 
@@ -552,11 +557,21 @@ mod tests {
 
     #[test]
     fn log_ticks_read_as_powers_of_ten_and_legends_wrap() {
-        assert_eq!(tick_label(100.0, true), "10²");
-        assert_eq!(tick_label(1e-3, true), "10⁻³");
-        assert_eq!(tick_label(300.0, true), "3×10²");
-        assert_eq!(tick_label(0.02, true), "2×10⁻²");
-        assert_eq!(tick_label(0.25, false), crate::output::fmt_num(0.25));
+        assert_eq!(tick_label(100.0, true, true), "10²");
+        assert_eq!(tick_label(1e-3, true, true), "10⁻³");
+        assert_eq!(tick_label(200.0, true, true), "2×10²");
+        assert_eq!(
+            tick_label(300.0, true, true),
+            "",
+            "wide axis: only 1, 2, 5 labelled"
+        );
+        assert_eq!(
+            tick_label(300.0, true, false),
+            "3×10²",
+            "narrow axis: every tick"
+        );
+        assert_eq!(tick_label(0.02, true, true), "2×10⁻²");
+        assert_eq!(tick_label(0.25, false, true), crate::output::fmt_num(0.25));
         assert_eq!(
             wrap("tanh networks n = 256, 100 GD steps", 12),
             vec!["tanh", "networks n =", "256, 100 GD", "steps"]
