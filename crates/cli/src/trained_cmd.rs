@@ -61,11 +61,8 @@ pub fn run(a: TrainedArgs) -> Result<()> {
         cfg.n_test = v;
     }
     let r = &mut cfg.regression;
+    // Config::validate refuses impossible values below, naming the flag.
     if let Some(v) = a.depths.clone() {
-        anyhow::ensure!(
-            !v.is_empty() && v.iter().all(|&d| d >= 1),
-            "--depths: give depths ≥ 1 (the number of Dense layers)"
-        );
         r.net_depths.retain(|d| v.contains(d));
         r.depths = v;
     }
@@ -73,7 +70,6 @@ pub fn run(a: TrainedArgs) -> Result<()> {
         r.steps = v;
     }
     if let Some(v) = a.net_width {
-        anyhow::ensure!(v >= 1, "--net-width: must be ≥ 1");
         r.net_width = v;
     }
     if let Some(v) = a.net_pairs {
@@ -81,22 +77,15 @@ pub fn run(a: TrainedArgs) -> Result<()> {
     }
     let e = &mut cfg.ensembles;
     if let Some(v) = a.widths.clone() {
-        anyhow::ensure!(
-            v.len() >= 2 && v.windows(2).all(|w| w[0] < w[1]) && v[0] >= 1,
-            "--widths: give at least two increasing widths ≥ 1, e.g. 32,64,128,256"
-        );
         e.widths = v;
     }
     if let Some(v) = a.pairs {
-        anyhow::ensure!(
-            v >= 2,
-            "--pairs: need at least 2 pairs for a standard error"
-        );
         e.pairs = v;
     }
     if let Some(v) = a.ensemble_steps {
         e.steps = v;
     }
+    cfg.validate()?; // before any output is created
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let r = run(&cfg, &dir)?;
     crate::print_study(&r, &r.claims, a.json, &dir)

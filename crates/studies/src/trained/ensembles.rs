@@ -110,15 +110,15 @@ pub struct EnsembleResults {
 fn stats(pairs: &[[Vec<f64>; 2]], idx: &[usize]) -> (Vec<f64>, Vec<f64>, f64) {
     let m = pairs[0][0].len();
     let p = idx.len() as f64;
-    let (mut mean, mut sq, mut single, mut single_sq) =
-        (vec![0.0; m], vec![0.0; m], vec![0.0; m], vec![0.0; m]);
+    // The mean over all 2P networks is the mean of the pair means, so only the second moments
+    // need their own sums.
+    let (mut mean, mut sq, mut single_sq) = (vec![0.0; m], vec![0.0; m], vec![0.0; m]);
     for &i in idx {
         let [a, b] = &pairs[i];
         for j in 0..m {
             let u = 0.5 * (a[j] + b[j]);
             mean[j] += u / p;
             sq[j] += u * u / p;
-            single[j] += (a[j] + b[j]) / (2.0 * p);
             single_sq[j] += (a[j] * a[j] + b[j] * b[j]) / (2.0 * p);
         }
     }
@@ -126,7 +126,7 @@ fn stats(pairs: &[[Vec<f64>; 2]], idx: &[usize]) -> (Vec<f64>, Vec<f64>, f64) {
         .map(|j| ((sq[j] - mean[j] * mean[j]).max(0.0) * p / (p - 1.0) / p).sqrt())
         .collect();
     let var = (0..m)
-        .map(|j| (single_sq[j] - single[j] * single[j]) * 2.0 * p / (2.0 * p - 1.0))
+        .map(|j| (single_sq[j] - mean[j] * mean[j]) * 2.0 * p / (2.0 * p - 1.0))
         .sum::<f64>()
         / m as f64;
     (mean, se, var)

@@ -366,14 +366,9 @@ fn claims(cfg: &Config, reg: &[DepthRow], ens: &EnsembleResults) -> Vec<Claim> {
         )
         .from_theory(),
     );
-    let [.., (n1, _), (n2, _)] = ens
-        .widths
-        .iter()
-        .map(|w| (w.width, w.n_dev))
-        .collect::<Vec<_>>()[..]
-    else {
-        unreachable!("validated: at least two widths")
-    };
+    // Validated: at least two widths.
+    let k = ens.widths.len();
+    let (n1, n2) = (ens.widths[k - 2].width, ens.widths[k - 1].width);
     claims.push(Claim::monte_carlo(
         "trained.deviation_scaling",
         &format!("{PAPER} ch. ∞"),
