@@ -23,6 +23,10 @@ pub struct Perplexity {
     pub windows: usize,
     /// Window length in tokens.
     pub ctx: usize,
+    /// Per scored token, in text order: −log p of the next token (nats). Not serialised; kept
+    /// for paired comparisons of two models on the same tokens ([`paired_difference`]).
+    #[serde(skip)]
+    pub token_nll: Vec<f64>,
 }
 
 /// Perplexity of `model` restricted to `blocks` on `tokens`. `progress(done, total)` is called
@@ -53,12 +57,17 @@ pub fn perplexity(
     }
     let dev = model.device();
     let mut per_window = Vec::with_capacity(windows);
+    let mut token_nll = Vec::with_capacity(windows * (ctx - 1 - score_from));
     let mut total = 0.0;
     let mut count = 0;
     for w in 0..windows {
         let ids = Tensor::new(&tokens[w * ctx..(w + 1) * ctx], &dev)?.unsqueeze(0)?;
-        let (nll, n) = model.nll(&ids, blocks, score_from, false)?;
-        let nll = nll.to_scalar::<f32>()? as f64;
+        let per_token = model
+            .token_nll(&ids, blocks, score_from, false)?
+            .to_vec1::<f32>()?;
+        let n = per_token.len();
+        let nll: f64 = per_token.iter().map(|&x| x as f64).sum();
+        token_nll.extend(per_token.iter().map(|&x| x as f64));
         if !nll.is_finite() {
             return Err(LlmError::invalid(
                 "model",
@@ -85,7 +94,33 @@ pub fn perplexity(
         tokens: count,
         windows,
         ctx,
+        token_nll,
     })
+}
+
+/// Mean and standard error of the per-token difference `a − b` of two models' cross-entropies
+/// on the same tokens (so the mean is ln(ppl_a / ppl_b)). Neighbouring tokens' losses are
+/// correlated, so the SE is by batch means: the spread of the means of consecutive blocks of
+/// `block` tokens, SE = sd(block means)/√B over the B whole blocks (Flegal & Jones, Ann. Stat.
+/// 38 (2010), batch means; docs/derivations/prune.md#paired-differences). NaN when the lengths
+/// differ or fewer than two blocks fit.
+pub fn paired_difference(a: &[f64], b: &[f64], block: usize) -> (f64, f64) {
+    if a.len() != b.len() || a.is_empty() || block == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    let mean = d.iter().sum::<f64>() / d.len() as f64;
+    let means: Vec<f64> = d
+        .chunks_exact(block)
+        .map(|c| c.iter().sum::<f64>() / block as f64)
+        .collect();
+    let k = means.len() as f64;
+    if k < 2.0 {
+        return (mean, f64::NAN);
+    }
+    let m = means.iter().sum::<f64>() / k;
+    let var = means.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (k - 1.0);
+    (mean, (var / k).sqrt())
 }
 
 /// Read a corpus: a UTF-8 text file, or JSON lines (`.jsonl`, one object per line with a
@@ -138,4 +173,29 @@ pub fn read_corpus(path: &std::path::Path) -> Result<String> {
         ));
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paired_difference;
+
+    #[test]
+    fn paired_difference_is_the_mean_difference_with_a_batch_means_se() {
+        // A constant shift has SE 0; the mean is exact whatever the block length.
+        let b: Vec<f64> = (0..40).map(|i| (i as f64 * 0.7).sin() + 3.0).collect();
+        let a: Vec<f64> = b.iter().map(|x| x - 0.25).collect();
+        let (m, se) = paired_difference(&a, &b, 8);
+        assert!((m + 0.25).abs() < 1e-12 && se < 1e-12, "{m} {se}");
+        // Differences alternating ±1 within blocks of 2 average to 0 per block (SE 0), while
+        // block means 0, 2, 0, 2 (blocks of 2 tokens: (−1, 1), (1, 3), …) give the textbook
+        // SE sd/√B = √(4/3)/√4 = 0.5774.
+        let d = [-1.0, 1.0, 1.0, 3.0, -1.0, 1.0, 1.0, 3.0];
+        let zero = [0.0; 8];
+        let (m, se) = paired_difference(&d, &zero, 2);
+        assert!((m - 1.0).abs() < 1e-12);
+        assert!((se - (4.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-12, "{se}");
+        // Too few blocks or mismatched lengths: NaN, never a made-up 0.
+        assert!(paired_difference(&d, &zero, 8).1.is_nan());
+        assert!(paired_difference(&d, &zero[..7], 2).0.is_nan());
+    }
 }

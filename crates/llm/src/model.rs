@@ -371,6 +371,22 @@ impl Llama {
         from: usize,
         train: bool,
     ) -> Result<(Tensor, usize)> {
+        let per_token = self.token_nll(ids, blocks, from, train)?;
+        let n = per_token.dim(0)?;
+        Ok((per_token.sum_all()?, n))
+    }
+
+    /// The cross-entropies −log p(x_{t+1} | x_≤t) of every scored next token (positions
+    /// `from`..T−1 of each row, row-major): a vector of length B·(T − 1 − from) whose sum is
+    /// [`Llama::nll`]; kept per token for paired comparisons of two models on the same
+    /// text ([`crate::eval::paired_difference`]).
+    pub fn token_nll(
+        &self,
+        ids: &Tensor,
+        blocks: &[usize],
+        from: usize,
+        train: bool,
+    ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         if from + 1 >= t {
             return Err(LlmError::invalid(
@@ -385,8 +401,7 @@ impl Llama {
             .reshape((b * n, self.cfg.vocab))?;
         let target = ids.narrow(1, from + 1, n)?.flatten_all()?;
         let logp = candle_nn::ops::log_softmax(&pred, D::Minus1)?;
-        let picked = logp.gather(&target.unsqueeze(1)?, 1)?;
-        Ok(((picked.sum_all()? * -1.0)?, b * n))
+        Ok((logp.gather(&target.unsqueeze(1)?, 1)?.flatten_all()? * -1.0)?)
     }
 
     /// Attach fresh LoRA adapters (A ~ N(0, 1/in), B = 0, so the model is unchanged) to the

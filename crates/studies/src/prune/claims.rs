@@ -1,7 +1,104 @@
 //! The claims of `prune`, checked on the measurements against the paper.
 
-use super::{Best, HealRow, Measured, Scale, PAPER};
+use super::{Best, Comparison, Measured, Scale, PAPER};
 use crate::claim::{Claim, NanFold};
+use dlt_llm::eval::paired_difference;
+
+/// Standard errors by which a paired comparison must clear its bound to count as resolved
+/// (two-sided 95 % under the batch-means normal approximation).
+const K_SE: f64 = 2.0;
+
+/// The paired per-token comparisons behind the claims (docs/derivations/prune.md
+/// #paired-differences): per dropped n, the angular rule against the mean of the random draws
+/// and against drop-last; per healed n, healed against unhealed for each rule, and drop-last
+/// against angular before and after healing.
+pub(super) fn comparisons(sc: &Scale, m: &Measured) -> Vec<Comparison> {
+    let mut out = vec![];
+    let mut push = |kind: &str, n: usize, a: &[f64], b: &[f64]| {
+        let (dnll, se) = paired_difference(a, b, sc.se_block);
+        out.push(Comparison {
+            kind: kind.into(),
+            n,
+            dnll,
+            se,
+        });
+    };
+    let rows = |rule: &str, n: usize| {
+        m.pruning
+            .iter()
+            .filter(|r| r.rule == rule && r.n == n)
+            .collect::<Vec<_>>()
+    };
+    for &n in &sc.drops {
+        let (Some(ang), Some(last)) = (rows("angular", n).pop(), rows("last", n).pop()) else {
+            continue;
+        };
+        let random = rows("random", n);
+        if !random.is_empty() {
+            // The random rule's per-token loss, averaged over its draws: its mean is the log of
+            // the geometric mean of the draws' perplexities.
+            let mean: Vec<f64> = (0..ang.token_nll.len())
+                .map(|t| {
+                    random
+                        .iter()
+                        .map(|r| r.token_nll.get(t).copied().unwrap_or(f64::NAN))
+                        .sum::<f64>()
+                        / random.len() as f64
+                })
+                .collect();
+            push("angular_vs_random", n, &ang.token_nll, &mean);
+        }
+        push("angular_vs_last", n, &ang.token_nll, &last.token_nll);
+    }
+    for &n in &sc.heal_drops {
+        let row = |rule: &str| m.healing.iter().find(|h| h.rule == rule && h.n == n);
+        for rule in ["angular", "last"] {
+            if let Some(h) = row(rule) {
+                push(
+                    &format!("healed_vs_unhealed_{rule}"),
+                    n,
+                    &h.after_tokens,
+                    &h.before_tokens,
+                );
+            }
+        }
+        if let (Some(a), Some(l)) = (row("angular"), row("last")) {
+            push(
+                "last_vs_angular_unhealed",
+                n,
+                &l.before_tokens,
+                &a.before_tokens,
+            );
+            push(
+                "last_vs_angular_healed",
+                n,
+                &l.after_tokens,
+                &a.after_tokens,
+            );
+        }
+    }
+    out
+}
+
+/// The comparisons of one kind.
+fn of_kind<'a>(c: &'a [Comparison], kind: &str) -> Vec<&'a Comparison> {
+    c.iter().filter(|c| c.kind == kind).collect()
+}
+
+/// Among the comparisons resolved by the noise (|ΔNLL| > [`K_SE`] SE), the fraction in which
+/// model a is better, and the fraction resolved at all (NaN when there are none or any is
+/// unmeasured). An unresolved comparison is evidence neither way.
+fn resolved_wins(c: &[&Comparison]) -> (f64, f64) {
+    if c.is_empty() || c.iter().any(|c| !(c.dnll.is_finite() && c.se.is_finite())) {
+        return (f64::NAN, f64::NAN);
+    }
+    let resolved: Vec<_> = c.iter().filter(|c| c.dnll.abs() > K_SE * c.se).collect();
+    let wins = resolved.iter().filter(|c| c.dnll < 0.0).count() as f64;
+    (
+        wins / resolved.len().max(1) as f64,
+        resolved.len() as f64 / c.len() as f64,
+    )
+}
 
 /// Spearman's rank correlation of the pairs (no ties expected).
 fn spearman(p: &[(f64, f64)]) -> f64 {
@@ -29,13 +126,12 @@ pub(super) fn geo_mean(v: &[f64]) -> f64 {
 }
 
 /// The paper's statements against the measurements.
-pub(super) fn claims(sc: &Scale, m: &Measured) -> Vec<Claim> {
+pub(super) fn claims(sc: &Scale, m: &Measured, cmp: &[Comparison]) -> Vec<Claim> {
     let Measured {
         base,
         distances,
         best,
         pruning,
-        healing,
         export,
         ..
     } = m;
@@ -62,17 +158,34 @@ pub(super) fn claims(sc: &Scale, m: &Measured) -> Vec<Claim> {
         "fraction of n ≤ L/2",
     ));
     let row1 = &distances.table[0];
-    let mut mid: Vec<f64> = row1[2..l_tot - 1].to_vec();
-    mid.sort_by(|a, b| a.total_cmp(b));
-    let median = mid[mid.len() / 2];
-    claims.push(Claim::at_least(
-        "prune.edges_change_most",
-        &format!("{PAPER} §4, Fig. 7"),
-        "the first and the last block change the residual stream more than the middle ones: min(d(x^(0), x^(1)), d(x^(L−1), x^(L))) / median d(x^(l), x^(l+1))",
-        row1[0].min(row1[l_tot - 1]) / median,
-        1.5,
-        "ratio to the median block",
-    ));
+    let se1 = &distances.se[0];
+    let mut mid: Vec<(f64, f64)> = row1[2..l_tot - 1]
+        .iter()
+        .copied()
+        .zip(se1[2..l_tot - 1].iter().copied())
+        .collect();
+    mid.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (median, median_se) = mid[mid.len() / 2];
+    let (edge, edge_se) = if row1[0] <= row1[l_tot - 1] {
+        (row1[0], se1[0])
+    } else {
+        (row1[l_tot - 1], se1[l_tot - 1])
+    };
+    let ratio = edge / median;
+    // Delta method, the two distances treated as independent (they are averages over the same
+    // probe sequences, positively correlated, which makes this SE conservative).
+    let ratio_se = ratio * ((edge_se / edge).powi(2) + (median_se / median).powi(2)).sqrt();
+    claims.push(
+        Claim::at_least(
+            "prune.edges_change_most",
+            &format!("{PAPER} §4, Fig. 7"),
+            "the first and the last block change the residual stream more than the middle ones: min(d(x^(0), x^(1)), d(x^(L−1), x^(L))) / median d(x^(l), x^(l+1)), − 2 SE (delta method over the probe sequences)",
+            ratio - K_SE * ratio_se,
+            1.5,
+            "our bound: the edges 50 % above the median block, beyond the noise",
+        )
+        .with_se(ratio_se),
+    );
     let per_n = |rule: &str, n: usize| -> f64 {
         let v: Vec<f64> = pruning
             .iter()
@@ -81,27 +194,34 @@ pub(super) fn claims(sc: &Scale, m: &Measured) -> Vec<Claim> {
             .collect();
         geo_mean(&v)
     };
-    let frac = |f: &dyn Fn(usize) -> bool| {
-        sc.drops.iter().filter(|&&n| f(n)).count() as f64 / sc.drops.len() as f64
-    };
+    let why = "fraction of the n whose paired comparison is resolved (|ΔNLL| > 2 SE, batch means over 128-token blocks) in which the angular rule's loss is lower";
+    let need = "at least half of the n resolved";
     if sc.random_draws > 0 {
-        claims.push(Claim::at_least(
-            "prune.angular_beats_random",
-            &format!("{PAPER} §4"),
-            "dropping the block of least angular distance costs less perplexity than dropping a random block of the same size",
-            frac(&|n| per_n("angular", n) <= per_n("random", n)),
-            0.75,
-            "fraction of n where angular ≤ geometric mean of random draws",
-        ));
+        let (wins, resolved) = resolved_wins(&of_kind(cmp, "angular_vs_random"));
+        claims.push(
+            Claim::at_least(
+                "prune.angular_beats_random",
+                &format!("{PAPER} §4"),
+                "dropping the block of least angular distance costs less perplexity than dropping a random block of the same size",
+                wins,
+                0.75,
+                why,
+            )
+            .require(resolved >= 0.5, need),
+        );
     }
-    claims.push(Claim::at_least(
-        "prune.angular_beats_last_unhealed",
-        &format!("{PAPER} §4"),
-        "without healing the angular rule beats dropping the deepest blocks before the last",
-        frac(&|n| per_n("angular", n) <= per_n("last", n)),
-        0.75,
-        "fraction of n",
-    ));
+    let (wins, resolved) = resolved_wins(&of_kind(cmp, "angular_vs_last"));
+    claims.push(
+        Claim::at_least(
+            "prune.angular_beats_last_unhealed",
+            &format!("{PAPER} §4"),
+            "without healing the angular rule beats dropping the deepest blocks before the last",
+            wins,
+            0.75,
+            why,
+        )
+        .require(resolved >= 0.5, need),
+    );
     let nll_angular: Vec<(f64, f64)> = sc
         .drops
         .iter()
@@ -113,44 +233,57 @@ pub(super) fn claims(sc: &Scale, m: &Measured) -> Vec<Claim> {
         "the held-out loss grows with the number of blocks dropped (angular rule): Spearman rank correlation of (n, loss)",
         spearman(&nll_angular),
         0.8,
-        "1 = strictly increasing; single steps may dip within the noise",
+        "1 = strictly increasing; all n share the same tokens, so noise can only swap near-equal neighbours (their paired differences are in `comparisons`)",
     ));
-    if !healing.is_empty() {
-        let worst = healing.iter().map(|h| h.after / h.before).nan_max();
+    let healed: Vec<&Comparison> = cmp
+        .iter()
+        .filter(|c| c.kind.starts_with("healed_vs_unhealed"))
+        .collect();
+    if !healed.is_empty() {
+        // The healed model's loss minus the unhealed one's, plus 2 SE: below 0 for every model
+        // means healing lowered each loss by more than its noise.
+        let worst = healed.iter().map(|c| c.dnll + K_SE * c.se).nan_max();
         claims.push(Claim::at_most(
             "prune.healing_lowers_perplexity",
             &format!("{PAPER} §3.3, §4"),
-            "LoRA healing lowers the perplexity of every pruned model (largest after/before ratio)",
+            "LoRA healing lowers the held-out loss of every pruned model: largest ln(ppl_after/ppl_before) + 2 paired SE (nats)",
             worst,
-            1.0,
-            "after < before",
+            0.0,
+            "below 0: every healed model is better by more than 2 SE",
         ));
-        let gap = |n: usize, f: &dyn Fn(&HealRow) -> f64| -> Option<f64> {
-            let a = healing.iter().find(|h| h.rule == "angular" && h.n == n)?;
-            let l = healing.iter().find(|h| h.rule == "last" && h.n == n)?;
-            Some((f(l) / f(a)).ln())
-        };
-        let narrow: Vec<f64> = sc
-            .heal_drops
+        let gap = |kind: &str| of_kind(cmp, kind);
+        let ratios: Vec<(f64, f64, f64)> = gap("last_vs_angular_healed")
             .iter()
-            .filter_map(|&n| Some(gap(n, &|h| h.after)? / gap(n, &|h| h.before)?))
+            .zip(gap("last_vs_angular_unhealed"))
+            .map(|(a, b)| {
+                // r = a/b with the delta-method SE, treating the two gaps as independent.
+                let r = a.dnll / b.dnll;
+                let se = ((a.se / b.dnll).powi(2) + (r * b.se / b.dnll).powi(2)).sqrt();
+                (r, se, b.dnll / b.se)
+            })
             .collect();
-        if !narrow.is_empty() {
-            claims.push(Claim::at_most(
-                "prune.healing_narrows_last_gap",
-                &format!("{PAPER} §4"),
-                "healing closes most of the gap between the drop-last heuristic and the angular rule: ln(ppl_last/ppl_angular) after / before healing",
-                narrow.iter().copied().nan_max(),
-                0.5,
-                "largest ratio over healed n",
-            )
-            // The ratio means something only where drop-last was worse before healing.
-            .require(
-                sc.heal_drops
-                    .iter()
-                    .all(|&n| gap(n, &|h| h.before).is_some_and(|g| g > 0.0)),
-                "drop-last's perplexity exceeds the angular rule's before healing at every n",
-            ));
+        if !ratios.is_empty() {
+            let (r, se, _) = ratios
+                .iter()
+                .copied()
+                .max_by(|x, y| (x.0 + K_SE * x.1).total_cmp(&(y.0 + K_SE * y.1)))
+                .unwrap_or((f64::NAN, f64::NAN, f64::NAN));
+            claims.push(
+                Claim::at_most(
+                    "prune.healing_narrows_last_gap",
+                    &format!("{PAPER} §4"),
+                    "healing closes most of the gap between the drop-last heuristic and the angular rule: ln(ppl_last/ppl_angular) after / before healing, + 2 SE (delta method), largest over healed n",
+                    r + K_SE * se,
+                    0.5,
+                    "our bound: at least half the gap closed, beyond the noise",
+                )
+                .with_se(se)
+                // The ratio means something only where drop-last was resolvably worse before.
+                .require(
+                    ratios.iter().all(|x| x.2 > 3.0),
+                    "drop-last's loss exceeds the angular rule's before healing by more than 3 SE at every healed n",
+                ),
+            );
         }
     }
     if let Some(e) = export.iter().find(|e| !e.healed) {
@@ -176,4 +309,31 @@ pub(super) fn claims(sc: &Scale, m: &Measured) -> Vec<Claim> {
         ));
     }
     claims
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{resolved_wins, Comparison};
+
+    fn c(dnll: f64, se: f64) -> Comparison {
+        Comparison {
+            kind: "angular_vs_random".into(),
+            n: 1,
+            dnll,
+            se,
+        }
+    }
+
+    #[test]
+    fn unresolved_comparisons_count_neither_way() {
+        // Two wins beyond 2 SE, one loss beyond 2 SE, one tie inside the noise.
+        let v = [c(-1.0, 0.1), c(-0.5, 0.2), c(0.3, 0.1), c(-0.01, 0.02)];
+        let refs: Vec<&Comparison> = v.iter().collect();
+        let (wins, resolved) = resolved_wins(&refs);
+        assert!((wins - 2.0 / 3.0).abs() < 1e-15 && (resolved - 0.75).abs() < 1e-15);
+        // A missing SE makes the statistic missing, not a win.
+        let bad = [c(-1.0, f64::NAN)];
+        assert!(resolved_wins(&bad.iter().collect::<Vec<_>>()).0.is_nan());
+        assert!(resolved_wins(&[]).0.is_nan());
+    }
 }

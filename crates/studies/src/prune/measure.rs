@@ -59,6 +59,7 @@ pub(super) fn prune_and_evaluate(
                 draw,
                 perplexity: r.perplexity,
                 nll: r.nll,
+                token_nll: r.token_nll,
             });
             pb.inc(1);
         }
@@ -104,7 +105,7 @@ pub(super) fn heal_pruned(
             let start = choose_start(rule, l_tot, n, Some(distances), 0)?;
             let kept = kept_blocks(l_tot, start, n);
             let mut pruned = model.with_blocks(&kept)?;
-            let before = ppl(&pruned.all_blocks(), &pruned)?.perplexity;
+            let before = ppl(&pruned.all_blocks(), &pruned)?;
             let pb = bar(
                 sc.heal.steps as u64,
                 &format!("prune: heal {} n={n}", rule.name()),
@@ -118,14 +119,16 @@ pub(super) fn heal_pruned(
                 pb.set_position(s as u64)
             })?;
             pb.finish_and_clear();
-            let after = ppl(&pruned.all_blocks(), &pruned)?.perplexity;
+            let after = ppl(&pruned.all_blocks(), &pruned)?;
             healing.push(HealRow {
                 rule: rule.name().into(),
                 n,
                 start,
                 end: start + n,
-                before,
-                after,
+                before: before.perplexity,
+                after: after.perplexity,
+                before_tokens: before.token_nll,
+                after_tokens: after.token_nll,
                 steps: rep.steps,
                 trainable_params: rep.trainable_params,
                 first_loss: rep.losses.first().copied().unwrap_or(f64::NAN),

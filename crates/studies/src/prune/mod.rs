@@ -18,7 +18,7 @@ mod figures;
 mod measure;
 mod model;
 
-use claims::claims;
+use claims::{claims, comparisons};
 use figures::{figures, write_tables};
 use measure::{export_pruned, heal_pruned, load_inputs, probe_unpruned, prune_and_evaluate};
 pub use model::{distances_results, eval_results, prune_model, write_distances, PruneRun};
@@ -50,6 +50,9 @@ pub struct Scale {
     pub eval_tokens: usize,
     /// Perplexity window length in tokens.
     pub ctx: usize,
+    /// Tokens per batch of the batch-means SE of paired comparisons (docs/derivations/prune.md
+    /// #paired-differences).
+    pub se_block: usize,
     /// Block sizes n to drop.
     pub drops: Vec<usize>,
     /// Random blocks drawn per n (control).
@@ -73,6 +76,7 @@ impl Scale {
             position: Position::LastToken,
             eval_tokens: if quick { 2048 } else { 8192 },
             ctx: 512,
+            se_block: 128,
             drops: if quick {
                 vec![1, 2, 4, 6, 8, 10, 12]
             } else {
@@ -159,6 +163,10 @@ pub struct PruneRow {
     pub perplexity: f64,
     /// Mean next-token cross-entropy, nats per token.
     pub nll: f64,
+    /// Per-token cross-entropies on the held-out tokens (not serialised), for the claims'
+    /// paired comparisons.
+    #[serde(skip)]
+    pub token_nll: Vec<f64>,
 }
 
 /// One healed model.
@@ -176,6 +184,12 @@ pub struct HealRow {
     pub before: f64,
     /// Perplexity after healing.
     pub after: f64,
+    /// Per-token cross-entropies before healing (not serialised; paired comparisons).
+    #[serde(skip)]
+    pub before_tokens: Vec<f64>,
+    /// Per-token cross-entropies after healing (not serialised).
+    #[serde(skip)]
+    pub after_tokens: Vec<f64>,
     /// LoRA training steps.
     pub steps: usize,
     /// Number of adapter parameters trained.
@@ -232,6 +246,9 @@ pub struct Results {
     pub healing: Vec<HealRow>,
     /// Exported GGUF files, reloaded and evaluated.
     pub export: Vec<ExportRow>,
+    /// Paired per-token comparisons behind the claims: ΔNLL = ln(ppl_a/ppl_b) with its
+    /// batch-means SE, per n.
+    pub comparisons: Vec<Comparison>,
     /// Forward-pass throughput of the unpruned model on the perplexity windows.
     pub forward_tokens_per_second: f64,
     /// Wall-clock seconds of the run.
@@ -240,6 +257,22 @@ pub struct Results {
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
     pub figures: Vec<String>,
+}
+
+/// One paired comparison of two models on the same held-out tokens
+/// (docs/derivations/prune.md#paired-differences).
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// `angular_vs_random` (against the mean of the random draws' per-token losses),
+    /// `angular_vs_last`, `healed_vs_unhealed_angular`, `healed_vs_unhealed_last`,
+    /// `last_vs_angular_unhealed`, `last_vs_angular_healed`.
+    pub kind: String,
+    /// Number of blocks dropped.
+    pub n: usize,
+    /// Mean per-token difference of cross-entropies a − b (nats) = ln(ppl_a/ppl_b).
+    pub dnll: f64,
+    /// Its standard error by batch means over blocks of [`Scale::se_block`] tokens.
+    pub se: f64,
 }
 
 /// Read a corpus (UTF-8 text, or JSON lines with a `"text"` field) and split it: (first 90 %,
@@ -327,7 +360,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
 
     let figures = figures(out, sc, &m)?;
 
-    let claims = claims(sc, &m);
+    let comparisons = comparisons(sc, &m);
+    let claims = claims(sc, &m, &comparisons);
     let results = Results {
         quick: cfg.quick,
         seed: cfg.seed,
@@ -348,6 +382,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         pruning,
         healing,
         export,
+        comparisons,
         forward_tokens_per_second,
         seconds: t0.elapsed().as_secs_f64(),
         claims,
