@@ -43,14 +43,36 @@ pub fn run(a: AutoencodeArgs) -> Result<()> {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { cfg.$f = v; } )* };
     }
     set!(seeds, hidden, steps, sphere_steps, batch, lr);
-    anyhow::ensure!(
-        cfg.lr > 0.0 && cfg.lr.is_finite(),
-        "--lr: must be a positive number"
-    );
-    anyhow::ensure!(
-        cfg.hidden.iter().all(|&w| w > 0),
-        "--hidden: widths must be positive"
-    );
+    cfg.validate()?; // every flag, before any work or output
+                     // Weights, gradients and two Adam moments (f64) of the six settings × seeds trained at once,
+                     // and each one's activations of a batch.
+    let at_once = std::thread::available_parallelism()
+        .map_or(1, |v| v.get())
+        .min(cfg.seeds.saturating_mul(6)) as u64;
+    let mut widths = vec![3];
+    widths.extend(&cfg.hidden);
+    widths.push(3);
+    let params = widths.windows(2).try_fold(0u64, |a, w| {
+        a.checked_add(crate::limits::prod(&[w[0], w[1]])?)
+    });
+    let acts = widths.iter().try_fold(0u64, |a, &w| {
+        a.checked_add(crate::limits::prod(&[w, cfg.batch, 2 * 2 * 8])?)
+    });
+    crate::limits::check_memory(
+        "autoencode",
+        &[
+            (
+                "--hidden",
+                dlt_studies::limits::list(&cfg.hidden),
+                params.and_then(|p| p.checked_mul(4 * 8 * at_once)),
+            ),
+            (
+                "--batch",
+                cfg.batch.to_string(),
+                acts.and_then(|p| p.checked_mul(at_once)),
+            ),
+        ],
+    )?;
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let r = run(&cfg, &dir)?;
     crate::print_study(&r, &r.claims, a.json, &dir)

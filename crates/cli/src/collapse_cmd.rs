@@ -213,6 +213,103 @@ fn check_linear(
     Ok(())
 }
 
+/// Sizes of `collapse gaussian`, checked before any work (issue 12): the samples a generation
+/// keeps (all generations' when data accumulate), the d × d covariance and the per-seed
+/// statistics of every generation fit in memory, and the fits (about T·d² multiply-adds per
+/// kept sample set) are at most [`crate::limits::MAX_WORK`].
+fn check_gaussian(
+    dim: usize,
+    t: usize,
+    generations: usize,
+    policy: Policy,
+    seeds: usize,
+) -> Result<()> {
+    use crate::limits::{at_least, check_memory, prod};
+    at_least("--dim", dim, 1)?;
+    at_least("--generations", generations, 1)?;
+    at_least("--seeds", seeds, 2)?;
+    let kept = if policy == Policy::Replace {
+        1
+    } else {
+        generations
+    };
+    check_memory(
+        "collapse gaussian",
+        &[
+            (
+                "--generations",
+                generations.to_string(),
+                prod(&[kept, t, dim, 8]),
+            ),
+            {
+                let (f, v) =
+                    crate::limits::larger(("--seeds", seeds), ("--generations", generations));
+                (f, v, prod(&[generations, seeds, 2 * 8]))
+            },
+            ("--t", t.to_string(), prod(&[t, dim, 8])),
+            ("--dim", dim.to_string(), prod(&[dim, dim, 4 * 8])),
+        ],
+    )?;
+    anyhow::ensure!(
+        t > dim,
+        "--t {t}: need more samples than dimensions for a full-rank MLE covariance (dim = {dim}); use --t ≥ {}",
+        dim + 1
+    );
+    let (f, v) = crate::limits::larger(("--seeds", seeds), ("--generations", generations));
+    crate::limits::check_work(
+        "collapse gaussian",
+        f,
+        &v,
+        prod(&[seeds, generations, kept.div_ceil(2), t, dim, dim]),
+    )
+}
+
+/// Sizes of `collapse vae` and `collapse diffusion`, checked before the data are read
+/// (issue 12): at least one generation and epoch, at least `min_images` and at most the 60000
+/// images of the Fashion-MNIST training set, the accumulated training sets (`dim` f32 per
+/// image, every generation's when data accumulate) in memory, and the training (about 6
+/// multiply-adds per parameter, image and epoch, over every policy and generation) at most
+/// [`crate::limits::MAX_WORK`].
+#[allow(clippy::too_many_arguments)]
+fn check_generative(
+    what: &str,
+    generations: usize,
+    train_images: usize,
+    min_images: usize,
+    epochs: usize,
+    dim: usize,
+    params: usize,
+    policies: usize,
+) -> Result<()> {
+    use crate::limits::{at_least, at_most, check_memory, prod};
+    at_least("--generations", generations, 1)?;
+    at_least("--train-images", train_images, min_images)?;
+    at_most(
+        "--train-images",
+        train_images,
+        60_000,
+        "the Fashion-MNIST training set has 60000 images",
+    )?;
+    at_least("--epochs", epochs, 1)?;
+    check_memory(
+        what,
+        &[(
+            "--generations",
+            generations.to_string(),
+            prod(&[generations, train_images, dim, 4]),
+        )],
+    )?;
+    // Accumulated data: generation g trains on up to g + 1 sets.
+    let images = prod(&[generations, generations.div_ceil(2).max(1), train_images]);
+    let (f, v) = crate::limits::larger(("--epochs", epochs), ("--generations", generations));
+    crate::limits::check_work(
+        what,
+        f,
+        &v,
+        images.and_then(|i| i.checked_mul(prod(&[epochs, params, 6, policies.max(1)])?)),
+    )
+}
+
 /// Sizes of `collapse lm`, checked before the text is read or any model built (issue 12):
 /// each split holds at least one window of ctx + 1 characters, the model has layers and a
 /// width that splits into its heads, and the weights, optimiser state, activations and the
@@ -365,9 +462,7 @@ fn run_gaussian(a: GaussianArgs) -> Result<()> {
         json: as_json,
         out,
     } = a;
-    anyhow::ensure!(dim >= 1, "--dim: must be ≥ 1");
-    anyhow::ensure!(t > dim, "--t: need more samples than dimensions for a full-rank MLE covariance (T = {t}, dim = {dim})");
-    anyhow::ensure!(seeds >= 2, "--seeds: need at least 2");
+    check_gaussian(dim, t, generations, policy, seeds)?;
     let rows = dlt_studies::collapse::gaussian_runs(dim, t, generations, policy, seeds, seed)?;
     let v = dlt_studies::collapse::gaussian_results(dim, t, policy, seeds, &rows);
     if let Some(o) = out {
@@ -492,16 +587,28 @@ fn run_vae(a: VaeArgs) -> Result<()> {
     } = a;
     let mut sc = dlt_studies::collapse::VaeScale::for_mode(quick);
     if let Some(g) = generations {
-        anyhow::ensure!(g >= 1, "--generations: need at least one generation");
         sc.generations = g;
     }
     if let Some(v) = train_images {
-        anyhow::ensure!(v >= 1, "--train-images: need at least one image");
         sc.train_images = v;
     }
     if let Some(v) = epochs {
-        anyhow::ensure!(v >= 1, "--epochs: need at least one");
         sc.model.epochs = v;
+    }
+    {
+        // 784-hidden-(2×latent) encoder and latent-hidden-784 decoder.
+        let m = &sc.model;
+        let params = 2 * 784 * m.hidden + 3 * m.hidden * m.latent;
+        check_generative(
+            "collapse vae",
+            sc.generations,
+            sc.train_images,
+            1,
+            sc.model.epochs,
+            784,
+            params,
+            policy.len(),
+        )?;
     }
     let (rows, grids) = dlt_studies::collapse::vae_runs(
         data_path.as_deref(),
@@ -556,20 +663,34 @@ fn run_diffusion(a: DiffusionArgs) -> Result<()> {
     } = a;
     let mut sc = dlt_studies::collapse::DiffusionScale::for_mode(quick);
     if let Some(g) = generations {
-        anyhow::ensure!(g >= 1, "--generations: need at least one generation");
         sc.generations = g;
     }
     if let Some(v) = train_images {
-        anyhow::ensure!(v >= 2, "--train-images: need at least two images");
         sc.train_images = v;
     }
     if let Some(v) = pca_dims {
-        anyhow::ensure!((1..=784).contains(&v), "--pca-dims: between 1 and 784");
+        anyhow::ensure!(
+            (1..=784).contains(&v),
+            "--pca-dims {v}: must be between 1 and 784 (the pixels of a Fashion-MNIST image)"
+        );
         sc.pca_dims = v;
     }
     if let Some(v) = epochs {
-        anyhow::ensure!(v >= 1, "--epochs: need at least one");
         sc.model.epochs = v;
+    }
+    {
+        // The denoiser: (pca + time features)-hidden-hidden-pca, bounded by 2·(pca + hidden)².
+        let (d, h) = (sc.pca_dims, sc.model.hidden);
+        check_generative(
+            "collapse diffusion",
+            sc.generations,
+            sc.train_images,
+            2,
+            sc.model.epochs,
+            d,
+            2 * (d + h) * (d + h),
+            policy.len(),
+        )?;
     }
     let rows = dlt_studies::collapse::diffusion_runs(
         data_path.as_deref(),

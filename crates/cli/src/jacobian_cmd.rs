@@ -49,14 +49,25 @@ pub fn run(a: JacobianArgs) -> Result<()> {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { cfg.$f = v; } )* };
     }
     set!(lambdas, seeds, hidden, epochs, batch, lr, eval_points);
-    anyhow::ensure!(
-        cfg.lr > 0.0 && cfg.lr.is_finite(),
-        "--lr: must be a positive number"
-    );
-    anyhow::ensure!(
-        cfg.hidden.iter().all(|&w| w > 0),
-        "--hidden: widths must be positive"
-    );
+    cfg.validate()?; // every flag, before any data are read or output created
+                     // Weights, gradients and two Adam moments (f64) of every model trained at once.
+    let mut widths = vec![784];
+    widths.extend(&cfg.hidden);
+    widths.push(10);
+    let at_once = std::thread::available_parallelism()
+        .map_or(1, |v| v.get())
+        .min(cfg.seeds.saturating_mul(cfg.lambdas.len()));
+    let params = widths.windows(2).try_fold(0u64, |a, w| {
+        a.checked_add(crate::limits::prod(&[w[0], w[1]])?)
+    });
+    crate::limits::check_memory(
+        "jacobian",
+        &[(
+            "--hidden",
+            dlt_studies::limits::list(&cfg.hidden),
+            params.and_then(|p| p.checked_mul(4 * 8 * at_once as u64)),
+        )],
+    )?;
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let r = run(&cfg, &dir)?;
     crate::print_study(&r, &r.claims, a.json, &dir)

@@ -142,7 +142,7 @@ fn main() {
                 {
                     if let Some(flag) = args[..i].last().filter(|f| f.starts_with("--")) {
                         eprintln!(
-                            "error: {flag} {}: must be a count ≥ 0, not a negative number; see --help for the values this flag takes",
+                            "error: {flag} {}: must not be negative; see --help for the values this flag takes",
                             one_line(&args[i])
                         );
                         std::process::exit(1);

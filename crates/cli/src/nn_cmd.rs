@@ -421,6 +421,17 @@ pub fn orthogonal(a: OrthogonalArgs) -> Result<()> {
                     sc.train_width.to_string(),
                     prod(&[sc.train_width, sc.train_width, deepest, 4 * 4]),
                 ),
+                // Per layer of the deepest network: the weights and the full batch's activations.
+                (
+                    "--train-depths",
+                    deepest.to_string(),
+                    prod(&[
+                        deepest,
+                        sc.train_width.saturating_add(sc.train_examples),
+                        sc.train_width,
+                        4,
+                    ]),
+                ),
                 (
                     "--train-examples",
                     sc.train_examples.to_string(),

@@ -196,6 +196,27 @@ pub fn run(cmd: PruneCmd) -> Result<()> {
     }
 }
 
+/// Tokens per probe sequence of `dlt prune run` (the angular rule).
+const PROBE_LEN: usize = 256;
+
+/// Memory of the probe, checked before the model is loaded: per sequence and token one f32
+/// hidden state of width ≥ 64 (a lower bound for any model), and one head's len × len
+/// attention scores.
+fn probe_memory(samples: usize, len: usize) -> Result<()> {
+    use crate::limits::{check_memory, prod};
+    check_memory(
+        "prune distances",
+        &[
+            (
+                "--samples",
+                samples.to_string(),
+                prod(&[samples, len, 64 * 4]),
+            ),
+            ("--len", len.to_string(), prod(&[len, len, 4])),
+        ],
+    )
+}
+
 /// `dlt prune distances`: check the flags, probe the model, write via
 /// [`dlt_studies::prune::write_distances`], print.
 fn run_distances(a: DistancesArgs) -> Result<()> {
@@ -210,6 +231,7 @@ fn run_distances(a: DistancesArgs) -> Result<()> {
     } = a;
     anyhow::ensure!(samples >= 1, "--samples {samples}: must be ≥ 1");
     anyhow::ensure!(len >= 1, "--len {len}: must be ≥ 1 token");
+    probe_memory(samples, len)?;
     let ck = load(model)?;
     let (_, held) = heldout_text(text.as_deref())?;
     let toks = ck.tokenizer.encode(&held)?;
@@ -284,6 +306,42 @@ fn run_prune(a: RunArgs) -> Result<()> {
     crate::limits::positive("--heal-lr", heal_lr)?;
     anyhow::ensure!(heal_seq >= 2, "--heal-seq {heal_seq}: must be ≥ 2 tokens");
     anyhow::ensure!(heal_batch >= 1, "--heal-batch {heal_batch}: must be ≥ 1");
+    anyhow::ensure!(
+        drop >= 1,
+        "--drop {drop}: must be ≥ 1 (the number of blocks to drop)"
+    );
+    {
+        use crate::limits::{check_memory, prod};
+        // Lower bounds of what the flags size, whatever the model: per layer of the probe and
+        // of healing, one f32 hidden state of width ≥ 64 per token; one head's attention
+        // scores per healing sequence; the LoRA factors (rank × (in + out) ≥ rank × 128) of the
+        // seven targets.
+        check_memory(
+            "prune run",
+            &[
+                (
+                    "--samples",
+                    samples.to_string(),
+                    prod(&[samples, PROBE_LEN, 64 * 4]),
+                ),
+                (
+                    "--heal-batch",
+                    heal_batch.to_string(),
+                    prod(&[heal_batch, heal_seq, 64 * 4]),
+                ),
+                (
+                    "--heal-seq",
+                    heal_seq.to_string(),
+                    prod(&[heal_batch, heal_seq, heal_seq, 4]),
+                ),
+                (
+                    "--lora-rank",
+                    lora_rank.to_string(),
+                    prod(&[lora_rank, 128, 7, 4]),
+                ),
+            ],
+        )?;
+    }
     let rule = Rule::parse(&rule)?;
     use candle_core::quantized::GgmlDType;
     let healed_type = match healed_type.as_str() {
@@ -294,7 +352,13 @@ fn run_prune(a: RunArgs) -> Result<()> {
         "f32" => GgmlDType::F32,
         other => anyhow::bail!("--healed-type {other:?}: use q8_0, q4_0, q4_1, f16 or f32"),
     };
-    let ck = load(model)?;
+    let model = model_path(model)?;
+    // The block count from the header, so a --drop too large is refused before the weights
+    // are read (and again against the loaded model).
+    if let Some(n) = dlt_llm::checkpoint::declared_blocks(&model) {
+        dlt_llm::probe::check_drop(n, drop)?;
+    }
+    let ck = dlt_llm::load(&model)?;
     dlt_llm::probe::check_drop(ck.model.blocks.len(), drop)?;
     let o = OutDir::create(&out)?;
     let (train, held) = heldout_text(text.as_deref())?;
@@ -358,6 +422,28 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         second_half,
         json,
     } = a;
+    // Every flag before the model is loaded (issue 12): a window scores its tokens after the
+    // first (after the first half with --second-half); --tokens must hold one window; one
+    // head's ctx × ctx attention scores (f32) must fit.
+    let min_ctx = if second_half { 3 } else { 2 };
+    anyhow::ensure!(
+        ctx >= min_ctx,
+        "--ctx {ctx}: a window of {ctx} tokens scores nothing; use --ctx ≥ {min_ctx}"
+    );
+    if let Some(n) = tokens {
+        anyhow::ensure!(
+            n >= ctx,
+            "--tokens {n}: fewer than one window of --ctx {ctx} tokens; use --tokens ≥ {ctx} or a smaller --ctx"
+        );
+    }
+    crate::limits::check_memory(
+        "prune eval",
+        &[(
+            "--ctx",
+            ctx.to_string(),
+            crate::limits::prod(&[ctx, ctx, 4]),
+        )],
+    )?;
     let ck = load(model)?;
     let t = match &text {
         Some(p) => read_text(p)?,

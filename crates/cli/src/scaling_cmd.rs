@@ -370,12 +370,35 @@ fn run_study(a: StudyArgs) -> Result<()> {
     use dlt_studies::scaling::{run, Config, Scale};
     let mut scale = Scale::for_mode(quick);
     if let Some(s) = seeds {
-        anyhow::ensure!(s >= 2, "--seeds: need at least 2 for a standard error");
+        anyhow::ensure!(s >= 2, "--seeds {s}: need at least 2 for a standard error");
         scale.seeds = s;
     }
     if let Some(m) = m {
-        anyhow::ensure!(m >= 1, "--m: must be ≥ 1");
         scale.m = m;
+    }
+    // The largest point of the (N, P) table, checked like `scaling simulate` (memory of the
+    // seeds that run at once), and the table's arithmetic (about N·P·M + min(N, P)³ per seed
+    // and point) at most MAX_WORK.
+    {
+        let big = scale.grid.iter().copied().max().unwrap_or(1);
+        check_point(scale.m, big, big, scale.seeds, 0).map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                e.to_string().replace("scaling simulate", "scaling study")
+            )
+        })?;
+        let points = scale.grid.len().pow(2) * scale.alphas.len().max(1);
+        let per = crate::limits::sum(&[
+            crate::limits::prod(&[big, big, scale.m]),
+            crate::limits::prod(&[big, big, big]),
+        ]);
+        let (f, v) = crate::limits::larger(("--seeds", scale.seeds), ("--m", scale.m));
+        crate::limits::check_work(
+            "scaling study",
+            f,
+            &v,
+            per.and_then(|p| p.checked_mul(crate::limits::prod(&[points, scale.seeds])?)),
+        )?;
     }
     let dir = OutDir::create(&out)?;
     let r = run(

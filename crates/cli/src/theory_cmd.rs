@@ -568,6 +568,14 @@ fn parse_method(s: &str, act: &dlt_theory::Act) -> Result<PairMethod> {
 fn kernel_config(n: &KernelNetArgs) -> Result<KernelConfig> {
     let act = parse(&n.activation)?;
     let method = parse_method(&n.method, &act)?;
+    // Every layer costs each pair of inputs at least ~10³ multiply-adds (a Mehler series or
+    // a Gauss–Hermite quadrature of ≥ 200 nodes), so the depth alone bounds the work.
+    crate::limits::check_work(
+        "the kernel recursion",
+        "--depth",
+        &n.depth.to_string(),
+        crate::limits::prod(&[n.depth, 1000]),
+    )?;
     let mut cfg = KernelConfig::new(act, n.cb, n.cw, n.depth);
     cfg.lambda_b = n.lambda_b.unwrap_or(n.cb);
     cfg.lambda_w = n.lambda_w.unwrap_or(n.cw);

@@ -2433,6 +2433,7 @@ fn every_size_flag_rejects_zero_negative_nan_and_huge_naming_the_flag() {
     let profile = "theory profile --activation tanh --cb 0 --cw 1 --k1 1";
     let sim = "scaling simulate --alpha 1";
     let sim_sizes = [("--m", "100"), ("--n", "10"), ("--p", "20")];
+    let drop = [("--drop", "2")];
     // (command, defaults of the size flags it needs, flag under test, 0 legitimate, float)
     #[rustfmt::skip]
     let table: Vec<(&str, &[(&str, &str)], &str, bool, bool)> = vec![
@@ -2492,12 +2493,67 @@ fn every_size_flag_rejects_zero_negative_nan_and_huge_naming_the_flag() {
         ("train", &[], "--epochs", false, false),
         ("train", &[], "--max-steps", false, false),
         ("train", &[], "--lr", false, true),
+        // The prune rows read the cached SmolLM2 header (for --drop) but never its weights.
+        ("prune run", &drop, "--drop", false, false),
+        ("prune run", &drop, "--samples", false, false),
+        ("prune run", &drop, "--eval-tokens", false, false),
+        ("prune run", &drop, "--heal-steps", true, false), // 0: no healing
+        ("prune run", &drop, "--lora-rank", false, false),
+        ("prune run", &drop, "--heal-seq", false, false),
+        ("prune run", &drop, "--heal-batch", false, false),
+        ("prune run", &drop, "--heal-lr", false, true),
+        ("prune run", &drop, "--lora-alpha", false, true),
+        ("prune eval", &[], "--ctx", false, false),
+        ("prune eval", &[], "--tokens", false, false),
+        ("prune distances", &[], "--samples", false, false),
+        ("prune distances", &[], "--len", false, false),
+        ("collapse gaussian", &[], "--dim", false, false),
+        ("collapse gaussian", &[], "--t", false, false),
+        ("collapse gaussian", &[], "--generations", false, false),
+        ("collapse gaussian", &[], "--seeds", false, false),
+        ("collapse vae --quick", &[], "--generations", false, false),
+        ("collapse vae --quick", &[], "--train-images", false, false),
+        ("collapse vae --quick", &[], "--epochs", false, false),
+        ("collapse diffusion --quick", &[], "--generations", false, false),
+        ("collapse diffusion --quick", &[], "--train-images", false, false),
+        ("collapse diffusion --quick", &[], "--pca-dims", false, false),
+        ("collapse diffusion --quick", &[], "--epochs", false, false),
+        ("jacobian --quick", &[], "--seeds", false, false),
+        ("jacobian --quick", &[], "--hidden", false, false),
+        ("jacobian --quick", &[], "--batch", false, false),
+        ("jacobian --quick", &[], "--eval-points", false, false),
+        ("jacobian --quick", &[], "--epochs", false, true),
+        ("jacobian --quick", &[], "--lr", false, true),
+        ("jacobian --quick", &[], "--lambdas", true, true), // 0: the unregularised baseline alone
+        ("autoencode --quick", &[], "--seeds", false, false),
+        ("autoencode --quick", &[], "--hidden", false, false),
+        ("autoencode --quick", &[], "--steps", false, false),
+        ("autoencode --quick", &[], "--sphere-steps", false, false),
+        ("autoencode --quick", &[], "--batch", false, false),
+        ("autoencode --quick", &[], "--lr", false, true),
+        ("scaling study --quick", &[], "--seeds", false, false),
+        ("scaling study --quick", &[], "--m", false, false),
+        ("trained --quick", &[], "--n-train", false, false),
+        ("trained --quick", &[], "--n-test", false, false),
+        ("trained --quick", &[], "--depths", false, false),
+        ("trained --quick", &[], "--steps", false, false),
+        ("trained --quick", &[], "--net-width", false, false),
+        ("trained --quick", &[], "--net-pairs", false, false),
+        ("trained --quick", &[], "--widths", false, false),
+        ("trained --quick", &[], "--pairs", false, false),
+        ("trained --quick", &[], "--ensemble-steps", false, false),
+        ("orthogonal --quick", &[], "--train-depths", false, false),
+        ("orthogonal --quick", &[], "--train-lr", false, true),
     ];
     let mut failures = vec![];
     for (cmd, sizes, flag, zero_ok, float) in &table {
         // Flags for which 2^64−1 is legitimate (see the table's comments).
         let huge_ok = (cmd.starts_with("scaling theory") && (*flag == "--n" || *flag == "--p"))
-            || *flag == "--samples" && cmd.starts_with("scaling spectrum");
+            || *flag == "--samples" && cmd.starts_with("scaling spectrum")
+            // prune run: --eval-tokens and prune eval: --tokens are caps (at most the held-out
+            // tokens there are); --heal-steps only costs time, step by step.
+            || (cmd.starts_with("prune run") && (*flag == "--eval-tokens" || *flag == "--heal-steps"))
+            || (cmd.starts_with("prune eval") && *flag == "--tokens");
         let mut values = vec!["-1"];
         if !huge_ok {
             values.push(MAX);

@@ -66,6 +66,37 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     }
 }
 
+/// The number of transformer blocks a model declares, read from its header alone (GGUF
+/// metadata, or `config.json` of a safetensors directory), so that a flag such as `--drop` can
+/// be checked before the weights are loaded. `None` when the header cannot be read; [`load`]
+/// then reports why.
+pub fn declared_blocks(path: &Path) -> Option<usize> {
+    if path.is_dir() {
+        let text = std::fs::read_to_string(path.join("config.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        return usize::try_from(v.get("num_hidden_layers")?.as_u64()?).ok();
+    }
+    let len = crate::regular_file(path).ok()?.len();
+    let mut f = std::fs::File::open(path).ok()?;
+    crate::gguf_check::check_alignment(path, &mut f, len).ok()?;
+    let content = Content::read(&mut f).ok()?;
+    let arch = content
+        .metadata
+        .get("general.architecture")?
+        .to_string()
+        .ok()?;
+    let n: u64 = match *content.metadata.get(&format!("{arch}.block_count"))? {
+        Value::U8(x) => x.into(),
+        Value::U16(x) => x.into(),
+        Value::U32(x) => x.into(),
+        Value::U64(x) => x,
+        Value::I32(x) => u64::try_from(x).ok()?,
+        Value::I64(x) => u64::try_from(x).ok()?,
+        _ => return None,
+    };
+    usize::try_from(n).ok()
+}
+
 fn corrupt(path: &Path, e: impl std::fmt::Display) -> LlmError {
     LlmError::file(
         path,

@@ -310,18 +310,51 @@ fn train_and_eval(
     Ok(r)
 }
 
-/// Refuse a configuration that cannot run, naming what is wrong.
+/// Refuse a configuration that cannot run, naming the flag of `dlt autoencode` (issue 12).
+/// The training arithmetic — about 6 multiply-adds per parameter per example, over the six
+/// settings × seeds × max(steps, sphere steps) × batch — is at most [`crate::limits::MAX_WORK`].
 fn validate(cfg: &Config) -> Result<(), StudyError> {
-    if cfg.seeds == 0 || cfg.batch == 0 || cfg.steps == 0 || cfg.sphere_steps == 0 {
-        return Err(StudyError::Nn(dlt_nn::NnError::Invalid {
-            what: format!(
-                "seeds {}, batch {}, steps {}/{}",
-                cfg.seeds, cfg.batch, cfg.steps, cfg.sphere_steps
-            ),
-            fix: "need at least one seed, a positive batch and positive step counts".into(),
-        }));
+    use crate::limits::{
+        at_least, at_most, check_work, dense_params, each_at_least, list, positive,
+    };
+    at_least("--seeds", cfg.seeds, 1)?;
+    at_least("--steps", cfg.steps, 1)?;
+    at_least("--sphere-steps", cfg.sphere_steps, 1)?;
+    at_least("--batch", cfg.batch, 1)?;
+    at_most(
+        "--batch",
+        cfg.batch,
+        4000,
+        "the largest training set, the sphere's, has 4000 points: a larger batch is the same full batch",
+    )?;
+    positive("--lr", cfg.lr)?;
+    each_at_least("--hidden", &cfg.hidden, 1)?;
+    // Encoder 3-…-d and the mirrored decoder (the widest setting: the sphere in R³).
+    let mut widths = vec![3];
+    widths.extend(&cfg.hidden);
+    widths.push(3);
+    let (sf, steps) = if cfg.sphere_steps > cfg.steps {
+        ("--sphere-steps", cfg.sphere_steps)
+    } else {
+        ("--steps", cfg.steps)
+    };
+    check_work(
+        "autoencode training",
+        6.0 * 6.0 * 2.0,
+        &[
+            ("--seeds", cfg.seeds.to_string(), cfg.seeds as f64),
+            (sf, steps.to_string(), steps as f64),
+            ("--batch", cfg.batch.to_string(), cfg.batch as f64),
+            ("--hidden", list(&cfg.hidden), dense_params(&widths)),
+        ],
+    )
+}
+
+impl Config {
+    /// [`validate`]: refuse settings the study cannot run, naming the flag.
+    pub fn validate(&self) -> Result<(), StudyError> {
+        validate(self)
     }
-    Ok(())
 }
 
 /// `errors.csv`: one row per run.

@@ -87,6 +87,56 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Refuse settings the study cannot run, naming the flag of `dlt jacobian` (issue 12),
+    /// before the data are read. Caps: `--batch` ≤ 60000 and `--eval-points` ≤ 10000 (the
+    /// Fashion-MNIST training and test sets), and the training arithmetic — about 6 multiply-adds
+    /// per parameter per example for the forward, backward and penalty passes, over
+    /// seeds × λ values × epochs × 60000 examples — at most [`crate::limits::MAX_WORK`].
+    pub fn validate(&self) -> Result<(), StudyError> {
+        use crate::limits::{
+            at_least, at_most, check_work, dense_params, each_at_least, invalid, list, positive,
+        };
+        if self.lambdas.is_empty() || self.lambdas.iter().any(|l| !(l.is_finite() && *l >= 0.0)) {
+            return Err(invalid(
+                format!("--lambdas {}", list(&self.lambdas)),
+                "give finite λ ≥ 0 (0 is the unregularised baseline)",
+            ));
+        }
+        at_least("--seeds", self.seeds, 1)?;
+        at_least("--batch", self.batch, 1)?;
+        at_most(
+            "--batch",
+            self.batch,
+            60_000,
+            "the Fashion-MNIST training set has 60000 images",
+        )?;
+        positive("--epochs", self.epochs)?;
+        positive("--lr", self.lr)?;
+        at_least("--eval-points", self.eval_points, 2)?;
+        at_most(
+            "--eval-points",
+            self.eval_points,
+            10_000,
+            "the Fashion-MNIST test set has 10000 images",
+        )?;
+        each_at_least("--hidden", &self.hidden, 1)?;
+        let mut widths = vec![784];
+        widths.extend(&self.hidden);
+        widths.push(10);
+        check_work(
+            "jacobian training",
+            6.0 * 60_000.0,
+            &[
+                ("--seeds", self.seeds.to_string(), self.seeds as f64),
+                ("--lambdas", list(&self.lambdas), self.lambdas.len() as f64),
+                ("--epochs", self.epochs.to_string(), self.epochs),
+                ("--hidden", list(&self.hidden), dense_params(&widths)),
+            ],
+        )
+    }
+}
+
 /// One trained model's evaluation.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
@@ -557,21 +607,7 @@ fn claims(runs: &[RunResult], cfg: &Config) -> Vec<Claim> {
 /// Run the study into `out`, writing `results.json` last.
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t0 = Instant::now();
-    if cfg.lambdas.is_empty() || cfg.lambdas.iter().any(|l| !(l.is_finite() && *l >= 0.0)) {
-        return Err(StudyError::Nn(dlt_nn::NnError::Invalid {
-            what: format!("λ values {:?}", cfg.lambdas),
-            fix: "give finite λ ≥ 0 (0 is the unregularised baseline)".into(),
-        }));
-    }
-    if cfg.seeds == 0 || cfg.batch == 0 || cfg.epochs <= 0.0 || cfg.eval_points < 2 {
-        return Err(StudyError::Nn(dlt_nn::NnError::Invalid {
-            what: format!(
-                "seeds {}, batch {}, epochs {}, eval points {}",
-                cfg.seeds, cfg.batch, cfg.epochs, cfg.eval_points
-            ),
-            fix: "need ≥ 1 seed, a positive batch and epochs, ≥ 2 evaluation points".into(),
-        }));
-    }
+    cfg.validate()?;
     let tt = dlt_nn::data::fashion_mnist(cfg.data.as_deref())?;
     if cfg.batch > tt.train.len() {
         return Err(StudyError::Nn(dlt_nn::NnError::Invalid {

@@ -10,6 +10,7 @@ pub mod claim;
 pub mod collapse;
 pub mod hessian;
 pub mod jacobian;
+pub mod limits;
 pub mod orthogonal;
 pub mod output;
 pub mod plot;

@@ -95,43 +95,114 @@ impl Config {
 }
 
 impl Config {
-    /// Refuse settings the study cannot run, naming the flag of `dlt trained`.
+    /// Refuse settings the study cannot run, naming the flag of `dlt trained` (issue 12), before
+    /// the data are read. Caps: `--n-train` ≤ 60000 and `--n-test` ≤ 10000 (the Fashion-MNIST
+    /// splits), `--steps` ≤ 2³²−1 (the kernel GD's step counter), and the arithmetic of each part
+    /// at most [`crate::limits::MAX_WORK`]: the kernels (about 100 multiply-adds per pair of
+    /// images, per layer and activation), the networks trained beside them and the ensembles
+    /// (about 6 per parameter, example and GD step).
     pub fn validate(&self) -> Result<(), StudyError> {
-        let bad = |what: String, fix: &str| {
-            Err(StudyError::Nn(dlt_nn::NnError::Invalid {
-                what,
-                fix: fix.into(),
-            }))
+        use crate::limits::{
+            at_least, at_most, check_work, dense_params, each_at_least, invalid, list,
         };
         let (r, e) = (&self.regression, &self.ensembles);
-        if r.depths.is_empty() || r.depths.contains(&0) || e.depth == 0 {
-            return bad(
-                format!("--depths {:?}", r.depths),
-                "give depths ≥ 1 (the number of Dense layers)",
-            );
+        at_least("--n-train", self.n_train, 1)?;
+        at_most(
+            "--n-train",
+            self.n_train,
+            60_000,
+            "the Fashion-MNIST training set has 60000 images",
+        )?;
+        at_least("--n-test", self.n_test, 1)?;
+        at_most(
+            "--n-test",
+            self.n_test,
+            10_000,
+            "the Fashion-MNIST test set has 10000 images",
+        )?;
+        each_at_least("--depths", &r.depths, 1)?;
+        if e.depth == 0 {
+            return Err(invalid(
+                "ensemble depth 0",
+                "the ensembles need ≥ 1 Dense layer",
+            ));
         }
-        if r.net_width == 0 || r.steps == 0 || e.steps == 0 {
-            return bad(
-                format!(
-                    "--net-width {}, --steps {}, --ensemble-steps {}",
-                    r.net_width, r.steps, e.steps
-                ),
-                "widths and step counts must be ≥ 1",
-            );
-        }
+        at_least("--steps", r.steps, 1)?;
+        at_most(
+            "--steps",
+            r.steps,
+            u32::MAX as usize,
+            "the kernel gradient descent counts steps in 32 bits",
+        )?;
+        at_least("--net-width", r.net_width, 1)?;
+        at_least("--net-pairs", r.net_pairs, 1)?;
+        at_least("--ensemble-steps", e.steps, 1)?;
         if e.widths.len() < 2 || e.widths[0] == 0 || e.widths.windows(2).any(|w| w[0] >= w[1]) {
-            return bad(
-                format!("--widths {:?}", e.widths),
+            return Err(invalid(
+                format!("--widths {}", list(&e.widths)),
                 "give at least two increasing widths ≥ 1, e.g. 32,64,128,256",
-            );
+            ));
         }
         if e.pairs < 2 || e.bootstrap < 2 {
-            return bad(
+            return Err(invalid(
                 format!("--pairs {}", e.pairs),
                 "need at least 2 pairs per width for a standard error",
-            );
+            ));
         }
-        Ok(())
+        let acts = r.activations.len() as f64;
+        let n = self.n_train + self.n_test;
+        let (nf, nv) = if self.n_test > self.n_train {
+            ("--n-test", self.n_test)
+        } else {
+            ("--n-train", self.n_train)
+        };
+        check_work(
+            "the kernels",
+            100.0 * acts * n as f64,
+            &[
+                (
+                    "--depths",
+                    list(&r.depths),
+                    r.depths.iter().map(|&d| d as f64).sum(),
+                ),
+                (nf, nv.to_string(), n as f64),
+            ],
+        )?;
+        // 784 → (depth − 1 hidden layers of width) → 10, weights and biases.
+        let net = |depth: usize, width: usize| {
+            let w = width as f64;
+            match depth {
+                0 | 1 => dense_params(&[784, 10]),
+                _ => dense_params(&[784, width, 10]) + (depth - 2) as f64 * (w * w + w),
+            }
+        };
+        let net_depth = r.net_depths.iter().copied().max().unwrap_or(1);
+        check_work(
+            "the networks beside the kernels",
+            6.0 * 2.0 * acts * r.net_depths.len().max(1) as f64 * self.n_train as f64,
+            &[
+                ("--net-pairs", r.net_pairs.to_string(), r.net_pairs as f64),
+                ("--steps", r.steps.to_string(), r.steps as f64),
+                (
+                    "--net-width",
+                    r.net_width.to_string(),
+                    net(net_depth, r.net_width),
+                ),
+            ],
+        )?;
+        check_work(
+            "the ensembles",
+            6.0 * 2.0 * e.n_train as f64,
+            &[
+                ("--pairs", e.pairs.to_string(), e.pairs as f64),
+                ("--ensemble-steps", e.steps.to_string(), e.steps as f64),
+                (
+                    "--widths",
+                    list(&e.widths),
+                    e.widths.iter().map(|&w| net(e.depth, w)).sum(),
+                ),
+            ],
+        )
     }
 }
 
