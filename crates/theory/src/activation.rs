@@ -1,9 +1,10 @@
 //! Activation functions σ with their derivatives.
 //!
-//! The recursions only need σ and σ' at Gaussian quadrature nodes; σ'' is offered where it is
-//! defined (it is not used by the engine: every χ_∥ and h is computed in its Stein form, which
-//! stays valid for activations with kinks, PDLT §4.1 and
-//! docs/derivations/theory.md#susceptibilities).
+//! The forward recursions only need σ and σ' at Gaussian quadrature nodes (every χ_∥ and h is
+//! computed in its Stein form, which stays valid for activations with kinks, PDLT §4.1 and
+//! docs/derivations/theory.md#susceptibilities). σ'' and σ''' are offered where they are defined:
+//! the training-side recursions for the dNTK and ddNTKs need them ([`crate::dntk`],
+//! docs/derivations/dntk.md#moments).
 //!
 //! Users add their own activation by implementing [`Activation`]; nothing else in the crate
 //! knows the built-in list, so a user type is a first-class citizen.
@@ -28,6 +29,12 @@ pub trait Activation: Send + Sync + fmt::Debug {
     fn d2(&self, _z: f64) -> Option<f64> {
         None
     }
+    /// σ'''(z) where it is defined as a function (None for activations with a kink, and by
+    /// default). A user activation that wants the dNTK/ddNTK recursions of [`crate::dntk`]
+    /// provides it together with [`Activation::d2`].
+    fn d3(&self, _z: f64) -> Option<f64> {
+        None
+    }
     /// True when σ or σ' is not smooth at z = 0. Gaussian expectations then split the domain at
     /// zero instead of using Gauss–Hermite, whose error is only algebraic across a kink.
     fn kink_at_zero(&self) -> bool {
@@ -39,8 +46,8 @@ pub trait Activation: Send + Sync + fmt::Debug {
 pub type Act = Arc<dyn Activation>;
 
 macro_rules! smooth {
-    ($ty:ident, $name:expr, |$z:ident| $f:expr, |$z1:ident| $d1:expr, |$z2:ident| $d2:expr) => {
-        #[doc = concat!("The smooth activation `", $name, "` (σ, σ' and σ'' everywhere).")]
+    ($ty:ident, $name:expr, |$z:ident| $f:expr, |$z1:ident| $d1:expr, |$z2:ident| $d2:expr, |$z3:ident| $d3:expr) => {
+        #[doc = concat!("The smooth activation `", $name, "` (σ and its first three derivatives everywhere).")]
         #[derive(Debug, Clone, Copy)]
         pub struct $ty;
         impl Activation for $ty {
@@ -55,6 +62,9 @@ macro_rules! smooth {
             }
             fn d2(&self, $z2: f64) -> Option<f64> {
                 Some($d2)
+            }
+            fn d3(&self, $z3: f64) -> Option<f64> {
+                Some($d3)
             }
         }
     };
@@ -73,7 +83,7 @@ pub fn normal_cdf(z: f64) -> f64 {
     0.5 * erfc(-z / std::f64::consts::SQRT_2)
 }
 
-smooth!(Linear, "linear", |z| z, |_z| 1.0, |_z| 0.0);
+smooth!(Linear, "linear", |z| z, |_z| 1.0, |_z| 0.0, |_z| 0.0);
 /// tanh, with σ and σ' from one evaluation.
 #[derive(Debug, Clone, Copy)]
 pub struct Tanh;
@@ -96,37 +106,44 @@ impl Activation for Tanh {
         let t = z.tanh();
         Some(-2.0 * t * (1.0 - t * t))
     }
+    fn d3(&self, z: f64) -> Option<f64> {
+        // d/dz[−2t(1−t²)] = −2(1−t²)(1−3t²)
+        let t = z.tanh();
+        Some(-2.0 * (1.0 - t * t) * (1.0 - 3.0 * t * t))
+    }
 }
-smooth!(Sin, "sin", |z| z.sin(), |z| z.cos(), |z| -z.sin());
+smooth!(Sin, "sin", |z| z.sin(), |z| z.cos(), |z| -z.sin(), |z| -z
+    .cos());
 smooth!(
     Erf,
     "erf",
     |z| erf(z),
     |z| 2.0 / std::f64::consts::PI.sqrt() * (-z * z).exp(),
-    |z| -4.0 * z / std::f64::consts::PI.sqrt() * (-z * z).exp()
+    |z| -4.0 * z / std::f64::consts::PI.sqrt() * (-z * z).exp(),
+    |z| 2.0 / std::f64::consts::PI.sqrt() * (4.0 * z * z - 2.0) * (-z * z).exp()
 );
+/// The first three derivatives of the logistic function s: s(1−s), s(1−s)(1−2s),
+/// s(1−s)(1−6s+6s²).
+fn sigm_derivs(z: f64) -> (f64, f64, f64, f64) {
+    let s = sigm(z);
+    let d = s * (1.0 - s);
+    (s, d, d * (1.0 - 2.0 * s), d * (1.0 - 6.0 * s + 6.0 * s * s))
+}
 smooth!(
     Sigmoid,
     "sigmoid",
     |z| sigm(z),
-    |z| {
-        let s = sigm(z);
-        s * (1.0 - s)
-    },
-    |z| {
-        let s = sigm(z);
-        s * (1.0 - s) * (1.0 - 2.0 * s)
-    }
+    |z| sigm_derivs(z).1,
+    |z| sigm_derivs(z).2,
+    |z| sigm_derivs(z).3
 );
 smooth!(
     Softplus,
     "softplus",
     |z| if z > 30.0 { z } else { z.exp().ln_1p() },
     |z| sigm(z),
-    |z| {
-        let s = sigm(z);
-        s * (1.0 - s)
-    }
+    |z| sigm_derivs(z).1,
+    |z| sigm_derivs(z).2
 );
 // GELU, exact (erf) form: σ(z) = z Φ(z).
 smooth!(
@@ -134,36 +151,55 @@ smooth!(
     "gelu",
     |z| z * normal_cdf(z),
     |z| normal_cdf(z) + z * phi(z),
-    |z| phi(z) * (2.0 - z * z)
+    |z| phi(z) * (2.0 - z * z),
+    |z| phi(z) * z * (z * z - 4.0)
 );
-// SiLU / swish: σ(z) = z·sigmoid(z).
+// SiLU / swish: σ(z) = z·s(z), σ^(k) = k s^(k−1) + z s^(k).
 smooth!(
     Silu,
     "silu",
     |z| z * sigm(z),
     |z| {
-        let s = sigm(z);
-        s * (1.0 + z * (1.0 - s))
+        let (s, d, _, _) = sigm_derivs(z);
+        s + z * d
     },
     |z| {
-        let s = sigm(z);
-        s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
+        let (_, d, d2, _) = sigm_derivs(z);
+        2.0 * d + z * d2
+    },
+    |z| {
+        let (_, _, d2, d3) = sigm_derivs(z);
+        3.0 * d2 + z * d3
     }
 );
+/// The tanh approximation of GELU, σ = ½z(1 + T) with T = tanh(u), u = c(z + a z³):
+/// returns (σ, σ', σ'', σ''') from T' = s u', T'' = s u'' − 2tsu'², T''' = s u''' − 6tsu'u''
+/// + s u'³(4t² − 2s), where t = T and s = 1 − t².
+fn gelu_tanh_derivs(z: f64) -> [f64; 4] {
+    const A: f64 = 0.044715;
+    let c = SQRT_2_OVER_PI;
+    let u = c * (z + A * z * z * z);
+    let (u1, u2, u3) = (c * (1.0 + 3.0 * A * z * z), 6.0 * c * A * z, 6.0 * c * A);
+    let t = u.tanh();
+    let s = 1.0 - t * t;
+    let t1 = s * u1;
+    let t2 = s * u2 - 2.0 * t * s * u1 * u1;
+    let t3 = s * u3 - 6.0 * t * s * u1 * u2 + s * u1 * u1 * u1 * (4.0 * t * t - 2.0 * s);
+    [
+        0.5 * z * (1.0 + t),
+        0.5 * (1.0 + t) + 0.5 * z * t1,
+        t1 + 0.5 * z * t2,
+        1.5 * t2 + 0.5 * z * t3,
+    ]
+}
 // The tanh approximation of GELU used by many LLMs (kept for the pruning study's models).
 smooth!(
     GeluTanh,
     "gelu_tanh",
-    |z| 0.5 * z * (1.0 + (SQRT_2_OVER_PI * (z + 0.044715 * z * z * z)).tanh()),
-    |z| {
-        let u = SQRT_2_OVER_PI * (z + 0.044715 * z * z * z);
-        let t = u.tanh();
-        0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * z * z)
-    },
-    |z| {
-        let h = 1e-5;
-        (GeluTanh.d1(z + h) - GeluTanh.d1(z - h)) / (2.0 * h)
-    }
+    |z| gelu_tanh_derivs(z)[0],
+    |z| gelu_tanh_derivs(z)[1],
+    |z| gelu_tanh_derivs(z)[2],
+    |z| gelu_tanh_derivs(z)[3]
 );
 
 /// σ(z) = a₊ z for z > 0 and a₋ z for z < 0: ReLU (1, 0), leaky ReLU (1, a), linear (1, 1).
@@ -374,7 +410,22 @@ mod tests {
                 );
                 let fd2 = (a.d1(z + h) - a.d1(z - h)) / (2.0 * h);
                 assert!((fd2 - a.d2(z).unwrap()).abs() < 1e-6, "{name} σ'' at {z}");
+                // σ''' against central differences of the analytic σ'' (same error budget).
+                let fd3 = (a.d2(z + h).unwrap() - a.d2(z - h).unwrap()) / (2.0 * h);
+                assert!(
+                    (fd3 - a.d3(z).unwrap()).abs() < 1e-6,
+                    "{name} σ''' at {z}: {fd3} vs {}",
+                    a.d3(z).unwrap()
+                );
             }
+        }
+    }
+
+    #[test]
+    fn kinked_activations_have_no_higher_derivatives() {
+        for name in ["relu", "leaky_relu:0.1", "elu", "selu"] {
+            let a = parse(name).unwrap();
+            assert!(a.d2(0.3).is_none() && a.d3(0.3).is_none(), "{name}");
         }
     }
 

@@ -5,9 +5,10 @@
 //! with the orthogonal-weight results of Day, Kahn, Roberts (arXiv 2310.07765).
 //!
 //! Everything is f64 and tensor-free:
-//! * [`activation`]: σ, σ', σ'' for the usual activations, and a trait for your own;
+//! * [`activation`]: σ, σ', σ'', σ''' for the usual activations, and a trait for your own;
 //! * [`gauss`]: Gaussian expectations (Gauss–Hermite, kink-aware splits, closed forms);
 //! * [`profile`]: single-input recursions for K, χ_∥, χ_⊥, V, Θ, A, B, D, F;
+//! * [`dntk`]: single-input training-side recursions: dNTK (P, Q), ddNTKs (R, S, T, U), K¹, Θ¹;
 //! * [`multi`]: multi-input kernel K_{δ1δ2} and four-point vertex V_{(δ1δ2)(δ3δ4)};
 //! * [`criticality`]: critical (C_b, C_W), universality classes, ν and the optimal aspect ratio;
 //! * [`mc`]: a multi-threaded Monte Carlo validator over ensembles of real networks;
@@ -17,6 +18,7 @@
 pub mod activation;
 pub mod collapse;
 pub mod criticality;
+pub mod dntk;
 pub mod gauss;
 pub mod kernels;
 pub mod mc;

@@ -16,6 +16,8 @@
 //! draws from its own xoshiro256++ stream seeded from (seed, network index), so results do not
 //! depend on the number of threads.
 
+pub mod dntk;
+
 use crate::profile::{Ensemble, Init, LearningRates};
 use crate::TheoryError;
 use faer::linalg::matmul::matmul;
