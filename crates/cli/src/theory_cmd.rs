@@ -275,14 +275,16 @@ fn run_profile(a: ProfileArgs) -> Result<()> {
         .net
         .k1
         .context("--k1 is required (or --k1-matrix for several inputs)")?;
-    let rows = profile(&ProfileConfig {
+    let pc = ProfileConfig {
         ensemble: e,
         k1,
         v1: a.v1,
         depth: a.net.depth,
         lr,
-    })?;
-    let v = runs::profile_results(header, k1, a.v1, &rows);
+    };
+    let rows = profile(&pc)?;
+    let mut v = runs::profile_results(header, k1, a.v1, &rows);
+    runs::add_dntk(&mut v, dlt_theory::dntk::dntk_profile(&pc));
     if let Some(out) = &a.net.out {
         runs::write_profile(&OutDir::create(out)?, &rows, &v)?;
     }

@@ -2952,3 +2952,67 @@ fn prune_distances_refuses_a_model_with_rope_theta_zero() {
     fails1(&args, &["config.json", "rope_theta 0", "finite and > 0"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `theory profile` carries the dNTK/ddNTK recursions (issue 13): for ReLU at C_W = 2, λ_b = 0,
+/// λ_W = 1, K = 1 they are rationals (docs/derivations/dntk.md#relu): Θ = l/2,
+/// Q = (l³ − l)/12, S = T = l²(l² − 1)/48, P = R = U = 0; with orthogonal weights they are not
+/// derived, and the output says so instead of printing numbers.
+#[test]
+fn profile_carries_the_dntk_recursions_or_says_why_not() {
+    let v = json(&[
+        "theory",
+        "profile",
+        "--activation",
+        "relu",
+        "--cb",
+        "0",
+        "--cw",
+        "2",
+        "--k1",
+        "1",
+        "--depth",
+        "10",
+        "--lambda-b",
+        "0",
+        "--lambda-w",
+        "1",
+        "--json",
+    ]);
+    for (i, row) in v["layers"].as_array().unwrap().iter().enumerate() {
+        let l = (i + 1) as f64;
+        let g = |k: &str| row[k].as_f64().unwrap_or_else(|| panic!("{k} at l = {l}"));
+        let rel = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1.0);
+        assert!(rel(g("theta"), l / 2.0), "theta at l = {l}");
+        assert!(
+            rel(g("Q"), (l * l * l - l) / 12.0),
+            "Q at l = {l}: {}",
+            g("Q")
+        );
+        let st = l * l * (l * l - 1.0) / 48.0;
+        assert!(rel(g("S"), st) && rel(g("T"), st), "S, T at l = {l}");
+        assert!(
+            g("P") == 0.0 && g("R") == 0.0 && g("U") == 0.0,
+            "P, R, U at l = {l}"
+        );
+    }
+    assert!(v.get("dntk_note").is_none());
+    let v = json(&[
+        "theory",
+        "profile",
+        "--activation",
+        "tanh",
+        "--cb",
+        "0",
+        "--cw",
+        "1",
+        "--k1",
+        "1",
+        "--depth",
+        "3",
+        "--init",
+        "orthogonal",
+        "--json",
+    ]);
+    assert!(v["layers"][1]["P"].is_null());
+    assert!(v["dntk_note"].as_str().unwrap().contains("--init"));
+}

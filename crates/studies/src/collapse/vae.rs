@@ -46,8 +46,11 @@ pub struct VaeRow {
     pub test_neg_elbo: f64,
 }
 
+/// Per policy, 16 sampled images per generation (for the grid).
+pub type Samples = Vec<(String, Vec<Vec<f32>>)>;
+
 /// The VAE collapse experiment on Fashion-MNIST: a fresh VAE per generation; returns the rows
-/// and, per policy, 16 sampled images per generation (for the grid).
+/// and the [`Samples`].
 pub fn vae_runs(
     data_path: Option<&std::path::Path>,
     sc: &VaeScale,
@@ -55,7 +58,7 @@ pub fn vae_runs(
     seed: u64,
     quiet: bool,
     files: RunFiles<'_>,
-) -> Result<(Vec<VaeRow>, Vec<(String, Vec<Vec<f32>>)>), StudyError> {
+) -> Result<(Vec<VaeRow>, Samples), StudyError> {
     let data = dlt_nn::data::fashion_mnist(data_path)?;
     let train = data.train.subset(sc.train_images, seed);
     let test = data.test.subset(sc.test_images, seed + 1);

@@ -53,6 +53,45 @@ pub fn profile_results(header: Value, k1: f64, v1: f64, rows: &[Layer]) -> Value
     v
 }
 
+/// Add the dNTK/ddNTK recursions (docs/derivations/dntk.md#recursions) to a single-input
+/// profile's layers: `P`, `Q`, `R`, `S`, `T`, `U`, `K1`, `theta1` and the normalised
+/// `P_over_theta2`, `Q_over_theta2`, `RK_over_theta3`, `SK_over_theta3`, `TK_over_theta3`,
+/// `UK_over_theta3`; where they are not derived (orthogonal weights, residual networks, kinked
+/// activations outside the ReLU family) those keys are null and `dntk_note` says why.
+pub fn add_dntk(
+    v: &mut Value,
+    d: Result<Vec<dlt_theory::dntk::DntkLayer>, dlt_theory::TheoryError>,
+) {
+    let d = match d {
+        Ok(d) => d,
+        Err(e) => {
+            v["dntk_note"] = json!(format!("dNTK recursions not derived here: {e}"));
+            vec![]
+        }
+    };
+    let Some(layers) = v["layers"].as_array_mut() else {
+        return;
+    };
+    for (i, row) in layers.iter_mut().enumerate() {
+        let x = d.get(i);
+        let f = |g: fn(&dlt_theory::dntk::DntkLayer) -> f64| x.map(g);
+        row["P"] = json!(f(|x| x.p));
+        row["Q"] = json!(f(|x| x.q));
+        row["R"] = json!(f(|x| x.r));
+        row["S"] = json!(f(|x| x.s));
+        row["T"] = json!(f(|x| x.t));
+        row["U"] = json!(f(|x| x.u));
+        row["K1"] = json!(f(|x| x.k1));
+        row["theta1"] = json!(f(|x| x.theta1));
+        row["P_over_theta2"] = json!(f(|x| x.p_over_theta2()));
+        row["Q_over_theta2"] = json!(f(|x| x.q_over_theta2()));
+        row["RK_over_theta3"] = json!(f(|x| x.r_k_over_theta3()));
+        row["SK_over_theta3"] = json!(f(|x| x.s_k_over_theta3()));
+        row["TK_over_theta3"] = json!(f(|x| x.t_k_over_theta3()));
+        row["UK_over_theta3"] = json!(f(|x| x.u_k_over_theta3()));
+    }
+}
+
 /// Write the single-input profile into `dir`: `profile.csv` (every statistic per layer),
 /// `kernel.svg` (K and Θ), `vertex.svg` (V/K²), `ntk.svg` (the normalised NTK fluctuations,
 /// when computed) and `results.json` (`v`, from [`profile_results`]).
