@@ -206,7 +206,15 @@ pub(super) fn lm_part(
                 0.0,
                 "the rise over all generations",
             )
-            .require(rise, "the rise is monotone"),
+            .require(
+                rise,
+                &format!(
+                    "the rise is monotone: with refit noise and no trend (exchangeable losses) {} losses in increasing order have probability 1/{}! = {}",
+                    gl + 1,
+                    gl + 1,
+                    fmt_num(1.0 / (1..=gl + 1).map(|k| k as f64).product::<f64>())
+                ),
+            ),
         );
         let band = (0..=gl)
             .map(|g| (ce("accumulate", g) - ce("accumulate", 0)).abs())
