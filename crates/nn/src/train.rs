@@ -633,13 +633,18 @@ impl<'a> Trainer<'a> {
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<(), NnError> {
         let map = candle_core::safetensors::load(path, &self.dev).map_err(|e| NnError::Data {
             what: path.display().to_string(),
-            problem: format!("not a readable safetensors checkpoint ({e})"),
+            problem: format!("not a readable safetensors checkpoint ({})", printable(e)),
             fix: "point --resume at a checkpoint.safetensors written by dlt train".into(),
         })?;
         let missing = |k: &str| NnError::Data {
             what: path.display().to_string(),
             problem: format!("has no tensor '{k}'"),
             fix: "the checkpoint belongs to a different model".into(),
+        };
+        let corrupt = |problem: String| NnError::Data {
+            what: path.display().to_string(),
+            problem,
+            fix: "the checkpoint is corrupt; delete it or resume from another".into(),
         };
         let st = &mut self.store;
         for e in st.layout.entries() {
@@ -652,14 +657,18 @@ impl<'a> Trainer<'a> {
                     fix: "use the same --model".into(),
                 });
             }
-            let values = |t: &Tensor| -> Result<Vec<f32>, NnError> {
-                Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+            // Errors name the file (a tensor of a dtype with no conversion to f32).
+            let values = |t: &Tensor, k: &str| -> Result<Vec<f32>, NnError> {
+                t.to_dtype(DType::F32)
+                    .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+                    .map_err(|e| corrupt(format!("{k} cannot be read as f32 ({})", printable(e))))
             };
-            st.theta[e.range()].copy_from_slice(&values(t)?);
+            st.theta[e.range()].copy_from_slice(&values(t, &k)?);
             for (key, buf) in [("opt.m", &mut st.m), ("opt.v", &mut st.v)] {
-                match map.get(&format!("{key}.{}", e.name)) {
+                let k = format!("{key}.{}", e.name);
+                match map.get(&k) {
                     Some(t) if t.dims() == e.shape.as_slice() => {
-                        buf[e.range()].copy_from_slice(&values(t)?)
+                        buf[e.range()].copy_from_slice(&values(t, &k)?)
                     }
                     Some(_) => {
                         return Err(missing(&format!("{key}.{} of the right shape", e.name)))
@@ -668,13 +677,39 @@ impl<'a> Trainer<'a> {
                 }
             }
         }
+        // Exactly one u32: an empty `meta.step` indexed its first element (issue 12).
         let step = map
             .get("meta.step")
             .ok_or_else(|| missing("meta.step"))?
-            .to_vec1::<u32>()?;
-        self.step = step[0] as usize;
+            .to_vec1::<u32>();
+        self.step = match step.as_deref() {
+            Ok([s]) => *s as usize,
+            _ => return Err(corrupt("meta.step is not one u32 step counter".into())),
+        };
         self.publish()
     }
+}
+
+/// One printable line of a reader's error: its first line, control characters escaped (the
+/// safetensors header parser quotes the file's bytes), at most 300 characters.
+fn printable(e: impl std::fmt::Display) -> String {
+    let s = e.to_string();
+    let first = s.lines().next().unwrap_or("");
+    let mut out: String = first
+        .chars()
+        .take(300)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    if first.chars().count() > 300 {
+        out.push('…');
+    }
+    out
 }
 
 /// The batch loss and its gradient in the MLP kernel, at `theta`.

@@ -18,14 +18,10 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
-/// The generation counter a `Generative` model saves in collapse checkpoints (8 bytes, LE).
-pub fn generation_counter(bytes: &[u8]) -> Result<u64, NnError> {
-    Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| {
-        NnError::Invalid {
-            what: "collapse checkpoint".into(),
-            fix: "its model state is corrupt; delete it to start afresh".into(),
-        }
-    })?))
+/// The generation counter a `Generative` model saves in collapse checkpoints (8 bytes, LE);
+/// `None` when `bytes` are not 8 bytes long.
+pub fn generation_counter(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
 }
 
 /// A data set as bytes (little-endian), for checkpoints of the generation loop.
@@ -44,7 +40,7 @@ pub mod bytes {
     }
     /// Read a u64 at `*at` and advance; `None` past the end.
     pub fn get_u64(b: &[u8], at: &mut usize) -> Option<u64> {
-        let v = u64::from_le_bytes(b.get(*at..*at + 8)?.try_into().ok()?);
+        let v = u64::from_le_bytes(b.get(*at..at.checked_add(8)?)?.try_into().ok()?);
         *at += 8;
         Some(v)
     }
@@ -55,8 +51,9 @@ pub mod bytes {
     }
     /// Read a slice written by [`put_f32s`] and advance; `None` when truncated.
     pub fn get_f32s(b: &[u8], at: &mut usize) -> Option<Vec<f32>> {
-        let n = get_u64(b, at)? as usize;
-        let raw = b.get(*at..*at + n.checked_mul(4)?)?;
+        let n = usize::try_from(get_u64(b, at)?).ok()?;
+        // Checked: a hostile length must not wrap around to a short slice.
+        let raw = b.get(*at..at.checked_add(n.checked_mul(4)?)?)?;
         *at += 4 * n;
         Some(
             raw.chunks_exact(4)
@@ -71,8 +68,9 @@ pub mod bytes {
     }
     /// Read a slice written by [`put_u32s`] and advance; `None` when truncated.
     pub fn get_u32s(b: &[u8], at: &mut usize) -> Option<Vec<u32>> {
-        let n = get_u64(b, at)? as usize;
-        let raw = b.get(*at..*at + n.checked_mul(4)?)?;
+        let n = usize::try_from(get_u64(b, at)?).ok()?;
+        // Checked: a hostile length must not wrap around to a short slice.
+        let raw = b.get(*at..at.checked_add(n.checked_mul(4)?)?)?;
         *at += 4 * n;
         Some(
             raw.chunks_exact(4)
@@ -109,9 +107,10 @@ impl Persist for Mat<f64> {
     }
     fn from_bytes(b: &[u8]) -> Option<Self> {
         let mut at = 0;
-        let r = bytes::get_u64(b, &mut at)? as usize;
-        let c = bytes::get_u64(b, &mut at)? as usize;
-        if b.len() != 16 + 8 * r.checked_mul(c)? {
+        let r = usize::try_from(bytes::get_u64(b, &mut at)?).ok()?;
+        let c = usize::try_from(bytes::get_u64(b, &mut at)?).ok()?;
+        // Checked: r·c·8 wrapping to 0 made a 16-byte payload a 2^61-element matrix.
+        if Some(b.len()) != r.checked_mul(c)?.checked_mul(8)?.checked_add(16) {
             return None;
         }
         Some(Mat::from_fn(r, c, |i, j| {
@@ -144,10 +143,17 @@ pub trait Generative {
     fn save_state(&self) -> Vec<u8> {
         Vec::new()
     }
-    /// Restore the bookkeeping written by [`Generative::save_state`].
-    fn load_state(&mut self, _bytes: &[u8]) -> Result<(), Self::Error> {
-        Ok(())
+    /// Restore the bookkeeping written by [`Generative::save_state`]; `None` when the bytes
+    /// are not a valid state (the caller reports the checkpoint as corrupt).
+    fn load_state(&mut self, _bytes: &[u8]) -> Option<()> {
+        Some(())
     }
+    /// The names [`Generative::evaluate`] returns, in order: a resumed checkpoint's metrics
+    /// must carry exactly these.
+    fn metric_names(&self) -> Vec<&'static str>;
+    /// Whether `data` restored from a checkpoint can be fitted by this model (example shape,
+    /// token range, finite values); checked before a resumed run uses it.
+    fn accepts(&self, data: &Self::Data) -> bool;
 }
 
 /// Where [`run_generations_checkpointed`] keeps its state, and whether to resume from it.
@@ -221,23 +227,79 @@ fn read_ckpt<D: Persist>(c: &Checkpointing) -> Result<Restored<D>, NnError> {
         return Err(bad());
     }
     let mut at = 8;
-    let hl = bytes::get_u64(&b, &mut at).ok_or_else(bad)? as usize;
-    let h: CkptHeader =
-        serde_json::from_slice(b.get(at..at + hl).ok_or_else(bad)?).map_err(|_| bad())?;
-    at += hl;
+    // A length-prefixed slice; lengths are checked against the file (no wrap-around).
     let mut blob = || -> Result<&[u8], NnError> {
-        let n = bytes::get_u64(&b, &mut at).ok_or_else(bad)? as usize;
-        let s = b.get(at..at + n).ok_or_else(bad)?;
+        let n = usize::try_from(bytes::get_u64(&b, &mut at).ok_or_else(bad)?).map_err(|_| bad())?;
+        let s = b
+            .get(at..at.checked_add(n).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
         at += n;
         Ok(s)
     };
+    let h: CkptHeader = serde_json::from_slice(blob()?).map_err(|_| bad())?;
     let state = blob()?.to_vec();
     let train = D::from_bytes(blob()?).ok_or_else(bad)?;
-    let mut pool = Vec::with_capacity(h.pool_parts);
+    // No capacity from the header: `pool_parts` is only trusted as far as blobs are present.
+    let mut pool = Vec::new();
     for _ in 0..h.pool_parts {
         pool.push(D::from_bytes(blob()?).ok_or_else(bad)?);
     }
+    if at != b.len() {
+        return Err(bad());
+    }
     Ok((h, state, train, pool))
+}
+
+/// The invariants every checkpoint written by [`run_generations_checkpointed`] holds, checked
+/// on a resumed one so that no corrupt value reaches the model: one metrics record per
+/// generation done with the model's metric names, one synthetic part per generation (none under
+/// replace) of `t` examples each, a training set of the size the policy gives, data the model
+/// accepts and a random stream that is not all zeros.
+fn check_restored<M: Generative>(
+    model: &M,
+    c: &Checkpointing,
+    h: &CkptHeader,
+    train: &M::Data,
+    pool: &[M::Data],
+    t: usize,
+) -> Result<(), NnError> {
+    let bad = |what: &str| ckpt_err(&c.path, format!("{what}; delete it to start afresh"));
+    let names = model.metric_names();
+    if h.metrics.len() != h.next_g
+        || h.metrics.iter().enumerate().any(|(g, m)| {
+            m.g != g
+                || m.metrics.len() != names.len()
+                || m.metrics.iter().zip(&names).any(|((a, _), b)| a != b)
+        })
+    {
+        return Err(bad("its metrics do not match its generation count"));
+    }
+    let parts = if h.policy == Policy::Replace {
+        0
+    } else {
+        h.next_g
+    };
+    let train_len = if h.policy == Policy::Accumulate {
+        t.checked_mul(parts + 1)
+    } else {
+        Some(t)
+    };
+    if h.pool_parts != parts
+        || pool.len() != parts
+        || Some(M::len(train)) != train_len
+        || pool.iter().any(|p| M::len(p) != t)
+    {
+        return Err(bad("its data sets do not have the sizes of its generation"));
+    }
+    if !model.accepts(train) || !pool.iter().all(|p| model.accepts(p)) {
+        return Err(bad("its data sets do not fit the model"));
+    }
+    // The all-zero state is a fixed point of xoshiro (it would give zeros forever).
+    let mut r = h.rng.clone();
+    if (0..4).all(|_| rand::RngCore::next_u64(&mut r) == 0) {
+        return Err(bad("its random stream is all zeros"));
+    }
+    Ok(())
 }
 
 /// Metrics of one generation (generation 0 is fitted on real data).
@@ -307,7 +369,13 @@ pub fn run_generations_checkpointed<M: Generative>(
             )
             .into());
         }
-        model.load_state(&state)?;
+        check_restored(model, c, &h, &tr, &synth, t)?;
+        model.load_state(&state).ok_or_else(|| {
+            ckpt_err(
+                &c.path,
+                "its model state is corrupt; delete it to start afresh",
+            )
+        })?;
         rng = h.rng;
         train = tr;
         pool.extend(synth);
@@ -408,6 +476,14 @@ impl Generative for GaussianModel {
     fn select(data: &Mat<f64>, idx: &[usize]) -> Mat<f64> {
         Mat::from_fn(idx.len(), data.ncols(), |i, j| data[(idx[i], j)])
     }
+    fn metric_names(&self) -> Vec<&'static str> {
+        vec!["trace_ratio", "logdet_ratio", "mean_sq_error"]
+    }
+    /// Rows of the model's dimension, finite.
+    fn accepts(&self, data: &Mat<f64>) -> bool {
+        data.ncols() == self.dim
+            && (0..data.ncols()).all(|j| (0..data.nrows()).all(|i| data[(i, j)].is_finite()))
+    }
 }
 
 #[cfg(test)]
@@ -448,6 +524,12 @@ mod tests {
         }
         fn select(d: &Mat<f64>, idx: &[usize]) -> Mat<f64> {
             <GaussianModel as Generative>::select(d, idx)
+        }
+        fn metric_names(&self) -> Vec<&'static str> {
+            self.inner.metric_names()
+        }
+        fn accepts(&self, d: &Mat<f64>) -> bool {
+            self.inner.accepts(d)
         }
     }
 
@@ -545,6 +627,139 @@ mod tests {
         .to_string();
         assert!(e.contains("bad.ckpt") && e.contains("corrupt"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A checkpoint of a 2-D Gaussian accumulate run at generation 1 (20 real points), with
+    /// `edit` applied to its header and data; the error (or `Ok`) of resuming from it.
+    fn resume_edited(
+        tag: &str,
+        edit: impl FnOnce(&mut CkptHeader, &mut Vec<u8>, &mut Mat<f64>, &mut Vec<Mat<f64>>),
+    ) -> Result<(), String> {
+        let dir = std::env::temp_dir().join(format!("dlt-ckpt-edit-{}", std::process::id()));
+        let c = Checkpointing {
+            path: dir.join(format!("{tag}.ckpt")),
+            fingerprint: "g".into(),
+            resume: true,
+        };
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let real = GaussianModel::draw(&[0.0, 0.0], &Mat::identity(2, 2), 20, &mut rng).unwrap();
+        let names = GaussianModel::standard(2).metric_names();
+        let mut h = CkptHeader {
+            fingerprint: "g".into(),
+            policy: Policy::Accumulate,
+            seed: 1,
+            t: 20,
+            next_g: 1,
+            metrics: vec![GenerationMetrics {
+                g: 0,
+                train_size: 20,
+                metrics: names.iter().map(|n| (n.to_string(), 1.0)).collect(),
+            }],
+            rng: rng.clone(),
+            pool_parts: 1,
+        };
+        let mut state = vec![];
+        let synth = GaussianModel::draw(&[0.0, 0.0], &Mat::identity(2, 2), 20, &mut rng).unwrap();
+        let mut train = <GaussianModel as Generative>::concat(&[real.clone(), synth.clone()]);
+        let mut pool = vec![synth];
+        edit(&mut h, &mut state, &mut train, &mut pool);
+        write_ckpt(&c, &h, &state, &train, &pool).unwrap();
+        let r = run_generations_checkpointed(
+            &mut GaussianModel::standard(2),
+            &real,
+            3,
+            Policy::Accumulate,
+            1,
+            Some(&c),
+            &mut |_| {},
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        r.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_resumed_checkpoint_must_match_its_run() {
+        // The unedited checkpoint resumes.
+        resume_edited("ok", |_, _, _, _| {}).unwrap();
+        // Regression (issue 12, found by fuzz_checkpoint): a training set of the wrong width
+        // was fitted, and the Gaussian's evaluation indexed past its 1 × 1 covariance (a panic).
+        let e = resume_edited("narrow", |_, _, train, pool| {
+            *train = Mat::zeros(40, 1);
+            pool[0] = Mat::zeros(20, 1);
+        })
+        .unwrap_err();
+        assert!(
+            e.contains("narrow.ckpt") && e.contains("do not fit the model"),
+            "{e}"
+        );
+        // Non-finite data, sizes that are not the policy's, metrics without the model's names,
+        // a missing synthetic part, an all-zero random stream.
+        type Edit =
+            Box<dyn FnOnce(&mut CkptHeader, &mut Vec<u8>, &mut Mat<f64>, &mut Vec<Mat<f64>>)>;
+        let cases: [(&str, Edit); 5] = [
+            ("nan", Box::new(|_, _, t, _| t[(3, 1)] = f64::NAN)),
+            ("size", Box::new(|_, _, t, _| *t = Mat::zeros(21, 2))),
+            (
+                "metrics",
+                Box::new(|h, _, _, _| h.metrics[0].metrics.clear()),
+            ),
+            (
+                "pool",
+                Box::new(|h, _, _, p| {
+                    p.clear();
+                    h.pool_parts = 0;
+                }),
+            ),
+            (
+                "rng",
+                Box::new(|h, _, _, _| h.rng = serde_json::from_str(r#"{"s":[0,0,0,0]}"#).unwrap()),
+            ),
+        ];
+        for (tag, edit) in cases {
+            let e = resume_edited(tag, edit).unwrap_err();
+            assert!(
+                e.contains(&format!("{tag}.ckpt")) && e.contains("delete it to start afresh"),
+                "{tag}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_lengths_are_errors_without_allocating() {
+        // Regression (issue 12): `pool_parts` sized a Vec::with_capacity before any blob was
+        // read (2^62 parts: a capacity-overflow panic), lengths were added unchecked (a header
+        // length of 2^64 − 1 overflowed) and a matrix's 8·r·c wrapped (r = 2^61, c = 1 made a
+        // 16-byte payload a 2^61-element matrix).
+        let big = resume_edited("parts", |h, _, _, _| h.pool_parts = 1 << 62).unwrap_err();
+        assert!(
+            big.contains("parts.ckpt") && big.contains("corrupt"),
+            "{big}"
+        );
+        let dir = std::env::temp_dir().join(format!("dlt-ckpt-len-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = Checkpointing {
+            path: dir.join("len.ckpt"),
+            fingerprint: "g".into(),
+            resume: true,
+        };
+        let mut b = CKPT_MAGIC.to_vec();
+        b.extend(u64::MAX.to_le_bytes());
+        b.extend(b"{}");
+        std::fs::write(&c.path, &b).unwrap();
+        let e = read_ckpt::<Mat<f64>>(&c)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("len.ckpt") && e.contains("corrupt"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let mut m = vec![];
+        bytes::put_u64(&mut m, 1 << 61);
+        bytes::put_u64(&mut m, 1);
+        assert!(<Mat<f64> as Persist>::from_bytes(&m).is_none());
+        let mut v = vec![];
+        bytes::put_u64(&mut v, (u64::MAX >> 2) - 1);
+        assert!(<Vec<u32> as Persist>::from_bytes(&v).is_none());
+        assert!(bytes::get_f32s(&v, &mut 0).is_none());
     }
 
     #[test]

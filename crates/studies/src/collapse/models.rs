@@ -106,9 +106,16 @@ impl Generative for LmGenerative {
     fn save_state(&self) -> Vec<u8> {
         self.generation.to_le_bytes().to_vec()
     }
-    fn load_state(&mut self, bytes: &[u8]) -> Result<(), NnError> {
+    fn load_state(&mut self, bytes: &[u8]) -> Option<()> {
         self.generation = super::generations::generation_counter(bytes)?;
-        Ok(())
+        Some(())
+    }
+    fn metric_names(&self) -> Vec<&'static str> {
+        vec!["test_cross_entropy", "train_steps"]
+    }
+    /// Token ids below the vocabulary size.
+    fn accepts(&self, data: &Vec<u32>) -> bool {
+        data.iter().all(|&t| (t as usize) < self.cfg.vocab)
     }
 }
 
@@ -148,7 +155,7 @@ impl Generative for VaeGenerative {
         self.generation += 1;
         m.train(data, rng)?;
         let mut grid_rng = Xoshiro256PlusPlus::seed_from_u64(777);
-        self.grids.push(m.sample(16, &mut grid_rng)?.x);
+        self.grids.push(m.sample(GRID, &mut grid_rng)?.x);
         self.model = Some(m);
         Ok(())
     }
@@ -192,21 +199,44 @@ impl Generative for VaeGenerative {
         }
         o
     }
-    fn load_state(&mut self, b: &[u8]) -> Result<(), NnError> {
+    /// One grid of [`GRID`] images per fit: the counter and the number of grids agree, and
+    /// every grid holds 16 × 784 pixels.
+    fn load_state(&mut self, b: &[u8]) -> Option<()> {
         use super::generations::bytes::*;
-        let bad = || NnError::Invalid {
-            what: "collapse checkpoint".into(),
-            fix: "its model state is corrupt; delete it to start afresh".into(),
-        };
         let mut at = 0;
-        self.generation = get_u64(b, &mut at).ok_or_else(bad)?;
-        let n = get_u64(b, &mut at).ok_or_else(bad)?;
-        self.grids = (0..n)
-            .map(|_| get_f32s(b, &mut at).ok_or_else(bad))
-            .collect::<Result<_, _>>()?;
-        Ok(())
+        let generation = get_u64(b, &mut at)?;
+        let n = get_u64(b, &mut at)?;
+        if n != generation {
+            return None;
+        }
+        // Each grid is at least its 8-byte length: `n` is bounded by the bytes present.
+        let grids: Vec<Vec<f32>> = (0..n)
+            .map(|_| get_f32s(b, &mut at).filter(|g| g.len() == GRID * 784))
+            .collect::<Option<_>>()?;
+        (at == b.len()).then_some(())?;
+        self.generation = generation;
+        self.grids = grids;
+        Some(())
+    }
+    fn metric_names(&self) -> Vec<&'static str> {
+        vec!["test_neg_elbo"]
+    }
+    /// Finite 784-pixel images; labels (if any) one per image and below the class count.
+    fn accepts(&self, data: &Split) -> bool {
+        data.dim == self.test.dim
+            && data.dim > 0
+            && data.x.len() % data.dim == 0
+            && data.x.iter().all(|v| v.is_finite())
+            && (data.y.is_empty()
+                || (data.y.len() == data.len()
+                    && data.y.iter().all(|&c| (c as usize) < data.classes)))
+            && (data.targets.is_empty()
+                || Some(data.targets.len()) == data.len().checked_mul(data.out))
     }
 }
+
+/// Images sampled per VAE generation for the grid figure.
+const GRID: usize = 16;
 
 /// The collapse-loop model: a fresh DDPM per generation; metrics on real held-out points.
 pub struct DdpmGenerative {
@@ -288,9 +318,16 @@ impl Generative for DdpmGenerative {
     fn save_state(&self) -> Vec<u8> {
         self.generation.to_le_bytes().to_vec()
     }
-    fn load_state(&mut self, bytes: &[u8]) -> Result<(), NnError> {
+    fn load_state(&mut self, bytes: &[u8]) -> Option<()> {
         self.generation = super::generations::generation_counter(bytes)?;
-        Ok(())
+        Some(())
+    }
+    fn metric_names(&self) -> Vec<&'static str> {
+        vec!["test_denoising_loss", "frechet_distance"]
+    }
+    /// Finite points of the held-out points' dimension.
+    fn accepts(&self, data: &Points) -> bool {
+        data.d == self.test.d && data.x.len() % data.d == 0 && data.x.iter().all(|v| v.is_finite())
     }
 }
 
