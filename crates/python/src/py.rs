@@ -1,0 +1,892 @@
+//! The PyO3 bindings: `dltlab._dltlab` with the submodules `theory`, `scaling` and `studies`
+//! (re-exported as `dltlab.theory`, … by `python/dltlab/__init__.py`; typed and documented in
+//! the `.pyi` stubs beside it).
+//!
+//! Conventions, the same in every function:
+//! * arguments are checked with the command line's checks and messages (`dlt theory …`,
+//!   `dlt scaling …`), which name the CLI flag: a bad argument raises `ValueError` with that
+//!   one-line message; a missing file `FileNotFoundError`, another I/O failure `OSError`; a
+//!   recursion that leaves its domain `ArithmeticError`;
+//! * arrays come back as fresh float64 numpy arrays that own their data (copied once from the
+//!   Rust result); array inputs that are already C-contiguous float64 are read in place, others
+//!   (float32, lists, strided views) are converted once by `numpy.ascontiguousarray`;
+//! * the GIL is released while the library computes (`Python::allow_threads`), so calls from
+//!   several Python threads run in parallel.
+
+use dlt_nn::data::npy;
+use dlt_nn::NnError;
+use dlt_theory::activation::parse;
+use dlt_theory::criticality::criticality as critical;
+use dlt_theory::kernels::pair::closed_form;
+use dlt_theory::kernels::{
+    dataset_kernels, nngp_posterior, ntk_ensemble, Inputs, KernelConfig, NtkTime, PairMethod,
+};
+use dlt_theory::mc::{self as montecarlo, McConfig};
+use dlt_theory::profile::{Ensemble, Init, LearningRates, ProfileConfig};
+use dlt_theory::scaling::{Features, ScalingModel};
+use dlt_theory::TheoryError;
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::{
+    PyArithmeticError, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError,
+    PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+fn value_err(msg: impl Into<String>) -> PyErr {
+    PyValueError::new_err(msg.into())
+}
+
+/// A theory-engine error as a Python exception: a diverged recursion is an `ArithmeticError`,
+/// everything else (bad names, ranges, singular kernels) a `ValueError`.
+fn theory_err(e: TheoryError) -> PyErr {
+    match e {
+        TheoryError::Diverged { .. } => PyArithmeticError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// An I/O failure: `FileNotFoundError`, `PermissionError` or `OSError` by its kind.
+fn io_err(source: &std::io::Error, msg: String) -> PyErr {
+    match source.kind() {
+        std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+        std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
+        _ => PyOSError::new_err(msg),
+    }
+}
+
+/// An error of `dlt-nn` (the `.npy` reader) for input `flag`, prefixed like the CLI's.
+fn nn_err(flag: &str, e: NnError) -> PyErr {
+    let msg = format!("{flag}: {e}");
+    match &e {
+        NnError::Io { source, .. } => io_err(source, msg),
+        _ => PyValueError::new_err(msg),
+    }
+}
+
+/// The CLI's `at_least` check (crates/cli/src/limits.rs), for an integer that Python may pass
+/// negative.
+fn at_least(flag: &str, v: i64, min: usize) -> PyResult<usize> {
+    if v < min as i64 {
+        return Err(value_err(format!("{flag} {v}: must be ≥ {min}")));
+    }
+    Ok(v as usize)
+}
+
+fn at_most(flag: &str, v: usize, max: usize, why: &str) -> PyResult<()> {
+    if v > max {
+        return Err(value_err(format!("{flag} {v}: must be ≤ {max} ({why})")));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversions
+
+/// JSON (a results.json, the CLI's `--json` values) as Python objects: dict, list, float, int,
+/// str, bool, None.
+fn json_to_py(py: Python<'_>, v: &Value) -> PyResult<PyObject> {
+    Ok(match v {
+        Value::Null => py.None(),
+        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any().unbind(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into_pyobject(py)?.into_any().unbind()
+            } else if let Some(u) = n.as_u64() {
+                u.into_pyobject(py)?.into_any().unbind()
+            } else {
+                n.as_f64()
+                    .unwrap_or(f64::NAN)
+                    .into_pyobject(py)?
+                    .into_any()
+                    .unbind()
+            }
+        }
+        Value::String(s) => s.into_pyobject(py)?.into_any().unbind(),
+        Value::Array(a) => {
+            let l = PyList::empty(py);
+            for x in a {
+                l.append(json_to_py(py, x)?)?;
+            }
+            l.into_any().unbind()
+        }
+        Value::Object(m) => {
+            let d = PyDict::new(py);
+            for (k, x) in m {
+                d.set_item(k, json_to_py(py, x)?)?;
+            }
+            d.into_any().unbind()
+        }
+    })
+}
+
+/// A fresh 1-D float64 array (numpy owns the memory).
+fn arr1<'py>(py: Python<'py>, v: &[f64]) -> Bound<'py, PyArray1<f64>> {
+    PyArray1::from_slice(py, v)
+}
+
+/// A fresh rows × cols float64 array from row-major `v` (numpy owns the memory).
+fn arr2<'py>(py: Python<'py>, v: &[f64], rows: usize, cols: usize) -> Bound<'py, PyArray2<f64>> {
+    debug_assert_eq!(v.len(), rows * cols);
+    let a = PyArray2::<f64>::zeros(py, [rows, cols], false);
+    // SAFETY: `a` was just created here, is C-contiguous and no other reference to it exists.
+    unsafe { a.as_slice_mut() }
+        .expect("fresh arrays are contiguous")
+        .copy_from_slice(v);
+    a
+}
+
+/// An input array: read in place when it is a C-contiguous float64 numpy array, else converted
+/// once by `numpy.ascontiguousarray(x, dtype=float64)`; or read from a `.npy` file when given
+/// a path (str or os.PathLike), like the CLI's flags.
+struct Matrix<'py> {
+    array: Option<PyReadonlyArrayDyn<'py, f64>>,
+    owned: Vec<f64>,
+    shape: Vec<usize>,
+}
+
+impl<'py> Matrix<'py> {
+    fn new(ob: &Bound<'py, PyAny>, flag: &str, ndims: &[usize]) -> PyResult<Self> {
+        let py = ob.py();
+        if ob.is_instance_of::<PyString>() || ob.hasattr("__fspath__")? {
+            let path: PathBuf = ob.extract()?;
+            let a = npy::read_ndim(&path, ndims).map_err(|e| nn_err(flag, e))?;
+            return Ok(Self {
+                array: None,
+                owned: a.data,
+                shape: a.shape,
+            });
+        }
+        let np = py.import("numpy")?;
+        let conv = np
+            .getattr("ascontiguousarray")?
+            .call1((ob, np.getattr("float64")?))
+            .map_err(|e| value_err(format!("{flag}: cannot read it as a float64 array: {e}")))?;
+        let array: PyReadonlyArrayDyn<'py, f64> = conv.extract()?;
+        let shape = array.shape().to_vec();
+        if !ndims.contains(&shape.len()) {
+            let want = ndims
+                .iter()
+                .map(|d| format!("{d}-D"))
+                .collect::<Vec<_>>()
+                .join(" or ");
+            return Err(value_err(format!(
+                "{flag}: is a {}-D array of shape {shape:?}; expected {want}",
+                shape.len()
+            )));
+        }
+        Ok(Self {
+            array: Some(array),
+            owned: vec![],
+            shape,
+        })
+    }
+
+    fn data(&self) -> &[f64] {
+        match &self.array {
+            Some(a) => a.as_slice().expect("ascontiguousarray gives C order"),
+            None => &self.owned,
+        }
+    }
+
+    /// (rows, cols) of a 2-D input, at least 1×1 (the CLI's `read_matrix`).
+    fn dims2(&self, flag: &str) -> PyResult<(usize, usize)> {
+        let (r, c) = (self.shape[0], self.shape.get(1).copied().unwrap_or(1));
+        if r == 0 || c == 0 {
+            return Err(value_err(format!(
+                "{flag}: has shape ({r}, {c}); need at least one row and one column"
+            )));
+        }
+        Ok((r, c))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// theory
+
+fn parse_init(s: &str, flag: &str) -> PyResult<Init> {
+    s.parse::<Init>()
+        .map_err(|e| value_err(format!("{flag}: {e}")))
+}
+
+fn learning_rates(lambda_b: f64, lambda_w: f64, b_over_l: bool) -> PyResult<LearningRates> {
+    for (flag, v) in [("--lambda-b", lambda_b), ("--lambda-w", lambda_w)] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(value_err(format!(
+                "{flag}: learning rates must be finite and ≥ 0, got {v}"
+            )));
+        }
+    }
+    Ok(LearningRates {
+        lambda_b,
+        lambda_w,
+        b_over_l,
+    })
+}
+
+/// Critical (C_b, C_W), fixed point K*, universality class, a₁ and p_⊥ of an activation
+/// (PDLT arXiv 2106.10165 §5.3): the dict of `dlt theory criticality --json`.
+#[pyfunction]
+fn criticality(py: Python<'_>, activation: &str) -> PyResult<PyObject> {
+    let act = parse(activation).map_err(theory_err)?;
+    let c = py.allow_threads(|| critical(&*act));
+    json_to_py(py, &dlt_studies::theory::runs::criticality_results(&c))
+}
+
+/// The activation names `parse` accepts (`A` stands for a number).
+#[pyfunction]
+fn activations() -> Vec<&'static str> {
+    dlt_theory::activation::KNOWN.to_vec()
+}
+
+/// Layer-by-layer single-input recursions (PDLT ch. 4–5, 8–9, 11; docs/derivations/theory.md,
+/// docs/derivations/dntk.md): a dict of float64 arrays of length `depth` (`l` is int64).
+#[pyfunction]
+#[pyo3(signature = (activation, cb, cw, k1, depth, lambda_b=1.0, lambda_w=1.0, lambda_b_over_l=false, init="gaussian", v1=0.0, gamma=0.0, xi=1.0, quad_order=192))]
+#[allow(clippy::too_many_arguments)]
+fn profile<'py>(
+    py: Python<'py>,
+    activation: &str,
+    cb: f64,
+    cw: f64,
+    k1: f64,
+    depth: i64,
+    lambda_b: f64,
+    lambda_w: f64,
+    lambda_b_over_l: bool,
+    init: &str,
+    v1: f64,
+    gamma: f64,
+    xi: f64,
+    quad_order: i64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let depth = at_least("--depth", depth, 1)?;
+    let quad_order = at_least("--quad-order", quad_order, 8)?;
+    at_most(
+        "--quad-order",
+        quad_order,
+        4096,
+        "more nodes do not change the 1-D expectations",
+    )?;
+    let mut e = Ensemble::new(parse(activation).map_err(theory_err)?, cb, cw)
+        .with_init(parse_init(init, "--init")?);
+    e.gamma = gamma;
+    e.xi = xi;
+    e.quad.gh1 = quad_order;
+    let pc = ProfileConfig {
+        ensemble: e,
+        k1,
+        v1,
+        depth,
+        lr: learning_rates(lambda_b, lambda_w, lambda_b_over_l)?,
+    };
+    let (rows, dntk) = py
+        .allow_threads(|| {
+            let rows = dlt_theory::profile::profile(&pc)?;
+            Ok::<_, TheoryError>((rows, dlt_theory::dntk::dntk_profile(&pc)))
+        })
+        .map_err(theory_err)?;
+    let d = PyDict::new(py);
+    let l: Vec<i64> = rows.iter().map(|r| r.l as i64).collect();
+    d.set_item("l", PyArray1::from_vec(py, l))?;
+    let col = |f: &dyn Fn(&dlt_theory::Layer) -> f64| rows.iter().map(f).collect::<Vec<_>>();
+    d.set_item("K", arr1(py, &col(&|r| r.k)))?;
+    d.set_item("chi_par", arr1(py, &col(&|r| r.chi_par)))?;
+    d.set_item("chi_perp", arr1(py, &col(&|r| r.chi_perp)))?;
+    d.set_item("V", arr1(py, &col(&|r| r.v)))?;
+    d.set_item("theta", arr1(py, &col(&|r| r.theta)))?;
+    d.set_item("V_over_K2", arr1(py, &col(&|r| r.v_over_k2())))?;
+    for name in [
+        "A",
+        "B",
+        "D",
+        "F",
+        "A_over_theta2",
+        "B_over_theta2",
+        "D_over_Ktheta",
+        "F_over_Ktheta",
+    ] {
+        let v: Option<Vec<f64>> = rows.iter().map(|r| r.stat(name)).collect();
+        if let Some(v) = v {
+            d.set_item(name, arr1(py, &v))?;
+        }
+    }
+    match dntk {
+        Ok(dn) => {
+            for name in [
+                "P",
+                "Q",
+                "R",
+                "S",
+                "T",
+                "U",
+                "K1",
+                "theta1",
+                "P_over_theta2",
+                "Q_over_theta2",
+                "RK_over_theta3",
+                "SK_over_theta3",
+                "TK_over_theta3",
+                "UK_over_theta3",
+            ] {
+                let v: Vec<f64> = dn
+                    .iter()
+                    .map(|x| x.stat(name).unwrap_or(f64::NAN))
+                    .collect();
+                d.set_item(name, arr1(py, &v))?;
+            }
+        }
+        Err(e) => d.set_item(
+            "dntk_note",
+            format!("dNTK recursions not derived here: {e}"),
+        )?,
+    }
+    Ok(d)
+}
+
+/// Monte Carlo over an ensemble of real networks with batch-means standard errors, beside the
+/// theory (PDLT; crates/theory/src/mc.rs): `dlt theory mc`.
+#[pyfunction]
+#[pyo3(signature = (activation, cb, cw, k1, depth, width, networks, ntk=false, lambda_b=1.0, lambda_w=1.0, lambda_b_over_l=false, init="gaussian", first_layer=None, seed=0, batches=20, threads=0))]
+#[allow(clippy::too_many_arguments)]
+fn mc<'py>(
+    py: Python<'py>,
+    activation: &str,
+    cb: f64,
+    cw: f64,
+    k1: f64,
+    depth: i64,
+    width: i64,
+    networks: i64,
+    ntk: bool,
+    lambda_b: f64,
+    lambda_w: f64,
+    lambda_b_over_l: bool,
+    init: &str,
+    first_layer: Option<&str>,
+    seed: u64,
+    batches: i64,
+    threads: i64,
+) -> PyResult<Bound<'py, PyDict>> {
+    // The CLI's check_mc, less its memory and work estimates.
+    let depth = at_least("--depth", depth, 1)?;
+    let batches = at_least("--batches", batches, 2)?;
+    let networks = at_least("--networks", networks, 0)?;
+    if networks < batches.saturating_mul(2) {
+        return Err(value_err(format!(
+            "--networks {networks}: need at least two networks per batch (networks ≥ 2 × --batches {batches})"
+        )));
+    }
+    let width = at_least("--width", width, 1)?;
+    let threads = at_least("--threads", threads, 0)?;
+    at_most("--threads", threads, 4096, "one worker per thread")?;
+    let init = parse_init(init, "--init")?;
+    let first_layer = match first_layer {
+        Some(s) => parse_init(s, "--first-layer")?,
+        None => init,
+    };
+    let cfg = McConfig {
+        ensemble: Ensemble::new(parse(activation).map_err(theory_err)?, cb, cw).with_init(init),
+        k1,
+        width,
+        depth,
+        networks,
+        ntk,
+        lr: learning_rates(lambda_b, lambda_w, lambda_b_over_l)?,
+        first_layer,
+        seed,
+        batches,
+        threads,
+    };
+    let (res, theory, secs) = py
+        .allow_threads(|| {
+            let theory = cfg.theory()?;
+            let t0 = std::time::Instant::now();
+            let res = montecarlo::run(&cfg, &|_| {})?;
+            Ok::<_, TheoryError>((res, theory, t0.elapsed().as_secs_f64()))
+        })
+        .map_err(theory_err)?;
+    let d = PyDict::new(py);
+    let l: Vec<i64> = res.iter().map(|r| r.l as i64).collect();
+    d.set_item("l", PyArray1::from_vec(py, l))?;
+    let (value, se, th) = (PyDict::new(py), PyDict::new(py), PyDict::new(py));
+    let names: Vec<String> = res
+        .first()
+        .map(|r| r.stats.iter().map(|(n, _)| n.clone()).collect())
+        .unwrap_or_default();
+    for name in &names {
+        let est: Vec<_> = res
+            .iter()
+            .map(|r| {
+                r.get(name).unwrap_or(montecarlo::Estimate {
+                    value: f64::NAN,
+                    se: f64::NAN,
+                })
+            })
+            .collect();
+        value.set_item(
+            name,
+            arr1(py, &est.iter().map(|e| e.value).collect::<Vec<_>>()),
+        )?;
+        se.set_item(
+            name,
+            arr1(py, &est.iter().map(|e| e.se).collect::<Vec<_>>()),
+        )?;
+        let t: Vec<f64> = theory
+            .iter()
+            .map(|t| t.stat(name).unwrap_or(f64::NAN))
+            .collect();
+        th.set_item(name, arr1(py, &t))?;
+    }
+    d.set_item("value", value)?;
+    d.set_item("se", se)?;
+    d.set_item("theory", th)?;
+    d.set_item("seconds", secs)?;
+    Ok(d)
+}
+
+/// The pair method from `method` (the CLI's `--method`, crates/cli/src/theory_cmd.rs).
+fn parse_method(s: &str, act: &dlt_theory::Act) -> PyResult<PairMethod> {
+    let bad = |why: &str| {
+        value_err(format!(
+            "--method: {why} in '{s}'; use auto, closed, mehler:M[:NODES] (1 ≤ M ≤ 2000, 2 ≤ NODES ≤ 4000), quadrature:N (2 ≤ N ≤ 512) or adaptive"
+        ))
+    };
+    let num = |v: &str, lo: usize, hi: usize, what: &str| -> PyResult<usize> {
+        let n: usize = v
+            .trim()
+            .parse()
+            .map_err(|_| bad(&format!("{what} '{v}' is not a whole number")))?;
+        if !(lo..=hi).contains(&n) {
+            return Err(bad(&format!("{what} {n} is outside {lo}..={hi}")));
+        }
+        Ok(n)
+    };
+    let parts: Vec<&str> = s.split(':').collect();
+    Ok(match parts[..] {
+        ["auto"] => PairMethod::Auto,
+        ["closed"] => {
+            if closed_form(&**act).is_none() {
+                return Err(value_err(format!(
+                    "--method: {} has no closed-form kernel (closed forms: relu, leaky_relu, linear, erf, sin); use auto, mehler:M or quadrature:N",
+                    act.name()
+                )));
+            }
+            PairMethod::ClosedForm
+        }
+        ["mehler", m] => PairMethod::Mehler {
+            terms: num(m, 1, 2000, "the order M")?,
+            nodes: 200,
+        },
+        ["mehler", m, n] => PairMethod::Mehler {
+            terms: num(m, 1, 2000, "the order M")?,
+            nodes: num(n, 2, 4000, "NODES")?,
+        },
+        ["quadrature", n] => PairMethod::GaussHermite2d {
+            nodes: num(n, 2, 512, "the node count N")?,
+        },
+        ["adaptive"] => PairMethod::Adaptive2d,
+        _ => return Err(bad("unknown method")),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn kernel_config(
+    activation: &str,
+    cb: f64,
+    cw: f64,
+    depth: i64,
+    lambda_b: Option<f64>,
+    lambda_w: Option<f64>,
+    method: &str,
+    threads: i64,
+) -> PyResult<KernelConfig> {
+    let act = parse(activation).map_err(theory_err)?;
+    let method = parse_method(method, &act)?;
+    let depth = at_least("--depth", depth, 0)?;
+    // The CLI's work bound: each layer costs every pair ≥ 10³ multiply-adds.
+    if depth > 1_000_000_000 {
+        return Err(value_err(format!(
+            "--depth {depth}: too much work for the kernel recursion"
+        )));
+    }
+    let mut cfg = KernelConfig::new(act, cb, cw, depth);
+    cfg.lambda_b = lambda_b.unwrap_or(cb);
+    cfg.lambda_w = lambda_w.unwrap_or(cw);
+    cfg.method = method;
+    cfg.threads = at_least("--threads", threads, 0)?;
+    cfg.validate().map_err(theory_err)?;
+    Ok(cfg)
+}
+
+/// NNGP kernel K and NTK Θ of an infinitely wide MLP on a data set (`dlt theory kernels`).
+#[pyfunction]
+#[pyo3(signature = (x, activation, cb, cw, depth, x2=None, lambda_b=None, lambda_w=None, method="auto", threads=0))]
+#[allow(clippy::too_many_arguments)]
+fn kernels<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    activation: &str,
+    cb: f64,
+    cw: f64,
+    depth: i64,
+    x2: Option<&Bound<'py, PyAny>>,
+    lambda_b: Option<f64>,
+    lambda_w: Option<f64>,
+    method: &str,
+    threads: i64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cfg = kernel_config(
+        activation, cb, cw, depth, lambda_b, lambda_w, method, threads,
+    )?;
+    let xm = Matrix::new(x, "--inputs", &[2])?;
+    let (n, dim) = xm.dims2("--inputs")?;
+    let tm = x2.map(|t| Matrix::new(t, "--inputs2", &[2])).transpose()?;
+    let m = match &tm {
+        Some(t) => {
+            let (m, d2) = t.dims2("--inputs2")?;
+            if d2 != dim {
+                return Err(value_err(format!(
+                    "--inputs2: has {d2} columns but --inputs has {dim}; both must be N×d with the same d"
+                )));
+            }
+            m
+        }
+        None => 0,
+    };
+    let (xs, ts) = (xm.data(), tm.as_ref().map(|t| t.data()));
+    let k = py
+        .allow_threads(|| {
+            dataset_kernels(
+                &cfg,
+                Inputs::new(xs, n, dim),
+                ts.map(|t| Inputs::new(t, m, dim)),
+                false,
+            )
+        })
+        .map_err(theory_err)?;
+    let d = PyDict::new(py);
+    d.set_item("nngp", arr2(py, &k.k_train, n, n))?;
+    d.set_item("ntk", arr2(py, &k.ntk_train, n, n))?;
+    if tm.is_some() {
+        d.set_item("nngp_test_train", arr2(py, &k.k_test_train, m, n))?;
+        d.set_item("ntk_test_train", arr2(py, &k.ntk_test_train, m, n))?;
+    }
+    Ok(d)
+}
+
+/// Infinite-width predictions on test inputs: the NNGP posterior or the NTK-trained ensemble
+/// (`dlt theory predict`).
+#[pyfunction]
+#[pyo3(signature = (x_train, y_train, x_test, kind, activation, cb, cw, depth, time=None, steps=None, lr=None, noise=0.0, lambda_b=None, lambda_w=None, method="auto", threads=0))]
+#[allow(clippy::too_many_arguments)]
+fn predict<'py>(
+    py: Python<'py>,
+    x_train: &Bound<'py, PyAny>,
+    y_train: &Bound<'py, PyAny>,
+    x_test: &Bound<'py, PyAny>,
+    kind: &str,
+    activation: &str,
+    cb: f64,
+    cw: f64,
+    depth: i64,
+    time: Option<f64>,
+    steps: Option<i64>,
+    lr: Option<f64>,
+    noise: f64,
+    lambda_b: Option<f64>,
+    lambda_w: Option<f64>,
+    method: &str,
+    threads: i64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cfg = kernel_config(
+        activation, cb, cw, depth, lambda_b, lambda_w, method, threads,
+    )?;
+    let ntk = match kind {
+        "nngp" => false,
+        "ntk" => true,
+        _ => {
+            return Err(value_err(format!(
+                "--kind: unknown kind '{kind}'; use nngp (Bayesian posterior) or ntk (trained ensemble)"
+            )))
+        }
+    };
+    if !ntk {
+        for (flag, set) in [
+            ("--time", time.is_some()),
+            ("--steps", steps.is_some()),
+            ("--lr", lr.is_some()),
+        ] {
+            if set {
+                return Err(value_err(format!(
+                    "{flag}: applies to --kind ntk only (the NNGP posterior has no training time)"
+                )));
+            }
+        }
+    } else if noise != 0.0 {
+        return Err(value_err("--noise: applies to --kind nngp only (the NTK ensemble fits the targets exactly as t → ∞); drop it, or use a finite --time"));
+    }
+    if time.is_some() && steps.is_some() {
+        return Err(value_err(
+            "--time: cannot be used with --steps (give one of them)",
+        ));
+    }
+    if let Some(lr) = lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(value_err(format!(
+                "--lr: the learning rate must be finite and > 0, got {lr}"
+            )));
+        }
+    }
+    let time = match (time, steps) {
+        (Some(t), _) => {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(value_err(format!(
+                    "--time: the training time must be finite and ≥ 0, got {t} (omit it for t = ∞)"
+                )));
+            }
+            NtkTime::Flow {
+                tau: t * lr.unwrap_or(1.0),
+            }
+        }
+        (None, Some(s)) => {
+            let steps = u32::try_from(s).map_err(|_| {
+                value_err(format!(
+                    "--steps: need a whole number in 0..={}, got {s}",
+                    u32::MAX
+                ))
+            })?;
+            let eta = lr.ok_or_else(|| value_err("--lr: --steps needs a learning rate (e.g. --lr 0.1; converges for η < 2/λ_max(Θ))"))?;
+            NtkTime::Steps { eta, steps }
+        }
+        (None, None) => NtkTime::Infinity,
+    };
+    if !(noise.is_finite() && noise >= 0.0) {
+        return Err(value_err(format!(
+            "--noise: the observation-noise variance must be finite and ≥ 0, got {noise}"
+        )));
+    }
+    let xm = Matrix::new(x_train, "--train-x", &[2])?;
+    let (n, dim) = xm.dims2("--train-x")?;
+    let ym = Matrix::new(y_train, "--train-y", &[1, 2])?;
+    let (yrows, outputs) = (ym.shape[0], ym.shape.get(1).copied().unwrap_or(1));
+    if yrows != n {
+        return Err(value_err(format!("--train-y: has {yrows} rows but --train-x has {n}; give one target row per training input")));
+    }
+    if outputs == 0 {
+        return Err(value_err(
+            "--train-y: has 0 columns; give at least one output",
+        ));
+    }
+    let tm = Matrix::new(x_test, "--test-x", &[2])?;
+    let (m, dt) = tm.dims2("--test-x")?;
+    if dt != dim {
+        return Err(value_err(format!("--test-x: has {dt} columns but --train-x has {dim}; test inputs must have the training inputs' dimension")));
+    }
+    let (xs, ys, ts) = (xm.data(), ym.data(), tm.data());
+    let pred = py
+        .allow_threads(|| {
+            let k = dataset_kernels(
+                &cfg,
+                Inputs::new(xs, n, dim),
+                Some(Inputs::new(ts, m, dim)),
+                true,
+            )?;
+            let kb = k.nngp_blocks().expect("test × test block requested");
+            if ntk {
+                ntk_ensemble(kb, k.ntk_blocks(), ys, outputs, time)
+            } else {
+                nngp_posterior(kb, ys, outputs, noise)
+            }
+        })
+        .map_err(theory_err)?;
+    let d = PyDict::new(py);
+    if ym.shape.len() == 1 {
+        d.set_item("mean", arr1(py, &pred.mean))?;
+    } else {
+        d.set_item("mean", arr2(py, &pred.mean, m, outputs))?;
+    }
+    d.set_item("cov", arr2(py, &pred.cov, m, m))?;
+    Ok(d)
+}
+
+// ---------------------------------------------------------------------------------------------
+// scaling
+
+fn scaling_model(alpha: f64, m: i64, noise: f64) -> PyResult<ScalingModel> {
+    let m = at_least("--m", m, 1)?;
+    Ok(ScalingModel {
+        noise,
+        ..ScalingModel::new(alpha, m)
+    })
+}
+
+/// Expected test loss of the solvable scaling-law model from its deterministic equivalent
+/// (Maloney, Roberts, Sully arXiv 2210.16859; docs/derivations/scaling.md): `dlt scaling theory`.
+#[pyfunction]
+#[pyo3(signature = (alpha, m, n, p, noise=0.0, ridge=0.0))]
+fn theory_loss<'py>(
+    py: Python<'py>,
+    alpha: f64,
+    m: i64,
+    n: i64,
+    p: i64,
+    noise: f64,
+    ridge: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let model = scaling_model(alpha, m, noise)?;
+    let n = at_least("--n", n, 1)?;
+    let p = at_least("--p", p, 1)?;
+    let t = py
+        .allow_threads(|| dlt_theory::scaling::theory_loss(&model, n, p, ridge))
+        .map_err(theory_err)?;
+    let d = PyDict::new(py);
+    d.set_item("loss", t.loss)?;
+    d.set_item("kappa", t.kappa)?;
+    Ok(d)
+}
+
+/// Simulated population loss of the fitted scaling-law model over seeds: `dlt scaling simulate`.
+#[pyfunction]
+#[pyo3(signature = (alpha, m, n, p, noise=0.0, ridge=0.0, features="linear", seeds=10, seed=0, test=4000))]
+#[allow(clippy::too_many_arguments)]
+fn simulate<'py>(
+    py: Python<'py>,
+    alpha: f64,
+    m: i64,
+    n: i64,
+    p: i64,
+    noise: f64,
+    ridge: f64,
+    features: &str,
+    seeds: i64,
+    seed: u64,
+    test: i64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let model = scaling_model(alpha, m, noise)?;
+    let n = at_least("--n", n, 1)?;
+    let p = at_least("--p", p, 1)?;
+    let seeds = at_least("--seeds", seeds, 1)?;
+    let test = at_least("--test", test, 0)?;
+    let features: Features = features
+        .parse()
+        .map_err(|e: String| value_err(format!("--features: {e}")))?;
+    if features != Features::Linear && test == 0 {
+        return Err(value_err(
+            "--test: nonlinear features need held-out samples",
+        ));
+    }
+    let s = py
+        .allow_threads(|| {
+            dlt_theory::scaling::simulate(&model, n, p, ridge, features, seeds, seed, test)
+        })
+        .map_err(theory_err)?;
+    let d = PyDict::new(py);
+    d.set_item("loss", s.loss)?;
+    d.set_item("loss_se", s.loss_se)?;
+    d.set_item("median", s.median)?;
+    d.set_item("losses", arr1(py, &s.losses))?;
+    Ok(d)
+}
+
+// ---------------------------------------------------------------------------------------------
+// studies
+
+/// The registered studies: a list of dicts with `name`, `title`, `paper`.
+#[pyfunction]
+fn list(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let l = PyList::empty(py);
+    for e in dlt_studies::registry() {
+        let d = PyDict::new(py);
+        d.set_item("name", e.name())?;
+        d.set_item("title", e.title())?;
+        d.set_item("paper", e.paper())?;
+        l.append(d)?;
+    }
+    Ok(l)
+}
+
+/// Run (or reuse) one study as `dlt reproduce --only NAME` does, under `out/NAME/`, and return
+/// its results.json as a dict (with `claims`, `figures`, `seconds`, `config_hash`).
+#[pyfunction]
+#[pyo3(signature = (name, quick=true, out=None, seed=0, force=false, quiet=true))]
+fn run(
+    py: Python<'_>,
+    name: &str,
+    quick: bool,
+    out: Option<PathBuf>,
+    seed: u64,
+    force: bool,
+    quiet: bool,
+) -> PyResult<PyObject> {
+    let all = dlt_studies::registry();
+    let known: Vec<&str> = all.iter().map(|e| e.name()).collect();
+    let Some(entry) = all.iter().find(|e| e.name() == name).copied() else {
+        return Err(value_err(format!(
+            "unknown study '{name}'; the studies are {}",
+            known.join(", ")
+        )));
+    };
+    let out = out.unwrap_or_else(|| PathBuf::from("out"));
+    let root = dlt_studies::output::OutDir::create(&out).map_err(|e| match &e {
+        dlt_studies::output::OutputError::Io { source, .. } => io_err(source, e.to_string()),
+        _ => PyOSError::new_err(e.to_string()),
+    })?;
+    let opts = dlt_studies::Options {
+        quick,
+        seed,
+        quiet,
+        force,
+    };
+    let section = py.allow_threads(|| entry.reproduce(&root, &opts));
+    if let Some(err) = section.error {
+        return Err(PyRuntimeError::new_err(format!("study {name}: {err}")));
+    }
+    let path = root.path(name).join("results.json");
+    results_at(py, &path)
+}
+
+fn results_at(py: Python<'_>, path: &Path) -> PyResult<PyObject> {
+    let bytes = std::fs::read(path).map_err(|e| io_err(&e, format!("{}: {e}", path.display())))?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| value_err(format!("{}: not valid JSON: {e}", path.display())))?;
+    json_to_py(py, &v)
+}
+
+/// Read a study's results.json (e.g. of an earlier `dlt reproduce`) as a dict.
+#[pyfunction]
+fn results(py: Python<'_>, path: PathBuf) -> PyResult<PyObject> {
+    results_at(py, &path)
+}
+
+// ---------------------------------------------------------------------------------------------
+// the module
+
+#[pymodule]
+fn _dltlab(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let theory = PyModule::new(py, "theory")?;
+    theory.add_function(wrap_pyfunction!(criticality, &theory)?)?;
+    theory.add_function(wrap_pyfunction!(activations, &theory)?)?;
+    theory.add_function(wrap_pyfunction!(profile, &theory)?)?;
+    theory.add_function(wrap_pyfunction!(mc, &theory)?)?;
+    theory.add_function(wrap_pyfunction!(kernels, &theory)?)?;
+    theory.add_function(wrap_pyfunction!(predict, &theory)?)?;
+    m.add_submodule(&theory)?;
+    let scaling = PyModule::new(py, "scaling")?;
+    scaling.add_function(wrap_pyfunction!(theory_loss, &scaling)?)?;
+    scaling.add_function(wrap_pyfunction!(simulate, &scaling)?)?;
+    m.add_submodule(&scaling)?;
+    let studies = PyModule::new(py, "studies")?;
+    studies.add_function(wrap_pyfunction!(list, &studies)?)?;
+    studies.add_function(wrap_pyfunction!(run, &studies)?)?;
+    studies.add_function(wrap_pyfunction!(results, &studies)?)?;
+    m.add_submodule(&studies)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
