@@ -1,0 +1,131 @@
+"""The effective theory of deep MLPs at large but finite width (PDLT: Roberts, Yaida, Hanin,
+arXiv 2106.10165), from the Rust crate dlt-theory. Bad arguments raise ValueError with the
+message of the matching ``dlt theory …`` command (it names the CLI flag); a recursion that leaves
+its domain raises ArithmeticError; a missing .npy file FileNotFoundError."""
+
+import os
+from typing import Any, Literal, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
+ArrayLike = Union[npt.ArrayLike, str, os.PathLike[str]]
+F64 = npt.NDArray[np.float64]
+
+def activations() -> list[str]:
+    """Activation names accepted everywhere (``A`` stands for a number, e.g. ``leaky_relu:0.1``)."""
+
+def criticality(activation: str) -> dict[str, Any]:
+    """Critical initialisation of an activation (PDLT §5.3; docs/derivations/theory.md#criticality):
+    keys ``activation``, ``class`` (``scale_invariant``, ``k_star_zero``, …), ``cb``, ``cw``
+    (critical C_b, C_W: χ_∥(K*) = χ_⊥(K*) = 1), ``k_star`` (fixed point K*), ``a1`` and ``p_perp``
+    (universality-class exponents); None where they do not exist. Same dict as
+    ``dlt theory criticality --json``."""
+
+def profile(
+    activation: str,
+    cb: float,
+    cw: float,
+    k1: float,
+    depth: int,
+    lambda_b: float = 1.0,
+    lambda_w: float = 1.0,
+    lambda_b_over_l: bool = False,
+    init: Literal["gaussian", "orthogonal"] = "gaussian",
+    v1: float = 0.0,
+    gamma: float = 0.0,
+    xi: float = 1.0,
+    quad_order: int = 192,
+) -> dict[str, Any]:
+    """Single-input recursions for layers l = 1..depth, one float64 array of length ``depth`` per
+    statistic (``l`` is int64):
+
+    * ``K``: K^(l+1) = C_b + C_W ⟨σ²⟩_{K^(l)} (PDLT eq. 4.90; docs/derivations/theory.md#kernel-recursion);
+    * ``chi_par``, ``chi_perp``: χ_∥ = C_W ∂_K⟨σ²⟩, χ_⊥ = C_W⟨σ'²⟩ at K^(l) (PDLT §5.1);
+    * ``V``, ``V_over_K2``: four-point vertex, V^(l+1) = χ_∥² V^(l) + C_W²(⟨σ⁴⟩ − ⟨σ²⟩²) (PDLT eq. 4.118;
+      docs/derivations/theory.md#four-point-vertex);
+    * ``theta``: NTK mean Θ^(l+1) = λ_b + λ_W⟨σ²⟩ + χ_⊥ Θ^(l) (PDLT eq. 8.63; docs/derivations/theory.md#ntk-mean);
+    * ``A``, ``B``, ``D``, ``F`` and ``A_over_theta2``, ``B_over_theta2``, ``D_over_Ktheta``,
+      ``F_over_Ktheta``: NTK fluctuations (PDLT §8.3; docs/derivations/theory.md#ntk-fluctuations);
+      absent for orthogonal weights and residual networks (not derived);
+    * ``P``, ``Q``, ``R``, ``S``, ``T``, ``U``, ``K1``, ``theta1`` and their normalised forms: the dNTK
+      and ddNTK recursions (PDLT ch. 11; docs/derivations/dntk.md#recursions); when not derived they
+      are absent and ``dntk_note`` (str) says why.
+
+    ``init="orthogonal"`` uses the Haar-orthogonal results of Day, Kahn, Roberts (arXiv 2310.07765);
+    ``gamma``, ``xi`` give the residual MLP z' = γz + ξ(b + Wσ(z)). Learning rates λ_b^(l) = λ_b
+    (or λ_b/l with ``lambda_b_over_l``), λ_W^(l) = λ_W (PDLT §7.1). Same numbers as
+    ``dlt theory profile --json``. Example: ReLU at C_b = 0, C_W = 2, K^(1) = 1, λ_b = 0, λ_W = 1 gives
+    K = 1, Θ^(l) = l/2, Q^(l) = (l³ − l)/12."""
+
+def mc(
+    activation: str,
+    cb: float,
+    cw: float,
+    k1: float,
+    depth: int,
+    width: int,
+    networks: int,
+    ntk: bool = False,
+    lambda_b: float = 1.0,
+    lambda_w: float = 1.0,
+    lambda_b_over_l: bool = False,
+    init: Literal["gaussian", "orthogonal"] = "gaussian",
+    first_layer: Optional[Literal["gaussian", "orthogonal"]] = None,
+    seed: int = 0,
+    batches: int = 20,
+    threads: int = 0,
+) -> dict[str, Any]:
+    """Monte Carlo over ``networks`` real MLPs of width ``width`` on one input with
+    |x|²/n₀ = (K^(1) − C_b)/C_W (crates/theory/src/mc.rs): ``l`` (int64), and dicts ``value``,
+    ``se`` (batch-means standard error over ``batches`` batches) and ``theory`` (the 1/n
+    prediction of :func:`profile`), each mapping a statistic (``K``, ``V``, ``V_over_K2``; with
+    ``ntk=True`` also ``theta``, ``A``, ``B``, ``D``, ``F`` and ratios) to a float64 array per layer;
+    ``seconds``. The same seed gives the same numbers for any ``threads`` (0: all cores).
+    ``dlt theory mc``."""
+
+def kernels(
+    x: ArrayLike,
+    activation: str,
+    cb: float,
+    cw: float,
+    depth: int,
+    x2: Optional[ArrayLike] = None,
+    lambda_b: Optional[float] = None,
+    lambda_w: Optional[float] = None,
+    method: str = "auto",
+    threads: int = 0,
+) -> dict[str, F64]:
+    """NNGP kernel K and NTK Θ of the output z^(L) of an infinitely wide MLP with ``depth`` Dense
+    layers on the N×d inputs ``x`` (an array, float32 or float64, or a .npy path): ``nngp`` and
+    ``ntk`` (N×N); with ``x2`` (M×d) also ``nngp_test_train`` and ``ntk_test_train`` (M×N).
+    K^(1)_{ab} = C_b + C_W x_a·x_b/d, K^(l+1) = C_b + C_W⟨σσ⟩_{K^(l)}, Θ^(l+1) = λ_b + λ_W⟨σσ⟩ +
+    C_W⟨σ'σ'⟩Θ^(l) (PDLT §4.3, §8; Lee et al. arXiv 1711.00165; Jacot et al. arXiv 1806.07572;
+    docs/derivations/kernels.md). λ_b, λ_W default to C_b, C_W (neural-tangents' NTK
+    parameterisation). ``method``: auto, closed, mehler:M[:NODES], quadrature:N, adaptive.
+    ``dlt theory kernels``."""
+
+def predict(
+    x_train: ArrayLike,
+    y_train: ArrayLike,
+    x_test: ArrayLike,
+    kind: Literal["nngp", "ntk"],
+    activation: str,
+    cb: float,
+    cw: float,
+    depth: int,
+    time: Optional[float] = None,
+    steps: Optional[int] = None,
+    lr: Optional[float] = None,
+    noise: float = 0.0,
+    lambda_b: Optional[float] = None,
+    lambda_w: Optional[float] = None,
+    method: str = "auto",
+    threads: int = 0,
+) -> dict[str, F64]:
+    """Infinite-width predictions on ``x_test``: ``mean`` (M, or M×k when ``y_train`` is N×k) and
+    ``cov`` (M×M). ``kind="nngp"``: the exact Bayesian posterior, mean = K_{*X}(K_XX + noise·I)⁻¹Y
+    (Lee et al. arXiv 1711.00165); ``kind="ntk"``: the ensemble of networks trained by gradient flow
+    to ``time`` (τ = lr·time; default ∞) or by ``steps`` of gradient descent with ``lr``,
+    mean = Θ_{*X}Θ_XX⁻¹(I − e^{−τΘ_XX})Y (Lee et al. arXiv 1902.06720 eq. 16;
+    docs/derivations/kernels.md). ``dlt theory predict``."""
