@@ -34,8 +34,12 @@ def test_studies_list_and_unknown():
         studies.run("nope", out="/tmp/unused")
 
 
-def test_run_scaling_study_quick(tmp_path):
-    r = studies.run("scaling", quick=True, out=str(tmp_path), seed=0)
-    assert (tmp_path / "scaling" / "results.json").is_file()
-    assert r["claims"] and all("holds" in c for c in r["claims"])
-    assert r == studies.results(tmp_path / "scaling" / "results.json")
+def test_run_a_study_quick(tmp_path):
+    # jacobian is the cheapest study on real data (quick ≈ 15 s); its claims must hold, as in
+    # `dlt reproduce --quick` (CI pins every verdict).
+    r = studies.run("jacobian", quick=True, out=str(tmp_path), seed=0)
+    assert (tmp_path / "jacobian" / "results.json").is_file()
+    assert r["claims"] and all(c["holds"] for c in r["claims"]), [
+        c["id"] for c in r["claims"] if not c["holds"]
+    ]
+    assert r == studies.results(tmp_path / "jacobian" / "results.json")
