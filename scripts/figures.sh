@@ -4,8 +4,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 cargo run --release -p dlt -- reproduce --quick --out "$tmp"
-for f in vertex_mc ntk_mc orthogonal relu_exact kernel; do
+for f in vertex_mc ntk_mc orthogonal relu_exact kernel dntk; do
   cp "$tmp/theory/$f.svg" docs/figures/
+done
+for f in accuracy_vs_depth ensemble_deviation; do
+  cp "$tmp/trained/$f.svg" "docs/figures/trained_$f.svg"
 done
 for f in fig3_b_over_theta2 fig3_a_over_theta2 vertex_wide ntk_candle ntk_spread training_loss accuracy_vs_depth; do
   cp "$tmp/orthogonal/$f.svg" "docs/figures/orthogonal_$f.svg"
