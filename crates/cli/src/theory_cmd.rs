@@ -8,7 +8,6 @@ use dlt_studies::output::OutDir;
 use dlt_studies::theory::runs;
 use dlt_theory::activation::parse;
 use dlt_theory::criticality::criticality;
-use dlt_theory::kernels::pair::closed_form;
 use dlt_theory::kernels::{
     dataset_kernels, nngp_posterior, ntk_ensemble, Inputs, KernelConfig, NtkTime, PairMethod,
 };
@@ -521,49 +520,9 @@ pub struct PredictArgs {
     out: Option<PathBuf>,
 }
 
-/// The pair method from `--method`, checked here so that its errors name `--method`.
+/// The pair method from `--method` ([`PairMethod::parse`]; its errors name `--method`).
 fn parse_method(s: &str, act: &dlt_theory::Act) -> Result<PairMethod> {
-    let bad = |why: &str| {
-        anyhow::anyhow!(
-            "--method: {why} in '{s}'; use auto, closed, mehler:M[:NODES] (1 ≤ M ≤ 2000, 2 ≤ NODES ≤ 4000), quadrature:N (2 ≤ N ≤ 512) or adaptive"
-        )
-    };
-    let num = |v: &str, lo: usize, hi: usize, what: &str| -> Result<usize> {
-        let n: usize = v
-            .trim()
-            .parse()
-            .map_err(|_| bad(&format!("{what} '{v}' is not a whole number")))?;
-        if !(lo..=hi).contains(&n) {
-            return Err(bad(&format!("{what} {n} is outside {lo}..={hi}")));
-        }
-        Ok(n)
-    };
-    let parts: Vec<&str> = s.split(':').collect();
-    Ok(match parts[..] {
-        ["auto"] => PairMethod::Auto,
-        ["closed"] => {
-            if closed_form(&**act).is_none() {
-                anyhow::bail!(
-                    "--method: {} has no closed-form kernel (closed forms: relu, leaky_relu, linear, erf, sin); use auto, mehler:M or quadrature:N",
-                    act.name()
-                );
-            }
-            PairMethod::ClosedForm
-        }
-        ["mehler", m] => PairMethod::Mehler {
-            terms: num(m, 1, 2000, "the order M")?,
-            nodes: 200,
-        },
-        ["mehler", m, n] => PairMethod::Mehler {
-            terms: num(m, 1, 2000, "the order M")?,
-            nodes: num(n, 2, 4000, "NODES")?,
-        },
-        ["quadrature", n] => PairMethod::GaussHermite2d {
-            nodes: num(n, 2, 512, "the node count N")?,
-        },
-        ["adaptive"] => PairMethod::Adaptive2d,
-        _ => return Err(bad("unknown method")),
-    })
+    Ok(PairMethod::parse(s, &**act)?)
 }
 
 /// The kernel configuration, fully validated (no data read yet).

@@ -17,7 +17,6 @@ use dlt_nn::data::npy;
 use dlt_nn::NnError;
 use dlt_theory::activation::parse;
 use dlt_theory::criticality::criticality as critical;
-use dlt_theory::kernels::pair::closed_form;
 use dlt_theory::kernels::{
     dataset_kernels, nngp_posterior, ntk_ensemble, Inputs, KernelConfig, NtkTime, PairMethod,
 };
@@ -450,49 +449,9 @@ fn mc<'py>(
     Ok(d)
 }
 
-/// The pair method from `method` (the CLI's `--method`, crates/cli/src/theory_cmd.rs).
+/// The pair method from `method` ([`PairMethod::parse`], as the CLI's `--method`).
 fn parse_method(s: &str, act: &dlt_theory::Act) -> PyResult<PairMethod> {
-    let bad = |why: &str| {
-        value_err(format!(
-            "--method: {why} in '{s}'; use auto, closed, mehler:M[:NODES] (1 ≤ M ≤ 2000, 2 ≤ NODES ≤ 4000), quadrature:N (2 ≤ N ≤ 512) or adaptive"
-        ))
-    };
-    let num = |v: &str, lo: usize, hi: usize, what: &str| -> PyResult<usize> {
-        let n: usize = v
-            .trim()
-            .parse()
-            .map_err(|_| bad(&format!("{what} '{v}' is not a whole number")))?;
-        if !(lo..=hi).contains(&n) {
-            return Err(bad(&format!("{what} {n} is outside {lo}..={hi}")));
-        }
-        Ok(n)
-    };
-    let parts: Vec<&str> = s.split(':').collect();
-    Ok(match parts[..] {
-        ["auto"] => PairMethod::Auto,
-        ["closed"] => {
-            if closed_form(&**act).is_none() {
-                return Err(value_err(format!(
-                    "--method: {} has no closed-form kernel (closed forms: relu, leaky_relu, linear, erf, sin); use auto, mehler:M or quadrature:N",
-                    act.name()
-                )));
-            }
-            PairMethod::ClosedForm
-        }
-        ["mehler", m] => PairMethod::Mehler {
-            terms: num(m, 1, 2000, "the order M")?,
-            nodes: 200,
-        },
-        ["mehler", m, n] => PairMethod::Mehler {
-            terms: num(m, 1, 2000, "the order M")?,
-            nodes: num(n, 2, 4000, "NODES")?,
-        },
-        ["quadrature", n] => PairMethod::GaussHermite2d {
-            nodes: num(n, 2, 512, "the node count N")?,
-        },
-        ["adaptive"] => PairMethod::Adaptive2d,
-        _ => return Err(bad("unknown method")),
-    })
+    PairMethod::parse(s, &**act).map_err(theory_err)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -13,7 +13,7 @@ use super::pair::{
     adaptive_pair, closed_form, closed_pair, correlation, gauss_hermite_pair, kinked, mehler_pair,
     mehler_point, mehler_point_until, ClosedForm, MehlerPoint,
 };
-use crate::activation::Act;
+use crate::activation::{Act, Activation};
 use crate::gauss::QuadConfig;
 use crate::TheoryError;
 use std::ops::Range;
@@ -66,6 +66,62 @@ pub enum PairMethod {
     /// Kink-aware 2-D quadrature ([`crate::gauss::expect_nd`]: polar sectors split where a
     /// preactivation changes sign). Accurate for any σ, slow (≈10⁴–10⁵ activations per pair).
     Adaptive2d,
+}
+
+impl PairMethod {
+    /// Parse the CLI's `--method` (also the Python `method=`): `auto`, `closed`,
+    /// `mehler:M[:NODES]` (1 ≤ M ≤ 2000, 2 ≤ NODES ≤ 4000; NODES defaults to 200),
+    /// `quadrature:N` (2 ≤ N ≤ 512) or `adaptive`. Errors name `--method`; `closed` is refused
+    /// for an activation without a closed form.
+    pub fn parse(s: &str, act: &dyn Activation) -> Result<Self, TheoryError> {
+        let bad = |why: &str| {
+            TheoryError::Invalid {
+            flag: "--method",
+            msg: format!(
+                "{why} in '{s}'; use auto, closed, mehler:M[:NODES] (1 ≤ M ≤ 2000, 2 ≤ NODES ≤ 4000), quadrature:N (2 ≤ N ≤ 512) or adaptive"
+            ),
+        }
+        };
+        let num = |v: &str, lo: usize, hi: usize, what: &str| -> Result<usize, TheoryError> {
+            let n: usize = v
+                .trim()
+                .parse()
+                .map_err(|_| bad(&format!("{what} '{v}' is not a whole number")))?;
+            if !(lo..=hi).contains(&n) {
+                return Err(bad(&format!("{what} {n} is outside {lo}..={hi}")));
+            }
+            Ok(n)
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        Ok(match parts[..] {
+            ["auto"] => PairMethod::Auto,
+            ["closed"] => {
+                if closed_form(act).is_none() {
+                    return Err(TheoryError::Invalid {
+                        flag: "--method",
+                        msg: format!(
+                            "{} has no closed-form kernel (closed forms: relu, leaky_relu, linear, erf, sin); use auto, mehler:M or quadrature:N",
+                            act.name()
+                        ),
+                    });
+                }
+                PairMethod::ClosedForm
+            }
+            ["mehler", m] => PairMethod::Mehler {
+                terms: num(m, 1, 2000, "the order M")?,
+                nodes: 200,
+            },
+            ["mehler", m, n] => PairMethod::Mehler {
+                terms: num(m, 1, 2000, "the order M")?,
+                nodes: num(n, 2, 4000, "NODES")?,
+            },
+            ["quadrature", n] => PairMethod::GaussHermite2d {
+                nodes: num(n, 2, 512, "the node count N")?,
+            },
+            ["adaptive"] => PairMethod::Adaptive2d,
+            _ => return Err(bad("unknown method")),
+        })
+    }
 }
 
 /// Hyperparameters of the kernel recursion.
