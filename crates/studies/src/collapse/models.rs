@@ -225,7 +225,7 @@ impl Generative for VaeGenerative {
     fn accepts(&self, data: &Split) -> bool {
         data.dim == self.test.dim
             && data.dim > 0
-            && data.x.len() % data.dim == 0
+            && data.x.len().is_multiple_of(data.dim)
             && data.x.iter().all(|v| v.is_finite())
             && (data.y.is_empty()
                 || (data.y.len() == data.len()
@@ -327,7 +327,7 @@ impl Generative for DdpmGenerative {
     }
     /// Finite points of the held-out points' dimension.
     fn accepts(&self, data: &Points) -> bool {
-        data.d == self.test.d && data.x.len() % data.d == 0 && data.x.iter().all(|v| v.is_finite())
+        data.d == self.test.d && data.x.len().is_multiple_of(data.d) && data.x.iter().all(|v| v.is_finite())
     }
 }
 
