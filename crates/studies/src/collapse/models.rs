@@ -327,7 +327,9 @@ impl Generative for DdpmGenerative {
     }
     /// Finite points of the held-out points' dimension.
     fn accepts(&self, data: &Points) -> bool {
-        data.d == self.test.d && data.x.len().is_multiple_of(data.d) && data.x.iter().all(|v| v.is_finite())
+        data.d == self.test.d
+            && data.x.len().is_multiple_of(data.d)
+            && data.x.iter().all(|v| v.is_finite())
     }
 }
 
