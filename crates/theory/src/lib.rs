@@ -12,7 +12,8 @@
 //! * [`multi`]: multi-input kernel K_{δ1δ2} and four-point vertex V_{(δ1δ2)(δ3δ4)};
 //! * [`criticality`]: critical (C_b, C_W), universality classes, ν and the optimal aspect ratio;
 //! * [`mc`]: a multi-threaded Monte Carlo validator over ensembles of real networks;
-//! * [`kernels`]: dataset-scale NNGP/NTK kernels and infinite-width predictions.
+//! * [`kernels`]: dataset-scale NNGP/NTK kernels and infinite-width predictions;
+//! * [`trajectory`]: the O(1/n) correction to the mean GD trajectory of one trained input.
 #![warn(missing_docs)]
 
 pub mod activation;
@@ -28,6 +29,7 @@ pub mod profile;
 pub mod rambo;
 pub mod scaling;
 pub mod spectral;
+pub mod trajectory;
 
 pub use activation::{Act, Activation};
 pub use profile::{Ensemble, Init, Layer, LearningRates, ProfileConfig};
