@@ -10,8 +10,9 @@ use std::path::PathBuf;
 pub struct TrainedArgs {
     #[arg(long, default_value = "out/trained")]
     out: PathBuf,
-    /// CI scale: 1000 train / 1000 test images, 2 pairs of width-256 networks, 64 pairs per
-    /// ensemble width (full: 4000 / 2000, 4 pairs of width 512, 256 pairs).
+    /// CI scale: 1000 train / 1000 test images, 2 pairs of width-256 networks, 128 pairs per
+    /// ensemble width, trajectories at widths 32, 64 from 20000 pairs (full: 4000 / 2000, 4
+    /// pairs of width 512, 512 pairs, trajectories at 32, 64, 128 from 40000 pairs).
     #[arg(long)]
     quick: bool,
     #[arg(long, default_value_t = 0)]
@@ -48,6 +49,16 @@ pub struct TrainedArgs {
     /// GD steps of the finite-width ensembles.
     #[arg(long)]
     ensemble_steps: Option<usize>,
+    /// Widths of the one-input trajectories against the 1/n theory, comma-separated (at least
+    /// two, increasing; the two largest are extrapolated).
+    #[arg(long, value_delimiter = ',')]
+    trajectory_widths: Option<Vec<usize>>,
+    /// Antithetic pairs of the trajectories at the smallest width (∝ n above it).
+    #[arg(long)]
+    trajectory_pairs: Option<usize>,
+    /// GD steps of the trajectories.
+    #[arg(long)]
+    trajectory_steps: Option<usize>,
 }
 
 pub fn run(a: TrainedArgs) -> Result<()> {
@@ -84,6 +95,16 @@ pub fn run(a: TrainedArgs) -> Result<()> {
     }
     if let Some(v) = a.ensemble_steps {
         e.steps = v;
+    }
+    let t = &mut cfg.trajectory;
+    if let Some(v) = a.trajectory_widths.clone() {
+        t.widths = v;
+    }
+    if let Some(v) = a.trajectory_pairs {
+        t.pairs = v;
+    }
+    if let Some(v) = a.trajectory_steps {
+        t.steps = v;
     }
     cfg.validate()?; // before any output is created
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;

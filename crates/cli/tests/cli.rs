@@ -1515,6 +1515,12 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
         "8",
         "--ensemble-steps",
         "3",
+        "--trajectory-widths",
+        "8,16",
+        "--trajectory-pairs",
+        "300",
+        "--trajectory-steps",
+        "4",
         "--json",
         "--out",
         d,
@@ -1541,6 +1547,20 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
     assert_eq!(e["widths"].as_array().unwrap().len(), 2);
     assert_eq!(e["widths"][1]["pairs"], 16, "pairs scale with width");
     assert_eq!(e["infinite_mean"].as_array().unwrap().len(), 32);
+    // Part 3: the trajectory has T + 1 steps at every width, starts at the initial function's
+    // mean (n·(mean − 0) over 300·n/8 antithetic pairs: exactly 0, the pairs cancel z(0)) and,
+    // with 300 pairs at n = 8, already lies below the infinite-width mean by O(1/n) at t = 3
+    // (C(3) = −1.10, n·SE ≈ 0.05 at this size: a sign error in the training loop would show).
+    let t = &v["trajectory"];
+    assert_eq!(t["theory"].as_array().unwrap().len(), 5);
+    let w = t["widths"].as_array().unwrap();
+    assert_eq!(w[1]["pairs"], 600, "pairs scale with width");
+    for row in w {
+        let nd = row["n_dev"].as_array().unwrap();
+        assert_eq!(nd.len(), 5);
+        assert!(nd[0].as_f64().unwrap().abs() < 1e-9, "{row}");
+        assert!(nd[3].as_f64().unwrap() < -0.3, "{row}");
+    }
     let ids: Vec<&str> = v["claims"]
         .as_array()
         .unwrap()
@@ -1551,12 +1571,17 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
         "trained.infinite_width_limit",
         "trained.deviation_scaling",
         "trained.variance_limit",
+        "trained.trajectory_coefficient",
+        "trained.trajectory_not_frozen",
+        "trained.trajectory_variance_sign",
     ] {
         assert!(ids.contains(&id), "{ids:?}");
     }
     for f in [
         "regression.csv",
         "ensembles.csv",
+        "trajectory.csv",
+        "trajectory.svg",
         "accuracy_vs_depth.svg",
         "ensemble_deviation.svg",
         "results.json",
@@ -1566,6 +1591,10 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
     fails_with(&["trained", "--widths", "64,32", "--out", d], "--widths");
     fails_with(&["trained", "--pairs", "1", "--out", d], "--pairs");
     fails_with(&["trained", "--depths", "0,2", "--out", d], "--depths");
+    fails_with(
+        &["trained", "--trajectory-widths", "64,32", "--out", d],
+        "--trajectory-widths",
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -2549,6 +2578,9 @@ fn every_size_flag_rejects_zero_negative_nan_and_huge_naming_the_flag() {
         ("trained --quick", &[], "--widths", false, false),
         ("trained --quick", &[], "--pairs", false, false),
         ("trained --quick", &[], "--ensemble-steps", false, false),
+        ("trained --quick", &[], "--trajectory-widths", false, false),
+        ("trained --quick", &[], "--trajectory-pairs", false, false),
+        ("trained --quick", &[], "--trajectory-steps", false, false),
         ("orthogonal --quick", &[], "--train-depths", false, false),
         ("orthogonal --quick", &[], "--train-lr", false, true),
     ];

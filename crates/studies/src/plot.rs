@@ -184,8 +184,16 @@ impl Figure {
             let (log_x, log_y) = (self.log_x, self.log_y);
             // Within less than a decade every tick keeps its label; over wider ranges only 1, 2, 5.
             let (sparse_x, sparse_y) = (x1 / x0 >= 10.0, y1 / y0 >= 10.0);
-            let x_fmt = move |v: &f64| tick_label(*v, log_x, sparse_x);
-            let y_fmt = move |v: &f64| tick_label(*v, log_y, sparse_y);
+            // A tick at zero computed as a rounding residue (e.g. −2.2e−16) is labelled 0.
+            let snap = |v: f64, lo: f64, hi: f64| {
+                if v.abs() < 1e-9 * (hi - lo).abs() {
+                    0.0
+                } else {
+                    v
+                }
+            };
+            let x_fmt = move |v: &f64| tick_label(snap(*v, x0, x1), log_x, sparse_x);
+            let y_fmt = move |v: &f64| tick_label(snap(*v, y0, y1), log_y, sparse_y);
             macro_rules! draw {
                 ($xr:expr, $yr:expr) => {{
                     let mut chart = ChartBuilder::on(&plot)

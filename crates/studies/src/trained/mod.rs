@@ -8,6 +8,9 @@
 //! 2. [`ensembles`]: ensembles of trained networks at widths n against the infinite-width
 //!    ensemble (mean and variance): the 1/n extrapolation of the ensemble mean reaches m∞(t),
 //!    the deviation falls as 1/n (ch. ∞), and the single-network variance reaches Σ(t).
+//! 3. [`trajectory`]: the O(1/n) coefficient itself — the mean GD trajectory of networks trained
+//!    on one input against the finite-width theory built from Θ¹, the NTK variance, the dNTK
+//!    and the ddNTKs ([`dlt_theory::trajectory`]).
 //!
 //! Protocol and criteria: docs/derivations/trained.md.
 
@@ -15,6 +18,7 @@ pub mod data;
 pub mod ensembles;
 pub mod networks;
 pub mod regression;
+pub mod trajectory;
 
 use crate::claim::{Claim, McBound};
 use crate::output::{cell, OutDir};
@@ -25,6 +29,7 @@ use regression::{Critical, DepthRow, RegressionConfig};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
+use trajectory::{TrajectoryConfig, TrajectoryResults};
 
 const PAPER: &str = "Roberts, Yaida, Hanin (arXiv 2106.10165)";
 
@@ -47,6 +52,8 @@ pub struct Config {
     pub regression: RegressionConfig,
     /// Part 2.
     pub ensembles: EnsembleConfig,
+    /// Part 3.
+    pub trajectory: TrajectoryConfig,
 }
 
 impl Config {
@@ -89,6 +96,20 @@ impl Config {
                 c: 1.0,
                 steps: 10,
                 bootstrap: 200,
+            },
+            trajectory: TrajectoryConfig {
+                act: "tanh".into(),
+                cw: 1.0,
+                depth: 3,
+                widths: if quick {
+                    vec![32, 64]
+                } else {
+                    vec![32, 64, 128]
+                },
+                pairs: if quick { 20_000 } else { 40_000 },
+                c: 0.5,
+                steps: 8,
+                y: 1.0,
             },
         }
     }
@@ -149,6 +170,26 @@ impl Config {
                 "need at least 2 pairs per width for a standard error",
             ));
         }
+        let tr = &self.trajectory;
+        if tr.widths.len() < 2 || tr.widths[0] < 2 || tr.widths.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(invalid(
+                format!("--trajectory-widths {}", list(&tr.widths)),
+                "give at least two increasing widths ≥ 2, e.g. 32,64",
+            ));
+        }
+        if tr.pairs < 2 {
+            return Err(invalid(
+                format!("--trajectory-pairs {}", tr.pairs),
+                "need at least 2 pairs per width for a standard error",
+            ));
+        }
+        at_least("--trajectory-steps", tr.steps, 1)?;
+        if !(tr.c > 0.0 && tr.c < 2.0) || tr.depth < 2 || !tr.y.is_finite() {
+            return Err(invalid(
+                format!("trajectory ηΘ = {}, depth {}, y = {}", tr.c, tr.depth, tr.y),
+                "ηΘ must lie in (0, 2), the depth be ≥ 2 and the target finite",
+            ));
+        }
         let acts = r.activations.len() as f64;
         let n = self.n_train + self.n_test;
         let (nf, nv) = if self.n_test > self.n_train {
@@ -202,6 +243,26 @@ impl Config {
                     e.widths.iter().map(|&w| net(e.depth, w)).sum(),
                 ),
             ],
+        )?;
+        // 1 → (depth − 1 hidden layers) → 1; pairs·n/n_min pairs at width n, two networks each,
+        // a forward for the record beside every step.
+        let n_min = tr.widths[0] as f64;
+        let per_pair: f64 = tr
+            .widths
+            .iter()
+            .map(|&w| {
+                let w = w as f64;
+                w / n_min * (2.0 * w + (tr.depth - 2) as f64 * (w * w + w))
+            })
+            .sum();
+        check_work(
+            "the trajectories",
+            8.0 * 2.0,
+            &[
+                ("--trajectory-pairs", tr.pairs.to_string(), tr.pairs as f64),
+                ("--trajectory-steps", tr.steps.to_string(), tr.steps as f64),
+                ("--trajectory-widths", list(&tr.widths), per_pair),
+            ],
         )
     }
 }
@@ -219,6 +280,8 @@ pub struct Results {
     pub regression: Vec<DepthRow>,
     /// Part 2: the finite-width ensembles.
     pub ensembles: EnsembleResults,
+    /// Part 3: the finite-width trajectories against the 1/n theory.
+    pub trajectory: TrajectoryResults,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -235,15 +298,20 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let e = &cfg.ensembles;
     let part2 = data::prepare(&fm, e.n_train, e.n_test, cfg.seed ^ 0xe25)?;
     let ensembles = ensembles::run(e, &part2, cfg.seed, cfg.quiet)?;
+    let trajectory = trajectory::run(&cfg.trajectory, cfg.seed, cfg.quiet)?;
     write_tables(out, &regression, &ensembles)?;
-    let figures = figures(out, cfg, &regression, &ensembles)?;
-    let claims = claims(cfg, &regression, &ensembles);
+    trajectory::write_table(out, &trajectory)?;
+    let mut figures = figures(out, cfg, &regression, &ensembles)?;
+    figures.push(trajectory::figure(out, &cfg.trajectory, &trajectory)?);
+    let mut claims = claims(cfg, &regression, &ensembles);
+    claims.extend(trajectory::claims(&trajectory, PAPER));
     let results = Results {
         study: "trained",
         config: cfg.clone(),
         seconds: t0.elapsed().as_secs_f64(),
         regression,
         ensembles,
+        trajectory,
         claims,
         figures,
     };
@@ -479,7 +547,7 @@ impl crate::study::Study for Trained {
     const NAME: &'static str = "trained";
     const TITLE: &'static str = "The principles of deep learning theory: trained networks";
     const PAPER: &'static str = PAPER;
-    const ABOUT: &'static str = "Infinite-width predictions (NNGP posterior, NTK gradient descent) on Fashion-MNIST against depth at criticality, beside networks trained by the same gradient descent; and ensembles of trained networks at growing width against the infinite-width ensemble: the 1/n approach of the mean and of the variance.";
+    const ABOUT: &'static str = "Infinite-width predictions (NNGP posterior, NTK gradient descent) on Fashion-MNIST against depth at criticality, beside networks trained by the same gradient descent; ensembles of trained networks at growing width against the infinite-width ensemble: the 1/n approach of the mean and of the variance; and the O(1/n) coefficient of the trained mean against the finite-width theory (NTK variance, dNTK, ddNTKs).";
     type Config = Config;
     type Results = Results;
     fn config(quick: bool, seed: u64, quiet: bool) -> Config {

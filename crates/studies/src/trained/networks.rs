@@ -69,6 +69,34 @@ impl GdSetup {
     /// the batch-mean loss, so each step is scaled by N to follow ℒ = ½ Σ. A non-finite loss is
     /// [`dlt_nn::NnError::Diverged`].
     pub fn train(&self, theta: &mut [f64], x: &[f64], y: &[f64]) -> Result<(), StudyError> {
+        self.train_observed(theta, x, y, &mut |_| Ok(()))
+    }
+
+    /// [`GdSetup::train`], returning the outputs on the training inputs (N×outputs per step)
+    /// before every step and after the last: (steps + 1)·N·outputs values.
+    pub fn train_trajectory(
+        &self,
+        theta: &mut [f64],
+        x: &[f64],
+        y: &[f64],
+    ) -> Result<Vec<f64>, StudyError> {
+        let mut out = Vec::with_capacity((self.steps + 1) * y.len());
+        self.train_observed(theta, x, y, &mut |th| {
+            out.extend(self.net.logits(th, x)?);
+            Ok(())
+        })?;
+        out.extend(self.net.logits(theta, x)?);
+        Ok(out)
+    }
+
+    /// The GD loop, calling `observe(θ)` before every step.
+    fn train_observed(
+        &self,
+        theta: &mut [f64],
+        x: &[f64],
+        y: &[f64],
+        observe: &mut dyn FnMut(&[f64]) -> Result<(), StudyError>,
+    ) -> Result<(), StudyError> {
         let outputs = *self.net.widths.last().expect("validated MLP");
         let n = y.len() / outputs;
         let rates: Vec<f64> = self
@@ -83,6 +111,7 @@ impl GdSetup {
             .collect();
         let mut ws = Workspace::default();
         for step in 0..self.steps {
+            observe(theta)?;
             let pt = self
                 .net
                 .at_with(theta, Batch::values(x, y, outputs), ws, false)?;
