@@ -15,7 +15,7 @@
 
 use dlt_nn::data::npy;
 use dlt_nn::NnError;
-use dlt_theory::activation::parse;
+use dlt_theory::activation::{parse, Act, Activation};
 use dlt_theory::criticality::criticality as critical;
 use dlt_theory::kernels::{
     dataset_kernels, nngp_posterior, ntk_ensemble, Inputs, KernelConfig, NtkTime, PairMethod,
@@ -33,6 +33,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -228,6 +229,129 @@ fn learning_rates(lambda_b: f64, lambda_w: f64, b_over_l: bool) -> PyResult<Lear
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// A user's activation from Python
+
+/// σ given as Python callables (float → float), evaluated by the engine's own quadrature at its
+/// nodes. σ' defaults to a central difference with step h = 10⁻⁵(1 + |z|) (truncation h²σ'''/6
+/// plus rounding ε|σ|/h: about 10⁻¹¹ for σ of order one); σ'' and σ''' exist only when given
+/// (the dNTK/ddNTK recursions need both; without them `profile` reports `dntk_note`). A callable
+/// that raises or returns a non-number makes that evaluation NaN, and its exception is re-raised
+/// after the computation ([`PyActivation::take_error`]).
+#[derive(Debug)]
+struct PyActivation {
+    f: Py<PyAny>,
+    d1: Option<Py<PyAny>>,
+    d2: Option<Py<PyAny>>,
+    d3: Option<Py<PyAny>>,
+    kink: bool,
+    error: Mutex<Option<PyErr>>,
+}
+
+impl PyActivation {
+    fn call(&self, g: &Py<PyAny>, z: f64) -> f64 {
+        Python::with_gil(
+            |py| match g.call1(py, (z,)).and_then(|v| v.extract::<f64>(py)) {
+                Ok(v) => v,
+                Err(e) => {
+                    let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+                    slot.get_or_insert(e);
+                    f64::NAN
+                }
+            },
+        )
+    }
+
+    /// The first exception a callable raised, if any.
+    fn take_error(&self) -> Option<PyErr> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl Activation for PyActivation {
+    fn name(&self) -> String {
+        Python::with_gil(|py| {
+            self.f
+                .bind(py)
+                .getattr("__name__")
+                .and_then(|n| n.extract::<String>())
+                .map(|n| format!("python:{n}"))
+                .unwrap_or_else(|_| "python".into())
+        })
+    }
+    fn f(&self, z: f64) -> f64 {
+        self.call(&self.f, z)
+    }
+    fn d1(&self, z: f64) -> f64 {
+        match &self.d1 {
+            Some(g) => self.call(g, z),
+            None => {
+                let h = 1e-5 * (1.0 + z.abs());
+                (self.call(&self.f, z + h) - self.call(&self.f, z - h)) / (2.0 * h)
+            }
+        }
+    }
+    fn d2(&self, z: f64) -> Option<f64> {
+        self.d2.as_ref().map(|g| self.call(g, z))
+    }
+    fn d3(&self, z: f64) -> Option<f64> {
+        self.d3.as_ref().map(|g| self.call(g, z))
+    }
+    fn kink_at_zero(&self) -> bool {
+        self.kink
+    }
+}
+
+/// The derivative callables of a user's σ: (σ', σ'', σ''').
+type Derivatives = (Option<Py<PyAny>>, Option<Py<PyAny>>, Option<Py<PyAny>>);
+
+/// The `activation` argument: a name for [`parse`], or a Python callable with optional
+/// derivative callables. Returns the engine's handle and, for a callable, the handle to ask for
+/// its exceptions afterwards.
+fn activation_arg(
+    ob: &Bound<'_, PyAny>,
+    (d1, d2, d3): Derivatives,
+    kink: bool,
+) -> PyResult<(Act, Option<Arc<PyActivation>>)> {
+    if let Ok(name) = ob.extract::<String>() {
+        if d1.is_some() || d2.is_some() || d3.is_some() || kink {
+            return Err(value_err(
+                "--activation: d1, d2, d3 and kink_at_zero go with a callable σ, not a name",
+            ));
+        }
+        return Ok((parse(&name).map_err(theory_err)?, None));
+    }
+    if !ob.is_callable() {
+        return Err(value_err(
+            "--activation: give a name (see dltlab.theory.activations()) or a callable float → float",
+        ));
+    }
+    for (g, what) in [(&d1, "d1"), (&d2, "d2"), (&d3, "d3")] {
+        if g.as_ref().is_some_and(|g| !g.bind(ob.py()).is_callable()) {
+            return Err(value_err(format!(
+                "{what}: must be a callable float → float"
+            )));
+        }
+    }
+    let pa = Arc::new(PyActivation {
+        f: ob.clone().unbind(),
+        d1,
+        d2,
+        d3,
+        kink,
+        error: Mutex::new(None),
+    });
+    Ok((pa.clone(), Some(pa)))
+}
+
+/// Re-raise a user activation's exception, if it raised one during the computation.
+fn user_error(user: &Option<Arc<PyActivation>>) -> PyResult<()> {
+    match user.as_ref().and_then(|u| u.take_error()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// Critical (C_b, C_W), fixed point K*, universality class, a₁ and p_⊥ of an activation
 /// (PDLT arXiv 2106.10165 §5.3): the dict of `dlt theory criticality --json`.
 #[pyfunction]
@@ -246,11 +370,11 @@ fn activations() -> Vec<&'static str> {
 /// Layer-by-layer single-input recursions (PDLT ch. 4–5, 8–9, 11; docs/derivations/theory.md,
 /// docs/derivations/dntk.md): a dict of float64 arrays of length `depth` (`l` is int64).
 #[pyfunction]
-#[pyo3(signature = (activation, cb, cw, k1, depth, lambda_b=1.0, lambda_w=1.0, lambda_b_over_l=false, init="gaussian", v1=0.0, gamma=0.0, xi=1.0, quad_order=192))]
+#[pyo3(signature = (activation, cb, cw, k1, depth, lambda_b=1.0, lambda_w=1.0, lambda_b_over_l=false, init="gaussian", v1=0.0, gamma=0.0, xi=1.0, quad_order=192, d1=None, d2=None, d3=None, kink_at_zero=false))]
 #[allow(clippy::too_many_arguments)]
 fn profile<'py>(
     py: Python<'py>,
-    activation: &str,
+    activation: &Bound<'py, PyAny>,
     cb: f64,
     cw: f64,
     k1: f64,
@@ -263,6 +387,10 @@ fn profile<'py>(
     gamma: f64,
     xi: f64,
     quad_order: i64,
+    d1: Option<Py<PyAny>>,
+    d2: Option<Py<PyAny>>,
+    d3: Option<Py<PyAny>>,
+    kink_at_zero: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let depth = at_least("--depth", depth, 1)?;
     let quad_order = at_least("--quad-order", quad_order, 8)?;
@@ -272,8 +400,8 @@ fn profile<'py>(
         4096,
         "more nodes do not change the 1-D expectations",
     )?;
-    let mut e = Ensemble::new(parse(activation).map_err(theory_err)?, cb, cw)
-        .with_init(parse_init(init, "--init")?);
+    let (act, user) = activation_arg(activation, (d1, d2, d3), kink_at_zero)?;
+    let mut e = Ensemble::new(act, cb, cw).with_init(parse_init(init, "--init")?);
     e.gamma = gamma;
     e.xi = xi;
     e.quad.gh1 = quad_order;
@@ -284,12 +412,12 @@ fn profile<'py>(
         depth,
         lr: learning_rates(lambda_b, lambda_w, lambda_b_over_l)?,
     };
-    let (rows, dntk) = py
-        .allow_threads(|| {
-            let rows = dlt_theory::profile::profile(&pc)?;
-            Ok::<_, TheoryError>((rows, dlt_theory::dntk::dntk_profile(&pc)))
-        })
-        .map_err(theory_err)?;
+    let res = py.allow_threads(|| {
+        let rows = dlt_theory::profile::profile(&pc)?;
+        Ok::<_, TheoryError>((rows, dlt_theory::dntk::dntk_profile(&pc)))
+    });
+    user_error(&user)?;
+    let (rows, dntk) = res.map_err(theory_err)?;
     let d = PyDict::new(py);
     let l: Vec<i64> = rows.iter().map(|r| r.l as i64).collect();
     d.set_item("l", PyArray1::from_vec(py, l))?;
@@ -823,6 +951,71 @@ fn results(py: Python<'_>, path: PathBuf) -> PyResult<PyObject> {
     results_at(py, &path)
 }
 
+/// The O(1/n) coefficient of the mean GD trajectory of one trained input (PDLT ch. ∞;
+/// docs/derivations/trained.md#finite-width-trajectory): E[z_t] = infinite + coefficient/n,
+/// from the recursions' output statistics at `depth` (C_b = `cb`, λ_b, λ_W as given; K^(1) =
+/// `k1`, default C_b + C_W, i.e. |x|²/n₀ = 1), for GD with η = eta_theta/Θ towards target `y`.
+#[pyfunction]
+#[pyo3(signature = (activation, cw, depth, eta_theta=0.5, y=1.0, steps=8, cb=0.0, k1=None, lambda_b=0.0, lambda_w=None))]
+#[allow(clippy::too_many_arguments)]
+fn trajectory<'py>(
+    py: Python<'py>,
+    activation: &Bound<'py, PyAny>,
+    cw: f64,
+    depth: i64,
+    eta_theta: f64,
+    y: f64,
+    steps: i64,
+    cb: f64,
+    k1: Option<f64>,
+    lambda_b: f64,
+    lambda_w: Option<f64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    use dlt_theory::trajectory::{mean_trajectory, OutputStats, TrajectoryPoint};
+    let depth = at_least("--depth", depth, 2)?;
+    let steps = at_least("--steps", steps, 1)?;
+    at_most(
+        "--steps",
+        steps,
+        1 << 24,
+        "the coefficient has decayed long before",
+    )?;
+    let (act, user) = activation_arg(activation, (None, None, None), false)?;
+    let pc = ProfileConfig {
+        ensemble: Ensemble::new(act, cb, cw),
+        k1: k1.unwrap_or(cb + cw),
+        v1: 0.0,
+        depth,
+        lr: learning_rates(lambda_b, lambda_w.unwrap_or(cw), false)?,
+    };
+    let res = py.allow_threads(|| {
+        let s = OutputStats::at_output(&pc)?;
+        let pts = mean_trajectory(&s, eta_theta / s.theta, y, steps)?;
+        Ok::<_, TheoryError>((s, pts))
+    });
+    user_error(&user)?;
+    let (s, pts) = res.map_err(theory_err)?;
+    let d = PyDict::new(py);
+    let t: Vec<i64> = pts.iter().map(|p| p.t as i64).collect();
+    d.set_item("t", PyArray1::from_vec(py, t))?;
+    type Get = fn(&TrajectoryPoint) -> f64;
+    let cols: [(&str, Get); 6] = [
+        ("infinite", |p| p.infinite),
+        ("coefficient", |p| p.coefficient),
+        ("theta1_term", |p| p.theta1_term),
+        ("variance_term", |p| p.variance_term),
+        ("dntk_term", |p| p.dntk_term),
+        ("ddntk_term", |p| p.ddntk_term),
+    ];
+    for (name, g) in cols {
+        d.set_item(name, arr1(py, &pts.iter().map(g).collect::<Vec<_>>()))?;
+    }
+    d.set_item("eta", eta_theta / s.theta)?;
+    let st = serde_json::to_value(s).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    d.set_item("stats", json_to_py(py, &st)?)?;
+    Ok(d)
+}
+
 // ---------------------------------------------------------------------------------------------
 // the module
 
@@ -836,6 +1029,7 @@ fn _dltlab(m: &Bound<'_, PyModule>) -> PyResult<()> {
     theory.add_function(wrap_pyfunction!(mc, &theory)?)?;
     theory.add_function(wrap_pyfunction!(kernels, &theory)?)?;
     theory.add_function(wrap_pyfunction!(predict, &theory)?)?;
+    theory.add_function(wrap_pyfunction!(trajectory, &theory)?)?;
     m.add_submodule(&theory)?;
     let scaling = PyModule::new(py, "scaling")?;
     scaling.add_function(wrap_pyfunction!(theory_loss, &scaling)?)?;

@@ -4,7 +4,7 @@ message of the matching ``dlt theory …`` command (it names the CLI flag); a re
 its domain raises ArithmeticError; a missing .npy file FileNotFoundError."""
 
 import os
-from typing import Any, Literal, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +23,7 @@ def criticality(activation: str) -> dict[str, Any]:
     ``dlt theory criticality --json``."""
 
 def profile(
-    activation: str,
+    activation: Union[str, Callable[[float], float]],
     cb: float,
     cw: float,
     k1: float,
@@ -36,9 +36,20 @@ def profile(
     gamma: float = 0.0,
     xi: float = 1.0,
     quad_order: int = 192,
+    d1: Optional[Callable[[float], float]] = None,
+    d2: Optional[Callable[[float], float]] = None,
+    d3: Optional[Callable[[float], float]] = None,
+    kink_at_zero: bool = False,
 ) -> dict[str, Any]:
     """Single-input recursions for layers l = 1..depth, one float64 array of length ``depth`` per
-    statistic (``l`` is int64):
+    statistic (``l`` is int64).
+
+    ``activation`` is a name (``activations()``) or your own σ as a callable float → float,
+    evaluated by the same quadrature at the same nodes. Give ``d1`` (σ') or it is taken by
+    central differences (h = 1e-5(1 + |z|), about 1e-11 accurate for σ of order one); ``d2`` and
+    ``d3`` (σ'', σ''') are needed for the dNTK/ddNTK rows; ``kink_at_zero=True`` for σ with a kink
+    at 0 (ReLU-like: the quadrature splits at zero). An exception raised by the callable is
+    re-raised. The statistics:
 
     * ``K``: K^(l+1) = C_b + C_W ⟨σ²⟩_{K^(l)} (PDLT eq. 4.90; docs/derivations/theory.md#kernel-recursion);
     * ``chi_par``, ``chi_perp``: χ_∥ = C_W ∂_K⟨σ²⟩, χ_⊥ = C_W⟨σ'²⟩ at K^(l) (PDLT §5.1);
@@ -129,3 +140,26 @@ def predict(
     to ``time`` (τ = lr·time; default ∞) or by ``steps`` of gradient descent with ``lr``,
     mean = Θ_{*X}Θ_XX⁻¹(I − e^{−τΘ_XX})Y (Lee et al. arXiv 1902.06720 eq. 16;
     docs/derivations/kernels.md). ``dlt theory predict``."""
+
+def trajectory(
+    activation: Union[str, Callable[[float], float]],
+    cw: float,
+    depth: int,
+    eta_theta: float = 0.5,
+    y: float = 1.0,
+    steps: int = 8,
+    cb: float = 0.0,
+    k1: Optional[float] = None,
+    lambda_b: float = 0.0,
+    lambda_w: Optional[float] = None,
+) -> dict[str, Any]:
+    """The O(1/n) coefficient of the mean gradient-descent trajectory of a network trained on one
+    input (PDLT arXiv 2106.10165 ch. ∞; docs/derivations/trained.md#finite-width-trajectory):
+    E[z_t] = ``infinite`` + ``coefficient``/n + O(1/n²), ``infinite`` = y(1 − a^t), a = 1 − ηΘ,
+    η = ``eta_theta``/Θ, and C(t) = yΘ¹tηa^(t−1) − ½y(A + 2B)t(t−1)η²a^(t−2) − 2y(P + 2Q)c_d(t)
+    − (y³ + 3yK)(3R c_r(t) + (S + T + U)c_s(t)), from the output layer's recursions (K^(1) =
+    ``k1``, default C_b + C_W; λ_W defaults to C_W). Returns float64 arrays ``t`` (int64),
+    ``infinite``, ``coefficient``, ``theta1_term``, ``variance_term``, ``dntk_term``,
+    ``ddntk_term`` (the four terms add up to the coefficient), the float ``eta`` and the dict
+    ``stats`` (K, theta, theta1, ntk_variance = A + 2B, dntk = P + 2Q, ddntk_i = 3R,
+    ddntk_ii = S + T + U). Validated on trained ensembles by the ``trained`` study (part 3)."""

@@ -1,0 +1,91 @@
+"""A user's own σ as a Python callable, and the trained-trajectory coefficient."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dltlab import theory
+
+
+def _tanh_derivatives():
+    def d1(z):
+        return 1.0 - math.tanh(z) ** 2
+
+    def d2(z):
+        t = math.tanh(z)
+        return -2.0 * t * (1.0 - t * t)
+
+    def d3(z):
+        t = math.tanh(z)
+        return -2.0 * (1.0 - t * t) * (1.0 - 3.0 * t * t)
+
+    return d1, d2, d3
+
+
+STATS = ["K", "chi_par", "chi_perp", "V", "theta", "A", "B", "D", "F"]
+DNTK = ["P", "Q", "R", "S", "T", "U", "K1", "theta1"]
+
+
+def test_callable_with_derivatives_equals_the_builtin():
+    # Same σ, σ', σ'', σ''' evaluated at the same quadrature nodes: equal to rounding (the
+    # built-in tanh shares σ and σ' work; 1e-12 relative covers the different operation order).
+    d1, d2, d3 = _tanh_derivatives()
+    mine = theory.profile(math.tanh, 0.0, 1.0, 1.0, 6, lambda_b=0.0, d1=d1, d2=d2, d3=d3)
+    ref = theory.profile("tanh", 0.0, 1.0, 1.0, 6, lambda_b=0.0)
+    for k in STATS + DNTK:
+        np.testing.assert_allclose(mine[k], ref[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+def test_callable_without_derivatives_uses_central_differences():
+    # σ' by central differences (h = 1e-5(1 + |z|)): error ~1e-11 per node, so the recursions
+    # agree with the built-in to 1e-8 relative; without σ'' and σ''' the dNTK part says why.
+    mine = theory.profile(lambda z: math.sin(z), 0.0, 1.0, 1.0, 5, lambda_b=0.0)
+    ref = theory.profile("sin", 0.0, 1.0, 1.0, 5, lambda_b=0.0)
+    for k in STATS:
+        np.testing.assert_allclose(mine[k], ref[k], rtol=1e-8, atol=1e-10, err_msg=k)
+    assert "P" not in mine and "dntk_note" in mine
+
+
+def test_a_different_callable_gives_different_numbers():
+    # The callable is really used: a scaled tanh is another activation.
+    a = theory.profile(lambda z: 2.0 * math.tanh(z), 0.0, 1.0, 1.0, 4)
+    b = theory.profile("tanh", 0.0, 1.0, 1.0, 4)
+    assert abs(a["K"][-1] - b["K"][-1]) > 0.01
+
+
+def test_callable_errors_are_reraised_and_bad_arguments_refused():
+    def boom(z):
+        if z > 0.5:
+            raise ZeroDivisionError("user sigma failed")
+        return z
+
+    with pytest.raises(ZeroDivisionError, match="user sigma failed"):
+        theory.profile(boom, 0.0, 1.0, 1.0, 3)
+    with pytest.raises(ValueError, match="--activation"):
+        theory.profile(3.0, 0.0, 1.0, 1.0, 3)
+    with pytest.raises(ValueError, match="d1"):
+        theory.profile(math.tanh, 0.0, 1.0, 1.0, 3, d1=2.0)
+    with pytest.raises(ValueError, match="callable"):
+        theory.profile("tanh", 0.0, 1.0, 1.0, 3, d2=math.cos)
+
+
+def test_trajectory_first_step_from_the_profile():
+    # At t = 1 the coefficient has a short closed form (docs/derivations/trained.md):
+    # C(1) = yΘ¹η − y(P + 2Q)η² + (y³ + 3yK)·3R·η³/6, from the output layer's statistics.
+    y, c = 0.8, 0.5
+    tr = theory.trajectory("tanh", 1.0, 3, eta_theta=c, y=y, steps=6)
+    p = theory.profile("tanh", 0.0, 1.0, 1.0, 3, lambda_b=0.0, lambda_w=1.0)
+    th, k = p["theta"][-1], p["K"][-1]
+    eta = c / th
+    assert tr["eta"] == pytest.approx(eta, rel=1e-14)
+    c1 = (y * p["theta1"][-1] * eta - y * (p["P"][-1] + 2 * p["Q"][-1]) * eta**2
+          + (y**3 + 3 * y * k) * 3 * p["R"][-1] * eta**3 / 6)
+    assert tr["coefficient"][1] == pytest.approx(c1, rel=1e-12)
+    assert tr["coefficient"][0] == 0.0
+    np.testing.assert_allclose(tr["infinite"], y * (1 - (1 - c) ** np.arange(7)), rtol=1e-13)
+    parts = tr["theta1_term"] + tr["variance_term"] + tr["dntk_term"] + tr["ddntk_term"]
+    np.testing.assert_allclose(parts, tr["coefficient"], rtol=1e-13, atol=1e-15)
+    assert tr["stats"]["ntk_variance"] == pytest.approx(p["A"][-1] + 2 * p["B"][-1], rel=1e-13)
+    with pytest.raises(ValueError, match="--eta"):
+        theory.trajectory("tanh", 1.0, 3, eta_theta=2.5)
