@@ -7,6 +7,7 @@ mod collapse_cmd;
 mod hessian_cmd;
 mod jacobian_cmd;
 mod limits;
+mod mc_shard;
 mod nn_cmd;
 mod prune_cmd;
 mod scaling_cmd;
