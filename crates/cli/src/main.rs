@@ -12,10 +12,14 @@ mod nn_cmd;
 mod prune_cmd;
 mod scaling_cmd;
 mod sgd_gap_cmd;
+mod sweep;
+mod sweep_cmd;
+mod sweep_collect;
+mod sweep_run;
 mod theory_cmd;
 mod trained_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -88,6 +92,12 @@ enum Cmd {
     /// OUT/<study>/results.json has the same configuration is reused, so an interrupted run
     /// resumes where it stopped.
     Reproduce(ReproduceArgs),
+    /// Sweeps: a TOML file of flag grids and seeds as numbered jobs, run here or as a Slurm job
+    /// array, merged into one table (Monte Carlo shards exactly).
+    Sweep {
+        #[command(subcommand)]
+        cmd: sweep_cmd::SweepCmd,
+    },
     /// Benchmarks of the heavy kernels, each beside a baseline measured in the same run.
     Bench {
         /// Also write the results as Markdown to this file (e.g. BENCHMARKS.md).
@@ -167,6 +177,7 @@ fn main() {
         Cmd::Autoencode(a) => autoencode_cmd::run(a),
         Cmd::Train(a) => nn_cmd::train(a),
         Cmd::Reproduce(a) => reproduce(a),
+        Cmd::Sweep { cmd } => sweep_cmd::run(cmd, &Cli::command()),
         Cmd::Bench {
             write,
             quick,

@@ -95,8 +95,7 @@ impl ShardFile {
             file.display(),
             v["kind"]
         );
-        serde_json::from_value(v)
-            .with_context(|| format!("{}: damaged shard file", file.display()))
+        serde_json::from_value(v).with_context(|| format!("{}: damaged shard file", file.display()))
     }
 }
 

@@ -767,9 +767,16 @@ mod tests {
         for bad in ["4/4", "1", "a/2", "0/0"] {
             assert!(Shard::parse(bad).is_err(), "{bad}");
         }
-        let err = run_shard(&c, Shard { index: 0, count: 11 }, &|_| {})
-            .unwrap_err()
-            .to_string();
+        let err = run_shard(
+            &c,
+            Shard {
+                index: 0,
+                count: 11,
+            },
+            &|_| {},
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("--shard"), "{err}");
     }
 }
