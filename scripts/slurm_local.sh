@@ -71,8 +71,10 @@ EOF
 
 running() { [ -f "$dir/$1.pid" ] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
 
+munge_ok() { munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; }
+
 start_munge() {
-  if pgrep -x munged >/dev/null; then return; fi
+  if munge_ok; then return; fi
   if [ ! -s /etc/munge/munge.key ]; then
     mkdir -p /etc/munge
     dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none
@@ -86,9 +88,12 @@ start_munge() {
   else
     munged --force
   fi
+  for _ in $(seq 1 20); do munge_ok && return; sleep 0.5; done
+  say "munged did not start; see /var/log/munge/munged.log"
+  exit 1
 }
 
-idle() { sinfo -h -N -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; }
+idle() { timeout 5 sinfo -h -N -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; }
 
 start() {
   mkdir -p "$dir"
@@ -99,7 +104,7 @@ start() {
   start_munge
   running slurmctld || slurmctld -i
   running slurmd || slurmd
-  for _ in $(seq 1 60); do
+  while [ $((SECONDS - t0)) -lt 90 ]; do
     if idle; then
       scontrol update NodeName="$(hostname -s)" State=RESUME >/dev/null 2>&1 || true
       say "up in $((SECONDS - t0)) s: $(sinfo -h -N -o '%N %T %c CPUs %m MiB')"
@@ -109,7 +114,7 @@ start() {
     scontrol update NodeName="$(hostname -s)" State=RESUME >/dev/null 2>&1 || true
     sleep 1
   done
-  say "the node did not become idle within 60 s; logs: $dir/log/"
+  say "the node did not become idle within 90 s; logs: $dir/log/"
   tail -n 20 "$dir/log/slurmctld.log" "$dir/log/slurmd.log" >&2 || true
   exit 1
 }
@@ -117,7 +122,7 @@ start() {
 stop() {
   for d in slurmd slurmctld; do
     if running "$d"; then
-      kill "$(cat "$dir/$d.pid")" || true
+      kill "$(cat "$dir/$d.pid" 2>/dev/null)" 2>/dev/null || true
     fi
   done
   for _ in $(seq 1 20); do
@@ -125,7 +130,10 @@ stop() {
     sleep 0.5
   done
   if [ -f "$dir/munge_started" ] && [ -f /run/munge/munged.pid ]; then
-    kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+    local pid
+    pid=$(cat /run/munge/munged.pid)
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     rm -f "$dir/munge_started"
   fi
   say "stopped"

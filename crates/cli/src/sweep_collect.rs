@@ -13,6 +13,11 @@ use dlt_studies::plot::{Figure, Series};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
+/// One row of the collected table: column → value.
+type Row = Map<String, Value>;
+/// A curve of the figure: its label, (x, y, SE) points and (x, theory) points.
+type Curve = (String, Vec<(f64, f64, f64)>, Vec<(f64, f64)>);
+
 /// Top-level scalars of a results.json (nested objects flattened to `a.b`; lists left out).
 fn scalars(prefix: &str, v: &Value, row: &mut Map<String, Value>) {
     if let Value::Object(o) = v {
@@ -52,7 +57,7 @@ fn mc_rows(point: &Map<String, Value>, v: &Value, rows: &mut Vec<Map<String, Val
 }
 
 /// The rows of the sweep in `root` (jobs in manifest order; shards of one point merged).
-pub fn rows(root: &Path) -> Result<(Vec<String>, Vec<Map<String, Value>>)> {
+pub fn rows(root: &Path) -> Result<(Vec<String>, Vec<Row>)> {
     let m = read_manifest(root)?;
     let missing: Vec<String> = m
         .jobs
@@ -163,7 +168,7 @@ fn label(r: &Map<String, Value>, keys: &[String], skip: &str) -> String {
 fn figure(command: &[String], rows: &[Map<String, Value>]) -> Option<Figure> {
     if command == ["scaling", "simulate"] {
         // Curves over n, one per value of p (and the other point keys but the seed).
-        let mut curves: Vec<(String, Vec<(f64, f64, f64)>, Vec<(f64, f64)>)> = Vec::new();
+        let mut curves: Vec<Curve> = Vec::new();
         for r in rows {
             let (Some(n), Some(loss)) = (num(r, "n"), num(r, "loss")) else {
                 continue;
@@ -224,7 +229,7 @@ fn figure(command: &[String], rows: &[Map<String, Value>]) -> Option<Figure> {
     }
     if command == ["theory", "mc"] {
         let mut fig = Figure::new("Sweep: four-point vertex V/K² by layer", "layer l", "V/K²");
-        let mut curves: Vec<(String, Vec<(f64, f64)>, Vec<f64>)> = Vec::new();
+        let mut curves: Vec<Curve> = Vec::new();
         for r in rows {
             let (Some(l), Some(v)) = (num(r, "l"), num(r, "V_over_K2")) else {
                 continue;
@@ -242,10 +247,13 @@ fn figure(command: &[String], rows: &[Map<String, Value>]) -> Option<Figure> {
                     curves.len() - 1
                 }
             };
-            curves[i].1.push((l, v));
-            curves[i].2.push(num(r, "V_over_K2_se").unwrap_or(0.0));
+            curves[i]
+                .1
+                .push((l, v, num(r, "V_over_K2_se").unwrap_or(0.0)));
         }
-        for (k, (name, pts, se)) in curves.into_iter().enumerate() {
+        for (k, (name, pts, _)) in curves.into_iter().enumerate() {
+            let se = pts.iter().map(|p| p.2).collect();
+            let pts = pts.iter().map(|p| (p.0, p.1)).collect();
             fig = fig.with(Series::points(name, pts, Some(se)).in_colour(k));
         }
         return Some(fig);
