@@ -140,7 +140,11 @@ pub fn collect(root: &Path) -> Result<(usize, Vec<PathBuf>)> {
         dir.write_json("collected.json", &rows)?,
     ];
     let m = read_manifest(root)?;
-    if let Some(fig) = figure(&m.command, &rows) {
+    let grid: Vec<String> = m
+        .jobs
+        .first()
+        .map_or(vec![], |j| j.point.keys().cloned().collect());
+    if let Some(fig) = figure(&m.command, &rows, &grid) {
         files.push(fig.save_svg(&dir.path("collected.svg"))?);
     }
     Ok((rows.len(), files))
@@ -165,7 +169,9 @@ fn label(r: &Map<String, Value>, keys: &[String], skip: &str) -> String {
 /// The standard figure of a sweep: loss(N) per P (scaling simulate, mean over seeds with the
 /// simulation's SE, beside the deterministic-equivalent theory when present), V/K² per layer
 /// per point (theory mc, with batch-means SE).
-fn figure(command: &[String], rows: &[Map<String, Value>]) -> Option<Figure> {
+/// Curves are labelled by the grid keys (`grid`) other than the x axis and the seed.
+fn figure(command: &[String], rows: &[Row], grid: &[String]) -> Option<Figure> {
+    let grid: Vec<String> = grid.iter().filter(|k| *k != "seed").cloned().collect();
     if command == ["scaling", "simulate"] {
         // Curves over n, one per value of p (and the other point keys but the seed).
         let mut curves: Vec<Curve> = Vec::new();
@@ -173,12 +179,7 @@ fn figure(command: &[String], rows: &[Map<String, Value>]) -> Option<Figure> {
             let (Some(n), Some(loss)) = (num(r, "n"), num(r, "loss")) else {
                 continue;
             };
-            let keys: Vec<String> = r
-                .keys()
-                .filter(|k| ["p", "features", "m", "alpha"].contains(&k.as_str()))
-                .cloned()
-                .collect();
-            let name = label(r, &keys, "n");
+            let name = label(r, &grid, "n");
             let i = match curves.iter().position(|c| c.0 == name) {
                 Some(i) => i,
                 None => {
@@ -212,7 +213,7 @@ fn figure(command: &[String], rows: &[Map<String, Value>]) -> Option<Figure> {
                 .collect();
             fig = fig.with(
                 Series::points(
-                    format!("simulation, {name}"),
+                    format!("simulation {name}"),
                     avg.iter().map(|p| (p.0, p.1)).collect(),
                     Some(avg.iter().map(|p| p.2).collect()),
                 )
@@ -222,7 +223,7 @@ fn figure(command: &[String], rows: &[Map<String, Value>]) -> Option<Figure> {
                 let mut th = th;
                 th.sort_by(|a, b| a.0.total_cmp(&b.0));
                 th.dedup_by(|a, b| a.0 == b.0);
-                fig = fig.with(Series::dashed(format!("theory, {name}"), th).in_colour(k));
+                fig = fig.with(Series::dashed(format!("theory {name}"), th).in_colour(k));
             }
         }
         return Some(fig);
@@ -234,12 +235,7 @@ fn figure(command: &[String], rows: &[Map<String, Value>]) -> Option<Figure> {
             let (Some(l), Some(v)) = (num(r, "l"), num(r, "V_over_K2")) else {
                 continue;
             };
-            let keys: Vec<String> = ["width", "depth", "activation", "seed"]
-                .iter()
-                .filter(|k| r.contains_key(**k))
-                .map(|k| k.to_string())
-                .collect();
-            let name = label(r, &keys, "l");
+            let name = label(r, &grid, "l");
             let i = match curves.iter().position(|c| c.0 == name) {
                 Some(i) => i,
                 None => {
