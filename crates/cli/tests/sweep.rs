@@ -381,3 +381,124 @@ fn a_sweep_through_slurm_collects_the_same_table_as_a_local_run() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn reproduce_slurm_plans_study_jobs_then_a_report_job_after_any() {
+    let d = tmp("repro-plan");
+    let out = ok(&[
+        "reproduce",
+        "--slurm",
+        "--dry-run",
+        "--quick",
+        "--only",
+        "jacobian,hessian",
+        "--out",
+        s(&d),
+        "--time",
+        "0:30:00",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].contains("--job-name=dlt-jacobian")
+            && lines[1].contains("--only jacobian --no-report"),
+        "{out}"
+    );
+    assert!(
+        lines[2].contains("--dependency=afterany:<hessian>:<jacobian>"),
+        "{out}"
+    );
+    assert!(
+        lines[2].contains("--only hessian,jacobian --report-only")
+            && lines[2].contains("--time=0:30:00"),
+        "{out}"
+    );
+    // The report job alone, with no study results: the report shows the study as failed.
+    fails(
+        &[
+            "reproduce",
+            "--report-only",
+            "--quick",
+            "--only",
+            "jacobian",
+            "--out",
+            s(&d),
+        ],
+        &[
+            "1 study(ies) failed",
+            "jacobian",
+            "--report-only runs no study",
+        ],
+    );
+    assert!(d.join("report/index.html").exists());
+    // A usage error (clap's exit 2) naming the missing flag.
+    let o = dlt(&["reproduce", "--dry-run", "--out", s(&d)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--slurm"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn reproduce_through_slurm_runs_the_study_job_then_the_report_job() {
+    let have = Command::new("sbatch")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but sbatch is missing: start Slurm with scripts/slurm_local.sh start"
+        );
+        eprintln!("skipped: no sbatch");
+        return;
+    }
+    let d = tmp("repro-slurm");
+    let sub = ok(&[
+        "reproduce",
+        "--slurm",
+        "--quick",
+        "--only",
+        "jacobian",
+        "--out",
+        s(&d),
+        "--time",
+        "0:20:00",
+    ]);
+    assert!(sub.contains("jacobian") && sub.contains("report"), "{sub}");
+    // The report job writes OUT/report/index.html once the study job has ended (the study job
+    // itself runs with --no-report); a bound on waiting for the scheduler, not a timed test.
+    let report = d.join("report/index.html");
+    for _ in 0..1200 {
+        if report.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let log =
+        |n: &str| std::fs::read_to_string(d.join(format!("slurm/{n}.out"))).unwrap_or_default();
+    assert!(
+        report.exists(),
+        "no report; logs:\n{}\n{}",
+        log("jacobian"),
+        log("report")
+    );
+    let r = read(&d.join("jacobian/results.json"));
+    let claims = r["claims"].as_array().unwrap();
+    assert!(
+        !claims.is_empty() && claims.iter().all(|c| c["holds"] == true),
+        "{}",
+        r["claims"]
+    );
+    for _ in 0..120 {
+        if log("report").contains("claims hold") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(
+        log("report").contains("reused") || log("report").contains("claims hold"),
+        "{}",
+        log("report")
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
