@@ -422,41 +422,43 @@ fn run_mc(a: McArgs) -> Result<()> {
     };
     let pb = dlt_studies::progress::bar(runs_networks as u64, "networks", a.net.json);
     let t0 = std::time::Instant::now();
-    let res = match shard {
-        Some(sh) => mc::run_shard(&cfg, sh, &|k| pb.inc(k)).map(Err),
-        None => mc::run(&cfg, &|k| pb.inc(k)).map(Ok),
+    let Some(sh) = shard else {
+        let res = mc::run(&cfg, &|k| pb.inc(k));
+        pb.finish_and_clear();
+        let secs = t0.elapsed().as_secs_f64();
+        return report_mc(&cfg, secs, &res?, a.net.out.as_deref(), a.net.json);
     };
+    let batches = mc::run_shard(&cfg, sh, &|k| pb.inc(k));
     pb.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
-    match res? {
-        Ok(res) => report_mc(&cfg, secs, &res, a.net.out.as_deref(), a.net.json),
-        Err(batches) => {
-            let sh = shard.expect("sharded run");
-            let file = crate::mc_shard::ShardFile {
-                kind: crate::mc_shard::SHARD_KIND.into(),
-                config: spec,
-                shard: sh,
-                seconds: secs,
-                batches,
-            };
-            let out = a.net.out.as_ref().expect("clap: --shard requires --out");
-            let path = OutDir::create(out)?.write_json("results.json", &file)?;
-            if a.net.json {
-                println!("{}", serde_json::to_string_pretty(&file)?);
-            } else {
-                println!(
-                    "shard {}/{}: {runs_networks} of {} networks ({} batches) in {secs:.2} s; wrote {}\nmerge all {} shards with `dlt theory mc-merge DIR…`",
-                    sh.index,
-                    sh.count,
-                    cfg.networks,
-                    file.batches.len(),
-                    path.display(),
-                    sh.count
-                );
-            }
-            Ok(())
-        }
+    let batches = batches?;
+    let file = crate::mc_shard::ShardFile {
+        kind: crate::mc_shard::SHARD_KIND.into(),
+        config: spec,
+        shard: sh,
+        seconds: secs,
+        batches,
+    };
+    let out = a
+        .net
+        .out
+        .as_ref()
+        .context("--shard: needs --out, where the shard's sums go")?;
+    let path = OutDir::create(out)?.write_json("results.json", &file)?;
+    if a.net.json {
+        println!("{}", serde_json::to_string_pretty(&file)?);
+    } else {
+        println!(
+            "shard {}/{}: {runs_networks} of {} networks ({} batches) in {secs:.2} s; wrote {}\nmerge all {} shards with `dlt theory mc-merge DIR…`",
+            sh.index,
+            sh.count,
+            cfg.networks,
+            file.batches.len(),
+            path.display(),
+            sh.count
+        );
     }
+    Ok(())
 }
 
 /// Write (with `out`) and print a finished Monte Carlo run beside its 1/n theory.
