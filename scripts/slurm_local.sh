@@ -32,6 +32,10 @@ write_conf() {
   # RealMemory in MiB, a little under the total so slurmd's own check passes.
   mem=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.95}' /proc/meminfo)
   mkdir -p /etc/slurm "$dir/ctld" "$dir/d" "$dir/log"
+  if [ -f "$conf" ] && ! grep -q '^# Written by scripts/slurm_local.sh' "$conf"; then
+    say "$conf exists and was not written by this script (a real cluster's?); leaving it alone"
+    exit 1
+  fi
   cat >"$conf.new" <<EOF
 # Written by scripts/slurm_local.sh: a one-node localhost cluster.
 ClusterName=dlt-local
