@@ -70,7 +70,8 @@ pub fn run(cmd: SweepCmd, root: &clap::Command) -> Result<()> {
                 .with_context(|| format!("{}: cannot read the sweep file", file.display()))?;
             let m = crate::sweep::plan(&text, &file.display().to_string(), root)?;
             let new = crate::sweep::write_manifest(&out, &m)?;
-            std::fs::write(out.join("sweep.toml"), &text)?;
+            dlt_studies::output::OutDir::create(&out)?
+                .write_bytes("sweep.toml", text.as_bytes())?;
             println!(
                 "{} {} jobs of `dlt {}` in {}",
                 if new { "planned" } else { "already planned:" },
