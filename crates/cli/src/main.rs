@@ -7,14 +7,20 @@ mod collapse_cmd;
 mod hessian_cmd;
 mod jacobian_cmd;
 mod limits;
+mod mc_shard;
 mod nn_cmd;
 mod prune_cmd;
+mod reproduce_slurm;
 mod scaling_cmd;
 mod sgd_gap_cmd;
+mod sweep;
+mod sweep_cmd;
+mod sweep_collect;
+mod sweep_run;
 mod theory_cmd;
 mod trained_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -87,6 +93,12 @@ enum Cmd {
     /// OUT/<study>/results.json has the same configuration is reused, so an interrupted run
     /// resumes where it stopped.
     Reproduce(ReproduceArgs),
+    /// Sweeps: a TOML file of flag grids and seeds as numbered jobs, run here or as a Slurm job
+    /// array, merged into one table (Monte Carlo shards exactly).
+    Sweep {
+        #[command(subcommand)]
+        cmd: sweep_cmd::SweepCmd,
+    },
     /// Benchmarks of the heavy kernels, each beside a baseline measured in the same run.
     Bench {
         /// Also write the results as Markdown to this file (e.g. BENCHMARKS.md).
@@ -166,6 +178,7 @@ fn main() {
         Cmd::Autoencode(a) => autoencode_cmd::run(a),
         Cmd::Train(a) => nn_cmd::train(a),
         Cmd::Reproduce(a) => reproduce(a),
+        Cmd::Sweep { cmd } => sweep_cmd::run(cmd, &Cli::command()),
         Cmd::Bench {
             write,
             quick,
@@ -255,6 +268,32 @@ struct ReproduceArgs {
     /// Rerun studies whose results.json has the same configuration (default: reuse them).
     #[arg(long)]
     force: bool,
+    /// Run the studies only, without writing OUT/report (what each study job of --slurm runs).
+    #[arg(long, conflicts_with = "report_only")]
+    no_report: bool,
+    /// Write OUT/report from the studies' existing results.json and run no study; a study
+    /// without results of this configuration is shown as failed (the report job of --slurm).
+    #[arg(long)]
+    report_only: bool,
+    /// Submit to Slurm instead of running here: one job per study and the report as a job
+    /// that runs when they have all ended (--dependency=afterany); logs in OUT/slurm/.
+    #[arg(long, conflicts_with_all = ["list", "report_only", "no_report"])]
+    slurm: bool,
+    /// With --slurm: the partition.
+    #[arg(long, requires = "slurm")]
+    partition: Option<String>,
+    /// With --slurm: the time limit of each job (Slurm format, e.g. 2:00:00).
+    #[arg(long, requires = "slurm")]
+    time: Option<String>,
+    /// With --slurm: CPUs per job.
+    #[arg(long, requires = "slurm", default_value_t = 1)]
+    cpus: usize,
+    /// With --slurm: memory per job (Slurm format, e.g. 8G).
+    #[arg(long, requires = "slurm")]
+    mem: Option<String>,
+    /// With --slurm: print the sbatch command lines instead of submitting.
+    #[arg(long, requires = "slurm")]
+    dry_run: bool,
 }
 
 fn reproduce(a: ReproduceArgs) -> anyhow::Result<()> {
@@ -281,14 +320,42 @@ fn reproduce(a: ReproduceArgs) -> anyhow::Result<()> {
     }
     let (quick, json) = (a.quick, a.json);
     let root = dlt_studies::output::OutDir::create(&a.out)?;
+    if a.slurm {
+        let out = std::fs::canonicalize(&a.out)?;
+        let plan = reproduce_slurm::Plan {
+            out: &out,
+            quick,
+            seed: a.seed,
+            force: a.force,
+        };
+        let o = sweep_run::SlurmOpts {
+            partition: a.partition,
+            time: a.time,
+            cpus: a.cpus,
+            mem: a.mem,
+            max_parallel: None,
+        };
+        return reproduce_slurm::submit(&studies, &plan, &o, a.dry_run);
+    }
     let opts = dlt_studies::Options {
         quick,
         seed: a.seed,
         quiet: json,
         force: a.force,
     };
-    let sections = dlt_studies::reproduce(&root, &studies, &opts);
-    let index = dlt_studies::report::write(&root, &sections, quick)?;
+    let sections: Vec<_> = if a.report_only {
+        studies
+            .iter()
+            .map(|e| reproduce_slurm::existing_section(*e, &root, &opts))
+            .collect()
+    } else {
+        dlt_studies::reproduce(&root, &studies, &opts)
+    };
+    let index = if a.no_report {
+        None
+    } else {
+        Some(dlt_studies::report::write(&root, &sections, quick)?)
+    };
     let claims: Vec<_> = sections
         .iter()
         .flat_map(|s| s.claims.iter().map(move |c| (s.study.clone(), c)))
@@ -320,7 +387,7 @@ fn reproduce(a: ReproduceArgs) -> anyhow::Result<()> {
         println!(
             "{held}/{} claims hold; report: {}",
             claims.len(),
-            index.display()
+            index.map_or("none (--no-report)".into(), |p| p.display().to_string())
         );
     }
     let failed: Vec<_> = sections

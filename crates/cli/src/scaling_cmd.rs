@@ -73,6 +73,10 @@ pub struct SimulateArgs {
     /// Held-out samples for the loss of nonlinear features.
     #[arg(long, default_value_t = 4000)]
     test: usize,
+    /// Write results.json (the setting, the simulated loss and, for linear features, the
+    /// theory) into this folder.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -221,6 +225,7 @@ fn run_simulate(a: SimulateArgs) -> Result<()> {
         seeds,
         seed,
         test,
+        out,
     } = a;
     check_point(model.m, n, p, seeds, test)?;
     anyhow::ensure!(
@@ -237,6 +242,22 @@ fn run_simulate(a: SimulateArgs) -> Result<()> {
         seed,
         test,
     )?;
+    if let Some(out) = out {
+        // The deterministic-equivalent loss (docs/derivations/scaling.md#deterministic-equivalent)
+        // for linear features; null elsewhere and at N = P without ridge, where it is infinite.
+        let theory = match features {
+            Features::Linear => theory_loss(&model.model(), n, p, model.ridge)
+                .ok()
+                .map(|t| t.loss),
+            _ => None,
+        };
+        OutDir::create(&out)?.write_json(
+            "results.json",
+            &json!({"alpha": model.alpha, "m": model.m, "noise": model.noise, "ridge": model.ridge,
+                "n": n, "p": p, "features": features, "seeds": seeds, "seed": seed,
+                "test": test, "loss": s.loss, "loss_se": s.loss_se, "median": s.median, "theory": theory}),
+        )?;
+    }
     if model.json {
         println!(
             "{}",

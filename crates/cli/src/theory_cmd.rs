@@ -30,6 +30,9 @@ pub enum TheoryCmd {
     Profile(ProfileArgs),
     /// Monte Carlo over real networks beside the theory, with standard errors and z-scores.
     Mc(McArgs),
+    /// Merge the shards of `theory mc --shard i/k` into the unsharded run's estimates and
+    /// standard errors (exactly: the same numbers bit for bit).
+    McMerge(McMergeArgs),
     /// NNGP kernel K and NTK Θ of an infinitely wide MLP on a data set (.npy inputs).
     Kernels(KernelsArgs),
     /// Infinite-width predictions on test inputs: the NNGP posterior or the NTK-trained ensemble.
@@ -130,6 +133,24 @@ pub struct McArgs {
     /// Worker threads (0: all cores).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     threads: usize,
+    /// Run only shard i of k (e.g. 0/4): the batches b ≡ i (mod k), whole, with the networks
+    /// the unsharded run draws for them. Needs --out, where the shard's per-batch sums go;
+    /// `dlt theory mc-merge` (or `dlt sweep collect`) merges the k shards exactly.
+    #[arg(long, requires = "out")]
+    shard: Option<String>,
+}
+
+#[derive(Args)]
+pub struct McMergeArgs {
+    /// The --out folders (or results.json files) of all k shards of one run.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+    /// Write results.json, mc.csv and the figures of the merged run into this folder.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(cmd: TheoryCmd) -> Result<()> {
@@ -157,6 +178,10 @@ pub fn run(cmd: TheoryCmd) -> Result<()> {
         TheoryCmd::Kernels(a) => run_kernels(a),
         TheoryCmd::Predict(a) => run_predict(a),
         TheoryCmd::Mc(a) => run_mc(a),
+        TheoryCmd::McMerge(a) => {
+            let (cfg, secs, res) = crate::mc_shard::merge_files(&a.shards, 0)?;
+            report_mc(&cfg, secs, &res, a.out.as_deref(), a.json)
+        }
         TheoryCmd::Study {
             out,
             quick,
@@ -361,37 +386,95 @@ fn check_mc(a: &McArgs) -> Result<()> {
 
 fn run_mc(a: McArgs) -> Result<()> {
     check_mc(&a)?;
-    let e = ensemble(&a.net)?;
     let k1 = a.net.k1.context("--k1 is required")?;
-    let cfg = McConfig {
-        ensemble: e,
-        k1,
-        width: a.width,
-        depth: a.net.depth,
-        networks: a.networks,
-        ntk: a.ntk,
-        lr: lr(&a.net)?,
-        first_layer: a.first_layer.unwrap_or(a.net.init),
-        seed: a.seed,
-        batches: a.batches,
-        threads: a.threads,
-    };
     anyhow::ensure!(
         a.batches >= 2,
         "--batches: need at least 2 batches for a standard error"
     );
-    let theory = cfg.theory()?;
-    let pb = dlt_studies::progress::bar(cfg.networks as u64, "networks", a.net.json);
+    let lr = lr(&a.net)?;
+    let spec = crate::mc_shard::McSpec {
+        activation: a.net.activation.clone(),
+        cb: a.net.cb,
+        cw: a.net.cw,
+        k1,
+        width: a.width,
+        depth: a.net.depth,
+        networks: a.networks,
+        init: a.net.init,
+        first_layer: a.first_layer.unwrap_or(a.net.init),
+        ntk: a.ntk,
+        lambda_b: lr.lambda_b,
+        lambda_w: lr.lambda_w,
+        lambda_b_over_l: lr.b_over_l,
+        seed: a.seed,
+        batches: a.batches,
+    };
+    let cfg = spec.config(a.threads)?;
+    let shard = a.shard.as_deref().map(mc::Shard::parse).transpose()?;
+    let runs_networks = match shard {
+        // networks s ≡ b (mod batches) for the shard's batches b
+        Some(sh) => sh
+            .batches(cfg.batches)
+            .iter()
+            .map(|&b| (cfg.networks + cfg.batches - 1 - b) / cfg.batches)
+            .sum::<usize>(),
+        None => cfg.networks,
+    };
+    let pb = dlt_studies::progress::bar(runs_networks as u64, "networks", a.net.json);
     let t0 = std::time::Instant::now();
-    let res = mc::run(&cfg, &|k| pb.inc(k));
+    let Some(sh) = shard else {
+        let res = mc::run(&cfg, &|k| pb.inc(k));
+        pb.finish_and_clear();
+        let secs = t0.elapsed().as_secs_f64();
+        return report_mc(&cfg, secs, &res?, a.net.out.as_deref(), a.net.json);
+    };
+    let batches = mc::run_shard(&cfg, sh, &|k| pb.inc(k));
     pb.finish_and_clear();
-    let res = res?;
     let secs = t0.elapsed().as_secs_f64();
-    let v = runs::mc_results(&cfg, secs, &res, &theory);
-    if let Some(out) = &a.net.out {
-        runs::write_mc(&OutDir::create(out)?, &cfg, &res, &theory, &v)?;
-    }
+    let batches = batches?;
+    let file = crate::mc_shard::ShardFile {
+        kind: crate::mc_shard::SHARD_KIND.into(),
+        config: spec,
+        shard: sh,
+        seconds: secs,
+        batches,
+    };
+    let out = a
+        .net
+        .out
+        .as_ref()
+        .context("--shard: needs --out, where the shard's sums go")?;
+    let path = OutDir::create(out)?.write_json("results.json", &file)?;
     if a.net.json {
+        println!("{}", serde_json::to_string_pretty(&file)?);
+    } else {
+        println!(
+            "shard {}/{}: {runs_networks} of {} networks ({} batches) in {secs:.2} s; wrote {}\nmerge all {} shards with `dlt theory mc-merge DIR…`",
+            sh.index,
+            sh.count,
+            cfg.networks,
+            file.batches.len(),
+            path.display(),
+            sh.count
+        );
+    }
+    Ok(())
+}
+
+/// Write (with `out`) and print a finished Monte Carlo run beside its 1/n theory.
+fn report_mc(
+    cfg: &McConfig,
+    secs: f64,
+    res: &[mc::McLayer],
+    out: Option<&Path>,
+    json: bool,
+) -> Result<()> {
+    let theory = cfg.theory()?;
+    let v = runs::mc_results(cfg, secs, res, &theory);
+    if let Some(out) = out {
+        runs::write_mc(&OutDir::create(out)?, cfg, res, &theory, &v)?;
+    }
+    if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(

@@ -1777,6 +1777,10 @@ fn every_subcommand_has_help_and_every_json_flag_prints_json() {
         ),
         ("autoencode", "autoencode_json_contract_and_bad_input"),
         (
+            "theory mc-merge",
+            "sweep.rs: sharded_mc_merges_exactly_and_bad_shards_are_refused",
+        ),
+        (
             "trained",
             "trained_json_contract_and_bad_input_on_real_fashion_mnist",
         ),

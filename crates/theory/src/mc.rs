@@ -159,10 +159,84 @@ const NQ: usize = 12;
 // 6 (S2·T1−Σz²H_ii)/(n(n−1)), 7 (zᵀHz−Σz²H_ii)/(n(n−1)), 8 (T1/n)², 9 (S2/n)(T1/n),
 // 10 Ĝ-based unused slot, 11 count.
 
+/// Shard `index` of `count` of a Monte Carlo run: the batches b with b mod count = index, each
+/// batch whole. Batch b holds the networks s ≡ b (mod batches) and every network draws from its
+/// own stream [`network_rng`]`(seed, s)`, so the shards together draw exactly the networks of the
+/// unsharded run, and each batch's sums are accumulated in the same order (increasing s) as
+/// there: merged shards reproduce the unsharded estimates bit for bit
+/// (docs/derivations/theory.md#mc-errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// Which shard, 0 ≤ index < count.
+    pub index: usize,
+    /// Number of shards k, 1 ≤ k ≤ batches.
+    pub count: usize,
+}
+
+impl Shard {
+    /// Parse `i/k` (the `--shard` flag).
+    pub fn parse(s: &str) -> Result<Self, TheoryError> {
+        let bad = || TheoryError::Invalid {
+            flag: "--shard",
+            msg: format!("'{s}' is not of the form i/k (shard i of k, 0 ≤ i < k), e.g. 0/4"),
+        };
+        let (i, k) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse().map_err(|_| bad())?,
+            k.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+
+    /// The batches of this shard among `batches`: b = index, index + count, …
+    pub fn batches(&self, batches: usize) -> Vec<usize> {
+        (self.index..batches).step_by(self.count.max(1)).collect()
+    }
+}
+
+/// The sufficient statistics of one batch: for every layer l (1-based) the sums over the
+/// batch's networks of the per-network quantities at `sums[(l − 1)·QUANTITIES ..]` (the pair
+/// sums of docs/derivations/theory.md#mc-estimators; the last slot of each layer counts the
+/// networks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchSums {
+    /// Batch index b (networks s ≡ b mod batches).
+    pub batch: usize,
+    /// depth × [`QUANTITIES`] sums.
+    pub sums: Vec<f64>,
+}
+
+/// Number of per-network quantities summed per layer in [`BatchSums`].
+pub const QUANTITIES: usize = NQ;
+
 /// Run the ensemble. `progress` is called with the number of networks finished since last call.
 pub fn run(cfg: &McConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<McLayer>, TheoryError> {
+    let all = Shard { index: 0, count: 1 };
+    let sums = run_shard(cfg, all, progress)?;
+    merge(cfg, &sums)
+}
+
+/// Run only the batches of `shard` (see [`Shard`]) and return their sums, in batch order;
+/// [`merge`] turns the sums of all shards into the estimates.
+pub fn run_shard(
+    cfg: &McConfig,
+    shard: Shard,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<BatchSums>, TheoryError> {
     cfg.validate()?;
     let (n, depth, nb) = (cfg.width, cfg.depth, cfg.batches.max(2));
+    if shard.count == 0 || shard.index >= shard.count || shard.count > nb {
+        return Err(TheoryError::Invalid {
+            flag: "--shard",
+            msg: format!(
+                "shard {}/{} of {nb} batches: need 0 ≤ i < k ≤ --batches (every shard holds whole batches)",
+                shard.index, shard.count
+            ),
+        });
+    }
     let threads = if cfg.threads == 0 {
         std::thread::available_parallelism()
             .map(|v| v.get())
@@ -170,10 +244,18 @@ pub fn run(cfg: &McConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<McLaye
     } else {
         cfg.threads
     };
-    // batch b holds networks s with s % nb == b, summed in increasing s: thread-count independent.
-    let mut sums = vec![vec![0.0f64; depth * NQ]; nb];
+    // batch b holds networks s with s % nb == b, summed in increasing s: thread-count and
+    // shard independent.
+    let mut sums: Vec<BatchSums> = shard
+        .batches(nb)
+        .into_iter()
+        .map(|batch| BatchSums {
+            batch,
+            sums: vec![0.0f64; depth * NQ],
+        })
+        .collect();
     let failure = std::sync::Mutex::new(None::<TheoryError>);
-    let chunks = std::sync::Mutex::new(sums.iter_mut().enumerate().collect::<Vec<_>>());
+    let chunks = std::sync::Mutex::new(sums.iter_mut().collect::<Vec<_>>());
     std::thread::scope(|scope| {
         let chunks = &chunks;
         let failure = &failure;
@@ -182,8 +264,10 @@ pub fn run(cfg: &McConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<McLaye
                 let mut work = Workspace::new(n, cfg.ntk);
                 loop {
                     let item = chunks.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                    let Some((b, acc)) = item else { break };
-                    let mut s = b;
+                    let Some(BatchSums { batch, sums: acc }) = item else {
+                        break;
+                    };
+                    let mut s = *batch;
                     while s < cfg.networks {
                         if let Err(e) = work.network(cfg, s as u64, acc) {
                             *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
@@ -199,7 +283,52 @@ pub fn run(cfg: &McConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<McLaye
     if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(e);
     }
-    Ok(estimate(&sums, n, depth, cfg.ntk))
+    Ok(sums)
+}
+
+/// The estimates and batch-means standard errors from the sums of every batch (any order; each
+/// batch exactly once), e.g. the [`run_shard`] outputs of all shards of one configuration.
+pub fn merge(cfg: &McConfig, batches: &[BatchSums]) -> Result<Vec<McLayer>, TheoryError> {
+    cfg.validate()?;
+    let nb = cfg.batches.max(2);
+    let mut sums: Vec<Option<&Vec<f64>>> = vec![None; nb];
+    for b in batches {
+        let slot = sums.get_mut(b.batch).ok_or_else(|| TheoryError::Invalid {
+            flag: "shards",
+            msg: format!(
+                "batch {} is outside the run's {nb} batches; merge only shards of this configuration",
+                b.batch
+            ),
+        })?;
+        if slot.is_some() {
+            return Err(TheoryError::Invalid {
+                flag: "shards",
+                msg: format!("batch {} appears twice; give every shard once", b.batch),
+            });
+        }
+        if b.sums.len() != cfg.depth * NQ {
+            return Err(TheoryError::Invalid {
+                flag: "shards",
+                msg: format!(
+                    "batch {} has {} sums, expected depth {} × {NQ}; the shard is from another configuration or damaged",
+                    b.batch,
+                    b.sums.len(),
+                    cfg.depth
+                ),
+            });
+        }
+        *slot = Some(&b.sums);
+    }
+    if let Some(missing) = sums.iter().position(|s| s.is_none()) {
+        return Err(TheoryError::Invalid {
+            flag: "shards",
+            msg: format!(
+                "batch {missing} of {nb} is missing; run the shard that holds it (with k shards, shard {missing} mod k) and merge again"
+            ),
+        });
+    }
+    let sums: Vec<Vec<f64>> = sums.into_iter().flatten().cloned().collect();
+    Ok(estimate(&sums, cfg.width, cfg.depth, cfg.ntk))
 }
 
 /// Estimators of docs/derivations/theory.md#mc-estimators from the accumulated sums (count in
@@ -613,5 +742,41 @@ mod tests {
                     && layer.get("B").unwrap().value.abs() < 1e-9
             );
         }
+    }
+
+    #[test]
+    fn shards_merge_to_the_unsharded_run_bit_for_bit() {
+        // Every batch is summed in the same order whichever shard runs it, and merge pools
+        // the batches in batch order like run: equality is exact, not to a tolerance.
+        let mut c = cfg("tanh", 1.0, 6, 3, 640, true);
+        c.batches = 10;
+        let whole = run(&c, &|_| {}).unwrap();
+        for k in [1, 3, 4, 10] {
+            let mut sums = Vec::new();
+            for i in (0..k).rev() {
+                sums.extend(run_shard(&c, Shard { index: i, count: k }, &|_| {}).unwrap());
+            }
+            assert_eq!(merge(&c, &sums).unwrap(), whole, "k = {k}");
+        }
+        let mut sums = run_shard(&c, Shard::parse("0/2").unwrap(), &|_| {}).unwrap();
+        let err = merge(&c, &sums).unwrap_err().to_string();
+        assert!(err.contains("batch 1 of 10 is missing"), "{err}");
+        sums.extend(sums.clone());
+        let err = merge(&c, &sums).unwrap_err().to_string();
+        assert!(err.contains("appears twice"), "{err}");
+        for bad in ["4/4", "1", "a/2", "0/0"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        let err = run_shard(
+            &c,
+            Shard {
+                index: 0,
+                count: 11,
+            },
+            &|_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--shard"), "{err}");
     }
 }
