@@ -2,7 +2,7 @@
 //! 256 inputs, tanh (C_W = 1, C_b = 0) and ReLU (C_W = 2, C_b = 0), 10 and 100 hidden layers in
 //! the NTK parameterisation, f64 on both sides, on one shared .npy. Ours is
 //! [`dlt_theory::kernels::dataset_kernels`] with λ = C (neural-tangents' `stax`:
-//! docs/derivations/kernels.md#1-the-recursion-over-a-data-set); the peer is
+//! docs/derivations/kernels.md#recursion); the peer is
 //! scripts/bench_nt.py run by the interpreter of scripts/nt_venv.sh. Each row: steady-state time
 //! (median of repeats) and first-call time of both, their ratio, and the largest difference
 //! max|ours − NT| / max|ours| of each kernel; ReLU rows also the error of both against the exact
@@ -107,7 +107,7 @@ pub fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
 /// Largest relative error of the diagonals of ReLU kernels (C_W = 2, C_b = λ_b = 0, λ_W = C_W)
 /// after `dense_layers` Dense layers against their exact values. With q_a = 2|x_a|²/d,
 /// E\[relu(z)²\] = q/2 and E\[relu'(z)²\] = 1/2 for z ~ N(0, q), so the recursion
-/// K⁽ˡ⁺¹⁾ = C_W E\[σ²\], Θ⁽ˡ⁺¹⁾ = K⁽ˡ⁺¹⁾ + C_W E\[σ'²\] Θ⁽ˡ⁾ (docs/derivations/kernels.md#1-the-recursion-over-a-data-set)
+/// K⁽ˡ⁺¹⁾ = C_W E\[σ²\], Θ⁽ˡ⁺¹⁾ = K⁽ˡ⁺¹⁾ + C_W E\[σ'²\] Θ⁽ˡ⁾ (docs/derivations/kernels.md#recursion)
 /// keeps K_aa = q_a and adds q_a to Θ_aa per layer: Θ_aa = L·q_a exactly. Returns
 /// (K error, Θ error) for N×N matrices `nngp`, `ntk`.
 pub fn relu_diag_error(
@@ -236,12 +236,7 @@ pub fn default_python(explicit: Option<PathBuf>) -> Option<PathBuf> {
 /// peer's depth-100 tanh (minutes) is not run. `timeout`: seconds allowed to each peer call.
 /// The inputs (x.npy) and the peer's kernels are written to a temporary folder, removed at the
 /// end unless $DLT_BENCH_KEEP is set.
-pub fn rows(
-    quick: bool,
-    inputs: &str,
-    python: Option<&Path>,
-    timeout: f64,
-) -> Result<Vec<String>> {
+pub fn rows(quick: bool, inputs: &str, python: Option<&Path>, timeout: f64) -> Result<Vec<String>> {
     let inp = bench_inputs(inputs)?;
     let (n, d) = (inp.x.len() / inp.dim, inp.dim);
     let dir = std::env::temp_dir().join(format!("dlt-bench-nt-{}", std::process::id()));
@@ -366,22 +361,26 @@ pub fn rows(
                         case.hidden + 1
                     );
                 }
-                let (theirs, mut ratio) = match p.times.steady_s {
+                let (theirs, mut speed) = match p.times.steady_s {
                     Some(s) => (
                         format!("{} (first call {})", secs(s), secs(p.times.first_s)),
-                        format!("{:.0}× (first call {:.0}×)", s / steady, p.times.first_s / first),
+                        format!(
+                            "{} (first call {})",
+                            ratio(s / steady),
+                            ratio(p.times.first_s / first)
+                        ),
                     ),
                     None => (
                         format!("first call {} (one call only)", secs(p.times.first_s)),
-                        format!("first call {:.0}×", p.times.first_s / first),
+                        format!("first call {}", ratio(p.times.first_s / first)),
                     ),
                 };
                 if let Some((t, _)) = fixed {
                     let s = p.times.steady_s.unwrap_or(p.times.first_s);
-                    ratio += &format!("; mehler:{FIXED_ORDER}: {:.0}×", s / t);
+                    speed += &format!("; mehler:{FIXED_ORDER}: {}", ratio(s / t));
                 }
                 format!(
-                    "| {label} | {ours_cell} | {}, {}: {theirs}; {extra} | {ratio} |",
+                    "| {label} | {ours_cell} | {}, {}: {theirs}; {extra} | {speed} |",
                     p.times.framework, p.times.method
                 )
             }
@@ -396,6 +395,15 @@ pub fn rows(
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(rows)
+}
+
+/// A speed ratio: two digits below 10, whole numbers above.
+fn ratio(r: f64) -> String {
+    if r < 10.0 {
+        format!("{r:.2}×")
+    } else {
+        format!("{r:.0}×")
+    }
 }
 
 fn secs(s: f64) -> String {
