@@ -6,6 +6,8 @@
 //!   machine's own f64 GEMM rate for the same n×n products on the same number of threads (faer).
 //!   Goal: ≥ 50 % of that rate.
 //! * Gram sampler: neuron-layers per second.
+//! * Dataset NNGP/NTK (256 inputs, tanh and ReLU, 10 and 100 hidden layers) beside
+//!   neural-tangents 0.6.5 in float64 ([`crate::bench_nt`]).
 
 use anyhow::Result;
 use dlt_theory::activation::parse;
@@ -104,12 +106,39 @@ fn candle_mlp_rate(steps: usize, fast: bool) -> Result<f64> {
     Ok((steps * 128) as f64 / t.elapsed().as_secs_f64())
 }
 
+/// The neural-tangents peer of the dataset-kernel rows.
+pub struct NtPeer {
+    /// Its interpreter (`--nt-python`); None: the cache's nt-venv if present.
+    pub python: Option<PathBuf>,
+    /// Seconds allowed to each of its calls.
+    pub timeout: f64,
+    /// The shared inputs (`--nt-inputs`: normal or fashion-mnist).
+    pub inputs: String,
+}
+
+/// The row names `--only` accepts.
+const ROWS: [&str; 8] = ["profile", "mc", "gram", "mlp", "lm", "scaling", "llm", "nt"];
+
 pub fn run(
     write: Option<PathBuf>,
     quick: bool,
     python: String,
     llama_cpp: Option<PathBuf>,
+    nt: NtPeer,
+    only: Vec<String>,
 ) -> Result<()> {
+    if let Some(bad) = only.iter().find(|o| !ROWS.contains(&o.as_str())) {
+        anyhow::bail!(
+            "--only: unknown row '{bad}'; use a comma-separated list of {}",
+            ROWS.join(", ")
+        );
+    }
+    anyhow::ensure!(
+        nt.timeout > 0.0 && nt.timeout.is_finite(),
+        "--nt-timeout: need a positive number of seconds, got {}",
+        nt.timeout
+    );
+    let want = |r: &str| only.is_empty() || only.iter().any(|o| o == r);
     let threads = std::thread::available_parallelism()
         .map(|v| v.get())
         .unwrap_or(1);
@@ -123,23 +152,35 @@ pub fn run(
     say("| kernel | measured | baseline (same run) | ratio |".into());
     say("|---|---|---|---|".into());
 
-    for rows in [
-        profile_row(reps)?,
-        ntk_mc_rows(quick, threads)?,
-        gram_row(quick, threads)?,
-        mlp_row(quick, threads, &python)?,
-        lm_row(quick, threads, &python)?,
-        scaling_row(threads, &python)?,
-    ] {
-        rows.into_iter().for_each(&mut say);
+    type RowFn<'a> = Box<dyn FnOnce() -> Result<Vec<String>> + 'a>;
+    let table: Vec<(&str, RowFn)> = vec![
+        ("profile", Box::new(|| profile_row(reps))),
+        ("mc", Box::new(|| ntk_mc_rows(quick, threads))),
+        ("gram", Box::new(|| gram_row(quick, threads))),
+        ("mlp", Box::new(|| mlp_row(quick, threads, &python))),
+        ("lm", Box::new(|| lm_row(quick, threads, &python))),
+        ("scaling", Box::new(|| scaling_row(threads, &python))),
+    ];
+    for (name, f) in table {
+        if want(name) {
+            f()?.into_iter().for_each(&mut say);
+        }
     }
     // LLM prefill: our f32 forward on SmolLM2-135M Q4_1 (dequantised) vs llama.cpp's own
     // quantised kernels (llama-bench -p 512 -n 0) on the same file and thread count.
-    match llm_prefill(reps.min(3), threads, llama_cpp.as_deref()) {
-        Ok(line) => say(line),
-        Err(e) => say(format!(
-            "| SmolLM2-135M prefill, 512 tokens | not run: {e} | – | – |"
-        )),
+    if want("llm") {
+        match llm_prefill(reps.min(3), threads, llama_cpp.as_deref()) {
+            Ok(line) => say(line),
+            Err(e) => say(format!(
+                "| SmolLM2-135M prefill, 512 tokens | not run: {e} | – | – |"
+            )),
+        }
+    }
+    if want("nt") {
+        let py = crate::bench_nt::default_python(nt.python);
+        crate::bench_nt::rows(quick, &nt.inputs, py.as_deref(), nt.timeout)?
+            .into_iter()
+            .for_each(&mut say);
     }
     if let Some(path) = write {
         dlt_studies::output::write_atomic(&path, (lines.join("\n") + "\n").as_bytes())?;

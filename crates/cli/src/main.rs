@@ -3,6 +3,7 @@
 
 mod autoencode_cmd;
 mod bench;
+mod bench_nt;
 mod collapse_cmd;
 mod hessian_cmd;
 mod jacobian_cmd;
@@ -114,6 +115,20 @@ enum Cmd {
         /// default: $DLT_LLAMA_CPP.
         #[arg(long, env = "DLT_LLAMA_CPP")]
         llama_cpp: Option<PathBuf>,
+        /// Python with neural-tangents 0.6.5 (scripts/nt_venv.sh prints it) for the dataset-kernel
+        /// rows; default: $DLT_NT_PYTHON, else the cache's nt-venv if present.
+        #[arg(long, env = "DLT_NT_PYTHON")]
+        nt_python: Option<PathBuf>,
+        /// Seconds allowed to each neural-tangents call (its depth-100 tanh takes minutes).
+        #[arg(long, default_value_t = 600.0)]
+        nt_timeout: f64,
+        /// Inputs of the neural-tangents rows: normal (256 × 784 standard normals, the reference
+        /// set of docs/derivations/kernels.md) or fashion-mnist (256 standardised test images).
+        #[arg(long, default_value = "normal")]
+        nt_inputs: String,
+        /// Run only these rows (comma-separated): profile, mc, gram, mlp, lm, scaling, llm, nt.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
 }
 
@@ -184,7 +199,22 @@ fn main() {
             quick,
             python,
             llama_cpp,
-        } => bench::run(write, quick, python, llama_cpp),
+            nt_python,
+            nt_timeout,
+            nt_inputs,
+            only,
+        } => bench::run(
+            write,
+            quick,
+            python,
+            llama_cpp,
+            bench::NtPeer {
+                python: nt_python,
+                timeout: nt_timeout,
+                inputs: nt_inputs,
+            },
+            only,
+        ),
     };
     if let Err(e) = result {
         eprintln!("error: {}", one_line(&format!("{e:#}")));

@@ -3059,3 +3059,40 @@ fn profile_carries_the_dntk_recursions_or_says_why_not() {
     assert!(v["layers"][1]["P"].is_null());
     assert!(v["dntk_note"].as_str().unwrap().contains("--init"));
 }
+
+/// `dlt bench`: a bad `--only`, `--nt-timeout` or `--nt-inputs` is a one-line error naming the
+/// flag; without neural-tangents the kernel rows say so (ours still timed) instead of failing.
+#[test]
+fn bench_nt_flags_and_absent_peer() {
+    fails_with(&["bench", "--only", "nope"], "--only: unknown row 'nope'");
+    fails_with(
+        &["bench", "--only", "nt", "--nt-timeout", "0"],
+        "--nt-timeout",
+    );
+    fails_with(
+        &["bench", "--only", "nt", "--nt-inputs", "cifar"],
+        "--nt-inputs: unknown set 'cifar'",
+    );
+    let o = dlt(&[
+        "bench",
+        "--only",
+        "nt",
+        "--quick",
+        "--nt-python",
+        "/nonexistent/python",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| NNGP")).collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    assert!(
+        rows.iter()
+            .all(|r| r.contains("neural-tangents") && r.ends_with("| – |")),
+        "{out}"
+    );
+    assert!(rows[0].contains("/nonexistent/python"), "{}", rows[0]);
+}

@@ -23,5 +23,32 @@ pub use predict::{
     kernel_mean, nngp_posterior, ntk_ensemble, ntk_mean, Blocks, NtkTime, Prediction,
 };
 
+/// The reference notes' "portable_normal" generator of the neural-tangents benchmark inputs
+/// (docs/derivations/kernels.md#reference-values; `dlt bench`'s default kernel inputs):
+/// splitmix64 from the seed, u = ((z >> 11) + 0.5)·2⁻⁵³, Box–Muller on consecutive pairs
+/// (u₁, u₂) giving √(−2 ln u₁)·cos 2πu₂, then √(−2 ln u₁)·sin 2πu₂. (The notes leave the
+/// Box–Muller order unstated; this reading is the one of four that reproduces their numbers.)
+/// Any language with 64-bit integers regenerates them bit for bit.
+pub fn portable_normal(seed: u64, count: usize) -> Vec<f64> {
+    let mut s = seed;
+    let mut next = || {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 0.5) * 2f64.powi(-53)
+    };
+    let mut out = Vec::with_capacity(count + 1);
+    while out.len() < count {
+        let (u1, u2) = (next(), next());
+        let (r, a) = ((-2.0 * u1.ln()).sqrt(), 2.0 * std::f64::consts::PI * u2);
+        out.push(r * a.cos());
+        out.push(r * a.sin());
+    }
+    out.truncate(count);
+    out
+}
+
 #[cfg(test)]
 mod tests;
