@@ -202,3 +202,34 @@ impl Net {
 
 #[cfg(test)]
 mod tests;
+
+/// Weighted least-squares fit v(n) = a + b/n of Monte Carlo estimates at several widths (weights
+/// 1/SE²), returning a (the n → ∞ value) with its standard error √((XᵀWX)⁻¹)₀₀. With two widths it
+/// is the Richardson extrapolation (n₂v₂ − n₁v₁)/(n₂ − n₁). Errors name `--widths` for fewer than
+/// two distinct widths or a non-positive SE.
+pub fn fit_inverse_width(points: &[(usize, Estimate)]) -> Result<Estimate, TheoryError> {
+    let bad = |msg: &str| TheoryError::Invalid {
+        flag: "--widths",
+        msg: msg.into(),
+    };
+    let (mut s0, mut s1, mut s2, mut t0, mut t1) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(n, e) in points {
+        if !(e.se > 0.0) {
+            return Err(bad("every width needs a positive standard error (more networks)"));
+        }
+        let (x, w) = (1.0 / n as f64, 1.0 / (e.se * e.se));
+        s0 += w;
+        s1 += w * x;
+        s2 += w * x * x;
+        t0 += w * e.value;
+        t1 += w * x * e.value;
+    }
+    let det = s0 * s2 - s1 * s1;
+    if points.len() < 2 || !(det > 1e-12 * s0 * s2) {
+        return Err(bad("the 1/n fit needs at least two distinct widths"));
+    }
+    Ok(Estimate {
+        value: (s2 * t0 - s1 * t1) / det,
+        se: (s2 / det).sqrt(),
+    })
+}
