@@ -144,11 +144,11 @@ impl Scale {
                 ddntk_l2_width: 16,
                 ddntk_l2_networks: 4000,
                 // n ≥ 12: the a + b/n fit over n = 8, 12, 16 leaves a 1/n² bias of ≈ 3 SE on sin
-                // T (docs/derivations/dntk.md#mc-tolerances); 2× the networks of the reference
-                // runs there (SE of tanh T 4 % → ≈ 2.9 %).
+                // T (docs/derivations/dntk.md#mc-tolerances); 2.7× the networks of the reference
+                // runs there (SE of tanh T 4 % → ≈ 2.5 %); ≈ 10 min on two loaded cores.
                 ddntk_l3: true,
                 ddntk_widths: [12, 16, 24],
-                ddntk_networks: [12_000, 8000, 3000],
+                ddntk_networks: [16_000, 12_000, 4000],
             }
         }
     }

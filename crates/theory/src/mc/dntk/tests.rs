@@ -265,3 +265,24 @@ fn forward_equations_match_finite_differences_of_a_tiny_network() {
     }
     eprintln!("largest |forward − FD| = {worst:e}");
 }
+
+#[test]
+fn inverse_width_fit_is_richardson_for_two_widths_and_exact_on_a_line() {
+    let e = |value: f64, se: f64| Estimate { value, se };
+    // Two widths: (n₂v₂ − n₁v₁)/(n₂ − n₁) = 2·v(16) − v(8), SE √(4 SE₂² + SE₁²).
+    let f = fit_inverse_width(&[(8, e(1.3, 0.03)), (16, e(1.1, 0.02))]).unwrap();
+    assert!((f.value - 0.9).abs() < 1e-12, "{f:?}");
+    assert!((f.se - (4.0f64 * 0.0004 + 0.0009).sqrt()).abs() < 1e-12, "{f:?}");
+    // Points exactly on a + b/n give a back whatever the weights.
+    let line = |n: usize| 0.7 + 2.5 / n as f64;
+    let pts: Vec<(usize, Estimate)> = [8, 12, 16, 24]
+        .iter()
+        .zip([0.01, 0.02, 0.005, 0.03])
+        .map(|(&n, se)| (n, e(line(n), se)))
+        .collect();
+    assert!((fit_inverse_width(&pts).unwrap().value - 0.7).abs() < 1e-12);
+    // One width, or a zero SE, is an error naming --widths.
+    let err = fit_inverse_width(&[(8, e(1.0, 0.1)), (8, e(1.1, 0.1))]).unwrap_err();
+    assert!(err.to_string().contains("--widths"), "{err}");
+    assert!(fit_inverse_width(&[(8, e(1.0, 0.0)), (16, e(1.1, 0.1))]).is_err());
+}
