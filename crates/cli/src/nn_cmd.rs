@@ -438,7 +438,13 @@ pub fn orthogonal(a: OrthogonalArgs) -> Result<()> {
                 (
                     "--dntk-width",
                     sc.dntk_width.to_string(),
-                    prod(&[sc.dntk_width, sc.dntk_width, sc.dntk_width, sc.dntk_width, 6 * 8 * 2]),
+                    prod(&[
+                        sc.dntk_width,
+                        sc.dntk_width,
+                        sc.dntk_width,
+                        sc.dntk_width,
+                        6 * 8 * 2,
+                    ]),
                 ),
                 (
                     "--train-width",

@@ -228,7 +228,8 @@ pub(crate) fn batch_sums<W>(
 pub(crate) fn ratio_estimate(sums: &[Vec<f64>], slot: usize, count: usize) -> Estimate {
     let nb = sums.len() as f64;
     let means: Vec<f64> = sums.iter().map(|b| b[slot] / b[count]).collect();
-    let value = sums.iter().map(|b| b[slot]).sum::<f64>() / sums.iter().map(|b| b[count]).sum::<f64>();
+    let value =
+        sums.iter().map(|b| b[slot]).sum::<f64>() / sums.iter().map(|b| b[count]).sum::<f64>();
     let m = means.iter().sum::<f64>() / nb;
     let var = means.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (nb - 1.0);
     Estimate {

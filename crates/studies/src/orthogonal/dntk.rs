@@ -56,7 +56,11 @@ pub(super) fn dntk_part(
     };
     let mut rows = vec![];
     for (k, init) in [Init::Gaussian, Init::Orthogonal].into_iter().enumerate() {
-        let pb = progress::bar(1, &format!("tanh dNTK/ddNTK {} n={n}", init_name(init)), cfg.quiet);
+        let pb = progress::bar(
+            1,
+            &format!("tanh dNTK/ddNTK {} n={n}", init_name(init)),
+            cfg.quiet,
+        );
         let mc = ddntk_pair_means(&McConfig {
             ensemble: tanh.clone().with_init(init),
             k1: 1.0,

@@ -172,7 +172,12 @@ pub(super) fn ddntk_part(
         let th = recursion(act, 3)?;
         let mut per: Vec<Vec<(usize, Estimate)>> = vec![vec![]; STATS.len()];
         for (i, (&n, &s)) in sc.ddntk_widths.iter().zip(&sc.ddntk_networks).enumerate() {
-            let m = measure(cfg, act, (n, s, 3), cfg.seed + 71 + 10 * a as u64 + i as u64)?;
+            let m = measure(
+                cfg,
+                act,
+                (n, s, 3),
+                cfg.seed + 71 + 10 * a as u64 + i as u64,
+            )?;
             for (k, name) in STATS.iter().enumerate() {
                 let e = m[2].get(name).expect("measured");
                 per[k].push((n, e));

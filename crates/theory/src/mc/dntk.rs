@@ -15,7 +15,9 @@
 
 mod forward;
 
-use super::{batch_sums, draw_weights, first_layer, network_rng, ratio_estimate, Estimate, McConfig};
+use super::{
+    batch_sums, draw_weights, first_layer, network_rng, ratio_estimate, Estimate, McConfig,
+};
 use crate::profile::Init;
 use crate::TheoryError;
 use faer::Mat;
@@ -215,7 +217,9 @@ pub fn fit_inverse_width(points: &[(usize, Estimate)]) -> Result<Estimate, Theor
     let (mut s0, mut s1, mut s2, mut t0, mut t1) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for &(n, e) in points {
         if !(e.se > 0.0) {
-            return Err(bad("every width needs a positive standard error (more networks)"));
+            return Err(bad(
+                "every width needs a positive standard error (more networks)",
+            ));
         }
         let (x, w) = (1.0 / n as f64, 1.0 / (e.se * e.se));
         s0 += w;

@@ -68,7 +68,12 @@ impl State {
             dh: vec![0.0; n * n * n],
             dd1: vec![0.0; quad],
             dd2: vec![0.0; quad],
-            buf: [vec![0.0; big], vec![0.0; big], vec![0.0; big], vec![0.0; big]],
+            buf: [
+                vec![0.0; big],
+                vec![0.0; big],
+                vec![0.0; big],
+                vec![0.0; big],
+            ],
         }
     }
 
@@ -89,15 +94,18 @@ impl State {
     /// of layer l+1 (λ_W/n per weight): docs/derivations/dntk.md#forward-equations, with
     /// M = W diag σ', N = W diag σ'', O = W diag σ''', G = MĤ, y = σσ':
     ///
+    /// ```text
     /// Ĥ' = (λ_b + (λ_W/n)Σσ²) I + G Mᵀ,
     /// dĤ'_abc = (λ_W/n)[δ_ab(Gy)_c + δ_ac(Gy)_b] + (M⊗M⊗M dĤ)_abc + Σ_k N_ak G_bk G_ck,
     /// ddI'_abcd = (λ_W/n)[δ_ab X_cd + δ_ac X_bd + δ_ad X_bc] + (M⊗⁴ ddI)_abcd
     ///   + Σ_j N_aj(Y_jbc G_dj + Y_jcd G_bj + Y_jdb G_cj) + Σ_j O_aj G_bj G_cj G_dj,
     /// ddII'_abcd = (λ_W/n)²(yᵀĤy) δ_ac δ_bd + (λ_W/n)[δ_ab (G diag σ'² Gᵀ)_cd + δ_ac Z_bd
     ///   + δ_bd Z_ac] + (M⊗⁴ ddII)_abcd + Σ_jk E_acj Ĥ_jk E_bdk + Σ_j (E_acj Y2_jbd + E_bdj Y2_jac),
+    /// ```
     ///
-    /// with Y_kcd = Σ M_cl M_dm dĤ_klm, Y2_jbd = Σ M_bk M_dm dĤ_kjm, X = Σ_k σσ''_k G_·k G_·k
-    /// + Σ_k y_k Y_k··, E_acj = N_aj G_cj, u_km = Σ_j y_j dĤ_kjm, Z = N diag(Ĥy) Gᵀ + M u Mᵀ.
+    /// with Y_kcd = Σ M_cl M_dm dĤ_klm, Y2_jbd = Σ M_bk M_dm dĤ_kjm,
+    /// X = Σ_k σσ''_k G_·k G_·k + Σ_k y_k Y_k··, E_acj = N_aj G_cj, u_km = Σ_j y_j dĤ_kjm,
+    /// Z = N diag(Ĥy) Gᵀ + M u Mᵀ (docs/derivations/dntk.md#ddntk-forward).
     pub fn step(&mut self, act: &dyn Activation, w: &[f64], b: &[f64], lb: f64, lw: f64) {
         let n = self.n;
         let (n2, n3) = (n * n, n * n * n);
@@ -161,9 +169,9 @@ impl State {
                     row.iter_mut().zip(gk).for_each(|(r, gc)| *r += x * gc);
                 }
             }
-            for j in 0..n {
-                self.dh[(a * n + a) * n + j] += c * gy[j];
-                self.dh[(a * n + j) * n + a] += c * gy[j];
+            for (j, &g) in gy.iter().enumerate() {
+                self.dh[(a * n + a) * n + j] += c * g;
+                self.dh[(a * n + j) * n + a] += c * g;
             }
         }
 

@@ -133,7 +133,10 @@ impl Tiny {
     /// (W, b) of layer 2 or 3 (row-major) from θ.
     fn layer(theta: &[f64], l: usize) -> (&[f64], &[f64]) {
         let off = N * 3 + (l - 2) * (N * N + N);
-        (&theta[off..off + N * N], &theta[off + N * N..off + N * N + N])
+        (
+            &theta[off..off + N * N],
+            &theta[off + N * N..off + N * N + N],
+        )
     }
     fn z1(&self, theta: &[f64]) -> Vec<f64> {
         (0..N)
@@ -154,6 +157,7 @@ impl Tiny {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // index notation mirrors the tensor definitions
 fn forward_equations_match_finite_differences_of_a_tiny_network() {
     // The forward equations of docs/derivations/dntk.md#forward-equations against the
     // definitions of docs/derivations/dntk.md#definitions evaluated by finite differences of an
@@ -222,7 +226,10 @@ fn forward_equations_match_finite_differences_of_a_tiny_network() {
     let mut worst = 0.0f64;
     let mut check = |what: &str, got: f64, want: f64| {
         worst = worst.max((got - want).abs());
-        assert!((got - want).abs() < tol, "{what}: forward {got} vs FD {want}");
+        assert!(
+            (got - want).abs() < tol,
+            "{what}: forward {got} vs FD {want}"
+        );
     };
     for i in 0..N {
         check("z", st.z[i], zf[i]);
@@ -248,8 +255,7 @@ fn forward_equations_match_finite_differences_of_a_tiny_network() {
                         let (s1, s2, s3) = (sg(0), sg(1), sg(2));
                         let t: Vec<f64> = (0..p)
                             .map(|mu| {
-                                net.theta[mu]
-                                    + h3 * (s1 * v[b][mu] + s2 * v[c][mu] + s3 * v[d][mu])
+                                net.theta[mu] + h3 * (s1 * v[b][mu] + s2 * v[c][mu] + s3 * v[d][mu])
                             })
                             .collect();
                         third += s1 * s2 * s3 * f(&t)[a];
@@ -272,7 +278,10 @@ fn inverse_width_fit_is_richardson_for_two_widths_and_exact_on_a_line() {
     // Two widths: (n₂v₂ − n₁v₁)/(n₂ − n₁) = 2·v(16) − v(8), SE √(4 SE₂² + SE₁²).
     let f = fit_inverse_width(&[(8, e(1.3, 0.03)), (16, e(1.1, 0.02))]).unwrap();
     assert!((f.value - 0.9).abs() < 1e-12, "{f:?}");
-    assert!((f.se - (4.0f64 * 0.0004 + 0.0009).sqrt()).abs() < 1e-12, "{f:?}");
+    assert!(
+        (f.se - (4.0f64 * 0.0004 + 0.0009).sqrt()).abs() < 1e-12,
+        "{f:?}"
+    );
     // Points exactly on a + b/n give a back whatever the weights.
     let line = |n: usize| 0.7 + 2.5 / n as f64;
     let pts: Vec<(usize, Estimate)> = [8, 12, 16, 24]
