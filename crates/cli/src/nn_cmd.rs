@@ -505,10 +505,15 @@ pub fn orthogonal(a: OrthogonalArgs) -> Result<()> {
                 sc.fig3_width,
             ]),
         )?;
+        // ≈ 12 n⁵ multiply-adds per layer and network, two inits.
+        let (dntk_flag, dntk_value) = crate::limits::larger(
+            ("--dntk-networks", sc.dntk_networks),
+            ("--dntk-depth", sc.dntk_depth),
+        );
         crate::limits::check_work(
             "orthogonal",
-            "--dntk-networks",
-            &sc.dntk_networks.to_string(),
+            dntk_flag,
+            &dntk_value,
             prod(&[
                 sc.dntk_networks,
                 sc.dntk_depth,

@@ -25,6 +25,11 @@ const STATS: [&str; 6] = ["P", "Q", "R", "S", "T", "U"];
 /// (docs/derivations/dntk.md#t-term): the alternative the sin test must exclude.
 const SIN_T_ALTERNATIVE: f64 = 0.02217;
 
+/// Allowance for the O(1/n²) remainder of the a + b/n fit of the vanishing sin statistics at
+/// n ≥ 12: the a + b/n and a + b/n + c/n² fits of sin T over n = 8–24 differ by 0.0048
+/// (docs/derivations/dntk.md#mc-tolerances).
+const SIN_FIT_REMAINDER: f64 = 0.005;
+
 /// One ddNTK Monte Carlo estimate at one width and layer.
 #[derive(Debug, Clone, Serialize)]
 pub struct DdntkMcRow {
@@ -202,25 +207,26 @@ pub(super) fn ddntk_part(
         let (act, name) = (f.activation.as_str(), f.stat.as_str());
         let id = format!("theory.ddntk_{act}_{name}_l3");
         if act == "sin" && (name == "Q" || name == "T") {
-            // Q ≡ T ≡ 0 for sin at leading order (docs/derivations/dntk.md#sin): 0 within 3 SE,
-            // with an SE small enough that the alternative T = 0.0222 is then > 3 SE away.
-            let se_max = SIN_T_ALTERNATIVE / 6.0;
-            claims.push(
-                Claim::within(
-                    &id,
-                    &src,
-                    &format!("sin {name} at l = 3 (MC, fit a + b/n over n = {widths}) vanishes, as the recursion says (Q ≡ T ≡ 0 for sin)"),
-                    f.fit,
-                    0.0,
-                    3.0 * f.se,
-                    "3 SE of the fit",
-                )
-                .with_se(f.se)
-                .require(
-                    f.se <= se_max,
-                    &format!("SE ≤ {se_max:.4} = (T_alt = {SIN_T_ALTERNATIVE})/6, so that the transcription's T is excluded at 3 SE (docs/derivations/dntk.md#t-term)"),
-                ),
-            );
+            // Q ≡ T ≡ 0 for sin at leading order (docs/derivations/dntk.md#sin): 0 within
+            // 3 SE + SIN_FIT_REMAINDER, and the transcription's T = 0.0222 outside that band.
+            let tol = 3.0 * f.se + SIN_FIT_REMAINDER;
+            let mut c = Claim::within(
+                &id,
+                &src,
+                &format!("sin {name} at l = 3 (MC, fit a + b/n over n = {widths}) vanishes, as the recursion says (Q ≡ T ≡ 0 for sin)"),
+                f.fit,
+                0.0,
+                tol,
+                "3 SE of the fit + 0.005 for its O(1/n²) remainder, the spread between the a + b/n and a + b/n + c/n² fits of sin T (docs/derivations/dntk.md#mc-tolerances)",
+            )
+            .with_se(f.se);
+            if name == "T" {
+                c = c.require(
+                    (f.fit - SIN_T_ALTERNATIVE).abs() > tol,
+                    &format!("the transcription's T = {SIN_T_ALTERNATIVE} lies outside the same band (docs/derivations/dntk.md#t-term)"),
+                );
+            }
+            claims.push(c);
         } else if name != "P" && name != "Q" && f.theory.abs() > 0.0 {
             // max(3 SE, 6 %): the fit a + b/n over n ≤ 24 leaves O(1/n²) terms of a few per
             // cent (docs/derivations/dntk.md#mc-tolerances).
@@ -243,4 +249,51 @@ pub(super) fn ddntk_part(
     }
     out.write_records("ddntk_mc.csv", &mc)?;
     Ok(DdntkPart { mc, fits })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_mode_part_writes_rows_fits_and_claims() {
+        // The full-mode path (l = 3 fits and their claims) at toy sizes: the plumbing, not the
+        // physics (the numbers are checked in dlt-theory's mc::dntk tests and in
+        // docs/derivations/dntk.md#mc-estimators).
+        let dir = std::env::temp_dir().join(format!("dlt-ddntk-part-{}", std::process::id()));
+        let out = OutDir::create(&dir).unwrap();
+        let mut sc = Scale::for_mode(true);
+        sc.ddntk_l2_width = 4;
+        sc.ddntk_l2_networks = 40;
+        sc.ddntk_l3 = true;
+        sc.ddntk_widths = [4, 5, 6];
+        sc.ddntk_networks = [40, 40, 40];
+        let cfg = Config {
+            quick: false,
+            seed: 1,
+            threads: 1,
+            quiet: true,
+        };
+        let mut claims = vec![];
+        let part = ddntk_part(&cfg, &sc, &out, &mut claims).unwrap();
+        // l = 2: R, S, T, U; l = 3: six statistics at three widths, two activations.
+        assert_eq!(part.mc.len(), 4 + 2 * 3 * 6);
+        assert_eq!(part.fits.len(), 2 * 6);
+        let ids: Vec<&str> = claims.iter().map(|c| c.id.as_str()).collect();
+        for id in [
+            "theory.dntk_R_l2",
+            "theory.dntk_U_l2",
+            "theory.ddntk_tanh_R_l3",
+            "theory.ddntk_tanh_T_l3",
+            "theory.ddntk_sin_S_l3",
+            "theory.ddntk_sin_Q_l3",
+            "theory.ddntk_sin_T_l3",
+        ] {
+            assert!(ids.contains(&id), "{id} missing from {ids:?}");
+        }
+        // sin P and tanh P, Q have no l = 3 claim here (the dntk part claims tanh P, Q).
+        assert!(!ids.contains(&"theory.ddntk_tanh_P_l3"));
+        assert!(dir.join("ddntk_mc.csv").exists());
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
