@@ -12,7 +12,7 @@ for f in accuracy_vs_depth ensemble_deviation; do
 done
 # docs/figures/trained_trajectory.svg shows the full-scale setting (three widths), drawn by the
 # command the README gives for it: `dlt trained --trajectory-widths 32,64,128 --trajectory-pairs 40000`.
-for f in fig3_b_over_theta2 fig3_a_over_theta2 vertex_wide ntk_candle ntk_spread training_loss accuracy_vs_depth; do
+for f in fig3_b_over_theta2 fig3_a_over_theta2 fig3_dntk fig3_ddntk vertex_wide ntk_candle ntk_spread training_loss accuracy_vs_depth; do
   cp "$tmp/orthogonal/$f.svg" "docs/figures/orthogonal_$f.svg"
 done
 for f in loss_vs_n_alpha1 exponents heatmap_alpha1; do

@@ -343,6 +343,15 @@ pub struct OrthogonalArgs {
     /// Networks per Fig. 3 ensemble (paper notebook: 100).
     #[arg(long)]
     fig3_networks: Option<usize>,
+    /// Width of the dNTK/ddNTK ensembles (≈ 12 n⁵ flops per layer and network).
+    #[arg(long)]
+    dntk_width: Option<usize>,
+    /// Depth of the dNTK/ddNTK ensembles.
+    #[arg(long)]
+    dntk_depth: Option<usize>,
+    /// Networks per dNTK/ddNTK ensemble.
+    #[arg(long)]
+    dntk_networks: Option<usize>,
     /// Width of the training MLPs.
     #[arg(long)]
     train_width: Option<usize>,
@@ -370,6 +379,9 @@ pub fn orthogonal(a: OrthogonalArgs) -> Result<()> {
         fig3_width,
         fig3_depth,
         fig3_networks,
+        dntk_width,
+        dntk_depth,
+        dntk_networks,
         train_width,
         train_depths,
         train_steps,
@@ -382,6 +394,10 @@ pub fn orthogonal(a: OrthogonalArgs) -> Result<()> {
         "--fig3-width/--fig3-depth: need at least 2"
     );
     anyhow::ensure!(
+        sc.dntk_width >= 2 && sc.dntk_depth >= 2,
+        "--dntk-width/--dntk-depth: need at least 2"
+    );
+    anyhow::ensure!(
         sc.train_depths.iter().all(|&d| d >= 2),
         "--train-depths: every depth must be ≥ 2"
     );
@@ -392,6 +408,8 @@ pub fn orthogonal(a: OrthogonalArgs) -> Result<()> {
     {
         use crate::limits::{at_least, check_memory, prod};
         at_least("--fig3-networks", sc.fig3_networks, 2)?;
+        // 20 batches of at least two networks each (the batch-means SE).
+        at_least("--dntk-networks", sc.dntk_networks, 40)?;
         at_least("--train-width", sc.train_width, 1)?;
         at_least("--train-steps", sc.train_steps, 1)?;
         at_least("--train-examples", sc.train_examples, 1)?;
@@ -416,6 +434,18 @@ pub fn orthogonal(a: OrthogonalArgs) -> Result<()> {
                     );
                     (f, v, prod(&[sc.fig3_networks, sc.fig3_depth, 64 * 8]))
                 },
+                // ddIĤ, ddIIĤ and four n⁴ buffers per thread (f64).
+                (
+                    "--dntk-width",
+                    sc.dntk_width.to_string(),
+                    prod(&[
+                        sc.dntk_width,
+                        sc.dntk_width,
+                        sc.dntk_width,
+                        sc.dntk_width,
+                        6 * 8 * 2,
+                    ]),
+                ),
                 (
                     "--train-width",
                     sc.train_width.to_string(),
@@ -473,6 +503,26 @@ pub fn orthogonal(a: OrthogonalArgs) -> Result<()> {
                 sc.fig3_width,
                 sc.fig3_width,
                 sc.fig3_width,
+            ]),
+        )?;
+        // ≈ 12 n⁵ multiply-adds per layer and network, two inits.
+        let (dntk_flag, dntk_value) = crate::limits::larger(
+            ("--dntk-networks", sc.dntk_networks),
+            ("--dntk-depth", sc.dntk_depth),
+        );
+        crate::limits::check_work(
+            "orthogonal",
+            dntk_flag,
+            &dntk_value,
+            prod(&[
+                sc.dntk_networks,
+                sc.dntk_depth,
+                sc.dntk_width,
+                sc.dntk_width,
+                sc.dntk_width,
+                sc.dntk_width,
+                sc.dntk_width,
+                12 * 2,
             ]),
         )?;
     }

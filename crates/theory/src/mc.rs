@@ -237,6 +237,38 @@ pub fn run_shard(
             ),
         });
     }
+    let which = shard.batches(nb);
+    let sums = batch_sums(
+        cfg,
+        depth * NQ,
+        || Workspace::new(n, cfg.ntk),
+        |work, s, acc| work.network(cfg, s, acc),
+        &which,
+        progress,
+    )?;
+    Ok(which
+        .into_iter()
+        .zip(sums)
+        .map(|(batch, sums)| BatchSums { batch, sums })
+        .collect())
+}
+
+/// The batch/thread harness shared by every Monte Carlo of this module: network s (0 ≤ s <
+/// `cfg.networks`) belongs to batch s mod nb, nb = max(`cfg.batches`, 2), and is run by
+/// `one(worker, s, acc)` into that batch's accumulator `acc` (length `slots`). Only the batches
+/// listed in `which` are run (all of them, or one shard's, [`Shard`]); each sums its networks in
+/// increasing s and each network draws from its own stream ([`network_rng`]), so the sums depend
+/// neither on `cfg.threads` nor on the sharding. `new` makes one worker (its reusable buffers)
+/// per thread. Returns the sums in the order of `which`, or the first error a network returned.
+pub(crate) fn batch_sums<W>(
+    cfg: &McConfig,
+    slots: usize,
+    new: impl Fn() -> W + Sync,
+    one: impl Fn(&mut W, u64, &mut [f64]) -> Result<(), TheoryError> + Sync,
+    which: &[usize],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<Vec<f64>>, TheoryError> {
+    let nb = cfg.batches.max(2);
     let threads = if cfg.threads == 0 {
         std::thread::available_parallelism()
             .map(|v| v.get())
@@ -244,32 +276,27 @@ pub fn run_shard(
     } else {
         cfg.threads
     };
-    // batch b holds networks s with s % nb == b, summed in increasing s: thread-count and
-    // shard independent.
-    let mut sums: Vec<BatchSums> = shard
-        .batches(nb)
-        .into_iter()
-        .map(|batch| BatchSums {
-            batch,
-            sums: vec![0.0f64; depth * NQ],
-        })
-        .collect();
+    let mut sums = vec![vec![0.0f64; slots]; which.len()];
     let failure = std::sync::Mutex::new(None::<TheoryError>);
-    let chunks = std::sync::Mutex::new(sums.iter_mut().collect::<Vec<_>>());
+    let chunks = std::sync::Mutex::new(
+        which
+            .iter()
+            .copied()
+            .zip(sums.iter_mut())
+            .collect::<Vec<_>>(),
+    );
     std::thread::scope(|scope| {
-        let chunks = &chunks;
-        let failure = &failure;
-        for _ in 0..threads.min(nb) {
-            scope.spawn(move || {
-                let mut work = Workspace::new(n, cfg.ntk);
+        for _ in 0..threads.min(which.len()) {
+            scope.spawn(|| {
+                let mut work = new();
                 loop {
                     let item = chunks.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                    let Some(BatchSums { batch, sums: acc }) = item else {
+                    let Some((batch, acc)) = item else {
                         break;
                     };
-                    let mut s = *batch;
+                    let mut s = batch;
                     while s < cfg.networks {
-                        if let Err(e) = work.network(cfg, s as u64, acc) {
+                        if let Err(e) = one(&mut work, s as u64, acc) {
                             *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
                             return;
                         }
@@ -329,6 +356,21 @@ pub fn merge(cfg: &McConfig, batches: &[BatchSums]) -> Result<Vec<McLayer>, Theo
     }
     let sums: Vec<Vec<f64>> = sums.into_iter().flatten().cloned().collect();
     Ok(estimate(&sums, cfg.width, cfg.depth, cfg.ntk))
+}
+
+/// The estimate Σ_b sums[b][slot] / Σ_b sums[b][count] with the batch-means standard error of
+/// the per-batch ratios (docs/derivations/theory.md#mc-errors).
+pub(crate) fn ratio_estimate(sums: &[Vec<f64>], slot: usize, count: usize) -> Estimate {
+    let nb = sums.len() as f64;
+    let means: Vec<f64> = sums.iter().map(|b| b[slot] / b[count]).collect();
+    let value =
+        sums.iter().map(|b| b[slot]).sum::<f64>() / sums.iter().map(|b| b[count]).sum::<f64>();
+    let m = means.iter().sum::<f64>() / nb;
+    let var = means.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (nb - 1.0);
+    Estimate {
+        value,
+        se: (var / nb).sqrt(),
+    }
 }
 
 /// Estimators of docs/derivations/theory.md#mc-estimators from the accumulated sums (count in
@@ -410,6 +452,68 @@ fn network_rng(seed: u64, s: u64) -> NetRng {
     NetRng::seed_from_u64(x ^ (x >> 31))
 }
 
+/// Fill `w` with a weight matrix of variance C_W/n per entry (Gaussian) or √C_W·Haar.
+pub(crate) fn draw_weights(w: &mut Mat<f64>, init: Init, cw: f64, rng: &mut NetRng) {
+    let n = w.nrows();
+    for j in 0..n {
+        for v in w.col_as_slice_mut(j) {
+            *v = rng.sample::<f64, _>(StandardNormal);
+        }
+    }
+    match init {
+        Init::Gaussian => {
+            let sd = (cw / n as f64).sqrt();
+            for j in 0..n {
+                w.col_as_slice_mut(j).iter_mut().for_each(|v| *v *= sd);
+            }
+        }
+        Init::Orthogonal => {
+            // Haar: Q from QR, columns multiplied by sign(diag R) (Mezzadri 2007).
+            let qr = w.qr();
+            let q = qr.compute_Q();
+            let r = qr.R();
+            let sc = cw.sqrt();
+            for j in 0..n {
+                let sign = if r[(j, j)] < 0.0 { -sc } else { sc };
+                let (src, dst) = (q.col(j), w.col_as_slice_mut(j));
+                for i in 0..n {
+                    dst[i] = sign * src[i];
+                }
+            }
+        }
+    }
+}
+
+/// z ← z^(1) for the fixed input of `cfg`, drawn exactly: the first-layer weights enter nothing
+/// but z^(1), whose law is N(0, K^(1)) i.i.d. for Gaussian W and b + √C_W|x|·u (u uniform on the
+/// sphere, docs/derivations/orthogonal.md#haar-first-layer) for Haar W; |x|² = n(K^(1) − C_b)/C_W.
+pub(crate) fn first_layer(cfg: &McConfig, rng: &mut NetRng, z: &mut [f64]) {
+    let e = &cfg.ensemble;
+    let nf = z.len() as f64;
+    match cfg.first_layer {
+        Init::Gaussian => {
+            let sd = cfg.k1.sqrt();
+            z.iter_mut()
+                .for_each(|v| *v = sd * rng.sample::<f64, _>(StandardNormal));
+        }
+        Init::Orthogonal => {
+            let xnorm2 = nf * (cfg.k1 - e.cb) / e.cw;
+            sphere(z, rng, (e.cw * xnorm2).sqrt());
+            let sb = e.cb.sqrt();
+            z.iter_mut()
+                .for_each(|v| *v += sb * rng.sample::<f64, _>(StandardNormal));
+        }
+    }
+}
+
+/// z ← radius · (uniform unit vector).
+fn sphere(z: &mut [f64], rng: &mut NetRng, radius: f64) {
+    z.iter_mut()
+        .for_each(|v| *v = rng.sample::<f64, _>(StandardNormal));
+    let norm = z.iter().map(|v| v * v).sum::<f64>().sqrt();
+    z.iter_mut().for_each(|v| *v *= radius / norm);
+}
+
 /// Buffers reused across the networks of one thread.
 struct Workspace {
     n: usize,
@@ -443,36 +547,8 @@ impl Workspace {
         }
     }
 
-    /// Fill `w` with a weight matrix of variance C_W/n per entry (Gaussian) or √C_W·Haar.
     fn draw_weights(&mut self, init: Init, cw: f64, rng: &mut NetRng) {
-        let n = self.n;
-        for j in 0..n {
-            for v in self.w.col_as_slice_mut(j) {
-                *v = rng.sample::<f64, _>(StandardNormal);
-            }
-        }
-        match init {
-            Init::Gaussian => {
-                let sd = (cw / n as f64).sqrt();
-                for j in 0..n {
-                    self.w.col_as_slice_mut(j).iter_mut().for_each(|v| *v *= sd);
-                }
-            }
-            Init::Orthogonal => {
-                // Haar: Q from QR, columns multiplied by sign(diag R) (Mezzadri 2007).
-                let qr = self.w.qr();
-                let q = qr.compute_Q();
-                let r = qr.R();
-                let sc = cw.sqrt();
-                for j in 0..n {
-                    let sign = if r[(j, j)] < 0.0 { -sc } else { sc };
-                    let (src, dst) = (q.col(j), self.w.col_as_slice_mut(j));
-                    for i in 0..n {
-                        dst[i] = sign * src[i];
-                    }
-                }
-            }
-        }
+        draw_weights(&mut self.w, init, cw, rng);
     }
 
     fn network(&mut self, cfg: &McConfig, s: u64, acc: &mut [f64]) -> Result<(), TheoryError> {
@@ -482,22 +558,7 @@ impl Workspace {
         let nf = n as f64;
         let sb = e.cb.sqrt();
         let xnorm2 = nf * (cfg.k1 - e.cb) / e.cw; // |x|², n₀ = n
-                                                  // Layer 1. The first-layer weights enter nothing but z^(1), whose law is known exactly:
-                                                  // N(0, K^(1)) i.i.d. for Gaussian W, b + √C_W|x|·u (u uniform on the sphere) for Haar W.
-        match cfg.first_layer {
-            Init::Gaussian => {
-                let sd = cfg.k1.sqrt();
-                self.z
-                    .iter_mut()
-                    .for_each(|v| *v = sd * rng.sample::<f64, _>(StandardNormal));
-            }
-            Init::Orthogonal => {
-                self.sphere(&mut rng, (e.cw * xnorm2).sqrt());
-                self.z
-                    .iter_mut()
-                    .for_each(|v| *v += sb * rng.sample::<f64, _>(StandardNormal));
-            }
-        }
+        first_layer(cfg, &mut rng, &mut self.z);
         if cfg.ntk {
             let (lb, lw) = cfg.lr.at(1);
             let d = lb + lw * xnorm2 / nf;
@@ -600,13 +661,8 @@ impl Workspace {
         Ok(())
     }
 
-    /// z ← radius · (uniform unit vector).
     fn sphere(&mut self, rng: &mut NetRng, radius: f64) {
-        self.z
-            .iter_mut()
-            .for_each(|v| *v = rng.sample::<f64, _>(StandardNormal));
-        let norm = self.z.iter().map(|v| v * v).sum::<f64>().sqrt();
-        self.z.iter_mut().for_each(|v| *v *= radius / norm);
+        sphere(&mut self.z, rng, radius);
     }
 
     fn record(&self, l: usize, ntk: bool, acc: &mut [f64]) {

@@ -5,6 +5,9 @@
 //!    A/Θ², B/Θ², D/(KΘ), F/(KΘ) from the full-NTK Monte Carlo in the paper's Fig. 3 setting
 //!    (n = 20, depth 30, λ_b = 1/l, λ_W = 1), with the recursions of `dlt-theory`; V/K² at a
 //!    larger width from the Gram sampler; ReLU and linear for contrast.
+//!    The same figure for the dNTK/ddNTK correlators P/Θ², Q/Θ², RK/Θ³, SK/Θ³, TK/Θ³, UK/Θ³
+//!    (PDLT ch. 11, ∞) from their exact forward equations, Gaussian beside its recursion, Haar
+//!    without one (not derived).
 //! 2. The empirical NTK of real candle MLPs at init, mean and spread across seeds vs depth, for
 //!    both inits, beside the Monte Carlo of the theory engine (the two must agree).
 //! 3. Training: deep tanh MLPs by full-batch GD (MSE, NTK learning rates) on a standardised
@@ -14,10 +17,12 @@
 //!
 //! Cost (2 cores): quick ≈ 2 min, full ≈ 25 min (dominated by training).
 
+mod dntk;
 mod ntk;
 mod statistics;
 mod training;
 
+use dntk::dntk_part;
 use ntk::candle_ntk_part;
 use statistics::{fig3_part, relu_linear_part, wide_part};
 use training::training_part;
@@ -57,6 +62,12 @@ pub struct Scale {
     pub fig3_depth: usize,
     /// Networks per Fig. 3 ensemble.
     pub fig3_networks: usize,
+    /// Width n of the dNTK/ddNTK ensembles (both inits; ≈ 12 n⁵ flops per layer and network).
+    pub dntk_width: usize,
+    /// Depth of the dNTK/ddNTK ensembles.
+    pub dntk_depth: usize,
+    /// Networks per dNTK/ddNTK ensemble.
+    pub dntk_networks: usize,
     /// Width n of the wide tanh vertex ensembles (also run at 2n), and of the ReLU/linear runs.
     pub wide_width: usize,
     /// Depth of the wide tanh vertex ensembles.
@@ -91,6 +102,10 @@ impl Scale {
                 fig3_width: 20,
                 fig3_depth: 30,
                 fig3_networks: 4000,
+                // ≈ 8 s per init on two loaded cores; the Gaussian SE of P/Θ² at l = n/2 ≈ 3 %.
+                dntk_width: 10,
+                dntk_depth: 20,
+                dntk_networks: 1000,
                 wide_width: 128,
                 wide_depth: 64,
                 wide_networks: 10_000,
@@ -110,6 +125,9 @@ impl Scale {
                 fig3_width: 20,
                 fig3_depth: 30,
                 fig3_networks: 40_000,
+                dntk_width: 12,
+                dntk_depth: 24,
+                dntk_networks: 4000,
                 wide_width: 128,
                 wide_depth: 128,
                 wide_networks: 40_000,
@@ -206,6 +224,8 @@ pub struct Results {
     pub seconds: f64,
     /// Fig. 3 statistics (V, A, B, D, F ratios) of narrow tanh ensembles, both inits.
     pub fig3: Vec<StatRow>,
+    /// dNTK/ddNTK correlators (P_over_theta2 … UK_over_theta3) of tanh ensembles, both inits.
+    pub dntk: Vec<StatRow>,
     /// V/K² of wide tanh ensembles, both inits.
     pub wide: Vec<StatRow>,
     /// V/K² of ReLU and linear ensembles (depth 20), both inits.
@@ -241,6 +261,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
 
     let fig3 = fig3_part(cfg, out, &mut claims, &mut figures)?;
 
+    let dntk = dntk_part(cfg, out, &mut claims, &mut figures)?;
+
     let wide = wide_part(cfg, out, &mut claims, &mut figures)?;
 
     let relu_linear = relu_linear_part(cfg, out, &mut claims, &mut figures)?;
@@ -258,6 +280,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         config: cfg.clone(),
         seconds: t0.elapsed().as_secs_f64(),
         fig3,
+        dntk,
         wide,
         relu_linear,
         ntk,

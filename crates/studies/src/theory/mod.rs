@@ -4,11 +4,15 @@
 //! The few-tensor description of deep MLPs (K, V, Θ, A, B, D, F from layer recursions) is
 //! computed by `dlt-theory` and tested against ensembles of real networks sampled here:
 //! criticality and universality classes, the depth-to-width scaling V/(nK²) ≈ ν l/n, the exact
-//! finite-width ReLU result, NTK fluctuations, and the orthogonal-weight vertex.
+//! finite-width ReLU result, NTK fluctuations, the orthogonal-weight vertex, and the dNTK/ddNTK
+//! correlators P … U (docs/derivations/dntk.md) against networks measured by their exact forward
+//! equations.
 //!
 //! Cost (2 cores): quick ≈ 10 s, full ≈ 2 min; dominated by the full-NTK ensembles (4n³ flops per
-//! layer per network).
+//! layer per network). The ddNTK part adds ≈ 1.5 s in quick mode and ≈ 10 min in full mode on two
+//! loaded cores (l = 3 at n up to 24, ≈ 12 n⁵ flops per layer per network).
 
+mod ddntk;
 mod dntk;
 mod finite_width;
 mod kernels;
@@ -85,6 +89,16 @@ pub struct Scale {
     pub dntk_networks: usize,
     /// Depth of the dNTK Monte Carlo (its claims are at l = 2 and at this depth).
     pub dntk_depth: usize,
+    /// Width of the l = 2 ddNTK Monte Carlo (the Wick check, exact at any width).
+    pub ddntk_l2_width: usize,
+    /// Networks of the l = 2 ddNTK Monte Carlo.
+    pub ddntk_l2_networks: usize,
+    /// Whether the l = 3 ddNTK Monte Carlo runs (full mode: ≈ 8 min on two loaded cores).
+    pub ddntk_l3: bool,
+    /// Widths of the l = 3 ddNTK Monte Carlo (tanh and sin), fitted a + b/n.
+    pub ddntk_widths: [usize; 3],
+    /// Networks per width of the l = 3 ddNTK Monte Carlo.
+    pub ddntk_networks: [usize; 3],
 }
 
 impl Scale {
@@ -108,6 +122,13 @@ impl Scale {
                 // at l = 4 Q's SE was 2.8 %.
                 dntk_networks: 16_000,
                 dntk_depth: 3,
+                // SE ≤ 1.5 % of the prediction for all four at l = 2 (measured at n = 6, 6000
+                // networks: ≤ 1.8 %); ≈ 1 s.
+                ddntk_l2_width: 8,
+                ddntk_l2_networks: 6000,
+                ddntk_l3: false,
+                ddntk_widths: [12, 16, 24],
+                ddntk_networks: [12_000, 8000, 3000],
             }
         } else {
             Self {
@@ -123,6 +144,14 @@ impl Scale {
                 dntk_widths: [16, 32],
                 dntk_networks: 32_000,
                 dntk_depth: 5,
+                ddntk_l2_width: 16,
+                ddntk_l2_networks: 4000,
+                // n ≥ 12: the a + b/n fit over n = 8, 12, 16 leaves a 1/n² bias of ≈ 3 SE on sin
+                // T (docs/derivations/dntk.md#mc-tolerances); 2.7× the networks of the reference
+                // runs there (SE of tanh T 4 % → ≈ 2.5 %); ≈ 10 min on two loaded cores.
+                ddntk_l3: true,
+                ddntk_widths: [12, 16, 24],
+                ddntk_networks: [16_000, 12_000, 4000],
             }
         }
     }
@@ -194,6 +223,10 @@ pub struct Results {
     pub dntk_mc: Vec<McRow>,
     /// tanh P and Q extrapolated to n → ∞ (2M(2n) − M(n)).
     pub dntk_extrapolated: Vec<ExtrapolatedRow>,
+    /// P … U on sampled networks by the ddNTK forward equations (tanh l = 2 and 3, sin l = 3).
+    pub ddntk_mc: Vec<ddntk::DdntkMcRow>,
+    /// The l = 3 rows of `ddntk_mc` fitted a + b/n over the widths.
+    pub ddntk_extrapolated: Vec<ddntk::DdntkFitRow>,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -278,6 +311,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
 
     let d = dntk::dntk_part(cfg, &sc, out, &mut claims, &mut figures)?;
 
+    let dd = ddntk::ddntk_part(cfg, &sc, out, &mut claims)?;
+
     let results = Results {
         study: "theory",
         config: cfg.clone(),
@@ -294,6 +329,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         dntk: d.rows,
         dntk_mc: d.mc,
         dntk_extrapolated: d.extrapolated,
+        ddntk_mc: dd.mc,
+        ddntk_extrapolated: dd.fits,
         claims,
         figures,
     };

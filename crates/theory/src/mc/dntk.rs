@@ -1,22 +1,32 @@
-//! Monte Carlo of the dNTK correlators P and Q (docs/derivations/dntk.md#definitions) over
-//! ensembles of real finite-width networks.
+//! Monte Carlo of the dNTK correlators P, Q and the ddNTK correlators R, S, T, U
+//! (docs/derivations/dntk.md#definitions) over ensembles of real finite-width networks.
 //!
-//! Every network propagates z, the NTK Ĥ (n×n) and the dNTK dĤ (n×n×n) through the exact
-//! per-network forward equations of docs/derivations/dntk.md#forward-equations (the
-//! single-input form of PDLT eq. (11.24)), with full Gaussian weight matrices, in f64: O(n⁴)
-//! flops and O(n³) memory per layer. Estimators are pair means over i ≠ j,
-//! P̂ = n·Σ_{i≠j} dĤ_ijj z_i/(n(n−1)) and Q̂ = n·Σ_{i≠j} dĤ_iij z_j/(n(n−1)), unbiased for
-//! n E[dĤ_ijj z_i] and n E[dĤ_iij z_j]; standard errors from batch means as in [`super::run`].
-//! As there, layer 1 is drawn exactly (z^(1) i.i.d. N(0, K^(1)), Ĥ^(1) ∝ I, dĤ^(1) = 0).
+//! Every network propagates z, the NTK Ĥ (n×n), the dNTK dĤ (n×n×n) and, for R, S, T, U, the
+//! ddNTKs ddIĤ and ddIIĤ (n⁴ each) through the exact per-network forward equations of
+//! docs/derivations/dntk.md#forward-equations ([`forward`]; the dĤ line is the single-input form
+//! of PDLT eq. (11.24), arXiv 2106.10165), with full weight matrices (Gaussian or Haar), in f64.
+//! Estimators are pair means over i ≠ j (docs/derivations/dntk.md#mc-estimators):
+//! P̂ = n·Σ_{i≠j} dĤ_ijj z_i/(n(n−1)), Q̂ = n·Σ_{i≠j} dĤ_iij z_j/(n(n−1)), R̂ = n·mean ddI_iijj,
+//! Ŝ = n·mean ddII_iijj, T̂ = n·mean ddII_ijij, Û = n·mean ddII_ijji, each unbiased for its
+//! n E[·]; standard errors from batch means, with the batch/thread harness of
+//! [`super::batch_sums`] (deterministic for a seed whatever the thread count). As in
+//! [`super::run`], layer 1 is drawn exactly (z^(1) from [`super::first_layer`], Ĥ^(1) ∝ I,
+//! dĤ^(1) = ddIĤ^(1) = ddIIĤ^(1) = 0).
 
-use super::{network_rng, Estimate, McConfig};
+mod forward;
+
+use super::{
+    batch_sums, draw_weights, first_layer, network_rng, ratio_estimate, Estimate, McConfig,
+};
 use crate::profile::Init;
 use crate::TheoryError;
+use faer::Mat;
+use forward::State;
 use rand::Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-/// Monte Carlo estimates of P and Q at one layer.
+/// Monte Carlo estimates of the dNTK/ddNTK correlators at one layer.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DntkMcLayer {
     /// Layer index l (1-based).
@@ -27,207 +37,130 @@ pub struct DntkMcLayer {
     /// Q = n E[dĤ_iij z_j], i ≠ j.
     #[serde(rename = "Q")]
     pub q: Estimate,
+    /// R = n E[ddIĤ_iijj] (None unless the ddNTKs were propagated).
+    #[serde(rename = "R", skip_serializing_if = "Option::is_none")]
+    pub r: Option<Estimate>,
+    /// S = n E[ddIIĤ_iijj].
+    #[serde(rename = "S", skip_serializing_if = "Option::is_none")]
+    pub s: Option<Estimate>,
+    /// T = n E[ddIIĤ_ijij].
+    #[serde(rename = "T", skip_serializing_if = "Option::is_none")]
+    pub t: Option<Estimate>,
+    /// U = n E[ddIIĤ_ijji].
+    #[serde(rename = "U", skip_serializing_if = "Option::is_none")]
+    pub u: Option<Estimate>,
 }
 
-/// Run the dNTK Monte Carlo for `cfg` (plain MLP, Gaussian weights in every layer; `cfg.ntk`
-/// and `cfg.first_layer` must be the defaults' meaning: the NTK is always propagated here).
-/// Cost per network: ≈ 8 n⁴ depth flops.
+impl DntkMcLayer {
+    /// The estimate named `P`, `Q`, `R`, `S`, `T` or `U`, if measured.
+    pub fn get(&self, name: &str) -> Option<Estimate> {
+        match name {
+            "P" => Some(self.p),
+            "Q" => Some(self.q),
+            "R" => self.r,
+            "S" => self.s,
+            "T" => self.t,
+            "U" => self.u,
+            _ => None,
+        }
+    }
+}
+
+/// Accumulator slots per layer: P̂, Q̂, R̂, Ŝ, T̂, Û, count.
+const SLOTS: usize = 7;
+
+/// P and Q for `cfg` (plain MLP; Gaussian or Haar weights as `cfg.ensemble.init` and
+/// `cfg.first_layer` say; the NTK is always propagated, `cfg.ntk` is ignored).
+/// Cost per network: ≈ 8 n⁴ flops per layer.
 pub fn dntk_pair_means(cfg: &McConfig) -> Result<Vec<DntkMcLayer>, TheoryError> {
+    pair_means(cfg, false)
+}
+
+/// P, Q, R, S, T and U for `cfg` (as [`dntk_pair_means`]). Cost per network: ≈ 12 n⁵ flops per
+/// layer and 5 n⁴ f64 of memory per thread.
+pub fn ddntk_pair_means(cfg: &McConfig) -> Result<Vec<DntkMcLayer>, TheoryError> {
+    pair_means(cfg, true)
+}
+
+fn pair_means(cfg: &McConfig, dd: bool) -> Result<Vec<DntkMcLayer>, TheoryError> {
     cfg.validate()?;
-    if cfg.ensemble.init != Init::Gaussian || cfg.first_layer != Init::Gaussian {
-        return Err(TheoryError::Invalid {
-            flag: "--init",
-            msg: "the dNTK Monte Carlo samples Gaussian weights only".into(),
-        });
-    }
-    let (depth, nb) = (cfg.depth, cfg.batches.max(2));
-    let threads = if cfg.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|v| v.get())
-            .unwrap_or(1)
-    } else {
-        cfg.threads
-    };
-    // Per batch and layer: Σ P̂, Σ Q̂, count. Batch b holds networks s ≡ b (mod nb), summed in
-    // increasing s, so the result does not depend on the thread count.
-    let mut sums = vec![vec![0.0f64; 3 * depth]; nb];
-    let failure = std::sync::Mutex::new(None::<TheoryError>);
-    let chunks = std::sync::Mutex::new(sums.iter_mut().enumerate().collect::<Vec<_>>());
-    std::thread::scope(|scope| {
-        for _ in 0..threads.min(nb) {
-            scope.spawn(|| {
-                let mut net = Net::new(cfg.width);
-                loop {
-                    let item = chunks.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                    let Some((b, acc)) = item else { break };
-                    let mut s = b;
-                    while s < cfg.networks {
-                        if let Err(e) = net.run(cfg, s as u64, acc) {
-                            *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-                            return;
-                        }
-                        s += nb;
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
-    let est = |l: usize, slot: usize| {
-        let means: Vec<f64> = sums
-            .iter()
-            .map(|b| b[3 * l + slot] / b[3 * l + 2])
-            .collect();
-        let total: f64 = sums.iter().map(|b| b[3 * l + slot]).sum::<f64>()
-            / sums.iter().map(|b| b[3 * l + 2]).sum::<f64>();
-        let m = means.iter().sum::<f64>() / nb as f64;
-        let var = means.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (nb as f64 - 1.0);
-        Estimate {
-            value: total,
-            se: (var / nb as f64).sqrt(),
-        }
-    };
+    let depth = cfg.depth;
+    let sums = batch_sums(
+        cfg,
+        SLOTS * depth,
+        || Net::new(cfg.width, dd),
+        |net, s, acc| net.run(cfg, s, acc),
+        &(0..cfg.batches.max(2)).collect::<Vec<_>>(),
+        &|_| {},
+    )?;
+    let est = |l: usize, k: usize| ratio_estimate(&sums, SLOTS * l + k, SLOTS * l + 6);
+    let opt = |l: usize, k: usize| dd.then(|| est(l, k));
     Ok((0..depth)
         .map(|l| DntkMcLayer {
             l: l + 1,
             p: est(l, 0),
             q: est(l, 1),
+            r: opt(l, 2),
+            s: opt(l, 3),
+            t: opt(l, 4),
+            u: opt(l, 5),
         })
         .collect())
 }
 
-/// One network's state: z, σ-factors, W (row-major), Ĥ, dĤ (index [a][b][c] at a·n² + b·n + c)
-/// and scratch buffers.
+/// One thread's network: the forward state and the weight buffers.
 struct Net {
-    n: usize,
-    z: Vec<f64>,
+    st: State,
     w: Vec<f64>,
-    m: Vec<f64>,
-    g: Vec<f64>,
-    h: Vec<f64>,
-    dh: Vec<f64>,
-    t1: Vec<f64>,
-    t2: Vec<f64>,
+    b: Vec<f64>,
+    haar: Mat<f64>,
 }
 
 impl Net {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, dd: bool) -> Self {
         Self {
-            n,
-            z: vec![0.0; n],
+            st: State::new(n, dd),
             w: vec![0.0; n * n],
-            m: vec![0.0; n * n],
-            g: vec![0.0; n * n],
-            h: vec![0.0; n * n],
-            dh: vec![0.0; n * n * n],
-            t1: vec![0.0; n * n * n],
-            t2: vec![0.0; n * n * n],
+            b: vec![0.0; n],
+            haar: Mat::zeros(n, n),
         }
     }
 
     fn run(&mut self, cfg: &McConfig, s: u64, acc: &mut [f64]) -> Result<(), TheoryError> {
         let mut rng = network_rng(cfg.seed, s);
         let e = &cfg.ensemble;
-        let n = self.n;
+        let n = self.st.n;
         let nf = n as f64;
-        let sd1 = cfg.k1.sqrt();
-        for v in self.z.iter_mut() {
-            *v = sd1 * rng.sample::<f64, _>(StandardNormal);
-        }
+        first_layer(cfg, &mut rng, &mut self.st.z);
         let (lb, lw) = cfg.lr.at(1);
-        let xnorm = (cfg.k1 - e.cb) / e.cw; // |x|²/n₀
-        self.h.fill(0.0);
-        for i in 0..n {
-            self.h[i * n + i] = lb + lw * xnorm;
-        }
-        self.dh.fill(0.0);
-        let act = &*e.act;
+        self.st.start(lb + lw * (cfg.k1 - e.cb) / e.cw); // |x|²/n₀ = (K^(1) − C_b)/C_W
         let (sb, sw) = (e.cb.sqrt(), (e.cw / nf).sqrt());
         for l in 1..=cfg.depth {
             self.record(l, acc);
             if l == cfg.depth {
                 break;
             }
-            let mut sig = vec![0.0; n];
-            let mut d1 = vec![0.0; n];
-            let mut d2 = vec![0.0; n];
-            for k in 0..n {
-                (sig[k], d1[k]) = act.f_d1(self.z[k]);
-                d2[k] = act.d2(self.z[k]).unwrap_or(0.0);
-            }
-            for v in self.w.iter_mut() {
-                *v = sw * rng.sample::<f64, _>(StandardNormal);
-            }
-            let (w, m, g, h) = (&self.w, &mut self.m, &mut self.g, &self.h);
-            for a in 0..n {
-                let mut za = sb * rng.sample::<f64, _>(StandardNormal);
-                for k in 0..n {
-                    za += w[a * n + k] * sig[k];
-                    m[a * n + k] = w[a * n + k] * d1[k];
+            match e.init {
+                Init::Gaussian => {
+                    for v in self.w.iter_mut() {
+                        *v = sw * rng.sample::<f64, _>(StandardNormal);
+                    }
                 }
-                self.z[a] = za;
-            }
-            // G = M Ĥ
-            for a in 0..n {
-                for k in 0..n {
-                    g[a * n + k] = (0..n).map(|j| m[a * n + j] * h[j * n + k]).sum();
-                }
-            }
-            // v = M Ĥ y with y = σσ'
-            let v: Vec<f64> = (0..n)
-                .map(|a| (0..n).map(|k| g[a * n + k] * sig[k] * d1[k]).sum())
-                .collect();
-            // dĤ' = (λ_W/n)[δ_ab v_c + δ_ac v_b] + M⊗M⊗M · dĤ + Σ_k N_ak G_bk G_ck
-            let (_, lw) = cfg.lr.at(l + 1);
-            let (dh, t1, t2) = (&mut self.dh, &mut self.t1, &mut self.t2);
-            let n2 = n * n;
-            // t1[a][l][m] = Σ_k M_ak dĤ[k][l][m]
-            for a in 0..n {
-                for lm in 0..n2 {
-                    t1[a * n2 + lm] = (0..n).map(|k| m[a * n + k] * dh[k * n2 + lm]).sum();
-                }
-            }
-            // t2[a][b][m] = Σ_l M_bl t1[a][l][m]
-            for a in 0..n {
-                for b in 0..n {
-                    for mm in 0..n {
-                        t2[a * n2 + b * n + mm] =
-                            (0..n).map(|j| m[b * n + j] * t1[a * n2 + j * n + mm]).sum();
+                Init::Orthogonal => {
+                    draw_weights(&mut self.haar, Init::Orthogonal, e.cw, &mut rng);
+                    for a in 0..n {
+                        for k in 0..n {
+                            self.w[a * n + k] = self.haar[(a, k)];
+                        }
                     }
                 }
             }
-            for a in 0..n {
-                for b in 0..n {
-                    for c in 0..n {
-                        let mut x: f64 =
-                            (0..n).map(|j| m[c * n + j] * t2[a * n2 + b * n + j]).sum();
-                        x += (0..n)
-                            .map(|k| w[a * n + k] * d2[k] * g[b * n + k] * g[c * n + k])
-                            .sum::<f64>();
-                        if a == b {
-                            x += lw / nf * v[c];
-                        }
-                        if a == c {
-                            x += lw / nf * v[b];
-                        }
-                        dh[a * n2 + b * n + c] = x;
-                    }
-                }
+            for v in self.b.iter_mut() {
+                *v = sb * rng.sample::<f64, _>(StandardNormal);
             }
-            // Ĥ' = (λ_b + (λ_W/n)Σσ²) I + G Mᵀ
-            let (lb, _) = cfg.lr.at(l + 1);
-            let diag = lb + lw / nf * sig.iter().map(|x| x * x).sum::<f64>();
-            let mut hn = vec![0.0; n2];
-            for a in 0..n {
-                for b in 0..n {
-                    hn[a * n + b] = (0..n).map(|k| g[a * n + k] * m[b * n + k]).sum::<f64>()
-                        + if a == b { diag } else { 0.0 };
-                }
-            }
-            self.h = hn;
-            if self.z.iter().any(|x| !x.is_finite()) {
+            let (lb, lw) = cfg.lr.at(l + 1);
+            self.st.step(&*e.act, &self.w, &self.b, lb, lw);
+            if self.st.z.iter().any(|x| !x.is_finite()) {
                 return Err(TheoryError::Diverged {
                     layer: l + 1,
                     what: "a preactivation overflowed in the dNTK Monte Carlo".into(),
@@ -237,73 +170,71 @@ impl Net {
         Ok(())
     }
 
+    /// Add layer l's pair estimators (docs/derivations/dntk.md#mc-estimators) to `acc`.
     fn record(&self, l: usize, acc: &mut [f64]) {
-        let n = self.n;
-        let (mut p, mut q) = (0.0, 0.0);
+        let st = &self.st;
+        let n = st.n;
+        let (n2, n3) = (n * n, n * n * n);
+        let mut v = [0.0; 6];
         for i in 0..n {
             for j in 0..n {
-                if i != j {
-                    p += self.dh[i * n * n + j * n + j] * self.z[i];
-                    q += self.dh[i * n * n + i * n + j] * self.z[j];
+                if i == j {
+                    continue;
+                }
+                v[0] += st.dh[i * n2 + j * n + j] * st.z[i];
+                v[1] += st.dh[i * n2 + i * n + j] * st.z[j];
+                if st.dd {
+                    let at = |t: &[f64], a: usize, b: usize, c: usize, d: usize| {
+                        t[a * n3 + b * n2 + c * n + d]
+                    };
+                    v[2] += at(&st.dd1, i, i, j, j);
+                    v[3] += at(&st.dd2, i, i, j, j);
+                    v[4] += at(&st.dd2, i, j, i, j);
+                    v[5] += at(&st.dd2, i, j, j, i);
                 }
             }
         }
         let scale = n as f64 / (n * (n - 1)) as f64;
-        let q0 = 3 * (l - 1);
-        acc[q0] += p * scale;
-        acc[q0 + 1] += q * scale;
-        acc[q0 + 2] += 1.0;
+        let q = &mut acc[SLOTS * (l - 1)..SLOTS * l];
+        for k in 0..6 {
+            q[k] += v[k] * scale;
+        }
+        q[6] += 1.0;
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::activation::parse;
-    use crate::profile::{Ensemble, LearningRates, ProfileConfig};
+mod tests;
 
-    #[test]
-    fn layer_two_matches_the_recursion_at_width_eight() {
-        // At l = 2 the expectations P^(2), Q^(2) hold at every width (layer 1 is exactly
-        // Gaussian and Ĥ^(1) ∝ I; docs/derivations/dntk.md#derivation-rules), so a width-8
-        // ensemble must agree with the recursion within its statistical error.
-        let lr = LearningRates {
-            lambda_b: 1.0,
-            lambda_w: 1.0,
-            b_over_l: true,
-        };
-        let cfg = McConfig {
-            ensemble: Ensemble::new(parse("tanh").unwrap(), 0.0, 1.0),
-            k1: 1.0,
-            width: 8,
-            depth: 3,
-            networks: 4000,
-            ntk: true,
-            lr,
-            first_layer: Init::Gaussian,
-            seed: 11,
-            batches: 20,
-            threads: 0,
-        };
-        let mc = dntk_pair_means(&cfg).unwrap();
-        let th = crate::dntk::dntk_profile(&ProfileConfig {
-            ensemble: cfg.ensemble.clone(),
-            k1: 1.0,
-            v1: 0.0,
-            depth: 3,
-            lr,
-        })
-        .unwrap();
-        for (got, want) in [(mc[1].p, th[1].p), (mc[1].q, th[1].q)] {
-            eprintln!("l=2: {} ± {} vs {want}", got.value, got.se);
-            assert!(got.se < 0.05 * want.abs(), "SE too large: {got:?}");
-            assert!((got.value - want).abs() < 4.0 * got.se, "{got:?} vs {want}");
+/// Weighted least-squares fit v(n) = a + b/n of Monte Carlo estimates at several widths (weights
+/// 1/SE²), returning a (the n → ∞ value) with its standard error √((XᵀWX)⁻¹)₀₀. With two widths it
+/// is the Richardson extrapolation (n₂v₂ − n₁v₁)/(n₂ − n₁). Errors name `--widths` for fewer than
+/// two distinct widths or a non-positive SE.
+pub fn fit_inverse_width(points: &[(usize, Estimate)]) -> Result<Estimate, TheoryError> {
+    let bad = |msg: &str| TheoryError::Invalid {
+        flag: "--widths",
+        msg: msg.into(),
+    };
+    let (mut s0, mut s1, mut s2, mut t0, mut t1) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(n, e) in points {
+        if !(e.se > 0.0) {
+            return Err(bad(
+                "every width needs a positive standard error (more networks)",
+            ));
         }
-        eprintln!(
-            "l=3 (1/n corrections not removed): P {} ± {} vs {}, Q {} ± {} vs {}",
-            mc[2].p.value, mc[2].p.se, th[2].p, mc[2].q.value, mc[2].q.se, th[2].q
-        );
-        // Layer 1 has no dNTK.
-        assert!(mc[0].p.value == 0.0 && mc[0].q.value == 0.0);
+        let (x, w) = (1.0 / n as f64, 1.0 / (e.se * e.se));
+        s0 += w;
+        s1 += w * x;
+        s2 += w * x * x;
+        t0 += w * e.value;
+        t1 += w * x * e.value;
     }
+    let det = s0 * s2 - s1 * s1;
+    if points.len() < 2 || !(det > 1e-12 * s0 * s2) {
+        return Err(bad("the 1/n fit needs at least two distinct widths"));
+    }
+    Ok(Estimate {
+        value: (s2 * t0 - s1 * t1) / det,
+        se: (s2 / det).sqrt(),
+    })
 }
