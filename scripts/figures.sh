@@ -36,7 +36,7 @@ done
 for f in noise pgd; do
   cp "$tmp/jacobian/$f.svg" "docs/figures/jacobian_$f.svg"
 done
-for f in circle_error circle_code rare_arc; do
+for f in circle_error circle_code rare_arc bump_roc bump_m12 bump_parity; do
   cp "$tmp/autoencode/$f.svg" "docs/figures/autoencode_$f.svg"
 done
 rm -rf "$tmp"

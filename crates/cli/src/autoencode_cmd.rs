@@ -1,5 +1,6 @@
 //! `dlt autoencode`: topological obstructions to autoencoding (Batson, Haaf, Kahn, Roberts,
-//! arXiv 2102.08380): circle, sphere and a thinned circle with too few latent dimensions.
+//! arXiv 2102.08380): circle, sphere and a thinned circle with too few latent dimensions, and the
+//! mock bump hunt on RAMBO phase space.
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -34,6 +35,20 @@ pub struct AutoencodeArgs {
     /// Initial Adam learning rate (cosine decay to 3 %).
     #[arg(long)]
     lr: Option<f64>,
+    /// Bump hunt: background training events (RAMBO, n = 3 at √s = 1; quick 50 000, full and
+    /// the paper's reference run 100 000).
+    #[arg(long)]
+    bump_train: Option<usize>,
+    /// Bump hunt: Adam steps per autoencoder (protocol: 5000).
+    #[arg(long)]
+    bump_steps: Option<usize>,
+    /// Bump hunt: latent sizes, comma-separated (3n − 4 = 5 is the phase-space sphere's
+    /// dimension; default 4,5,6,7,9).
+    #[arg(long, value_delimiter = ',')]
+    bump_latents: Option<Vec<usize>>,
+    /// Bump hunt: the signal resonance's mass m_R in (0, 1) (default 0.5).
+    #[arg(long)]
+    resonance_mass: Option<f64>,
 }
 
 pub fn run(a: AutoencodeArgs) -> Result<()> {
@@ -43,6 +58,18 @@ pub fn run(a: AutoencodeArgs) -> Result<()> {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { cfg.$f = v; } )* };
     }
     set!(seeds, hidden, steps, sphere_steps, batch, lr);
+    if let Some(v) = a.bump_train {
+        cfg.bump.n_train = v;
+    }
+    if let Some(v) = a.bump_steps {
+        cfg.bump.steps = v;
+    }
+    if let Some(v) = a.bump_latents.clone() {
+        cfg.bump.latents = v;
+    }
+    if let Some(v) = a.resonance_mass {
+        cfg.bump.m_r = v;
+    }
     cfg.validate()?; // every flag, before any work or output
                      // Weights, gradients and two Adam moments (f64) of the six settings × seeds trained at once,
                      // and each one's activations of a batch.

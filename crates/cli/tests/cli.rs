@@ -1611,11 +1611,47 @@ fn autoencode_json_contract_and_bad_input() {
         "600",
         "--sphere-steps",
         "600",
+        "--bump-train",
+        "5000",
+        "--bump-steps",
+        "300",
+        "--bump-latents",
+        "5,6",
         "--json",
         "--out",
         dir.to_str().unwrap(),
     ]);
     assert_eq!(v["study"], "autoencode");
+    // The bump hunt: exact kinematics of both generators, and the parity obstruction at
+    // d = 3n − 4 = 5, which Borsuk–Ulam imposes on any continuous autoencoder however it was
+    // trained (sup r ≥ 1; 0.9 leaves room for 20 000 test events missing the witness pair).
+    let b = &v["bump_hunt"];
+    assert_eq!(b["sphere_dim"], 5);
+    for k in [
+        "max_momentum_violation",
+        "max_mass_violation",
+        "max_signal_mass_offset",
+    ] {
+        assert!(b[k].as_f64().unwrap() < 1e-12, "{k}: {}", b[k]);
+    }
+    let det = b["detectors"].as_array().unwrap();
+    assert_eq!(det.len(), 2);
+    assert_eq!(det[0]["latent"], 5);
+    assert!(
+        det[0]["parity"]["max_r"].as_f64().unwrap() >= 0.9,
+        "{}",
+        det[0]
+    );
+    let auc = det[0]["auc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&auc) && det[0]["roc"].as_array().unwrap().len() == 101);
+    for f in [
+        "bump_hunt.csv",
+        "bump_roc.svg",
+        "bump_m12.svg",
+        "bump_parity.svg",
+    ] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
     let runs = v["runs"].as_array().unwrap();
     // One seed at quick scale: six settings, plus the thinned circle with d = 1 at two more
     // seeds (its tear-location claim is a binomial test over at least 3 seeds).
@@ -1644,6 +1680,26 @@ fn autoencode_json_contract_and_bad_input() {
     fails_with(
         &["autoencode", "--seeds", "0", "--out", dir.to_str().unwrap()],
         "seed",
+    );
+    fails_with(
+        &[
+            "autoencode",
+            "--bump-latents",
+            "4,9",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        "--bump-latents",
+    );
+    fails_with(
+        &[
+            "autoencode",
+            "--resonance-mass",
+            "1.5",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        "--resonance-mass",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -2574,6 +2630,10 @@ fn every_size_flag_rejects_zero_negative_nan_and_huge_naming_the_flag() {
         ("autoencode --quick", &[], "--sphere-steps", false, false),
         ("autoencode --quick", &[], "--batch", false, false),
         ("autoencode --quick", &[], "--lr", false, true),
+        ("autoencode --quick", &[], "--bump-train", false, false),
+        ("autoencode --quick", &[], "--bump-steps", false, false),
+        ("autoencode --quick", &[], "--bump-latents", false, false),
+        ("autoencode --quick", &[], "--resonance-mass", false, true),
         ("scaling study --quick", &[], "--seeds", false, false),
         ("scaling study --quick", &[], "--m", false, false),
         ("trained --quick", &[], "--n-train", false, false),

@@ -118,6 +118,11 @@ impl Figure {
         self.series.push(s);
         self
     }
+    /// The chart with a logarithmic y axis.
+    pub fn log_y(mut self) -> Self {
+        self.log_y = true;
+        self
+    }
     /// The chart with both axes logarithmic.
     pub fn log_log(mut self) -> Self {
         self.log_x = true;
@@ -301,6 +306,9 @@ impl Figure {
         let font = ("sans-serif", 15).into_font().color(&BLACK);
         let mut y = 48;
         for (k, s) in self.series.iter().enumerate() {
+            if s.name.is_empty() {
+                continue; // an unnamed series (e.g. the line joining named markers) has no entry
+            }
             let c = colour(s.colour.unwrap_or(k));
             let mid = y + 7;
             match s.style {
