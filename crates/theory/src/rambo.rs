@@ -128,6 +128,21 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    /// Massless, positive energies, Σp = (1, 0⃗) at √s = 1, and on the phase-space sphere, all to
+    /// 1e-12 (rounding after the boosts; docs/derivations/autoencode.md#rambo).
+    fn assert_physical(ev: &[P4]) {
+        let mut tot = [0.0; 4];
+        for p in ev {
+            assert!(mass2(p).abs() < 1e-12, "p² = {}", mass2(p));
+            assert!(p[0] > 0.0);
+            for k in 0..4 {
+                tot[k] += p[k];
+            }
+        }
+        assert!((tot[0] - 1.0).abs() < 1e-12 && tot[1..].iter().all(|v| v.abs() < 1e-12));
+        assert!((phase_space_norm(ev) - 1.0).abs() < 1e-12);
+    }
+
     #[test]
     fn events_conserve_momentum_and_are_massless() {
         // docs/derivations/autoencode.md#rambo: to ≤ 1e-12 (rounding of E² − |p⃗|² after the
@@ -137,16 +152,7 @@ mod tests {
         for n in [2, 3, 5] {
             for _ in 0..2000 {
                 let ev = event(n, 1.0, &mut rng);
-                let mut tot = [0.0; 4];
-                for p in &ev {
-                    assert!(mass2(p).abs() < 1e-12, "p² = {}", mass2(p));
-                    assert!(p[0] > 0.0);
-                    for k in 0..4 {
-                        tot[k] += p[k];
-                    }
-                }
-                assert!((tot[0] - 1.0).abs() < 1e-12 && tot[1..].iter().all(|v| v.abs() < 1e-12));
-                assert!((phase_space_norm(&ev) - 1.0).abs() < 1e-12);
+                assert_physical(&ev);
             }
         }
     }
@@ -194,17 +200,8 @@ mod tests {
         for m_r in [0.2, 0.5, 0.9] {
             for _ in 0..2000 {
                 let ev = resonance_event(m_r, 1.0, &mut rng);
-                let mut tot = [0.0; 4];
-                for p in &ev {
-                    assert!(mass2(p).abs() < 1e-12, "p² = {}", mass2(p));
-                    assert!(p[0] > 0.0);
-                    for k in 0..4 {
-                        tot[k] += p[k];
-                    }
-                }
-                assert!((tot[0] - 1.0).abs() < 1e-12 && tot[1..].iter().all(|v| v.abs() < 1e-12));
+                assert_physical(&ev);
                 assert!((pair_mass(&ev[0], &ev[1]) - m_r).abs() < 1e-12);
-                assert!((phase_space_norm(&ev) - 1.0).abs() < 1e-12);
             }
         }
         // Isotropy of the R decay: in the lab, ⟨cos θ₁₃⟩ between p₁ and p₃ is not symmetric, but
