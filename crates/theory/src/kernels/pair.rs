@@ -192,12 +192,22 @@ fn coefficients(
     // (measured at q = 1 with 200 nodes: M = 300 is 100× worse than M = 150).
     let rule = coeff_rule(kinked, q, nodes.max(3 * terms / 2));
     let sq = q.max(0.0).sqrt();
+    // Nodes whose weight underflows to 0 (|x| ≳ 38) contribute nothing, but there the Hermite
+    // recursion overflows at high orders (h_k(x) ~ x^k/√k!), and 0·∞ would make every
+    // coefficient NaN (seen from M ≈ 600 on, when the rule has ≥ 900 nodes): drop them.
+    let (xs, wts): (Vec<f64>, Vec<f64>) = rule
+        .x
+        .iter()
+        .zip(&rule.w)
+        .filter(|(_, &w)| w > 0.0)
+        .map(|(&x, &w)| (x, w))
+        .unzip();
     // Weighted σ and σ' at the nodes, then the Hermite recursion k by k over all nodes at
     // once (the inner loop over nodes has no dependency chain and vectorises).
-    let len = rule.x.len();
+    let len = xs.len();
     let mut ws = Vec::with_capacity(len);
     let mut wd = Vec::with_capacity(len);
-    for (&x, &w) in rule.x.iter().zip(&rule.w) {
+    for (&x, &w) in xs.iter().zip(&wts) {
         let (s, d) = act.f_d1(sq * x);
         ws.push(w * s);
         wd.push(w * d);
@@ -221,7 +231,7 @@ fn coefficients(
             break;
         }
         let (a, b) = ((k as f64).sqrt(), 1.0 / ((k + 1) as f64).sqrt());
-        for ((hp, hc), &x) in h_prev.iter_mut().zip(h.iter_mut()).zip(&rule.x) {
+        for ((hp, hc), &x) in h_prev.iter_mut().zip(h.iter_mut()).zip(&xs) {
             let next = (x * *hc - a * *hp) * b;
             *hp = *hc;
             *hc = next;

@@ -970,3 +970,41 @@ fn ntk_matches_monte_carlo_of_wide_networks() {
         );
     }
 }
+
+#[test]
+fn high_mehler_orders_stay_finite_and_agree_with_low_ones() {
+    // From M ≈ 600 the coefficient rule has ≥ 900 Gauss–Hermite nodes, some with weights that
+    // underflow to 0 where h_k(x) overflows: 0·∞ once made every off-diagonal entry NaN. For
+    // tanh the series has converged long before M = 200 (Parseval tail < 1e-20 at K ≤ 1), so
+    // M = 1000 and 2000 must equal M = 200 to rounding (1e-12 relative).
+    let x = Inputs::new(&X3, 3, 3);
+    let at = |m: usize| {
+        let c = cfg(
+            "tanh",
+            0.0,
+            1.0,
+            3,
+            PairMethod::Mehler {
+                terms: m,
+                nodes: 200,
+            },
+        );
+        dataset_kernels(&c, x, None, true).unwrap()
+    };
+    let base = at(200);
+    for m in [1000, 2000] {
+        let k = at(m);
+        for (a, b) in k.k_train.iter().zip(&base.k_train) {
+            assert!(
+                a.is_finite() && rel(*a, *b) < 1e-12,
+                "M = {m}: K {a} vs {b}"
+            );
+        }
+        for (a, b) in k.ntk_train.iter().zip(&base.ntk_train) {
+            assert!(
+                a.is_finite() && rel(*a, *b) < 1e-12,
+                "M = {m}: Θ {a} vs {b}"
+            );
+        }
+    }
+}
