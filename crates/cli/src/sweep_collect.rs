@@ -18,6 +18,17 @@ type Row = Map<String, Value>;
 /// A curve of the figure: its label, (x, y, SE) points and (x, theory) points.
 type Curve = (String, Vec<(f64, f64, f64)>, Vec<(f64, f64)>);
 
+/// The index of the curve called `name`, appended empty if there is none yet.
+fn curve_index(curves: &mut Vec<Curve>, name: String) -> usize {
+    match curves.iter().position(|c| c.0 == name) {
+        Some(i) => i,
+        None => {
+            curves.push((name, vec![], vec![]));
+            curves.len() - 1
+        }
+    }
+}
+
 /// Top-level scalars of a results.json (nested objects flattened to `a.b`; lists left out).
 fn scalars(prefix: &str, v: &Value, row: &mut Map<String, Value>) {
     if let Value::Object(o) = v {
@@ -180,13 +191,7 @@ fn figure(command: &[String], rows: &[Row], grid: &[String]) -> Option<Figure> {
                 continue;
             };
             let name = label(r, &grid, "n");
-            let i = match curves.iter().position(|c| c.0 == name) {
-                Some(i) => i,
-                None => {
-                    curves.push((name, vec![], vec![]));
-                    curves.len() - 1
-                }
-            };
+            let i = curve_index(&mut curves, name);
             curves[i]
                 .1
                 .push((n, loss, num(r, "loss_se").unwrap_or(0.0)));
@@ -236,13 +241,7 @@ fn figure(command: &[String], rows: &[Row], grid: &[String]) -> Option<Figure> {
                 continue;
             };
             let name = label(r, &grid, "l");
-            let i = match curves.iter().position(|c| c.0 == name) {
-                Some(i) => i,
-                None => {
-                    curves.push((name, vec![], vec![]));
-                    curves.len() - 1
-                }
-            };
+            let i = curve_index(&mut curves, name);
             curves[i]
                 .1
                 .push((l, v, num(r, "V_over_K2_se").unwrap_or(0.0)));

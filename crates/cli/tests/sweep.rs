@@ -36,6 +36,23 @@ fn fails(args: &[&str], needles: &[&str]) {
     }
 }
 
+/// Whether `sbatch` answers. Outside CI a missing Slurm skips the test (with a line saying so);
+/// under CI it fails it.
+fn slurm_available() -> bool {
+    let have = Command::new("sbatch")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but sbatch is missing: start Slurm with scripts/slurm_local.sh start"
+        );
+        eprintln!("skipped: no sbatch (scripts/slurm_local.sh start brings up a local Slurm)");
+    }
+    have
+}
+
 fn tmp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("dlt-sweep-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -326,16 +343,7 @@ fn sharded_mc_merges_exactly_and_bad_shards_are_refused() {
 fn a_sweep_through_slurm_collects_the_same_table_as_a_local_run() {
     // Needs a running Slurm (scripts/slurm_local.sh start; .ci/run starts one). Skipped only
     // outside CI when sbatch is absent; under CI a missing Slurm fails the test.
-    let have = Command::new("sbatch")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but sbatch is missing: start Slurm with scripts/slurm_local.sh start"
-        );
-        eprintln!("skipped: no sbatch (scripts/slurm_local.sh start brings up a local Slurm)");
+    if !slurm_available() {
         return;
     }
     let d = tmp("slurm");
@@ -440,16 +448,7 @@ fn reproduce_slurm_plans_study_jobs_then_a_report_job_after_any() {
 
 #[test]
 fn reproduce_through_slurm_runs_the_study_job_then_the_report_job() {
-    let have = Command::new("sbatch")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but sbatch is missing: start Slurm with scripts/slurm_local.sh start"
-        );
-        eprintln!("skipped: no sbatch");
+    if !slurm_available() {
         return;
     }
     let d = tmp("repro-slurm");

@@ -161,8 +161,9 @@ fn features(evs: &[Vec<P4>]) -> Vec<f64> {
         .collect()
 }
 
-/// Per-column mean and standard deviation of rows of width `dim`.
-fn column_stats(x: &[f64], dim: usize) -> (Vec<f64>, Vec<f64>) {
+/// Per-column standard deviation (about the column mean) of rows of width `dim`, floored at
+/// 1e-12.
+fn column_sd(x: &[f64], dim: usize) -> Vec<f64> {
     let n = (x.len() / dim) as f64;
     let mut mean = vec![0.0; dim];
     let mut var = vec![0.0; dim];
@@ -174,13 +175,13 @@ fn column_stats(x: &[f64], dim: usize) -> (Vec<f64>, Vec<f64>) {
             *s += (v - m).powi(2) / n;
         }
     }
-    (mean, var.into_iter().map(|v| v.sqrt().max(1e-12)).collect())
+    var.into_iter().map(|v| v.sqrt().max(1e-12)).collect()
 }
 
-fn scale(x: &[f64], mean: &[f64], sd: &[f64]) -> Vec<f64> {
-    let dim = mean.len();
-    x.chunks_exact(dim)
-        .flat_map(|r| r.iter().zip(mean).zip(sd).map(|((v, m), s)| (v - m) / s))
+/// Rows divided column by column by `sd` (not centred: module docs).
+fn scale(x: &[f64], sd: &[f64]) -> Vec<f64> {
+    x.chunks_exact(sd.len())
+        .flat_map(|r| r.iter().zip(sd).map(|(v, s)| v / s))
         .collect()
 }
 
@@ -294,12 +295,11 @@ pub fn run(study: &Config, cfg: &BumpConfig) -> Result<BumpResults, StudyError> 
     }
     let dim = 3 * cfg.particles;
     let raw = features(&train_ev);
-    let (_, sd) = column_stats(&raw, dim);
-    let zero = vec![0.0; dim];
-    let x = scale(&raw, &zero, &sd);
+    let sd = column_sd(&raw, dim);
+    let x = scale(&raw, &sd);
     let (bkg, sig) = (
-        scale(&features(&bkg_ev), &zero, &sd),
-        scale(&features(&sig_ev), &zero, &sd),
+        scale(&features(&bkg_ev), &sd),
+        scale(&features(&sig_ev), &sd),
     );
     let detectors: Vec<DetectorRow> = cfg
         .latents

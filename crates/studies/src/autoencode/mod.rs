@@ -399,6 +399,12 @@ fn validate(cfg: &Config) -> Result<(), StudyError> {
             "the resonance must lie inside phase space: 0 < m_R < √s = 1",
         ));
     }
+    if b.particles != 3 {
+        return Err(crate::limits::invalid(
+            format!("bump hunt with {} particles", b.particles),
+            "the signal generator is the three-body cascade 1 → R + p₃, R → p₁p₂: use 3 particles",
+        ));
+    }
     let mut bw = vec![3 * b.particles];
     bw.extend(&cfg.hidden);
     bw.push(3 * b.particles);

@@ -341,8 +341,7 @@ pub fn claims(r: &TrajectoryResults, paper: &str) -> Vec<Claim> {
             3.0,
             "a 3-SE exclusion of the prediction of a random but frozen NTK",
         )
-        .from_theory()
-        .with_se(se),
+        .from_theory(),
         Claim::at_least(
             "trained.trajectory_variance_sign",
             &format!("{paper} ch. ∞"),
@@ -353,7 +352,6 @@ pub fn claims(r: &TrajectoryResults, paper: &str) -> Vec<Claim> {
             3.0,
             "a 3-SE exclusion of the flipped sign",
         )
-        .from_theory()
-        .with_se(se),
+        .from_theory(),
     ]
 }
