@@ -28,6 +28,7 @@ pub mod multi;
 pub mod profile;
 pub mod rambo;
 pub mod scaling;
+pub mod scaling_teacher;
 pub mod spectral;
 pub mod trajectory;
 

@@ -199,6 +199,52 @@ pub fn theory_loss(
     Ok(TheoryPoint { loss, kappa })
 }
 
+/// The optimally regularised loss L*(N, P) = min_γ ⟨L⟩(N, P; γ) of eqs. A1–A4
+/// (docs/derivations/scaling.md#optimal-ridge): a scan of log γ over [γ_lo, γ_hi] (97 points)
+/// brackets the minimum, then golden-section search refines log γ to 1e-6. Returns γ* and the
+/// theory at γ*. The range is relative to the scale of the problem, γ ∈ [1e-12, 1e4]·σ_u²Σλ/M·P
+/// (the diagonal of the Gram matrix), which contains every optimum of this model.
+pub fn optimal_ridge(
+    model: &ScalingModel,
+    n: usize,
+    p: usize,
+) -> Result<(f64, TheoryPoint), TheoryError> {
+    model.validate()?;
+    check_np(n, p, 0.0)?;
+    let scale = model.sigma_u2 * model.spectrum().iter().sum::<f64>() / model.m as f64 * p as f64;
+    let (lo, hi) = ((1e-12 * scale).ln(), (1e4 * scale).ln());
+    let at = |lg: f64| theory_loss(model, n, p, lg.exp()).map_or(f64::INFINITY, |t| t.loss);
+    let k = 97;
+    let grid: Vec<f64> = (0..k)
+        .map(|i| lo + (hi - lo) * i as f64 / (k - 1) as f64)
+        .collect();
+    let vals: Vec<f64> = grid.iter().map(|&g| at(g)).collect();
+    let best = (0..k)
+        .min_by(|&a, &b| vals[a].total_cmp(&vals[b]))
+        .unwrap_or(0);
+    let (mut a, mut b) = (grid[best.saturating_sub(1)], grid[(best + 1).min(k - 1)]);
+    let r = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut c, mut d) = (b - r * (b - a), a + r * (b - a));
+    let (mut fc, mut fd) = (at(c), at(d));
+    while b - a > 1e-6 {
+        if fc < fd {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - r * (b - a);
+            fc = at(c);
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + r * (b - a);
+            fd = at(d);
+        }
+    }
+    let g = (0.5 * (a + b)).exp();
+    Ok((g, theory_loss(model, n, p, g)?))
+}
+
 /// κ with df1(κ) = target (0 < target < M), bisection in log κ.
 fn solve_df1(lam: &[f64], target: f64) -> f64 {
     let (mut lo, mut hi) = (
@@ -298,26 +344,33 @@ pub fn simulate(
         })
         .collect();
     let losses: Vec<f64> = results.into_iter().collect::<Result<_, _>>()?;
-    let k = losses.len() as f64;
-    let mean = losses.iter().sum::<f64>() / k;
-    let se = if losses.len() > 1 {
-        (losses.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (k - 1.0) / k).sqrt()
-    } else {
-        0.0
-    };
-    let mut sorted = losses.clone();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    let median = if sorted.len() % 2 == 1 {
-        sorted[sorted.len() / 2]
-    } else {
-        0.5 * (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2])
-    };
-    Ok(SimPoint {
-        loss: mean,
-        loss_se: se,
-        median,
-        losses,
-    })
+    Ok(SimPoint::from_losses(losses))
+}
+
+impl SimPoint {
+    /// Mean, standard error of the mean, and median of per-seed losses.
+    pub fn from_losses(losses: Vec<f64>) -> Self {
+        let k = losses.len() as f64;
+        let mean = losses.iter().sum::<f64>() / k;
+        let se = if losses.len() > 1 {
+            (losses.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (k - 1.0) / k).sqrt()
+        } else {
+            0.0
+        };
+        let mut sorted = losses.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let median = if sorted.len() % 2 == 1 {
+            sorted[sorted.len() / 2]
+        } else {
+            0.5 * (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2])
+        };
+        SimPoint {
+            loss: mean,
+            loss_se: se,
+            median,
+            losses,
+        }
+    }
 }
 
 fn normal_mat(
@@ -492,7 +545,7 @@ fn scratch(req: faer::dyn_stack::StackReq) -> faer::dyn_stack::MemBuffer {
 /// The Cholesky factor L (lower) of a symmetric positive-definite matrix, computed
 /// sequentially (faer's `Mat::llt` takes the global parallelism, whose reductions depend on the
 /// thread count). `None` when the matrix is not positive definite.
-fn cholesky_seq(a: &Mat<f64>) -> Option<Mat<f64>> {
+pub(crate) fn cholesky_seq(a: &Mat<f64>) -> Option<Mat<f64>> {
     use faer::linalg::cholesky::llt::factor;
     let n = a.nrows();
     let mut l = a.clone();
@@ -518,7 +571,7 @@ fn cholesky_seq(a: &Mat<f64>) -> Option<Mat<f64>> {
 }
 
 /// Solve L Lᵀ x = b in place given the Cholesky factor L, sequentially.
-fn cholesky_solve_seq(l: &Mat<f64>, b: &Mat<f64>) -> Mat<f64> {
+pub(crate) fn cholesky_solve_seq(l: &Mat<f64>, b: &Mat<f64>) -> Mat<f64> {
     let mut x = b.clone();
     let mut buf = scratch(faer::dyn_stack::StackReq::EMPTY);
     faer::linalg::cholesky::llt::solve::solve_in_place(
@@ -1096,5 +1149,39 @@ mod spectrum_tests {
         );
         let tail = spectrum_slope(&relu, 250, 600);
         assert!((tail + 1.51).abs() < 0.2, "{tail}");
+    }
+}
+
+#[cfg(test)]
+mod optimal_ridge_tests {
+    use super::*;
+
+    #[test]
+    fn optimal_ridge_is_a_minimum_and_symmetric() {
+        // docs/derivations/scaling.md#optimal-ridge: at N = P = 200 (α = 1, M = 2000) the
+        // optimally regularised loss is 1.16e-5 = 2.06 × L(200, ∞) (3 digits quoted, so 0.5 %).
+        let md = ScalingModel::new(1.0, 2000);
+        let (g, t) = optimal_ridge(&md, 200, 200).unwrap();
+        assert!((t.loss / 1.16e-5 - 1.0).abs() < 5e-3, "{}", t.loss);
+        let inf = theory_loss(&md, 200, 2_000_000, 0.0).unwrap().loss;
+        assert!((t.loss / inf - 2.06).abs() < 0.01, "{}", t.loss / inf);
+        // A minimum: a factor 2 either way is worse (golden section to 1e-6 in log γ).
+        for f in [0.5, 2.0] {
+            assert!(theory_loss(&md, 200, 200, g * f).unwrap().loss > t.loss);
+        }
+        // Noiseless, the optimum is symmetric under N ↔ P (to the search's precision: the
+        // loss is flat at its minimum, so 1e-9 relative).
+        let (_, a) = optimal_ridge(&md, 100, 400).unwrap();
+        let (_, b) = optimal_ridge(&md, 400, 100).unwrap();
+        assert!(
+            (a.loss / b.loss - 1.0).abs() < 1e-9,
+            "{} {}",
+            a.loss,
+            b.loss
+        );
+        // α = 1: L* = L(N, ∞)(1 + N/P) (the derivation's table: 1.499 at P = 2N for M = 10⁵).
+        // At M = 2000 the finite-M steepening (N/M = 0.1) moves it by ≈ 1.5 %: 3 % allowed.
+        let (_, c) = optimal_ridge(&md, 200, 400).unwrap();
+        assert!((c.loss / inf - 1.5).abs() < 0.045, "{}", c.loss / inf);
     }
 }
