@@ -18,7 +18,10 @@
 
 mod claims;
 mod figures;
+mod subsets;
 mod training;
+
+pub use subsets::{SubsetRun, SubsetScale};
 
 use claims::{claims, random_baseline};
 use figures::{figures, write_tables};
@@ -129,6 +132,8 @@ pub struct Config {
     pub top: usize,
     /// Runs and lengths.
     pub scale: Scale,
+    /// The class-subset runs (C ∈ {2, 5, 10} by default).
+    pub subsets: SubsetScale,
 }
 
 impl Config {
@@ -147,6 +152,7 @@ impl Config {
             lanczos_steps: 60,
             top: 20,
             scale: Scale::for_mode(quick, seed, (0.1, 0.01, 1e-3)),
+            subsets: SubsetScale::for_mode(quick),
         }
     }
 }
@@ -249,6 +255,10 @@ pub struct Results {
     pub runs: Vec<RunResult>,
     /// The Dom-/Bulk-SGD ablation (None when `ablation_steps` is 0).
     pub ablation: Option<Ablation>,
+    /// The class-subset runs: spectra and f_top(k) on the first C classes.
+    pub subsets: Vec<SubsetRun>,
+    /// Wall-clock seconds of the class-subset runs.
+    pub subset_seconds: f64,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -335,14 +345,23 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         }
         _ => None,
     };
+    let t_sub = Instant::now();
+    let subsets = if cfg.subsets.class_counts.is_empty() {
+        vec![]
+    } else {
+        subsets::class_subsets(cfg, &data, sc.runs[0].lr)?
+    };
+    let subset_seconds = t_sub.elapsed().as_secs_f64();
     let random_baseline = random_baseline(p);
 
     write_tables(out, &outs)?;
 
-    let figures = figures(out, &outs, abl.as_ref(), p)?;
+    let mut figures = figures(out, &outs, abl.as_ref(), p)?;
+    figures.extend(figures::subset_figures(out, &subsets)?);
 
     let runs: Vec<&RunResult> = outs.iter().map(|o| &o.result).collect();
-    let claims = claims(cfg, &runs, abl.as_ref());
+    let mut claims = claims(cfg, &runs, abl.as_ref());
+    claims.extend(claims::subset_claims(&subsets));
     let results = Results {
         study: "hessian",
         config: cfg.clone(),
@@ -352,6 +371,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         random_baseline,
         runs: runs.into_iter().cloned().collect(),
         ablation: abl,
+        subsets,
+        subset_seconds,
         claims,
         figures,
     };
