@@ -269,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn knee_is_where_the_increments_drop() {
+    fn knee_is_where_nine_tenths_are_reached() {
         // Steep to k = 3, flat after: 0.9 × 0.95 = 0.855 is first reached at k = 3.
         let f = [0.3, 0.6, 0.9, 0.92, 0.94, 0.95];
         assert_eq!(knee(&f), 3);
