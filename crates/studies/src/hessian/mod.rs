@@ -14,7 +14,12 @@
 //! Extension (Song, Ahn, Yun, arXiv 2405.16002): from step 400, train on only the top-10
 //! component of the gradient (Dom-SGD) or only the rest (Bulk-SGD), beside plain SGD.
 //!
-//! Cost (2 cores): quick ≈ 1 min (three runs), full ≈ 3 min (five runs, longer ablation).
+//! Class subsets (abstract: as many top directions as classes): the network trained on the
+//! first C ∈ {2, 5, 10} classes, with the outlier count, the outlier gap and f_top(k) per C
+//! ([`subsets`], docs/derivations/hessian.md#class-subsets).
+//!
+//! Cost (2 cores): quick ≈ 1 min (three runs; the class subsets 4–7 s of it), full ≈ 3 min (five
+//! runs, longer ablation; class subsets 26 s).
 
 mod claims;
 mod figures;
@@ -387,7 +392,7 @@ impl crate::study::Study for Hessian {
     const NAME: &'static str = "hessian";
     const TITLE: &'static str = "Gradient descent happens in a tiny subspace";
     const PAPER: &'static str = "Gur-Ari, Roberts, Dyer (arXiv 1812.04754)";
-    const ABOUT: &'static str = "During training the gradient lies mostly in the span of the Hessian's top eigenvectors (about as many as classes), a subspace that settles early; measured with exact Hessian-vector products and Lanczos on Fashion-MNIST for SGD, momentum and Adam, with the Dom-/Bulk-SGD ablation.";
+    const ABOUT: &'static str = "During training the gradient lies mostly in the span of the Hessian's top eigenvectors (about as many as classes), a subspace that settles early; measured with exact Hessian-vector products and Lanczos on Fashion-MNIST for SGD, momentum and Adam, with the Dom-/Bulk-SGD ablation, and the outlier count on 2, 5 and 10 classes.";
     type Config = Config;
     type Results = Results;
     fn config(quick: bool, seed: u64, quiet: bool) -> Config {
