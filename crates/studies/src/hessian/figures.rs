@@ -218,7 +218,7 @@ pub(super) fn subset_figures(out: &OutDir, runs: &[SubsetRun]) -> Result<Vec<Str
         }
     }
     let mut spec = Figure::new(
-        "top Hessian eigenvalues on the first C classes (median over late checkpoints)",
+        "top Hessian eigenvalues on the first C classes (median over late checkpoints ± SE)",
         "index k",
         "λ_k",
     );
@@ -238,15 +238,16 @@ pub(super) fn subset_figures(out: &OutDir, runs: &[SubsetRun]) -> Result<Vec<Str
         .fold(0.0f64, f64::max);
     for (i, r) in firsts.iter().enumerate() {
         let c = r.classes;
-        let lam: Vec<(f64, f64)> = r
-            .eigenvalues
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| **v > 0.0)
-            .map(|(k, v)| ((k + 1) as f64, *v))
+        let keep: Vec<usize> = (0..r.eigenvalues.len())
+            .filter(|&k| r.eigenvalues[k] > 0.0)
             .collect();
+        let lam: Vec<(f64, f64)> = keep
+            .iter()
+            .map(|&k| ((k + 1) as f64, r.eigenvalues[k]))
+            .collect();
+        let lam_se: Vec<f64> = keep.iter().map(|&k| r.eigenvalues_se[k]).collect();
         spec = spec
-            .with(Series::points(format!("C = {c}"), lam, None).in_colour(i))
+            .with(Series::points(format!("C = {c}"), lam, Some(lam_se)).in_colour(i))
             .with(
                 Series::dashed(
                     format!("edge C | C + 1, C = {c}"),

@@ -57,6 +57,8 @@ pub struct SubsetRun {
     pub ftop_se: Vec<f64>,
     /// Median over the checkpoints of each of the top Ritz values λ₁ ≥ λ₂ ≥ ….
     pub eigenvalues: Vec<f64>,
+    /// Standard error of the mean of λ_k over the checkpoints (the figure's error bars).
+    pub eigenvalues_se: Vec<f64>,
     /// Median over the checkpoints of f_top(k), k = 1, 2, … (index k − 1).
     pub ftop: Vec<f64>,
     /// Median over the checkpoints of the outlier gap: the largest λ_k/λ_{k+1} with k ≤ C.
@@ -194,6 +196,9 @@ fn one_run(
         params: p,
         steps: marks,
         eigenvalues: (0..n).map(|i| col(&lams, i)).collect(),
+        eigenvalues_se: (0..n)
+            .map(|i| sd(lams.iter().map(|r| r[i])) / (lams.len() as f64).sqrt())
+            .collect(),
         ftop: (0..n).map(|i| col(&fts, i)).collect(),
         ftop_se: (0..n)
             .map(|i| sd(fts.iter().map(|r| r[i])) / (fts.len() as f64).sqrt())
