@@ -49,6 +49,19 @@ pub struct HessianArgs {
     /// Steps of each Dom-/Bulk-SGD ablation arm from step 400 (0: skip; default 1000 quick, 2000 full).
     #[arg(long)]
     ablation_steps: Option<usize>,
+    /// Class counts C of the class-subset runs: each trains on the first C Fashion-MNIST
+    /// classes with C outputs (docs/derivations/hessian.md#class-subsets).
+    #[arg(long, value_delimiter = ',', default_value = "2,5,10")]
+    class_counts: Vec<usize>,
+    /// SGD steps of each class-subset run (default 1500 quick, 3000 full).
+    #[arg(long)]
+    subset_steps: Option<usize>,
+    /// Seeds per class count (default 1 quick, 3 full).
+    #[arg(long)]
+    subset_seeds: Option<usize>,
+    /// Skip the class-subset runs.
+    #[arg(long)]
+    no_subsets: bool,
 }
 
 pub fn run(a: HessianArgs) -> Result<()> {
@@ -87,6 +100,21 @@ pub fn run(a: HessianArgs) -> Result<()> {
     cfg.scale.steps = a.steps;
     if let Some(s) = a.ablation_steps {
         cfg.scale.ablation_steps = s;
+    }
+    for &c in &a.class_counts {
+        anyhow::ensure!(
+            (2..=10).contains(&c),
+            "--class-counts {c}: Fashion-MNIST has 10 classes; give counts between 2 and 10"
+        );
+    }
+    cfg.subsets.class_counts = if a.no_subsets { vec![] } else { a.class_counts };
+    if let Some(s) = a.subset_steps {
+        anyhow::ensure!(s >= 2, "--subset-steps {s}: need at least 2");
+        cfg.subsets.steps = s;
+    }
+    if let Some(s) = a.subset_seeds {
+        anyhow::ensure!(s >= 1, "--subset-seeds {s}: need at least 1");
+        cfg.subsets.seeds = s;
     }
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let r = run(&cfg, &dir)?;

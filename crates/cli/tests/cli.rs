@@ -1304,11 +1304,56 @@ fn hessian_json_contract_and_bad_input_on_real_fashion_mnist() {
         "300",
         "--ablation-steps",
         "0",
+        "--subset-steps",
+        "300",
+        "--class-counts",
+        "2,5",
         "--json",
         "--out",
         dir.to_str().unwrap(),
     ]);
     assert_eq!(v["study"], "hessian");
+    // Class subsets: one run per class count, C outputs, top-20 spectra sorted, f_top nested.
+    let subs = v["subsets"].as_array().unwrap();
+    assert_eq!(subs.len(), 2);
+    for (s, c) in subs.iter().zip([2u64, 5]) {
+        assert_eq!(s["classes"], c);
+        assert_eq!(
+            s["params"].as_u64().unwrap(),
+            49 * 32 + 32 + 32 * 32 + 32 + 32 * c + c
+        );
+        assert_eq!(s["steps"], serde_json::json!([187, 225, 262, 300]));
+        let ev: Vec<f64> = s["eigenvalues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(ev.len(), 20);
+        let f: Vec<f64> = s["ftop"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert!(f.iter().all(|x| (0.0..=1.0 + 1e-12).contains(x)), "{f:?}");
+        let k = s["largest_gap_at"].as_f64().unwrap();
+        assert!((1.0..20.0).contains(&k), "{k}");
+        assert!(s["gap_at_c"].as_f64().unwrap() >= 1.0);
+    }
+    let ids: Vec<&str> = v["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "hessian.subsets.outliers_c2",
+        "hessian.subsets.gap_c5",
+        "hessian.subsets.ftop_c5",
+    ] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
     assert_eq!(v["params"], 49 * 32 + 32 + 32 * 32 + 32 + 32 * 10 + 10);
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 3, "SGD, momentum, Adam");
@@ -1343,6 +1388,9 @@ fn hessian_json_contract_and_bad_input_on_real_fashion_mnist() {
         "overlaps.csv",
         "ftop.svg",
         "overlap.svg",
+        "subsets.csv",
+        "subsets_spectrum.svg",
+        "subsets_ftop.svg",
         "results.json",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
@@ -1368,6 +1416,16 @@ fn hessian_json_contract_and_bad_input_on_real_fashion_mnist() {
             dir.to_str().unwrap(),
         ],
         "Lanczos steps 10",
+    );
+    fails_with(
+        &[
+            "hessian",
+            "--class-counts",
+            "2,11",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        "--class-counts 11",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,7 +1,7 @@
 //! Figures and CSV tables of `hessian`.
 
 use super::claims::random_baseline;
-use super::{Ablation, Checkpoint, RunOut, RunResult};
+use super::{Ablation, Checkpoint, RunOut, RunResult, SubsetRun};
 use crate::output::OutDir;
 use crate::plot::{Figure, Heatmap, Series};
 use crate::study::StudyError;
@@ -202,4 +202,108 @@ pub(super) fn figures(
         )?;
     }
     Ok(figures)
+}
+
+/// The class-subset figures, for the first seed of each class count: the top Hessian
+/// eigenvalues against their index (log y) and f_top(k) against k (error bars: the standard
+/// error over checkpoints), with k = C and the knee marked; plus `subsets.csv`; the file names.
+pub(super) fn subset_figures(out: &OutDir, runs: &[SubsetRun]) -> Result<Vec<String>, StudyError> {
+    if runs.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut firsts: Vec<&SubsetRun> = vec![];
+    for r in runs {
+        if !firsts.iter().any(|f| f.classes == r.classes) {
+            firsts.push(r);
+        }
+    }
+    let mut spec = Figure::new(
+        "top Hessian eigenvalues on the first C classes (median over late checkpoints ± SE)",
+        "index k",
+        "λ_k",
+    );
+    let mut ft = Figure::new(
+        "f_top on the first C classes (median over late checkpoints ± SE)",
+        "k",
+        "f_top(k) = |P_k g|² / |g|²",
+    );
+    let lo = firsts
+        .iter()
+        .flat_map(|r| r.eigenvalues.iter().copied())
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let hi = firsts
+        .iter()
+        .flat_map(|r| r.eigenvalues.iter().copied())
+        .fold(0.0f64, f64::max);
+    for (i, r) in firsts.iter().enumerate() {
+        let c = r.classes;
+        let keep: Vec<usize> = (0..r.eigenvalues.len())
+            .filter(|&k| r.eigenvalues[k] > 0.0)
+            .collect();
+        let lam: Vec<(f64, f64)> = keep
+            .iter()
+            .map(|&k| ((k + 1) as f64, r.eigenvalues[k]))
+            .collect();
+        let lam_se: Vec<f64> = keep.iter().map(|&k| r.eigenvalues_se[k]).collect();
+        spec = spec
+            .with(Series::points(format!("C = {c}"), lam, Some(lam_se)).in_colour(i))
+            .with(
+                Series::dashed(
+                    format!("edge C | C + 1, C = {c}"),
+                    vec![(c as f64 + 0.5, lo), (c as f64 + 0.5, hi)],
+                )
+                .in_colour(i),
+            );
+        let f: Vec<(f64, f64)> = r
+            .ftop
+            .iter()
+            .enumerate()
+            .map(|(k, v)| ((k + 1) as f64, *v))
+            .collect();
+        let kn = r.knee;
+        ft = ft
+            .with(Series::points(format!("C = {c}"), f, Some(r.ftop_se.clone())).in_colour(i))
+            .with(
+                Series::dashed(
+                    format!("k = C = {c}"),
+                    vec![(c as f64, 0.0), (c as f64, 1.0)],
+                )
+                .in_colour(i),
+            )
+            .with(
+                Series::dotted(
+                    format!("knee (0.9·f_top(20)) k = {kn}"),
+                    vec![(kn, 0.0), (kn, 1.0)],
+                )
+                .in_colour(i),
+            );
+    }
+    spec = spec.log_y();
+    spec.save_svg(&out.path("subsets_spectrum.svg"))?;
+    ft.save_svg(&out.path("subsets_ftop.svg"))?;
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .flat_map(|r| {
+            (0..r.eigenvalues.len()).map(move |k| {
+                vec![
+                    r.classes.to_string(),
+                    r.seed.to_string(),
+                    (k + 1).to_string(),
+                    r.eigenvalues[k].to_string(),
+                    r.ftop[k].to_string(),
+                    r.ftop_se[k].to_string(),
+                ]
+            })
+        })
+        .collect();
+    out.write_csv(
+        "subsets.csv",
+        &["classes", "seed", "k", "lambda_k", "ftop_k", "ftop_k_se"],
+        &rows,
+    )?;
+    Ok(vec![
+        "subsets_spectrum.svg".into(),
+        "subsets_ftop.svg".into(),
+    ])
 }

@@ -14,11 +14,19 @@
 //! Extension (Song, Ahn, Yun, arXiv 2405.16002): from step 400, train on only the top-10
 //! component of the gradient (Dom-SGD) or only the rest (Bulk-SGD), beside plain SGD.
 //!
-//! Cost (2 cores): quick ≈ 1 min (three runs), full ≈ 3 min (five runs, longer ablation).
+//! Class subsets (abstract: as many top directions as classes): the network trained on the
+//! first C ∈ {2, 5, 10} classes, with the outlier count, the outlier gap and f_top(k) per C
+//! ([`subsets`], docs/derivations/hessian.md#class-subsets).
+//!
+//! Cost (2 cores): quick ≈ 1 min (three runs; the class subsets 4–7 s of it), full ≈ 3 min (five
+//! runs, longer ablation; class subsets 26 s).
 
 mod claims;
 mod figures;
+mod subsets;
 mod training;
+
+pub use subsets::{SubsetRun, SubsetScale};
 
 use claims::{claims, random_baseline};
 use figures::{figures, write_tables};
@@ -129,6 +137,8 @@ pub struct Config {
     pub top: usize,
     /// Runs and lengths.
     pub scale: Scale,
+    /// The class-subset runs (C ∈ {2, 5, 10} by default).
+    pub subsets: SubsetScale,
 }
 
 impl Config {
@@ -147,6 +157,7 @@ impl Config {
             lanczos_steps: 60,
             top: 20,
             scale: Scale::for_mode(quick, seed, (0.1, 0.01, 1e-3)),
+            subsets: SubsetScale::for_mode(quick),
         }
     }
 }
@@ -249,6 +260,10 @@ pub struct Results {
     pub runs: Vec<RunResult>,
     /// The Dom-/Bulk-SGD ablation (None when `ablation_steps` is 0).
     pub ablation: Option<Ablation>,
+    /// The class-subset runs: spectra and f_top(k) on the first C classes.
+    pub subsets: Vec<SubsetRun>,
+    /// Wall-clock seconds of the class-subset runs.
+    pub subset_seconds: f64,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -335,14 +350,23 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         }
         _ => None,
     };
+    let t_sub = Instant::now();
+    let subsets = if cfg.subsets.class_counts.is_empty() {
+        vec![]
+    } else {
+        subsets::class_subsets(cfg, &data, sc.runs[0].lr)?
+    };
+    let subset_seconds = t_sub.elapsed().as_secs_f64();
     let random_baseline = random_baseline(p);
 
     write_tables(out, &outs)?;
 
-    let figures = figures(out, &outs, abl.as_ref(), p)?;
+    let mut figures = figures(out, &outs, abl.as_ref(), p)?;
+    figures.extend(figures::subset_figures(out, &subsets)?);
 
     let runs: Vec<&RunResult> = outs.iter().map(|o| &o.result).collect();
-    let claims = claims(cfg, &runs, abl.as_ref());
+    let mut claims = claims(cfg, &runs, abl.as_ref());
+    claims.extend(claims::subset_claims(&subsets));
     let results = Results {
         study: "hessian",
         config: cfg.clone(),
@@ -352,6 +376,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         random_baseline,
         runs: runs.into_iter().cloned().collect(),
         ablation: abl,
+        subsets,
+        subset_seconds,
         claims,
         figures,
     };
@@ -366,7 +392,7 @@ impl crate::study::Study for Hessian {
     const NAME: &'static str = "hessian";
     const TITLE: &'static str = "Gradient descent happens in a tiny subspace";
     const PAPER: &'static str = "Gur-Ari, Roberts, Dyer (arXiv 1812.04754)";
-    const ABOUT: &'static str = "During training the gradient lies mostly in the span of the Hessian's top eigenvectors (about as many as classes), a subspace that settles early; measured with exact Hessian-vector products and Lanczos on Fashion-MNIST for SGD, momentum and Adam, with the Dom-/Bulk-SGD ablation.";
+    const ABOUT: &'static str = "During training the gradient lies mostly in the span of the Hessian's top eigenvectors (about as many as classes), a subspace that settles early; measured with exact Hessian-vector products and Lanczos on Fashion-MNIST for SGD, momentum and Adam, with the Dom-/Bulk-SGD ablation, and the outlier count on 2, 5 and 10 classes.";
     type Config = Config;
     type Results = Results;
     fn config(quick: bool, seed: u64, quiet: bool) -> Config {

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 /// Fashion-MNIST pooled by `pool` and normalised by the training set's global mean and
 /// standard deviation: (train x, train y, test x, test y), f64.
-type Data = (Vec<f64>, Vec<u32>, Vec<f64>, Vec<u32>, usize);
+pub(super) type Data = (Vec<f64>, Vec<u32>, Vec<f64>, Vec<u32>, usize);
 
 pub(super) fn load(cfg: &Config) -> Result<Data, StudyError> {
     let tt = dlt_nn::data::fashion_mnist(cfg.data.as_deref())?;
@@ -55,7 +55,7 @@ pub(super) fn load(cfg: &Config) -> Result<Data, StudyError> {
 }
 
 /// Epoch-reshuffled mini-batches of `batch` indices into `n` examples.
-struct Batches {
+pub(super) struct Batches {
     order: Vec<usize>,
     at: usize,
     batch: usize,
@@ -63,7 +63,7 @@ struct Batches {
 }
 
 impl Batches {
-    fn new(n: usize, batch: usize, seed: u64) -> Self {
+    pub(super) fn new(n: usize, batch: usize, seed: u64) -> Self {
         Self {
             order: (0..n).collect(),
             at: n,
@@ -71,7 +71,7 @@ impl Batches {
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
         }
     }
-    fn next(&mut self) -> Vec<usize> {
+    pub(super) fn next(&mut self) -> Vec<usize> {
         if self.at + self.batch > self.order.len() {
             self.order.shuffle(&mut self.rng);
             self.at = 0;
