@@ -130,6 +130,13 @@ pub struct StudyArgs {
     /// Latent dimension M.
     #[arg(long)]
     m: Option<usize>,
+    /// Preactivation variance q = σ_u²Σλ/M of the nonlinear-features section (1: tanh is
+    /// genuinely nonlinear).
+    #[arg(long)]
+    feature_scale: Option<f64>,
+    /// Fashion-MNIST IDX folder (default: the cache; `dlt data fetch fashion-mnist`).
+    #[arg(long)]
+    data: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -386,6 +393,8 @@ fn run_study(a: StudyArgs) -> Result<()> {
         seed,
         seeds,
         m,
+        feature_scale,
+        data,
         json,
     } = a;
     use dlt_studies::scaling::{run, Config, Scale};
@@ -396,6 +405,13 @@ fn run_study(a: StudyArgs) -> Result<()> {
     }
     if let Some(m) = m {
         scale.m = m;
+    }
+    if let Some(q) = feature_scale {
+        anyhow::ensure!(
+            q > 0.0 && q.is_finite(),
+            "--feature-scale {q}: the preactivation variance must be finite and > 0"
+        );
+        scale.nonlinear.feature_scale = q;
     }
     // The largest point of the (N, P) table, checked like `scaling simulate` (memory of the
     // seeds that run at once), and the table's arithmetic (about N·P·M + min(N, P)³ per seed
@@ -428,6 +444,7 @@ fn run_study(a: StudyArgs) -> Result<()> {
             seed,
             quiet: json,
             scale,
+            data,
         },
         &dir,
     )?;

@@ -136,7 +136,31 @@ pub fn theory_loss(
 ) -> Result<TheoryPoint, TheoryError> {
     model.validate()?;
     check_np(n, p, ridge)?;
-    let lam = model.spectrum();
+    theory_loss_spectrum(&model.spectrum(), model, n, p, ridge)
+}
+
+/// [`theory_loss`] for an arbitrary spectrum `lam` (decreasing, positive; M = its length) in
+/// place of the power law — e.g. a spectrum measured on real data (the Gaussian-equivalent use
+/// of eqs. A1–A4, docs/derivations/scaling.md#measured-spectrum). `model` supplies σ_w², σ_u²
+/// and σ_ε (its α and M are ignored).
+pub fn theory_loss_spectrum(
+    lam: &[f64],
+    model: &ScalingModel,
+    n: usize,
+    p: usize,
+    ridge: f64,
+) -> Result<TheoryPoint, TheoryError> {
+    check_np(n, p, ridge)?;
+    if lam.is_empty() || lam.iter().any(|&l| !(l > 0.0) || !l.is_finite()) {
+        return Err(TheoryError::Invalid {
+            flag: "--spectrum",
+            msg: "the spectrum must be non-empty, positive and finite".into(),
+        });
+    }
+    let mut model = *model;
+    model.m = lam.len();
+    let model = &model;
+    let lam = lam.to_vec();
     let (nf, pf) = (n as f64, p as f64);
     let nmin = n.min(p);
     // κ_n: df1(κ_n) = min(N, P) (0 when min(N, P) ≥ M: every mode is resolved).
@@ -585,7 +609,7 @@ pub(crate) fn cholesky_solve_seq(l: &Mat<f64>, b: &Mat<f64>) -> Mat<f64> {
 
 /// Eigenvalues (nondecreasing) and, if asked, eigenvectors of a symmetric matrix (lower
 /// triangle read), computed sequentially for the same reason as [`cholesky_seq`].
-fn sym_eigen_seq(
+pub(crate) fn sym_eigen_seq(
     a: &Mat<f64>,
     vectors: bool,
 ) -> Result<(Vec<f64>, Option<Mat<f64>>), faer::linalg::evd::EvdError> {

@@ -72,8 +72,8 @@ fn act(f: Features, v: f64) -> f64 {
     }
 }
 
-/// σ(A Bᵀ) for A (rows × M), B (n × M).
-fn features(a: &Mat<f64>, b: &Mat<f64>, f: Features) -> Mat<f64> {
+/// The feature matrix σ(A Bᵀ) for inputs A (rows × M) and projections B (n × M), sequential.
+pub fn features(a: &Mat<f64>, b: &Mat<f64>, f: Features) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(a.nrows(), b.nrows());
     matmul(
         out.as_mut(),
@@ -172,48 +172,108 @@ fn one_seed(
             .collect()
     };
     let (y, yt) = (target(&x), target(&xt));
-    let var_t = yt.iter().map(|v| v * v).sum::<f64>() / s.test as f64;
-    let mut out = vec![];
-    for &f in students {
-        let phi = features(&x, &us, f);
-        let phit = features(&xt, &us, f);
-        let mut g = Mat::<f64>::zeros(nmax, nmax);
+    let y = Mat::<f64>::from_fn(s.p, 1, |i, _| y[i]);
+    let yt = Mat::<f64>::from_fn(s.test, 1, |i, _| yt[i]);
+    students
+        .iter()
+        .map(|&f| {
+            nested_ridge_losses(
+                &features(&x, &us, f),
+                &y,
+                &features(&xt, &us, f),
+                &yt,
+                ns,
+                s.ridge_rel,
+            )
+        })
+        .collect()
+}
+
+/// Held-out loss of nested ridge fits, relative to the held-out target power: for each N in
+/// `ns`, θ_N = (G_N + γ_N I)⁻¹ B_N with G = ΦᵀΦ and B = ΦᵀY restricted to the first N features
+/// (γ_N = `ridge_rel`·tr(G_N)/N), and the value Σ‖Φ_t,N θ_N − Y_t‖² / Σ‖Y_t‖² (all outputs).
+/// Φ is P × N_max, Y is P × outputs; Φ_t, Y_t the held-out counterparts. Sequential (the
+/// caller parallelises over seeds).
+pub fn nested_ridge_losses(
+    phi: &Mat<f64>,
+    y: &Mat<f64>,
+    phit: &Mat<f64>,
+    yt: &Mat<f64>,
+    ns: &[usize],
+    ridge_rel: f64,
+) -> Result<Vec<f64>, TheoryError> {
+    let nmax = phi.ncols();
+    let mut g = Mat::<f64>::zeros(nmax, nmax);
+    matmul(
+        g.as_mut(),
+        Accum::Replace,
+        phi.transpose(),
+        phi.as_ref(),
+        1.0,
+        Par::Seq,
+    );
+    let mut b = Mat::<f64>::zeros(nmax, y.ncols());
+    matmul(
+        b.as_mut(),
+        Accum::Replace,
+        phi.transpose(),
+        y.as_ref(),
+        1.0,
+        Par::Seq,
+    );
+    let power: f64 = (0..yt.ncols())
+        .map(|j| (0..yt.nrows()).map(|i| yt[(i, j)].powi(2)).sum::<f64>())
+        .sum();
+    let mut row = vec![];
+    for &n in ns {
+        if n == 0 || n > nmax {
+            return Err(TheoryError::Invalid {
+                flag: "--nonlinear-ns",
+                msg: format!("N = {n} is outside 1…{nmax}"),
+            });
+        }
+        let tr: f64 = (0..n).map(|i| g[(i, i)]).sum::<f64>() / n as f64;
+        let mut a = g.as_ref().submatrix(0, 0, n, n).to_owned();
+        for i in 0..n {
+            a[(i, i)] += ridge_rel * tr;
+        }
+        let l = cholesky_seq(&a).ok_or_else(|| TheoryError::Invalid {
+            flag: "--ridge",
+            msg: format!("the {n}×{n} Gram matrix of the features is not positive definite at this ridge; use a larger ridge"),
+        })?;
+        let theta = cholesky_solve_seq(&l, &b.as_ref().subrows(0, n).to_owned());
+        let mut pred = Mat::<f64>::zeros(yt.nrows(), yt.ncols());
         matmul(
-            g.as_mut(),
+            pred.as_mut(),
             Accum::Replace,
-            phi.transpose(),
-            phi.as_ref(),
+            phit.as_ref().subcols(0, n),
+            theta.as_ref(),
             1.0,
             Par::Seq,
         );
-        let b: Vec<f64> = (0..nmax)
-            .map(|j| (0..s.p).map(|i| phi[(i, j)] * y[i]).sum())
-            .collect();
-        let mut row = vec![];
-        for &n in ns {
-            let tr: f64 = (0..n).map(|i| g[(i, i)]).sum::<f64>() / n as f64;
-            let mut a = g.as_ref().submatrix(0, 0, n, n).to_owned();
-            for i in 0..n {
-                a[(i, i)] += s.ridge_rel * tr;
-            }
-            let rhs = Mat::<f64>::from_fn(n, 1, |i, _| b[i]);
-            let l = cholesky_seq(&a).ok_or_else(|| TheoryError::Invalid {
-                flag: "--ridge",
-                msg: format!("the {n}×{n} Gram matrix of {f:?} features is not positive definite at this ridge; use a larger --ridge"),
-            })?;
-            let theta = cholesky_solve_seq(&l, &rhs);
-            let mse = (0..s.test)
-                .map(|i| {
-                    let pred: f64 = (0..n).map(|j| phit[(i, j)] * theta[(j, 0)]).sum();
-                    (pred - yt[i]).powi(2)
-                })
-                .sum::<f64>()
-                / s.test as f64;
-            row.push(mse / var_t);
-        }
-        out.push(row);
+        let err: f64 = (0..yt.ncols())
+            .map(|j| {
+                (0..yt.nrows())
+                    .map(|i| (pred[(i, j)] - yt[(i, j)]).powi(2))
+                    .sum::<f64>()
+            })
+            .sum();
+        row.push(err / power);
     }
-    Ok(out)
+    Ok(row)
+}
+
+/// The eigenvalues of the symmetric matrix `a` (lower triangle read), in decreasing order
+/// (sequential faer decomposition: the same digits whatever the thread count).
+pub fn eigenvalues_desc(a: &Mat<f64>) -> Result<Vec<f64>, TheoryError> {
+    let mut ev = crate::scaling::sym_eigen_seq(a, false)
+        .map_err(|_| TheoryError::Invalid {
+            flag: "--n",
+            msg: "eigendecomposition did not converge".into(),
+        })?
+        .0;
+    ev.sort_by(|a, b| b.total_cmp(a));
+    Ok(ev)
 }
 
 /// The relative test loss L(N)/Var(y) of each student map against N on the nonlinear teacher,

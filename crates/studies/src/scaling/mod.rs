@@ -16,7 +16,11 @@ use dlt_theory::scaling::{fit_exponent, simulate, theory_loss, Features, Scaling
 use serde::Serialize;
 use std::time::Instant;
 
-const PAPER: &str = "Maloney, Roberts, Sully (arXiv 2210.16859)";
+pub mod fashion;
+pub mod nonlinear;
+pub mod regimes;
+
+pub(crate) const PAPER: &str = "Maloney, Roberts, Sully (arXiv 2210.16859)";
 
 /// Sizes of the `scaling` study for one mode.
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +46,14 @@ pub struct Scale {
     pub grid: Vec<usize>,
     /// Ridge used on the diagonal N = P (γ = 0 elsewhere).
     pub diagonal_ridge: f64,
+    /// The finite-M regimes (plateau, noise floor).
+    pub regimes: regimes::RegimeScale,
+    /// Equiparameterisation at a fixed budget N·P.
+    pub equi: regimes::EquiScale,
+    /// Nonlinear features past M on a ReLU teacher.
+    pub nonlinear: nonlinear::NonlinearScale,
+    /// Fashion-MNIST spectra and random-feature regression.
+    pub fashion: fashion::FashionScale,
 }
 
 /// One exponent fit: which α, which resource is scarce, and the sizes.
@@ -102,6 +114,10 @@ impl Scale {
                 vec![25, 50, 100, 200, 400, 800, 1600, 3000]
             },
             diagonal_ridge: 1e-3,
+            regimes: regimes::RegimeScale::for_mode(quick),
+            equi: regimes::EquiScale::for_mode(quick),
+            nonlinear: nonlinear::NonlinearScale::for_mode(quick),
+            fashion: fashion::FashionScale::for_mode(quick),
         }
     }
 }
@@ -117,6 +133,8 @@ pub struct Config {
     pub quiet: bool,
     /// The sizes.
     pub scale: Scale,
+    /// Fashion-MNIST IDX folder (None: the cache, fetched if missing).
+    pub data: Option<std::path::PathBuf>,
 }
 
 /// Theory and simulation (linear features) at one (α, N, P).
@@ -173,6 +191,16 @@ pub struct Results {
     /// Simulation/theory at growing size: the rows of the first exponent fit (α = 0.5, P = 10N),
     /// where the deterministic equivalent's small-size bias is largest.
     pub bias: Vec<GridRow>,
+    /// The plateau (N > M > P) and noise-floor (P > M, σ_ε > 0) curves.
+    pub regimes: Vec<regimes::RegimeRow>,
+    /// The optimally regularised loss along N·P = budget.
+    pub equiparameterisation: Vec<regimes::EquiRow>,
+    /// Linear, ReLU and tanh features past M on a ReLU teacher.
+    pub nonlinear: nonlinear::Nonlinear,
+    /// Fashion-MNIST: spectra and random-feature regression.
+    pub fashion: fashion::Fashion,
+    /// Wall-clock seconds of each section (grid = the table and exponent fits).
+    pub section_seconds: std::collections::BTreeMap<String, f64>,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -545,8 +573,84 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     pb.finish_and_clear();
 
     let bias = grid_claims(cfg, &grid, &exponents, &mut claims);
-    let figures = figures(out, cfg, &grid, &exponents)?;
+    let mut sections = vec![("grid", t0.elapsed().as_secs_f64())];
+    let mut lap = |name: &'static str, t: Instant| {
+        sections.push((name, t.elapsed().as_secs_f64()));
+        progress::Stage::note(
+            "scaling",
+            &format!(
+                "section {name} done in {}",
+                progress::fmt_duration(t.elapsed().as_secs_f64())
+            ),
+            cfg.quiet,
+        );
+    };
+    let t = Instant::now();
+    let (regime_rows, c) = regimes::regimes(&sc.regimes, cfg.seed, cfg.quiet)?;
+    claims.extend(c);
+    lap("regimes", t);
+    let t = Instant::now();
+    let (equi_rows, c) = regimes::equiparameterisation(&sc.equi, cfg.seed, cfg.quiet)?;
+    claims.extend(c);
+    lap("equiparameterisation", t);
+    let t = Instant::now();
+    let (nl, c) = nonlinear::run(&sc.nonlinear, cfg.seed)?;
+    claims.extend(c);
+    lap("nonlinear", t);
+    let t = Instant::now();
+    let (fm, c) = fashion::run(&sc.fashion, cfg.data.as_deref(), cfg.seed)?;
+    claims.extend(c);
+    lap("fashion", t);
+    let mut figures = figures(out, cfg, &grid, &exponents)?;
+    figures.extend(nonlinear::figure(out, &sc.nonlinear, &nl)?);
+    figures.extend(fashion::figures(out, &fm)?);
+    out.write_csv(
+        "fashion.csv",
+        &["features", "n", "loss", "loss_se"],
+        &[("linear", &fm.linear), ("relu", &fm.relu)]
+            .iter()
+            .flat_map(|(name, c)| {
+                fm.ns.iter().zip(c.iter()).map(move |(&n, p)| {
+                    vec![
+                        name.to_string(),
+                        n.to_string(),
+                        cell(p.loss),
+                        cell(p.loss_se),
+                    ]
+                })
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    figures.extend(regimes::figures(
+        out,
+        &sc.regimes,
+        &regime_rows,
+        &sc.equi,
+        &equi_rows,
+    )?);
     write_tables(out, &grid, &bias, &exponents)?;
+    out.write_records("regimes.csv", &regime_rows)?;
+    out.write_records("equiparameterisation.csv", &equi_rows)?;
+    out.write_csv(
+        "nonlinear.csv",
+        &["teacher", "features", "n", "loss", "loss_se"],
+        &nl.teachers
+            .iter()
+            .flat_map(|t| {
+                t.curves.iter().flat_map(move |c| {
+                    c.ns.iter().zip(&c.points).map(move |(&n, p)| {
+                        vec![
+                            format!("{:?}", t.teacher).to_lowercase(),
+                            format!("{:?}", c.features).to_lowercase(),
+                            n.to_string(),
+                            cell(p.loss),
+                            cell(p.loss_se),
+                        ]
+                    })
+                })
+            })
+            .collect::<Vec<_>>(),
+    )?;
     let results = Results {
         study: "scaling",
         config: cfg.clone(),
@@ -554,6 +658,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         grid,
         exponents,
         bias,
+        regimes: regime_rows,
+        equiparameterisation: equi_rows,
+        nonlinear: nl,
+        fashion: fm,
+        section_seconds: sections.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
         claims,
         figures,
     };
@@ -577,6 +686,7 @@ impl crate::study::Study for Scaling {
             seed,
             quiet,
             scale: Scale::for_mode(quick),
+            data: None,
         }
     }
     fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
