@@ -15,6 +15,7 @@
 //! removes blocks 20, 21, 22, and block 19's output feeds block 23.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod checkpoint;
 pub mod eval;
 pub mod export;
