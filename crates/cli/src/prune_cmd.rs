@@ -142,7 +142,7 @@ pub struct BenchArgs {
     /// A .gguf file or a Hugging Face directory (default: SmolLM2-135M-Instruct Q4_1, fetched).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Comma-separated tasks: arc_easy, hellaswag, piqa, boolq.
+    /// Comma-separated tasks: arc_easy, hellaswag, piqa, boolq, mmlu (5-shot).
     #[arg(long, default_value = "arc_easy,hellaswag,piqa")]
     tasks: String,
     /// Items per task, drawn without replacement with --seed (all when larger than the split).

@@ -3206,8 +3206,15 @@ fn prune_bench_scores_smollm2_above_chance_and_refuses_bad_input() {
     assert_eq!(v["dropped_blocks"], serde_json::json!([]));
 
     fails_with(
-        &["prune", "bench", "--tasks", "arc_easy,mmlu", "--limit", "5"],
-        "unknown task \"mmlu\"",
+        &[
+            "prune",
+            "bench",
+            "--tasks",
+            "arc_easy,winogrande",
+            "--limit",
+            "5",
+        ],
+        "unknown task \"winogrande\"",
     );
     fails_with(&["prune", "bench", "--limit", "0"], "--limit 0");
     fails_with(

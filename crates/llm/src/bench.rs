@@ -43,10 +43,21 @@ pub enum Task {
     Piqa,
     /// BoolQ validation split (Clark et al. 2019, arXiv 1905.10044), no / yes.
     Boolq,
+    /// MMLU test split (Hendrycks et al. 2021, arXiv 2009.03300), 57 subjects, 5-shot, letters.
+    Mmlu,
 }
 
 /// Every task, in the order `--tasks` lists them.
-pub const TASKS: [Task; 4] = [Task::ArcEasy, Task::Hellaswag, Task::Piqa, Task::Boolq];
+pub const TASKS: [Task; 5] = [
+    Task::ArcEasy,
+    Task::Hellaswag,
+    Task::Piqa,
+    Task::Boolq,
+    Task::Mmlu,
+];
+
+/// Exemplars per MMLU subject (the paper's and lm-eval's 5-shot).
+pub const MMLU_SHOTS: usize = 5;
 
 impl Task {
     /// lm-eval's task name.
@@ -56,6 +67,7 @@ impl Task {
             Task::Hellaswag => "hellaswag",
             Task::Piqa => "piqa",
             Task::Boolq => "boolq",
+            Task::Mmlu => "mmlu",
         }
     }
     /// The task named `s` (lm-eval's name).
@@ -67,8 +79,7 @@ impl Task {
                 LlmError::invalid(
                     "--tasks",
                     format!(
-                        "unknown task {s:?}; use a comma-separated list of: {} (mmlu is not \
-                         implemented yet)",
+                        "unknown task {s:?}; use a comma-separated list of: {}",
                         TASKS.map(|t| t.name()).join(", ")
                     ),
                 )
@@ -76,13 +87,16 @@ impl Task {
     }
     /// File name in the benchmarks folder.
     pub fn file(&self) -> String {
-        format!("{}.jsonl.gz", self.name())
+        match self {
+            Task::Mmlu => "mmlu.jsonl".into(),
+            _ => format!("{}.jsonl.gz", self.name()),
+        }
     }
     /// The metric lm-eval's model cards report for the task (`acc` for ARC-Easy and BoolQ,
     /// `acc_norm` for HellaSwag and PIQA).
     pub fn primary(&self) -> &'static str {
         match self {
-            Task::ArcEasy | Task::Boolq => "acc",
+            Task::ArcEasy | Task::Boolq | Task::Mmlu => "acc",
             Task::Hellaswag | Task::Piqa => "acc_norm",
         }
     }
@@ -93,6 +107,7 @@ impl Task {
             Task::Hellaswag => 10042,
             Task::Piqa => 1838,
             Task::Boolq => 3270,
+            Task::Mmlu => 14042,
         }
     }
 }
@@ -107,6 +122,8 @@ pub struct Item {
     pub choices: Vec<String>,
     /// Index of the correct choice.
     pub gold: usize,
+    /// The item's group for a per-group average (MMLU's subject; empty otherwise).
+    pub group: String,
 }
 
 /// lm-eval's target delimiter between context and choice.
@@ -157,12 +174,14 @@ pub fn item_from_doc(task: Task, doc: &serde_json::Value) -> std::result::Result
                 context: format!("Question: {question}\nAnswer:"),
                 choices: choices(doc)?,
                 gold: gold(doc, "gold")?,
+                group: String::new(),
             }
         }
         Task::Hellaswag => Item {
             context: str_field(doc, "query")?.to_string(),
             choices: choices(doc)?,
             gold: gold(doc, "gold")?,
+            group: String::new(),
         },
         Task::Piqa => Item {
             context: format!("Question: {}\nAnswer:", str_field(doc, "goal")?),
@@ -171,6 +190,7 @@ pub fn item_from_doc(task: Task, doc: &serde_json::Value) -> std::result::Result
                 str_field(doc, "sol2")?.to_string(),
             ],
             gold: gold(doc, "label")?,
+            group: String::new(),
         },
         Task::Boolq => {
             // The document's query is already `{passage}\nQuestion: {question}?\nAnswer:`; its
@@ -189,8 +209,10 @@ pub fn item_from_doc(task: Task, doc: &serde_json::Value) -> std::result::Result
                 context: format!("{passage}\nQuestion: {question}?\nAnswer:"),
                 choices: vec!["no".into(), "yes".into()],
                 gold: 1 - gold(doc, "gold")?.min(1),
+                group: String::new(),
             }
         }
+        Task::Mmlu => return Err("MMLU items are built by mmlu_items".into()),
     };
     if item.choices.len() < 2 || item.gold >= item.choices.len() {
         return Err(format!(
@@ -208,6 +230,9 @@ pub fn load_task(task: Task, dir: &Path) -> Result<Vec<Item>> {
     use std::io::Read;
     let path = dir.join(task.file());
     let fix = "run `dlt data fetch benchmarks` to fetch it again";
+    if task == Task::Mmlu {
+        return load_mmlu(&path);
+    }
     let bytes = crate::read_bounded(&path, 256 << 20)?;
     let mut text = String::new();
     flate2::read::GzDecoder::new(&bytes[..])
@@ -250,6 +275,110 @@ pub fn load_task(task: Task, dir: &Path) -> Result<Vec<Item>> {
         ));
     }
     Ok(docs.into_values().collect())
+}
+
+/// One MMLU question: (subject, question, the four answers, index of the right one).
+pub type MmluRow = (String, String, [String; 4], usize);
+
+fn mmlu_row(v: &serde_json::Value) -> std::result::Result<Option<MmluRow>, String> {
+    let q = str_field(v, "question")?;
+    if q == "question" {
+        return Ok(None); // the CSV header rows the file carries
+    }
+    let ans = |k: &str| str_field(v, k).map(str::to_string);
+    let gold = match str_field(v, "correct_answer")? {
+        "A" => 0,
+        "B" => 1,
+        "C" => 2,
+        "D" => 3,
+        other => return Err(format!("correct_answer {other:?} is not A–D")),
+    };
+    Ok(Some((
+        str_field(v, "topic")?.to_string(),
+        q.to_string(),
+        [
+            ans("answer_a")?,
+            ans("answer_b")?,
+            ans("answer_c")?,
+            ans("answer_d")?,
+        ],
+        gold,
+    )))
+}
+
+/// lm-eval's MMLU question block: `{question.strip()}\nA. …\nB. …\nC. …\nD. …\nAnswer:`.
+fn mmlu_block(q: &str, a: &[String; 4]) -> String {
+    format!(
+        "{}\nA. {}\nB. {}\nC. {}\nD. {}\nAnswer:",
+        q.trim(),
+        a[0],
+        a[1],
+        a[2],
+        a[3]
+    )
+}
+
+/// MMLU items in lm-eval's 5-shot format from the test rows in file order: per subject, the
+/// first [`MMLU_SHOTS`] rows are the exemplars (not scored; lm-eval takes the dev split's
+/// first 5, which this file does not have) and every later row is an item whose context is
+/// `The following are multiple choice questions (with answers) about {subject}.\n\n`, the
+/// exemplars each followed by " {letter}\n\n", then its own block; choices " A" … " D".
+pub fn mmlu_items(rows: &[MmluRow]) -> Vec<Item> {
+    let mut by_subject: BTreeMap<&str, Vec<&MmluRow>> = BTreeMap::new();
+    for r in rows {
+        by_subject.entry(&r.0).or_default().push(r);
+    }
+    let mut items = Vec::new();
+    for (subject, rs) in by_subject {
+        let mut head = format!(
+            "The following are multiple choice questions (with answers) about {subject}.\n\n"
+        );
+        for (_, q, a, g) in rs.iter().take(MMLU_SHOTS) {
+            head.push_str(&mmlu_block(q, a));
+            head.push_str(&format!(" {}\n\n", ["A", "B", "C", "D"][*g]));
+        }
+        for (_, q, a, g) in rs.iter().skip(MMLU_SHOTS) {
+            items.push(Item {
+                context: format!("{head}{}", mmlu_block(q, a)),
+                choices: ["A", "B", "C", "D"].map(String::from).to_vec(),
+                gold: *g,
+                group: subject.to_string(),
+            });
+        }
+    }
+    items
+}
+
+fn load_mmlu(path: &Path) -> Result<Vec<Item>> {
+    let fix = "run `dlt data fetch benchmarks` to fetch it again";
+    let bytes = crate::read_bounded(path, 256 << 20)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| LlmError::file(path, "not UTF-8: truncated or corrupt", fix))?;
+    let mut rows = Vec::new();
+    for (k, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |p: String| LlmError::file(path, format!("line {}: {p}", k + 1), fix);
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(format!("not JSON ({e})")))?;
+        if let Some(r) = mmlu_row(&v).map_err(bad)? {
+            rows.push(r);
+        }
+    }
+    if rows.len() != Task::Mmlu.expected_docs() {
+        return Err(LlmError::file(
+            path,
+            format!(
+                "{} MMLU questions, expected {} (truncated or a different version)",
+                rows.len(),
+                Task::Mmlu.expected_docs()
+            ),
+            fix,
+        ));
+    }
+    Ok(mmlu_items(&rows))
 }
 
 /// lm-eval's `_encode_pair`: trailing spaces of `context` move to the front of
@@ -412,6 +541,11 @@ pub struct TaskScore {
     pub chance: f64,
     /// Fraction of the scored items whose gold is the most common gold index (BoolQ: "yes").
     pub majority: f64,
+    /// Groups (MMLU subjects) among the scored items; 0 for tasks without groups.
+    pub groups: usize,
+    /// acc averaged over groups (each subject weighing the same, as the paper averages MMLU);
+    /// `acc` itself weighs subjects by their size (lm-eval's group score). Null without groups.
+    pub acc_group_mean: Option<f64>,
     /// Tokens run through the model.
     pub tokens: usize,
     /// Wall time of the scoring, seconds.
@@ -434,6 +568,7 @@ pub fn evaluate(
     let t0 = std::time::Instant::now();
     let (mut acc, mut norm, mut chance) = (0usize, 0usize, 0.0);
     let mut golds: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut by_group: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for (k, it) in items.iter().enumerate() {
         let mut ctx = Vec::new();
         let mut conts = Vec::with_capacity(it.choices.len());
@@ -448,6 +583,11 @@ pub fn evaluate(
         norm += n as usize;
         chance += 1.0 / it.choices.len() as f64;
         *golds.entry(it.gold).or_default() += 1;
+        if !it.group.is_empty() {
+            let g = by_group.entry(&it.group).or_default();
+            g.0 += a as usize;
+            g.1 += 1;
+        }
         progress(k + 1, items.len());
     }
     let n = items.len();
@@ -462,6 +602,14 @@ pub fn evaluate(
         primary: primary.to_string(),
         chance: chance / n as f64,
         majority: *golds.values().max().unwrap_or(&0) as f64 / n as f64,
+        groups: by_group.len(),
+        acc_group_mean: (!by_group.is_empty()).then(|| {
+            by_group
+                .values()
+                .map(|&(r, m)| r as f64 / m as f64)
+                .sum::<f64>()
+                / by_group.len() as f64
+        }),
         tokens: 0,
         seconds: t0.elapsed().as_secs_f64(),
     })
@@ -497,6 +645,7 @@ mod tests {
             context: "Q: x\nA:".into(),
             choices: vec!["b".into(), "aaaa".into()],
             gold: 1,
+            group: String::new(),
         };
         let s = evaluate("t", "acc", &[item.clone()], &enc, &mut Fake, |_, _| {}).unwrap();
         assert_eq!((s.acc, s.acc_norm), (0.0, 1.0));
@@ -531,9 +680,9 @@ mod tests {
         assert_eq!(subset(5, 10, 0).unwrap(), vec![0, 1, 2, 3, 4]);
         let e = subset(100, 0, 0).unwrap_err().to_string();
         assert!(e.contains("--limit") && e.contains("at least 1"), "{e}");
-        let e = Task::parse("mmlu").unwrap_err().to_string();
+        let e = Task::parse("winogrande").unwrap_err().to_string();
         assert!(
-            e.contains("unknown task \"mmlu\"") && e.contains("arc_easy"),
+            e.contains("unknown task \"winogrande\"") && e.contains("arc_easy"),
             "{e}"
         );
     }
@@ -596,6 +745,28 @@ mod tests {
             (it.choices.clone(), it.gold),
             (vec!["no".to_string(), "yes".into()], 0)
         );
+        // MMLU, lm-eval's 5-shot template (mmlu/default/_default_template_yaml: description,
+        // exemplars "…\nAnswer: X" joined by "\n\n", then the question), here with 5 exemplars
+        // of subject "s" and one scored question.
+        let row = |q: &str, g: usize| -> MmluRow {
+            (
+                "s".into(),
+                q.into(),
+                ["a", "b", "c", "d"].map(String::from),
+                g,
+            )
+        };
+        let rows: Vec<MmluRow> = (0..6).map(|i| row(&format!(" q{i} "), i % 4)).collect();
+        let items = mmlu_items(&rows);
+        assert_eq!(items.len(), 1);
+        let ex = |i: usize, l: &str| format!("q{i}\nA. a\nB. b\nC. c\nD. d\nAnswer: {l}\n\n");
+        let want = format!(
+            "The following are multiple choice questions (with answers) about s.\n\n{}{}{}{}{}q5\nA. a\nB. b\nC. c\nD. d\nAnswer:",
+            ex(0, "A"), ex(1, "B"), ex(2, "C"), ex(3, "D"), ex(4, "A")
+        );
+        assert_eq!(items[0].context, want);
+        assert_eq!((items[0].gold, items[0].group.as_str()), (1, "s"));
+        assert_eq!(items[0].choices, ["A", "B", "C", "D"]);
         // A document without the fields is refused with the field named.
         let e = item_from_doc(Task::Piqa, &serde_json::json!({"goal": "g"})).unwrap_err();
         assert!(e.contains("\"sol1\""), "{e}");

