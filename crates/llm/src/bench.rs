@@ -647,7 +647,15 @@ mod tests {
             gold: 1,
             group: String::new(),
         };
-        let s = evaluate("t", "acc", &[item.clone()], &enc, &mut Fake, |_, _| {}).unwrap();
+        let s = evaluate(
+            "t",
+            "acc",
+            std::slice::from_ref(&item),
+            &enc,
+            &mut Fake,
+            |_, _| {},
+        )
+        .unwrap();
         assert_eq!((s.acc, s.acc_norm), (0.0, 1.0));
         let mut f = Fake;
         let (c, b) = encode_pair(&enc, &item.context, " b").unwrap();
