@@ -16,6 +16,9 @@ pub enum PruneCmd {
     Run(RunArgs),
     /// Perplexity of a model on a text.
     Eval(EvalArgs),
+    /// Multiple-choice benchmarks (ARC-Easy, HellaSwag, PIQA, BoolQ) scored as
+    /// lm-evaluation-harness scores them, on a seeded subset of items.
+    Bench(BenchArgs),
     /// Token ids of a text (to compare with another tokenizer).
     Tokenize {
         #[arg(long)]
@@ -134,6 +137,126 @@ pub struct EvalArgs {
     json: bool,
 }
 
+#[derive(Args)]
+pub struct BenchArgs {
+    /// A .gguf file or a Hugging Face directory (default: SmolLM2-135M-Instruct Q4_1, fetched).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Comma-separated tasks: arc_easy, hellaswag, piqa, boolq, mmlu (5-shot).
+    #[arg(long, default_value = "arc_easy,hellaswag,piqa")]
+    tasks: String,
+    /// Items per task, drawn without replacement with --seed (all when larger than the split).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Score the model with blocks START..END (0-based, end-exclusive) dropped, e.g. 13..19.
+    #[arg(long)]
+    drop: Option<String>,
+    /// The benchmarks folder (default: `dlt data fetch benchmarks`, fetched if missing).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// The kept blocks when `spec` = "START..END" of `l` blocks is dropped.
+fn kept_blocks(spec: Option<&str>, l: usize) -> Result<Vec<usize>> {
+    let Some(spec) = spec else {
+        return Ok((0..l).collect());
+    };
+    let bad = || {
+        anyhow::anyhow!(
+            "--drop {spec:?}: not a block range START..END with START < END ≤ {l} (0-based, end-exclusive, e.g. 13..19)"
+        )
+    };
+    let (a, b) = spec.split_once("..").ok_or_else(bad)?;
+    let (a, b): (usize, usize) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    anyhow::ensure!(a < b && b <= l && b - a < l, bad());
+    Ok((0..l).filter(|i| *i < a || *i >= b).collect())
+}
+
+fn run_bench(a: BenchArgs) -> Result<()> {
+    use dlt_llm::bench::{evaluate, load_task, subset, ModelScorer, Task};
+    // Every flag before the model and data are loaded.
+    let tasks: Vec<Task> = a
+        .tasks
+        .split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(Task::parse)
+        .collect::<std::result::Result<_, _>>()?;
+    anyhow::ensure!(
+        !tasks.is_empty(),
+        "--tasks {:?}: no task named; use e.g. arc_easy,hellaswag,piqa",
+        a.tasks
+    );
+    anyhow::ensure!(
+        a.limit > 0,
+        "--limit 0: no items would be scored; use --limit ≥ 1 (e.g. 100)"
+    );
+    let dir = match &a.data {
+        Some(d) => d.clone(),
+        None => {
+            dlt_nn::data::fetch::locate(dlt_nn::data::fetch::Dataset::Benchmarks, None, true)?.0
+        }
+    };
+    let items: Vec<_> = tasks
+        .iter()
+        .map(|t| load_task(*t, &dir))
+        .collect::<std::result::Result<_, _>>()?;
+    let ck = load(a.model)?;
+    let blocks = kept_blocks(a.drop.as_deref(), ck.model.blocks.len())?;
+    let encode = |s: &str| ck.tokenizer.encode(s);
+    let mut rows = Vec::new();
+    for (t, all) in tasks.iter().zip(&items) {
+        let idx = subset(all.len(), a.limit, a.seed)?;
+        let sel: Vec<_> = idx.iter().map(|&i| all[i].clone()).collect();
+        let pb = dlt_studies::progress::bar(sel.len() as u64, t.name(), a.json);
+        let mut scorer = ModelScorer::new(&ck.model, blocks.clone());
+        let mut r = evaluate(t.name(), t.primary(), &sel, &encode, &mut scorer, |i, _| {
+            pb.set_position(i as u64)
+        })?;
+        pb.finish_and_clear();
+        r.tokens = scorer.tokens_run;
+        if !a.json {
+            println!(
+                "{:<10} n {:>5}  acc {:5.1} ± {:4.1} %  acc_norm {:5.1} ± {:4.1} %  (chance {:.1} %, majority {:.1} %; {} tokens, {:.0} tokens/s)",
+                r.task,
+                r.n,
+                100.0 * r.acc,
+                100.0 * r.acc_se,
+                100.0 * r.acc_norm,
+                100.0 * r.acc_norm_se,
+                100.0 * r.chance,
+                100.0 * r.majority,
+                r.tokens,
+                r.tokens as f64 / r.seconds
+            );
+        }
+        rows.push(r);
+    }
+    let dropped: Vec<usize> = (0..ck.model.blocks.len())
+        .filter(|i| !blocks.contains(i))
+        .collect();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "seed": a.seed,
+                "limit": a.limit,
+                "dropped_blocks": dropped,
+                "tasks": rows,
+            }))?
+        );
+    } else if !dropped.is_empty() {
+        println!("dropped blocks: {dropped:?}");
+    }
+    Ok(())
+}
+
 fn model_path(p: Option<PathBuf>) -> Result<PathBuf> {
     use dlt_nn::data::fetch::{locate, Dataset};
     Ok(match p {
@@ -167,6 +290,7 @@ pub fn run(cmd: PruneCmd) -> Result<()> {
         PruneCmd::Distances(a) => run_distances(a),
         PruneCmd::Run(a) => run_prune(a),
         PruneCmd::Eval(a) => run_eval(a),
+        PruneCmd::Bench(a) => run_bench(a),
         PruneCmd::Tokenize { model, text } => {
             let ck = load(model)?;
             let ids = ck.tokenizer.encode(&read_text(&text)?)?;

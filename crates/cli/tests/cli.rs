@@ -1881,6 +1881,10 @@ fn every_subcommand_has_help_and_every_json_flag_prints_json() {
             "prune_json_contracts_and_bad_input_on_real_smollm2",
         ),
         (
+            "prune bench",
+            "prune_bench_scores_smollm2_above_chance_and_refuses_bad_input",
+        ),
+        (
             "hessian",
             "hessian_json_contract_and_bad_input_on_real_fashion_mnist",
         ),
@@ -3216,4 +3220,78 @@ fn bench_nt_flags_and_absent_peer() {
         "{out}"
     );
     assert!(rows[0].contains("/nonexistent/python"), "{}", rows[0]);
+}
+
+/// `dlt prune bench` on the real SmolLM2-135M-Instruct and the real ARC-Easy test set (50
+/// seeded items, ≈ 2,000 tokens): the accuracy must clear chance (25 %) by two of chance's
+/// binomial standard errors, 0.25 + 2·√(0.25·0.75/50) = 0.372 (a one-sided test at z = 2; the
+/// model's published lm-eval accuracy, 54.1 %, sits 2.4 of its own SEs above that line, so the
+/// test fails if scoring is broken — a shuffled gold, a wrong continuation — not by bad luck).
+/// Bad input: an unknown task, --limit 0, a truncated data file, each one clear line.
+#[test]
+fn prune_bench_scores_smollm2_above_chance_and_refuses_bad_input() {
+    let v = json(&[
+        "prune", "bench", "--tasks", "arc_easy", "--limit", "50", "--seed", "3", "--json",
+    ]);
+    let r = &v["tasks"][0];
+    for k in [
+        "n",
+        "acc",
+        "acc_se",
+        "acc_norm",
+        "acc_norm_se",
+        "chance",
+        "majority",
+        "tokens",
+        "seconds",
+    ] {
+        assert!(r[k].is_number(), "{k} missing in {v}");
+    }
+    assert_eq!(
+        (r["task"].as_str(), r["n"].as_u64()),
+        (Some("arc_easy"), Some(50))
+    );
+    assert_eq!(r["primary"], "acc");
+    let acc = r["acc"].as_f64().unwrap();
+    let line = 0.25 + 2.0 * (0.25f64 * 0.75 / 50.0).sqrt();
+    assert!(
+        acc > line,
+        "ARC-Easy acc {acc} not above chance + 2 SE = {line}"
+    );
+    let se = r["acc_se"].as_f64().unwrap();
+    assert!((se - (acc * (1.0 - acc) / 50.0).sqrt()).abs() < 1e-12);
+    assert!((r["chance"].as_f64().unwrap() - 0.25).abs() < 0.02);
+    assert_eq!(v["dropped_blocks"], serde_json::json!([]));
+
+    fails_with(
+        &[
+            "prune",
+            "bench",
+            "--tasks",
+            "arc_easy,winogrande",
+            "--limit",
+            "5",
+        ],
+        "unknown task \"winogrande\"",
+    );
+    fails_with(&["prune", "bench", "--limit", "0"], "--limit 0");
+    fails_with(
+        &["prune", "bench", "--drop", "3..3", "--limit", "1"],
+        "--drop",
+    );
+    let dir = std::env::temp_dir().join(format!("dlt-cli-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dlt_nn::data::fetch::locate(dlt_nn::data::fetch::Dataset::Benchmarks, None, true)
+        .unwrap()
+        .0;
+    let bytes = std::fs::read(src.join("piqa.jsonl.gz")).unwrap();
+    std::fs::write(dir.join("piqa.jsonl.gz"), &bytes[..bytes.len() / 2]).unwrap();
+    let d = dir.to_str().unwrap();
+    fails_with(
+        &[
+            "prune", "bench", "--tasks", "piqa", "--data", d, "--limit", "5",
+        ],
+        "piqa.jsonl.gz: not a complete gzip file",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

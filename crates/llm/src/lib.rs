@@ -10,11 +10,14 @@
 //! - [`probe`]: residual-stream angular distances and the optimal block to drop;
 //! - [`lora`]: LoRA healing of a pruned model;
 //! - [`export`]: the pruned model written back as GGUF and as safetensors.
+//! - [`bench`]: multiple-choice benchmarks (ARC-Easy, HellaSwag, PIQA, BoolQ, MMLU) scored
+//!   with lm-evaluation-harness's conventions on a KV-cached forward.
 //!
 //! Block indices are 0-based and ranges end-exclusive everywhere: dropping `start = 20, n = 3`
 //! removes blocks 20, 21, 22, and block 19's output feeds block 23.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod checkpoint;
 pub mod eval;
 pub mod export;

