@@ -779,6 +779,20 @@ fn scaling_json_contracts_and_bad_input() {
     let text = std::fs::read_to_string(dir.join("results.json")).unwrap();
     assert!(!text.contains("NaN"));
     std::fs::remove_dir_all(&dir).unwrap();
+    // The study's nonlinear section refuses a preactivation variance that is not > 0 before
+    // any work.
+    fails_with(
+        &[
+            "scaling",
+            "study",
+            "--quick",
+            "--feature-scale",
+            "0",
+            "--out",
+            "/tmp/dlt-never-written",
+        ],
+        "--feature-scale",
+    );
     fails_with(
         &[
             "scaling", "theory", "--alpha", "0", "--m", "100", "--n", "10", "--p", "20",

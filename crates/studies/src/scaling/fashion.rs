@@ -334,7 +334,7 @@ pub fn figures(out: &crate::output::OutDir, f: &Fashion) -> Result<Vec<String>, 
     .log_log()
     .with(
         Series::line(
-            format!("pixel covariance (slope {})", fmt_num(f.pixel_slope)),
+            format!("pixel covariance (slope {:.2})", f.pixel_slope),
             pts(&f.pixel_spectrum),
         )
         .in_colour(0),
@@ -342,9 +342,8 @@ pub fn figures(out: &crate::output::OutDir, f: &Fashion) -> Result<Vec<String>, 
     .with(
         Series::line(
             format!(
-                "ReLU features (slope {} below d, {} past d)",
-                fmt_num(f.relu_slopes.0),
-                fmt_num(f.relu_slopes.1)
+                "ReLU features (slope {:.2} below d, {:.2} past d)",
+                f.relu_slopes.0, f.relu_slopes.1
             ),
             pts(&f.relu_spectrum),
         )
@@ -381,6 +380,16 @@ pub fn figures(out: &crate::output::OutDir, f: &Fashion) -> Result<Vec<String>, 
                 f.ns.iter()
                     .zip(c)
                     .map(|(&n, p)| (n as f64, p.loss))
+                    .collect(),
+            )
+            .in_colour(k),
+        );
+        fig = fig.with(
+            Series::dashed(
+                format!("{name}: solvable model on the measured spectrum"),
+                f.ns.iter()
+                    .zip(&f.predicted[k])
+                    .filter_map(|(&n, p)| Some((n as f64, (*p)?)))
                     .collect(),
             )
             .in_colour(k),

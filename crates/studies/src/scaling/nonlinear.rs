@@ -47,7 +47,7 @@ impl NonlinearScale {
                 alpha: 1.0,
                 m: 32,
                 feature_scale: 1.0,
-                teacher_width: 2048,
+                teacher_width: 1024,
                 p: 4096,
                 test: 2048,
                 ns: vec![4, 8, 16, 32, 64, 128, 256],
@@ -222,9 +222,9 @@ pub fn figure(
             fig = fig.with(
                 Series::points(
                     format!(
-                        "{} features, {tname} teacher (exponent past M {})",
+                        "{} features, {tname} teacher (exponent past M {:.2})",
                         format!("{:?}", c.features).to_lowercase(),
-                        fmt_num(e.1)
+                        e.1.abs().max(e.1)
                     ),
                     pts.clone(),
                     Some(c.points.iter().map(|p| p.loss_se).collect()),
