@@ -130,6 +130,16 @@ impl<'a, T> Batch<'a, T> {
     }
 }
 
+/// Dropout on the hidden units of one pass: each unit of each row is zeroed with probability
+/// `p` and the survivors scaled by 1/(1 − p) (inverted dropout), the masks drawn from `seed`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dropout {
+    /// Probability of dropping a hidden unit, in [0, 1).
+    pub p: f64,
+    /// Seed of the masks (same seed and batch shape ⇒ same masks).
+    pub seed: u64,
+}
+
 /// Reusable buffers of one forward and backward pass (explicit scratch space: a training loop
 /// keeps one and hands it back each step, so no step allocates).
 #[derive(Debug, Clone, Default)]
@@ -417,7 +427,35 @@ impl Mlp {
     ) -> Result<Point<'a, T>, NnError> {
         self.check(theta, batch)?;
         Ok(with_isa(Isa::best(), || {
-            Point::compute(self, theta, batch, ws, second_order)
+            Point::compute(self, theta, batch, ws, second_order, None)
+        }))
+    }
+
+    /// [`Mlp::at`] with dropout masks on every hidden layer (a training step of the dropout
+    /// network; the loss, gradient and R-operator are those of the masked network, so the
+    /// gradient can be checked against differences at fixed masks).
+    pub fn at_dropout<'a, T: Real>(
+        &'a self,
+        theta: &'a [T],
+        batch: Batch<'a, T>,
+        dropout: Dropout,
+    ) -> Result<Point<'a, T>, NnError> {
+        self.check(theta, batch)?;
+        if !(0.0..1.0).contains(&dropout.p) {
+            return Err(NnError::Invalid {
+                what: format!("dropout probability {}", dropout.p),
+                fix: "give p in [0, 1)".into(),
+            });
+        }
+        Ok(with_isa(Isa::best(), || {
+            Point::compute(
+                self,
+                theta,
+                batch,
+                Workspace::default(),
+                true,
+                Some(dropout),
+            )
         }))
     }
 
