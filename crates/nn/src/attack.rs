@@ -16,9 +16,9 @@
 //! code's schedule). The reported distance is the smallest |x′ − x| over all misclassified
 //! iterates of all search steps. The gradient of the objective in x′ is
 //! 2(x′ − x) + c·[margin > −κ]·J_xᵀ(e_y − e_{j*}) — one logit-seeded vector-Jacobian product
-//! ([`crate::mlp::Targets::Seeds`]) — times dx′/dw = (hi − lo)(1 − tanh² w)/2.
+//! ([`Mlp::logits_and_vjp`]) — times dx′/dw = (hi − lo)(1 − tanh² w)/2.
 
-use crate::mlp::{argmax, Batch, Mlp, Targets};
+use crate::mlp::{argmax, Mlp};
 use crate::NnError;
 
 /// Settings of [`cw_l2`].
@@ -113,46 +113,38 @@ pub fn cw_l2(
                 .iter()
                 .map(|&w| lo + span * 0.5 * (w.tanh() + 1.0))
                 .collect();
-            let z = model.logits(theta, &xp)?;
-            let mut seeds = vec![0.0; n * c];
-            for b in 0..n {
-                let zr = &z[b * c..(b + 1) * c];
-                let yb = y[b] as usize;
-                let (jstar, zj) = zr.iter().enumerate().filter(|(j, _)| *j != yb).fold(
-                    (usize::MAX, f64::NEG_INFINITY),
-                    |a, (j, &v)| {
-                        if v > a.1 {
-                            (j, v)
-                        } else {
-                            a
-                        }
-                    },
-                );
-                if argmax(zr).0 != yb {
-                    hit[b] = true;
-                    let dist = xp[b * d..(b + 1) * d]
-                        .iter()
-                        .zip(&x[b * d..(b + 1) * d])
-                        .map(|(a, b)| (a - b) * (a - b))
-                        .sum::<f64>()
-                        .sqrt();
-                    best[b] = best[b].min(dist);
+            let (_, g) = model.logits_and_vjp(theta, &xp, |z| {
+                let mut seeds = vec![0.0; n * c];
+                for b in 0..n {
+                    let zr = &z[b * c..(b + 1) * c];
+                    let yb = y[b] as usize;
+                    let (jstar, zj) = zr.iter().enumerate().filter(|(j, _)| *j != yb).fold(
+                        (usize::MAX, f64::NEG_INFINITY),
+                        |a, (j, &v)| {
+                            if v > a.1 {
+                                (j, v)
+                            } else {
+                                a
+                            }
+                        },
+                    );
+                    if argmax(zr).0 != yb {
+                        hit[b] = true;
+                        let dist = xp[b * d..(b + 1) * d]
+                            .iter()
+                            .zip(&x[b * d..(b + 1) * d])
+                            .map(|(a, b)| (a - b) * (a - b))
+                            .sum::<f64>()
+                            .sqrt();
+                        best[b] = best[b].min(dist);
+                    }
+                    if zr[yb] - zj > -cfg.kappa && jstar < c {
+                        seeds[b * c + yb] = cc[b];
+                        seeds[b * c + jstar] = -cc[b];
+                    }
                 }
-                if zr[yb] - zj > -cfg.kappa && jstar < c {
-                    seeds[b * c + yb] = cc[b];
-                    seeds[b * c + jstar] = -cc[b];
-                }
-            }
-            let g = model
-                .at(
-                    theta,
-                    Batch {
-                        x: &xp,
-                        y: Targets::Seeds(&seeds),
-                        n,
-                    },
-                )?
-                .input_grad();
+                seeds
+            })?;
             let (bc1, bc2) = (1.0 - f64::powi(b1, t as i32), 1.0 - f64::powi(b2, t as i32));
             // Linear decay to 0 over the search step (ours; CW keep lr fixed): the hinge makes
             // Adam oscillate across the boundary by ~lr·|dx′/dw| per coordinate, and the decay

@@ -369,3 +369,28 @@ fn dropout_gradient_matches_differences_at_fixed_masks_and_p0_is_the_plain_pass(
         }
     }
 }
+
+#[test]
+fn logits_and_vjp_equal_the_seeded_backward_pass() {
+    for act in [ActKind::Tanh, ActKind::Relu] {
+        let m = Mlp::new(vec![7, 9, 6, 4], act).unwrap();
+        let th = m.init(8);
+        let (x, _) = data(5, 7, 4, 9);
+        let v = data(5 * 4, 1, 2, 10).0;
+        let (z, g) = m.logits_and_vjp(&th, &x, |_| v.clone()).unwrap();
+        let pt = m
+            .at(
+                &th,
+                Batch {
+                    x: &x,
+                    y: Targets::Seeds(&v),
+                    n: 5,
+                },
+            )
+            .unwrap();
+        // The same products in the same order up to GEMM blocking: equal to rounding.
+        assert!(rel(&g, &pt.input_grad()) < 1e-13);
+        assert!(rel(&z, &m.logits(&th, &x).unwrap()) < 1e-14);
+        assert!(m.logits_and_vjp(&th, &x, |_| vec![0.0; 3]).is_err());
+    }
+}
