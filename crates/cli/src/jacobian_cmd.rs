@@ -39,28 +39,28 @@ pub struct JacobianArgs {
     /// Test points attacked (FGSM, PGD) and used for |J|_F, margins and cells.
     #[arg(long)]
     eval_points: Option<usize>,
-    /// Baseline L2 weight decay μ (gradient + μθ); 0 skips it (default 3e-3).
+    /// Baseline L2 weight decay μ (gradient + μθ); 0 skips it (full default 3e-3; quick 0).
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// Baseline dropout probability on the hidden units; 0 skips it (default 0.5).
+    /// Baseline dropout probability on the hidden units; 0 skips it (full default 0.5; quick 0).
     #[arg(long)]
     dropout: Option<f64>,
-    /// Baseline FGSM adversarial training radius ε (L∞); 0 skips it (default 0.05).
+    /// Baseline FGSM adversarial training radius ε (L∞); 0 skips it (full default 0.05; quick 0).
     #[arg(long)]
     fgsm_train_eps: Option<f64>,
-    /// Test points attacked by Carlini–Wagner L2 (quick 100, full 500; 0 skips the attack).
+    /// Test points attacked by Carlini–Wagner L2 (quick 100, full 300; 0 skips the attack).
     #[arg(long)]
     cw_points: Option<usize>,
-    /// CW binary-search steps on c (quick 5, full 9).
+    /// CW binary-search steps on c (quick 4, full 6).
     #[arg(long)]
     cw_steps: Option<usize>,
-    /// CW Adam iterations per search step (quick 50, full 100).
+    /// CW Adam iterations per search step (quick 40, full 100).
     #[arg(long)]
     cw_iters: Option<usize>,
     /// Test inputs through which decision cells are cut (quick 3, full 4; 0: none).
     #[arg(long)]
     cells: Option<usize>,
-    /// Half-width R of each decision-cell cross-section, L2 pixel units (default 30).
+    /// Half-width R of each decision-cell cross-section, L2 pixel units (default 50).
     #[arg(long)]
     cell_radius: Option<f64>,
     /// Lattice points per side of a cross-section (quick 41, full 81).
