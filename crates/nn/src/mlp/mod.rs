@@ -549,7 +549,7 @@ impl Mlp {
                 par,
             );
             if l > 1 {
-                e.iter_mut().zip(&s1[l - 2]).for_each(|(e, &s)| *e = *e * s);
+                e.iter_mut().zip(&s1[l - 2]).for_each(|(e, &s)| *e *= s);
             }
             delta = e;
         }
