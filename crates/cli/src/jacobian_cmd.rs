@@ -39,6 +39,33 @@ pub struct JacobianArgs {
     /// Test points attacked (FGSM, PGD) and used for |J|_F, margins and cells.
     #[arg(long)]
     eval_points: Option<usize>,
+    /// Baseline L2 weight decay μ (gradient + μθ); 0 skips it (full default 3e-3; quick 0).
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Baseline dropout probability on the hidden units; 0 skips it (full default 0.5; quick 0).
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Baseline FGSM adversarial training radius ε (L∞); 0 skips it (full default 0.05; quick 0).
+    #[arg(long)]
+    fgsm_train_eps: Option<f64>,
+    /// Test points attacked by Carlini–Wagner L2 (quick 100, full 300; 0 skips the attack).
+    #[arg(long)]
+    cw_points: Option<usize>,
+    /// CW binary-search steps on c (quick 4, full 6).
+    #[arg(long)]
+    cw_steps: Option<usize>,
+    /// CW Adam iterations per search step (quick 40, full 100).
+    #[arg(long)]
+    cw_iters: Option<usize>,
+    /// Test inputs through which decision cells are cut (quick 3, full 4; 0: none).
+    #[arg(long)]
+    cells: Option<usize>,
+    /// Half-width R of each decision-cell cross-section, L2 pixel units (default 50).
+    #[arg(long)]
+    cell_radius: Option<f64>,
+    /// Lattice points per side of a cross-section (quick 41, full 81).
+    #[arg(long)]
+    cell_grid: Option<usize>,
 }
 
 pub fn run(a: JacobianArgs) -> Result<()> {
@@ -48,7 +75,28 @@ pub fn run(a: JacobianArgs) -> Result<()> {
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { cfg.$f = v; } )* };
     }
-    set!(lambdas, seeds, hidden, epochs, batch, lr, eval_points);
+    set!(
+        lambdas,
+        seeds,
+        hidden,
+        epochs,
+        batch,
+        lr,
+        eval_points,
+        weight_decay,
+        dropout,
+        fgsm_train_eps,
+        cw_points,
+        cells,
+        cell_radius,
+        cell_grid
+    );
+    if let Some(v) = a.cw_steps {
+        cfg.cw.search_steps = v;
+    }
+    if let Some(v) = a.cw_iters {
+        cfg.cw.iters = v;
+    }
     cfg.validate()?; // every flag, before any data are read or output created
                      // Weights, gradients and two Adam moments (f64) of every model trained at once.
     let mut widths = vec![784];
@@ -56,7 +104,10 @@ pub fn run(a: JacobianArgs) -> Result<()> {
     widths.push(10);
     let at_once = std::thread::available_parallelism()
         .map_or(1, |v| v.get())
-        .min(cfg.seeds.saturating_mul(cfg.lambdas.len()));
+        .min(
+            cfg.seeds
+                .saturating_mul(cfg.lambdas.len() + cfg.baselines().len()),
+        );
     let params = widths.windows(2).try_fold(0u64, |a, w| {
         a.checked_add(crate::limits::prod(&[w[0], w[1]])?)
     });

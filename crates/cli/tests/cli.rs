@@ -1559,6 +1559,77 @@ fn jacobian_json_contract_and_bad_input_on_real_fashion_mnist() {
 }
 
 #[test]
+fn jacobian_baselines_cw_and_cells_on_real_fashion_mnist() {
+    // A very short run (0.1 epoch) with every baseline, a small CW attack and one decision-cell
+    // cross-section: the runs, keys and files exist, and the new flags refuse bad values.
+    let dir = std::env::temp_dir().join(format!("dlt-cli-jacobian-b-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let v = json(&[
+        "jacobian",
+        "--quick",
+        "--lambdas",
+        "0",
+        "--epochs",
+        "0.1",
+        "--eval-points",
+        "100",
+        "--weight-decay",
+        "1e-3",
+        "--dropout",
+        "0.5",
+        "--fgsm-train-eps",
+        "0.05",
+        "--cw-points",
+        "20",
+        "--cw-steps",
+        "2",
+        "--cw-iters",
+        "10",
+        "--cells",
+        "1",
+        "--cell-grid",
+        "9",
+        "--json",
+        "--out",
+        d,
+    ]);
+    let runs = v["runs"].as_array().unwrap();
+    let methods: Vec<&str> = runs.iter().map(|r| r["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["jacobian", "weight_decay", "dropout", "fgsm"]);
+    for r in runs {
+        assert_eq!(r["cw_distances"].as_array().unwrap().len(), 20, "{r}");
+        // A CW distance is ≥ 0 (0 for misclassified points) or null (+∞: not broken).
+        assert!(r["cw_distances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x.is_null() || x.as_f64().unwrap() >= 0.0));
+        let area = r["cell_area"][0].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&area), "{area}");
+    }
+    assert!(v["clean_accuracy_se"].as_f64().unwrap() > 0.0);
+    assert!(dir.join("cw.svg").exists() && dir.join("cells.svg").exists());
+    fails_with(&["jacobian", "--dropout", "1", "--out", d], "--dropout");
+    fails_with(
+        &["jacobian", "--weight-decay=-1", "--out", d],
+        "--weight-decay",
+    );
+    fails_with(
+        &[
+            "jacobian",
+            "--eval-points",
+            "10",
+            "--cw-points",
+            "20",
+            "--out",
+            d,
+        ],
+        "--cw-points",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
     // A small run on real Fashion-MNIST (300 / 300 images, depths 2 and 3, one pair of width-64
     // networks, ensembles of 8 pairs at the smallest of two widths): the kernel regression must

@@ -5,6 +5,7 @@
 //! ([`model`]), training with checkpoints ([`train`]) and the empirical NTK ([`ntk`]).
 #![warn(missing_docs)]
 
+pub mod attack;
 pub mod data;
 pub mod diffusion;
 pub mod gpt_config;

@@ -130,6 +130,16 @@ impl<'a, T> Batch<'a, T> {
     }
 }
 
+/// Dropout on the hidden units of one pass: each unit of each row is zeroed with probability
+/// `p` and the survivors scaled by 1/(1 − p) (inverted dropout), the masks drawn from `seed`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dropout {
+    /// Probability of dropping a hidden unit, in [0, 1).
+    pub p: f64,
+    /// Seed of the masks (same seed and batch shape ⇒ same masks).
+    pub seed: u64,
+}
+
 /// Reusable buffers of one forward and backward pass (explicit scratch space: a training loop
 /// keeps one and hands it back each step, so no step allocates).
 #[derive(Debug, Clone, Default)]
@@ -417,7 +427,35 @@ impl Mlp {
     ) -> Result<Point<'a, T>, NnError> {
         self.check(theta, batch)?;
         Ok(with_isa(Isa::best(), || {
-            Point::compute(self, theta, batch, ws, second_order)
+            Point::compute(self, theta, batch, ws, second_order, None)
+        }))
+    }
+
+    /// [`Mlp::at`] with dropout masks on every hidden layer (a training step of the dropout
+    /// network; the loss, gradient and R-operator are those of the masked network, so the
+    /// gradient can be checked against differences at fixed masks).
+    pub fn at_dropout<'a, T: Real>(
+        &'a self,
+        theta: &'a [T],
+        batch: Batch<'a, T>,
+        dropout: Dropout,
+    ) -> Result<Point<'a, T>, NnError> {
+        self.check(theta, batch)?;
+        if !(0.0..1.0).contains(&dropout.p) {
+            return Err(NnError::Invalid {
+                what: format!("dropout probability {}", dropout.p),
+                fix: "give p in [0, 1)".into(),
+            });
+        }
+        Ok(with_isa(Isa::best(), || {
+            Point::compute(
+                self,
+                theta,
+                batch,
+                Workspace::default(),
+                true,
+                Some(dropout),
+            )
         }))
     }
 
@@ -446,6 +484,76 @@ impl Mlp {
     pub fn logits<T: Real>(&self, theta: &[T], x: &[T]) -> Result<Vec<T>, NnError> {
         let n = self.probe(theta, x)?;
         Ok(self.forward_to(theta, x, n, self.layers()))
+    }
+
+    /// Outputs z and the input-space vector-Jacobian products J_bᵀ v_b (n × widths[0]) for
+    /// logit seeds v = `seeds(z)` (n × widths[L]) chosen from this pass's outputs: one forward
+    /// pass keeping σ′(h_l), then δ_L = v, δ_{l−1} = σ′(h_{l−1}) ⊙ (δ_l W_l), J_bᵀv_b = δ₁W₁ —
+    /// the input rows of [`Point::input_grad`] without the parameter gradient (half the GEMMs;
+    /// an attack's inner loop, [`crate::attack`]).
+    pub fn logits_and_vjp<T: Real>(
+        &self,
+        theta: &[T],
+        x: &[T],
+        seeds: impl FnOnce(&[T]) -> Vec<T>,
+    ) -> Result<(Vec<T>, Vec<T>), NnError> {
+        let n = self.probe(theta, x)?;
+        let w = &self.widths;
+        let l_n = self.layers();
+        let par = self.par();
+        let ranges = self.ranges();
+        let mut s1: Vec<Vec<T>> = Vec::with_capacity(l_n);
+        let mut cur: Vec<T> = x.to_vec();
+        for (l, (rw, rb)) in ranges.iter().enumerate() {
+            let mut h = vec![T::ZERO; n * w[l + 1]];
+            gemm(
+                rm_mut(&mut h, n, w[l + 1]),
+                Accum::Replace,
+                rm(&cur, n, w[l]),
+                rm(&theta[rw.clone()], w[l + 1], w[l]).transpose(),
+                par,
+            );
+            let bias = &theta[rb.clone()];
+            let hidden = l + 1 < l_n;
+            let act = self.act_of(l + 1);
+            let mut d1 = vec![T::ZERO; if hidden { n * w[l + 1] } else { 0 }];
+            for (k, row) in h.chunks_exact_mut(w[l + 1]).enumerate() {
+                for (j, (v, &b)) in row.iter_mut().zip(bias).enumerate() {
+                    *v += b;
+                    if hidden {
+                        let (f, f1, _) = act_eval(act, *v);
+                        *v = f;
+                        d1[k * w[l + 1] + j] = f1;
+                    }
+                }
+            }
+            s1.push(d1);
+            cur = h;
+        }
+        let z = cur;
+        let v = seeds(&z);
+        if v.len() != n * w[l_n] {
+            return Err(NnError::Invalid {
+                what: format!("{} seeds for {n} outputs", v.len()),
+                fix: format!("give n × {} seeds", w[l_n]),
+            });
+        }
+        let mut delta = v;
+        for l in (1..=l_n).rev() {
+            let mut e = vec![T::ZERO; n * w[l - 1]];
+            gemm(
+                rm_mut(&mut e, n, w[l - 1]),
+                Accum::Replace,
+                rm(&delta, n, w[l]),
+                rm(&theta[ranges[l - 1].0.clone()], w[l], w[l - 1]),
+                par,
+            );
+            if l > 1 {
+                e.iter_mut().zip(&s1[l - 2]).for_each(|(e, &s)| *e *= s);
+            }
+            delta = e;
+        }
+        Ok((z, delta))
     }
 
     /// The latent code (n × width of the linear layer) of an autoencoder.

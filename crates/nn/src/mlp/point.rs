@@ -1,9 +1,12 @@
 //! One θ and one batch of the MLP kernel: the backward pass and the R-operator (see the
 //! equations in the parent module's documentation).
 
-use super::{act_eval, argmax, gemm, loss_sum, rm, rm_mut, Batch, Mlp, Targets, Workspace};
+use super::{
+    act_eval, argmax, gemm, loss_sum, rm, rm_mut, Batch, Dropout, Mlp, Targets, Workspace,
+};
 use crate::real::Real;
 use faer::Accum;
+use rand::{Rng, SeedableRng};
 
 /// One θ and one batch: activations, σ′ (σ″ for second order), the backward signals and the
 /// gradient.
@@ -12,6 +15,8 @@ pub struct Point<'a, T: Real> {
     theta: &'a [T],
     batch: Batch<'a, T>,
     ws: Workspace<T>,
+    /// The dropout masks of this pass (None: no dropout).
+    dropout: Option<Dropout>,
     /// Mean loss over the batch at θ (the sum φ for [`Targets::Seeds`]).
     pub loss: f64,
     /// Fraction of rows whose argmax is the label, in [0, 1]; NaN for real targets or seeds.
@@ -26,12 +31,24 @@ impl<'a, T: Real> Point<'a, T> {
         batch: Batch<'a, T>,
         mut ws: Workspace<T>,
         second_order: bool,
+        dropout: Option<Dropout>,
     ) -> Self {
         let w = &model.widths;
         let l_n = model.layers();
         let n = batch.len();
         let par = model.par();
         ws.shape(model, n, second_order);
+        // Inverted dropout (Srivastava et al., JMLR 15 (2014) 1929, §10 with the 1/(1 − p)
+        // rescaling at training time): a_l ← m ⊙ σ(h_l), m_j ∈ {0, 1/(1 − p)} i.i.d. per
+        // (row, unit), drawn in layer, row, unit order from the seed. The same m multiplies
+        // σ′ and σ″, so the backward pass and the R-operator are those of the masked network.
+        let mut mask_rng = dropout.map(|d| {
+            (
+                d.p,
+                T::of(1.0 / (1.0 - d.p)),
+                rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(d.seed),
+            )
+        });
         for (l, (rw, rb)) in model
             .ranges()
             .into_iter()
@@ -63,7 +80,15 @@ impl<'a, T: Real> Point<'a, T> {
                 .enumerate()
             {
                 for (j, ((v, &b), d)) in row.iter_mut().zip(bias).zip(d1).enumerate() {
-                    let (f, f1, f2) = act_eval(act, *v + b);
+                    let (mut f, mut f1, mut f2) = act_eval(act, *v + b);
+                    if let Some((p, keep, rng)) = mask_rng.as_mut() {
+                        let m = if rng.random::<f64>() < *p {
+                            T::ZERO
+                        } else {
+                            *keep
+                        };
+                        (f, f1, f2) = (f * m, f1 * m, f2 * m);
+                    }
                     (*v, *d) = (f, f1);
                     if second_order {
                         s2[k * w[l] + j] = f2;
@@ -78,6 +103,7 @@ impl<'a, T: Real> Point<'a, T> {
             theta,
             batch,
             ws,
+            dropout,
             loss: match batch.y {
                 Targets::Seeds(_) => sum,
                 _ => sum / n as f64,
@@ -369,9 +395,16 @@ impl<'a, T: Real> Point<'a, T> {
                 .zip(v)
                 .map(|(&t, &v)| t + T::of(s) * v)
                 .collect();
-            Point::compute(self.model, &th, self.batch, Workspace::default(), false)
-                .ws
-                .grad
+            Point::compute(
+                self.model,
+                &th,
+                self.batch,
+                Workspace::default(),
+                false,
+                self.dropout,
+            )
+            .ws
+            .grad
         };
         let (gp, gm) = (shifted(eps), shifted(-eps));
         gp.iter()

@@ -322,3 +322,75 @@ fn optimisers_decrease_the_loss() {
         assert!(l1 < 0.7 * l0, "{opt:?}: {l0} -> {l1}");
     }
 }
+
+#[test]
+fn dropout_gradient_matches_differences_at_fixed_masks_and_p0_is_the_plain_pass() {
+    for act in [ActKind::Tanh, ActKind::Relu] {
+        let m = Mlp::new(vec![6, 9, 7, 4], act).unwrap();
+        // Non-zero biases: with b = 0 a row whose hidden units are all dropped has h = 0
+        // exactly in the next layer, a ReLU kink that a bias difference would straddle.
+        let th: Vec<f64> = m
+            .init(5)
+            .iter()
+            .zip(data(m.num_params(), 1, 2, 7).0)
+            .map(|(t, e)| t + 0.1 * e)
+            .collect();
+        let (x, y) = data(12, 6, 4, 6);
+        let b = Batch::labels(&x, &y);
+        let d = Dropout { p: 0.4, seed: 3 };
+        let pt = m.at_dropout(&th, b, d).unwrap();
+        // p = 0 draws masks of 1 only: the plain forward and backward pass, bit for bit.
+        let p0 = m.at_dropout(&th, b, Dropout { p: 0.0, seed: 3 }).unwrap();
+        let plain = m.at(&th, b).unwrap();
+        assert_eq!(p0.grad(), plain.grad());
+        // Masks drop units: the loss differs from the plain one (fails if p is ignored).
+        assert!(
+            (pt.loss - plain.loss).abs() > 1e-6,
+            "{} {}",
+            pt.loss,
+            plain.loss
+        );
+        let g = pt.grad().to_vec();
+        let h = 1e-5;
+        for i in (0..th.len()).step_by(5) {
+            let (mut tp, mut tm) = (th.clone(), th.clone());
+            tp[i] += h;
+            tm[i] -= h;
+            let l = |t: &[f64]| m.at_dropout(t, b, d).unwrap().loss;
+            let fd = (l(&tp) - l(&tm)) / (2.0 * h);
+            // Same masks at θ ± h (same seed and shape): the masked loss is smooth for tanh
+            // (central-difference truncation O(h²) ≈ 1e-10, rounding 1e-16/h ≈ 1e-11) and
+            // piecewise linear in each weight for ReLU (exact unless a unit flips within ±h).
+            assert!(
+                (fd - g[i]).abs() < 1e-8,
+                "{act:?} param {i}: fd {fd} vs {}",
+                g[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn logits_and_vjp_equal_the_seeded_backward_pass() {
+    for act in [ActKind::Tanh, ActKind::Relu] {
+        let m = Mlp::new(vec![7, 9, 6, 4], act).unwrap();
+        let th = m.init(8);
+        let (x, _) = data(5, 7, 4, 9);
+        let v = data(5 * 4, 1, 2, 10).0;
+        let (z, g) = m.logits_and_vjp(&th, &x, |_| v.clone()).unwrap();
+        let pt = m
+            .at(
+                &th,
+                Batch {
+                    x: &x,
+                    y: Targets::Seeds(&v),
+                    n: 5,
+                },
+            )
+            .unwrap();
+        // The same products in the same order up to GEMM blocking: equal to rounding.
+        assert!(rel(&g, &pt.input_grad()) < 1e-13);
+        assert!(rel(&z, &m.logits(&th, &x).unwrap()) < 1e-14);
+        assert!(m.logits_and_vjp(&th, &x, |_| vec![0.0; 3]).is_err());
+    }
+}
