@@ -397,7 +397,7 @@ impl SimPoint {
     }
 }
 
-fn normal_mat(
+pub(crate) fn normal_mat(
     rows: usize,
     cols: usize,
     sd: impl Fn(usize, usize) -> f64,

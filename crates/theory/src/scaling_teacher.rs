@@ -55,13 +55,7 @@ pub struct StudentCurve {
 }
 
 fn normal_mat(rows: usize, cols: usize, sd: &[f64], rng: &mut Xoshiro256PlusPlus) -> Mat<f64> {
-    let mut m = Mat::<f64>::zeros(rows, cols);
-    for j in 0..cols {
-        for i in 0..rows {
-            m[(i, j)] = sd[j] * rng.sample::<f64, _>(StandardNormal);
-        }
-    }
-    m
+    crate::scaling::normal_mat(rows, cols, |_, j| sd[j], rng)
 }
 
 fn act(f: Features, v: f64) -> f64 {
@@ -203,15 +197,7 @@ pub fn nested_ridge_losses(
     ridge_rel: f64,
 ) -> Result<Vec<f64>, TheoryError> {
     let nmax = phi.ncols();
-    let mut g = Mat::<f64>::zeros(nmax, nmax);
-    matmul(
-        g.as_mut(),
-        Accum::Replace,
-        phi.transpose(),
-        phi.as_ref(),
-        1.0,
-        Par::Seq,
-    );
+    let g = gram(phi, 1.0);
     let mut b = Mat::<f64>::zeros(nmax, y.ncols());
     matmul(
         b.as_mut(),
@@ -261,6 +247,22 @@ pub fn nested_ridge_losses(
         row.push(err / power);
     }
     Ok(row)
+}
+
+/// c·ΦᵀΦ (N × N) for features Φ (rows × N), sequential: with c = 1/rows the second-moment
+/// matrix of the features.
+pub fn gram(phi: &Mat<f64>, c: f64) -> Mat<f64> {
+    let n = phi.ncols();
+    let mut g = Mat::<f64>::zeros(n, n);
+    matmul(
+        g.as_mut(),
+        Accum::Replace,
+        phi.transpose(),
+        phi.as_ref(),
+        c,
+        Par::Seq,
+    );
+    g
 }
 
 /// The eigenvalues of the symmetric matrix `a` (lower triangle read), in decreasing order

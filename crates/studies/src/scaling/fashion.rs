@@ -17,7 +17,7 @@ use crate::plot::{Figure, Series};
 use crate::study::StudyError;
 use dlt_theory::scaling::{fit_exponent, spectrum_slope, theory_loss_spectrum, Features, SimPoint};
 use dlt_theory::scaling_teacher::{
-    eigenvalues_desc, features, nested_ridge_losses, paired_log_ratio,
+    eigenvalues_desc, features, gram, nested_ridge_losses, paired_log_ratio,
 };
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};
@@ -202,15 +202,7 @@ pub fn run(
                 sc.ridge_rel,
             )?;
             let spec = if k == 0 {
-                let mut g = Mat::<f64>::zeros(nmax, nmax);
-                matmul(
-                    g.as_mut(),
-                    Accum::Replace,
-                    phi.transpose(),
-                    phi.as_ref(),
-                    1.0 / phi.nrows() as f64,
-                    Par::Seq,
-                );
+                let g = gram(&phi, 1.0 / phi.nrows() as f64);
                 Some(eigenvalues_desc(&g)?)
             } else {
                 None
