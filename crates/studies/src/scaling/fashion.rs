@@ -101,6 +101,11 @@ pub struct Fashion {
     pub predicted: [Vec<Option<f64>>; 2],
 }
 
+/// One draw of W: the linear and the ReLU relative losses per N, and (first draw only) the ReLU
+/// features' spectrum.
+type Draw = (Vec<f64>, Vec<f64>, Option<Vec<f64>>);
+
+/// Average-pool square images of `side` pixels by `k`×`k` blocks; returns the pixels (f64) and d.
 fn pool(x: &[f32], side: usize, k: usize) -> (Vec<f64>, usize) {
     let s = side / k;
     let n = x.len() / (side * side);
@@ -178,7 +183,7 @@ pub fn run(
     let (y, yt) = (onehot(&tt.train.y, &ia), onehot(&tt.test.y, &ib));
     let nmax = *sc.ns.iter().max().unwrap_or(&1);
     use rayon::prelude::*;
-    let per_seed: Vec<(Vec<f64>, Vec<f64>, Option<Vec<f64>>)> = (0..sc.seeds)
+    let per_seed: Vec<Draw> = (0..sc.seeds)
         .into_par_iter()
         .map(|k| -> Result<_, StudyError> {
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed + 61_000 + k as u64);
