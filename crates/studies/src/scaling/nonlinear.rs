@@ -224,7 +224,7 @@ pub fn figure(
                     format!(
                         "{} features, {tname} teacher (exponent past M {:.2})",
                         format!("{:?}", c.features).to_lowercase(),
-                        e.1.abs().max(e.1)
+                        if e.1.abs() < 5e-3 { 0.0 } else { e.1 }
                     ),
                     pts.clone(),
                     Some(c.points.iter().map(|p| p.loss_se).collect()),
