@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Python package `dltlab` (crates/python): build it into a cached virtual environment with
-# maturin and run its pytest suite. It does not run `cargo test` (the caller does).
+# maturin, check that the wheel installs into a clean virtual environment and imports with
+# nothing else, and run its pytest suite. It does not run `cargo test` (the caller does).
 #
 #   scripts/test.sh [pytest args…]
 #
@@ -24,4 +25,12 @@ wheels=$(mktemp -d)
 trap 'rm -rf "$wheels"' EXIT
 "$venv/bin/maturin" build --release --quiet -m crates/python/Cargo.toml -i "$venv/bin/python" -o "$wheels"
 "$venv/bin/pip" install -q --force-reinstall --no-deps "$wheels"/dltlab-*.whl
+# The wheel on its own: a fresh virtual environment (no pip of its own, nothing preinstalled),
+# `pip install` of the wheel with its declared dependencies (numpy, from pip's cache or PyPI),
+# then an import and one call that returns arrays, run outside the source tree.
+clean=$(mktemp -d)
+trap 'rm -rf "$wheels" "$clean"' EXIT
+"$py" -m venv --without-pip "$clean/venv"
+"$venv/bin/pip" --python "$clean/venv/bin/python" install -q --disable-pip-version-check "$wheels"/dltlab-*.whl
+(cd "$clean" && "$clean/venv/bin/python" -c 'import dltlab; p = dltlab.theory.profile("relu", 0.0, 2.0, 1.0, 3); assert p["K"].shape == (3,); print("clean venv: import dltlab", dltlab.__version__, "ok")')
 "$venv/bin/python" -m pytest -q crates/python/tests "$@"

@@ -1,6 +1,7 @@
 //! `dlt autoencode`: topological obstructions to autoencoding (Batson, Haaf, Kahn, Roberts,
 //! arXiv 2102.08380): circle, sphere and a thinned circle with too few latent dimensions, and the
-//! mock bump hunt on RAMBO phase space.
+//! mock bump hunt on RAMBO phase space, knotted and linked curves, and the latent code during
+//! training.
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -49,6 +50,13 @@ pub struct AutoencodeArgs {
     /// Bump hunt: the signal resonance's mass m_R in (0, 1) (default 0.5).
     #[arg(long)]
     resonance_mass: Option<f64>,
+    /// Knotted and linked curves (unknot, trefoil, Hopf link, unlinked rings; d = 1, 2): Adam
+    /// steps per autoencoder (default 1000, batch 64).
+    #[arg(long)]
+    knot_steps: Option<usize>,
+    /// Knotted and linked curves: training points per component (default 2000).
+    #[arg(long)]
+    knot_points: Option<usize>,
 }
 
 pub fn run(a: AutoencodeArgs) -> Result<()> {
@@ -69,6 +77,12 @@ pub fn run(a: AutoencodeArgs) -> Result<()> {
     }
     if let Some(v) = a.resonance_mass {
         cfg.bump.m_r = v;
+    }
+    if let Some(v) = a.knot_steps {
+        cfg.knots.steps = v;
+    }
+    if let Some(v) = a.knot_points {
+        cfg.knots.points = v;
     }
     cfg.validate()?; // every flag, before any work or output
                      // Weights, gradients and two Adam moments (f64) of the six settings × seeds trained at once,

@@ -167,103 +167,6 @@ pub struct StudyArgs {
     json: bool,
 }
 
-/// Sizes of `collapse linear`, checked before any work (issue 12): the per-seed errors of every
-/// generation and, when data accumulate, every generation's T samples per worker must fit.
-fn check_linear(
-    d: usize,
-    t: usize,
-    generations: usize,
-    policy: Policy,
-    seeds: usize,
-) -> Result<()> {
-    use crate::limits::{at_least, check_memory, prod};
-    at_least("--d", d, 1)?;
-    at_least("--generations", generations, 1)?;
-    at_least("--seeds", seeds, 2)?;
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |v| v.get())
-        .min(seeds);
-    let kept = if policy == Policy::Replace {
-        1
-    } else {
-        generations
-    };
-    check_memory(
-        "collapse linear",
-        &[
-            (
-                "--generations",
-                generations.to_string(),
-                prod(&[kept, t, d.saturating_add(1), workers, 8])
-                    .and_then(|b| b.checked_add(prod(&[generations, seeds, 8])?)),
-            ),
-            ("--seeds", seeds.to_string(), prod(&[seeds, 8])),
-            (
-                "--t",
-                t.to_string(),
-                prod(&[t, d.saturating_add(1), workers, 8]),
-            ),
-            ("--d", d.to_string(), prod(&[d, d, workers, 8])),
-        ],
-    )?;
-    anyhow::ensure!(
-        t >= d.saturating_add(2),
-        "--t {t}: OLS needs T ≥ d + 2 for a finite expected error (d = {d})"
-    );
-    Ok(())
-}
-
-/// Sizes of `collapse gaussian`, checked before any work (issue 12): the samples a generation
-/// keeps (all generations' when data accumulate), the d × d covariance and the per-seed
-/// statistics of every generation fit in memory, and the fits (about T·d² multiply-adds per
-/// kept sample set) are at most [`crate::limits::MAX_WORK`].
-fn check_gaussian(
-    dim: usize,
-    t: usize,
-    generations: usize,
-    policy: Policy,
-    seeds: usize,
-) -> Result<()> {
-    use crate::limits::{at_least, check_memory, prod};
-    at_least("--dim", dim, 1)?;
-    at_least("--generations", generations, 1)?;
-    at_least("--seeds", seeds, 2)?;
-    let kept = if policy == Policy::Replace {
-        1
-    } else {
-        generations
-    };
-    check_memory(
-        "collapse gaussian",
-        &[
-            (
-                "--generations",
-                generations.to_string(),
-                prod(&[kept, t, dim, 8]),
-            ),
-            {
-                let (f, v) =
-                    crate::limits::larger(("--seeds", seeds), ("--generations", generations));
-                (f, v, prod(&[generations, seeds, 2 * 8]))
-            },
-            ("--t", t.to_string(), prod(&[t, dim, 8])),
-            ("--dim", dim.to_string(), prod(&[dim, dim, 4 * 8])),
-        ],
-    )?;
-    anyhow::ensure!(
-        t > dim,
-        "--t {t}: need more samples than dimensions for a full-rank MLE covariance (dim = {dim}); use --t ≥ {}",
-        dim + 1
-    );
-    let (f, v) = crate::limits::larger(("--seeds", seeds), ("--generations", generations));
-    crate::limits::check_work(
-        "collapse gaussian",
-        f,
-        &v,
-        prod(&[seeds, generations, kept.div_ceil(2), t, dim, dim]),
-    )
-}
-
 /// Sizes of `collapse vae` and `collapse diffusion`, checked before the data are read
 /// (issue 12): at least one generation and epoch, at least `min_images` and at most the 60000
 /// images of the Fashion-MNIST training set, the accumulated training sets (`dim` f32 per
@@ -426,7 +329,7 @@ fn run_linear(a: LinearArgs) -> Result<()> {
         json: as_json,
         out,
     } = a;
-    check_linear(d, t, generations, policy, seeds)?;
+    crate::limits::collapse_linear(d, t, generations, policy, seeds)?;
     let rows = linear::simulate(d, t, sigma, generations, policy, seeds, seed)?;
     let v = dlt_studies::collapse::linear_results(d, t, sigma, policy, seeds, &rows);
     if let Some(o) = out {
@@ -462,7 +365,7 @@ fn run_gaussian(a: GaussianArgs) -> Result<()> {
         json: as_json,
         out,
     } = a;
-    check_gaussian(dim, t, generations, policy, seeds)?;
+    crate::limits::collapse_gaussian(dim, t, generations, policy, seeds)?;
     let rows = dlt_studies::collapse::gaussian_runs(dim, t, generations, policy, seeds, seed)?;
     let v = dlt_studies::collapse::gaussian_results(dim, t, policy, seeds, &rows);
     if let Some(o) = out {

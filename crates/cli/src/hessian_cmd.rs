@@ -62,6 +62,18 @@ pub struct HessianArgs {
     /// Skip the class-subset runs.
     #[arg(long)]
     no_subsets: bool,
+    /// SGD steps of the LeNet-like CNN beside the MLP (0: skip; default 600 quick, 3000 full).
+    #[arg(long)]
+    cnn_steps: Option<usize>,
+    /// Channels of the CNN's two convolutions (default 4,8 quick; 6,16 full = LeNet-5).
+    #[arg(long, value_delimiter = ',')]
+    cnn_channels: Option<Vec<usize>>,
+    /// Hidden dense widths of the CNN (default 32 quick; 120,84 full = LeNet-5).
+    #[arg(long, value_delimiter = ',')]
+    cnn_hidden: Option<Vec<usize>>,
+    /// SGD learning rate of the CNN.
+    #[arg(long, default_value_t = 0.05)]
+    cnn_lr: f64,
 }
 
 pub fn run(a: HessianArgs) -> Result<()> {
@@ -116,6 +128,28 @@ pub fn run(a: HessianArgs) -> Result<()> {
         anyhow::ensure!(s >= 1, "--subset-seeds {s}: need at least 1");
         cfg.subsets.seeds = s;
     }
+    if let Some(s) = a.cnn_steps {
+        cfg.cnn.steps = s;
+    }
+    if let Some(c) = a.cnn_channels {
+        anyhow::ensure!(
+            c.len() == 2 && c.iter().all(|&v| v > 0),
+            "--cnn-channels: give two positive channel counts, e.g. 6,16"
+        );
+        cfg.cnn.channels = [c[0], c[1]];
+    }
+    if let Some(h) = a.cnn_hidden {
+        anyhow::ensure!(
+            h.iter().all(|&v| v > 0),
+            "--cnn-hidden: give positive widths, e.g. 120,84"
+        );
+        cfg.cnn.hidden = h;
+    }
+    anyhow::ensure!(
+        a.cnn_lr > 0.0 && a.cnn_lr.is_finite(),
+        "--cnn-lr: must be a positive number"
+    );
+    cfg.cnn.lr = a.cnn_lr;
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let r = run(&cfg, &dir)?;
     crate::print_study(&r, &r.claims, a.json, &dir)

@@ -66,6 +66,16 @@ pub struct JacobianArgs {
     /// Lattice points per side of a cross-section (quick 41, full 81).
     #[arg(long)]
     cell_grid: Option<usize>,
+    /// Adam steps of the LeNet-like CNN trained with and without the penalty (0: skip; quick
+    /// skips it, full 300).
+    #[arg(long)]
+    cnn_steps: Option<usize>,
+    /// The CNN's penalty strength λ (compared with λ = 0; default 0.01).
+    #[arg(long)]
+    cnn_lambda: Option<f64>,
+    /// Channels of the CNN's two convolutions (default 4,8; 6,16 is LeNet-5).
+    #[arg(long, value_delimiter = ',')]
+    cnn_channels: Option<Vec<usize>>,
 }
 
 pub fn run(a: JacobianArgs) -> Result<()> {
@@ -96,6 +106,23 @@ pub fn run(a: JacobianArgs) -> Result<()> {
     }
     if let Some(v) = a.cw_iters {
         cfg.cw.iters = v;
+    }
+    if let Some(v) = a.cnn_steps {
+        cfg.cnn.steps = v;
+    }
+    if let Some(l) = a.cnn_lambda {
+        anyhow::ensure!(
+            l > 0.0 && l.is_finite(),
+            "--cnn-lambda {l}: give a positive strength (λ = 0 always runs beside it)"
+        );
+        cfg.cnn.lambda = l;
+    }
+    if let Some(c) = &a.cnn_channels {
+        anyhow::ensure!(
+            c.len() == 2 && c.iter().all(|&v| v > 0),
+            "--cnn-channels: give two positive channel counts, e.g. 6,16"
+        );
+        cfg.cnn.channels = [c[0], c[1]];
     }
     cfg.validate()?; // every flag, before any data are read or output created
                      // Weights, gradients and two Adam moments (f64) of every model trained at once.

@@ -7,7 +7,8 @@ mod bench_nt;
 mod collapse_cmd;
 mod hessian_cmd;
 mod jacobian_cmd;
-mod limits;
+/// The size checks made before any work starts (shared with the Python package).
+use dlt_studies::run_limits as limits;
 mod mc_shard;
 mod nn_cmd;
 mod prune_cmd;

@@ -101,6 +101,20 @@ pub struct RunArgs {
     heal_seq: usize,
     #[arg(long, default_value_t = 1)]
     heal_batch: usize,
+    /// Dropout on the LoRA adapters' input while healing.
+    #[arg(long, default_value_t = 0.0)]
+    lora_dropout: f64,
+    /// Learning-rate schedule after the warm-up: constant or cosine.
+    #[arg(long, default_value = "constant")]
+    heal_schedule: String,
+    /// Linear warm-up steps of the learning rate.
+    #[arg(long, default_value_t = 0)]
+    heal_warmup: usize,
+    /// `paper`: the paper's recipe (LoRA on gate/up/down only, α = r, dropout 0.05, cosine
+    /// schedule after a warm-up of a tenth of the steps); overrides --lora-alpha,
+    /// --lora-targets, --lora-dropout, --heal-schedule and --heal-warmup. `custom`: the flags.
+    #[arg(long, default_value = "custom")]
+    heal_recipe: String,
     /// GGUF type of healed (merged) block weights: q8_0, q4_0, q4_1, f16, f32 (q4_1 undoes
     /// most of the healing of SmolLM2-135M).
     #[arg(long, default_value = "q8_0")]
@@ -209,7 +223,13 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         .collect::<std::result::Result<_, _>>()?;
     let ck = load(a.model)?;
     let blocks = kept_blocks(a.drop.as_deref(), ck.model.blocks.len())?;
-    let encode = |s: &str| ck.tokenizer.encode(s);
+    // A model that asks for BOS (Gemma 3) gets it before every context, as its Hugging Face
+    // tokenizer gives lm-eval; context and context + continuation both carry it.
+    let bos = ck.tokenizer.wanted_bos();
+    let encode = |s: &str| -> dlt_llm::Result<Vec<u32>> {
+        let ids = ck.tokenizer.encode(s)?;
+        Ok(bos.into_iter().chain(ids).collect())
+    };
     let mut rows = Vec::new();
     for (t, all) in tasks.iter().zip(&items) {
         let idx = subset(all.len(), a.limit, a.seed)?;
@@ -257,12 +277,10 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The `--model` argument: a path, or a model name (`smollm2`, `gemma3`) resolved to its cached
+/// GGUF; SmolLM2 by default.
 fn model_path(p: Option<PathBuf>) -> Result<PathBuf> {
-    use dlt_nn::data::fetch::{locate, Dataset};
-    Ok(match p {
-        Some(p) => p,
-        None => locate(Dataset::Smollm2, None, true)?.0,
-    })
+    Ok(dlt_nn::data::fetch::resolve_model(p.as_deref())?)
 }
 
 /// The evaluation text: a given file whole, or the held-out 10 % of Shakespeare.
@@ -358,7 +376,9 @@ fn run_distances(a: DistancesArgs) -> Result<()> {
     probe_memory(samples, len)?;
     let ck = load(model)?;
     let (_, held) = heldout_text(text.as_deref())?;
-    let toks = ck.tokenizer.encode(&held)?;
+    let mut toks = ck.tokenizer.encode(&held)?;
+    // Each probe sequence starts with BOS when the model asks for one (Gemma 3).
+    dlt_llm::eval::set_bos_every(&mut toks, len, ck.tokenizer.wanted_bos());
     let avail = toks.len() / len;
     anyhow::ensure!(
         samples <= avail,
@@ -413,12 +433,29 @@ fn run_prune(a: RunArgs) -> Result<()> {
         heal_lr,
         heal_seq,
         heal_batch,
+        lora_dropout,
+        heal_schedule,
+        heal_warmup,
+        heal_recipe,
         healed_type,
         safetensors,
         seed,
         out,
         json,
     } = a;
+    let schedule = dlt_llm::lora::LrSchedule::parse(&heal_schedule)?;
+    anyhow::ensure!(
+        (0.0..1.0).contains(&lora_dropout),
+        "--lora-dropout {lora_dropout}: must be in [0, 1)"
+    );
+    anyhow::ensure!(
+        heal_warmup <= heal_steps,
+        "--heal-warmup {heal_warmup}: more warm-up steps than --heal-steps {heal_steps}"
+    );
+    anyhow::ensure!(
+        heal_recipe == "custom" || heal_recipe == "paper",
+        "--heal-recipe {heal_recipe:?}: use custom or paper"
+    );
     // Every flag before the model is loaded (issue 12).
     anyhow::ensure!(samples >= 1, "--samples {samples}: must be ≥ 1");
     anyhow::ensure!(
@@ -486,18 +523,29 @@ fn run_prune(a: RunArgs) -> Result<()> {
     dlt_llm::probe::check_drop(ck.model.blocks.len(), drop)?;
     let o = OutDir::create(&out)?;
     let (train, held) = heldout_text(text.as_deref())?;
-    let heal = (heal_steps > 0).then(|| HealConfig {
-        rank: lora_rank,
-        alpha: lora_alpha,
-        targets: lora_targets
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .collect(),
-        steps: heal_steps,
-        lr: heal_lr,
-        seq: heal_seq,
-        batch: heal_batch,
-        seed,
+    let heal = (heal_steps > 0).then(|| {
+        let base = HealConfig {
+            lr: heal_lr,
+            seq: heal_seq,
+            batch: heal_batch,
+            seed,
+            ..HealConfig::paper(lora_rank, heal_steps)
+        };
+        if heal_recipe == "paper" {
+            base
+        } else {
+            HealConfig {
+                alpha: lora_alpha,
+                targets: lora_targets
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .collect(),
+                dropout: lora_dropout,
+                schedule,
+                warmup: heal_warmup,
+                ..base
+            }
+        }
     });
     let run = dlt_studies::prune::PruneRun {
         drop,
@@ -577,6 +625,9 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     if let Some(n) = tokens {
         toks.truncate(n);
     }
+    // As llama-perplexity: BOS first and at the start of every window when the model asks
+    // for one (Gemma 3); unchanged otherwise (SmolLM2).
+    let toks = dlt_llm::eval::bos_windows(&toks, ctx, ck.tokenizer.wanted_bos());
     let pb = dlt_studies::progress::bar((toks.len() / ctx.max(1)) as u64, "eval", json);
     let t0 = std::time::Instant::now();
     let r = dlt_llm::eval::perplexity(

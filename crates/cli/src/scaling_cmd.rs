@@ -341,28 +341,7 @@ fn run_spectrum(a: SpectrumArgs) -> Result<()> {
         json: as_json,
         out,
     } = a;
-    {
-        use crate::limits::{at_least, check_memory, prod};
-        at_least("--m", m, 1)?;
-        at_least("--n", n, 1)?;
-        let samples_used = if features == Features::Tanh {
-            samples
-        } else {
-            0
-        };
-        check_memory(
-            "scaling spectrum",
-            &[
-                ("--m", m.to_string(), prod(&[n, m, 3 * 8])),
-                ("--n", n.to_string(), prod(&[n, n, 3 * 8])),
-                (
-                    "--samples",
-                    samples.to_string(),
-                    prod(&[samples_used, m.saturating_add(n), 8]),
-                ),
-            ],
-        )?;
-    }
+    crate::limits::scaling_spectrum(m, n, samples, features == Features::Tanh)?;
     let (ev, v) = dlt_studies::scaling::spectrum(alpha, m, n, features, samples, seed)?;
     if let Some(o) = out {
         let dir = OutDir::create(&o)?;

@@ -9,7 +9,9 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
-use crate::model::{Block, Linear, Llama, LlamaConfig, RopeStyle};
+use crate::model::{
+    gemma3_global, Block, Gemma3Config, GemmaBlock, Linear, Llama, LlamaConfig, RopeStyle,
+};
 use crate::tokenizer::Tokenizer;
 use crate::{one_line, LlmError, Result};
 
@@ -47,6 +49,8 @@ pub struct Checkpoint {
 fn gguf_rope_style(arch: &str) -> Option<RopeStyle> {
     match arch {
         "llama" | "mistral" | "granite" => Some(RopeStyle::Interleaved),
+        // Gemma's converter keeps Hugging Face's Q/K row order; llama.cpp ropes it NEOX-style.
+        "gemma3" => Some(RopeStyle::Half),
         _ => None,
     }
 }
@@ -61,7 +65,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         Err(LlmError::file(
             path,
             "no such file or directory",
-            "pass a .gguf file or a Hugging Face model directory; `dlt data fetch smollm2` fetches SmolLM2-135M-Instruct (Q4_1 GGUF) and `dlt data path smollm2` prints its path",
+            "pass a .gguf file or a Hugging Face model directory (or --model smollm2 / gemma3); `dlt data fetch smollm2` fetches SmolLM2-135M-Instruct (Q4_1 GGUF), `dlt data fetch gemma3` Gemma 3 270M (Q4_K_M GGUF), and `dlt data path NAME` prints its path",
         ))
     }
 }
@@ -133,6 +137,53 @@ fn blocks_present(has: impl Fn(&str) -> bool, name: impl Fn(usize) -> String) ->
     (0..).take_while(|&l| has(&name(l))).count()
 }
 
+/// The type of each block of a Gemma 3 GGUF (true = global), as llama.cpp 0.3.36 reads it
+/// (`load_swa_pattern`): the per-block list `gemma3.attention.sliding_window_pattern` (true =
+/// local) when present — our pruned exports write it — else l % 6 == 5 ([`gemma3_global`]),
+/// and every block global when the file has no sliding window.
+fn gemma3_block_types(path: &Path, meta: &HashMap<String, Value>, n: usize) -> Result<Vec<bool>> {
+    let key = "gemma3.attention.sliding_window_pattern";
+    let no_window = !matches!(
+        meta.get("gemma3.attention.sliding_window").and_then(|v| v.to_u32().ok()),
+        Some(w) if w > 0
+    );
+    if no_window {
+        return Ok(vec![true; n]);
+    }
+    match meta.get(key) {
+        None => Ok((0..n).map(gemma3_global).collect()),
+        Some(Value::Array(a)) => {
+            let local: Option<Vec<bool>> = a
+                .iter()
+                .map(|v| match *v {
+                    Value::Bool(b) => Some(b),
+                    Value::U32(x) => Some(x != 0),
+                    Value::I32(x) => Some(x != 0),
+                    _ => None,
+                })
+                .collect();
+            match local {
+                Some(l) if l.len() >= n => Ok(l[..n].iter().map(|&s| !s).collect()),
+                _ => Err(LlmError::file(
+                    path,
+                    format!("{key} is not a list of {n} booleans"),
+                    "fix the metadata or export the model again",
+                )),
+            }
+        }
+        // A single period (llama.cpp reads it as `n_pattern`).
+        Some(v) => match v.to_u32() {
+            Ok(0) => Ok(vec![false; n]),
+            Ok(p) => Ok((0..n).map(|l| l % p as usize == p as usize - 1).collect()),
+            _ => Err(LlmError::file(
+                path,
+                format!("{key} = {} is neither a list nor a period", show(v)),
+                "fix the metadata or export the model again",
+            )),
+        },
+    }
+}
+
 /// Load a GGUF file. The header is checked before candle reads it (`general.alignment`,
 /// every tensor's size and extent), and every count in the metadata against the tensors
 /// present before anything is allocated from it.
@@ -153,7 +204,7 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
             LlmError::file(
             path,
             format!("unsupported architecture {}", show(&Value::String(arch.clone()))),
-            "dlt runs Llama-architecture models (general.architecture = llama, mistral, granite)",
+            "dlt runs Llama-architecture models (general.architecture = llama, mistral, granite) and Gemma 3 (gemma3)",
         )
         })?;
     let wrong = |key: &str, v: &Value, want: &str| {
@@ -204,6 +255,27 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
     };
     let tokenizer = Tokenizer::from_gguf(meta, path)?;
     let n_heads = required("attention.head_count")?;
+    let is_gemma = arch == "gemma3";
+    let gemma = if is_gemma {
+        let head_dim = required("attention.key_length")?;
+        if count("attention.value_length")?.is_some_and(|v| v != head_dim) {
+            return Err(LlmError::file(
+                path,
+                "gemma3.attention.value_length differs from key_length",
+                "dlt runs Gemma 3 models whose keys and values have the same width",
+            ));
+        }
+        Some(Gemma3Config {
+            head_dim,
+            // llama.cpp: no (or a zero) sliding_window means no local blocks.
+            sliding_window: count("attention.sliding_window")?
+                .filter(|&w| w > 0)
+                .unwrap_or(usize::MAX),
+            rope_local_theta: real("rope.freq_base_swa")?.unwrap_or(10_000.0),
+        })
+    } else {
+        None
+    };
     let cfg = LlamaConfig {
         n_layers: required("block_count")?,
         hidden: required("embedding_length")?,
@@ -220,8 +292,14 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
         rope_theta: real("rope.freq_base")?.unwrap_or(10_000.0),
         rope,
         context: count("context_length")?.unwrap_or(2048),
+        gemma,
     };
     cfg.validate().map_err(|e| inconsistent(path, e))?;
+    let types = if is_gemma {
+        Some(gemma3_block_types(path, meta, cfg.n_layers)?)
+    } else {
+        None
+    };
     let present = blocks_present(
         |n| content.tensor_infos.contains_key(n),
         |l| format!("blk.{l}.attn_norm.weight"),
@@ -264,6 +342,7 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
         Ok(q.dequantize(&dev)?.to_dtype(DType::F32)?)
     };
     let (d, f_, kv) = (cfg.hidden, cfg.ffn, cfg.n_kv_heads * cfg.head_dim());
+    let (qd, hd) = (cfg.n_heads * cfg.head_dim(), cfg.head_dim());
     let embed = get("token_embd.weight", &[cfg.vocab, d])?;
     let norm = get("output_norm.weight", &[d])?;
     let lm_head = if content.tensor_infos.contains_key("output.weight") {
@@ -274,16 +353,27 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
     let mut blocks = Vec::with_capacity(cfg.n_layers);
     for l in 0..cfg.n_layers {
         let mut w = |n: &str, s: &[usize]| get(&format!("blk.{l}.{n}.weight"), s);
+        let gemma = match &types {
+            Some(t) => Some(GemmaBlock {
+                q_norm: w("attn_q_norm", &[hd])?,
+                k_norm: w("attn_k_norm", &[hd])?,
+                post_attn_norm: w("post_attention_norm", &[d])?,
+                post_ffn_norm: w("post_ffw_norm", &[d])?,
+                global: t[l],
+            }),
+            None => None,
+        };
         blocks.push(Block {
             attn_norm: w("attn_norm", &[d])?,
-            q: Linear::new(w("attn_q", &[d, d])?),
+            q: Linear::new(w("attn_q", &[qd, d])?),
             k: Linear::new(w("attn_k", &[kv, d])?),
             v: Linear::new(w("attn_v", &[kv, d])?),
-            o: Linear::new(w("attn_output", &[d, d])?),
+            o: Linear::new(w("attn_output", &[d, qd])?),
             ffn_norm: w("ffn_norm", &[d])?,
             gate: Linear::new(w("ffn_gate", &[f_, d])?),
             up: Linear::new(w("ffn_up", &[f_, d])?),
             down: Linear::new(w("ffn_down", &[d, f_])?),
+            gemma,
         });
     }
     let model = Llama {
@@ -389,6 +479,7 @@ pub fn load_safetensors_dir(dir: &Path) -> Result<Checkpoint> {
         rope_theta: real("rope_theta", 10_000.0)?,
         rope: RopeStyle::Half,
         context: count("max_position_embeddings")?.unwrap_or(2048),
+        gemma: None,
     };
     let tied = match field("tie_word_embeddings") {
         None => false,
@@ -479,6 +570,7 @@ pub fn load_safetensors_dir(dir: &Path) -> Result<Checkpoint> {
             gate: Linear::new(w("mlp.gate_proj", &[f_, d])?),
             up: Linear::new(w("mlp.up_proj", &[f_, d])?),
             down: Linear::new(w("mlp.down_proj", &[d, f_])?),
+            gemma: None,
         });
     }
     Ok(Checkpoint {

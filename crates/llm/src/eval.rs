@@ -98,6 +98,38 @@ pub fn perplexity(
     })
 }
 
+/// The token ids `llama-perplexity` scores for a model whose vocabulary asks for a BOS token
+/// (`tokenizer.ggml.add_bos_token`, e.g. Gemma 3): it tokenizes the text with a leading BOS and
+/// then overwrites the first token of every window of `ctx` with BOS (llama.cpp
+/// `tools/perplexity`, `tokens[batch_start] = bos`). `bos = None` returns `tokens` unchanged.
+/// [`perplexity`] on the result scores the same predictions llama.cpp does.
+pub fn bos_windows(tokens: &[u32], ctx: usize, bos: Option<u32>) -> Vec<u32> {
+    let Some(bos) = bos else {
+        return tokens.to_vec();
+    };
+    let mut out = Vec::with_capacity(tokens.len() + 1);
+    out.push(bos);
+    out.extend_from_slice(tokens);
+    if ctx > 0 {
+        for w in (0..out.len()).step_by(ctx) {
+            out[w] = bos;
+        }
+    }
+    out
+}
+
+/// Put `bos` at every `period`-th position of `tokens` (0, period, 2·period, …), in place: the
+/// windows and probe sequences cut at those positions then start with BOS as the model was
+/// trained (Gemma 3 asks for it, `tokenizer.ggml.add_bos_token`; SmolLM2 does not). Overwriting
+/// rather than inserting keeps every count and offset, as `llama-perplexity` does per window.
+pub fn set_bos_every(tokens: &mut [u32], period: usize, bos: Option<u32>) {
+    if let (Some(bos), true) = (bos, period > 0) {
+        for t in tokens.iter_mut().step_by(period) {
+            *t = bos;
+        }
+    }
+}
+
 /// Mean and standard error of the per-token difference `a − b` of two models' cross-entropies
 /// on the same tokens (so the mean is ln(ppl_a / ppl_b)). Neighbouring tokens' losses are
 /// correlated, so the SE is by batch means: the spread of the means of consecutive blocks of

@@ -35,11 +35,37 @@ const BLOCK_TENSORS: [(&str, &str); 9] = [
     ("ffn_down", "down"),
 ];
 
+/// GGUF tensor name and model accessor for Gemma 3's extra per-block tensors.
+const GEMMA_BLOCK_TENSORS: [(&str, &str); 4] = [
+    ("attn_q_norm", "q_norm"),
+    ("attn_k_norm", "k_norm"),
+    ("post_attention_norm", "post_attn_norm"),
+    ("post_ffw_norm", "post_ffn_norm"),
+];
+
+/// The per-block tensors of `model`'s architecture.
+fn block_tensor_names(model: &Llama) -> Vec<(&'static str, &'static str)> {
+    let mut v = BLOCK_TENSORS.to_vec();
+    if model.cfg.gemma.is_some() {
+        v.extend(GEMMA_BLOCK_TENSORS);
+    }
+    v
+}
+
 fn block_tensor(model: &Llama, l: usize, acc: &str) -> Result<Tensor> {
     let b = &model.blocks[l];
+    let g = || {
+        b.gemma
+            .as_ref()
+            .ok_or_else(|| LlmError::invalid("export", format!("block {l} has no Gemma norms")))
+    };
     Ok(match acc {
         "attn_norm" => b.attn_norm.clone(),
         "ffn_norm" => b.ffn_norm.clone(),
+        "q_norm" => g()?.q_norm.clone(),
+        "k_norm" => g()?.k_norm.clone(),
+        "post_attn_norm" => g()?.post_attn_norm.clone(),
+        "post_ffn_norm" => g()?.post_ffn_norm.clone(),
         t => b.linear(t).expect("known target").merged()?,
     })
 }
@@ -92,9 +118,13 @@ pub fn write_gguf(
                 .unwrap_or_else(|| "llama".into());
             let mut keys: Vec<&String> = content.metadata.keys().collect();
             keys.sort();
+            let gemma_keys = gemma3_type_metadata(model);
             for k in keys {
                 if k == "general.alignment" {
                     continue; // candle's writer aligns to 32 bytes, the default
+                }
+                if gemma_keys.iter().any(|(g, _)| g == k) {
+                    continue; // written below, for the kept blocks
                 }
                 let v = if *k == format!("{arch}.block_count") {
                     Value::U32(model.blocks.len() as u32)
@@ -103,6 +133,7 @@ pub fn write_gguf(
                 };
                 meta.push((k.clone(), v));
             }
+            meta.extend(gemma_keys);
             let mut f = std::fs::File::open(path).map_err(|e| LlmError::io(path, e))?;
             let mut names: Vec<String> =
                 ["token_embd.weight", "output_norm.weight", "output.weight"]
@@ -111,7 +142,7 @@ pub fn write_gguf(
                     .map(String::from)
                     .collect();
             for &l in origin {
-                for (g, _) in BLOCK_TENSORS {
+                for (g, _) in block_tensor_names(model) {
                     names.push(format!("blk.{l}.{g}.weight"));
                 }
             }
@@ -165,16 +196,15 @@ pub fn write_gguf(
             true,
         )?;
     }
+    // GGUF's Q/K row order: interleaved pairs for `llama`, Hugging Face's for `gemma3`.
+    let layout = if model.cfg.gemma.is_some() {
+        RopeStyle::Half
+    } else {
+        RopeStyle::Interleaved
+    };
     for (i, &l) in origin.iter().enumerate() {
-        for (g, acc) in BLOCK_TENSORS {
-            let t = || {
-                in_layout(
-                    model,
-                    acc,
-                    block_tensor(model, i, acc)?,
-                    RopeStyle::Interleaved,
-                )
-            };
+        for (g, acc) in block_tensor_names(model) {
+            let t = || in_layout(model, acc, block_tensor(model, i, acc)?, layout);
             let is_linear = !acc.ends_with("norm");
             put(
                 format!("blk.{i}.{g}.weight"),
@@ -194,6 +224,37 @@ pub fn write_gguf(
     w.flush().map_err(|e| LlmError::io(&tmp, e))?;
     drop(w);
     std::fs::rename(&tmp, out).map_err(|e| LlmError::io(out, e))
+}
+
+/// The metadata that fixes each kept Gemma 3 block's type and RoPE base in the exported file
+/// (empty for other models).
+///
+/// llama.cpp 0.3.36 (`llama_model_base::load_swa_pattern`, `set_swa_pattern(6)`) derives a
+/// `gemma3` block's type from its index (il % 6 == 5 global) unless the file lists the types in
+/// `gemma3.attention.sliding_window_pattern` (an array, true = sliding window), and takes the
+/// local RoPE base from `gemma3.rope.freq_base_swa` (default 10 000). Dropping blocks renumbers
+/// them, so without the list most drops (any n not a multiple of 6 that leaves blocks after the
+/// gap) would silently turn local blocks global and back: we write the list of the kept blocks'
+/// own types, and the local base, so the file runs as our pruned forward does.
+fn gemma3_type_metadata(model: &Llama) -> Vec<(String, Value)> {
+    let Some(g) = &model.cfg.gemma else {
+        return Vec::new();
+    };
+    let local: Vec<Value> = model
+        .blocks
+        .iter()
+        .map(|b| Value::Bool(!b.gemma.as_ref().is_some_and(|g| g.global)))
+        .collect();
+    vec![
+        (
+            "gemma3.attention.sliding_window_pattern".to_string(),
+            Value::Array(local),
+        ),
+        (
+            "gemma3.rope.freq_base_swa".to_string(),
+            Value::F32(g.rope_local_theta as f32),
+        ),
+    ]
 }
 
 /// What happened to the block linear weights since they were loaded.
@@ -281,6 +342,12 @@ fn fresh_metadata(model: &Llama, tok: &Tokenizer) -> Vec<(String, Value)> {
 
 /// Write `model` as a Hugging Face Llama directory `out` (f32 safetensors).
 pub fn write_safetensors(model: &Llama, tok: &Tokenizer, out: &Path) -> Result<()> {
+    if model.cfg.gemma.is_some() || tok.spm().is_some() {
+        return Err(LlmError::invalid(
+            "safetensors export",
+            "only Llama-architecture models with a BPE tokenizer can be written as a Hugging Face directory; export Gemma 3 as GGUF (--out-gguf)",
+        ));
+    }
     let c = &model.cfg;
     let mut ts: HashMap<String, Tensor> = HashMap::new();
     ts.insert("model.embed_tokens.weight".into(), model.embed.clone());

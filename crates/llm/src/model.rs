@@ -5,6 +5,17 @@
 //!   x' = h + W_down · (silu(W_gate · rms(h)) ⊙ W_up · rms(h))
 //! logits = W_out · rms(x^(L)) with W_out tied to the embedding when the checkpoint has none.
 //!
+//! Gemma 3 (`gemma3` GGUF; Gemma Team, "Gemma 3 Technical Report", arXiv 2503.19786, §2) runs
+//! through the same blocks with [`Gemma3Config`] and a [`GemmaBlock`] per block
+//! (docs/derivations/prune.md#gemma-3-forward):
+//!   x^(0) = √d · E[ids]
+//!   q, k = RoPE_NEOX(rms_h(W_q · rms(x)), θ_l), RoPE_NEOX(rms_h(W_k · rms(x)), θ_l)   (per head)
+//!   h = x + rms(W_o · Attn_l(q, k, W_v · rms(x)))                        (post-attention norm)
+//!   x' = h + rms(W_down · (gelu_tanh(W_gate · rms(h)) ⊙ W_up · rms(h)))  (post-FFN norm)
+//! where a local (sliding-window) block attends to the last `sliding_window` positions only and
+//! uses θ_l = `rope_local_theta`, and a global block attends causally to all positions with
+//! θ_l = `rope_theta`. Each block carries its own type, so a pruned model keeps it.
+//!
 //! candle-transformers' quantized Llama hides its blocks and returns only last-position logits;
 //! the `prune` study needs every block's output, block skipping and LoRA, hence this file.
 //! The fused candle ops (`rms_norm`, `softmax_last_dim`, `rope_i`) have no backward; with
@@ -50,12 +61,31 @@ pub struct LlamaConfig {
     pub rope: RopeStyle,
     /// Maximum context length from the checkpoint (exported again; not enforced here).
     pub context: usize,
+    /// Gemma 3's extra hyper-parameters; `None` for Llama-family models.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gemma: Option<Gemma3Config>,
+}
+
+/// Hyper-parameters of a Gemma 3 model beyond the Llama ones (GGUF `gemma3.*`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Gemma3Config {
+    /// Per-head width of queries, keys and values (`attention.key_length`; 256 for the 270M
+    /// model, whose 4 heads make queries 1024 wide on a 640-wide residual stream).
+    pub head_dim: usize,
+    /// Window of the local blocks: position i attends to j only when i − j < `sliding_window`
+    /// (llama.cpp `is_masked_swa`, standard type).
+    pub sliding_window: usize,
+    /// RoPE base of the local blocks (10 000 unless the GGUF has `gemma3.rope.freq_base_swa`).
+    pub rope_local_theta: f64,
 }
 
 impl LlamaConfig {
-    /// Per-head dimension d / `n_heads`.
+    /// Per-head dimension: d / `n_heads`, or Gemma 3's `head_dim`.
     pub fn head_dim(&self) -> usize {
-        self.hidden / self.n_heads
+        match &self.gemma {
+            Some(g) => g.head_dim,
+            None => self.hidden / self.n_heads,
+        }
     }
     /// Check that the sizes are non-zero, the heads divide evenly (even head size), and the RoPE
     /// base θ and the RMSNorm ε are finite and positive (θ = 0 makes every rotation angle
@@ -77,7 +107,20 @@ impl LlamaConfig {
         if self.n_layers == 0 || self.hidden == 0 || self.n_heads == 0 || self.vocab == 0 {
             return bad(format!("empty dimension in {self:?}"));
         }
-        if !self.hidden.is_multiple_of(self.n_heads) || !self.head_dim().is_multiple_of(2) {
+        if let Some(g) = &self.gemma {
+            if g.head_dim == 0 || !g.head_dim.is_multiple_of(2) || g.sliding_window == 0 {
+                return bad(format!(
+                    "Gemma 3 head width {} (must be even and > 0) or sliding window {} (> 0)",
+                    g.head_dim, g.sliding_window
+                ));
+            }
+            if !(g.rope_local_theta > 0.0 && g.rope_local_theta.is_finite()) {
+                return bad(format!(
+                    "local RoPE base {} (must be finite and > 0)",
+                    g.rope_local_theta
+                ));
+            }
+        } else if !self.hidden.is_multiple_of(self.n_heads) || !self.head_dim().is_multiple_of(2) {
             return bad(format!(
                 "hidden {} not divisible into {} heads of even size",
                 self.hidden, self.n_heads
@@ -105,6 +148,39 @@ pub struct Lora {
     pub b: Var,
     /// alpha / r.
     pub scale: f64,
+    /// Inverted dropout on the adapter's input while healing (Hu et al. 2021 use it on x
+    /// before A): each entry kept with probability 1 − p and scaled by 1/(1 − p).
+    pub dropout: Option<LoraDropout>,
+}
+
+/// Dropout state of one adapter: the probability and its own seeded generator, so a healing
+/// run is reproducible.
+#[derive(Debug, Clone)]
+pub struct LoraDropout {
+    /// Probability of zeroing an entry.
+    pub p: f64,
+    rng: std::sync::Arc<std::sync::Mutex<rand_xoshiro::Xoshiro256PlusPlus>>,
+}
+
+impl LoraDropout {
+    /// x with each entry zeroed with probability p and the rest scaled by 1/(1 − p).
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        use rand::Rng;
+        let keep = 1.0 - self.p;
+        let scale = (1.0 / keep) as f32;
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mask: Vec<f32> = (0..x.elem_count())
+            .map(|_| {
+                if rng.random::<f64>() < keep {
+                    scale
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
+        Ok((x * mask)?)
+    }
 }
 
 /// A linear map `y = x Wᵀ` with W ∈ R^{out×in}, f32, and an optional LoRA adapter.
@@ -126,7 +202,10 @@ impl Linear {
         Ok(match &self.lora {
             None => y,
             Some(l) => {
-                let ax = x.broadcast_matmul(&l.a.as_tensor().t()?)?;
+                let ax = match &l.dropout {
+                    Some(d) => d.apply(x)?.broadcast_matmul(&l.a.as_tensor().t()?)?,
+                    None => x.broadcast_matmul(&l.a.as_tensor().t()?)?,
+                };
                 let bax = ax.broadcast_matmul(&l.b.as_tensor().t()?)?;
                 (y + (bax * l.scale)?)?
             }
@@ -162,6 +241,43 @@ pub struct Block {
     pub up: Linear,
     /// Down projection back to the residual stream.
     pub down: Linear,
+    /// Gemma 3's extra norms and the block's attention type; `None` for Llama.
+    pub gemma: Option<GemmaBlock>,
+}
+
+/// What a Gemma 3 block has beyond a Llama block. The GGUF norm weights already include
+/// Gemma's `1 +` offset, so every norm here is a plain x / rms(x) ⊙ w.
+#[derive(Debug, Clone)]
+pub struct GemmaBlock {
+    /// RMSNorm weight of each query head, [head_dim] (before RoPE).
+    pub q_norm: Tensor,
+    /// RMSNorm weight of each key head, [head_dim] (before RoPE).
+    pub k_norm: Tensor,
+    /// RMSNorm weight on the attention output before the residual add, [hidden].
+    pub post_attn_norm: Tensor,
+    /// RMSNorm weight on the MLP output before the residual add, [hidden].
+    pub post_ffn_norm: Tensor,
+    /// True for a global block (full causal attention, RoPE base `rope_theta`); false for a
+    /// local one (sliding window, `rope_local_theta`). In the source model block l is global
+    /// when l % 6 == 5 (llama.cpp `set_swa_pattern(6)`), unless the GGUF lists the types.
+    pub global: bool,
+}
+
+/// Attention inputs for one call: RoPE tables and the mask, for the global blocks and (Gemma 3)
+/// the local ones.
+struct AttnTables {
+    global: (Tensor, Tensor, Tensor),
+    local: Option<(Tensor, Tensor, Tensor)>,
+}
+
+impl AttnTables {
+    fn for_block(&self, blk: &Block) -> (&Tensor, &Tensor, &Tensor) {
+        let t = match (&blk.gemma, &self.local) {
+            (Some(g), Some(l)) if !g.global => l,
+            _ => &self.global,
+        };
+        (&t.0, &t.1, &t.2)
+    }
 }
 
 impl Block {
@@ -228,13 +344,13 @@ impl Llama {
     }
 
     /// RoPE tables cos/sin ∈ R^{T×d/2}: angle(t, i) = t · θ^{−2i/d}.
-    fn rope_tables(&self, t: usize) -> Result<(Tensor, Tensor)> {
+    fn rope_tables(&self, t: usize, theta: f64) -> Result<(Tensor, Tensor)> {
         let d = self.cfg.head_dim();
         let mut cos = Vec::with_capacity(t * d / 2);
         let mut sin = Vec::with_capacity(t * d / 2);
         for p in 0..t {
             for i in 0..d / 2 {
-                let a = p as f64 * self.cfg.rope_theta.powf(-2.0 * i as f64 / d as f64);
+                let a = p as f64 * theta.powf(-2.0 * i as f64 / d as f64);
                 cos.push(a.cos() as f32);
                 sin.push(a.sin() as f32);
             }
@@ -244,6 +360,53 @@ impl Llama {
             Tensor::from_vec(cos, (t, d / 2), &dev)?,
             Tensor::from_vec(sin, (t, d / 2), &dev)?,
         ))
+    }
+
+    /// RoPE tables and masks for positions `p..p+t` attending to keys `0..p+t`: causal, and for
+    /// Gemma 3's local blocks also j > i − `sliding_window` (llama.cpp `is_masked_swa`).
+    fn attn_tables(&self, p: usize, t: usize) -> Result<AttnTables> {
+        let dev = self.device();
+        let mask = |window: usize| -> Result<Tensor> {
+            let m: Vec<f32> = (0..t)
+                .flat_map(|i| {
+                    (0..p + t).map(move |j| {
+                        if j > p + i || p + i - j >= window {
+                            f32::NEG_INFINITY
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+                .collect();
+            Ok(Tensor::from_vec(m, (t, p + t), &dev)?)
+        };
+        let tables = |theta: f64, window: usize| -> Result<(Tensor, Tensor, Tensor)> {
+            let (cos, sin) = self.rope_tables(p + t, theta)?;
+            Ok((cos.narrow(0, p, t)?, sin.narrow(0, p, t)?, mask(window)?))
+        };
+        Ok(AttnTables {
+            global: tables(self.cfg.rope_theta, usize::MAX)?,
+            local: match &self.cfg.gemma {
+                Some(g)
+                    if self
+                        .blocks
+                        .iter()
+                        .any(|b| b.gemma.as_ref().is_some_and(|g| !g.global)) =>
+                {
+                    Some(tables(g.rope_local_theta, g.sliding_window)?)
+                }
+                _ => None,
+            },
+        })
+    }
+
+    /// The embedding rows of `ids` [N], times √d for Gemma 3 (its embedding scale).
+    fn embed_rows(&self, ids: &Tensor) -> Result<Tensor> {
+        let x = self.embed.embedding(ids)?;
+        Ok(match &self.cfg.gemma {
+            Some(_) => (x * (self.cfg.hidden as f32).sqrt() as f64)?,
+            None => x,
+        })
     }
 
     fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, train: bool) -> Result<Tensor> {
@@ -261,11 +424,10 @@ impl Llama {
         &self,
         blk: &Block,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: &Tensor,
+        tables: &AttnTables,
         train: bool,
     ) -> Result<Tensor> {
+        let (cos, sin, mask) = tables.for_block(blk);
         Ok(self
             .block_forward_kv(blk, x, cos, sin, mask, train, None)?
             .0)
@@ -304,6 +466,14 @@ impl Llama {
             .forward(&h)?
             .reshape((b, t, nkv, hd))?
             .transpose(1, 2)?;
+        let (q, k) = match &blk.gemma {
+            // Gemma 3: RMSNorm of each query and key head (over its head_dim coordinates).
+            Some(g) => (
+                rms_norm(&q.contiguous()?, &g.q_norm, self.cfg.rms_eps, train)?,
+                rms_norm(&k.contiguous()?, &g.k_norm, self.cfg.rms_eps, train)?,
+            ),
+            None => (q, k),
+        };
         let q = self.rope(&q, cos, sin, train)?;
         let k = self.rope(&k, cos, sin, train)?;
         let (k, v) = match past {
@@ -331,11 +501,22 @@ impl Llama {
             candle_nn::ops::softmax_last_dim(&att)?
         };
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
-        let x = (x + blk.o.forward(&y)?)?;
-        let h = rms_norm(&x, &blk.ffn_norm, self.cfg.rms_eps, train)?;
-        let g = blk.gate.forward(&h)?.silu()?;
+        let Some(gb) = &blk.gemma else {
+            let x = (x + blk.o.forward(&y)?)?;
+            let h = rms_norm(&x, &blk.ffn_norm, self.cfg.rms_eps, train)?;
+            let g = blk.gate.forward(&h)?.silu()?;
+            let u = blk.up.forward(&h)?;
+            return Ok(((&x + blk.down.forward(&(g * u)?)?)?, kv));
+        };
+        // Gemma 3: sandwich norms and GeGLU (gelu with the tanh approximation, as ggml's).
+        let eps = self.cfg.rms_eps;
+        let a = rms_norm(&blk.o.forward(&y)?, &gb.post_attn_norm, eps, train)?;
+        let x = (x + a)?;
+        let h = rms_norm(&x, &blk.ffn_norm, eps, train)?;
+        let g = blk.gate.forward(&h)?.gelu()?;
         let u = blk.up.forward(&h)?;
-        Ok(((&x + blk.down.forward(&(g * u)?)?)?, kv))
+        let m = rms_norm(&blk.down.forward(&(g * u)?)?, &gb.post_ffn_norm, eps, train)?;
+        Ok(((&x + m)?, kv))
     }
 
     /// Inference with a key/value cache: the logits [T, vocab] of `ids` (one sequence) placed
@@ -375,23 +556,16 @@ impl Llama {
             }
             None => 0,
         };
-        let (cos, sin) = self.rope_tables(p + t)?;
-        let (cos, sin) = (cos.narrow(0, p, t)?, sin.narrow(0, p, t)?);
-        let m: Vec<f32> = (0..t)
-            .flat_map(|i| (0..p + t).map(move |j| if j > p + i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
+        let tables = self.attn_tables(p, t)?;
         let dev = self.device();
-        let mask = Tensor::from_vec(m, (t, p + t), &dev)?;
         let ids_t = Tensor::new(ids, &dev)?;
-        let mut x = self
-            .embed
-            .embedding(&ids_t)?
-            .reshape((1, t, self.cfg.hidden))?;
+        let mut x = self.embed_rows(&ids_t)?.reshape((1, t, self.cfg.hidden))?;
         let mut kv = Vec::with_capacity(blocks.len());
         for (k, &l) in blocks.iter().enumerate() {
             let past = cache.map(|c| &c.kv[k]);
-            let (y, new) =
-                self.block_forward_kv(&self.blocks[l], &x, &cos, &sin, &mask, false, past)?;
+            let blk = &self.blocks[l];
+            let (cos, sin, mask) = tables.for_block(blk);
+            let (y, new) = self.block_forward_kv(blk, &x, cos, sin, mask, false, past)?;
             x = y;
             kv.push(new);
         }
@@ -407,13 +581,6 @@ impl Llama {
                 blocks: blocks.to_vec(),
             },
         ))
-    }
-
-    fn causal_mask(&self, t: usize) -> Result<Tensor> {
-        let m: Vec<f32> = (0..t)
-            .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        Ok(Tensor::from_vec(m, (t, t), &self.device())?)
     }
 
     /// Run the residual stream through `blocks` (indices into `self.blocks`, in order), calling
@@ -436,16 +603,13 @@ impl Llama {
                 format!("block {bad} ≥ {} blocks", self.blocks.len()),
             ));
         }
-        let (cos, sin) = self.rope_tables(t)?;
-        let mask = self.causal_mask(t)?;
-        let mut x = self.embed.embedding(&ids.flatten_all()?)?.reshape((
-            ids.dim(0)?,
-            t,
-            self.cfg.hidden,
-        ))?;
+        let tables = self.attn_tables(0, t)?;
+        let mut x =
+            self.embed_rows(&ids.flatten_all()?)?
+                .reshape((ids.dim(0)?, t, self.cfg.hidden))?;
         visit(0, &x)?;
         for (k, &l) in blocks.iter().enumerate() {
-            x = self.block_forward(&self.blocks[l], &x, &cos, &sin, &mask, train)?;
+            x = self.block_forward(&self.blocks[l], &x, &tables, train)?;
             visit(k + 1, &x)?;
         }
         Ok(x)
@@ -491,10 +655,17 @@ impl Llama {
                 format!("nothing to score: from {from}, length {t}"),
             ));
         }
-        let logits = self.logits(ids, blocks, train)?;
         let n = t - 1 - from;
-        let pred = logits
+        // Only the scored positions go through the output map (vocab × d per row: for Gemma
+        // 3's 262,144-token vocabulary most of the work).
+        let x = self
+            .residual_stream(ids, blocks, train, |_, _| Ok(()))?
             .narrow(1, from, n)?
+            .contiguous()?;
+        let x = rms_norm(&x, &self.norm, self.cfg.rms_eps, train)?;
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        let pred = x
+            .broadcast_matmul(&head.t()?)?
             .reshape((b * n, self.cfg.vocab))?;
         let target = ids.narrow(1, from + 1, n)?.flatten_all()?;
         let logp = candle_nn::ops::log_softmax(&pred, D::Minus1)?;
@@ -541,10 +712,34 @@ impl Llama {
                     a,
                     b,
                     scale: alpha / rank as f64,
+                    dropout: None,
                 });
             }
         }
         Ok(vars)
+    }
+
+    /// Dropout probability `p` on the input of every attached adapter (0: none), each adapter
+    /// with its own generator seeded from `seed` and its position.
+    pub fn set_lora_dropout(&mut self, p: f64, seed: u64) {
+        use rand::SeedableRng;
+        let mut i = 0u64;
+        for blk in &mut self.blocks {
+            for t in TARGETS {
+                let lin = blk.linear_mut(t).expect("known target");
+                if let Some(l) = &mut lin.lora {
+                    l.dropout = (p > 0.0).then(|| LoraDropout {
+                        p,
+                        rng: std::sync::Arc::new(std::sync::Mutex::new(
+                            rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(
+                                seed.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                            ),
+                        )),
+                    });
+                    i += 1;
+                }
+            }
+        }
     }
 
     /// Fold every LoRA adapter into its weight and drop the adapters.
@@ -584,8 +779,14 @@ impl Llama {
     pub fn n_params(&self) -> usize {
         let c = &self.cfg;
         let kv = c.n_kv_heads * c.head_dim();
+        let q = c.n_heads * c.head_dim();
+        let extra = if c.gemma.is_some() {
+            2 * c.hidden + 2 * c.head_dim()
+        } else {
+            0
+        };
         let per_block =
-            2 * c.hidden + 2 * c.hidden * c.hidden + 2 * c.hidden * kv + 3 * c.hidden * c.ffn;
+            2 * c.hidden + 2 * c.hidden * q + 2 * c.hidden * kv + 3 * c.hidden * c.ffn + extra;
         c.vocab * c.hidden * if self.lm_head.is_some() { 2 } else { 1 }
             + c.hidden
             + self.blocks.len() * per_block
@@ -610,6 +811,13 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// Whether block `l` of a Gemma 3 model whose GGUF does not list the block types is global:
+/// l % 6 == 5 (five local blocks, then one global; llama.cpp `set_swa_pattern(6)`, Gemma 3
+/// report §2.1's 5:1 interleaving).
+pub fn gemma3_global(l: usize) -> bool {
+    l % 6 == 5
 }
 
 /// Reorder the rows of a Q or K weight between the two RoPE layouts. Hugging Face → GGUF
@@ -646,19 +854,30 @@ impl Llama {
         };
         let ones = |n: usize| Tensor::ones(n, DType::F32, &Device::Cpu);
         let (d, f, kv) = (cfg.hidden, cfg.ffn, cfg.n_kv_heads * cfg.head_dim());
+        let qd = cfg.n_heads * cfg.head_dim();
         let embed = mat(cfg.vocab, d)?;
         let mut blocks = Vec::new();
-        for _ in 0..cfg.n_layers {
+        for l in 0..cfg.n_layers {
             blocks.push(Block {
                 attn_norm: ones(d)?,
-                q: Linear::new(mat(d, d)?),
+                q: Linear::new(mat(qd, d)?),
                 k: Linear::new(mat(kv, d)?),
                 v: Linear::new(mat(kv, d)?),
-                o: Linear::new(mat(d, d)?),
+                o: Linear::new(mat(d, qd)?),
                 ffn_norm: ones(d)?,
                 gate: Linear::new(mat(f, d)?),
                 up: Linear::new(mat(f, d)?),
                 down: Linear::new(mat(d, f)?),
+                gemma: match &cfg.gemma {
+                    Some(_) => Some(GemmaBlock {
+                        q_norm: ones(cfg.head_dim())?,
+                        k_norm: ones(cfg.head_dim())?,
+                        post_attn_norm: ones(d)?,
+                        post_ffn_norm: ones(d)?,
+                        global: gemma3_global(l),
+                    }),
+                    None => None,
+                },
             });
         }
         Ok(Llama {

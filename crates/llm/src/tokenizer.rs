@@ -1,5 +1,7 @@
 //! GPT-2-style byte-level BPE, read from GGUF metadata (`tokenizer.ggml.*`) or from a Hugging
-//! Face `tokenizer.json`, and written back as `tokenizer.json`.
+//! Face `tokenizer.json`, and written back as `tokenizer.json`; and SentencePiece-style
+//! score merging with byte fallback (GGUF `tokenizer.ggml.model = "llama"`, Gemma 3), see
+//! [`Spm`].
 //!
 //! Written here rather than taken from the `tokenizers` crate: that crate needs a regex engine
 //! with look-ahead (onig, a C build, or fancy-regex) and several CPU-minutes of compile for what
@@ -60,6 +62,33 @@ pub struct Tokenizer {
     pub add_bos: bool,
     byte_char: [char; 256],
     char_byte: HashMap<char, u8>,
+    /// The SentencePiece vocabulary's scores and types, when this is not a BPE tokenizer.
+    spm: Option<Box<Spm>>,
+}
+
+/// What a SentencePiece (`tokenizer.ggml.model = "llama"`) tokenizer needs beyond the token
+/// strings, and how it encodes (the algorithm of SentencePiece's BPE mode with byte fallback,
+/// Kudo & Richardson 2018, arXiv 1808.06226, as llama.cpp's `llama-vocab.cpp` runs it from a
+/// GGUF; docs/derivations/prune.md#sentencepiece-tokenizer):
+/// 1. the text is cut at every occurrence of a user-defined token (GGUF token type 4: for
+///    Gemma 3 runs of newlines, spaces and tabs, and some HTML tags), longest tokens first, each
+///    occurrence becoming that token;
+/// 2. in every remaining piece, spaces become `▁` (U+2581); the piece starts as one symbol per
+///    character, and the adjacent pair whose concatenation is a token with the highest score is
+///    merged, ties to the leftmost, until no pair is a token;
+/// 3. a final symbol that is not a token (a character outside the vocabulary) is written as
+///    its UTF-8 bytes, token `<0xXX>` each.
+#[derive(Debug, Clone)]
+pub struct Spm {
+    /// Score of each token (higher merges first).
+    pub scores: Vec<f32>,
+    /// GGUF token type of each token (1 normal, 2 unknown, 3 control, 4 user-defined,
+    /// 5 unused, 6 byte).
+    pub types: Vec<i32>,
+    /// User-defined tokens (text, id), longest first.
+    user: Vec<(String, u32)>,
+    /// Token id of each byte (`<0xXX>`).
+    byte_ids: [Option<u32>; 256],
 }
 
 /// GPT-2's reversible map from bytes to printable unicode characters.
@@ -139,7 +168,69 @@ impl Tokenizer {
             add_bos: false,
             byte_char,
             char_byte,
+            spm: None,
         })
+    }
+
+    /// A SentencePiece tokenizer from the token strings (raw text, `▁` for space), their scores
+    /// and GGUF token types.
+    pub fn new_spm(tokens: Vec<String>, scores: Vec<f32>, types: Vec<i32>) -> Result<Self> {
+        let n = tokens.len();
+        if scores.len() != n || types.len() != n {
+            return Err(LlmError::invalid(
+                "tokenizer",
+                format!(
+                    "{n} tokens but {} scores and {} token types",
+                    scores.len(),
+                    types.len()
+                ),
+            ));
+        }
+        let special = types.iter().map(|&t| t == 3).collect();
+        let mut tok = Tokenizer::new(
+            tokens,
+            Vec::new(),
+            special,
+            PreTokenizer::Gpt2,
+            "spm".into(),
+        )?;
+        let mut byte_ids = [None; 256];
+        let mut user = Vec::new();
+        for (i, (t, &ty)) in tok.tokens.iter().zip(&types).enumerate() {
+            if ty == 6 {
+                let hex = t.strip_prefix("<0x").and_then(|h| h.strip_suffix('>'));
+                if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    byte_ids[b as usize] = Some(i as u32);
+                }
+            } else if ty == 4 && !t.is_empty() {
+                user.push((t.clone(), i as u32));
+            }
+        }
+        user.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        if let Some(b) = (0..256).find(|&b| byte_ids[b].is_none()) {
+            return Err(LlmError::invalid(
+                "tokenizer",
+                format!("byte {b:#04x} has no <0x{b:02X}> token (byte fallback impossible)"),
+            ));
+        }
+        tok.spm = Some(Box::new(Spm {
+            scores,
+            types,
+            user,
+            byte_ids,
+        }));
+        Ok(tok)
+    }
+
+    /// The BOS id when the model asks for one at the start of every sequence (`add_bos` and a
+    /// BOS id), else `None`.
+    pub fn wanted_bos(&self) -> Option<u32> {
+        self.bos.filter(|_| self.add_bos)
+    }
+
+    /// The SentencePiece scores and types, or `None` for a BPE tokenizer.
+    pub fn spm(&self) -> Option<&Spm> {
+        self.spm.as_deref()
     }
 
     /// From GGUF metadata: `tokenizer.ggml.model = "gpt2"`, `.tokens`, `.merges`, `.pre`,
@@ -147,6 +238,9 @@ impl Tokenizer {
     pub fn from_gguf(meta: &HashMap<String, Value>, path: &Path) -> Result<Self> {
         let get_str = |k: &str| meta.get(k).and_then(|v| v.to_string().ok()).cloned();
         let model = get_str("tokenizer.ggml.model").unwrap_or_default();
+        if model == "llama" {
+            return Self::spm_from_gguf(meta, path);
+        }
         if model != "gpt2" {
             return Err(LlmError::file(
                 path,
@@ -223,6 +317,73 @@ impl Tokenizer {
             .get("tokenizer.ggml.add_space_prefix")
             .and_then(|v| v.to_bool().ok())
             .unwrap_or(false);
+        Ok(tok)
+    }
+
+    /// A SentencePiece tokenizer from GGUF metadata (`tokenizer.ggml.model = "llama"`):
+    /// `.tokens`, `.scores`, `.token_type`, `.bos_token_id`, `.eos_token_id`, `.add_bos_token`,
+    /// `.add_space_prefix`.
+    fn spm_from_gguf(meta: &HashMap<String, Value>, path: &Path) -> Result<Self> {
+        let arr = |k: &str| -> Result<&Vec<Value>> {
+            meta.get(k)
+                .ok_or_else(|| {
+                    LlmError::file(
+                        path,
+                        format!("metadata key {k} is missing"),
+                        "re-export the GGUF with its tokenizer",
+                    )
+                })?
+                .to_vec()
+                .map_err(|e| {
+                    LlmError::file(
+                        path,
+                        format!("{k}: {}", crate::one_line(e)),
+                        "re-export the GGUF",
+                    )
+                })
+        };
+        let bad = |k: &str| {
+            LlmError::file(
+                path,
+                format!("{k} holds a value of the wrong type"),
+                "re-export the GGUF",
+            )
+        };
+        let tokens = arr("tokenizer.ggml.tokens")?
+            .iter()
+            .map(|v| {
+                v.to_string()
+                    .cloned()
+                    .map_err(|_| bad("tokenizer.ggml.tokens"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let scores = arr("tokenizer.ggml.scores")?
+            .iter()
+            .map(|v| v.to_f32().map_err(|_| bad("tokenizer.ggml.scores")))
+            .collect::<Result<Vec<_>>>()?;
+        let types = arr("tokenizer.ggml.token_type")?
+            .iter()
+            .map(|v| v.to_i32().map_err(|_| bad("tokenizer.ggml.token_type")))
+            .collect::<Result<Vec<_>>>()?;
+        let mut tok = Tokenizer::new_spm(tokens, scores, types).map_err(|e| in_file(path, e))?;
+        let id = |k: &str| meta.get(k).and_then(|v| v.to_u32().ok());
+        tok.bos = id("tokenizer.ggml.bos_token_id");
+        tok.eos = id("tokenizer.ggml.eos_token_id");
+        let flag = |k: &str, default: bool| {
+            meta.get(k)
+                .and_then(|v| v.to_bool().ok())
+                .unwrap_or(default)
+        };
+        // llama.cpp's defaults for SentencePiece vocabularies: BOS added, prefix space added.
+        tok.add_bos = flag("tokenizer.ggml.add_bos_token", true);
+        tok.add_prefix_space = flag("tokenizer.ggml.add_space_prefix", true);
+        if let Some(b) = tok.bos.filter(|&b| b as usize >= tok.tokens.len()) {
+            return Err(LlmError::file(
+                path,
+                format!("tokenizer.ggml.bos_token_id = {b} is outside the vocabulary"),
+                "re-export the GGUF",
+            ));
+        }
         Ok(tok)
     }
 
@@ -385,6 +546,9 @@ impl Tokenizer {
 
     /// Token ids of `text` (no BOS; see [`Tokenizer::add_bos`]).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        if let Some(spm) = &self.spm {
+            return Ok(self.encode_spm(spm, text));
+        }
         let owned;
         let text = if self.add_prefix_space && !text.starts_with(' ') {
             owned = format!(" {text}");
@@ -453,8 +617,171 @@ impl Tokenizer {
         Ok(syms)
     }
 
+    /// SentencePiece encoding ([`Spm`]): cut at user-defined tokens, then merge by score.
+    fn encode_spm(&self, spm: &Spm, text: &str) -> Vec<u32> {
+        // Pieces: Ok(raw text) or Err(user-defined token id), in text order.
+        let mut pieces: Vec<std::result::Result<&str, u32>> = vec![Ok(text)];
+        for (t, id) in &spm.user {
+            if !text.contains(t.as_str()) {
+                continue;
+            }
+            let mut next = Vec::with_capacity(pieces.len());
+            for p in pieces {
+                match p {
+                    Ok(raw) => {
+                        let mut rest = raw;
+                        while let Some(at) = rest.find(t.as_str()) {
+                            if at > 0 {
+                                next.push(Ok(&rest[..at]));
+                            }
+                            next.push(Err(*id));
+                            rest = &rest[at + t.len()..];
+                        }
+                        if !rest.is_empty() {
+                            next.push(Ok(rest));
+                        }
+                    }
+                    special => next.push(special),
+                }
+            }
+            pieces = next;
+        }
+        let mut out = Vec::with_capacity(text.len() / 3);
+        let mut cache: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (k, p) in pieces.iter().enumerate() {
+            match *p {
+                Err(id) => out.push(id),
+                Ok(raw) => {
+                    if let Some(ids) = cache.get(raw) {
+                        out.extend_from_slice(ids);
+                        continue;
+                    }
+                    // llama.cpp adds the prefix space to the first piece only (and after a
+                    // special token, which never precedes raw text here as user-defined
+                    // tokens are not "special" in its sense).
+                    let prefix = self.add_prefix_space && k == 0;
+                    let ids = self.spm_merge(spm, raw, prefix);
+                    out.extend_from_slice(&ids);
+                    cache.insert(raw, ids);
+                }
+            }
+        }
+        out
+    }
+
+    /// Score merging of one piece (step 2 and 3 of [`Spm`]).
+    fn spm_merge(&self, spm: &Spm, raw: &str, prefix: bool) -> Vec<u32> {
+        use std::cmp::Ordering;
+        use std::collections::BinaryHeap;
+        let mut text = String::with_capacity(raw.len() + 3);
+        if prefix {
+            text.push('\u{2581}');
+        }
+        for c in raw.chars() {
+            text.push(if c == ' ' { '\u{2581}' } else { c });
+        }
+        // Symbols: (start byte, length, prev, next); a merged-away symbol has length 0.
+        let starts: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+        let n = starts.len();
+        let mut len: Vec<usize> = (0..n)
+            .map(|i| starts.get(i + 1).copied().unwrap_or(text.len()) - starts[i])
+            .collect();
+        let start = starts;
+        let mut prev: Vec<isize> = (0..n as isize).map(|i| i - 1).collect();
+        let mut next: Vec<isize> = (0..n as isize)
+            .map(|i| if i + 1 == n as isize { -1 } else { i + 1 })
+            .collect();
+        #[derive(PartialEq)]
+        struct Bigram {
+            score: f32,
+            left: usize,
+            right: usize,
+            size: usize,
+        }
+        impl Eq for Bigram {}
+        impl PartialOrd for Bigram {
+            fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        impl Ord for Bigram {
+            // Highest score first, then the leftmost pair.
+            fn cmp(&self, o: &Self) -> Ordering {
+                self.score
+                    .total_cmp(&o.score)
+                    .then_with(|| o.left.cmp(&self.left))
+            }
+        }
+        let mut heap = BinaryHeap::new();
+        let try_add =
+            |heap: &mut BinaryHeap<Bigram>, start: &[usize], len: &[usize], l: isize, r: isize| {
+                if l < 0 || r < 0 {
+                    return;
+                }
+                let (l, r) = (l as usize, r as usize);
+                let s = &text[start[l]..start[l] + len[l] + len[r]];
+                if let Some(&id) = self.ids.get(s) {
+                    heap.push(Bigram {
+                        score: spm.scores[id as usize],
+                        left: l,
+                        right: r,
+                        size: s.len(),
+                    });
+                }
+            };
+        for i in 1..n {
+            try_add(&mut heap, &start, &len, i as isize - 1, i as isize);
+        }
+        while let Some(b) = heap.pop() {
+            if len[b.left] == 0 || len[b.right] == 0 || len[b.left] + len[b.right] != b.size {
+                continue;
+            }
+            len[b.left] += len[b.right];
+            len[b.right] = 0;
+            next[b.left] = next[b.right];
+            if next[b.right] >= 0 {
+                prev[next[b.right] as usize] = b.left as isize;
+            }
+            try_add(&mut heap, &start, &len, prev[b.left], b.left as isize);
+            try_add(&mut heap, &start, &len, b.left as isize, next[b.left]);
+        }
+        let mut out = Vec::new();
+        let mut i: isize = if n == 0 { -1 } else { 0 };
+        while i >= 0 {
+            let k = i as usize;
+            let s = &text[start[k]..start[k] + len[k]];
+            match self.ids.get(s) {
+                Some(&id) => out.push(id),
+                None => out.extend(
+                    s.bytes()
+                        .map(|b| spm.byte_ids[b as usize].expect("checked in new_spm")),
+                ),
+            }
+            i = next[k];
+        }
+        out
+    }
+
     /// Text of `ids` (special tokens are written as their names).
     pub fn decode(&self, ids: &[u32]) -> String {
+        if let Some(spm) = &self.spm {
+            let mut bytes = Vec::new();
+            for &id in ids {
+                let Some(t) = self.tokens.get(id as usize) else {
+                    continue;
+                };
+                match spm.types[id as usize] {
+                    6 => bytes.extend(
+                        spm.byte_ids
+                            .iter()
+                            .position(|&b| b == Some(id))
+                            .map(|b| b as u8),
+                    ),
+                    _ => bytes.extend_from_slice(t.replace('\u{2581}', " ").as_bytes()),
+                }
+            }
+            return String::from_utf8_lossy(&bytes).into_owned();
+        }
         let mut bytes = Vec::new();
         for &id in ids {
             let Some(t) = self.tokens.get(id as usize) else {

@@ -85,6 +85,7 @@ fn cfg() -> LlamaConfig {
         rope_theta: 10_000.0,
         rope: RopeStyle::Half,
         context: 16,
+        gemma: None,
     }
 }
 

@@ -45,6 +45,7 @@ fn tiny_cfg(rope: RopeStyle) -> LlamaConfig {
         rope_theta: 10_000.0,
         rope,
         context: 64,
+        gemma: None,
     }
 }
 
@@ -161,6 +162,58 @@ fn every_lora_parameter_gets_a_gradient_and_healing_lowers_the_loss() {
     m.merge_lora().unwrap();
     let after = m.logits(&ids, &m.all_blocks(), false).unwrap();
     assert!(max_diff(&before, &after) < 1e-4);
+}
+
+#[test]
+fn the_paper_recipe_adapts_the_ffn_only_with_reproducible_dropout() {
+    let text: Vec<u32> = (0..400u32)
+        .map(|i| [5, 9, 12, 9, 40, 7][(i % 6) as usize])
+        .collect();
+    let cfg = dlt_llm::lora::HealConfig {
+        lr: 1e-2,
+        seq: 16,
+        batch: 2,
+        ..dlt_llm::lora::HealConfig::paper(4, 30)
+    };
+    let run = |c: &dlt_llm::lora::HealConfig| {
+        let mut m = Llama::random(tiny_cfg(RopeStyle::Interleaved), 4).unwrap();
+        let (rep, vars) = dlt_llm::lora::heal(&mut m, &text, c, |_, _, _| {}).unwrap();
+        (rep, vars.len(), m)
+    };
+    let (a, nvars, m) = run(&cfg);
+    // gate, up and down of 4 blocks, an A and a B each.
+    assert_eq!(nvars, 2 * 3 * 4);
+    // Same seed, same dropout masks and windows: the same losses, bit for bit.
+    let (b, _, _) = run(&cfg);
+    assert_eq!(a.losses, b.losses);
+    // Dropout is part of the computation: without it the losses differ (from the first step,
+    // where B = 0 hides it only in the forward pass; the masked A-gradient differs).
+    let (c, _, _) = run(&dlt_llm::lora::HealConfig {
+        dropout: 0.0,
+        ..cfg.clone()
+    });
+    assert_ne!(a.losses, c.losses);
+    assert!(
+        a.losses.last().unwrap() < &(a.losses[0] * 0.8),
+        "{:?}",
+        a.losses
+    );
+    // After healing the adapters run without dropout: evaluation is deterministic.
+    let ids = Tensor::new(&text[..16], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let x = m.logits(&ids, &m.all_blocks(), false).unwrap();
+    let y = m.logits(&ids, &m.all_blocks(), false).unwrap();
+    assert_eq!(max_diff(&x, &y), 0.0);
+    // Impossible settings are refused before any step.
+    let mut m2 = Llama::random(tiny_cfg(RopeStyle::Interleaved), 4).unwrap();
+    let bad = dlt_llm::lora::HealConfig {
+        dropout: 1.0,
+        ..cfg.clone()
+    };
+    let e = dlt_llm::lora::heal(&mut m2, &text, &bad, |_, _, _| {}).unwrap_err();
+    assert!(e.to_string().contains("--lora-dropout"), "{e}");
 }
 
 #[test]
@@ -438,5 +491,82 @@ fn kv_cached_logits_equal_the_one_pass_logits() {
             assert!((got[1] - lp[4][ids[5] as usize] as f64).abs() < 1e-4);
             assert_eq!(s.tokens_run, 5 + 2);
         }
+    }
+}
+
+fn tiny_gemma(n_layers: usize, window: usize) -> Llama {
+    let mut cfg = tiny_cfg(RopeStyle::Half);
+    cfg.n_layers = n_layers;
+    cfg.n_kv_heads = 1;
+    cfg.gemma = Some(dlt_llm::model::Gemma3Config {
+        head_dim: 16, // 4 heads × 16 = 64 ≠ hidden 32, as Gemma 3's queries are wider than d
+        sliding_window: window,
+        rope_local_theta: 10_000.0,
+    });
+    cfg.rope_theta = 1e6;
+    Llama::random(cfg, 7).unwrap()
+}
+
+/// A local (sliding-window) block at position i reads only positions i − w + 1 ..= i: with one
+/// local block and w = 3, changing tokens 0..=20 leaves the logits at 23 unchanged, and
+/// changing token 21 (inside the window) changes them. The same model with the block made
+/// global sees the change at 0 (the test can fail both ways).
+#[test]
+fn gemma_sliding_window_blocks_see_only_their_window() {
+    let m = tiny_gemma(1, 3);
+    assert!(!m.blocks[0].gemma.as_ref().unwrap().global);
+    let base: Vec<u32> = (0..24u32).map(|i| (i * 37 + 5) % 261).collect();
+    let last = |m: &Llama, v: &[u32]| {
+        let t = Tensor::new(v, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        m.logits(&t, &m.all_blocks(), false)
+            .unwrap()
+            .narrow(1, 23, 1)
+            .unwrap()
+    };
+    let mut far = base.clone();
+    for t in far.iter_mut().take(21) {
+        *t = (*t + 1) % 261;
+    }
+    let mut near = base.clone();
+    near[21] = (near[21] + 1) % 261;
+    assert!(max_diff(&last(&m, &base), &last(&m, &far)) < 1e-6);
+    assert!(max_diff(&last(&m, &base), &last(&m, &near)) > 1e-4);
+    let mut g = m.clone();
+    g.blocks[0].gemma.as_mut().unwrap().global = true;
+    assert!(max_diff(&last(&g, &base), &last(&g, &far)) > 1e-4);
+}
+
+/// The Gemma forward through the KV cache (masks offset by the cached positions) and through
+/// the differentiable ops equals the one-pass fused forward, with local blocks whose window
+/// (4) is shorter than the sequence.
+#[test]
+fn gemma_cached_and_differentiable_forwards_equal_the_fused_forward() {
+    let m = tiny_gemma(6, 4);
+    let globals: Vec<bool> = m
+        .blocks
+        .iter()
+        .map(|b| b.gemma.as_ref().unwrap().global)
+        .collect();
+    assert_eq!(globals, [false, false, false, false, false, true]);
+    let ids: Vec<u32> = vec![5, 9, 200, 17, 3, 88, 41, 7, 120, 64];
+    let t = Tensor::new(&ids[..], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    for blocks in [m.all_blocks(), vec![0, 2, 5]] {
+        let full = m.logits(&t, &blocks, false).unwrap();
+        let train = m.logits(&t, &blocks, true).unwrap();
+        assert!(
+            max_diff(&full, &train) < 1e-4,
+            "{}",
+            max_diff(&full, &train)
+        );
+        let full = full.squeeze(0).unwrap();
+        let (a, cache) = m.logits_cached(&ids[..6], &blocks, None, false).unwrap();
+        let (b, _) = m
+            .logits_cached(&ids[6..], &blocks, Some(&cache), false)
+            .unwrap();
+        let got = Tensor::cat(&[a, b], 0).unwrap();
+        assert!(max_diff(&got, &full) < 1e-4, "{}", max_diff(&got, &full));
     }
 }

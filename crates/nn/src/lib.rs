@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod attack;
+pub mod cnn;
 pub mod data;
 pub mod diffusion;
 pub mod gpt_config;

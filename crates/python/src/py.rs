@@ -24,7 +24,9 @@ use dlt_theory::mc::{self as montecarlo, McConfig};
 use dlt_theory::profile::{Ensemble, Init, LearningRates, ProfileConfig};
 use dlt_theory::scaling::{Features, ScalingModel};
 use dlt_theory::TheoryError;
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{
+    PyArray1, PyArray2, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{
     PyArithmeticError, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError,
     PyValueError,
@@ -34,6 +36,14 @@ use pyo3::types::{PyDict, PyList, PyString};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+/// The command line's size checks (memory estimate against the budget, work bound), the same
+/// library module the CLI uses, so that an impossible size is refused with the CLI's message.
+use dlt_studies::run_limits as limits;
+
+mod collapse;
+mod data;
+mod prune;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -69,13 +79,24 @@ fn nn_err(flag: &str, e: NnError) -> PyErr {
     }
 }
 
-/// The CLI's `at_least` check (crates/cli/src/limits.rs), for an integer that Python may pass
+/// The CLI's `at_least` check (`dlt_studies::run_limits`), for an integer that Python may pass
 /// negative.
 fn at_least(flag: &str, v: i64, min: usize) -> PyResult<usize> {
     if v < min as i64 {
         return Err(value_err(format!("{flag} {v}: must be ≥ {min}")));
     }
     Ok(v as usize)
+}
+
+/// The CLI's memory check ([`limits::check_memory`], which skips reading MemAvailable for
+/// estimates ≤ 16 MiB) with its message as a `ValueError`.
+fn check_memory(what: &str, terms: &[limits::Term<'_>]) -> PyResult<()> {
+    limits::check_memory(what, terms).map_err(limit_err)
+}
+
+/// A refused size (the CLI's `limits` checks) as a `ValueError` with the CLI's message.
+fn limit_err(e: anyhow::Error) -> PyErr {
+    PyValueError::new_err(e.to_string())
 }
 
 fn at_most(flag: &str, v: usize, max: usize, why: &str) -> PyResult<()> {
@@ -134,6 +155,17 @@ fn arr1<'py>(py: Python<'py>, v: &[f64]) -> Bound<'py, PyArray1<f64>> {
 fn arr2<'py>(py: Python<'py>, v: &[f64], rows: usize, cols: usize) -> Bound<'py, PyArray2<f64>> {
     debug_assert_eq!(v.len(), rows * cols);
     let a = PyArray2::<f64>::zeros(py, [rows, cols], false);
+    // SAFETY: `a` was just created here, is C-contiguous and no other reference to it exists.
+    unsafe { a.as_slice_mut() }
+        .expect("fresh arrays are contiguous")
+        .copy_from_slice(v);
+    a
+}
+
+/// A fresh float64 array of `shape` from row-major `v` (numpy owns the memory; one copy).
+fn arrn<'py>(py: Python<'py>, v: &[f64], shape: &[usize]) -> Bound<'py, PyArrayDyn<f64>> {
+    debug_assert_eq!(v.len(), shape.iter().product::<usize>());
+    let a = PyArrayDyn::<f64>::zeros(py, shape.to_vec(), false);
     // SAFETY: `a` was just created here, is C-contiguous and no other reference to it exists.
     unsafe { a.as_slice_mut() }
         .expect("fresh arrays are contiguous")
@@ -367,6 +399,20 @@ fn activations() -> Vec<&'static str> {
     dlt_theory::activation::KNOWN.to_vec()
 }
 
+/// The memory of the layer table of `theory profile` for p inputs (the CLI's `check_profile`):
+/// K, Θ (p² each), V (p⁴) per layer; one input: a few dozen numbers per layer.
+fn check_profile_memory(depth: usize, p: usize) -> PyResult<()> {
+    use limits::prod;
+    check_memory(
+        "theory profile",
+        &[(
+            "--depth",
+            depth.to_string(),
+            prod(&[depth, p, p, p, p, 8 * 4 + 512]),
+        )],
+    )
+}
+
 /// Layer-by-layer single-input recursions (PDLT ch. 4–5, 8–9, 11; docs/derivations/theory.md,
 /// docs/derivations/dntk.md): a dict of float64 arrays of length `depth` (`l` is int64).
 #[pyfunction]
@@ -400,6 +446,7 @@ fn profile<'py>(
         4096,
         "more nodes do not change the 1-D expectations",
     )?;
+    check_profile_memory(depth, 1)?;
     let (act, user) = activation_arg(activation, (d1, d2, d3), kink_at_zero)?;
     let mut e = Ensemble::new(act, cb, cw).with_init(parse_init(init, "--init")?);
     e.gamma = gamma;
@@ -476,6 +523,64 @@ fn profile<'py>(
     Ok(d)
 }
 
+/// Multi-input recursions for p inputs (PDLT eqs. (4.118)–(4.119);
+/// docs/derivations/theory.md#four-point-vertex): K^(ℓ), Θ^(ℓ) (p×p) and V^(ℓ) (p⁴) per layer
+/// from the p×p matrix K^(1) = `k1` (`dlt theory profile --k1-matrix … --json`).
+#[pyfunction]
+#[pyo3(signature = (activation, cb, cw, k1, depth, lambda_b=1.0, lambda_w=1.0, lambda_b_over_l=false, init="gaussian", quad_order=192))]
+#[allow(clippy::too_many_arguments)]
+fn profile_multi<'py>(
+    py: Python<'py>,
+    activation: &str,
+    cb: f64,
+    cw: f64,
+    k1: &Bound<'py, PyAny>,
+    depth: i64,
+    lambda_b: f64,
+    lambda_w: f64,
+    lambda_b_over_l: bool,
+    init: &str,
+    quad_order: i64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let depth = at_least("--depth", depth, 1)?;
+    let quad_order = at_least("--quad-order", quad_order, 8)?;
+    at_most(
+        "--quad-order",
+        quad_order,
+        4096,
+        "more nodes do not change the 1-D expectations",
+    )?;
+    let km = Matrix::new(k1, "--k1-matrix", &[2])?;
+    let (p, c) = km.dims2("--k1-matrix")?;
+    if p != c {
+        return Err(value_err(format!(
+            "--k1-matrix: the matrix must be square ({p} rows)"
+        )));
+    }
+    check_profile_memory(depth, p)?;
+    let mut e = Ensemble::new(parse(activation).map_err(theory_err)?, cb, cw)
+        .with_init(parse_init(init, "--init")?);
+    e.quad.gh1 = quad_order;
+    let lr = learning_rates(lambda_b, lambda_w, lambda_b_over_l)?;
+    let k = km.data();
+    let rows = py
+        .allow_threads(|| dlt_theory::multi::profile_multi(&e, k, p, depth, &lr))
+        .map_err(theory_err)?;
+    let l = rows.len();
+    let cat = |f: &dyn Fn(&dlt_theory::multi::MultiLayer) -> &[f64]| {
+        rows.iter()
+            .flat_map(|r| f(r).iter().copied())
+            .collect::<Vec<f64>>()
+    };
+    let d = PyDict::new(py);
+    let ls: Vec<i64> = rows.iter().map(|r| r.l as i64).collect();
+    d.set_item("l", PyArray1::from_vec(py, ls))?;
+    d.set_item("K", arrn(py, &cat(&|r| &r.k), &[l, p, p]))?;
+    d.set_item("theta", arrn(py, &cat(&|r| &r.theta), &[l, p, p]))?;
+    d.set_item("V", arrn(py, &cat(&|r| &r.v), &[l, p, p, p, p]))?;
+    Ok(d)
+}
+
 /// Monte Carlo over an ensemble of real networks with batch-means standard errors, beside the
 /// theory (PDLT; crates/theory/src/mc.rs): `dlt theory mc`.
 #[pyfunction]
@@ -500,7 +605,7 @@ fn mc<'py>(
     batches: i64,
     threads: i64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    // The CLI's check_mc, less its memory and work estimates.
+    // The CLI's check_mc.
     let depth = at_least("--depth", depth, 1)?;
     let batches = at_least("--batches", batches, 2)?;
     let networks = at_least("--networks", networks, 0)?;
@@ -512,6 +617,35 @@ fn mc<'py>(
     let width = at_least("--width", width, 1)?;
     let threads = at_least("--threads", threads, 0)?;
     at_most("--threads", threads, 4096, "one worker per thread")?;
+    {
+        // The CLI's check_mc: the weight matrices of every worker and the per-batch sums of
+        // every layer in memory, the arithmetic within the work bound.
+        use limits::{check_work, prod};
+        let cores = std::thread::available_parallelism().map_or(1, |v| v.get());
+        let workers = if threads == 0 { cores } else { threads }.min(networks.max(1));
+        check_memory(
+            "theory mc",
+            &[
+                (
+                    "--width",
+                    width.to_string(),
+                    prod(&[workers, width, width, if ntk { 4 * 8 } else { 8 }]),
+                ),
+                (
+                    "--depth",
+                    depth.to_string(),
+                    prod(&[batches, depth, 64 * 8]),
+                ),
+            ],
+        )?;
+        check_work(
+            "theory mc",
+            "--networks",
+            &networks.to_string(),
+            prod(&[networks, depth, width, width, if ntk { width } else { 1 }]),
+        )
+        .map_err(limit_err)?;
+    }
     let init = parse_init(init, "--init")?;
     let first_layer = match first_layer {
         Some(s) => parse_init(s, "--first-layer")?,
@@ -597,11 +731,13 @@ fn kernel_config(
     let method = parse_method(method, &act)?;
     let depth = at_least("--depth", depth, 0)?;
     // The CLI's work bound: each layer costs every pair ≥ 10³ multiply-adds.
-    if depth > 1_000_000_000 {
-        return Err(value_err(format!(
-            "--depth {depth}: too much work for the kernel recursion"
-        )));
-    }
+    limits::check_work(
+        "the kernel recursion",
+        "--depth",
+        &depth.to_string(),
+        limits::prod(&[depth, 1000]),
+    )
+    .map_err(limit_err)?;
     let mut cfg = KernelConfig::new(act, cb, cw, depth);
     cfg.lambda_b = lambda_b.unwrap_or(cb);
     cfg.lambda_w = lambda_w.unwrap_or(cw);
@@ -829,6 +965,10 @@ fn theory_loss<'py>(
     let model = scaling_model(alpha, m, noise)?;
     let n = at_least("--n", n, 1)?;
     let p = at_least("--p", p, 1)?;
+    check_memory(
+        "scaling theory",
+        &[("--m", model.m.to_string(), limits::prod(&[model.m, 8]))],
+    )?;
     let t = py
         .allow_threads(|| dlt_theory::scaling::theory_loss(&model, n, p, ridge))
         .map_err(theory_err)?;
@@ -836,6 +976,42 @@ fn theory_loss<'py>(
     d.set_item("loss", t.loss)?;
     d.set_item("kappa", t.kappa)?;
     Ok(d)
+}
+
+/// The sizes of one simulated point (the CLI's `check_point`): the matrices of the seeds that
+/// run at once (the (N+1)×M Gram sampler or the P×M design, the P×N features, an N×N or P×P
+/// system, the held-out set) must fit in memory.
+fn check_point(m: usize, n: usize, p: usize, seeds: usize, test: usize) -> PyResult<()> {
+    use limits::{prod, sum};
+    let at_once = std::thread::available_parallelism()
+        .map_or(1, |v| v.get())
+        .min(seeds);
+    let each = |t: Option<u64>| t.and_then(|b| b.checked_mul(at_once as u64));
+    check_memory(
+        "scaling simulate",
+        &[
+            (
+                "--m",
+                m.to_string(),
+                each(prod(&[n.saturating_add(1), m, 2 * 8])),
+            ),
+            ("--p", p.to_string(), each(prod(&[p, m, 8]))),
+            (
+                "--n",
+                n.to_string(),
+                each(sum(&[
+                    prod(&[p, n, 2 * 8]),
+                    prod(&[n.min(p), n.min(p), 2 * 8]),
+                ])),
+            ),
+            (
+                "--test",
+                test.to_string(),
+                each(prod(&[test, m.saturating_add(n), 8])),
+            ),
+            ("--seeds", seeds.to_string(), prod(&[seeds, 3 * 8])),
+        ],
+    )
 }
 
 /// Simulated population loss of the fitted scaling-law model over seeds: `dlt scaling simulate`.
@@ -868,6 +1044,7 @@ fn simulate<'py>(
             "--test: nonlinear features need held-out samples",
         ));
     }
+    check_point(model.m, n, p, seeds, test)?;
     let s = py
         .allow_threads(|| {
             dlt_theory::scaling::simulate(&model, n, p, ridge, features, seeds, seed, test)
@@ -879,6 +1056,87 @@ fn simulate<'py>(
     d.set_item("median", s.median)?;
     d.set_item("losses", arr1(py, &s.losses))?;
     Ok(d)
+}
+
+/// Eigenvalues of the feature second-moment matrix E[φφᵀ] of N features of the model with
+/// exponent α and M latent modes (arXiv 2210.16859; docs/derivations/scaling.md#feature-spectrum),
+/// their numerical rank and log–log slopes: `dlt scaling spectrum --json`, with the eigenvalues
+/// as a float64 array.
+#[pyfunction]
+#[pyo3(signature = (alpha, m, n, features="relu", samples=20000, seed=0))]
+fn spectrum<'py>(
+    py: Python<'py>,
+    alpha: f64,
+    m: i64,
+    n: i64,
+    features: &str,
+    samples: i64,
+    seed: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let m = at_least("--m", m, 1)?;
+    let n = at_least("--n", n, 1)?;
+    let samples = at_least("--samples", samples, 0)?;
+    let features: Features = features
+        .parse()
+        .map_err(|e: String| value_err(format!("--features: {e}")))?;
+    limits::scaling_spectrum(m, n, samples, features == Features::Tanh).map_err(limit_err)?;
+    let (ev, v) = py
+        .allow_threads(|| dlt_studies::scaling::spectrum(alpha, m, n, features, samples, seed))
+        .map_err(study_err)?;
+    let d = PyDict::new(py);
+    for k in ["alpha", "m", "n", "features", "rank", "slopes"] {
+        d.set_item(k, json_to_py(py, &v[k])?)?;
+    }
+    d.set_item("eigenvalues", arr1(py, &ev))?;
+    Ok(d)
+}
+
+/// A study-crate error: a theory error as [`theory_err`], an I/O failure by its kind, a
+/// language-model error as [`llm_err`], a data error as [`data_err`], others `ValueError`.
+fn study_err(e: dlt_studies::StudyError) -> PyErr {
+    use dlt_studies::StudyError as E;
+    match e {
+        E::Theory(t) => theory_err(t),
+        E::Output(dlt_studies::output::OutputError::Io { ref source, .. }) => {
+            io_err(source, e.to_string())
+        }
+        E::Nn(n) => data_err(n),
+        E::Llm(l) => llm_err(l),
+        other => value_err(other.to_string()),
+    }
+}
+
+/// A `dlt-nn` data/file error: a missing file or data set is `FileNotFoundError`, another I/O
+/// failure `OSError` (by kind), a malformed or unusable one `ValueError`; the message as the CLI
+/// prints it.
+fn data_err(e: NnError) -> PyErr {
+    let msg = e.to_string();
+    match &e {
+        NnError::Io { source, .. } => io_err(source, msg),
+        NnError::Data { problem, .. }
+            if problem.contains("does not exist") || problem.starts_with("not found") =>
+        {
+            PyFileNotFoundError::new_err(msg)
+        }
+        NnError::Data { .. } => PyOSError::new_err(msg),
+        _ => PyValueError::new_err(msg),
+    }
+}
+
+/// A `dlt-llm` error: a model path that does not exist is `FileNotFoundError`, an I/O failure
+/// by its kind, a malformed file or a bad argument `ValueError`, a tensor failure
+/// `RuntimeError`; the message as the CLI prints it.
+fn llm_err(e: dlt_llm::LlmError) -> PyErr {
+    use dlt_llm::LlmError as E;
+    let msg = e.to_string();
+    match &e {
+        E::Io { source, .. } => io_err(source, msg),
+        E::File { problem, .. } if problem.contains("no such file") => {
+            PyFileNotFoundError::new_err(msg)
+        }
+        E::File { .. } | E::Invalid { .. } => PyValueError::new_err(msg),
+        E::Candle(_) => PyRuntimeError::new_err(msg),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1030,16 +1288,21 @@ fn _dltlab(m: &Bound<'_, PyModule>) -> PyResult<()> {
     theory.add_function(wrap_pyfunction!(kernels, &theory)?)?;
     theory.add_function(wrap_pyfunction!(predict, &theory)?)?;
     theory.add_function(wrap_pyfunction!(trajectory, &theory)?)?;
+    theory.add_function(wrap_pyfunction!(profile_multi, &theory)?)?;
     m.add_submodule(&theory)?;
     let scaling = PyModule::new(py, "scaling")?;
     scaling.add_function(wrap_pyfunction!(theory_loss, &scaling)?)?;
     scaling.add_function(wrap_pyfunction!(simulate, &scaling)?)?;
+    scaling.add_function(wrap_pyfunction!(spectrum, &scaling)?)?;
     m.add_submodule(&scaling)?;
     let studies = PyModule::new(py, "studies")?;
     studies.add_function(wrap_pyfunction!(list, &studies)?)?;
     studies.add_function(wrap_pyfunction!(run, &studies)?)?;
     studies.add_function(wrap_pyfunction!(results, &studies)?)?;
     m.add_submodule(&studies)?;
+    m.add_submodule(&collapse::module(py)?)?;
+    m.add_submodule(&prune::module(py)?)?;
+    m.add_submodule(&data::module(py)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

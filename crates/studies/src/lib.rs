@@ -18,6 +18,7 @@ pub mod progress;
 pub mod prune;
 pub mod registry;
 pub mod report;
+pub mod run_limits;
 pub mod scaling;
 pub mod sgd_gap;
 pub mod study;

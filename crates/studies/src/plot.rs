@@ -344,6 +344,39 @@ impl Figure {
 /// Width of the legend column, in pixels.
 const LEGEND_WIDTH: u32 = 260;
 
+/// Several charts side by side in one SVG, `cols` per row, each as [`Figure::save_svg`] draws
+/// it (nested `<svg>` elements), scaled down to at most 1470 px wide. Written atomically.
+pub fn save_panels_svg(figs: &[Figure], cols: usize, path: &Path) -> Result<PathBuf, OutputError> {
+    let cols = cols.clamp(1, figs.len().max(1));
+    let rows = figs.len().div_ceil(cols).max(1);
+    let (w, h) = ((720 + LEGEND_WIDTH) as usize, 480usize);
+    let (tw, th) = (w * cols, h * rows);
+    let shown = tw.min(1470);
+    let mut out = format!(
+        "<svg width=\"{shown}\" height=\"{}\" viewBox=\"0 0 {tw} {th}\" xmlns=\"http://www.w3.org/2000/svg\">\n",
+        th * shown / tw
+    );
+    for (k, f) in figs.iter().enumerate() {
+        let svg = f.to_svg().map_err(|msg| OutputError::Encode {
+            path: path.to_path_buf(),
+            msg,
+        })?;
+        let body = svg.trim_start_matches(|c| c != '<');
+        let body = if body.starts_with("<?xml") {
+            body.split_once("?>").map_or(body, |(_, b)| b.trim_start())
+        } else {
+            body
+        };
+        out.push_str(&format!(
+            "<g transform=\"translate({},{})\">\n{body}\n</g>\n",
+            (k % cols) * w,
+            (k / cols) * h
+        ));
+    }
+    out.push_str("</svg>\n");
+    write_atomic(path, out.as_bytes())
+}
+
 /// The k-th colour of the Okabe–Ito palette (distinguishable with every common colour-vision
 /// deficiency), cycling; yellow, hard to see on white, comes last.
 fn colour(k: usize) -> RGBAColor {

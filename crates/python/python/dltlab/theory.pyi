@@ -1,7 +1,9 @@
 """The effective theory of deep MLPs at large but finite width (PDLT: Roberts, Yaida, Hanin,
 arXiv 2106.10165), from the Rust crate dlt-theory. Bad arguments raise ValueError with the
 message of the matching ``dlt theory …`` command (it names the CLI flag); a recursion that leaves
-its domain raises ArithmeticError; a missing .npy file FileNotFoundError."""
+its domain raises ArithmeticError; a missing .npy file FileNotFoundError. Sizes whose memory
+(against DLT_MAX_MEMORY or MemAvailable) or arithmetic (over 10¹⁷ multiply-adds) the machine
+cannot afford are refused before any work with the CLI's ValueError message naming the flag."""
 
 import os
 from typing import Any, Callable, Literal, Optional, Union
@@ -163,3 +165,32 @@ def trajectory(
     ``ddntk_term`` (the four terms add up to the coefficient), the float ``eta`` and the dict
     ``stats`` (K, theta, theta1, ntk_variance = A + 2B, dntk = P + 2Q, ddntk_i = 3R,
     ddntk_ii = S + T + U). Validated on trained ensembles by the ``trained`` study (part 3)."""
+
+def profile_multi(
+    activation: str,
+    cb: float,
+    cw: float,
+    k1: ArrayLike,
+    depth: int,
+    lambda_b: float = 1.0,
+    lambda_w: float = 1.0,
+    lambda_b_over_l: bool = False,
+    init: Literal["gaussian", "orthogonal"] = "gaussian",
+    quad_order: int = 192,
+) -> dict[str, Any]:
+    """Multi-input recursions for p inputs at layers l = 1..depth (PDLT eqs. 4.118–4.119 in the
+    raised-index form of docs/derivations/theory.md#four-point-vertex; orthogonal weights by
+    Weingarten calculus, docs/derivations/orthogonal.md#haar-vertex-multi), from K^(1) = ``k1``, a
+    symmetric positive-definite p×p matrix (array or .npy path; K^(1)_{ab} = C_b + C_W x_a·x_b/n₀),
+    V^(1) = 0 and Θ^(1)_{ab} = λ_b + λ_W x_a·x_b/n₀:
+
+    * ``K``: float64 (depth, p, p), K^(l+1)_{ab} = C_b + C_W ⟨σ_a σ_b⟩_{K^(l)};
+    * ``theta``: float64 (depth, p, p), the NTK mean Θ^(l)_{ab};
+    * ``V``: float64 (depth, p, p, p, p), the four-point vertex V^(l)_{(ab)(cd)};
+    * ``l``: int64 (depth,).
+
+    The same numbers as ``dlt theory profile --k1-matrix "…" --json`` (its ``layers``). Integrals
+    of up to 2 inputs are exact to rounding; 3- and 4-input ones for a kinked σ (ReLU) use tensor
+    Gauss–Hermite and are accurate to about 1e-3. A matrix that is not symmetric positive
+    definite, or a residual network: ValueError naming ``--k1-matrix``. A layer table that does
+    not fit in memory (depth·p⁴ numbers): ValueError naming ``--depth``, as the CLI."""

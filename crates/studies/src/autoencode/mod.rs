@@ -13,10 +13,15 @@
 //! points; d = 1, 2; evaluated on 3600 equally spaced angles). C-2: the sphere S² (4000
 //! points; d = 2, 3; a 6000-point Fibonacci grid). C-3: the circle with the arc [0°, 30°)
 //! thinned 100× (20 000 points; d = 1, 2). C-4, [`bump_hunt`]: the mock bump hunt on RAMBO
-//! phase space (§5), with the parity check of the phase-space sphere. Protocol and reference
-//! runs: docs/derivations/autoencode.md#protocol.
+//! phase space (§5), with the parity check of the phase-space sphere. [`knots`]: an unknot, a
+//! trefoil and linked and unlinked rings in ℝ³ with d = 1, 2 (extrinsic topology,
+//! docs/derivations/autoencode.md#extrinsic-topology). The circle and thinned circle with d = 1
+//! record their code at six steps on a log scale ([`Snapshot`],
+//! docs/derivations/autoencode.md#latent-snapshots). Protocol and reference runs:
+//! docs/derivations/autoencode.md#protocol.
 
 pub mod bump_hunt;
+pub mod knots;
 
 use crate::claim::{Claim, NanFold};
 use crate::output::{fmt_num, OutDir};
@@ -59,6 +64,8 @@ pub struct Config {
     pub seeds: usize,
     /// The mock bump hunt.
     pub bump: bump_hunt::BumpConfig,
+    /// Extrinsic topology: knotted and linked curves.
+    pub knots: knots::KnotConfig,
 }
 
 impl Config {
@@ -75,6 +82,7 @@ impl Config {
             lr: 3e-3,
             seeds: if quick { 1 } else { 3 },
             bump: bump_hunt::BumpConfig::for_mode(quick),
+            knots: knots::KnotConfig::for_mode(quick),
         }
     }
 }
@@ -114,6 +122,31 @@ pub struct RunResult {
     pub profile: Vec<(f64, f64)>,
     /// Circle, d = 1: (angle, latent code), every 10th point.
     pub code: Vec<(f64, f64)>,
+    /// Circles, d = 1, first seed: the code during training (steps on a log scale).
+    pub snapshots: Vec<Snapshot>,
+}
+
+/// The latent code of a circle setting after `step` Adam steps.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    /// Completed Adam steps.
+    pub step: usize,
+    /// Angle (degrees) of the largest reconstruction error on the grid.
+    pub argmax_angle: f64,
+    /// Largest reconstruction error on the grid.
+    pub max_error: f64,
+    /// (angle, latent code), every 10th grid point.
+    pub code: Vec<(f64, f64)>,
+}
+
+/// Snapshot steps: six on a log scale from 10 to `steps`, 10·(steps/10)^(k/5), k = 0…5.
+pub fn snapshot_steps(steps: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..6)
+        .map(|k| (10.0 * (steps as f64 / 10.0).powf(k as f64 / 5.0)).round() as usize)
+        .map(|t| t.min(steps))
+        .collect();
+    v.dedup();
+    v
 }
 
 /// `results.json` of the study.
@@ -129,6 +162,8 @@ pub struct Results {
     pub runs: Vec<RunResult>,
     /// The mock bump hunt.
     pub bump_hunt: bump_hunt::BumpResults,
+    /// Extrinsic topology: knotted and linked curves.
+    pub knots: knots::KnotResults,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -208,6 +243,34 @@ pub(crate) fn train(
     rng: &mut Xoshiro256PlusPlus,
     init_seed: u64,
 ) -> Result<(Vec<f64>, f64), StudyError> {
+    train_snap(
+        cfg,
+        model,
+        x,
+        steps,
+        rng,
+        init_seed,
+        &[],
+        &mut |_, _| Ok(()),
+    )
+}
+
+/// A snapshot callback: `on(t, θ)` after t completed steps.
+pub(crate) type OnSnapshot<'a> = dyn FnMut(usize, &[f64]) -> Result<(), StudyError> + 'a;
+
+/// [`train`], calling `on(t, θ)` whenever the number of completed steps t is in `at` (t = 0:
+/// the initialisation); the snapshots do not change the training.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_snap(
+    cfg: &Config,
+    model: &Mlp,
+    x: &[f64],
+    steps: usize,
+    rng: &mut Xoshiro256PlusPlus,
+    init_seed: u64,
+    at: &[usize],
+    on: &mut OnSnapshot<'_>,
+) -> Result<(Vec<f64>, f64), StudyError> {
     let dim = model.widths[0];
     let n = x.len() / dim;
     let mut theta = model.init(init_seed);
@@ -216,6 +279,9 @@ pub(crate) fn train(
     let per_epoch = (n / cfg.batch).max(1);
     let mut final_loss = f64::NAN;
     for t in 0..steps {
+        if at.contains(&t) {
+            on(t, &theta)?;
+        }
         if t % per_epoch == 0 {
             order.shuffle(rng);
         }
@@ -237,6 +303,9 @@ pub(crate) fn train(
         // Cosine decay to 3 % of the initial rate.
         let lr = cfg.lr * (0.03 + 0.97 * 0.5 * (1.0 + (PI * t as f64 / steps as f64).cos()));
         st.step(Optimizer::ADAM, &mut theta, &g, lr);
+    }
+    if at.contains(&steps) {
+        on(steps, &theta)?;
     }
     Ok((theta, final_loss))
 }
@@ -272,17 +341,42 @@ fn train_and_eval(
     } else {
         cfg.steps
     };
-    let (theta, final_loss) = train(
+    let g = grid(data);
+    let m = g.len() / dim;
+    // Snapshots of the code during training: circles, d = 1, first seed.
+    let at = if data != "sphere" && latent == 1 && seed == cfg.seed {
+        snapshot_steps(steps)
+    } else {
+        vec![]
+    };
+    let mut snapshots = vec![];
+    let (theta, final_loss) = train_snap(
         cfg,
         &model,
         &x,
         steps,
         &mut rng,
         seed.wrapping_add(latent as u64),
+        &at,
+        &mut |t, th| {
+            let err = errors(&model, th, &g)?;
+            let code = model.encode(th, &g)?;
+            let am = (0..m)
+                .max_by(|&a, &b| err[a].total_cmp(&err[b]))
+                .unwrap_or(0);
+            snapshots.push(Snapshot {
+                step: t,
+                argmax_angle: 360.0 * am as f64 / m as f64,
+                max_error: err[am],
+                code: (0..m)
+                    .step_by(10)
+                    .map(|i| (360.0 * i as f64 / m as f64, code[i]))
+                    .collect(),
+            });
+            Ok(())
+        },
     )?;
     // Evaluate.
-    let g = grid(data);
-    let m = g.len() / dim;
     let err = errors(&model, &theta, &g)?;
     let max_error = err.iter().copied().nan_max();
     let mut r = RunResult {
@@ -302,6 +396,7 @@ fn train_and_eval(
         dense_mean: None,
         profile: vec![],
         code: vec![],
+        snapshots,
     };
     if data != "sphere" {
         let deg = |i: usize| 360.0 * i as f64 / m as f64;
@@ -373,6 +468,25 @@ fn validate(cfg: &Config) -> Result<(), StudyError> {
     } else {
         ("--steps", cfg.steps)
     };
+    let k = &cfg.knots;
+    at_least("--knot-steps", k.steps, 1)?;
+    at_least("--knot-points", k.points, cfg.batch.min(1000))?;
+    at_most(
+        "--knot-points",
+        k.points,
+        1_000_000,
+        "a million points per curve is far beyond what a closed curve needs; the set is kept in memory",
+    )?;
+    check_work(
+        "the knot autoencoders",
+        6.0 * 8.0,
+        &[
+            ("--seeds", cfg.seeds.to_string(), cfg.seeds as f64),
+            ("--knot-steps", k.steps.to_string(), k.steps as f64),
+            ("--batch", cfg.batch.to_string(), cfg.batch as f64),
+            ("--hidden", list(&cfg.hidden), dense_params(&widths)),
+        ],
+    )?;
     let b = &cfg.bump;
     at_least("--bump-train", b.n_train, cfg.batch.min(1000))?;
     at_most(
@@ -524,7 +638,45 @@ fn figures(out: &OutDir, runs: &[RunResult], seed: u64) -> Result<Vec<String>, S
         f.save_svg(&out.path("rare_arc.svg"))?;
         figures.push("rare_arc.svg".to_string());
     }
+    if let (Some(a), Some(b)) = (find("circle", 1, seed), find("rare-arc", 1, seed)) {
+        let panels: Vec<Figure> = a
+            .snapshots
+            .iter()
+            .zip(&b.snapshots)
+            .map(|(p, q)| {
+                Figure::new(
+                    format!(
+                        "after {} steps: tear at {:.0}° (circle), {:.0}° (thinned)",
+                        p.step, p.argmax_angle, q.argmax_angle
+                    ),
+                    "angle (degrees)",
+                    "latent code E(x), d = 1",
+                )
+                .with(Series::points("circle", p.code.clone(), None).in_colour(0))
+                .with(Series::points("[0°, 30°) thinned 100×", q.code.clone(), None).in_colour(1))
+                .with(
+                    Series::dashed(
+                        "thinned arc ends (30°)",
+                        vec![(30.0, lo(p, q)), (30.0, hi(p, q))],
+                    )
+                    .in_colour(6),
+                )
+            })
+            .collect();
+        if !panels.is_empty() {
+            crate::plot::save_panels_svg(&panels, 3, &out.path("latent_snapshots.svg"))?;
+            figures.push("latent_snapshots.svg".to_string());
+        }
+    }
     Ok(figures)
+}
+
+fn lo(p: &Snapshot, q: &Snapshot) -> f64 {
+    p.code.iter().chain(&q.code).map(|v| v.1).nan_min()
+}
+
+fn hi(p: &Snapshot, q: &Snapshot) -> f64 {
+    p.code.iter().chain(&q.code).map(|v| v.1).nan_max()
 }
 
 /// The paper's statements against the runs (worst seed).
@@ -659,30 +811,39 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     for s in cfg.seeds..TEAR_TEST_SEEDS {
         jobs.push(("rare-arc", 1, cfg.seed + s as u64));
     }
-    let (runs, bump) = rayon::join(
+    let ((runs, knots), bump) = rayon::join(
         || {
-            jobs.par_iter()
-                .map(|&(d, l, s)| train_and_eval(cfg, d, l, s))
-                .collect::<Result<Vec<RunResult>, _>>()
+            rayon::join(
+                || {
+                    jobs.par_iter()
+                        .map(|&(d, l, s)| train_and_eval(cfg, d, l, s))
+                        .collect::<Result<Vec<RunResult>, _>>()
+                },
+                || knots::run(cfg, &cfg.knots),
+            )
         },
         || bump_hunt::run(cfg, &cfg.bump),
     );
-    let (runs, bump) = (runs?, bump?);
+    let (runs, knots, bump) = (runs?, knots?, bump?);
 
     write_errors_csv(out, &runs)?;
     bump_hunt::write_table(out, &bump)?;
+    knots::write_table(out, &knots)?;
 
     let mut figures = figures(out, &runs, cfg.seed)?;
     figures.extend(bump_hunt::figures(out, &cfg.bump, &bump)?);
+    figures.extend(knots::figures(out, &knots, cfg.seed)?);
 
     let mut claims = claims(&runs);
     claims.extend(bump_hunt::claims(&bump, PAPER));
+    claims.extend(knots::claims(&knots, PAPER));
     let results = Results {
         study: "autoencode",
         config: cfg.clone(),
         seconds: t0.elapsed().as_secs_f64(),
         runs,
         bump_hunt: bump,
+        knots,
         claims,
         figures,
     };
@@ -697,7 +858,7 @@ impl crate::study::Study for Autoencode {
     const NAME: &'static str = "autoencode";
     const TITLE: &'static str = "Topological obstructions to autoencoding";
     const PAPER: &'static str = "Batson, Haaf, Kahn, Roberts (arXiv 2102.08380)";
-    const ABOUT: &'static str = "Borsuk–Ulam forces a continuous autoencoder whose latent space is too small to tear: trained autoencoders on the circle and the sphere, and where on a thinned circle the tear lands.";
+    const ABOUT: &'static str = "Borsuk–Ulam forces a continuous autoencoder whose latent space is too small to tear: trained autoencoders on the circle and the sphere, where on a thinned circle the tear lands, knotted and linked curves, and a mock bump hunt.";
     type Config = Config;
     type Results = Results;
     fn config(quick: bool, seed: u64, quiet: bool) -> Config {

@@ -1,7 +1,7 @@
 //! The claims of `hessian`: top-subspace gradient fraction, subspace overlaps, Lanczos check and
 //! the ablation.
 
-use super::{Ablation, Checkpoint, Config, RunResult, Scale, SubsetRun, PAPER, SONG};
+use super::{Ablation, Checkpoint, CnnRun, Config, RunResult, Scale, SubsetRun, PAPER, SONG};
 use crate::claim::{Claim, NanFold};
 use crate::output::fmt_num;
 
@@ -319,4 +319,45 @@ pub(super) fn subset_claims(runs: &[SubsetRun]) -> Vec<Claim> {
         );
     }
     claims
+}
+
+/// The class-subset statements for the CNN on all 10 classes (§2: the picture holds for
+/// convolutional networks too), with the MLP's criteria (docs/derivations/hessian.md#cnn).
+pub(super) fn cnn_claims(cnn: &CnnRun) -> Vec<Claim> {
+    let r = &cnn.run;
+    let net = &cnn.model;
+    let carried = "criterion carried over from the MLP class-subset runs; not calibrated on CNN runs (one run per scale so far)";
+    vec![
+        Claim::within(
+            "hessian.cnn.outliers",
+            &format!("{PAPER} abstract, §2"),
+            &format!("CNN {net}: the number of outlier eigenvalues (location k of the largest gap λ_k/λ_(k+1) among the top 20, median over checkpoints) is about C − 1 = 9"),
+            r.largest_gap_at,
+            9.0,
+            2.0,
+            &format!("expected C − 1 (rank of the softmax logit Hessian, docs/derivations/hessian.md#class-subsets); tolerance 2: {carried}"),
+        )
+        .calibrated(),
+        Claim::at_least(
+            "hessian.cnn.gap",
+            &format!("{PAPER} abstract, §2"),
+            &format!("CNN {net}: the outliers stand apart — the largest gap λ_k/λ_(k+1) with k ≤ 10 over the largest gap inside the bulk (10 < k < 20), medians over checkpoints"),
+            r.gap_at_c / r.bulk_gap,
+            1.0,
+            &format!("1: the bulk's own largest gap, measured in the same spectrum, is the size a fluctuation reaches; {carried}"),
+        )
+        .calibrated(),
+        Claim::at_least(
+            "hessian.cnn.ftop",
+            &format!("{PAPER} §2"),
+            &format!("CNN {net}: the top 10 directions hold most of the gradient the top 20 hold — f_top(10)/f_top(20), medians over checkpoints"),
+            match (r.ftop.get(9), r.ftop.last()) {
+                (Some(a), Some(b)) if *b > 0.0 => a / b,
+                _ => f64::NAN,
+            },
+            0.75,
+            &format!("0.75 as for the MLP (observed 0.77–0.97 there); {carried}"),
+        )
+        .calibrated(),
+    ]
 }

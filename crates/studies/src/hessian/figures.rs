@@ -1,7 +1,7 @@
 //! Figures and CSV tables of `hessian`.
 
 use super::claims::random_baseline;
-use super::{Ablation, Checkpoint, RunOut, RunResult, SubsetRun};
+use super::{Ablation, Checkpoint, CnnRun, RunOut, RunResult, SubsetRun};
 use crate::output::OutDir;
 use crate::plot::{Figure, Heatmap, Series};
 use crate::study::StudyError;
@@ -306,4 +306,56 @@ pub(super) fn subset_figures(out: &OutDir, runs: &[SubsetRun]) -> Result<Vec<Str
         "subsets_spectrum.svg".into(),
         "subsets_ftop.svg".into(),
     ])
+}
+
+/// The CNN's top eigenvalues and f_top(k) beside the MLP's on all 10 classes (the C = 10
+/// class-subset run of the first seed, when there is one): `cnn_spectrum.svg`, `cnn_ftop.svg`.
+pub(super) fn cnn_figures(
+    out: &OutDir,
+    cnn: &CnnRun,
+    subsets: &[SubsetRun],
+) -> Result<Vec<String>, StudyError> {
+    let mut nets: Vec<(String, &SubsetRun)> =
+        vec![(format!("CNN (P = {})", cnn.run.params), &cnn.run)];
+    if let Some(m) = subsets.iter().find(|r| r.classes == 10) {
+        nets.push((format!("MLP (P = {})", m.params), m));
+    }
+    let mut spec = Figure::new(
+        "top Hessian eigenvalues, 10 classes: CNN beside MLP (median over late checkpoints ± SE)",
+        "index k",
+        "λ_k",
+    );
+    let mut ft = Figure::new(
+        "f_top, 10 classes: CNN beside MLP (median over late checkpoints ± SE)",
+        "k",
+        "f_top(k) = |P_k g|² / |g|²",
+    );
+    let all = || nets.iter().flat_map(|(_, r)| r.eigenvalues.iter().copied());
+    let lo = all().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+    let hi = all().fold(0.0f64, f64::max);
+    for (i, (name, r)) in nets.iter().enumerate() {
+        let keep: Vec<usize> = (0..r.eigenvalues.len())
+            .filter(|&k| r.eigenvalues[k] > 0.0)
+            .collect();
+        let lam: Vec<(f64, f64)> = keep
+            .iter()
+            .map(|&k| ((k + 1) as f64, r.eigenvalues[k]))
+            .collect();
+        let se: Vec<f64> = keep.iter().map(|&k| r.eigenvalues_se[k]).collect();
+        spec = spec.with(Series::points(name.clone(), lam, Some(se)).in_colour(i));
+        let f: Vec<(f64, f64)> = r
+            .ftop
+            .iter()
+            .enumerate()
+            .map(|(k, v)| ((k + 1) as f64, *v))
+            .collect();
+        ft = ft.with(Series::points(name.clone(), f, Some(r.ftop_se.clone())).in_colour(i));
+    }
+    spec = spec
+        .with(Series::dashed("edge k = 10 | 11", vec![(10.5, lo), (10.5, hi)]).in_colour(2))
+        .log_y();
+    ft = ft.with(Series::dashed("k = C = 10", vec![(10.0, 0.0), (10.0, 1.0)]).in_colour(2));
+    spec.save_svg(&out.path("cnn_spectrum.svg"))?;
+    ft.save_svg(&out.path("cnn_ftop.svg"))?;
+    Ok(vec!["cnn_spectrum.svg".into(), "cnn_ftop.svg".into()])
 }

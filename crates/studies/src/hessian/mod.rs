@@ -18,14 +18,21 @@
 //! first C ∈ {2, 5, 10} classes, with the outlier count, the outlier gap and f_top(k) per C
 //! ([`subsets`], docs/derivations/hessian.md#class-subsets).
 //!
-//! Cost (2 cores): quick ≈ 1 min (three runs; the class subsets 4–7 s of it), full ≈ 3 min (five
-//! runs, longer ablation; class subsets 26 s).
+//! CNN (docs/derivations/hessian.md#cnn): a LeNet-like network on 28 × 28 images beside the
+//! MLP, exact HVPs through convolution and pooling ([`dlt_nn::cnn`]), the same statistics as
+//! the class subsets at C = 10 ([`cnn`]).
+//!
+//! Cost (2 cores): quick ≈ 1 min (three runs; the class subsets 4–7 s of it; the CNN 22 s of
+//! CPU, run beside the MLP runs), full ≈ 3 min (five runs, longer ablation; class subsets 26 s)
+//! plus the full-scale LeNet-5 CNN (800 s wall, 292 s CPU on 2 busy cores; README).
 
 mod claims;
+mod cnn;
 mod figures;
 mod subsets;
 mod training;
 
+pub use cnn::{CnnRun, CnnScale};
 pub use subsets::{SubsetRun, SubsetScale};
 
 use claims::{claims, random_baseline};
@@ -139,6 +146,8 @@ pub struct Config {
     pub scale: Scale,
     /// The class-subset runs (C ∈ {2, 5, 10} by default).
     pub subsets: SubsetScale,
+    /// The LeNet-like CNN beside the MLP (`steps` 0 skips it).
+    pub cnn: CnnScale,
 }
 
 impl Config {
@@ -158,6 +167,7 @@ impl Config {
             top: 20,
             scale: Scale::for_mode(quick, seed, (0.1, 0.01, 1e-3)),
             subsets: SubsetScale::for_mode(quick),
+            cnn: CnnScale::for_mode(quick),
         }
     }
 }
@@ -264,6 +274,8 @@ pub struct Results {
     pub subsets: Vec<SubsetRun>,
     /// Wall-clock seconds of the class-subset runs.
     pub subset_seconds: f64,
+    /// The CNN beside the MLP: its spectrum and f_top on all 10 classes (None when skipped).
+    pub cnn: Option<CnnRun>,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -337,11 +349,17 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         "hessian: training",
         cfg.quiet,
     );
-    let outs: Vec<RunOut> = sc
-        .runs
-        .par_iter()
-        .map(|r| train_run(r, &model, &data, sub, cfg, &bar))
-        .collect::<Result<_, _>>()?;
+    // The CNN part is independent of the MLP runs: it runs beside them on a spare core.
+    let (outs, cnn) = rayon::join(
+        || {
+            sc.runs
+                .par_iter()
+                .map(|r| train_run(r, &model, &data, sub, cfg, &bar))
+                .collect::<Result<Vec<RunOut>, _>>()
+        },
+        || cnn::cnn_run(cfg),
+    );
+    let (outs, cnn) = (outs?, cnn?);
     bar.finish_and_clear();
     let abl = match (&outs[0].theta_400, sc.ablation_steps) {
         (Some(th), n) if n > 0 => {
@@ -363,10 +381,16 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
 
     let mut figures = figures(out, &outs, abl.as_ref(), p)?;
     figures.extend(figures::subset_figures(out, &subsets)?);
+    if let Some(c) = &cnn {
+        figures.extend(figures::cnn_figures(out, c, &subsets)?);
+    }
 
     let runs: Vec<&RunResult> = outs.iter().map(|o| &o.result).collect();
     let mut claims = claims(cfg, &runs, abl.as_ref());
     claims.extend(claims::subset_claims(&subsets));
+    if let Some(c) = &cnn {
+        claims.extend(claims::cnn_claims(c));
+    }
     let results = Results {
         study: "hessian",
         config: cfg.clone(),
@@ -378,6 +402,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         ablation: abl,
         subsets,
         subset_seconds,
+        cnn,
         claims,
         figures,
     };

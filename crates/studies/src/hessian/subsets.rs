@@ -212,7 +212,7 @@ fn one_run(
 }
 
 /// Sample standard deviation (0 for fewer than two values).
-fn sd(v: impl Iterator<Item = f64>) -> f64 {
+pub(super) fn sd(v: impl Iterator<Item = f64>) -> f64 {
     let v: Vec<f64> = v.collect();
     if v.len() < 2 {
         return 0.0;

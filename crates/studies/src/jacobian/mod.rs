@@ -24,12 +24,17 @@
 //! evaluation, plus the Carlini–Wagner L2 attack ([`dlt_nn::attack::cw_l2`], box [0, 1]) and
 //! cross-sections of its decision cells through test inputs ([`cells`], the paper's Fig. 1).
 //!
+//! The penalty on a LeNet-like CNN ([`cnn`], full scale only): the same penalty with its exact
+//! gradient from the CNN kernel's R-operator ([`dlt_nn::cnn`]), λ = 0 against λ = 0.01, and the
+//! same evaluation without CW, cells and baselines.
+//!
 //! Cost (2 cores): quick ≈ 11 s (one seed), full ≈ 22 s (two seeds, 2000 attacked points)
 //! before the baselines, CW attack and cells. The CW attack (100 points, 4 × 40 iterations) and
 //! the cells add ≈ 18 s of CPU at quick scale; the baselines (full scale only) ≈ 42 s of CPU per
 //! seed (README, measured).
 
 pub mod cells;
+pub mod cnn;
 
 use crate::claim::{Claim, NanFold};
 use crate::output::OutDir;
@@ -98,6 +103,8 @@ pub struct Config {
     pub cell_radius: f64,
     /// Lattice points per side of each cross-section.
     pub cell_grid: usize,
+    /// The convolutional network with and without the penalty (`steps` 0 skips it).
+    pub cnn: cnn::CnnScale,
 }
 
 impl Config {
@@ -131,6 +138,7 @@ impl Config {
             cells: if quick { 3 } else { 4 },
             cell_radius: 50.0,
             cell_grid: if quick { 41 } else { 81 },
+            cnn: cnn::CnnScale::for_mode(quick),
         }
     }
 }
@@ -340,6 +348,8 @@ pub struct Results {
     pub clean_accuracy_se: f64,
     /// One evaluation per (λ, seed).
     pub runs: Vec<RunResult>,
+    /// The CNN with and without the penalty (None when skipped, as at quick scale).
+    pub cnn: Option<cnn::CnnPart>,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -1050,18 +1060,25 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         .collect();
     let per = ((cfg.epochs * (tt.train.len() / cfg.batch) as f64).round() as u64).max(1);
     let bar = progress::bar(per * jobs.len() as u64, "jacobian: training", cfg.quiet);
-    let done: Vec<(RunResult, Vec<Vec<u8>>)> = jobs
-        .par_iter()
-        .map(|&(m, seed)| -> Result<_, StudyError> {
-            let (theta, steps, pen) = train_one(&model, &tt.train, cfg, m, seed, &bar)?;
-            let (mut r, maps) = evaluate(&model, &theta, &tt.test, cfg, seed)?;
-            (r.method, r.strength) = m;
-            r.lambda = if m.0 == Method::Jacobian { m.1 } else { 0.0 };
-            r.steps = steps;
-            r.final_penalty = pen;
-            Ok((r, maps))
-        })
-        .collect::<Result<_, _>>()?;
+    let cnn_job = || cnn::cnn_part(cfg, &tt);
+    // A run's evaluation and its decision-cell maps.
+    type Evaluated = (RunResult, Vec<Vec<u8>>);
+    let mlp_jobs = || -> Result<Vec<Evaluated>, StudyError> {
+        jobs.par_iter()
+            .map(|&(m, seed)| -> Result<_, StudyError> {
+                let (theta, steps, pen) = train_one(&model, &tt.train, cfg, m, seed, &bar)?;
+                let (mut r, maps) = evaluate(&model, &theta, &tt.test, cfg, seed)?;
+                (r.method, r.strength) = m;
+                r.lambda = if m.0 == Method::Jacobian { m.1 } else { 0.0 };
+                r.steps = steps;
+                r.final_penalty = pen;
+                Ok((r, maps))
+            })
+            .collect::<Result<_, _>>()
+    };
+    // The CNN part is independent of the MLP runs: it runs beside them.
+    let (done, cnn) = rayon::join(mlp_jobs, cnn_job);
+    let (done, cnn) = (done?, cnn?);
     bar.finish_and_clear();
     let (runs, maps): (Vec<RunResult>, Vec<Vec<Vec<u8>>>) = done.into_iter().unzip();
 
@@ -1069,7 +1086,14 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
 
     let figures = figures(out, &runs, &maps, cfg)?;
 
-    let claims = claims(&runs, cfg);
+    let mut claims = claims(&runs, cfg);
+    if let Some(p) = &cnn {
+        claims.extend(cnn::cnn_claims(
+            p,
+            tt.test.len(),
+            cfg.eval_points.min(tt.test.len()),
+        ));
+    }
     let results = Results {
         study: "jacobian",
         config: cfg.clone(),
@@ -1077,6 +1101,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         params: model.num_params(),
         clean_accuracy_se: clean_se(&runs, tt.test.len()),
         runs,
+        cnn,
         claims,
         figures,
     };

@@ -62,6 +62,20 @@ pub(super) fn comparisons(sc: &Scale, m: &Measured) -> Vec<Comparison> {
                 );
             }
         }
+        if let (Some(a), Some(c)) = (
+            row("angular"),
+            m.healing.iter().find(|h| h.rule == "control"),
+        ) {
+            // Per token: the pruned model's healing change minus the control's (same tokens).
+            let gain = |h: &super::HealRow| -> Vec<f64> {
+                h.after_tokens
+                    .iter()
+                    .zip(&h.before_tokens)
+                    .map(|(x, y)| x - y)
+                    .collect()
+            };
+            push("repair_vs_control_angular", n, &gain(a), &gain(c));
+        }
         if let (Some(a), Some(l)) = (row("angular"), row("last")) {
             push(
                 "last_vs_angular_unhealed",
@@ -285,6 +299,18 @@ pub(super) fn claims(sc: &Scale, m: &Measured, cmp: &[Comparison]) -> Vec<Claim>
                 ),
             );
         }
+    }
+    let repair = of_kind(cmp, "repair_vs_control_angular");
+    if !repair.is_empty() {
+        let worst = repair.iter().map(|c| c.dnll + K_SE * c.se).nan_max();
+        claims.push(Claim::at_most(
+            "prune.healing_repairs_the_cut",
+            &format!("{PAPER} §3.3"),
+            "healing repairs the cut, not only fine-tunes on the healing text: the angular-pruned model's healing change in held-out loss minus the unpruned control's (same recipe, same tokens), + 2 paired SE, largest over healed n (nats)",
+            worst,
+            0.0,
+            "below 0: the pruned model gains more from healing than the unpruned one, beyond the noise",
+        ));
     }
     if let Some(e) = export.iter().find(|e| !e.healed) {
         claims.push(Claim::within(

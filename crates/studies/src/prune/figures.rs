@@ -126,6 +126,18 @@ pub(super) fn figures(out: &OutDir, sc: &Scale, m: &Measured) -> Result<Vec<Stri
             ));
         }
     }
+    if let Some(c) = healing.iter().find(|h| h.rule == "control") {
+        fig = fig.with(Series::dashed(
+            "unpruned + the same healing (control)",
+            vec![
+                (0.0, c.after),
+                (
+                    sc.drops.iter().max().copied().unwrap_or(1) as f64 / l_tot as f64,
+                    c.after,
+                ),
+            ],
+        ));
+    }
     fig.save_svg(&out.path("perplexity.svg"))?;
     figures.push("perplexity.svg".to_string());
     let mut d1 = Figure::new(

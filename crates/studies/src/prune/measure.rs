@@ -100,6 +100,43 @@ pub(super) fn heal_pruned(
     let mut healing = Vec::new();
     let mut heal_curves: Vec<(String, Vec<f64>)> = Vec::new();
     let mut healed_export: Option<dlt_llm::Llama> = None;
+    // The control: the unpruned model healed the same way (the windows of the first healed n),
+    // so that what fine-tuning on the healing text gains anyway is separated from the repair
+    // of the cut (docs/derivations/prune.md#healing-recipe).
+    if let Some(&n0) = sc.heal_drops.first() {
+        let mut full = model.clone();
+        let before = ppl(&full.all_blocks(), &full)?;
+        let pb = bar(
+            sc.heal.steps as u64,
+            "prune: heal control (unpruned)",
+            cfg.quiet,
+        );
+        let hc = HealConfig {
+            seed: cfg.seed + n0 as u64,
+            ..sc.heal.clone()
+        };
+        let (rep, _) = heal(&mut full, &train_tokens, &hc, |s, _, _| {
+            pb.set_position(s as u64)
+        })?;
+        pb.finish_and_clear();
+        let after = ppl(&full.all_blocks(), &full)?;
+        healing.push(HealRow {
+            rule: "control".into(),
+            n: 0,
+            start: 0,
+            end: 0,
+            before: before.perplexity,
+            after: after.perplexity,
+            before_tokens: before.token_nll,
+            after_tokens: after.token_nll,
+            steps: rep.steps,
+            trainable_params: rep.trainable_params,
+            first_loss: rep.losses.first().copied().unwrap_or(f64::NAN),
+            last_loss: rep.losses.last().copied().unwrap_or(f64::NAN),
+            seconds: rep.seconds,
+        });
+        heal_curves.push(("control (unpruned)".into(), rep.losses));
+    }
     for &n in &sc.heal_drops {
         for rule in [Rule::Angular, Rule::Last] {
             let start = choose_start(rule, l_tot, n, Some(distances), 0)?;
@@ -153,10 +190,7 @@ pub(super) fn heal_pruned(
 pub(super) fn load_inputs(cfg: &Config) -> Result<Inputs, StudyError> {
     let sc = &cfg.scale;
     use dlt_nn::data::fetch::{locate, Dataset};
-    let model_path = match &cfg.model {
-        Some(p) => p.clone(),
-        None => locate(Dataset::Smollm2, None, true)?.0,
-    };
+    let model_path = dlt_nn::data::fetch::resolve_model(cfg.model.as_deref())?;
     let text_path = match &cfg.text {
         Some(p) => p.clone(),
         None => locate(Dataset::Shakespeare, None, true)?.0,
@@ -174,7 +208,7 @@ pub(super) fn load_inputs(cfg: &Config) -> Result<Inputs, StudyError> {
         dlt_llm::probe::check_drop(l_tot, n)?;
     }
     let (train_text, heldout_text) = split_text(&text_path)?;
-    let heldout = ckpt.tokenizer.encode(&heldout_text)?;
+    let mut heldout = ckpt.tokenizer.encode(&heldout_text)?;
     if heldout.len() < sc.eval_tokens + sc.probe_len {
         return Err(dlt_nn::NnError::Data {
             what: text_path.display().to_string(),
@@ -187,6 +221,11 @@ pub(super) fn load_inputs(cfg: &Config) -> Result<Inputs, StudyError> {
         }
         .into());
     }
+    // Every evaluation window and probe sequence starts with BOS when the model asks for one.
+    let bos = ckpt.tokenizer.wanted_bos();
+    let (eval, probe) = heldout.split_at_mut(sc.eval_tokens);
+    dlt_llm::eval::set_bos_every(eval, sc.ctx, bos);
+    dlt_llm::eval::set_bos_every(probe, sc.probe_len, bos);
     Ok(Inputs {
         model_path,
         text_path,

@@ -113,8 +113,14 @@ pub fn prune_model(
     out: &OutDir,
 ) -> Result<serde_json::Value, StudyError> {
     let l_tot = ckpt.model.blocks.len();
-    let toks = ckpt.tokenizer.encode(heldout)?;
-    let eval = &toks[..run.eval_tokens.min(toks.len())];
+    let mut toks = ckpt.tokenizer.encode(heldout)?;
+    // Windows and probe sequences start with BOS when the model asks for one.
+    let n_eval = run.eval_tokens.min(toks.len());
+    let bos = ckpt.tokenizer.wanted_bos();
+    dlt_llm::eval::set_bos_every(&mut toks[..n_eval], 512.min(n_eval), bos);
+    let probe_from = n_eval.min(toks.len() / 2);
+    dlt_llm::eval::set_bos_every(&mut toks[probe_from..], 256, bos);
+    let eval = &toks[..n_eval];
     let distances = if run.rule == Rule::Angular {
         let seqs = sequences(&toks[eval.len().min(toks.len() / 2)..], 256, run.samples)?;
         Some(angular_distances(

@@ -11,12 +11,13 @@
 
 use super::pair::{
     adaptive_pair, closed_form, closed_pair, correlation, gauss_hermite_pair, kinked, mehler_pair,
-    mehler_point, mehler_point_until, ClosedForm, MehlerPoint,
+    mehler_pair_to, mehler_point, mehler_point_until, ClosedForm, MehlerPoint,
 };
 use crate::activation::{Act, Activation};
 use crate::gauss::QuadConfig;
 use crate::TheoryError;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// How the pair integrals E\[σσ\], E\[σ'σ'\] are computed.
@@ -287,8 +288,9 @@ pub struct DatasetKernels {
     /// Mehler series only: the largest Parseval tails (of σ, of σ') met over all inputs and
     /// layers; each pair integral E\[σσ\] (E\[σ'σ'\]) of a layer is within this of its exact value.
     pub mehler_bound: Option<(f64, f64)>,
-    /// [`PairMethod::MehlerAdaptive`]: how many (input, layer) pairs needed more than
-    /// `max_terms` and had their pair integrals done by the adaptive 2-D quadrature.
+    /// [`PairMethod::MehlerAdaptive`]: how many pair integrals (summed over layers) the
+    /// adaptive 2-D quadrature did because an input needed more than `max_terms` orders and the
+    /// pair's own bound |ρ|^(m+1)·√(T_a(m) T_b(m)) exceeded the tolerance (near-duplicate pairs).
     pub quadrature_fallbacks: usize,
 }
 
@@ -325,6 +327,8 @@ struct Ctx<'a> {
     method: Resolved,
     kinked: bool,
     quad: QuadConfig,
+    /// Pair integrals done by the adaptive rule under [`Resolved::MehlerAdaptive`].
+    adaptive_pairs: AtomicUsize,
 }
 
 impl Ctx<'_> {
@@ -351,18 +355,15 @@ impl Ctx<'_> {
                 tol,
                 max_terms,
                 nodes,
-            } => match mehler_point_until(act, self.kinked, q, max_terms, nodes, tol) {
-                Ok(m) => PointData {
+            } => {
+                let m = mehler_point_until(act, self.kinked, q, max_terms, nodes, tol)
+                    .unwrap_or_else(|m| m);
+                PointData {
                     s2: m.s2,
                     d2: m.d2,
                     mehler: Some(Arc::new(m)),
-                },
-                Err(m) => PointData {
-                    s2: m.s2,
-                    d2: m.d2,
-                    mehler: None,
-                },
-            },
+                }
+            }
             Resolved::Gh2 { .. } | Resolved::Adaptive => {
                 let m = mehler_point(act, self.kinked, q, 0, self.quad.gh1);
                 PointData {
@@ -390,10 +391,26 @@ impl Ctx<'_> {
                 let (a, b) = (pa.mehler.as_ref().unwrap(), pb.mehler.as_ref().unwrap());
                 mehler_pair(a, b, correlation(qa, qb, c))
             }
-            Resolved::MehlerAdaptive { .. } => match (&pa.mehler, &pb.mehler) {
-                (Some(a), Some(b)) => mehler_pair(a, b, correlation(qa, qb, c)),
-                _ => adaptive_pair(act, self.kinked, qa, qb, c, &self.quad),
-            },
+            Resolved::MehlerAdaptive { tol, .. } => {
+                let (a, b) = (pa.mehler.as_ref().unwrap(), pb.mehler.as_ref().unwrap());
+                let rho = correlation(qa, qb, c);
+                let within = |p: &MehlerPoint| p.tail_s <= tol && p.tail_d <= tol;
+                if within(a) && within(b) {
+                    // Both at the layer's order with tails ≤ tol: error ≤ tol (Cauchy–Schwarz).
+                    return mehler_pair(a, b, rho);
+                }
+                // An input past the order cap: sum to the smaller order m and bound the rest
+                // by |ρ|^(m+1)·√(T_a(m) T_b(m)) (docs/derivations/kernels.md#mehler-series).
+                let m = a.order.min(b.order);
+                let ((sa, da), (sb, db)) = (a.tails_at(m), b.tails_at(m));
+                let r = rho.abs().powi(m as i32 + 1);
+                if r * (sa * sb).sqrt() <= tol && r * (da * db).sqrt() <= tol {
+                    mehler_pair_to(a, b, rho, m)
+                } else {
+                    self.adaptive_pairs.fetch_add(1, Ordering::Relaxed);
+                    adaptive_pair(act, self.kinked, qa, qb, c, &self.quad)
+                }
+            }
             Resolved::Gh2 { nodes } => gauss_hermite_pair(act, qa, qb, c, nodes),
             Resolved::Adaptive => adaptive_pair(act, self.kinked, qa, qb, c, &self.quad),
         }
@@ -519,10 +536,17 @@ fn adaptive_points(
     nodes: usize,
 ) -> Vec<PointData> {
     let act = &*ctx.cfg.act;
+    let data = |m: MehlerPoint| PointData {
+        s2: m.s2,
+        d2: m.d2,
+        mehler: Some(Arc::new(m)),
+    };
     // Non-negative f64 bit patterns sort like the values: the last is the largest K.
     let qs: Vec<f64> = uniq.iter().map(|b| f64::from_bits(*b)).collect();
     let n = qs.len();
-    let mut fallback: Vec<Option<(f64, f64)>> = vec![None; n];
+    // Inputs past the order cap keep their coefficients up to `max_terms`; their pairs are
+    // bounded one by one in `Ctx::pair`.
+    let mut over: Vec<Option<MehlerPoint>> = vec![None; n];
     let mut order = None;
     for u in (0..n).rev() {
         match mehler_point_until(act, ctx.kinked, qs[u], max_terms, nodes, tol) {
@@ -530,25 +554,19 @@ fn adaptive_points(
                 order = Some(mu.order);
                 break;
             }
-            Err(m) => fallback[u] = Some((m.s2, m.d2)),
+            Err(m) => over[u] = Some(m),
         }
     }
     let Some(mut order) = order else {
-        return (0..n)
-            .map(|u| {
-                let (s2, d2) = fallback[u].expect("all fell back");
-                PointData {
-                    s2,
-                    d2,
-                    mehler: None,
-                }
-            })
+        return over
+            .into_iter()
+            .map(|m| data(m.expect("every input is past the cap")))
             .collect();
     };
     loop {
-        let fb = &fallback;
+        let ov = &over;
         let res = par_map(n, nt, &|u| {
-            fb[u]
+            ov[u]
                 .is_none()
                 .then(|| mehler_point(act, ctx.kinked, qs[u], order, nodes))
         });
@@ -558,7 +576,7 @@ fn adaptive_points(
                 if m.tail_s > tol || m.tail_d > tol {
                     match mehler_point_until(act, ctx.kinked, qs[u], max_terms, nodes, tol) {
                         Ok(mu) => raised = raised.max(mu.order),
-                        Err(_) => fallback[u] = Some((m.s2, m.d2)),
+                        Err(mu) => over[u] = Some(mu),
                     }
                 }
             }
@@ -569,20 +587,8 @@ fn adaptive_points(
         }
         return res
             .into_iter()
-            .zip(&fallback)
-            .map(|(m, fb)| match (m, fb) {
-                (_, Some((s2, d2))) => PointData {
-                    s2: *s2,
-                    d2: *d2,
-                    mehler: None,
-                },
-                (Some(m), None) => PointData {
-                    s2: m.s2,
-                    d2: m.d2,
-                    mehler: Some(Arc::new(m)),
-                },
-                (None, None) => unreachable!("computed unless it fell back"),
-            })
+            .zip(over)
+            .map(|(m, o)| data(o.or(m).expect("computed unless past the cap")))
             .collect();
     }
 }
@@ -647,6 +653,7 @@ pub fn dataset_kernels(
         method,
         kinked: kink,
         quad,
+        adaptive_pairs: AtomicUsize::new(0),
     };
     let nt = threads(cfg.threads);
 
@@ -711,18 +718,22 @@ pub fn dataset_kernels(
         }
     }
     let mut bound: Option<(f64, f64)> = None;
-    let mut fallbacks = 0;
     for layer in 2..=cfg.depth {
         // Per-input data at the previous layer's diagonal.
         let pts = layer_points(&ctx, &qd, nt);
         if let Resolved::Mehler { .. } | Resolved::MehlerAdaptive { .. } = method {
+            // Under the adaptive order, a pair with an input past the cap is either within
+            // tol by its own bound or done by the adaptive rule: it counts as tol.
+            let cap = match method {
+                Resolved::MehlerAdaptive { tol, .. } => tol,
+                _ => f64::INFINITY,
+            };
             let (bs, bd) = pts
                 .iter()
                 .filter_map(|pt| pt.mehler.as_ref())
                 .fold((0.0f64, 0.0f64), |acc, mp| {
-                    (acc.0.max(mp.tail_s), acc.1.max(mp.tail_d))
+                    (acc.0.max(mp.tail_s.min(cap)), acc.1.max(mp.tail_d.min(cap)))
                 });
-            fallbacks += pts.iter().filter(|pt| pt.mehler.is_none()).count();
             let old = bound.unwrap_or((0.0, 0.0));
             bound = Some((old.0.max(bs), old.1.max(bd)));
         }
@@ -801,6 +812,6 @@ pub fn dataset_kernels(
         k_test,
         ntk_test,
         mehler_bound: bound,
-        quadrature_fallbacks: fallbacks,
+        quadrature_fallbacks: ctx.adaptive_pairs.load(Ordering::Relaxed),
     })
 }

@@ -246,9 +246,16 @@ fn coefficients(
 /// (docs/derivations/kernels.md#mehler-series).
 #[inline]
 pub fn mehler_pair(a: &MehlerPoint, b: &MehlerPoint, rho: f64) -> (f64, f64) {
+    mehler_pair_to(a, b, rho, a.order.max(b.order))
+}
+
+/// The Mehler sums of [`mehler_pair`] truncated at order `m` (both points must hold at least
+/// m + 1 coefficients). Truncation error ≤ |ρ|^(m+1)·√(T_a(m)·T_b(m)) with T(m) the Parseval
+/// tail after order m (docs/derivations/kernels.md#mehler-series).
+#[inline]
+pub fn mehler_pair_to(a: &MehlerPoint, b: &MehlerPoint, rho: f64, m: usize) -> (f64, f64) {
     // Even and odd orders as two Horner sums in ρ² (four independent chains instead of two:
     // the loop is bound by the latency of the multiply-adds).
-    let m = a.order.max(b.order);
     let (ac, bc, ad, bd) = (&a.c[..=m], &b.c[..=m], &a.d[..=m], &b.d[..=m]);
     let r2 = rho * rho;
     let (mut e0, mut e1, mut d0, mut d1) = (0.0, 0.0, 0.0, 0.0);
@@ -267,6 +274,16 @@ pub fn mehler_pair(a: &MehlerPoint, b: &MehlerPoint, rho: f64) -> (f64, f64) {
         d1 = d1 * r2 + ad[k + 1] * bd[k + 1];
     }
     (e0 + rho * e1, d0 + rho * d1)
+}
+
+impl MehlerPoint {
+    /// The Parseval tails (of σ, of σ') after order m ≤ `order`: T(m) = T(order) +
+    /// Σ_{m<k≤order} c_k², and likewise for σ'.
+    pub fn tails_at(&self, m: usize) -> (f64, f64) {
+        let m = m.min(self.order);
+        let extra = |v: &[f64]| v[m + 1..=self.order].iter().map(|x| x * x).sum::<f64>();
+        (self.tail_s + extra(&self.c), self.tail_d + extra(&self.d))
+    }
 }
 
 /// ρ = c/√(q_a q_b) clamped to [−1, 1] (0 when a variance vanishes: that preactivation is the

@@ -231,6 +231,62 @@ fn mehler_matches_adaptive_quadrature_on_a_data_set() {
 }
 
 #[test]
+fn inputs_past_the_order_cap_use_the_mehler_series_except_near_duplicates() {
+    // Rows 0 and 1 have |x|²/d ≈ 6 (K ≈ 9 at layer 1: no order ≤ 300 reaches 1e-13 there,
+    // kernels.md#mehler-series table), row 1 a near-copy of row 0 (ρ ≈ 1); the other 10 rows
+    // are moderate. The default bounds each pair of a past-the-cap input by
+    // |ρ|^(m+1)·√(T_a(m) T_b(m)) and integrates only the pairs it cannot bound adaptively:
+    // (0, 1) at each layer where both are past the cap. Reference: the adaptive 2-D rule
+    // (≈1e-15 per pair integral); a pair integral off by at most tol = 1e-13 moves K by
+    // ≤ C_W·tol per layer, so 1e-12 over 5 layers covers K, and Θ (which multiplies E'
+    // errors by C_W·Θ ≲ 10) gets 1e-11.
+    let (n, d, depth, cw) = (12, 5, 6, 1.5);
+    let mut x: Vec<f64> = inputs(n, d, 11).iter().map(|v| 1.2 * v).collect();
+    let big = inputs(1, d, 12);
+    let norm = (big.iter().map(|v| v * v).sum::<f64>() / d as f64).sqrt();
+    let noise = inputs(1, d, 13);
+    for i in 0..d {
+        x[i] = big[i] * 6f64.sqrt() / norm;
+        x[d + i] = x[i] + 0.02 * noise[i];
+    }
+    let b = dataset_kernels(
+        &cfg("tanh", 0.05, cw, depth, PairMethod::Adaptive2d),
+        Inputs::new(&x, n, d),
+        None,
+        false,
+    )
+    .unwrap();
+    let a = dataset_kernels(
+        &cfg("tanh", 0.05, cw, depth, PairMethod::Auto),
+        Inputs::new(&x, n, d),
+        None,
+        false,
+    )
+    .unwrap();
+    let maxdiff = |p: &[f64], q: &[f64]| {
+        p.iter()
+            .zip(q)
+            .map(|(u, v)| (u - v).abs())
+            .fold(0.0, f64::max)
+    };
+    let (mk, mt) = (
+        maxdiff(&a.k_train, &b.k_train),
+        maxdiff(&a.ntk_train, &b.ntk_train),
+    );
+    eprintln!(
+        "past the cap: max |ΔK| {mk:.2e}, |ΔΘ| {mt:.2e}; bound {:?}, adaptive pairs {}",
+        a.mehler_bound, a.quadrature_fallbacks
+    );
+    assert!(mk < 1e-12 && mt < 1e-11, "{mk:e} {mt:e}");
+    // Only layer 2 sees rows 0 and 1 past the cap (K ≤ C_b + C_W = 1.55 after one tanh
+    // layer, well within 300 orders), and nothing else is a near-duplicate: exactly one
+    // adaptive pair integral, not the 2·11 − 1 pairs the two rows take part in.
+    assert_eq!(a.quadrature_fallbacks, 1, "adaptive pair integrals");
+    let (bs, bd) = a.mehler_bound.unwrap();
+    assert!(bs <= 1e-13 && bd <= 1e-13, "{bs:e} {bd:e}");
+}
+
+#[test]
 fn symmetric_psd_and_thread_independent() {
     let (n, m, d) = (37, 11, 6);
     let x = inputs(n, d, 1);
@@ -750,6 +806,37 @@ fn timing_256_inputs() {
     // -p dlt-theory timing_256_inputs -- --ignored --nocapture`).
     let d = 784;
     let x = portable_normal(0, 256 * d);
+    // As standardised Fashion-MNIST images: |x|²/d spread from 0.32 to 2.73 (the measured
+    // range of `dlt bench --nt-inputs fashion-mnist`), so some inputs are past the Mehler
+    // order cap at layer 1.
+    let spread: Vec<f64> = x
+        .chunks(d)
+        .enumerate()
+        .flat_map(|(i, row)| {
+            let s = (0.32 + 2.41 * i as f64 / 255.0).sqrt();
+            row.iter().map(move |v| v * s).collect::<Vec<_>>()
+        })
+        .collect();
+    for depth in [11, 101] {
+        for method in [
+            PairMethod::Auto,
+            PairMethod::Mehler {
+                terms: 60,
+                nodes: 200,
+            },
+        ] {
+            let c = cfg("tanh", 0.0, 1.0, depth, method);
+            let (t0, c0) = (std::time::Instant::now(), cpu_seconds());
+            let k = dataset_kernels(&c, Inputs::new(&spread, 256, d), None, false).unwrap();
+            eprintln!(
+                "spread norms, tanh {method:?} depth {depth}: wall {:.3} s, cpu {:.2} s (bound {:?}, adaptive pairs {})",
+                t0.elapsed().as_secs_f64(),
+                cpu_seconds() - c0,
+                k.mehler_bound,
+                k.quadrature_fallbacks
+            );
+        }
+    }
     for (act, cw, method) in [
         ("tanh", 1.0, PairMethod::Auto),
         (

@@ -1,4 +1,4 @@
-//! Checks made before any work starts: every size flag is in range, and a run whose estimated
+//! Checks the CLI and the Python package make before any work starts: every size flag is in range, and a run whose estimated
 //! memory exceeds what the machine has is refused with the number and the flag to change.
 //!
 //! The memory budget is `DLT_MAX_MEMORY` (bytes, or with a K/M/G/T suffix, powers of 1024) when
@@ -58,9 +58,14 @@ pub fn sum(xs: &[Option<u64>]) -> Option<u64> {
 pub type Term<'a> = (&'a str, String, Option<u64>);
 
 /// Refuse a run whose estimated memory (the sum of `terms`) exceeds the budget; the error names
-/// the flag with the largest share, the estimate and the budget.
+/// the flag with the largest share, the estimate and the budget. Reading `MemAvailable` costs
+/// about 30 µs (ten times a small Python call), so without `DLT_MAX_MEMORY` an estimate of at
+/// most 16 MiB, which any machine running us has, passes without reading it.
 pub fn check_memory(what: &str, terms: &[Term<'_>]) -> Result<()> {
     let total = sum(&terms.iter().map(|t| t.2).collect::<Vec<_>>());
+    if total.is_some_and(|t| t <= 16 << 20) && std::env::var_os("DLT_MAX_MEMORY").is_none() {
+        return Ok(());
+    }
     let budget = memory_budget();
     let over = match (total, budget) {
         (None, _) => true,
@@ -137,6 +142,120 @@ pub fn positive(flag: &str, v: f64) -> Result<()> {
         "{flag} {v}: must be a finite number > 0"
     );
     Ok(())
+}
+
+/// Sizes of `collapse linear` (CLI and Python), checked before any work (issue 12): the per-seed errors of every
+/// generation and, when data accumulate, every generation's T samples per worker must fit.
+pub fn collapse_linear(
+    d: usize,
+    t: usize,
+    generations: usize,
+    policy: dlt_theory::collapse::Policy,
+    seeds: usize,
+) -> Result<()> {
+    at_least("--d", d, 1)?;
+    at_least("--generations", generations, 1)?;
+    at_least("--seeds", seeds, 2)?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |v| v.get())
+        .min(seeds);
+    let kept = if policy == dlt_theory::collapse::Policy::Replace {
+        1
+    } else {
+        generations
+    };
+    check_memory(
+        "collapse linear",
+        &[
+            (
+                "--generations",
+                generations.to_string(),
+                prod(&[kept, t, d.saturating_add(1), workers, 8])
+                    .and_then(|b| b.checked_add(prod(&[generations, seeds, 8])?)),
+            ),
+            ("--seeds", seeds.to_string(), prod(&[seeds, 8])),
+            (
+                "--t",
+                t.to_string(),
+                prod(&[t, d.saturating_add(1), workers, 8]),
+            ),
+            ("--d", d.to_string(), prod(&[d, d, workers, 8])),
+        ],
+    )?;
+    anyhow::ensure!(
+        t >= d.saturating_add(2),
+        "--t {t}: OLS needs T ≥ d + 2 for a finite expected error (d = {d})"
+    );
+    Ok(())
+}
+
+/// Sizes of `collapse gaussian` (CLI and Python), checked before any work (issue 12): the samples a generation
+/// keeps (all generations' when data accumulate), the d × d covariance and the per-seed
+/// statistics of every generation fit in memory, and the fits (about T·d² multiply-adds per
+/// kept sample set) are at most [`MAX_WORK`].
+pub fn collapse_gaussian(
+    dim: usize,
+    t: usize,
+    generations: usize,
+    policy: dlt_theory::collapse::Policy,
+    seeds: usize,
+) -> Result<()> {
+    at_least("--dim", dim, 1)?;
+    at_least("--generations", generations, 1)?;
+    at_least("--seeds", seeds, 2)?;
+    let kept = if policy == dlt_theory::collapse::Policy::Replace {
+        1
+    } else {
+        generations
+    };
+    check_memory(
+        "collapse gaussian",
+        &[
+            (
+                "--generations",
+                generations.to_string(),
+                prod(&[kept, t, dim, 8]),
+            ),
+            {
+                let (f, v) = larger(("--seeds", seeds), ("--generations", generations));
+                (f, v, prod(&[generations, seeds, 2 * 8]))
+            },
+            ("--t", t.to_string(), prod(&[t, dim, 8])),
+            ("--dim", dim.to_string(), prod(&[dim, dim, 4 * 8])),
+        ],
+    )?;
+    anyhow::ensure!(
+        t > dim,
+        "--t {t}: need more samples than dimensions for a full-rank MLE covariance (dim = {dim}); use --t ≥ {}",
+        dim + 1
+    );
+    let (f, v) = larger(("--seeds", seeds), ("--generations", generations));
+    check_work(
+        "collapse gaussian",
+        f,
+        &v,
+        prod(&[seeds, generations, kept.div_ceil(2), t, dim, dim]),
+    )
+}
+
+/// Sizes of `scaling spectrum` (CLI and Python), checked before any work: m, n ≥ 1 and the
+/// n × m features, the n × n Gram matrix and (tanh only) the input-scale samples in memory.
+pub fn scaling_spectrum(m: usize, n: usize, samples: usize, tanh: bool) -> Result<()> {
+    at_least("--m", m, 1)?;
+    at_least("--n", n, 1)?;
+    let samples_used = if tanh { samples } else { 0 };
+    check_memory(
+        "scaling spectrum",
+        &[
+            ("--m", m.to_string(), prod(&[n, m, 3 * 8])),
+            ("--n", n.to_string(), prod(&[n, n, 3 * 8])),
+            (
+                "--samples",
+                samples.to_string(),
+                prod(&[samples_used, m.saturating_add(n), 8]),
+            ),
+        ],
+    )
 }
 
 #[cfg(test)]
