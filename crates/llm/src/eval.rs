@@ -56,15 +56,25 @@ pub fn perplexity(
         ));
     }
     let dev = model.device();
-    let mut per_window = Vec::with_capacity(windows);
-    let mut token_nll = Vec::with_capacity(windows * (ctx - 1 - score_from));
-    let mut total = 0.0;
-    let mut count = 0;
+    let mut per_token = Vec::with_capacity(windows);
     for w in 0..windows {
         let ids = Tensor::new(&tokens[w * ctx..(w + 1) * ctx], &dev)?.unsqueeze(0)?;
-        let per_token = model
-            .token_nll(&ids, blocks, score_from, false)?
-            .to_vec1::<f32>()?;
+        per_token.push(
+            model
+                .token_nll(&ids, blocks, score_from, false)?
+                .to_vec1::<f32>()?,
+        );
+        progress(w + 1, windows);
+    }
+    summarise(per_token, ctx)
+}
+
+/// [`Perplexity`] from the per-token cross-entropies of each window.
+fn summarise(windows: Vec<Vec<f32>>, ctx: usize) -> Result<Perplexity> {
+    let mut per_window = Vec::with_capacity(windows.len());
+    let mut token_nll = Vec::with_capacity(windows.iter().map(Vec::len).sum());
+    let (mut total, mut count) = (0.0, 0);
+    for (w, per_token) in windows.iter().enumerate() {
         let n = per_token.len();
         let nll: f64 = per_token.iter().map(|&x| x as f64).sum();
         token_nll.extend(per_token.iter().map(|&x| x as f64));
@@ -77,7 +87,6 @@ pub fn perplexity(
         per_window.push(nll / n as f64);
         total += nll;
         count += n;
-        progress(w + 1, windows);
     }
     let mean = total / count as f64;
     let m = per_window.len() as f64;
@@ -92,10 +101,97 @@ pub fn perplexity(
         nll: mean,
         nll_se: (var / m).sqrt(),
         tokens: count,
-        windows,
+        windows: windows.len(),
         ctx,
         token_nll,
     })
+}
+
+/// Perplexities of many block subsets of one model on the same windows, sharing their common
+/// prefix: a pruned model that keeps blocks 0..k unchanged computes the same residual stream
+/// x^(k) as the whole model, so it is computed once and each subset runs only its blocks past
+/// k and the output map. For the pruning sweep (the dropped range sits deep, so k is large)
+/// this does a fraction of the work of [`perplexity`] per subset, with the same numbers (the
+/// same operations on the same inputs; tested against [`perplexity`]). Memory: the states at
+/// the `boundaries` asked for, boundaries × tokens × d floats.
+pub struct SharedPrefix<'a> {
+    model: &'a Llama,
+    ids: Vec<Tensor>,
+    boundaries: Vec<usize>,
+    /// states[w][j]: window w's residual stream after `boundaries[j]` blocks.
+    states: Vec<Vec<Tensor>>,
+    ctx: usize,
+    score_from: usize,
+}
+
+impl<'a> SharedPrefix<'a> {
+    /// Run the whole model once over the windows of `ctx` tokens of `tokens` and keep the
+    /// residual streams after each of `boundaries` blocks (the first dropped block of each subset
+    /// to be scored; 0 is always kept).
+    pub fn new(
+        model: &'a Llama,
+        tokens: &[u32],
+        ctx: usize,
+        score_from: usize,
+        boundaries: &[usize],
+    ) -> Result<Self> {
+        if ctx < 2 || score_from + 1 >= ctx || tokens.len() < ctx {
+            return Err(LlmError::invalid(
+                "evaluation text",
+                format!(
+                    "{} tokens with window {ctx} scored from {score_from}: nothing to score",
+                    tokens.len()
+                ),
+            ));
+        }
+        let mut b: Vec<usize> = boundaries.to_vec();
+        b.push(0);
+        b.sort_unstable();
+        b.dedup();
+        let dev = model.device();
+        let ids: Vec<Tensor> = (0..tokens.len() / ctx)
+            .map(|w| Ok(Tensor::new(&tokens[w * ctx..(w + 1) * ctx], &dev)?.unsqueeze(0)?))
+            .collect::<Result<_>>()?;
+        let states = ids
+            .iter()
+            .map(|i| model.prefix_states(i, &b))
+            .collect::<Result<_>>()?;
+        Ok(SharedPrefix {
+            model,
+            ids,
+            boundaries: b,
+            states,
+            ctx,
+            score_from,
+        })
+    }
+
+    /// Perplexity of the model restricted to `blocks`, from the longest kept prefix.
+    pub fn perplexity(&self, blocks: &[usize]) -> Result<Perplexity> {
+        let shared = blocks
+            .iter()
+            .enumerate()
+            .take_while(|(i, &l)| *i == l)
+            .count();
+        let j = self
+            .boundaries
+            .iter()
+            .rposition(|&k| k <= shared)
+            .unwrap_or(0);
+        let k = self.boundaries[j];
+        let windows = self
+            .ids
+            .iter()
+            .zip(&self.states)
+            .map(|(ids, st)| {
+                Ok(self
+                    .model
+                    .token_nll_from(&st[j], k, ids, blocks, self.score_from)?
+                    .to_vec1::<f32>()?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        summarise(windows, self.ctx)
+    }
 }
 
 /// The token ids `llama-perplexity` scores for a model whose vocabulary asks for a BOS token

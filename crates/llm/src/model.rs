@@ -615,6 +615,66 @@ impl Llama {
         Ok(x)
     }
 
+    /// The residual streams x^(k) of `ids` [B, T] after the first k blocks of the whole model,
+    /// for each k of `at` (ascending, each ≤ the number of blocks; k = 0 is the embedding
+    /// output). One forward pass through blocks 0..max(at); what
+    /// [`Llama::token_nll_from`] continues from.
+    pub fn prefix_states(&self, ids: &Tensor, at: &[usize]) -> Result<Vec<Tensor>> {
+        let top = at.iter().copied().max().unwrap_or(0);
+        if top > self.blocks.len() || at.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(LlmError::invalid(
+                "prefix boundaries",
+                format!(
+                    "{at:?}: need ascending block counts ≤ {}",
+                    self.blocks.len()
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(at.len());
+        let prefix: Vec<usize> = (0..top).collect();
+        self.residual_stream(ids, &prefix, false, |k, x| {
+            if at.contains(&k) {
+                out.push(x.clone());
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Llama::token_nll`] (inference) of `ids` [B, T] through `blocks`, given `x` = the
+    /// residual stream after `blocks[..k]` (from [`Llama::prefix_states`] with k = the length of
+    /// the prefix `blocks` shares with 0, 1, 2, …): only `blocks[k..]` and the output map run.
+    /// The same operations on the same inputs as the full pass, so the same numbers.
+    pub fn token_nll_from(
+        &self,
+        x: &Tensor,
+        k: usize,
+        ids: &Tensor,
+        blocks: &[usize],
+        from: usize,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if from + 1 >= t || k > blocks.len() || blocks[..k].iter().enumerate().any(|(i, &l)| i != l)
+        {
+            return Err(LlmError::invalid(
+                "scoring window",
+                format!("nothing to score from {from} of {t}, or blocks[..{k}] is not 0..{k}"),
+            ));
+        }
+        let tables = self.attn_tables(0, t)?;
+        let mut x = x.clone();
+        for &l in &blocks[k..] {
+            if l >= self.blocks.len() {
+                return Err(LlmError::invalid(
+                    "blocks",
+                    format!("block {l} ≥ {} blocks", self.blocks.len()),
+                ));
+            }
+            x = self.block_forward(&self.blocks[l], &x, &tables, false)?;
+        }
+        self.scored_nll(&x, ids, b, from, false)
+    }
+
     /// Logits [B, T, vocab] of token ids [B, T] through `blocks`.
     pub fn logits(&self, ids: &Tensor, blocks: &[usize], train: bool) -> Result<Tensor> {
         let x = self.residual_stream(ids, blocks, train, |_, _| Ok(()))?;
@@ -655,13 +715,24 @@ impl Llama {
                 format!("nothing to score: from {from}, length {t}"),
             ));
         }
-        let n = t - 1 - from;
+        let x = self.residual_stream(ids, blocks, train, |_, _| Ok(()))?;
+        self.scored_nll(&x, ids, b, from, train)
+    }
+
+    /// The output norm, the output map and the cross-entropies of positions `from..T−1` of the
+    /// final residual stream `x` [B, T, d] against the next tokens of `ids` [B, T].
+    fn scored_nll(
+        &self,
+        x: &Tensor,
+        ids: &Tensor,
+        b: usize,
+        from: usize,
+        train: bool,
+    ) -> Result<Tensor> {
+        let n = ids.dim(1)? - 1 - from;
         // Only the scored positions go through the output map (vocab × d per row: for Gemma
         // 3's 262,144-token vocabulary most of the work).
-        let x = self
-            .residual_stream(ids, blocks, train, |_, _| Ok(()))?
-            .narrow(1, from, n)?
-            .contiguous()?;
+        let x = x.narrow(1, from, n)?.contiguous()?;
         let x = rms_norm(&x, &self.norm, self.cfg.rms_eps, train)?;
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         let pred = x

@@ -788,6 +788,14 @@ pub fn binomial_tail(n: usize, k: usize, p: f64) -> f64 {
         .sum()
 }
 
+/// `f` between a stage's two progress lines (off a terminal; crate::progress).
+fn staged<T, E>(name: &str, quiet: bool, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    let stage = crate::progress::Stage::start(name, quiet);
+    let out = f();
+    stage.finish(if out.is_ok() { "ok" } else { "failed" });
+    out
+}
+
 /// Run the study into `out`, writing `results.json` last.
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t0 = Instant::now();
@@ -815,14 +823,24 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         || {
             rayon::join(
                 || {
-                    jobs.par_iter()
-                        .map(|&(d, l, s)| train_and_eval(cfg, d, l, s))
-                        .collect::<Result<Vec<RunResult>, _>>()
+                    staged("autoencode: manifolds", cfg.quiet, || {
+                        jobs.par_iter()
+                            .map(|&(d, l, s)| train_and_eval(cfg, d, l, s))
+                            .collect::<Result<Vec<RunResult>, _>>()
+                    })
                 },
-                || knots::run(cfg, &cfg.knots),
+                || {
+                    staged("autoencode: knots", cfg.quiet, || {
+                        knots::run(cfg, &cfg.knots)
+                    })
+                },
             )
         },
-        || bump_hunt::run(cfg, &cfg.bump),
+        || {
+            staged("autoencode: bump hunt", cfg.quiet, || {
+                bump_hunt::run(cfg, &cfg.bump)
+            })
+        },
     );
     let (runs, knots, bump) = (runs?, knots?, bump?);
 

@@ -5,7 +5,7 @@ use super::{head_chars, split_text, Best, Config, ExportRow, HealRow, Inputs, Pr
 use crate::output::OutDir;
 use crate::progress::bar;
 use crate::study::StudyError;
-use dlt_llm::eval::{perplexity, Perplexity};
+use dlt_llm::eval::{perplexity, Perplexity, SharedPrefix};
 use dlt_llm::lora::{heal, HealConfig};
 use dlt_llm::probe::{angular_distances, choose_start, kept_blocks, sequences, Distances, Rule};
 use std::time::Instant;
@@ -21,22 +21,21 @@ pub(super) fn prune_and_evaluate(
 ) -> Result<Vec<PruneRow>, StudyError> {
     let sc = &cfg.scale;
     let l_tot = model.blocks.len();
-    let ppl = |blocks: &[usize], m: &dlt_llm::Llama| {
-        perplexity(m, blocks, eval_tokens, sc.ctx, 0, |_, _| {})
-    };
     // 2. Perplexity after pruning, three rules.
-    let mut pruning = Vec::new();
-    let jobs: usize = sc.drops.len() * (2 + sc.random_draws);
-    let pb = bar(jobs as u64, "prune: evaluate", cfg.quiet);
+    let mut plan = Vec::new();
     for &n in &sc.drops {
-        let mut plan = vec![
-            (
-                Rule::Angular,
-                0,
-                choose_start(Rule::Angular, l_tot, n, Some(distances), 0)?,
-            ),
-            (Rule::Last, 0, choose_start(Rule::Last, l_tot, n, None, 0)?),
-        ];
+        plan.push((
+            Rule::Angular,
+            n,
+            0,
+            choose_start(Rule::Angular, l_tot, n, Some(distances), 0)?,
+        ));
+        plan.push((
+            Rule::Last,
+            n,
+            0,
+            choose_start(Rule::Last, l_tot, n, None, 0)?,
+        ));
         for d in 0..sc.random_draws {
             let seed = cfg
                 .seed
@@ -44,25 +43,33 @@ pub(super) fn prune_and_evaluate(
                 .wrapping_add((n * 100 + d) as u64);
             plan.push((
                 Rule::Random,
+                n,
                 d,
                 choose_start(Rule::Random, l_tot, n, None, seed)?,
             ));
         }
-        for (rule, draw, start) in plan {
-            let r = ppl(&kept_blocks(l_tot, start, n), model)?;
-            pruning.push(PruneRow {
-                rule: rule.name().into(),
-                n,
-                start,
-                end: start + n,
-                fraction: n as f64 / l_tot as f64,
-                draw,
-                perplexity: r.perplexity,
-                nll: r.nll,
-                token_nll: r.token_nll,
-            });
-            pb.inc(1);
-        }
+    }
+    // Every pruned model keeps blocks 0..start of the whole model: their residual streams are
+    // computed once (eval::SharedPrefix; same numbers as a full pass per model).
+    let starts: Vec<usize> = plan.iter().map(|p| p.3).collect();
+    let pb = bar(plan.len() as u64 + 1, "prune: evaluate", cfg.quiet);
+    let shared = SharedPrefix::new(model, eval_tokens, sc.ctx, 0, &starts)?;
+    pb.inc(1);
+    let mut pruning = Vec::new();
+    for (rule, n, draw, start) in plan {
+        let r = shared.perplexity(&kept_blocks(l_tot, start, n))?;
+        pruning.push(PruneRow {
+            rule: rule.name().into(),
+            n,
+            start,
+            end: start + n,
+            fraction: n as f64 / l_tot as f64,
+            draw,
+            perplexity: r.perplexity,
+            nll: r.nll,
+            token_nll: r.token_nll,
+        });
+        pb.inc(1);
     }
     pb.finish_and_clear();
     Ok(pruning)
@@ -83,12 +90,22 @@ pub(super) fn heal_pruned(
     distances: &Distances,
     eval_tokens: &[u32],
     train_text: &str,
+    base: &Perplexity,
+    pruning: &[PruneRow],
 ) -> Result<Healed, StudyError> {
     let sc = &cfg.scale;
     let model = &ckpt.model;
     let l_tot = model.blocks.len();
     let ppl = |blocks: &[usize], m: &dlt_llm::Llama| {
         perplexity(m, blocks, eval_tokens, sc.ctx, 0, |_, _| {})
+    };
+    // A model before healing is one that part 2 already scored on the same tokens: reuse that
+    // row (the same numbers a fresh pass gives).
+    let scored = |rule: Rule, n: usize, start: usize| {
+        pruning
+            .iter()
+            .find(|r| r.rule == rule.name() && r.n == n && r.start == start)
+            .map(|r| (r.perplexity, r.token_nll.clone()))
     };
     // 3. LoRA healing.
     let heal_text = head_chars(train_text, sc.heal_chars);
@@ -105,7 +122,7 @@ pub(super) fn heal_pruned(
     // of the cut (docs/derivations/prune.md#healing-recipe).
     if let Some(&n0) = sc.heal_drops.first() {
         let mut full = model.clone();
-        let before = ppl(&full.all_blocks(), &full)?;
+        let before = (base.perplexity, base.token_nll.clone());
         let pb = bar(
             sc.heal.steps as u64,
             "prune: heal control (unpruned)",
@@ -125,9 +142,9 @@ pub(super) fn heal_pruned(
             n: 0,
             start: 0,
             end: 0,
-            before: before.perplexity,
+            before: before.0,
             after: after.perplexity,
-            before_tokens: before.token_nll,
+            before_tokens: before.1,
             after_tokens: after.token_nll,
             steps: rep.steps,
             trainable_params: rep.trainable_params,
@@ -142,7 +159,13 @@ pub(super) fn heal_pruned(
             let start = choose_start(rule, l_tot, n, Some(distances), 0)?;
             let kept = kept_blocks(l_tot, start, n);
             let mut pruned = model.with_blocks(&kept)?;
-            let before = ppl(&pruned.all_blocks(), &pruned)?;
+            let before = match scored(rule, n, start) {
+                Some(b) => b,
+                None => {
+                    let p = ppl(&pruned.all_blocks(), &pruned)?;
+                    (p.perplexity, p.token_nll)
+                }
+            };
             let pb = bar(
                 sc.heal.steps as u64,
                 &format!("prune: heal {} n={n}", rule.name()),
@@ -162,9 +185,9 @@ pub(super) fn heal_pruned(
                 n,
                 start,
                 end: start + n,
-                before: before.perplexity,
+                before: before.0,
                 after: after.perplexity,
-                before_tokens: before.token_nll,
+                before_tokens: before.1,
                 after_tokens: after.token_nll,
                 steps: rep.steps,
                 trainable_params: rep.trainable_params,

@@ -346,8 +346,15 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
 
     let pruning = prune_and_evaluate(cfg, model, &distances, eval_tokens)?;
 
-    let (healing, heal_curves, healed_export) =
-        heal_pruned(cfg, &ckpt, &distances, eval_tokens, &train_text)?;
+    let (healing, heal_curves, healed_export) = heal_pruned(
+        cfg,
+        &ckpt,
+        &distances,
+        eval_tokens,
+        &train_text,
+        &base,
+        &pruning,
+    )?;
 
     let export = export_pruned(cfg, out, &ckpt, &distances, eval_tokens, healed_export)?;
 
