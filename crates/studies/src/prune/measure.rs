@@ -114,6 +114,22 @@ pub(super) fn heal_pruned(
     } else {
         ckpt.tokenizer.encode(heal_text)?
     };
+    // Heal `m` with the study's recipe (seeded), then score it on the held-out tokens.
+    let heal_and_score = |m: &mut dlt_llm::Llama, label: &str, seed: u64| {
+        let pb = bar(
+            sc.heal.steps as u64,
+            &format!("prune: heal {label}"),
+            cfg.quiet,
+        );
+        let hc = HealConfig {
+            seed,
+            ..sc.heal.clone()
+        };
+        let (rep, _) = heal(m, &train_tokens, &hc, |s, _, _| pb.set_position(s as u64))?;
+        pb.finish_and_clear();
+        let after = ppl(&m.all_blocks(), m)?;
+        Ok::<_, StudyError>((rep, after))
+    };
     let mut healing = Vec::new();
     let mut heal_curves: Vec<(String, Vec<f64>)> = Vec::new();
     let mut healed_export: Option<dlt_llm::Llama> = None;
@@ -123,35 +139,8 @@ pub(super) fn heal_pruned(
     if let Some(&n0) = sc.heal_drops.first() {
         let mut full = model.clone();
         let before = (base.perplexity, base.token_nll.clone());
-        let pb = bar(
-            sc.heal.steps as u64,
-            "prune: heal control (unpruned)",
-            cfg.quiet,
-        );
-        let hc = HealConfig {
-            seed: cfg.seed + n0 as u64,
-            ..sc.heal.clone()
-        };
-        let (rep, _) = heal(&mut full, &train_tokens, &hc, |s, _, _| {
-            pb.set_position(s as u64)
-        })?;
-        pb.finish_and_clear();
-        let after = ppl(&full.all_blocks(), &full)?;
-        healing.push(HealRow {
-            rule: "control".into(),
-            n: 0,
-            start: 0,
-            end: 0,
-            before: before.0,
-            after: after.perplexity,
-            before_tokens: before.1,
-            after_tokens: after.token_nll,
-            steps: rep.steps,
-            trainable_params: rep.trainable_params,
-            first_loss: rep.losses.first().copied().unwrap_or(f64::NAN),
-            last_loss: rep.losses.last().copied().unwrap_or(f64::NAN),
-            seconds: rep.seconds,
-        });
+        let (rep, after) = heal_and_score(&mut full, "control (unpruned)", cfg.seed + n0 as u64)?;
+        healing.push(heal_row("control", 0, 0, before, after, &rep));
         heal_curves.push(("control (unpruned)".into(), rep.losses));
     }
     for &n in &sc.heal_drops {
@@ -166,35 +155,12 @@ pub(super) fn heal_pruned(
                     (p.perplexity, p.token_nll)
                 }
             };
-            let pb = bar(
-                sc.heal.steps as u64,
-                &format!("prune: heal {} n={n}", rule.name()),
-                cfg.quiet,
-            );
-            let hc = HealConfig {
-                seed: cfg.seed + n as u64,
-                ..sc.heal.clone()
-            };
-            let (rep, _) = heal(&mut pruned, &train_tokens, &hc, |s, _, _| {
-                pb.set_position(s as u64)
-            })?;
-            pb.finish_and_clear();
-            let after = ppl(&pruned.all_blocks(), &pruned)?;
-            healing.push(HealRow {
-                rule: rule.name().into(),
-                n,
-                start,
-                end: start + n,
-                before: before.0,
-                after: after.perplexity,
-                before_tokens: before.1,
-                after_tokens: after.token_nll,
-                steps: rep.steps,
-                trainable_params: rep.trainable_params,
-                first_loss: rep.losses.first().copied().unwrap_or(f64::NAN),
-                last_loss: rep.losses.last().copied().unwrap_or(f64::NAN),
-                seconds: rep.seconds,
-            });
+            let (rep, after) = heal_and_score(
+                &mut pruned,
+                &format!("{} n={n}", rule.name()),
+                cfg.seed + n as u64,
+            )?;
+            healing.push(heal_row(rule.name(), n, start, before, after, &rep));
             heal_curves.push((
                 format!("{} n={n} ({start}..{})", rule.name(), start + n),
                 rep.losses,
@@ -300,6 +266,32 @@ pub(super) fn probe_unpruned(
         })
         .collect();
     Ok((base, forward_tokens_per_second, distances, best))
+}
+
+/// One row of the healing table: `before` (perplexity and per-token NLL) and `after` healing.
+fn heal_row(
+    rule: &str,
+    n: usize,
+    start: usize,
+    before: (f64, Vec<f64>),
+    after: Perplexity,
+    rep: &dlt_llm::lora::HealReport,
+) -> HealRow {
+    HealRow {
+        rule: rule.into(),
+        n,
+        start,
+        end: start + n,
+        before: before.0,
+        after: after.perplexity,
+        before_tokens: before.1,
+        after_tokens: after.token_nll,
+        steps: rep.steps,
+        trainable_params: rep.trainable_params,
+        first_loss: rep.losses.first().copied().unwrap_or(f64::NAN),
+        last_loss: rep.losses.last().copied().unwrap_or(f64::NAN),
+        seconds: rep.seconds,
+    }
 }
 
 /// Part 4: export the model pruned by the angular rule as GGUF (tensors copied) and the healed
