@@ -34,6 +34,12 @@ pub enum PruneCmd {
         model: Option<PathBuf>,
         #[arg(long)]
         text: Option<PathBuf>,
+        /// The `dlt data fetch benchmarks` folder (default: the cache, fetched).
+        #[arg(long)]
+        bench_data: Option<PathBuf>,
+        /// Items per benchmark task in the accuracy sweep (default: 100 quick, 500 full).
+        #[arg(long)]
+        bench_items: Option<usize>,
         #[arg(long)]
         quick: bool,
         #[arg(long, default_value_t = 0)]
@@ -319,18 +325,29 @@ pub fn run(cmd: PruneCmd) -> Result<()> {
             out,
             model,
             text,
+            bench_data,
+            bench_items,
             quick,
             seed,
             json,
         } => {
+            anyhow::ensure!(
+                bench_items != Some(0),
+                "--bench-items 0: no items would be scored; use ≥ 1 (e.g. 100)"
+            );
             let dir = OutDir::create(&out)?;
+            let mut scale = dlt_studies::prune::Scale::for_mode(quick);
+            if let Some(k) = bench_items {
+                scale.bench_items = k;
+            }
             let cfg = dlt_studies::prune::Config {
                 quick,
                 seed,
                 quiet: json,
                 model,
                 text,
-                scale: dlt_studies::prune::Scale::for_mode(quick),
+                bench_data,
+                scale,
             };
             let r = dlt_studies::prune::run(&cfg, &dir)?;
             crate::print_study(&r, &r.claims, json, &dir)

@@ -517,6 +517,15 @@ fn reproduce_quick_writes_the_report_and_the_claims_hold() {
             "no claims from {study}"
         );
     }
+    // The pruning paper's headline figure: accuracy collapses after a flat stretch, and
+    // healing repairs the loss but not the accuracy (issue 14).
+    for id in [
+        "prune.arc_easy_flat_then_collapse",
+        "prune.healing_restores_loss_not_arc_easy",
+    ] {
+        assert!(claims.iter().any(|c| c["id"] == id), "claim {id} missing");
+    }
+    assert!(dir.join("prune/accuracy.svg").exists());
     let html = std::fs::read_to_string(dir.join("report/index.html")).unwrap();
     assert!(html.contains("theory.nu_relu") || html.contains("V/(nK²)"));
     assert!(html.contains("../theory/vertex_mc.svg"));

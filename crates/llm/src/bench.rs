@@ -28,6 +28,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
 
+use candle_core::Tensor;
+
 use crate::model::{KvCache, Llama};
 use crate::{LlmError, Result};
 
@@ -275,6 +277,25 @@ pub fn load_task(task: Task, dir: &Path) -> Result<Vec<Item>> {
         ));
     }
     Ok(docs.into_values().collect())
+}
+
+/// The Wikipedia passages of BoolQ's validation documents (each once, in document order,
+/// separated by blank lines): a held-out text of another genre than Shakespeare, for the
+/// normalised loss of pruned models.
+pub fn boolq_passages(dir: &Path) -> Result<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = String::new();
+    for it in load_task(Task::Boolq, dir)? {
+        let p = it
+            .context
+            .rsplit_once("\nQuestion: ")
+            .map_or(it.context.as_str(), |(p, _)| p);
+        if seen.insert(p.to_string()) {
+            out.push_str(p);
+            out.push_str("\n\n");
+        }
+    }
+    Ok(out)
 }
 
 /// One MMLU question: (subject, question, the four answers, index of the right one).
@@ -550,6 +571,31 @@ pub struct TaskScore {
     pub tokens: usize,
     /// Wall time of the scoring, seconds.
     pub seconds: f64,
+    /// Per item (acc, acc_norm) right or wrong, in the items' order (not serialised).
+    #[serde(skip)]
+    pub correct: Vec<(bool, bool)>,
+}
+
+/// One item tokenized in lm-eval's way ([`encode_pair`]): the context's ids and each choice's
+/// continuation ids (`" " + choice`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedItem {
+    /// The context's token ids.
+    pub ctx: Vec<u32>,
+    /// Each choice's continuation ids, in the item's order.
+    pub conts: Vec<Vec<u32>>,
+}
+
+/// Tokenize `item` with `encode` (lm-eval's `_encode_pair` for each choice).
+pub fn encode_item(encode: &dyn Fn(&str) -> Result<Vec<u32>>, item: &Item) -> Result<EncodedItem> {
+    let mut ctx = Vec::new();
+    let mut conts = Vec::with_capacity(item.choices.len());
+    for c in &item.choices {
+        let (cx, cn) = encode_pair(encode, &item.context, &format!("{TARGET_DELIMITER}{c}"))?;
+        ctx = cx;
+        conts.push(cn);
+    }
+    Ok(EncodedItem { ctx, conts })
 }
 
 /// Score `items` (lm-eval conventions, see the module docs) with `encode` and `source`;
@@ -566,19 +612,38 @@ pub fn evaluate(
         return Err(LlmError::invalid(task, "no items to score"));
     }
     let t0 = std::time::Instant::now();
+    let mut lls = Vec::with_capacity(items.len());
+    for (k, it) in items.iter().enumerate() {
+        let e = encode_item(encode, it)?;
+        lls.push(source.loglik(&e.ctx, &e.conts)?);
+        progress(k + 1, items.len());
+    }
+    tally(task, primary, items, &lls, t0.elapsed().as_secs_f64())
+}
+
+/// The scores of `items` from their choices' log-likelihoods `lls[item][choice]` (see
+/// [`score_item`]); `seconds` is the scoring's wall time. The per-item outcomes are kept in
+/// [`TaskScore::correct`] for paired comparisons of two models on the same items.
+pub fn tally(
+    task: &str,
+    primary: &str,
+    items: &[Item],
+    lls: &[Vec<f64>],
+    seconds: f64,
+) -> Result<TaskScore> {
+    if items.is_empty() || items.len() != lls.len() {
+        return Err(LlmError::invalid(
+            task,
+            format!("{} items with {} scores", items.len(), lls.len()),
+        ));
+    }
     let (mut acc, mut norm, mut chance) = (0usize, 0usize, 0.0);
     let mut golds: BTreeMap<usize, usize> = BTreeMap::new();
     let mut by_group: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for (k, it) in items.iter().enumerate() {
-        let mut ctx = Vec::new();
-        let mut conts = Vec::with_capacity(it.choices.len());
-        for c in &it.choices {
-            let (cx, cn) = encode_pair(encode, &it.context, &format!("{TARGET_DELIMITER}{c}"))?;
-            ctx = cx;
-            conts.push(cn);
-        }
-        let lls = source.loglik(&ctx, &conts)?;
-        let (a, n) = score_item(&lls, &it.choices, it.gold);
+    let mut correct = Vec::with_capacity(items.len());
+    for (it, l) in items.iter().zip(lls) {
+        let (a, n) = score_item(l, &it.choices, it.gold);
+        correct.push((a, n));
         acc += a as usize;
         norm += n as usize;
         chance += 1.0 / it.choices.len() as f64;
@@ -588,7 +653,6 @@ pub fn evaluate(
             g.0 += a as usize;
             g.1 += 1;
         }
-        progress(k + 1, items.len());
     }
     let n = items.len();
     let (pa, pn) = (acc as f64 / n as f64, norm as f64 / n as f64);
@@ -611,8 +675,195 @@ pub fn evaluate(
                 / by_group.len() as f64
         }),
         tokens: 0,
-        seconds: t0.elapsed().as_secs_f64(),
+        seconds,
+        correct,
     })
+}
+
+/// The residual streams of one item under the whole model, at each boundary of a
+/// [`SharedItems`]: the context's, and each choice's continuation but its last token's (none
+/// for a one-token continuation).
+struct ItemStates {
+    ctx: Vec<Tensor>,
+    conts: Vec<Option<Vec<Tensor>>>,
+}
+
+/// Rows of the final residual stream put through the output map at once by
+/// [`SharedItems::loglik`] (its vocab × d matrix is packed once per product).
+const HEAD_ROWS: usize = 256;
+
+/// A `visit` for [`Llama::stream_cached`] that keeps the stream after each of `at` blocks.
+fn keep_at<'o>(
+    at: &'o [usize],
+    out: &'o mut Vec<Tensor>,
+) -> impl FnMut(usize, &Tensor) -> Result<()> + 'o {
+    move |k, x| {
+        if at.contains(&k) {
+            out.push(x.clone());
+        }
+        Ok(())
+    }
+}
+
+/// The log-likelihoods of the same items under many block subsets of one model, sharing their
+/// common prefix (the benchmark analogue of [`crate::eval::SharedPrefix`]): a pruned model
+/// that keeps blocks 0..k computes the whole model's residual stream x^(k) on every context and
+/// continuation, so the whole model runs once (with its key/value cache, as
+/// [`ModelScorer`]) and each subset runs only its blocks past the largest boundary k it shares,
+/// from x^(k), with a cache of those blocks. The same operations on the same inputs as
+/// [`ModelScorer`] on each subset through the blocks; the output map then runs on the final
+/// rows of many items at once ([`HEAD_ROWS`]; a few rows at a time, packing its matrix costs
+/// more than the product), which changes the log-likelihoods only by float rounding (tested
+/// against [`ModelScorer`] to 1e-5 relative). Memory: boundaries × tokens × d floats.
+pub struct SharedItems<'a> {
+    model: &'a Llama,
+    items: Vec<EncodedItem>,
+    boundaries: Vec<usize>,
+    states: Vec<ItemStates>,
+}
+
+impl<'a> SharedItems<'a> {
+    /// Run the whole model over `items` once and keep the residual streams after each of
+    /// `boundaries` blocks (0 is always kept); `progress(done, total)` after each item.
+    pub fn new(
+        model: &'a Llama,
+        items: Vec<EncodedItem>,
+        boundaries: &[usize],
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Self> {
+        let mut b: Vec<usize> = boundaries.to_vec();
+        b.push(0);
+        b.sort_unstable();
+        b.dedup();
+        let top = *b.last().expect("0 is a boundary");
+        if top > model.blocks.len() {
+            return Err(LlmError::invalid(
+                "prefix boundaries",
+                format!("{top} > {} blocks", model.blocks.len()),
+            ));
+        }
+        let limit = model.cfg.context;
+        let prefix: Vec<usize> = (0..top).collect();
+        let mut states = Vec::with_capacity(items.len());
+        for (i, it) in items.iter().enumerate() {
+            if let Some(c) = it.conts.iter().find(|c| it.ctx.len() + c.len() > limit) {
+                return Err(LlmError::invalid(
+                    "benchmark item",
+                    format!(
+                        "{} tokens exceed the model's context of {limit}",
+                        it.ctx.len() + c.len()
+                    ),
+                ));
+            }
+            let mut ctx = Vec::with_capacity(b.len());
+            let (_, cache) = model.stream_cached(
+                model.embed_ids(&it.ctx)?,
+                &prefix,
+                None,
+                keep_at(&b, &mut ctx),
+            )?;
+            let mut conts = Vec::with_capacity(it.conts.len());
+            for c in &it.conts {
+                if c.len() < 2 {
+                    conts.push(None);
+                    continue;
+                }
+                let mut st = Vec::with_capacity(b.len());
+                model.stream_cached(
+                    model.embed_ids(&c[..c.len() - 1])?,
+                    &prefix,
+                    Some(&cache),
+                    keep_at(&b, &mut st),
+                )?;
+                conts.push(Some(st));
+            }
+            states.push(ItemStates { ctx, conts });
+            progress(i + 1, items.len());
+        }
+        Ok(SharedItems {
+            model,
+            items,
+            boundaries: b,
+            states,
+        })
+    }
+
+    /// The items, as encoded.
+    pub fn items(&self) -> &[EncodedItem] {
+        &self.items
+    }
+
+    /// `lls[item][choice]` of the model restricted to `blocks`, from the longest kept prefix,
+    /// and the number of tokens run through blocks.
+    pub fn loglik(&self, blocks: &[usize]) -> Result<(Vec<Vec<f64>>, usize)> {
+        let shared = blocks
+            .iter()
+            .enumerate()
+            .take_while(|(i, &l)| *i == l)
+            .count();
+        let j = self
+            .boundaries
+            .iter()
+            .rposition(|&k| k <= shared)
+            .unwrap_or(0);
+        let tail = &blocks[self.boundaries[j]..];
+        let mut tokens = 0;
+        let mut out: Vec<Vec<f64>> = self
+            .items
+            .iter()
+            .map(|it| vec![0.0; it.conts.len()])
+            .collect();
+        // Final-stream rows waiting for the output map, their target tokens and the (item,
+        // choice) each log-probability adds to; mapped in batches of HEAD_ROWS rows.
+        let mut rows: Vec<Tensor> = Vec::new();
+        let mut targets: Vec<u32> = Vec::new();
+        let mut owner: Vec<(usize, usize)> = Vec::new();
+        let flush = |rows: &mut Vec<Tensor>,
+                     targets: &mut Vec<u32>,
+                     owner: &mut Vec<(usize, usize)>,
+                     out: &mut Vec<Vec<f64>>|
+         -> Result<()> {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let x = Tensor::cat(rows, 0)?;
+            let lp = self.model.head_target_logprobs(&x, targets)?;
+            for (&(i, c), v) in owner.iter().zip(lp) {
+                out[i][c] += v as f64;
+            }
+            rows.clear();
+            targets.clear();
+            owner.clear();
+            Ok(())
+        };
+        for (i, (it, st)) in self.items.iter().zip(&self.states).enumerate() {
+            let (x, cache) = self
+                .model
+                .stream_cached(st.ctx[j].clone(), tail, None, |_, _| Ok(()))?;
+            tokens += it.ctx.len();
+            let t = x.dim(1)?;
+            let last = x.narrow(1, t - 1, 1)?.squeeze(0)?;
+            for (c, (cont, cs)) in it.conts.iter().zip(&st.conts).enumerate() {
+                rows.push(last.clone());
+                targets.push(cont[0]);
+                owner.push((i, c));
+                if let Some(cs) = cs {
+                    let (xc, _) =
+                        self.model
+                            .stream_cached(cs[j].clone(), tail, Some(&cache), |_, _| Ok(()))?;
+                    tokens += cont.len() - 1;
+                    rows.push(xc.squeeze(0)?);
+                    targets.extend_from_slice(&cont[1..]);
+                    owner.extend(std::iter::repeat_n((i, c), cont.len() - 1));
+                }
+            }
+            if targets.len() >= HEAD_ROWS {
+                flush(&mut rows, &mut targets, &mut owner, &mut out)?;
+            }
+        }
+        flush(&mut rows, &mut targets, &mut owner, &mut out)?;
+        Ok((out, tokens))
+    }
 }
 
 #[cfg(test)]

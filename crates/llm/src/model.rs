@@ -534,7 +534,36 @@ impl Llama {
         cache: Option<&KvCache>,
         last_only: bool,
     ) -> Result<(Tensor, KvCache)> {
-        let t = ids.len();
+        if ids.is_empty() {
+            return Err(LlmError::invalid("token ids", "empty sequence"));
+        }
+        let x = self.embed_ids(ids)?;
+        let (x, kv) = self.stream_cached(x, blocks, cache, |_, _| Ok(()))?;
+        Ok((self.head_logits(&x, last_only)?, kv))
+    }
+
+    /// The embedding output x^(0) [1, T, d] of one sequence of token ids.
+    pub fn embed_ids(&self, ids: &[u32]) -> Result<Tensor> {
+        let ids_t = Tensor::new(ids, &self.device())?;
+        Ok(self
+            .embed_rows(&ids_t)?
+            .reshape((1, ids.len(), self.cfg.hidden))?)
+    }
+
+    /// The residual stream `x` [1, T, d] of T positions placed after those in `cache`, run
+    /// through `blocks` with the key/value cache (the cache's blocks must be `blocks`), calling
+    /// `visit(k, x)` with the input (k = 0) and after each block (k = 1, 2, …). Returns the
+    /// final stream and the cache extended by these positions. [`Llama::logits_cached`] is
+    /// this from the embedding; a pruned model that shares blocks 0..k with the whole model
+    /// can start from the whole model's x^(k) with the cache of its remaining blocks.
+    pub fn stream_cached(
+        &self,
+        mut x: Tensor,
+        blocks: &[usize],
+        cache: Option<&KvCache>,
+        mut visit: impl FnMut(usize, &Tensor) -> Result<()>,
+    ) -> Result<(Tensor, KvCache)> {
+        let t = x.dim(1)?;
         if t == 0 {
             return Err(LlmError::invalid("token ids", "empty sequence"));
         }
@@ -557,30 +586,52 @@ impl Llama {
             None => 0,
         };
         let tables = self.attn_tables(p, t)?;
-        let dev = self.device();
-        let ids_t = Tensor::new(ids, &dev)?;
-        let mut x = self.embed_rows(&ids_t)?.reshape((1, t, self.cfg.hidden))?;
         let mut kv = Vec::with_capacity(blocks.len());
+        visit(0, &x)?;
         for (k, &l) in blocks.iter().enumerate() {
             let past = cache.map(|c| &c.kv[k]);
             let blk = &self.blocks[l];
             let (cos, sin, mask) = tables.for_block(blk);
             let (y, new) = self.block_forward_kv(blk, &x, cos, sin, mask, false, past)?;
             x = y;
+            visit(k + 1, &x)?;
             kv.push(new);
         }
-        let x = if last_only { x.narrow(1, t - 1, 1)? } else { x };
-        let x = rms_norm(&x, &self.norm, self.cfg.rms_eps, false)?;
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        let logits = x.broadcast_matmul(&head.t()?)?.squeeze(0)?;
         Ok((
-            logits,
+            x,
             KvCache {
                 kv,
                 len: p + t,
                 blocks: blocks.to_vec(),
             },
         ))
+    }
+
+    /// log p(target_r | row r) for final residual-stream rows `x` [R, d] (output norm, map,
+    /// log-softmax over the vocabulary, then the target's entry). Many rows in one call: the
+    /// output map's matrix (vocab × d) is packed once per call by the matrix product, which
+    /// for a few rows costs more than the product itself.
+    pub fn head_target_logprobs(&self, x: &Tensor, targets: &[u32]) -> Result<Vec<f32>> {
+        let x = rms_norm(&x.unsqueeze(0)?, &self.norm, self.cfg.rms_eps, false)?;
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        let logits = x.broadcast_matmul(&head.t()?)?.squeeze(0)?;
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let t = Tensor::new(targets, &self.device())?.unsqueeze(1)?;
+        Ok(logp.gather(&t, 1)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// Logits [T, vocab] of a final residual stream `x` [1, T, d] (output norm and map); only
+    /// the last position's ([1, vocab]) with `last_only`.
+    pub fn head_logits(&self, x: &Tensor, last_only: bool) -> Result<Tensor> {
+        let t = x.dim(1)?;
+        let x = if last_only {
+            x.narrow(1, t - 1, 1)?
+        } else {
+            x.clone()
+        };
+        let x = rms_norm(&x, &self.norm, self.cfg.rms_eps, false)?;
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        Ok(x.broadcast_matmul(&head.t()?)?.squeeze(0)?)
     }
 
     /// Run the residual stream through `blocks` (indices into `self.blocks`, in order), calling

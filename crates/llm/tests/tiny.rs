@@ -602,3 +602,53 @@ fn shared_prefix_perplexity_equals_a_full_pass_for_every_drop() {
         assert!(dlt_llm::eval::SharedPrefix::new(&m, &tokens[..10], 32, 0, &[1]).is_err());
     }
 }
+
+/// The benchmark sweep scores every pruned model from the whole model's residual streams at
+/// its first dropped block (bench::SharedItems): the same log-likelihoods as scoring each
+/// pruned model from scratch with its own KV cache (ModelScorer), on Llama and on Gemma 3
+/// (sliding-window blocks), including one-token continuations. The blocks run the same
+/// operations on the same inputs; the output map runs on many rows at once, so the sums agree
+/// to f32 rounding: a few ulps of each of ≤ 5 log-probabilities of size ≤ ln V ≈ 5.6 here,
+/// bounded by 1e-5 relative.
+#[test]
+fn shared_item_scores_equal_a_fresh_scorer_for_every_drop() {
+    use dlt_llm::bench::{EncodedItem, LogLikelihood, ModelScorer, SharedItems};
+    let mut cfg = tiny_cfg(RopeStyle::Interleaved);
+    cfg.n_layers = 6;
+    let gemma = tiny_gemma(6, 5);
+    let items: Vec<EncodedItem> = (0..3u32)
+        .map(|k| EncodedItem {
+            ctx: (0..9 + 4 * k).map(|i| (i * 37 + 5 * k + 3) % 261).collect(),
+            conts: vec![
+                vec![17 + k],
+                (0..4).map(|i| (i * 11 + k) % 261).collect(),
+                (0..2 + k).map(|i| (i * 29 + 7) % 261).collect(),
+            ],
+        })
+        .collect();
+    for m in [Llama::random(cfg, 9).unwrap(), gemma] {
+        let l = m.blocks.len();
+        let mut subsets = vec![m.all_blocks()];
+        for start in 0..l {
+            for n in 1..=(l - start).min(3) {
+                subsets.push(dlt_llm::probe::kept_blocks(l, start, n));
+            }
+        }
+        let shared = SharedItems::new(&m, items.clone(), &[1, 2, 4], |_, _| {}).unwrap();
+        for kept in &subsets {
+            let (fast, _) = shared.loglik(kept).unwrap();
+            let mut scorer = ModelScorer::new(&m, kept.clone());
+            for (it, f) in items.iter().zip(&fast) {
+                let slow = scorer.loglik(&it.ctx, &it.conts).unwrap();
+                for (a, b) in slow.iter().zip(f) {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                        "blocks {kept:?}: {a} vs {b}"
+                    );
+                }
+                assert_eq!(slow.len(), f.len());
+            }
+        }
+        assert!(SharedItems::new(&m, items.clone(), &[l + 1], |_, _| {}).is_err());
+    }
+}

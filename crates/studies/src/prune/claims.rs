@@ -334,7 +334,107 @@ pub(super) fn claims(sc: &Scale, m: &Measured, cmp: &[Comparison]) -> Vec<Claim>
             "Q8_0 rounding of the merged weights; Q4_1 would undo the healing",
         ));
     }
+    claims.extend(accuracy_claims(sc, m));
     claims
+}
+
+/// The claims of part 5 (docs/derivations/prune.md#accuracy-claims), per task of the sweep:
+/// accuracy under the angular rule stays flat, then falls to chance within one step of the
+/// sweep; and healing a model whose accuracy has collapsed (drop-last) repairs its loss on a
+/// text it was not healed on, while its accuracy stays at chance.
+fn accuracy_claims(sc: &Scale, m: &Measured) -> Vec<Claim> {
+    let acc = m.accuracy;
+    let mut out = Vec::new();
+    for c in acc.collapse.iter().filter(|c| c.rule == "angular") {
+        let width = match (c.flat_until, c.collapse_fraction) {
+            (Some(f), Some(k)) => k - f,
+            _ => f64::NAN,
+        };
+        // The sweep's step right after the last flat fraction.
+        let step = c.flat_until.map_or(f64::NAN, |f| {
+            let n_flat = (f * m.l_tot as f64).round() as usize;
+            sc.acc_drops
+                .iter()
+                .find(|&&n| n > n_flat)
+                .map_or(f64::NAN, |&n| (n - n_flat) as f64 / m.l_tot as f64)
+        });
+        out.push(
+            Claim::at_most(
+                &format!("prune.{}_flat_then_collapse", c.task),
+                &format!("{PAPER} §4.1, Fig. 1"),
+                &format!(
+                    "{} accuracy under the angular rule stays at the unpruned model's (within 2 paired SE) up to some fraction of blocks dropped, then reaches chance (within 2 SE of a guess) by the next fraction measured: the width between the last flat and the first collapsed fraction",
+                    c.task
+                ),
+                width,
+                step + 1e-9,
+                "the sweep's next step after the last flat fraction: collapsed by the next model measured is as sharp as the sweep resolves; a gradual decline spreads over several steps",
+            )
+            .require(
+                c.flat_until.is_some_and(|f| f > 0.0),
+                "at least one pruned model is flat",
+            )
+            .require(
+                c.base - c.chance > 2.0 * (c.chance * (1.0 - c.chance) / sc.bench_items as f64).sqrt(),
+                "the unpruned model is above chance by more than 2 SE",
+            ),
+        );
+    }
+    // Healing a collapsed model: the drop-last model at the first healed n.
+    let Some(&n) = sc.heal_drops.first() else {
+        return out;
+    };
+    let text = "boolq_passages";
+    let loss = |rule: &str, n: usize, healed: bool| {
+        acc.loss
+            .iter()
+            .find(|l| l.text == text && l.rule == rule && l.n == n && l.healed == healed)
+            .map_or(f64::NAN, |l| l.normalised)
+    };
+    let (l0, lb, la) = (
+        loss("none", 0, false),
+        loss("last", n, false),
+        loss("last", n, true),
+    );
+    let repaired = (lb - la) / (lb - l0);
+    let mut tasks: Vec<&str> = acc.collapse.iter().map(|c| c.task.as_str()).collect();
+    tasks.dedup();
+    for task in &tasks {
+        let row = |rule: &str, healed: bool| {
+            acc.rows.iter().find(|r| {
+                r.task == *task
+                    && r.rule == rule
+                    && r.healed == healed
+                    && (r.n == n || rule == "none")
+            })
+        };
+        let (Some(base), Some(after)) = (row("none", false), row("last", true)) else {
+            continue;
+        };
+        let guess_se = (base.chance * (1.0 - base.chance) / base.items as f64).sqrt();
+        out.push(
+            Claim::at_least(
+                &format!("prune.healing_restores_loss_not_{task}"),
+                &format!("{PAPER} §4.1–4.2"),
+                &format!(
+                    "healing the model with the deepest {n} blocks before the last dropped (whose {task} accuracy has collapsed) closes most of its loss gap on BoolQ's passages (a text it is not healed on): the fraction (NLL_before − NLL_after)/(NLL_before − NLL_unpruned) — while its {task} accuracy stays within 2 SE of chance"
+                ),
+                repaired,
+                0.5,
+                "half the gap: healing repairs most of the loss (the paper's healed loss grows smoothly with the fraction dropped) [calibration: quick runs close 74 %]",
+            )
+            .calibrated()
+            .require(
+                after.accuracy <= base.chance + 2.0 * guess_se,
+                &format!(
+                    "healed accuracy {:.3} ≤ chance + 2 SE = {:.3}",
+                    after.accuracy,
+                    base.chance + 2.0 * guess_se
+                ),
+            ),
+        );
+    }
+    out
 }
 
 #[cfg(test)]

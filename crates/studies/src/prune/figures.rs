@@ -177,3 +177,112 @@ pub(super) fn figures(out: &OutDir, sc: &Scale, m: &Measured) -> Result<Vec<Stri
     }
     Ok(figures)
 }
+
+/// Part 5's figure (the paper's Fig. 1 layout): one panel per task, accuracy against the
+/// fraction of blocks dropped for each rule (± binomial SE), healed models as open markers,
+/// chance dotted, and on the same axis the normalised loss NLL / ln V of the angular rule on
+/// both texts (dashed); `accuracy.csv` and `loss.csv` beside it. None when part 5 was skipped.
+pub(super) fn accuracy_figure(out: &OutDir, m: &Measured) -> Result<Option<String>, StudyError> {
+    let acc = m.accuracy;
+    if acc.rows.is_empty() {
+        return Ok(None);
+    }
+    out.write_records("accuracy.csv", &acc.rows)?;
+    out.write_records("loss.csv", &acc.loss)?;
+    out.write_records("collapse.csv", &acc.collapse)?;
+    let mut tasks: Vec<&str> = acc.rows.iter().map(|r| r.task.as_str()).collect();
+    tasks.dedup();
+    let max_f = acc.rows.iter().map(|r| r.fraction).fold(0.0, f64::max);
+    let mut panels = Vec::new();
+    for task in tasks {
+        let rows: Vec<_> = acc.rows.iter().filter(|r| r.task == task).collect();
+        let metric = rows.first().map_or("acc", |r| r.metric.as_str());
+        let mut fig = Figure::new(
+            format!("{task} ({metric}) and normalised loss"),
+            "fraction of blocks dropped",
+            "accuracy; NLL / ln V",
+        );
+        let base = rows.iter().find(|r| r.n == 0 && !r.healed);
+        for (k, rule) in ["angular", "last", "random"].into_iter().enumerate() {
+            let mut pts: Vec<(f64, f64, f64)> =
+                base.map(|b| (0.0, b.accuracy, b.se)).into_iter().collect();
+            let mut ns: Vec<usize> = rows
+                .iter()
+                .filter(|r| r.rule == rule && !r.healed)
+                .map(|r| r.n)
+                .collect();
+            ns.dedup();
+            for n in ns {
+                let v: Vec<_> = rows
+                    .iter()
+                    .filter(|r| r.rule == rule && r.n == n && !r.healed)
+                    .collect();
+                let mean = v.iter().map(|r| r.accuracy).sum::<f64>() / v.len() as f64;
+                // SE of the mean over draws, each draw's binomial SE (the draws' spread is
+                // not in it).
+                let se = (v.iter().map(|r| r.se * r.se).sum::<f64>()).sqrt() / v.len() as f64;
+                pts.push((v[0].fraction, mean, se));
+            }
+            if pts.len() < 2 {
+                continue;
+            }
+            let label = match rule {
+                "random" => "random blocks (mean of draws) ± SE".to_string(),
+                r => format!("{r} rule ± SE"),
+            };
+            fig = fig.with(
+                Series::points(
+                    label,
+                    pts.iter().map(|p| (p.0, p.1)).collect(),
+                    Some(pts.iter().map(|p| p.2).collect()),
+                )
+                .in_colour(k),
+            );
+            fig = fig.with(Series::line("", pts.iter().map(|p| (p.0, p.1)).collect()).in_colour(k));
+        }
+        for (k, rule) in [(0, "angular"), (1, "last"), (2, "control")] {
+            let pts: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r.rule == rule && r.healed)
+                .map(|r| (r.fraction, r.accuracy))
+                .collect();
+            if !pts.is_empty() {
+                let se = rows
+                    .iter()
+                    .filter(|r| r.rule == rule && r.healed)
+                    .map(|r| r.se)
+                    .collect();
+                fig = fig.with(
+                    Series::points(format!("{rule}, healed ± SE"), pts, Some(se)).in_colour(k + 4),
+                );
+            }
+        }
+        if let Some(b) = base {
+            fig = fig.with(
+                Series::dotted(
+                    format!("chance ({:.2})", b.chance),
+                    vec![(0.0, b.chance), (max_f, b.chance)],
+                )
+                .in_colour(7),
+            );
+        }
+        for (k, text) in ["shakespeare", "boolq_passages"].into_iter().enumerate() {
+            let mut pts: Vec<(f64, f64)> = acc
+                .loss
+                .iter()
+                .filter(|l| l.text == text && !l.healed && (l.rule == "angular" || l.n == 0))
+                .map(|l| (l.fraction, l.normalised))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if pts.len() > 1 {
+                fig = fig.with(
+                    Series::dashed(format!("NLL / ln V, {text} (angular)"), pts).in_colour(2 + k),
+                );
+            }
+        }
+        panels.push(fig);
+    }
+    let name = "accuracy.svg";
+    crate::plot::save_panels_svg(&panels, panels.len().min(2), &out.path(name))?;
+    Ok(Some(name.into()))
+}

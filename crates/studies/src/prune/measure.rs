@@ -92,6 +92,7 @@ pub(super) fn heal_pruned(
     train_text: &str,
     base: &Perplexity,
     pruning: &[PruneRow],
+    on_healed: &mut dyn FnMut(&str, usize, usize, &dlt_llm::Llama) -> Result<(), StudyError>,
 ) -> Result<Healed, StudyError> {
     let sc = &cfg.scale;
     let model = &ckpt.model;
@@ -140,6 +141,7 @@ pub(super) fn heal_pruned(
         let mut full = model.clone();
         let before = (base.perplexity, base.token_nll.clone());
         let (rep, after) = heal_and_score(&mut full, "control (unpruned)", cfg.seed + n0 as u64)?;
+        on_healed("control", 0, 0, &full)?;
         healing.push(heal_row("control", 0, 0, before, after, &rep));
         heal_curves.push(("control (unpruned)".into(), rep.losses));
     }
@@ -160,6 +162,7 @@ pub(super) fn heal_pruned(
                 &format!("{} n={n}", rule.name()),
                 cfg.seed + n as u64,
             )?;
+            on_healed(rule.name(), n, start, &pruned)?;
             healing.push(heal_row(rule.name(), n, start, before, after, &rep));
             heal_curves.push((
                 format!("{} n={n} ({start}..{})", rule.name(), start + n),

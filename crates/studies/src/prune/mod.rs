@@ -8,19 +8,24 @@
 //!    heuristic (the deepest n blocks before the final one) and by random blocks (control);
 //! 3. LoRA healing of pruned models with the paper's recipe (§3.3; f32 base instead of 4-bit),
 //!    perplexity before/after, beside the unpruned model healed the same way (control);
-//! 4. export of a pruned model as GGUF, reloaded and re-evaluated.
+//! 4. export of a pruned model as GGUF, reloaded and re-evaluated;
+//! 5. benchmark accuracy (lm-eval's conventions) against the fraction of blocks dropped, before
+//!    and after healing, beside the normalised loss NLL / ln V on two texts (the paper's Fig. 1;
+//!    docs/derivations/prune.md#accuracy-sweep).
 //!
 //! Block ranges are 0-based and end-exclusive everywhere (`start..end`).
-//! Cost (2 cores): quick ≈ 4.5 min; full ≈ 45 min estimated (perplexity windows and healing
+//! Cost (2 cores): quick ≈ 9 min (part 5 ≈ 4 of them); full ≈ 1.7 h estimated (perplexity windows and healing
 //! steps dominate: ≈ 330 tokens/s forward, ≈ 1.5 s per LoRA step of 128 tokens).
 
+mod accuracy;
 mod claims;
 mod figures;
 mod measure;
 mod model;
 
+pub use accuracy::{Accuracy, AccuracyRow, CollapseRow, LossRow};
 use claims::{claims, comparisons};
-use figures::{figures, write_tables};
+use figures::{accuracy_figure, figures, write_tables};
 use measure::{export_pruned, heal_pruned, load_inputs, probe_unpruned, prune_and_evaluate};
 pub use model::{distances_results, eval_results, prune_model, write_distances, PruneRun};
 
@@ -66,6 +71,18 @@ pub struct Scale {
     pub heal_chars: usize,
     /// Block size of the exported GGUF files (angular rule), if any.
     pub export_drop: Option<usize>,
+    /// Benchmark tasks of part 5 (lm-eval names).
+    pub bench_tasks: Vec<String>,
+    /// Items per task (a seeded subset).
+    pub bench_items: usize,
+    /// Block sizes n of the accuracy sweep (n = 0 is always scored).
+    pub acc_drops: Vec<usize>,
+    /// Random draws per n in the accuracy sweep.
+    pub acc_random_draws: usize,
+    /// Healed models also scored on the benchmarks and texts: `angular`, `last`, `control`.
+    pub acc_healed: Vec<String>,
+    /// Tokens of each text for the normalised loss of part 5.
+    pub acc_text_tokens: usize,
 }
 
 impl Scale {
@@ -96,6 +113,24 @@ impl Scale {
             },
             heal_chars: if quick { 300_000 } else { 2_000_000 },
             export_drop: Some(6),
+            bench_tasks: if quick {
+                vec!["arc_easy".into()]
+            } else {
+                vec!["arc_easy".into(), "hellaswag".into(), "piqa".into()]
+            },
+            bench_items: if quick { 100 } else { 250 },
+            acc_drops: if quick {
+                vec![3, 6, 9, 12, 18, 24]
+            } else {
+                vec![3, 6, 9, 12, 15, 18, 21, 24]
+            },
+            acc_random_draws: if quick { 0 } else { 1 },
+            acc_healed: if quick {
+                vec!["last".into()]
+            } else {
+                vec!["angular".into(), "last".into(), "control".into()]
+            },
+            acc_text_tokens: if quick { 1024 } else { 8192 },
         }
     }
 }
@@ -113,6 +148,8 @@ pub struct Config {
     pub model: Option<PathBuf>,
     /// A UTF-8 text file; default: Shakespeare's plays (fetched). The last 10 % is held out.
     pub text: Option<PathBuf>,
+    /// The `dlt data fetch benchmarks` folder; default: the cache (fetched).
+    pub bench_data: Option<PathBuf>,
     /// The sizes.
     pub scale: Scale,
 }
@@ -252,6 +289,8 @@ pub struct Results {
     pub healing: Vec<HealRow>,
     /// Exported GGUF files, reloaded and evaluated.
     pub export: Vec<ExportRow>,
+    /// Part 5: benchmark accuracy and normalised loss against the fraction dropped.
+    pub accuracy: Accuracy,
     /// Paired per-token comparisons behind the claims: ΔNLL = ln(ppl_a/ppl_b) with its
     /// batch-means SE, per n.
     pub comparisons: Vec<Comparison>,
@@ -311,6 +350,7 @@ struct Measured<'a> {
     healing: &'a [HealRow],
     heal_curves: &'a [(String, Vec<f64>)],
     export: &'a [ExportRow],
+    accuracy: &'a Accuracy,
     l_tot: usize,
     model_path: &'a std::path::Path,
 }
@@ -346,6 +386,13 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
 
     let pruning = prune_and_evaluate(cfg, model, &distances, eval_tokens)?;
 
+    let bench = accuracy::load_bench(
+        cfg,
+        &ckpt,
+        &eval_tokens[..sc.acc_text_tokens.min(eval_tokens.len())],
+    )?;
+    let mut accuracy = accuracy::sweep(cfg, model, &distances, &bench)?;
+
     let (healing, heal_curves, healed_export) = heal_pruned(
         cfg,
         &ckpt,
@@ -354,6 +401,12 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         &train_text,
         &base,
         &pruning,
+        &mut |rule, n, start, m| {
+            if !sc.acc_healed.iter().any(|r| r == rule) {
+                return Ok(());
+            }
+            accuracy::score_healed(&mut accuracy, &bench, m, rule, n, start, l_tot, cfg.quiet)
+        },
     )?;
 
     let export = export_pruned(cfg, out, &ckpt, &distances, eval_tokens, healed_export)?;
@@ -366,12 +419,14 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         healing: &healing,
         heal_curves: &heal_curves,
         export: &export,
+        accuracy: &accuracy,
         l_tot,
         model_path: &model_path,
     };
     write_tables(out, &m)?;
 
-    let figures = figures(out, sc, &m)?;
+    let mut figures = figures(out, sc, &m)?;
+    figures.extend(accuracy_figure(out, &m)?);
 
     let comparisons = comparisons(sc, &m);
     let claims = claims(sc, &m, &comparisons);
@@ -395,6 +450,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         pruning,
         healing,
         export,
+        accuracy,
         comparisons,
         forward_tokens_per_second,
         seconds: t0.elapsed().as_secs_f64(),
@@ -423,6 +479,7 @@ impl crate::study::Study for Prune {
             quiet,
             model: None,
             text: None,
+            bench_data: None,
             scale: Scale::for_mode(quick),
         }
     }
