@@ -796,16 +796,7 @@ impl<'a> SharedItems<'a> {
     /// `lls[item][choice]` of the model restricted to `blocks`, from the longest kept prefix,
     /// and the number of tokens run through blocks.
     pub fn loglik(&self, blocks: &[usize]) -> Result<(Vec<Vec<f64>>, usize)> {
-        let shared = blocks
-            .iter()
-            .enumerate()
-            .take_while(|(i, &l)| *i == l)
-            .count();
-        let j = self
-            .boundaries
-            .iter()
-            .rposition(|&k| k <= shared)
-            .unwrap_or(0);
+        let j = crate::eval::shared_boundary(&self.boundaries, blocks);
         let tail = &blocks[self.boundaries[j]..];
         let mut tokens = 0;
         let mut out: Vec<Vec<f64>> = self

@@ -107,6 +107,18 @@ fn summarise(windows: Vec<Vec<f32>>, ctx: usize) -> Result<Perplexity> {
     })
 }
 
+/// The index j of the largest boundary k = `boundaries[j]` (ascending, starting at 0) such that
+/// `blocks` begins with the whole model's blocks 0..k: where a pruned model can continue from
+/// the whole model's stored residual stream x^(k).
+pub(crate) fn shared_boundary(boundaries: &[usize], blocks: &[usize]) -> usize {
+    let shared = blocks
+        .iter()
+        .enumerate()
+        .take_while(|(i, &l)| *i == l)
+        .count();
+    boundaries.iter().rposition(|&k| k <= shared).unwrap_or(0)
+}
+
 /// Perplexities of many block subsets of one model on the same windows, sharing their common
 /// prefix: a pruned model that keeps blocks 0..k unchanged computes the same residual stream
 /// x^(k) as the whole model, so it is computed once and each subset runs only its blocks past
@@ -168,16 +180,7 @@ impl<'a> SharedPrefix<'a> {
 
     /// Perplexity of the model restricted to `blocks`, from the longest kept prefix.
     pub fn perplexity(&self, blocks: &[usize]) -> Result<Perplexity> {
-        let shared = blocks
-            .iter()
-            .enumerate()
-            .take_while(|(i, &l)| *i == l)
-            .count();
-        let j = self
-            .boundaries
-            .iter()
-            .rposition(|&k| k <= shared)
-            .unwrap_or(0);
+        let j = shared_boundary(&self.boundaries, blocks);
         let k = self.boundaries[j];
         let windows = self
             .ids

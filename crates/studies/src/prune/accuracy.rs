@@ -12,12 +12,13 @@
 
 use serde::Serialize;
 
+use super::measure::{sweep_plan, Planned};
 use super::Config;
 use crate::progress::bar;
 use crate::study::StudyError;
 use dlt_llm::bench::{encode_item, load_task, subset, tally, EncodedItem, Item, SharedItems, Task};
 use dlt_llm::eval::{perplexity, SharedPrefix};
-use dlt_llm::probe::{choose_start, kept_blocks, Distances, Rule};
+use dlt_llm::probe::{kept_blocks, Distances, Rule};
 use dlt_llm::Llama;
 
 /// Accuracy of one model on one task.
@@ -122,40 +123,18 @@ pub(super) struct Bench {
     vocab: usize,
 }
 
-/// A model of the sweep: (rule, n, draw, start).
-type Planned = (Rule, usize, usize, usize);
-
-/// The sweep of part 5: n = 0 and every `acc_drops` n under each rule (random draws seeded as
-/// part 2's, so the same blocks).
+/// The sweep of part 5: n = 0 (the whole model) and every `acc_drops` n under each rule, as
+/// part 2 plans its own (random draws seeded alike, so the same blocks).
 fn plan(cfg: &Config, l_tot: usize, distances: &Distances) -> Result<Vec<Planned>, StudyError> {
     let sc = &cfg.scale;
     let mut plan = vec![(Rule::Last, 0, 0, l_tot)];
-    for &n in &sc.acc_drops {
-        plan.push((
-            Rule::Angular,
-            n,
-            0,
-            choose_start(Rule::Angular, l_tot, n, Some(distances), 0)?,
-        ));
-        plan.push((
-            Rule::Last,
-            n,
-            0,
-            choose_start(Rule::Last, l_tot, n, None, 0)?,
-        ));
-        for d in 0..sc.acc_random_draws {
-            let seed = cfg
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add((n * 100 + d) as u64);
-            plan.push((
-                Rule::Random,
-                n,
-                d,
-                choose_start(Rule::Random, l_tot, n, None, seed)?,
-            ));
-        }
-    }
+    plan.extend(sweep_plan(
+        cfg.seed,
+        l_tot,
+        distances,
+        &sc.acc_drops,
+        sc.acc_random_draws,
+    )?);
     Ok(plan)
 }
 

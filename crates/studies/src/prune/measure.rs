@@ -10,20 +10,21 @@ use dlt_llm::lora::{heal, HealConfig};
 use dlt_llm::probe::{angular_distances, choose_start, kept_blocks, sequences, Distances, Rule};
 use std::time::Instant;
 
-/// Part 2: perplexity after dropping n blocks by each rule: the angular-distance choice
-/// (arXiv 2403.17887 §3.2; docs/derivations/prune.md#block-selection), the last blocks, random
-/// blocks.
-pub(super) fn prune_and_evaluate(
-    cfg: &Config,
-    model: &dlt_llm::Llama,
+/// A pruned model of a sweep: (rule, n, random draw, first dropped block).
+pub(super) type Planned = (Rule, usize, usize, usize);
+
+/// The pruned models of a sweep: for each n of `drops`, the angular-distance choice
+/// (arXiv 2403.17887 §3.2; docs/derivations/prune.md#block-selection), the last blocks, and
+/// `random_draws` random blocks, each draw seeded by (seed, n, draw).
+pub(super) fn sweep_plan(
+    seed: u64,
+    l_tot: usize,
     distances: &Distances,
-    eval_tokens: &[u32],
-) -> Result<Vec<PruneRow>, StudyError> {
-    let sc = &cfg.scale;
-    let l_tot = model.blocks.len();
-    // 2. Perplexity after pruning, three rules.
+    drops: &[usize],
+    random_draws: usize,
+) -> Result<Vec<Planned>, StudyError> {
     let mut plan = Vec::new();
-    for &n in &sc.drops {
+    for &n in drops {
         plan.push((
             Rule::Angular,
             n,
@@ -36,9 +37,8 @@ pub(super) fn prune_and_evaluate(
             0,
             choose_start(Rule::Last, l_tot, n, None, 0)?,
         ));
-        for d in 0..sc.random_draws {
-            let seed = cfg
-                .seed
+        for d in 0..random_draws {
+            let seed = seed
                 .wrapping_mul(1_000_003)
                 .wrapping_add((n * 100 + d) as u64);
             plan.push((
@@ -49,6 +49,22 @@ pub(super) fn prune_and_evaluate(
             ));
         }
     }
+    Ok(plan)
+}
+
+/// Part 2: perplexity after dropping n blocks by each rule: the angular-distance choice
+/// (arXiv 2403.17887 §3.2; docs/derivations/prune.md#block-selection), the last blocks, random
+/// blocks.
+pub(super) fn prune_and_evaluate(
+    cfg: &Config,
+    model: &dlt_llm::Llama,
+    distances: &Distances,
+    eval_tokens: &[u32],
+) -> Result<Vec<PruneRow>, StudyError> {
+    let sc = &cfg.scale;
+    let l_tot = model.blocks.len();
+    // 2. Perplexity after pruning, three rules.
+    let plan = sweep_plan(cfg.seed, l_tot, distances, &sc.drops, sc.random_draws)?;
     // Every pruned model keeps blocks 0..start of the whole model: their residual streams are
     // computed once (eval::SharedPrefix; same numbers as a full pass per model).
     let starts: Vec<usize> = plan.iter().map(|p| p.3).collect();
