@@ -717,7 +717,7 @@ fn keep_at<'o>(
 /// against [`ModelScorer`] to 1e-5 relative). Memory: boundaries × tokens × d floats.
 pub struct SharedItems<'a> {
     model: &'a Llama,
-    items: Vec<EncodedItem>,
+    items: &'a [EncodedItem],
     boundaries: Vec<usize>,
     states: Vec<ItemStates>,
 }
@@ -727,7 +727,7 @@ impl<'a> SharedItems<'a> {
     /// `boundaries` blocks (0 is always kept); `progress(done, total)` after each item.
     pub fn new(
         model: &'a Llama,
-        items: Vec<EncodedItem>,
+        items: &'a [EncodedItem],
         boundaries: &[usize],
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Self> {
@@ -788,17 +788,10 @@ impl<'a> SharedItems<'a> {
         })
     }
 
-    /// The items, as encoded.
-    pub fn items(&self) -> &[EncodedItem] {
-        &self.items
-    }
-
-    /// `lls[item][choice]` of the model restricted to `blocks`, from the longest kept prefix,
-    /// and the number of tokens run through blocks.
-    pub fn loglik(&self, blocks: &[usize]) -> Result<(Vec<Vec<f64>>, usize)> {
+    /// `lls[item][choice]` of the model restricted to `blocks`, from the longest kept prefix.
+    pub fn loglik(&self, blocks: &[usize]) -> Result<Vec<Vec<f64>>> {
         let j = crate::eval::shared_boundary(&self.boundaries, blocks);
         let tail = &blocks[self.boundaries[j]..];
-        let mut tokens = 0;
         let mut out: Vec<Vec<f64>> = self
             .items
             .iter()
@@ -831,7 +824,6 @@ impl<'a> SharedItems<'a> {
             let (x, cache) = self
                 .model
                 .stream_cached(st.ctx[j].clone(), tail, None, |_, _| Ok(()))?;
-            tokens += it.ctx.len();
             let t = x.dim(1)?;
             let last = x.narrow(1, t - 1, 1)?.squeeze(0)?;
             for (c, (cont, cs)) in it.conts.iter().zip(&st.conts).enumerate() {
@@ -842,7 +834,6 @@ impl<'a> SharedItems<'a> {
                     let (xc, _) =
                         self.model
                             .stream_cached(cs[j].clone(), tail, Some(&cache), |_, _| Ok(()))?;
-                    tokens += cont.len() - 1;
                     rows.push(xc.squeeze(0)?);
                     targets.extend_from_slice(&cont[1..]);
                     owner.extend(std::iter::repeat_n((i, c), cont.len() - 1));
@@ -853,7 +844,7 @@ impl<'a> SharedItems<'a> {
             }
         }
         flush(&mut rows, &mut targets, &mut owner, &mut out)?;
-        Ok((out, tokens))
+        Ok(out)
     }
 }
 

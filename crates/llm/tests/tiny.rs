@@ -634,9 +634,9 @@ fn shared_item_scores_equal_a_fresh_scorer_for_every_drop() {
                 subsets.push(dlt_llm::probe::kept_blocks(l, start, n));
             }
         }
-        let shared = SharedItems::new(&m, items.clone(), &[1, 2, 4], |_, _| {}).unwrap();
+        let shared = SharedItems::new(&m, &items, &[1, 2, 4], |_, _| {}).unwrap();
         for kept in &subsets {
-            let (fast, _) = shared.loglik(kept).unwrap();
+            let fast = shared.loglik(kept).unwrap();
             let mut scorer = ModelScorer::new(&m, kept.clone());
             for (it, f) in items.iter().zip(&fast) {
                 let slow = scorer.loglik(&it.ctx, &it.conts).unwrap();
@@ -649,6 +649,6 @@ fn shared_item_scores_equal_a_fresh_scorer_for_every_drop() {
                 assert_eq!(slow.len(), f.len());
             }
         }
-        assert!(SharedItems::new(&m, items.clone(), &[l + 1], |_, _| {}).is_err());
+        assert!(SharedItems::new(&m, &items, &[l + 1], |_, _| {}).is_err());
     }
 }

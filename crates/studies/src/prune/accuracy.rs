@@ -214,7 +214,7 @@ pub(super) fn sweep(
     let t0 = std::time::Instant::now();
     let l_tot = model.blocks.len();
     let plan = plan(cfg, l_tot, distances)?;
-    let starts: Vec<usize> = plan.iter().map(|p| p.3.min(l_tot)).collect();
+    let starts: Vec<usize> = plan.iter().map(|p| p.3).collect();
     let mut acc = Accuracy {
         text_tokens: bench.texts.first().map_or(0, |t| t.1.len()),
         ..Default::default()
@@ -248,11 +248,9 @@ pub(super) fn sweep(
             &format!("prune: accuracy {}", task.name()),
             cfg.quiet,
         );
-        let shared = SharedItems::new(model, enc.clone(), &starts, |i, _| {
-            pb.set_position(i as u64)
-        })?;
+        let shared = SharedItems::new(model, enc, &starts, |i, _| pb.set_position(i as u64))?;
         for &(rule, n, draw, start) in &plan {
-            let (lls, _) = shared.loglik(&kept_blocks(l_tot, start, n))?;
+            let lls = shared.loglik(&kept_blocks(l_tot, start, n))?;
             acc.rows.push(row(
                 *task,
                 items,
@@ -311,7 +309,7 @@ pub(super) fn score_healed(
     }
     for (task, items, enc) in &bench.tasks {
         // No shared prefix (boundary 0 only): SharedItems for its batched output map.
-        let (lls, _) = SharedItems::new(healed, enc.clone(), &[], |_, _| {})?.loglik(&blocks)?;
+        let lls = SharedItems::new(healed, enc, &[], |_, _| {})?.loglik(&blocks)?;
         acc.rows.push(row(
             *task,
             items,
