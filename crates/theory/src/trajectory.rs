@@ -29,6 +29,8 @@ use crate::profile::{profile, ProfileConfig};
 use crate::TheoryError;
 use serde::{Deserialize, Serialize};
 
+pub mod test_input;
+
 /// The output layer's statistics that the trajectory needs (single input; the notation of
 /// [`crate::dntk::DntkLayer`] and [`crate::profile::Layer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -136,12 +138,11 @@ pub fn mean_trajectory(
             msg: format!("the target must be finite, got {y}"),
         });
     }
-    let (e2, e3) = (eta * eta, eta * eta * eta);
-    let (mut cd, mut cr, mut cs) = (0.0f64, 0.0f64, 0.0f64);
-    let (mut s_t, mut w_t, mut v_t) = (0.0f64, 0.0f64, 0.0f64);
     let eps3 = y * y * y + 3.0 * y * s.k;
+    let resp = responses(a, eta, steps);
+    let e2 = eta * eta;
     let mut out = Vec::with_capacity(steps + 1);
-    for t in 0..=steps {
+    for (t, &(cd, cr, cs)) in resp.iter().enumerate() {
         let tf = t as f64;
         let theta1_term = if t == 0 {
             0.0
@@ -164,6 +165,19 @@ pub fn mean_trajectory(
             dntk_term,
             ddntk_term,
         });
+    }
+    Ok(out)
+}
+
+/// The first-order responses (c_d(t), c_r(t), c_s(t)), t = 0..=steps, of [`mean_trajectory`]'s
+/// recursions for a = 1 − ηΘ.
+pub fn responses(a: f64, eta: f64, steps: usize) -> Vec<(f64, f64, f64)> {
+    let (e2, e3) = (eta * eta, eta * eta * eta);
+    let (mut cd, mut cr, mut cs) = (0.0f64, 0.0f64, 0.0f64);
+    let (mut s_t, mut w_t, mut v_t) = (0.0f64, 0.0f64, 0.0f64);
+    let mut out = Vec::with_capacity(steps + 1);
+    for t in 0..=steps {
+        out.push((cd, cr, cs));
         // Advance the responses from step t to t + 1 (sources use S_t, W_t, V_t of step t).
         let (at, a2t) = (a.powi(t as i32), a.powi(2 * t as i32));
         cd = a * cd + e2 * (2.0 * at * s_t + 0.5 * a2t);
@@ -173,7 +187,7 @@ pub fn mean_trajectory(
         v_t += a2t;
         s_t += at;
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,365 @@
+//! The O(1/n) correction to the mean output on a **test** input x_β of networks trained by GD on
+//! one input x_A (PDLT, Roberts–Yaida–Hanin, arXiv 2106.10165, ch. ∞ for the finite-width
+//! dynamics; the one-training-input, finite-t form and the two-input recursions below are
+//! derived for this project: docs/derivations/trained_test_input.md).
+//!
+//! Set-up as [`super::mean_trajectory`] (ℒ = ½(z_A − y)², a = 1 − ηΘ_AA, one output, NTK
+//! parameterisation with C_b = λ_b = 0) with a second input x_β the network is never trained on.
+//! At infinite width E[z_{β,t}] = (Θ_βA/Θ_AA) y (1 − a^t); at width n
+//!
+//!   E[z_{β,t}] = (Θ_βA/Θ_AA) y (1 − a^t) + C_β(t)/n + O(1/n²),
+//!
+//! C_β = C_β^frozen + C_β^dNTK + C_β^ddNTK of docs/derivations/trained_test_input.md#expansion,
+//! built from fifteen output statistics ([`TestInputStats`]). Unlike the training input's C(t),
+//! C_β(t) does not vanish as t → ∞: the trained function keeps an O(1/n) offset off the data.
+//!
+//! The statistics come from two-input recursions ([`test_input_stats`]) for depth 2 (exact at
+//! every width) and depth 3 (one propagation step); depth ≥ 4 needs the propagation of the
+//! two-input pair tensors, which is not derived (docs/derivations/trained_test_input.md#unverified).
+
+pub mod gauss2;
+pub mod output_step;
+pub mod sources;
+
+use super::{responses, OutputStats};
+use crate::activation::Activation;
+use crate::TheoryError;
+use gauss2::{Gauss2, Inp, Mat2};
+use output_step::OutputStep;
+use serde::{Deserialize, Serialize};
+use sources::Sources;
+use Inp::{A, B};
+
+/// The output statistics C_β(t) needs (one output neuron; n = width of the last hidden layer;
+/// docs/derivations/trained_test_input.md#expansion, table "The statistics").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TestInputStats {
+    /// K_AA.
+    #[serde(rename = "K")]
+    pub k: f64,
+    /// K_βA.
+    #[serde(rename = "K_test")]
+    pub k_test: f64,
+    /// Θ_AA.
+    pub theta: f64,
+    /// Θ_βA.
+    pub theta_test: f64,
+    /// Θ¹_AA: E[H_AA] = Θ_AA + Θ¹_AA/n.
+    pub theta1: f64,
+    /// Θ¹_βA.
+    pub theta1_test: f64,
+    /// n Var H_AA.
+    pub ntk_variance: f64,
+    /// n Cov(H_βA, H_AA).
+    pub ntk_covariance: f64,
+    /// 𝒫_AA = n E[dH_AAA z_A].
+    pub dntk: f64,
+    /// 𝒫_β1 = n E[dH_βAA z_A] (the test output differentiated).
+    pub dntk_test1: f64,
+    /// 𝒫_β2 = n E[dH_AβA z_A] (the test input on a leg).
+    pub dntk_test2: f64,
+    /// ℐ_A = n E[ddI_AAAA].
+    pub ddntk_i: f64,
+    /// ℐ_β1 = n E[ddI_βAAA].
+    pub ddntk_i_test1: f64,
+    /// ℐ_β2 = n E[ddI_AβAA].
+    pub ddntk_i_test2: f64,
+    /// 𝒥_A = n E[ddII_AAAA].
+    pub ddntk_ii: f64,
+    /// 𝒥_β1 = n E[ddII_βAAA] (= n E[ddII_AβAA]).
+    pub ddntk_ii_test1: f64,
+    /// 𝒥_β3 = n E[ddII_AAβA] (= n E[ddII_AAAβ]).
+    pub ddntk_ii_test3: f64,
+}
+
+impl TestInputStats {
+    /// The training input's statistics in the single-input form of [`OutputStats`].
+    pub fn training_input(&self) -> OutputStats {
+        OutputStats {
+            k: self.k,
+            theta: self.theta,
+            theta1: self.theta1,
+            ntk_variance: self.ntk_variance,
+            dntk: self.dntk,
+            ddntk_i: self.ddntk_i,
+            ddntk_ii: self.ddntk_ii,
+        }
+    }
+
+    /// The statistics of a test input equal to the training input (every β-statistic set to its
+    /// A-value), for which C_β = C.
+    pub fn at_training_input(s: &OutputStats) -> Self {
+        Self {
+            k: s.k,
+            k_test: s.k,
+            theta: s.theta,
+            theta_test: s.theta,
+            theta1: s.theta1,
+            theta1_test: s.theta1,
+            ntk_variance: s.ntk_variance,
+            ntk_covariance: s.ntk_variance,
+            dntk: s.dntk,
+            dntk_test1: s.dntk,
+            dntk_test2: s.dntk,
+            ddntk_i: s.ddntk_i,
+            ddntk_i_test1: s.ddntk_i,
+            ddntk_i_test2: s.ddntk_i,
+            ddntk_ii: s.ddntk_ii,
+            ddntk_ii_test1: s.ddntk_ii,
+            ddntk_ii_test3: s.ddntk_ii,
+        }
+    }
+}
+
+/// The network and inputs of [`test_input_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TestInputConfig {
+    /// Depth L (Dense layers; L − 1 hidden layers of width n): 2 or 3.
+    pub depth: usize,
+    /// C_W of every layer (C_b = 0).
+    pub cw: f64,
+    /// λ_W of every layer (λ_b = 0).
+    pub lambda_w: f64,
+    /// The inputs' Gram matrix x_a·x_b/n₀: [G_AA, G_Aβ, G_ββ].
+    pub gram: [f64; 3],
+    /// Gauss–Hermite nodes per dimension of the 2-D rule (256: converged to ~1e-12 for critical
+    /// tanh and sin at depth ≤ 3, test `the_rule_is_converged`).
+    pub nodes: usize,
+}
+
+/// Refuse activations the recursions cannot take: they need σ'' and σ''' as functions.
+pub fn check_activation(act: &dyn Activation) -> Result<(), TheoryError> {
+    let probe = [-1.3, 0.2, 0.9];
+    if act.kink_at_zero()
+        || probe
+            .iter()
+            .any(|&z| act.d2(z).is_none() || act.d3(z).is_none())
+    {
+        return Err(TheoryError::Invalid {
+            flag: "--activation",
+            msg: format!(
+                "the test-input recursions need a smooth activation with σ'' and σ''' (tanh, sin, \
+                 gelu, …); '{}' has none",
+                act.name()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// K and Θ one layer up: K'_ab = C_W⟨σ_aσ_b⟩, Θ'_ab = λ_W⟨σ_aσ_b⟩ + C_W⟨σ'_aσ'_b⟩Θ_ab.
+fn next_k_theta(g: &Gauss2, th: &Mat2, cw: f64, lw: f64) -> (Mat2, Mat2) {
+    let (mut k, mut t) = ([[0.0; 2]; 2], [[0.0; 2]; 2]);
+    for a in [A, B] {
+        for b in [A, B] {
+            if b < a {
+                // Symmetric: copy rather than re-integrate, so that K is exactly symmetric.
+                k[1][0] = k[0][1];
+                t[1][0] = t[0][1];
+                continue;
+            }
+            let ss = g.e(&[(0, a), (0, b)]);
+            k[a as usize][b as usize] = cw * ss;
+            t[a as usize][b as usize] =
+                lw * ss + cw * g.e(&[(1, a), (1, b)]) * th[a as usize][b as usize];
+        }
+    }
+    (k, t)
+}
+
+/// The fifteen output statistics for a depth-2 or depth-3 MLP and the inputs of `cfg`
+/// (docs/derivations/trained_test_input.md#sources for depth 2, #output-step for depth 3).
+pub fn test_input_stats(
+    act: &dyn Activation,
+    cfg: &TestInputConfig,
+) -> Result<TestInputStats, TheoryError> {
+    check_activation(act)?;
+    let [gaa, gab, gbb] = cfg.gram;
+    if !(gaa > 0.0 && gbb > 0.0 && gab * gab <= gaa * gbb * (1.0 + 1e-12)) {
+        return Err(TheoryError::Invalid {
+            flag: "--test-input",
+            msg: format!(
+                "the Gram matrix [[{gaa}, {gab}], [{gab}, {gbb}]] of the two inputs is not one of \
+                 two non-zero vectors"
+            ),
+        });
+    }
+    if !(cfg.cw > 0.0 && cfg.lambda_w > 0.0 && cfg.nodes >= 8) {
+        return Err(TheoryError::Invalid {
+            flag: "--cw",
+            msg: format!(
+                "need C_W > 0, λ_W > 0 and ≥ 8 quadrature nodes (got {}, {}, {})",
+                cfg.cw, cfg.lambda_w, cfg.nodes
+            ),
+        });
+    }
+    let (cw, lw) = (cfg.cw, cfg.lambda_w);
+    let k1 = [[cw * gaa, cw * gab], [cw * gab, cw * gbb]];
+    let t1 = [[lw * gaa, lw * gab], [lw * gab, lw * gbb]];
+    let g1 = Gauss2::new(act, k1, cfg.nodes)?;
+    let src = Sources {
+        g: &g1,
+        th: t1,
+        cw,
+        lw,
+    };
+    let (k2, t2) = next_k_theta(&g1, &t1, cw, lw);
+    match cfg.depth {
+        2 => Ok(TestInputStats {
+            k: k2[0][0],
+            k_test: k2[1][0],
+            theta: t2[0][0],
+            theta_test: t2[1][0],
+            theta1: 0.0,
+            theta1_test: 0.0,
+            ntk_variance: src.out_ntk_cov(A, A, A, A),
+            ntk_covariance: src.out_ntk_cov(B, A, A, A),
+            dntk: src.out_dntk(A, A, A, A),
+            dntk_test1: src.out_dntk(B, A, A, A),
+            dntk_test2: src.out_dntk(A, B, A, A),
+            ddntk_i: src.out_ddi(A, A, A, A),
+            ddntk_i_test1: src.out_ddi(B, A, A, A),
+            ddntk_i_test2: src.out_ddi(A, B, A, A),
+            ddntk_ii: src.out_ddii(A, A, A, A),
+            ddntk_ii_test1: src.out_ddii(B, A, A, A),
+            ddntk_ii_test3: src.out_ddii(A, A, B, A),
+        }),
+        3 => {
+            let g2 = Gauss2::new(act, k2, cfg.nodes)?;
+            let (k3, t3) = next_k_theta(&g2, &t2, cw, lw);
+            let out = OutputStep {
+                g: &g2,
+                th: t2,
+                st: &src,
+                cw,
+                lw,
+            };
+            Ok(TestInputStats {
+                k: k3[0][0],
+                k_test: k3[1][0],
+                theta: t3[0][0],
+                theta_test: t3[1][0],
+                theta1: out.theta1(A, A)?,
+                theta1_test: out.theta1(B, A)?,
+                ntk_variance: out.ntk_cov(A, A, A, A),
+                ntk_covariance: out.ntk_cov(B, A, A, A),
+                dntk: out.dntk(A, A, A, A),
+                dntk_test1: out.dntk(B, A, A, A),
+                dntk_test2: out.dntk(A, B, A, A),
+                ddntk_i: out.ddi(A, A, A, A),
+                ddntk_i_test1: out.ddi(B, A, A, A),
+                ddntk_i_test2: out.ddi(A, B, A, A),
+                ddntk_ii: out.ddii(A, A, A, A),
+                ddntk_ii_test1: out.ddii(B, A, A, A),
+                ddntk_ii_test3: out.ddii(A, A, B, A),
+            })
+        }
+        d => Err(TheoryError::Invalid {
+            flag: "--depth",
+            msg: format!(
+                "the test-input statistics are derived for depth 2 and 3 only (got {d}); depth ≥ 4 \
+                 needs the two-input pair-tensor propagation, which is not derived yet \
+                 (docs/derivations/trained_test_input.md#unverified)"
+            ),
+        }),
+    }
+}
+
+/// One step of the test input's mean trajectory; the three parts add up to `coefficient`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TestPoint {
+    /// GD step t.
+    pub t: usize,
+    /// Infinite-width mean (Θ_βA/Θ_AA) y (1 − a^t).
+    pub infinite: f64,
+    /// C_β(t): E[z_{β,t}] = infinite + C_β(t)/n + O(1/n²).
+    pub coefficient: f64,
+    /// The Θ¹ part of the frozen-kernel term.
+    pub theta1_term: f64,
+    /// The NTK-fluctuation part (variance and covariance) of the frozen-kernel term.
+    pub fluctuation_term: f64,
+    /// The dNTK part.
+    pub dntk_term: f64,
+    /// The ddNTK part.
+    pub ddntk_term: f64,
+}
+
+/// C_β(t) for t = 0..=steps (docs/derivations/trained_test_input.md#expansion), for GD with step
+/// η towards target y on the training input. With S_t = Σ_{u<t} a^u, W_t = Σ_{u<t} S_u a^u,
+/// V_t = Σ_{u<t} a^{2u} and the single-input responses c_d, c_r, c_s of [`mean_trajectory`]:
+///
+///   frozen: y[Θ¹_βA g + Θ_βA Θ¹_AA g' + ½Θ_βA Var_AA g'' + Cov_βA g'], g(h) = (1 − (a − ηh)^t)/(Θ_AA + h);
+///   dNTK:   −2y[−ηΘ_βA 𝒫_AA Σ_{u<t} c_d(u) + η²((𝒫_β1 + 𝒫_β2)W_t + ½𝒫_β1 V_t)];
+///   ddNTK:  −(y³ + 3yK_AA) Σ_{u<t}{−ηΘ_βA(ℐ_A c_r(u) + 𝒥_A c_s(u)) − η³a^u[J W_u + (½ℐ_β1 + ½ℐ_β2 + 𝒥_β1)V_u]
+///                                  − ½η³(ℐ_β1 + 2𝒥_β1)S_u a^{2u} − ⅙η³ℐ_β1 a^{3u}},
+///   J = ℐ_β1 + ℐ_β2 + 3𝒥_β1 + 𝒥_β3.
+///
+/// Requires 0 < ηΘ_AA < 2.
+pub fn test_input_trajectory(
+    s: &TestInputStats,
+    eta: f64,
+    y: f64,
+    steps: usize,
+) -> Result<Vec<TestPoint>, TheoryError> {
+    if !(eta > 0.0 && eta * s.theta < 2.0 && y.is_finite()) {
+        return Err(TheoryError::Invalid {
+            flag: "--eta",
+            msg: format!(
+                "need 0 < ηΘ_AA < 2 and a finite target (got ηΘ_AA = {}, y = {y})",
+                eta * s.theta
+            ),
+        });
+    }
+    let resp = responses(1.0 - eta * s.theta, eta, steps);
+    let th = s.theta;
+    let a = 1.0 - eta * th;
+    let (e2, e3) = (eta * eta, eta * eta * eta);
+    let eps3 = y * y * y + 3.0 * y * s.k;
+    let j = s.ddntk_i_test1 + s.ddntk_i_test2 + 3.0 * s.ddntk_ii_test1 + s.ddntk_ii_test3;
+    let (mut s_t, mut w_t, mut v_t) = (0.0f64, 0.0f64, 0.0f64);
+    let (mut sum_cd, mut dd_sum) = (0.0f64, 0.0f64);
+    let mut out = Vec::with_capacity(steps + 1);
+    for (t, &(cd, cr, cs)) in resp.iter().enumerate() {
+        let tf = t as f64;
+        let pw = |k: i32| if k < 0 { 0.0 } else { a.powi(k) };
+        let n0 = 1.0 - a.powi(t as i32);
+        let n1 = tf * eta * pw(t as i32 - 1);
+        let n2 = -tf * (tf - 1.0) * e2 * pw(t as i32 - 2);
+        let g0 = n0 / th;
+        let g1 = n1 / th - n0 / (th * th);
+        let g2 = n2 / th - 2.0 * n1 / (th * th) + 2.0 * n0 / th.powi(3);
+        let theta1_term = y * (s.theta1_test * g0 + s.theta_test * s.theta1 * g1);
+        let fluctuation_term =
+            y * (0.5 * s.theta_test * s.ntk_variance * g2 + s.ntk_covariance * g1);
+        let dntk_term = -2.0
+            * y
+            * (-eta * s.theta_test * s.dntk * sum_cd
+                + e2 * ((s.dntk_test1 + s.dntk_test2) * w_t + 0.5 * s.dntk_test1 * v_t));
+        let ddntk_term = -eps3 * dd_sum;
+        out.push(TestPoint {
+            t,
+            infinite: s.theta_test / th * y * n0,
+            coefficient: theta1_term + fluctuation_term + dntk_term + ddntk_term,
+            theta1_term,
+            fluctuation_term,
+            dntk_term,
+            ddntk_term,
+        });
+        // Advance the sums from step t to t + 1 (the summands use the values of step t).
+        let (au, a2u) = (a.powi(t as i32), a.powi(2 * t as i32));
+        dd_sum += -eta * s.theta_test * (s.ddntk_i * cr + s.ddntk_ii * cs)
+            - e3 * au
+                * (j * w_t
+                    + (0.5 * s.ddntk_i_test1 + 0.5 * s.ddntk_i_test2 + s.ddntk_ii_test1) * v_t)
+            - 0.5 * e3 * (s.ddntk_i_test1 + 2.0 * s.ddntk_ii_test1) * s_t * a2u
+            - e3 / 6.0 * s.ddntk_i_test1 * a2u * au;
+        sum_cd += cd;
+        w_t += s_t * au;
+        v_t += a2u;
+        s_t += au;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
