@@ -59,6 +59,12 @@ pub struct TrainedArgs {
     /// GD steps of the trajectories.
     #[arg(long)]
     trajectory_steps: Option<usize>,
+    /// Depth L of the trajectory networks (≥ 2; the test-input theory exists for 2 and 3).
+    #[arg(long)]
+    trajectory_depth: Option<usize>,
+    /// Cosine between the training input and the test input the trajectories are read on.
+    #[arg(long, allow_negative_numbers = true)]
+    trajectory_test_cos: Option<f64>,
 }
 
 pub fn run(a: TrainedArgs) -> Result<()> {
@@ -105,6 +111,12 @@ pub fn run(a: TrainedArgs) -> Result<()> {
     }
     if let Some(v) = a.trajectory_steps {
         t.steps = v;
+    }
+    if let Some(v) = a.trajectory_depth {
+        t.depth = v;
+    }
+    if let Some(v) = a.trajectory_test_cos {
+        t.test_cos = v;
     }
     cfg.validate()?; // before any output is created
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;

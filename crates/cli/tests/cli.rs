@@ -1789,6 +1789,22 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
         assert!(nd[0].as_f64().unwrap().abs() < 1e-9, "{row}");
         assert!(nd[3].as_f64().unwrap() < -0.3, "{row}");
     }
+    // The same networks read on the test input (cosine ½): the theory's infinite-width mean
+    // is (Θ_βA/Θ_AA)·y(1 − a^t), below the training input's, and the pairs cancel z_β(0) too.
+    let ti = &t["test_input"];
+    assert_eq!(ti["cos"], 0.5);
+    let (th, th_test) = (
+        ti["stats"]["theta"].as_f64().unwrap(),
+        ti["stats"]["theta_test"].as_f64().unwrap(),
+    );
+    assert!(th_test > 0.0 && th_test < th, "{}", ti["stats"]);
+    let inf = ti["theory"][4]["infinite"].as_f64().unwrap();
+    let inf_train = t["theory"][4]["infinite"].as_f64().unwrap();
+    assert!((inf - inf_train * th_test / th).abs() < 1e-12);
+    for row in ti["widths"].as_array().unwrap() {
+        assert!(row["n_dev"][0].as_f64().unwrap().abs() < 1e-9, "{row}");
+        assert_eq!(row["n_dev"].as_array().unwrap().len(), 5);
+    }
     let ids: Vec<&str> = v["claims"]
         .as_array()
         .unwrap()
@@ -1802,6 +1818,9 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
         "trained.trajectory_coefficient",
         "trained.trajectory_not_frozen",
         "trained.trajectory_variance_sign",
+        "trained.test_input_coefficient",
+        "trained.test_input_not_frozen",
+        "trained.test_input_not_kernel_ratio",
     ] {
         assert!(ids.contains(&id), "{ids:?}");
     }
@@ -1810,6 +1829,8 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
         "ensembles.csv",
         "trajectory.csv",
         "trajectory.svg",
+        "test_input.csv",
+        "test_input.svg",
         "accuracy_vs_depth.svg",
         "ensemble_deviation.svg",
         "results.json",
@@ -1822,6 +1843,10 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
     fails_with(
         &["trained", "--trajectory-widths", "64,32", "--out", d],
         "--trajectory-widths",
+    );
+    fails_with(
+        &["trained", "--trajectory-test-cos", "1.5", "--out", d],
+        "--trajectory-test-cos",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

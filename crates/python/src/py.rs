@@ -1213,8 +1213,10 @@ fn results(py: Python<'_>, path: PathBuf) -> PyResult<PyObject> {
 /// docs/derivations/trained.md#finite-width-trajectory): E[z_t] = infinite + coefficient/n,
 /// from the recursions' output statistics at `depth` (C_b = `cb`, λ_b, λ_W as given; K^(1) =
 /// `k1`, default C_b + C_W, i.e. |x|²/n₀ = 1), for GD with η = eta_theta/Θ towards target `y`.
+/// With `test_cos`, also C_β(t) on a test input of the same norm at that cosine to the training
+/// input (docs/derivations/trained_test_input.md; depth 2 or 3, C_b = λ_b = 0).
 #[pyfunction]
-#[pyo3(signature = (activation, cw, depth, eta_theta=0.5, y=1.0, steps=8, cb=0.0, k1=None, lambda_b=0.0, lambda_w=None))]
+#[pyo3(signature = (activation, cw, depth, eta_theta=0.5, y=1.0, steps=8, cb=0.0, k1=None, lambda_b=0.0, lambda_w=None, test_cos=None))]
 #[allow(clippy::too_many_arguments)]
 fn trajectory<'py>(
     py: Python<'py>,
@@ -1228,7 +1230,11 @@ fn trajectory<'py>(
     k1: Option<f64>,
     lambda_b: f64,
     lambda_w: Option<f64>,
+    test_cos: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    use dlt_theory::trajectory::test_input::{
+        test_input_stats, test_input_trajectory, TestInputConfig, TestPoint,
+    };
     use dlt_theory::trajectory::{mean_trajectory, OutputStats, TrajectoryPoint};
     let depth = at_least("--depth", depth, 2)?;
     let steps = at_least("--steps", steps, 1)?;
@@ -1246,16 +1252,43 @@ fn trajectory<'py>(
         depth,
         lr: learning_rates(lambda_b, lambda_w.unwrap_or(cw), false)?,
     };
+    if let Some(c) = test_cos {
+        if !(c > -1.0 && c < 1.0) || cb != 0.0 || lambda_b != 0.0 {
+            return Err(PyValueError::new_err(format!(
+                "--test-cos: the test-input theory needs a cosine in (−1, 1) and C_b = λ_b = 0 \
+                 (got cos {c}, C_b {cb}, λ_b {lambda_b})"
+            )));
+        }
+    }
+    let act_test = pc.ensemble.act.clone();
     let res = py.allow_threads(|| {
         let s = OutputStats::at_output(&pc)?;
-        let pts = mean_trajectory(&s, eta_theta / s.theta, y, steps)?;
-        Ok::<_, TheoryError>((s, pts))
+        let eta = eta_theta / s.theta;
+        let pts = mean_trajectory(&s, eta, y, steps)?;
+        let test = match test_cos {
+            None => None,
+            Some(c) => {
+                let g = pc.k1 / cw;
+                let ts = test_input_stats(
+                    &*act_test,
+                    &TestInputConfig {
+                        depth,
+                        cw,
+                        lambda_w: pc.lr.lambda_w,
+                        gram: [g, g * c, g],
+                        nodes: 256,
+                    },
+                )?;
+                Some((ts, test_input_trajectory(&ts, eta, y, steps)?))
+            }
+        };
+        Ok::<_, TheoryError>((s, pts, test))
     });
     user_error(&user)?;
-    let (s, pts) = res.map_err(theory_err)?;
+    let (s, pts, test) = res.map_err(theory_err)?;
     let d = PyDict::new(py);
     let t: Vec<i64> = pts.iter().map(|p| p.t as i64).collect();
-    d.set_item("t", PyArray1::from_vec(py, t))?;
+    d.set_item("t", PyArray1::from_vec(py, t.clone()))?;
     type Get = fn(&TrajectoryPoint) -> f64;
     let cols: [(&str, Get); 6] = [
         ("infinite", |p| p.infinite),
@@ -1267,6 +1300,25 @@ fn trajectory<'py>(
     ];
     for (name, g) in cols {
         d.set_item(name, arr1(py, &pts.iter().map(g).collect::<Vec<_>>()))?;
+    }
+    if let Some((ts, tp)) = test {
+        let dt = PyDict::new(py);
+        dt.set_item("t", PyArray1::from_vec(py, t))?;
+        type GetT = fn(&TestPoint) -> f64;
+        let cols: [(&str, GetT); 6] = [
+            ("infinite", |p| p.infinite),
+            ("coefficient", |p| p.coefficient),
+            ("theta1_term", |p| p.theta1_term),
+            ("fluctuation_term", |p| p.fluctuation_term),
+            ("dntk_term", |p| p.dntk_term),
+            ("ddntk_term", |p| p.ddntk_term),
+        ];
+        for (name, g) in cols {
+            dt.set_item(name, arr1(py, &tp.iter().map(g).collect::<Vec<_>>()))?;
+        }
+        let st = serde_json::to_value(ts).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        dt.set_item("stats", json_to_py(py, &st)?)?;
+        d.set_item("test_input", dt)?;
     }
     d.set_item("eta", eta_theta / s.theta)?;
     let st = serde_json::to_value(s).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;

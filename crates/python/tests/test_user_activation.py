@@ -89,3 +89,32 @@ def test_trajectory_first_step_from_the_profile():
     assert tr["stats"]["ntk_variance"] == pytest.approx(p["A"][-1] + 2 * p["B"][-1], rel=1e-13)
     with pytest.raises(ValueError, match="--eta"):
         theory.trajectory("tanh", 1.0, 3, eta_theta=2.5)
+
+
+def test_trajectory_on_a_test_input():
+    # docs/derivations/trained_test_input.md: E[z_β,t] = infinite + C_β(t)/n on a test input at
+    # cosine c to the one training input. Long runs reach the t → ∞ limits: the training input's
+    # C → 0 (every network fits y) while the test input's frozen-kernel part tends to
+    # y[Θ¹_βA/Θ − Θ_βAΘ¹_AA/Θ² + Θ_βA Var_AA/Θ³ − Cov_βA/Θ²] (Jensen, not zero).
+    y = 1.0
+    tr = theory.trajectory("tanh", 1.0, 3, eta_theta=0.5, y=y, steps=400, test_cos=0.5)
+    ti, s = tr["test_input"], tr["test_input"]["stats"]
+    assert s["theta"] == pytest.approx(tr["stats"]["theta"], rel=1e-10)  # 2-D vs 1-D recursions
+    assert s["ntk_variance"] == pytest.approx(tr["stats"]["ntk_variance"], rel=1e-9)
+    assert abs(tr["coefficient"][-1]) < 1e-12
+    th = s["theta"]
+    frozen = y * (s["theta1_test"] / th - s["theta_test"] * s["theta1"] / th**2
+                  + s["theta_test"] * s["ntk_variance"] / th**3 - s["ntk_covariance"] / th**2)
+    assert ti["theta1_term"][-1] + ti["fluctuation_term"][-1] == pytest.approx(frozen, rel=1e-10)
+    assert ti["infinite"][-1] == pytest.approx(y * s["theta_test"] / th, rel=1e-12)
+    assert abs(ti["coefficient"][-1]) > 0.1
+    parts = ti["theta1_term"] + ti["fluctuation_term"] + ti["dntk_term"] + ti["ddntk_term"]
+    np.testing.assert_allclose(parts, ti["coefficient"], rtol=1e-12, atol=1e-14)
+    # A test input almost on the training input has the training input's coefficient: the
+    # β-statistics are smooth in the cosine, so 1 − c = 1e-6 moves them by O(1e-6).
+    near = theory.trajectory("tanh", 1.0, 2, steps=8, test_cos=1 - 1e-6)
+    np.testing.assert_allclose(near["test_input"]["coefficient"], near["coefficient"], atol=1e-5)
+    with pytest.raises(ValueError, match="not derived"):
+        theory.trajectory("tanh", 1.0, 4, test_cos=0.5)
+    with pytest.raises(ValueError, match="--test-cos"):
+        theory.trajectory("tanh", 1.0, 3, test_cos=0.5, cb=0.1)

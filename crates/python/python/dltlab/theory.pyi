@@ -154,6 +154,7 @@ def trajectory(
     k1: Optional[float] = None,
     lambda_b: float = 0.0,
     lambda_w: Optional[float] = None,
+    test_cos: Optional[float] = None,
 ) -> dict[str, Any]:
     """The O(1/n) coefficient of the mean gradient-descent trajectory of a network trained on one
     input (PDLT arXiv 2106.10165 ch. ∞; docs/derivations/trained.md#finite-width-trajectory):
@@ -164,7 +165,13 @@ def trajectory(
     ``infinite``, ``coefficient``, ``theta1_term``, ``variance_term``, ``dntk_term``,
     ``ddntk_term`` (the four terms add up to the coefficient), the float ``eta`` and the dict
     ``stats`` (K, theta, theta1, ntk_variance = A + 2B, dntk = P + 2Q, ddntk_i = 3R,
-    ddntk_ii = S + T + U). Validated on trained ensembles by the ``trained`` study (part 3)."""
+    ddntk_ii = S + T + U). With ``test_cos`` (depth 2 or 3, ``cb`` = ``lambda_b`` = 0) the dict
+    ``test_input`` adds the same on a test input of equal norm at that cosine to the training
+    input, which GD never sees (docs/derivations/trained_test_input.md): ``t``, ``infinite`` =
+    (Θ_βA/Θ_AA)y(1 − a^t), ``coefficient`` C_β(t) and its parts ``theta1_term``,
+    ``fluctuation_term``, ``dntk_term``, ``ddntk_term``, and ``stats`` (the fifteen two-input
+    statistics). Unlike C(t), C_β(t) stays finite as t → ∞. Validated on trained ensembles by the
+    ``trained`` study (part 3)."""
 
 def profile_multi(
     activation: str,

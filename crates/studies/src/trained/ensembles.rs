@@ -217,7 +217,7 @@ pub fn run(
             .into_par_iter()
             .map(|p| {
                 let r = setup.train_pair(
-                    seed ^ ((w as u64) << 32) ^ p,
+                    dlt_nn::stream_seed(seed, &[0xe25, w as u64, p]),
                     (&data.train_x, &y),
                     &data.test_x,
                 );

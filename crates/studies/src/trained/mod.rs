@@ -18,6 +18,7 @@ pub mod data;
 pub mod ensembles;
 pub mod networks;
 pub mod regression;
+pub mod test_input;
 pub mod trajectory;
 
 use crate::claim::{Claim, McBound};
@@ -92,7 +93,7 @@ impl Config {
                 n_train: 32,
                 n_test: 32,
                 widths: vec![32, 64, 128, 256],
-                pairs: if quick { 128 } else { 512 },
+                pairs: if quick { 512 } else { 1024 },
                 c: 1.0,
                 steps: 10,
                 bootstrap: 200,
@@ -106,10 +107,11 @@ impl Config {
                 } else {
                     vec![32, 64, 128]
                 },
-                pairs: if quick { 20_000 } else { 40_000 },
+                pairs: if quick { 80_000 } else { 160_000 },
                 c: 0.5,
                 steps: 8,
                 y: 1.0,
+                test_cos: 0.5,
             },
         }
     }
@@ -184,6 +186,12 @@ impl Config {
             ));
         }
         at_least("--trajectory-steps", tr.steps, 1)?;
+        if !(tr.test_cos > -1.0 && tr.test_cos < 1.0) {
+            return Err(invalid(
+                format!("--trajectory-test-cos {}", tr.test_cos),
+                "the test input's cosine to the training input must lie in (−1, 1)",
+            ));
+        }
         if !(tr.c > 0.0 && tr.c < 2.0) || tr.depth < 2 || !tr.y.is_finite() {
             return Err(invalid(
                 format!("trajectory ηΘ = {}, depth {}, y = {}", tr.c, tr.depth, tr.y),
@@ -305,6 +313,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     figures.push(trajectory::figure(out, &cfg.trajectory, &trajectory)?);
     let mut claims = claims(cfg, &regression, &ensembles);
     claims.extend(trajectory::claims(&trajectory, PAPER));
+    if let Some(ti) = &trajectory.test_input {
+        test_input::write_table(out, ti)?;
+        figures.push(test_input::figure(out, &cfg.trajectory, ti)?);
+        claims.extend(test_input::claims(ti, PAPER));
+    }
     let results = Results {
         study: "trained",
         config: cfg.clone(),

@@ -72,20 +72,20 @@ impl GdSetup {
         self.train_observed(theta, x, y, &mut |_| Ok(()))
     }
 
-    /// [`GdSetup::train`], returning the outputs on the training inputs (N×outputs per step)
-    /// before every step and after the last: (steps + 1)·N·outputs values.
-    pub fn train_trajectory(
+    /// [`GdSetup::train`] on (x, y), returning the outputs on the inputs `seen` (M rows, training
+    /// inputs or others) before every step and after the last: (steps + 1)·M·outputs values.
+    pub fn train_observing(
         &self,
         theta: &mut [f64],
-        x: &[f64],
-        y: &[f64],
+        (x, y): (&[f64], &[f64]),
+        seen: &[f64],
     ) -> Result<Vec<f64>, StudyError> {
-        let mut out = Vec::with_capacity((self.steps + 1) * y.len());
+        let mut out = Vec::with_capacity((self.steps + 1) * seen.len());
         self.train_observed(theta, x, y, &mut |th| {
-            out.extend(self.net.logits(th, x)?);
+            out.extend(self.net.logits(th, seen)?);
             Ok(())
         })?;
-        out.extend(self.net.logits(theta, x)?);
+        out.extend(self.net.logits(theta, seen)?);
         Ok(out)
     }
 

@@ -181,7 +181,7 @@ fn networks(
         .into_par_iter()
         .map(|p| {
             setup.train_pair(
-                seed ^ ((depth as u64) << 32) ^ p,
+                dlt_nn::stream_seed(seed, &[0x4e9, depth as u64, p]),
                 (&data.train_x, y),
                 &data.test_x,
             )

@@ -9,12 +9,15 @@
 //! over pairs, and its linear extrapolation in 1/n from the two largest widths,
 //! D_t(∞) = (n₂D_t(n₂) − n₁D_t(n₁))/(n₂ − n₁).
 //!
-//! A single input enters the network only through W^(1)x, whose law depends on x only through
-//! |x|²/n₀ (the Gaussian first layer is rotation invariant), and GD moves W^(1) only along x: so
-//! the network is trained on n₀ = 1, x = 1 (|x|²/n₀ = 1, as the normalised Fashion-MNIST images
-//! of parts 1 and 2 have), exactly equivalent to any such image and n₀ times cheaper.
+//! The same networks are also read on a test input x_β they are never trained on
+//! ([`super::test_input`]). Two inputs enter the network only through W^(1)x, whose law depends
+//! on them only through their Gram matrix x_a·x_b/n₀ (the Gaussian first layer is rotation
+//! invariant), and GD moves W^(1) only within their span: so the networks have n₀ = 2,
+//! x_A = (√2, 0) and x_β = √2(c, √(1 − c²)) (|x|²/n₀ = 1, as the normalised Fashion-MNIST images
+//! of parts 1 and 2 have, at cosine c), exactly equivalent to any two such images.
 
 use super::networks::GdSetup;
+use super::test_input::{self, TestInputResults};
 use crate::claim::{Claim, McBound};
 use crate::output::{cell, OutDir};
 use crate::plot::{Figure, Series};
@@ -48,6 +51,8 @@ pub struct TrajectoryConfig {
     pub steps: usize,
     /// Target y.
     pub y: f64,
+    /// Cosine between the training input and the test input (both |x|²/n₀ = 1).
+    pub test_cos: f64,
 }
 
 /// One width's measurement.
@@ -85,6 +90,9 @@ pub struct TrajectoryResults {
     pub extrapolated_se: Vec<f64>,
     /// The step t* with the largest |C(t)|, where the claims compare.
     pub peak_step: usize,
+    /// The same networks on the test input (absent where its theory is not derived: depth ≥ 4
+    /// or an activation without σ'', σ''').
+    pub test_input: Option<TestInputResults>,
 }
 
 /// Pairs trained at each width: pairs·n/n_min.
@@ -125,18 +133,28 @@ pub fn run(
         "trained: finite-width trajectories",
         quiet,
     );
-    let (x, y) = ([1.0f64], [cfg.y]);
+    let test = test_input::theory(cfg, eta, &theory)?;
+    let r2 = std::f64::consts::SQRT_2;
+    let (x, y) = ([r2, 0.0], [cfg.y]);
+    let seen = [
+        r2,
+        0.0,
+        r2 * cfg.test_cos,
+        r2 * (1.0 - cfg.test_cos * cfg.test_cos).max(0.0).sqrt(),
+    ];
     let mut widths = vec![];
+    let mut test_widths = vec![];
     for (&w, &count) in cfg.widths.iter().zip(&counts) {
-        let setup = GdSetup::new(act, 1, w, cfg.depth, 1, (cfg.cw, cfg.cw), (eta, cfg.steps))?;
-        let salt = seed ^ 0x7a3c_0000_0000 ^ ((w as u64) << 32);
+        let setup = GdSetup::new(act, 2, w, cfg.depth, 1, (cfg.cw, cfg.cw), (eta, cfg.steps))?;
+        // Per pair: the pair-mean outputs on (x_A, x_β) at every step, interleaved.
         let pair_means: Vec<Vec<f64>> = (0..count as u64)
             .into_par_iter()
             .map(|p| {
                 let mut both = [vec![], vec![]];
                 for (k, partner) in [false, true].into_iter().enumerate() {
-                    let mut theta = setup.init(salt ^ p, partner);
-                    both[k] = setup.train_trajectory(&mut theta, &x, &y)?;
+                    let mut theta =
+                        setup.init(dlt_nn::stream_seed(seed, &[0x7a3c, w as u64, p]), partner);
+                    both[k] = setup.train_observing(&mut theta, (&x, &y), &seen)?;
                 }
                 bar.inc(1);
                 Ok(both[0]
@@ -146,21 +164,21 @@ pub fn run(
                     .collect())
             })
             .collect::<Result<_, StudyError>>()?;
-        widths.push(summarise_width(w, &pair_means, &theory));
+        let series = |k: usize| -> Vec<Vec<f64>> {
+            pair_means
+                .iter()
+                .map(|u| u.iter().skip(k).step_by(2).copied().collect())
+                .collect()
+        };
+        let infinite: Vec<f64> = theory.iter().map(|p| p.infinite).collect();
+        widths.push(summarise_width(w, &series(0), &infinite));
+        if let Some(t) = &test {
+            let infinite: Vec<f64> = t.theory.iter().map(|p| p.infinite).collect();
+            test_widths.push(summarise_width(w, &series(1), &infinite));
+        }
     }
     bar.finish_and_clear();
-    let k = widths.len();
-    let (lo, hi) = (&widths[k - 2], &widths[k - 1]);
-    let (n1, n2) = (lo.width as f64, hi.width as f64);
-    // D(n) = C + b/n with D = n·dev (the stored quantity): C = (n₂D₂ − n₁D₁)/(n₂ − n₁).
-    let (extrapolated, extrapolated_se) = (0..=cfg.steps)
-        .map(|t| {
-            (
-                (n2 * hi.n_dev[t] - n1 * lo.n_dev[t]) / (n2 - n1),
-                ((n2 * hi.n_dev_se[t]).powi(2) + (n1 * lo.n_dev_se[t]).powi(2)).sqrt() / (n2 - n1),
-            )
-        })
-        .unzip();
+    let (extrapolated, extrapolated_se) = extrapolate(&widths);
     let peak_step = theory
         .iter()
         .max_by(|a, b| a.coefficient.abs().total_cmp(&b.coefficient.abs()))
@@ -181,22 +199,39 @@ pub fn run(
         extrapolated,
         extrapolated_se,
         peak_step,
+        test_input: test.map(|t| t.with_measurements(test_widths)),
     })
 }
 
+/// D_t(∞) and its SE at every step from the two largest widths: D(n) = C + b/n with D = n·dev
+/// (the stored quantity) gives C = (n₂D₂ − n₁D₁)/(n₂ − n₁).
+pub(super) fn extrapolate(widths: &[TrajectoryWidth]) -> (Vec<f64>, Vec<f64>) {
+    let k = widths.len();
+    let (lo, hi) = (&widths[k - 2], &widths[k - 1]);
+    let (n1, n2) = (lo.width as f64, hi.width as f64);
+    (0..lo.n_dev.len())
+        .map(|t| {
+            (
+                (n2 * hi.n_dev[t] - n1 * lo.n_dev[t]) / (n2 - n1),
+                ((n2 * hi.n_dev_se[t]).powi(2) + (n1 * lo.n_dev_se[t]).powi(2)).sqrt() / (n2 - n1),
+            )
+        })
+        .unzip()
+}
+
 /// Mean and standard error over pairs of n(ū_t − m∞_t) at every step.
-fn summarise_width(
+pub(super) fn summarise_width(
     width: usize,
     pairs: &[Vec<f64>],
-    theory: &[TrajectoryPoint],
+    infinite: &[f64],
 ) -> TrajectoryWidth {
     let (p, n) = (pairs.len() as f64, width as f64);
     let mut n_dev = vec![];
     let mut n_dev_se = vec![];
-    for (t, th) in theory.iter().enumerate() {
+    for (t, m_inf) in infinite.iter().enumerate() {
         let mean = pairs.iter().map(|u| u[t]).sum::<f64>() / p;
         let var = pairs.iter().map(|u| (u[t] - mean).powi(2)).sum::<f64>() / (p - 1.0);
-        n_dev.push(n * (mean - th.infinite));
+        n_dev.push(n * (mean - m_inf));
         n_dev_se.push(n * (var / p).sqrt());
     }
     TrajectoryWidth {
