@@ -109,7 +109,7 @@ impl Config {
                 },
                 pairs: if quick { 80_000 } else { 160_000 },
                 c: 0.5,
-                steps: 8,
+                steps: 16,
                 y: 1.0,
                 test_cos: 0.5,
             },
@@ -316,7 +316,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     if let Some(ti) = &trajectory.test_input {
         test_input::write_table(out, ti)?;
         figures.push(test_input::figure(out, &cfg.trajectory, ti)?);
-        claims.extend(test_input::claims(ti, PAPER));
+        let train_last = trajectory.theory.last().map_or(f64::NAN, |p| p.coefficient);
+        claims.extend(test_input::claims(ti, train_last, PAPER));
     }
     let results = Results {
         study: "trained",

@@ -10,9 +10,11 @@
 //! kernel ratio, C(t)·Θ_βA/Θ_AA (the naive guess), and the NTK-fluctuation term with its sign
 //! flipped.
 
-use super::trajectory::{extrapolate, TrajectoryConfig, TrajectoryWidth};
+use super::trajectory::{
+    extrapolate, measured_series, step_line, write_step_table, TrajectoryConfig, TrajectoryWidth,
+};
 use crate::claim::{Claim, McBound};
-use crate::output::{cell, OutDir};
+use crate::output::OutDir;
 use crate::plot::{Figure, Series};
 use crate::study::StudyError;
 use dlt_theory::activation::parse;
@@ -48,8 +50,12 @@ pub struct TestInputResults {
     pub extrapolated: Vec<f64>,
     /// Its standard error.
     pub extrapolated_se: Vec<f64>,
-    /// The step with the largest |C_β(t)|, where the coefficient claim compares.
+    /// The training input's peak step t* (largest |C(t)|), where the coefficient claim compares
+    /// during the transient (the convergence claim compares at the last step).
     pub peak_step: usize,
+    /// C_β(∞), the O(1/n) offset the trained function keeps on the test input after GD has
+    /// converged (C_β at 400 steps, where a^t < 1e-100).
+    pub converged: f64,
 }
 
 /// The theory for the test input of `cfg`, or None where it is not derived (depth ∉ {2, 3}, or
@@ -75,7 +81,10 @@ pub fn theory(
     )?;
     let theory = test_input_trajectory(&stats, eta, cfg.y, cfg.steps)?;
     let ratio = stats.theta_test / stats.theta;
-    let peak_step = theory
+    let converged = test_input_trajectory(&stats, eta, cfg.y, 400)?
+        .last()
+        .map_or(f64::NAN, |p| p.coefficient);
+    let peak_step = train
         .iter()
         .max_by(|a, b| a.coefficient.abs().total_cmp(&b.coefficient.abs()))
         .map_or(0, |p| p.t);
@@ -96,6 +105,7 @@ pub fn theory(
         extrapolated: vec![],
         extrapolated_se: vec![],
         peak_step,
+        converged,
     }))
 }
 
@@ -128,55 +138,21 @@ impl TestInputResults {
 /// `test_input.csv`: one row per step: the theory's parts, the alternatives, the extrapolation
 /// and every width's n·(mean − m∞_β) with its SE.
 pub fn write_table(out: &OutDir, r: &TestInputResults) -> Result<(), StudyError> {
-    let mut header: Vec<String> = [
-        "t",
-        "infinite_mean",
-        "coefficient",
-        "theta1_term",
-        "fluctuation_term",
-        "dntk_term",
-        "ddntk_term",
-        "frozen_kernel",
-        "kernel_ratio",
-        "flipped_fluctuation",
-        "extrapolated",
-        "extrapolated_se",
-    ]
-    .map(String::from)
-    .to_vec();
-    for w in &r.widths {
-        header.push(format!("n_dev_{}", w.width));
-        header.push(format!("n_dev_se_{}", w.width));
-    }
-    let rows: Vec<Vec<String>> = r
-        .theory
-        .iter()
-        .map(|p| {
-            let t = p.t;
-            let mut row = vec![
-                t.to_string(),
-                cell(p.infinite),
-                cell(p.coefficient),
-                cell(p.theta1_term),
-                cell(p.fluctuation_term),
-                cell(p.dntk_term),
-                cell(p.ddntk_term),
-                cell(r.frozen_kernel[t]),
-                cell(r.kernel_ratio[t]),
-                cell(r.flipped_fluctuation[t]),
-                cell(r.extrapolated[t]),
-                cell(r.extrapolated_se[t]),
-            ];
-            for w in &r.widths {
-                row.push(cell(w.n_dev[t]));
-                row.push(cell(w.n_dev_se[t]));
-            }
-            row
-        })
-        .collect();
-    let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    out.write_csv("test_input.csv", &header, &rows)?;
-    Ok(())
+    let col = |g: fn(&TestPoint) -> f64| r.theory.iter().map(g).collect::<Vec<f64>>();
+    let cols = [
+        ("infinite_mean", col(|p| p.infinite)),
+        ("coefficient", col(|p| p.coefficient)),
+        ("theta1_term", col(|p| p.theta1_term)),
+        ("fluctuation_term", col(|p| p.fluctuation_term)),
+        ("dntk_term", col(|p| p.dntk_term)),
+        ("ddntk_term", col(|p| p.ddntk_term)),
+        ("frozen_kernel", r.frozen_kernel.clone()),
+        ("kernel_ratio", r.kernel_ratio.clone()),
+        ("flipped_fluctuation", r.flipped_fluctuation.clone()),
+        ("extrapolated", r.extrapolated.clone()),
+        ("extrapolated_se", r.extrapolated_se.clone()),
+    ];
+    write_step_table(out, "test_input.csv", &cols, &r.widths)
 }
 
 /// `test_input.svg`: n·(mean − m∞_β) on the test input against the step, per width and
@@ -186,11 +162,8 @@ pub fn figure(
     cfg: &TrajectoryConfig,
     r: &TestInputResults,
 ) -> Result<String, StudyError> {
-    let line = |v: &[f64]| -> Vec<(f64, f64)> {
-        v.iter().enumerate().map(|(t, &c)| (t as f64, c)).collect()
-    };
     let coef: Vec<f64> = r.theory.iter().map(|p| p.coefficient).collect();
-    let mut f = Figure::new(
+    let f = Figure::new(
         format!(
             "1/n correction on a test input (cos {} to the one training input; {} {} layers, ηΘ = {})",
             r.cos, cfg.act, cfg.depth, cfg.c
@@ -198,38 +171,23 @@ pub fn figure(
         "GD step t",
         "n · (ensemble mean − infinite-width mean), test input",
     )
-    .with(Series::line("1/n theory C_β(t)", line(&coef)).in_colour(0))
-    .with(Series::dashed("frozen random NTK (no dNTK, ddNTK)", line(&r.frozen_kernel)).in_colour(1))
-    .with(Series::dotted("training input's C(t) · Θ_βA/Θ_AA", line(&r.kernel_ratio)).in_colour(2));
-    for (k, w) in r.widths.iter().enumerate() {
-        let dx = 0.08 * (k as f64 - (r.widths.len() as f64 - 1.0) / 2.0);
-        f = f.with(
-            Series::points(
-                format!("networks n = {} ({} pairs) ± SE", w.width, w.pairs),
-                w.n_dev
-                    .iter()
-                    .enumerate()
-                    .map(|(t, &v)| (t as f64 + dx, v))
-                    .collect(),
-                Some(w.n_dev_se.clone()),
-            )
-            .in_colour(3 + k),
-        );
-    }
-    f = f.with(
-        Series::points(
-            "extrapolated to n = ∞ (1/n, two largest widths) ± SE",
-            line(&r.extrapolated),
-            Some(r.extrapolated_se.clone()),
-        )
-        .in_colour(0),
+    .with(Series::line("1/n theory C_β(t)", step_line(&coef)).in_colour(0))
+    .with(
+        Series::dashed("frozen random NTK (no dNTK, ddNTK)", step_line(&r.frozen_kernel))
+            .in_colour(1),
+    )
+    .with(
+        Series::dotted("training input's C(t) · Θ_βA/Θ_AA", step_line(&r.kernel_ratio))
+            .in_colour(2),
     );
-    f.save_svg(&out.path("test_input.svg"))?;
+    measured_series(f, &r.widths, (&r.extrapolated, &r.extrapolated_se))
+        .save_svg(&out.path("test_input.svg"))?;
     Ok("test_input.svg".into())
 }
 
-/// The claims of the test-input half of part 3.
-pub fn claims(r: &TestInputResults, paper: &str) -> Vec<Claim> {
+/// The claims of the test-input half of part 3. The convergence claim is made only when the
+/// run's last step T has C_β(T) within 1 % of C_β(∞) (ηΘ = 0.5: T ≥ 16).
+pub fn claims(r: &TestInputResults, train_last: f64, paper: &str) -> Vec<Claim> {
     let t = r.peak_step;
     let (m, se) = (r.extrapolated[t], r.extrapolated_se[t]);
     let c = r.theory[t].coefficient;
@@ -240,7 +198,7 @@ pub fn claims(r: &TestInputResults, paper: &str) -> Vec<Claim> {
             "trained.test_input_coefficient",
             &format!("{paper} ch. ∞"),
             &format!(
-                "on a test input the network never saw, the O(1/n) correction of the trained mean matches the two-input theory C_β (docs/derivations/trained_test_input.md): n·(ensemble mean − m∞_β) extrapolated to n = ∞ at step t = {t}"
+                "on a test input the network never saw, the O(1/n) correction of the trained mean matches the two-input theory C_β (docs/derivations/trained_test_input.md): n·(ensemble mean − m∞_β) extrapolated to n = ∞ at step t = {t}, where the training input's correction peaks"
             ),
             (m, se),
             c,
@@ -275,4 +233,38 @@ pub fn claims(r: &TestInputResults, paper: &str) -> Vec<Claim> {
         )
         .from_theory(),
     ]
+    .into_iter()
+    .chain(r.convergence_claim(train_last, paper))
+    .collect()
+}
+
+impl TestInputResults {
+    /// `trained.test_input_offset_at_convergence`, when the last step is converged (see
+    /// [`claims`]); `train_last` is the training input's C(T), ≈ 0 there.
+    fn convergence_claim(&self, train_last: f64, paper: &str) -> Option<Claim> {
+        let t = self.theory.len() - 1;
+        let c = self.theory[t].coefficient;
+        if (c - self.converged).abs() > 0.01 * self.converged.abs() {
+            return None;
+        }
+        Some(
+            Claim::monte_carlo(
+                "trained.test_input_offset_at_convergence",
+                &format!("{paper} ch. ∞"),
+                &format!(
+                    "after GD has converged (step {t}: the training input's C = {train_last:.4}, every network fits its target) the trained function keeps an O(1/n) offset on the test input, predicted by C_β(∞) = {:.4}: n·(ensemble mean − m∞_β) extrapolated to n = ∞ at t = {t}",
+                    self.converged
+                ),
+                (self.extrapolated[t], self.extrapolated_se[t]),
+                c,
+                McBound {
+                    k: 3.0,
+                    max_rel_se: 0.25,
+                    truncation: 0.05,
+                },
+                "SE over antithetic pairs; 5 % for the two-width extrapolation's O(1/n²) remainder, as for the peak; SE ≤ 25 % of the offset, so that a zero offset is excluded at 4 SE",
+            )
+            .calibrated(),
+        )
+    }
 }

@@ -245,44 +245,42 @@ pub(super) fn summarise_width(
 /// `trajectory.csv`: one row per step: the theory's terms, the extrapolation and every width's
 /// n·(mean − m∞) with its SE.
 pub fn write_table(out: &OutDir, r: &TrajectoryResults) -> Result<(), StudyError> {
-    let mut header: Vec<String> = [
-        "t",
-        "infinite_mean",
-        "coefficient",
-        "theta1_term",
-        "variance_term",
-        "dntk_term",
-        "ddntk_term",
-        "frozen_kernel",
-        "flipped_variance",
-        "extrapolated",
-        "extrapolated_se",
-    ]
-    .map(String::from)
-    .to_vec();
-    for w in &r.widths {
+    let col = |g: fn(&TrajectoryPoint) -> f64| r.theory.iter().map(g).collect::<Vec<f64>>();
+    let cols = [
+        ("infinite_mean", col(|p| p.infinite)),
+        ("coefficient", col(|p| p.coefficient)),
+        ("theta1_term", col(|p| p.theta1_term)),
+        ("variance_term", col(|p| p.variance_term)),
+        ("dntk_term", col(|p| p.dntk_term)),
+        ("ddntk_term", col(|p| p.ddntk_term)),
+        ("frozen_kernel", r.frozen_kernel.clone()),
+        ("flipped_variance", r.flipped_variance.clone()),
+        ("extrapolated", r.extrapolated.clone()),
+        ("extrapolated_se", r.extrapolated_se.clone()),
+    ];
+    write_step_table(out, "trajectory.csv", &cols, &r.widths)
+}
+
+/// A per-step CSV shared by the training and the test input: `t`, the given columns, then
+/// `n_dev_<n>` and `n_dev_se_<n>` for every width.
+pub(super) fn write_step_table(
+    out: &OutDir,
+    file: &str,
+    cols: &[(&str, Vec<f64>)],
+    widths: &[TrajectoryWidth],
+) -> Result<(), StudyError> {
+    let mut header: Vec<String> = vec!["t".into()];
+    header.extend(cols.iter().map(|(name, _)| name.to_string()));
+    for w in widths {
         header.push(format!("n_dev_{}", w.width));
         header.push(format!("n_dev_se_{}", w.width));
     }
-    let rows: Vec<Vec<String>> = r
-        .theory
-        .iter()
-        .map(|p| {
-            let t = p.t;
-            let mut row = vec![
-                t.to_string(),
-                cell(p.infinite),
-                cell(p.coefficient),
-                cell(p.theta1_term),
-                cell(p.variance_term),
-                cell(p.dntk_term),
-                cell(p.ddntk_term),
-                cell(r.frozen_kernel[t]),
-                cell(r.flipped_variance[t]),
-                cell(r.extrapolated[t]),
-                cell(r.extrapolated_se[t]),
-            ];
-            for w in &r.widths {
+    let steps = cols.first().map_or(0, |(_, v)| v.len());
+    let rows: Vec<Vec<String>> = (0..steps)
+        .map(|t| {
+            let mut row = vec![t.to_string()];
+            row.extend(cols.iter().map(|(_, v)| cell(v[t])));
+            for w in widths {
                 row.push(cell(w.n_dev[t]));
                 row.push(cell(w.n_dev_se[t]));
             }
@@ -290,35 +288,24 @@ pub fn write_table(out: &OutDir, r: &TrajectoryResults) -> Result<(), StudyError
         })
         .collect();
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    out.write_csv("trajectory.csv", &header, &rows)?;
+    out.write_csv(file, &header, &rows)?;
     Ok(())
 }
 
-/// `trajectory.svg`: n·(mean − m∞) against the step, per width and extrapolated, beside C(t)
-/// and the two alternatives the data must exclude.
-pub fn figure(
-    out: &OutDir,
-    cfg: &TrajectoryConfig,
-    r: &TrajectoryResults,
-) -> Result<String, StudyError> {
-    let line = |v: &[f64]| -> Vec<(f64, f64)> {
-        v.iter().enumerate().map(|(t, &c)| (t as f64, c)).collect()
-    };
-    let coef: Vec<f64> = r.theory.iter().map(|p| p.coefficient).collect();
-    let mut f = Figure::new(
-        format!(
-            "1/n correction of the trained mean ({} {} layers, one input, ηΘ = {})",
-            cfg.act, cfg.depth, cfg.c
-        ),
-        "GD step t",
-        "n · (ensemble mean − infinite-width mean)",
-    )
-    .with(Series::line("1/n theory C(t)", line(&coef)).in_colour(0))
-    .with(Series::dashed("frozen random NTK (no dNTK, ddNTK)", line(&r.frozen_kernel)).in_colour(1))
-    .with(Series::dotted("NTK-variance sign flipped", line(&r.flipped_variance)).in_colour(2));
-    for (k, w) in r.widths.iter().enumerate() {
-        // Offset the markers slightly in t so that the error bars do not overlap.
-        let dx = 0.08 * (k as f64 - (r.widths.len() as f64 - 1.0) / 2.0);
+/// (t, v_t) for a per-step series.
+pub(super) fn step_line(v: &[f64]) -> Vec<(f64, f64)> {
+    v.iter().enumerate().map(|(t, &c)| (t as f64, c)).collect()
+}
+
+/// Add the measured points to a per-step figure: every width (offset slightly in t so that the
+/// error bars do not overlap) and the extrapolation, each ± SE.
+pub(super) fn measured_series(
+    mut f: Figure,
+    widths: &[TrajectoryWidth],
+    (extrapolated, se): (&[f64], &[f64]),
+) -> Figure {
+    for (k, w) in widths.iter().enumerate() {
+        let dx = 0.08 * (k as f64 - (widths.len() as f64 - 1.0) / 2.0);
         f = f.with(
             Series::points(
                 format!("networks n = {} ({} pairs) ± SE", w.width, w.pairs),
@@ -332,15 +319,43 @@ pub fn figure(
             .in_colour(3 + k),
         );
     }
-    f = f.with(
+    f.with(
         Series::points(
             "extrapolated to n = ∞ (1/n, two largest widths) ± SE",
-            line(&r.extrapolated),
-            Some(r.extrapolated_se.clone()),
+            step_line(extrapolated),
+            Some(se.to_vec()),
         )
         .in_colour(0),
-    );
-    f.save_svg(&out.path("trajectory.svg"))?;
+    )
+}
+
+/// `trajectory.svg`: n·(mean − m∞) against the step, per width and extrapolated, beside C(t)
+/// and the two alternatives the data must exclude.
+pub fn figure(
+    out: &OutDir,
+    cfg: &TrajectoryConfig,
+    r: &TrajectoryResults,
+) -> Result<String, StudyError> {
+    let coef: Vec<f64> = r.theory.iter().map(|p| p.coefficient).collect();
+    let f = Figure::new(
+        format!(
+            "1/n correction of the trained mean ({} {} layers, one input, ηΘ = {})",
+            cfg.act, cfg.depth, cfg.c
+        ),
+        "GD step t",
+        "n · (ensemble mean − infinite-width mean)",
+    )
+    .with(Series::line("1/n theory C(t)", step_line(&coef)).in_colour(0))
+    .with(
+        Series::dashed(
+            "frozen random NTK (no dNTK, ddNTK)",
+            step_line(&r.frozen_kernel),
+        )
+        .in_colour(1),
+    )
+    .with(Series::dotted("NTK-variance sign flipped", step_line(&r.flipped_variance)).in_colour(2));
+    measured_series(f, &r.widths, (&r.extrapolated, &r.extrapolated_se))
+        .save_svg(&out.path("trajectory.svg"))?;
     Ok("trajectory.svg".into())
 }
 
