@@ -1233,7 +1233,7 @@ fn trajectory<'py>(
     test_cos: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     use dlt_theory::trajectory::test_input::{
-        test_input_stats, test_input_trajectory, TestInputConfig, TestPoint,
+        test_input_stats, test_input_trajectory, TestInputConfig, TestPoint, DEFAULT_NODES,
     };
     use dlt_theory::trajectory::{mean_trajectory, OutputStats, TrajectoryPoint};
     let depth = at_least("--depth", depth, 2)?;
@@ -1276,7 +1276,7 @@ fn trajectory<'py>(
                         cw,
                         lambda_w: pc.lr.lambda_w,
                         gram: [g, g * c, g],
-                        nodes: 256,
+                        nodes: DEFAULT_NODES,
                     },
                 )?;
                 Some((ts, test_input_trajectory(&ts, eta, y, steps)?))

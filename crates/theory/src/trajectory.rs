@@ -142,7 +142,8 @@ pub fn mean_trajectory(
     let resp = responses(a, eta, steps);
     let e2 = eta * eta;
     let mut out = Vec::with_capacity(steps + 1);
-    for (t, &(cd, cr, cs)) in resp.iter().enumerate() {
+    for (t, r) in resp.iter().enumerate() {
+        let (cd, cr, cs) = (r.cd, r.cr, r.cs);
         let tf = t as f64;
         let theta1_term = if t == 0 {
             0.0
@@ -169,15 +170,39 @@ pub fn mean_trajectory(
     Ok(out)
 }
 
-/// The first-order responses (c_d(t), c_r(t), c_s(t)), t = 0..=steps, of [`mean_trajectory`]'s
-/// recursions for a = 1 − ηΘ.
-pub fn responses(a: f64, eta: f64, steps: usize) -> Vec<(f64, f64, f64)> {
+/// One step of [`responses`]: the first-order responses and the partial sums that drive them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Response {
+    /// c_d(t), per unit dNTK.
+    pub cd: f64,
+    /// c_r(t), per unit ddI.
+    pub cr: f64,
+    /// c_s(t), per unit ddII.
+    pub cs: f64,
+    /// S_t = Σ_{u<t} a^u.
+    pub s: f64,
+    /// W_t = Σ_{u<t} S_u a^u.
+    pub w: f64,
+    /// V_t = Σ_{u<t} a^{2u}.
+    pub v: f64,
+}
+
+/// The first-order responses c_d(t), c_r(t), c_s(t) of [`mean_trajectory`]'s recursions and the
+/// sums S_t, W_t, V_t, t = 0..=steps, for a = 1 − ηΘ.
+pub fn responses(a: f64, eta: f64, steps: usize) -> Vec<Response> {
     let (e2, e3) = (eta * eta, eta * eta * eta);
     let (mut cd, mut cr, mut cs) = (0.0f64, 0.0f64, 0.0f64);
     let (mut s_t, mut w_t, mut v_t) = (0.0f64, 0.0f64, 0.0f64);
     let mut out = Vec::with_capacity(steps + 1);
     for t in 0..=steps {
-        out.push((cd, cr, cs));
+        out.push(Response {
+            cd,
+            cr,
+            cs,
+            s: s_t,
+            w: w_t,
+            v: v_t,
+        });
         // Advance the responses from step t to t + 1 (sources use S_t, W_t, V_t of step t).
         let (at, a2t) = (a.powi(t as i32), a.powi(2 * t as i32));
         cd = a * cd + e2 * (2.0 * at * s_t + 0.5 * a2t);

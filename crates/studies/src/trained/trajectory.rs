@@ -133,7 +133,11 @@ pub fn run(
         "trained: finite-width trajectories",
         quiet,
     );
-    let test = test_input::theory(cfg, eta, &theory)?;
+    let peak_step = theory
+        .iter()
+        .max_by(|a, b| a.coefficient.abs().total_cmp(&b.coefficient.abs()))
+        .map_or(0, |p| p.t);
+    let test = test_input::theory(cfg, eta, &theory, peak_step)?;
     let r2 = std::f64::consts::SQRT_2;
     let (x, y) = ([r2, 0.0], [cfg.y]);
     let seen = [
@@ -179,10 +183,6 @@ pub fn run(
     }
     bar.finish_and_clear();
     let (extrapolated, extrapolated_se) = extrapolate(&widths);
-    let peak_step = theory
-        .iter()
-        .max_by(|a, b| a.coefficient.abs().total_cmp(&b.coefficient.abs()))
-        .map_or(0, |p| p.t);
     Ok(TrajectoryResults {
         stats,
         eta,
@@ -220,11 +220,7 @@ pub(super) fn extrapolate(widths: &[TrajectoryWidth]) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// Mean and standard error over pairs of n(ū_t − m∞_t) at every step.
-pub(super) fn summarise_width(
-    width: usize,
-    pairs: &[Vec<f64>],
-    infinite: &[f64],
-) -> TrajectoryWidth {
+fn summarise_width(width: usize, pairs: &[Vec<f64>], infinite: &[f64]) -> TrajectoryWidth {
     let (p, n) = (pairs.len() as f64, width as f64);
     let mut n_dev = vec![];
     let mut n_dev_se = vec![];

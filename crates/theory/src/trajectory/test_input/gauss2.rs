@@ -131,11 +131,6 @@ impl Gauss2 {
         Ok(Self { k, w, z, s })
     }
 
-    /// The covariance K.
-    pub fn kernel(&self) -> &Mat2 {
-        &self.k
-    }
-
     /// ⟨Π σ^(kᵢ)(z_{dᵢ})⟩.
     pub fn e(&self, fs: &[Fac]) -> f64 {
         self.weighted(fs, None)

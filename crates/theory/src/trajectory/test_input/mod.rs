@@ -24,7 +24,7 @@ pub mod sources;
 use super::{responses, OutputStats};
 use crate::activation::Activation;
 use crate::TheoryError;
-use gauss2::{Gauss2, Inp, Mat2};
+use gauss2::{Gauss2, Inp, Mat2, COORDS};
 use output_step::OutputStep;
 use serde::{Deserialize, Serialize};
 use sources::Sources;
@@ -122,10 +122,13 @@ pub struct TestInputConfig {
     pub lambda_w: f64,
     /// The inputs' Gram matrix x_a·x_b/n₀: [G_AA, G_Aβ, G_ββ].
     pub gram: [f64; 3],
-    /// Gauss–Hermite nodes per dimension of the 2-D rule (256: converged to ~1e-12 for critical
-    /// tanh and sin at depth ≤ 3, test `the_rule_is_converged`).
+    /// Gauss–Hermite nodes per dimension of the 2-D rule ([`DEFAULT_NODES`]).
     pub nodes: usize,
 }
+
+/// Gauss–Hermite nodes per dimension that converge the statistics to ~1e-12 for critical tanh
+/// and sin at depth ≤ 3 (test `the_rule_is_converged`).
+pub const DEFAULT_NODES: usize = 256;
 
 /// Refuse activations the recursions cannot take: they need σ'' and σ''' as functions.
 pub fn check_activation(act: &dyn Activation) -> Result<(), TheoryError> {
@@ -150,19 +153,14 @@ pub fn check_activation(act: &dyn Activation) -> Result<(), TheoryError> {
 /// K and Θ one layer up: K'_ab = C_W⟨σ_aσ_b⟩, Θ'_ab = λ_W⟨σ_aσ_b⟩ + C_W⟨σ'_aσ'_b⟩Θ_ab.
 fn next_k_theta(g: &Gauss2, th: &Mat2, cw: f64, lw: f64) -> (Mat2, Mat2) {
     let (mut k, mut t) = ([[0.0; 2]; 2], [[0.0; 2]; 2]);
-    for a in [A, B] {
-        for b in [A, B] {
-            if b < a {
-                // Symmetric: copy rather than re-integrate, so that K is exactly symmetric.
-                k[1][0] = k[0][1];
-                t[1][0] = t[0][1];
-                continue;
-            }
-            let ss = g.e(&[(0, a), (0, b)]);
-            k[a as usize][b as usize] = cw * ss;
-            t[a as usize][b as usize] =
-                lw * ss + cw * g.e(&[(1, a), (1, b)]) * th[a as usize][b as usize];
-        }
+    // Each coordinate integrated once and mirrored, so that K and Θ are exactly symmetric.
+    for (a, b) in COORDS {
+        let (i, j) = (a as usize, b as usize);
+        let ss = g.e(&[(0, a), (0, b)]);
+        k[i][j] = cw * ss;
+        t[i][j] = lw * ss + cw * g.e(&[(1, a), (1, b)]) * th[i][j];
+        k[j][i] = k[i][j];
+        t[j][i] = t[i][j];
     }
     (k, t)
 }
@@ -265,7 +263,7 @@ pub fn test_input_stats(
     }
 }
 
-/// One step of the test input's mean trajectory; the three parts add up to `coefficient`.
+/// One step of the test input's mean trajectory; the four parts add up to `coefficient`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TestPoint {
     /// GD step t.
@@ -286,7 +284,7 @@ pub struct TestPoint {
 
 /// C_β(t) for t = 0..=steps (docs/derivations/trained_test_input.md#expansion), for GD with step
 /// η towards target y on the training input. With S_t = Σ_{u<t} a^u, W_t = Σ_{u<t} S_u a^u,
-/// V_t = Σ_{u<t} a^{2u} and the single-input responses c_d, c_r, c_s of [`mean_trajectory`]:
+/// V_t = Σ_{u<t} a^{2u} and the single-input responses c_d, c_r, c_s ([`super::responses`]):
 ///
 ///   frozen: y[Θ¹_βA g + Θ_βA Θ¹_AA g' + ½Θ_βA Var_AA g'' + Cov_βA g'], g(h) = (1 − (a − ηh)^t)/(Θ_AA + h);
 ///   dNTK:   −2y[−ηΘ_βA 𝒫_AA Σ_{u<t} c_d(u) + η²((𝒫_β1 + 𝒫_β2)W_t + ½𝒫_β1 V_t)];
@@ -310,16 +308,16 @@ pub fn test_input_trajectory(
             ),
         });
     }
-    let resp = responses(1.0 - eta * s.theta, eta, steps);
     let th = s.theta;
     let a = 1.0 - eta * th;
+    let resp = responses(a, eta, steps);
     let (e2, e3) = (eta * eta, eta * eta * eta);
     let eps3 = y * y * y + 3.0 * y * s.k;
     let j = s.ddntk_i_test1 + s.ddntk_i_test2 + 3.0 * s.ddntk_ii_test1 + s.ddntk_ii_test3;
-    let (mut s_t, mut w_t, mut v_t) = (0.0f64, 0.0f64, 0.0f64);
     let (mut sum_cd, mut dd_sum) = (0.0f64, 0.0f64);
     let mut out = Vec::with_capacity(steps + 1);
-    for (t, &(cd, cr, cs)) in resp.iter().enumerate() {
+    for (t, r) in resp.iter().enumerate() {
+        let (s_t, w_t, v_t) = (r.s, r.w, r.v);
         let tf = t as f64;
         let pw = |k: i32| if k < 0 { 0.0 } else { a.powi(k) };
         let n0 = 1.0 - a.powi(t as i32);
@@ -347,16 +345,13 @@ pub fn test_input_trajectory(
         });
         // Advance the sums from step t to t + 1 (the summands use the values of step t).
         let (au, a2u) = (a.powi(t as i32), a.powi(2 * t as i32));
-        dd_sum += -eta * s.theta_test * (s.ddntk_i * cr + s.ddntk_ii * cs)
+        dd_sum += -eta * s.theta_test * (s.ddntk_i * r.cr + s.ddntk_ii * r.cs)
             - e3 * au
                 * (j * w_t
                     + (0.5 * s.ddntk_i_test1 + 0.5 * s.ddntk_i_test2 + s.ddntk_ii_test1) * v_t)
             - 0.5 * e3 * (s.ddntk_i_test1 + 2.0 * s.ddntk_ii_test1) * s_t * a2u
             - e3 / 6.0 * s.ddntk_i_test1 * a2u * au;
-        sum_cd += cd;
-        w_t += s_t * au;
-        v_t += a2u;
-        s_t += au;
+        sum_cd += r.cd;
     }
     Ok(out)
 }

@@ -15,7 +15,7 @@ fn cfg(depth: usize, cos: f64) -> TestInputConfig {
         cw: 1.0,
         lambda_w: 1.0,
         gram: [1.0, cos, 1.0],
-        nodes: 256,
+        nodes: DEFAULT_NODES,
     }
 }
 
