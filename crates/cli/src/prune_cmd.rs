@@ -200,7 +200,7 @@ fn kept_blocks(spec: Option<&str>, l: usize) -> Result<Vec<usize>> {
 }
 
 fn run_bench(a: BenchArgs) -> Result<()> {
-    use dlt_llm::bench::{evaluate, load_task, subset, ModelScorer, Task};
+    use dlt_llm::bench::{load_task, score_task, subset, Task};
     // Every flag before the model and data are loaded.
     let tasks: Vec<Task> = a
         .tasks
@@ -241,12 +241,16 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         let idx = subset(all.len(), a.limit, a.seed)?;
         let sel: Vec<_> = idx.iter().map(|&i| all[i].clone()).collect();
         let pb = dlt_studies::progress::bar(sel.len() as u64, t.name(), a.json);
-        let mut scorer = ModelScorer::new(&ck.model, blocks.clone());
-        let mut r = evaluate(t.name(), t.primary(), &sel, &encode, &mut scorer, |i, _| {
-            pb.set_position(i as u64)
-        })?;
+        let r = score_task(
+            &ck.model,
+            &blocks,
+            t.name(),
+            t.primary(),
+            &sel,
+            &encode,
+            |i, _| pb.set_position(i as u64),
+        )?;
         pb.finish_and_clear();
-        r.tokens = scorer.tokens_run;
         if !a.json {
             println!(
                 "{:<10} n {:>5}  acc {:5.1} ± {:4.1} %  acc_norm {:5.1} ± {:4.1} %  (chance {:.1} %, majority {:.1} %; {} tokens, {:.0} tokens/s)",

@@ -680,6 +680,80 @@ pub fn tally(
     })
 }
 
+/// Score `items` on `model` restricted to `blocks` (lm-eval conventions, see the module docs),
+/// the way `dlt prune bench` does: every item tokenized with `encode`, then all of them run
+/// through [`SharedItems`] with no shared prefix, for its batched output map and its threads
+/// (the same log-likelihoods as [`ModelScorer`] item by item up to float rounding, tested).
+/// `progress(done, total)` as items finish; [`TaskScore::tokens`] is filled in.
+pub fn score_task(
+    model: &Llama,
+    blocks: &[usize],
+    task: &str,
+    primary: &str,
+    items: &[Item],
+    encode: &dyn Fn(&str) -> Result<Vec<u32>>,
+    progress: impl FnMut(usize, usize) + Send,
+) -> Result<TaskScore> {
+    if items.is_empty() {
+        return Err(LlmError::invalid(task, "no items to score"));
+    }
+    let t0 = std::time::Instant::now();
+    let enc: Vec<EncodedItem> = items
+        .iter()
+        .map(|it| encode_item(encode, it))
+        .collect::<Result<_>>()?;
+    let shared = SharedItems::new(model, &enc, &[], |_, _| {})?;
+    let lls = shared.loglik_with_progress(blocks, progress)?;
+    let mut r = tally(task, primary, items, &lls, t0.elapsed().as_secs_f64())?;
+    r.tokens = shared.tokens();
+    Ok(r)
+}
+
+/// Run `work(range)` on one thread per core over contiguous chunks of `0..n` and concatenate
+/// the results in order. One benchmark item's forward is a few dozen rows, too small for the
+/// matrix kernels to use a second core (measured: 1.1 cores busy item by item), so the cores
+/// share the items instead. `progress(done, n)` as items finish (`work` reports each finished
+/// item through the `tick` it is given).
+fn over_chunks<T: Send>(
+    n: usize,
+    progress: impl FnMut(usize, usize) + Send,
+    work: impl Fn(std::ops::Range<usize>, &(dyn Fn() + Sync)) -> Result<Vec<T>> + Sync,
+) -> Result<Vec<T>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .clamp(1, n.max(1));
+    let chunk = n.div_ceil(threads).max(1);
+    let done = std::sync::Mutex::new((0usize, progress));
+    let tick = || {
+        let mut g = done.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 += 1;
+        let k = g.0;
+        (g.1)(k, n);
+    };
+    let parts: Vec<Result<Vec<T>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|a| {
+                let (work, tick) = (&work, &tick);
+                scope.spawn(move || work(a..(a + chunk).min(n), tick))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(LlmError::invalid("benchmark scoring", "a scoring thread panicked"))
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(n);
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}
+
 /// The residual streams of one item under the whole model, at each boundary of a
 /// [`SharedItems`]: the context's, and each choice's continuation but its last token's (none
 /// for a one-token continuation).
@@ -729,7 +803,7 @@ impl<'a> SharedItems<'a> {
         model: &'a Llama,
         items: &'a [EncodedItem],
         boundaries: &[usize],
-        mut progress: impl FnMut(usize, usize),
+        mut progress: impl FnMut(usize, usize) + Send,
     ) -> Result<Self> {
         let mut b: Vec<usize> = boundaries.to_vec();
         b.push(0);
@@ -744,42 +818,45 @@ impl<'a> SharedItems<'a> {
         }
         let limit = model.cfg.context;
         let prefix: Vec<usize> = (0..top).collect();
-        let mut states = Vec::with_capacity(items.len());
-        for (i, it) in items.iter().enumerate() {
-            if let Some(c) = it.conts.iter().find(|c| it.ctx.len() + c.len() > limit) {
-                return Err(LlmError::invalid(
-                    "benchmark item",
-                    format!(
-                        "{} tokens exceed the model's context of {limit}",
-                        it.ctx.len() + c.len()
-                    ),
-                ));
-            }
-            let mut ctx = Vec::with_capacity(b.len());
-            let (_, cache) = model.stream_cached(
-                model.embed_ids(&it.ctx)?,
-                &prefix,
-                None,
-                keep_at(&b, &mut ctx),
-            )?;
-            let mut conts = Vec::with_capacity(it.conts.len());
-            for c in &it.conts {
-                if c.len() < 2 {
-                    conts.push(None);
-                    continue;
+        let states = over_chunks(items.len(), &mut progress, |range, tick| {
+            let mut states = Vec::with_capacity(range.len());
+            for it in &items[range] {
+                if let Some(c) = it.conts.iter().find(|c| it.ctx.len() + c.len() > limit) {
+                    return Err(LlmError::invalid(
+                        "benchmark item",
+                        format!(
+                            "{} tokens exceed the model's context of {limit}",
+                            it.ctx.len() + c.len()
+                        ),
+                    ));
                 }
-                let mut st = Vec::with_capacity(b.len());
-                model.stream_cached(
-                    model.embed_ids(&c[..c.len() - 1])?,
+                let mut ctx = Vec::with_capacity(b.len());
+                let (_, cache) = model.stream_cached(
+                    model.embed_ids(&it.ctx)?,
                     &prefix,
-                    Some(&cache),
-                    keep_at(&b, &mut st),
+                    None,
+                    keep_at(&b, &mut ctx),
                 )?;
-                conts.push(Some(st));
+                let mut conts = Vec::with_capacity(it.conts.len());
+                for c in &it.conts {
+                    if c.len() < 2 {
+                        conts.push(None);
+                        continue;
+                    }
+                    let mut st = Vec::with_capacity(b.len());
+                    model.stream_cached(
+                        model.embed_ids(&c[..c.len() - 1])?,
+                        &prefix,
+                        Some(&cache),
+                        keep_at(&b, &mut st),
+                    )?;
+                    conts.push(Some(st));
+                }
+                states.push(ItemStates { ctx, conts });
+                tick();
             }
-            states.push(ItemStates { ctx, conts });
-            progress(i + 1, items.len());
-        }
+            Ok(states)
+        })?;
         Ok(SharedItems {
             model,
             items,
@@ -790,13 +867,42 @@ impl<'a> SharedItems<'a> {
 
     /// `lls[item][choice]` of the model restricted to `blocks`, from the longest kept prefix.
     pub fn loglik(&self, blocks: &[usize]) -> Result<Vec<Vec<f64>>> {
+        self.loglik_with_progress(blocks, |_, _| {})
+    }
+
+    /// Tokens one [`SharedItems::loglik`] runs through the model from boundary 0: each
+    /// context, and each choice's continuation but its last token (as [`ModelScorer`]).
+    pub fn tokens(&self) -> usize {
+        self.items
+            .iter()
+            .map(|it| it.ctx.len() + it.conts.iter().map(|c| c.len() - 1).sum::<usize>())
+            .sum()
+    }
+
+    /// [`SharedItems::loglik`], calling `progress(done, total)` as items finish. The items
+    /// are shared among the cores in contiguous chunks (see [`over_chunks`]).
+    pub fn loglik_with_progress(
+        &self,
+        blocks: &[usize],
+        progress: impl FnMut(usize, usize) + Send,
+    ) -> Result<Vec<Vec<f64>>> {
         let j = crate::eval::shared_boundary(&self.boundaries, blocks);
         let tail = &blocks[self.boundaries[j]..];
-        let mut out: Vec<Vec<f64>> = self
-            .items
-            .iter()
-            .map(|it| vec![0.0; it.conts.len()])
-            .collect();
+        over_chunks(self.items.len(), progress, |range, tick| {
+            self.loglik_range(j, tail, range, tick)
+        })
+    }
+
+    /// `lls[item][choice]` of the items in `range`, from boundary `j` through `tail`.
+    fn loglik_range(
+        &self,
+        j: usize,
+        tail: &[usize],
+        range: std::ops::Range<usize>,
+        tick: &(dyn Fn() + Sync),
+    ) -> Result<Vec<Vec<f64>>> {
+        let (items, states) = (&self.items[range.clone()], &self.states[range]);
+        let mut out: Vec<Vec<f64>> = items.iter().map(|it| vec![0.0; it.conts.len()]).collect();
         // Final-stream rows waiting for the output map, their target tokens and the (item,
         // choice) each log-probability adds to; mapped in batches of HEAD_ROWS rows.
         let mut rows: Vec<Tensor> = Vec::new();
@@ -820,7 +926,7 @@ impl<'a> SharedItems<'a> {
             owner.clear();
             Ok(())
         };
-        for (i, (it, st)) in self.items.iter().zip(&self.states).enumerate() {
+        for (i, (it, st)) in items.iter().zip(states).enumerate() {
             let (x, cache) = self
                 .model
                 .stream_cached(st.ctx[j].clone(), tail, None, |_, _| Ok(()))?;
@@ -842,6 +948,7 @@ impl<'a> SharedItems<'a> {
             if targets.len() >= HEAD_ROWS {
                 flush(&mut rows, &mut targets, &mut owner, &mut out)?;
             }
+            tick();
         }
         flush(&mut rows, &mut targets, &mut owner, &mut out)?;
         Ok(out)

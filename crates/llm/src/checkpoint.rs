@@ -184,6 +184,75 @@ fn gemma3_block_types(path: &Path, meta: &HashMap<String, Value>, n: usize) -> R
     }
 }
 
+/// Refuse a GGUF that asks for something our forward does not compute, rather than run a
+/// model that silently differs from the one in the file: RoPE scaling (`{arch}.rope.scaling.*`
+/// with a type other than `none` or a factor other than 1, as Gemma 3 ≥ 1B's global blocks and
+/// long-context Llamas use; a `rope_freqs.weight` tensor, Llama 3.1's per-frequency factors),
+/// logit soft-capping (`{arch}.attn_logit_softcapping`, `{arch}.final_logit_softcapping`, as
+/// Gemma 2), and Gemma 3 27B (62 blocks), whose queries llama.cpp scales by 1/√(d/heads)
+/// rather than 1/√(head width), a choice it makes from the model size, not from metadata.
+fn refuse_unimplemented(
+    path: &Path,
+    arch: &str,
+    meta: &HashMap<String, Value>,
+    has_tensor: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let refuse = |what: String| {
+        Err(LlmError::file(
+            path,
+            format!("{what}, which dlt's forward does not compute"),
+            "use a model without it (dlt runs Llama-architecture models and Gemma 3 270M/1B); running it would give numbers that silently differ from the model's",
+        ))
+    };
+    let number = |v: &Value| -> Option<f64> {
+        Some(match *v {
+            Value::F32(x) => x.into(),
+            Value::F64(x) => x,
+            Value::U8(x) => x.into(),
+            Value::U16(x) => x.into(),
+            Value::U32(x) => x.into(),
+            Value::U64(x) => x as f64,
+            Value::I8(x) => x.into(),
+            Value::I16(x) => x.into(),
+            Value::I32(x) => x.into(),
+            Value::I64(x) => x as f64,
+            _ => return None,
+        })
+    };
+    let scaling_type = format!("{arch}.rope.scaling.type");
+    if let Some(v) = meta.get(&scaling_type) {
+        match v.to_string() {
+            Ok(t) if t == "none" => {}
+            _ => return refuse(format!("RoPE scaling ({scaling_type} = {})", show(v))),
+        }
+    }
+    let factor = format!("{arch}.rope.scaling.factor");
+    if let Some(v) = meta.get(&factor) {
+        if number(v).is_none_or(|x| x != 0.0 && x != 1.0) {
+            return refuse(format!("RoPE scaling ({factor} = {})", show(v)));
+        }
+    }
+    if has_tensor("rope_freqs.weight") {
+        return refuse("per-frequency RoPE factors (tensor rope_freqs.weight)".into());
+    }
+    for k in ["attn_logit_softcapping", "final_logit_softcapping"] {
+        let key = format!("{arch}.{k}");
+        if let Some(v) = meta.get(&key) {
+            if number(v).is_none_or(|x| x != 0.0) {
+                return refuse(format!("logit soft-capping ({key} = {})", show(v)));
+            }
+        }
+    }
+    if arch == "gemma3" {
+        if meta.get("gemma3.block_count").and_then(number) == Some(62.0) {
+            return refuse(
+                "Gemma 3 27B (62 blocks), whose query scale llama.cpp sets from the model size".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Load a GGUF file. The header is checked before candle reads it (`general.alignment`,
 /// every tensor's size and extent), and every count in the metadata against the tensors
 /// present before anything is allocated from it.
@@ -253,6 +322,7 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
             },
         }
     };
+    refuse_unimplemented(path, &arch, meta, |n| content.tensor_infos.contains_key(n))?;
     let tokenizer = Tokenizer::from_gguf(meta, path)?;
     let n_heads = required("attention.head_count")?;
     let is_gemma = arch == "gemma3";
@@ -466,6 +536,18 @@ pub fn load_safetensors_dir(dir: &Path) -> Result<Checkpoint> {
                 .ok_or_else(|| wrong(k, v, "a number (e.g. 1e-5)")),
         }
     };
+    // As refuse_unimplemented for GGUF: RoPE scaling (Llama 3.1's "llama3", "linear",
+    // "dynamic", …) is not computed by our forward, so a config asking for it is refused.
+    if let Some(v) = field("rope_scaling") {
+        return Err(LlmError::file(
+            &cfg_path,
+            format!(
+                "rope_scaling = {}: RoPE scaling, which dlt's forward does not compute",
+                one_line(v.to_string().chars().take(60).collect::<String>())
+            ),
+            "use a model without rope_scaling (null); running it would give numbers that silently differ from the model's",
+        ));
+    }
     let tokenizer = Tokenizer::from_tokenizer_json(&dir.join("tokenizer.json"))?;
     let n_heads = u("num_attention_heads")?;
     let cfg = LlamaConfig {

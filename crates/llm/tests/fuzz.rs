@@ -263,6 +263,66 @@ fn edit_config(hf: &Path, key: &str, v: serde_json::Value) {
     std::fs::write(&p, j.to_string()).unwrap();
 }
 
+/// A model that asks for something our forward does not compute (RoPE scaling, logit
+/// soft-capping, Gemma 3 27B's query scale) is refused with the key named, not run wrongly;
+/// the neutral values (`none`, factor 1, cap 0, `rope_scaling: null`) load.
+#[test]
+fn unimplemented_model_features_are_refused() {
+    let fs = Files::new("unimpl");
+    let refused: [(&str, Value, &str); 5] = [
+        (
+            "llama.rope.scaling.type",
+            Value::String("linear".into()),
+            "RoPE scaling (llama.rope.scaling.type = \"linear\")",
+        ),
+        (
+            "llama.rope.scaling.factor",
+            Value::F32(8.0),
+            "RoPE scaling (llama.rope.scaling.factor = F32(8.0))",
+        ),
+        (
+            "llama.final_logit_softcapping",
+            Value::F32(30.0),
+            "logit soft-capping (llama.final_logit_softcapping",
+        ),
+        (
+            "llama.attn_logit_softcapping",
+            Value::F64(50.0),
+            "logit soft-capping (llama.attn_logit_softcapping",
+        ),
+        (
+            "llama.rope.scaling.factor",
+            Value::String("8".into()),
+            "RoPE scaling (llama.rope.scaling.factor = \"8\")",
+        ),
+    ];
+    for (k, (key, v, want)) in refused.into_iter().enumerate() {
+        let bad = fs.dir.join(format!("refused{k}.gguf"));
+        rewrite_gguf(&fs.gguf(), &bad, |m| set(m, key, v.clone()));
+        let e = load_err(&bad, &format!("refused{k}.gguf"));
+        assert!(e.contains(want), "{key}: {e}");
+        assert!(e.contains("does not compute"), "{e}");
+    }
+    let neutral = fs.dir.join("neutral.gguf");
+    rewrite_gguf(&fs.gguf(), &neutral, |m| {
+        set(m, "llama.rope.scaling.type", Value::String("none".into()));
+        set(m, "llama.rope.scaling.factor", Value::F32(1.0));
+        set(m, "llama.final_logit_softcapping", Value::F32(0.0));
+    });
+    dlt_llm::load(&neutral).unwrap();
+    let hf = fs.hf();
+    edit_config(&hf, "rope_scaling", serde_json::Value::Null);
+    dlt_llm::load(&hf).unwrap();
+    edit_config(
+        &hf,
+        "rope_scaling",
+        serde_json::json!({"rope_type": "llama3", "factor": 8.0}),
+    );
+    let e = dlt_llm::load(&hf).unwrap_err().to_string();
+    assert_one_line(&e);
+    assert!(e.contains("rope_scaling = {") && e.contains("does not compute"), "{e}");
+}
+
 #[test]
 fn config_json_fields_are_bounded_and_typed() {
     let fs = Files::new("config");

@@ -652,3 +652,45 @@ fn shared_item_scores_equal_a_fresh_scorer_for_every_drop() {
         assert!(SharedItems::new(&m, &items, &[l + 1], |_, _| {}).is_err());
     }
 }
+
+/// `dlt prune bench` scores a task through `bench::score_task` (all items through
+/// `SharedItems`, output map batched): the same verdicts, log-likelihood-driven accuracies and
+/// token count as scoring item by item with `ModelScorer` (`bench::evaluate`), whole and pruned.
+/// Accuracies are compared exactly: each item's choices differ by far more than the 1e-5
+/// relative rounding the test above bounds (checked here, or the comparison is skipped).
+#[test]
+fn score_task_equals_item_by_item_scoring() {
+    use dlt_llm::bench::{encode_item, evaluate, score_task, Item, LogLikelihood, ModelScorer};
+    let m = Llama::random(tiny_cfg(RopeStyle::Interleaved), 4).unwrap();
+    let encode = |s: &str| -> dlt_llm::Result<Vec<u32>> {
+        Ok(s.bytes().map(|b| (b as u32 * 7 + 1) % 261).collect())
+    };
+    let items: Vec<Item> = (0..6)
+        .map(|k| Item {
+            context: format!("Question {k}: which?\nAnswer:"),
+            choices: vec!["a".into(), format!("bb{k}"), "ccc dd".into()],
+            gold: k % 3,
+            group: String::new(),
+        })
+        .collect();
+    for kept in [m.all_blocks(), dlt_llm::probe::kept_blocks(m.blocks.len(), 1, 1)] {
+        let fast = score_task(&m, &kept, "t", "acc", &items, &encode, |_, _| {}).unwrap();
+        let mut scorer = ModelScorer::new(&m, kept.clone());
+        // Margins between choices, to know the exact comparison is meaningful.
+        for it in &items {
+            let e = encode_item(&encode, it).unwrap();
+            let l = scorer.loglik(&e.ctx, &e.conts).unwrap();
+            for i in 0..l.len() {
+                for j in 0..i {
+                    assert!((l[i] - l[j]).abs() > 1e-3, "near tie {l:?}");
+                }
+            }
+        }
+        let mut scorer = ModelScorer::new(&m, kept.clone());
+        let slow = evaluate("t", "acc", &items, &encode, &mut scorer, |_, _| {}).unwrap();
+        assert_eq!(fast.correct, slow.correct, "blocks {kept:?}");
+        assert_eq!((fast.acc, fast.acc_norm, fast.n), (slow.acc, slow.acc_norm, slow.n));
+        assert_eq!(fast.tokens, scorer.tokens_run);
+    }
+    assert!(score_task(&m, &m.all_blocks(), "t", "acc", &[], &encode, |_, _| {}).is_err());
+}

@@ -97,8 +97,13 @@ pub struct EnsembleResults {
     /// Its bootstrap standard error.
     pub n_dev_ratio_se: f64,
     /// Mean over test points of z² = ((linear 1/n extrapolation of the pair mean from the two
-    /// largest widths) − m∞)² / SE²; 1 ± √(2/M) if the limit is m∞.
+    /// largest widths) − m∞)² / SE²; 1 ± √(2/M) if the limit is m∞ and the O(1/n²) terms are
+    /// below the noise.
     pub extrapolation_z2: f64,
+    /// The same with the quadratic 1/n extrapolation through the three largest widths (the
+    /// O(1/n²) term removed too); null with fewer than three widths. What the claim
+    /// `trained.infinite_width_limit` tests when present.
+    pub extrapolation_z2_quadratic: Option<f64>,
     /// Single-network variance (mean over points) extrapolated linearly in 1/n from the two
     /// largest widths.
     pub variance_extrapolated: f64,
@@ -170,6 +175,38 @@ fn sd(v: &[f64]) -> f64 {
     let k = v.len() as f64;
     let m = v.iter().sum::<f64>() / k;
     (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (k - 1.0)).sqrt()
+}
+
+/// Weights w_i of the polynomial through (x_i, f_i) evaluated at x = 0: f(0) = Σ w_i f_i with
+/// w_i = Π_{j≠i} x_j/(x_j − x_i) (Lagrange). With x = 1/n and k widths this is the
+/// extrapolation that removes the 1/n, …, 1/n^(k−1) terms of the large-width expansion
+/// (Richardson); for x = (4, 2, 1)/n it is (1/3, −2, 8/3).
+fn lagrange_at_zero(x: &[f64]) -> Vec<f64> {
+    (0..x.len())
+        .map(|i| {
+            (0..x.len())
+                .filter(|&j| j != i)
+                .map(|j| x[j] / (x[j] - x[i]))
+                .product()
+        })
+        .collect()
+}
+
+/// Mean over test points of z² = (Σ_k w_k ū_k − m∞)² / Σ_k w_k² SE_k² for the pair means ū_k of
+/// `rows` combined with the extrapolation weights `w` (widths sampled independently).
+fn extrapolation_z2(rows: &[WidthRow], w: &[f64], m_inf: &[f64]) -> f64 {
+    (0..m_inf.len())
+        .map(|j| {
+            let e: f64 = rows.iter().zip(w).map(|(r, w)| w * r.pair_mean[j]).sum();
+            let se2: f64 = rows
+                .iter()
+                .zip(w)
+                .map(|(r, w)| (w * r.pair_mean_se[j]).powi(2))
+                .sum();
+            (e - m_inf[j]).powi(2) / se2
+        })
+        .sum::<f64>()
+        / m_inf.len() as f64
 }
 
 /// Pairs trained at each width: pairs·n/n_min.
@@ -298,14 +335,12 @@ fn summarise(
     let (a, b) = (&rows[rows.len() - 2], &rows[rows.len() - 1]);
     let (n1, n2) = (a.width as f64, b.width as f64);
     let (w1, w2) = (-n1 / (n2 - n1), n2 / (n2 - n1));
-    let z2 = (0..m_inf.len())
-        .map(|j| {
-            let e = w1 * a.pair_mean[j] + w2 * b.pair_mean[j];
-            let se2 = (w1 * a.pair_mean_se[j]).powi(2) + (w2 * b.pair_mean_se[j]).powi(2);
-            (e - m_inf[j]).powi(2) / se2
-        })
-        .sum::<f64>()
-        / m_inf.len() as f64;
+    let z2 = extrapolation_z2(&rows[rows.len() - 2..], &[w1, w2], &m_inf);
+    let z2_quadratic = (rows.len() >= 3).then(|| {
+        let top = &rows[rows.len() - 3..];
+        let x: Vec<f64> = top.iter().map(|r| 1.0 / r.width as f64).collect();
+        extrapolation_z2(top, &lagrange_at_zero(&x), &m_inf)
+    });
     let variance_extrapolated = w1 * a.single_variance + w2 * b.single_variance;
     let variance_extrapolated_se =
         ((w1 * a.single_variance_se).powi(2) + (w2 * b.single_variance_se).powi(2)).sqrt();
@@ -320,7 +355,32 @@ fn summarise(
         n_dev_ratio_se: sd(&boot_ratio),
         widths: rows,
         extrapolation_z2: z2,
+        extrapolation_z2_quadratic: z2_quadratic,
         variance_extrapolated,
         variance_extrapolated_se,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The weights reproduce any quadratic in 1/n exactly at n = ∞ (so the extrapolation
+    /// removes the 1/n and 1/n² terms), and a cubic term leaves c₃·x₁x₂x₃ (Lagrange remainder).
+    #[test]
+    fn lagrange_weights_remove_the_1_over_n_and_1_over_n2_terms() {
+        let x: Vec<f64> = [64.0, 128.0, 256.0].iter().map(|n| 1.0 / n).collect();
+        let w = lagrange_at_zero(&x);
+        for (a, b) in w.iter().zip([1.0 / 3.0, -2.0, 8.0 / 3.0]) {
+            assert!((a - b).abs() < 1e-12, "{w:?}");
+        }
+        let f = |x: f64, c3: f64| 0.7 - 3.0 * x + 40.0 * x * x + c3 * x.powi(3);
+        let e: f64 = x.iter().zip(&w).map(|(x, w)| w * f(*x, 0.0)).sum();
+        assert!((e - 0.7).abs() < 1e-12, "{e}");
+        let e3: f64 = x.iter().zip(&w).map(|(x, w)| w * f(*x, 1e4)).sum();
+        assert!((e3 - 0.7 - 1e4 * x[0] * x[1] * x[2]).abs() < 1e-12, "{e3}");
+        // Two points: the linear extrapolation (n₂f₂ − n₁f₁)/(n₂ − n₁).
+        let w2 = lagrange_at_zero(&x[1..]);
+        assert!((w2[0] + 1.0).abs() < 1e-12 && (w2[1] - 2.0).abs() < 1e-12, "{w2:?}");
+    }
 }
