@@ -742,7 +742,10 @@ fn over_chunks<T: Send>(
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(LlmError::invalid("benchmark scoring", "a scoring thread panicked"))
+                    Err(LlmError::invalid(
+                        "benchmark scoring",
+                        "a scoring thread panicked",
+                    ))
                 })
             })
             .collect()

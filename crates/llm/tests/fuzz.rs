@@ -320,7 +320,10 @@ fn unimplemented_model_features_are_refused() {
     );
     let e = dlt_llm::load(&hf).unwrap_err().to_string();
     assert_one_line(&e);
-    assert!(e.contains("rope_scaling = {") && e.contains("does not compute"), "{e}");
+    assert!(
+        e.contains("rope_scaling = {") && e.contains("does not compute"),
+        "{e}"
+    );
 }
 
 #[test]

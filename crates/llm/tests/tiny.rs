@@ -673,7 +673,10 @@ fn score_task_equals_item_by_item_scoring() {
             group: String::new(),
         })
         .collect();
-    for kept in [m.all_blocks(), dlt_llm::probe::kept_blocks(m.blocks.len(), 1, 1)] {
+    for kept in [
+        m.all_blocks(),
+        dlt_llm::probe::kept_blocks(m.blocks.len(), 1, 1),
+    ] {
         let fast = score_task(&m, &kept, "t", "acc", &items, &encode, |_, _| {}).unwrap();
         let mut scorer = ModelScorer::new(&m, kept.clone());
         // Margins between choices, to know the exact comparison is meaningful.
@@ -689,7 +692,10 @@ fn score_task_equals_item_by_item_scoring() {
         let mut scorer = ModelScorer::new(&m, kept.clone());
         let slow = evaluate("t", "acc", &items, &encode, &mut scorer, |_, _| {}).unwrap();
         assert_eq!(fast.correct, slow.correct, "blocks {kept:?}");
-        assert_eq!((fast.acc, fast.acc_norm, fast.n), (slow.acc, slow.acc_norm, slow.n));
+        assert_eq!(
+            (fast.acc, fast.acc_norm, fast.n),
+            (slow.acc, slow.acc_norm, slow.n)
+        );
         assert_eq!(fast.tokens, scorer.tokens_run);
     }
     assert!(score_task(&m, &m.all_blocks(), "t", "acc", &[], &encode, |_, _| {}).is_err());

@@ -97,13 +97,13 @@ pub struct EnsembleResults {
     /// Its bootstrap standard error.
     pub n_dev_ratio_se: f64,
     /// Mean over test points of z² = ((linear 1/n extrapolation of the pair mean from the two
-    /// largest widths) − m∞)² / SE²; 1 ± √(2/M) if the limit is m∞ and the O(1/n²) terms are
-    /// below the noise.
+    /// largest widths) − m∞)² / SE²; its mean is 1 if the limit is m∞.
     pub extrapolation_z2: f64,
-    /// The same with the quadratic 1/n extrapolation through the three largest widths (the
-    /// O(1/n²) term removed too); null with fewer than three widths. What the claim
-    /// `trained.infinite_width_limit` tests when present.
-    pub extrapolation_z2_quadratic: Option<f64>,
+    /// The standard deviation of `extrapolation_z2` if the limit is m∞: √(2 Σ_ij R_ij²)/M with
+    /// R the correlation matrix of the extrapolation's errors across the M test points,
+    /// estimated from the pairs (√(2/M) for independent points; the outputs of one network on
+    /// different inputs are correlated, so it is larger).
+    pub extrapolation_z2_sd: f64,
     /// Single-network variance (mean over points) extrapolated linearly in 1/n from the two
     /// largest widths.
     pub variance_extrapolated: f64,
@@ -135,6 +135,45 @@ fn stats(pairs: &[[Vec<f64>; 2]], idx: &[usize]) -> (Vec<f64>, Vec<f64>, f64) {
         .sum::<f64>()
         / m as f64;
     (mean, se, var)
+}
+
+/// Covariance matrix (M × M, row-major) of one width's pair mean ū over its P pairs: the
+/// sample covariance of the pair-averaged outputs over pairs, divided by P (its diagonal is
+/// the squared SE of [`stats`]).
+fn pair_mean_cov(pairs: &[[Vec<f64>; 2]]) -> Vec<f64> {
+    let m = pairs[0][0].len();
+    let p = pairs.len() as f64;
+    let us: Vec<Vec<f64>> = pairs
+        .iter()
+        .map(|[a, b]| a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect())
+        .collect();
+    let mean: Vec<f64> = (0..m)
+        .map(|j| us.iter().map(|u| u[j]).sum::<f64>() / p)
+        .collect();
+    let mut cov = vec![0.0; m * m];
+    for u in &us {
+        for i in 0..m {
+            let di = u[i] - mean[i];
+            for j in 0..m {
+                cov[i * m + j] += di * (u[j] - mean[j]);
+            }
+        }
+    }
+    cov.iter().map(|c| c / (p - 1.0) / p).collect()
+}
+
+/// SD of mean_β z_β² when z is a standard Gaussian vector with covariance `cov` normalised to
+/// its correlation R: Var Σ z_β² = 2 Σ_ij R_ij² (Isserlis), so SD = √(2 Σ R_ij²)/M; √(2/M) when
+/// R = I, up to √2 when all points move together.
+fn z2_null_sd(cov: &[f64], m: usize) -> f64 {
+    let mut s = 0.0;
+    for i in 0..m {
+        for j in 0..m {
+            let r = cov[i * m + j] / (cov[i * m + i] * cov[j * m + j]).sqrt();
+            s += r * r;
+        }
+    }
+    (2.0 * s).sqrt() / m as f64
 }
 
 /// dev = √(mean (ū − m∞)² − mean SE²), clamped at 0.
@@ -175,38 +214,6 @@ fn sd(v: &[f64]) -> f64 {
     let k = v.len() as f64;
     let m = v.iter().sum::<f64>() / k;
     (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (k - 1.0)).sqrt()
-}
-
-/// Weights w_i of the polynomial through (x_i, f_i) evaluated at x = 0: f(0) = Σ w_i f_i with
-/// w_i = Π_{j≠i} x_j/(x_j − x_i) (Lagrange). With x = 1/n and k widths this is the
-/// extrapolation that removes the 1/n, …, 1/n^(k−1) terms of the large-width expansion
-/// (Richardson); for x = (4, 2, 1)/n it is (1/3, −2, 8/3).
-fn lagrange_at_zero(x: &[f64]) -> Vec<f64> {
-    (0..x.len())
-        .map(|i| {
-            (0..x.len())
-                .filter(|&j| j != i)
-                .map(|j| x[j] / (x[j] - x[i]))
-                .product()
-        })
-        .collect()
-}
-
-/// Mean over test points of z² = (Σ_k w_k ū_k − m∞)² / Σ_k w_k² SE_k² for the pair means ū_k of
-/// `rows` combined with the extrapolation weights `w` (widths sampled independently).
-fn extrapolation_z2(rows: &[WidthRow], w: &[f64], m_inf: &[f64]) -> f64 {
-    (0..m_inf.len())
-        .map(|j| {
-            let e: f64 = rows.iter().zip(w).map(|(r, w)| w * r.pair_mean[j]).sum();
-            let se2: f64 = rows
-                .iter()
-                .zip(w)
-                .map(|(r, w)| (w * r.pair_mean_se[j]).powi(2))
-                .sum();
-            (e - m_inf[j]).powi(2) / se2
-        })
-        .sum::<f64>()
-        / m_inf.len() as f64
 }
 
 /// Pairs trained at each width: pairs·n/n_min.
@@ -335,12 +342,20 @@ fn summarise(
     let (a, b) = (&rows[rows.len() - 2], &rows[rows.len() - 1]);
     let (n1, n2) = (a.width as f64, b.width as f64);
     let (w1, w2) = (-n1 / (n2 - n1), n2 / (n2 - n1));
-    let z2 = extrapolation_z2(&rows[rows.len() - 2..], &[w1, w2], &m_inf);
-    let z2_quadratic = (rows.len() >= 3).then(|| {
-        let top = &rows[rows.len() - 3..];
-        let x: Vec<f64> = top.iter().map(|r| 1.0 / r.width as f64).collect();
-        extrapolation_z2(top, &lagrange_at_zero(&x), &m_inf)
-    });
+    let z2 = (0..m_inf.len())
+        .map(|j| {
+            let e = w1 * a.pair_mean[j] + w2 * b.pair_mean[j];
+            let se2 = (w1 * a.pair_mean_se[j]).powi(2) + (w2 * b.pair_mean_se[j]).powi(2);
+            (e - m_inf[j]).powi(2) / se2
+        })
+        .sum::<f64>()
+        / m_inf.len() as f64;
+    let cov: Vec<f64> = pair_mean_cov(&all[all.len() - 2])
+        .iter()
+        .zip(pair_mean_cov(&all[all.len() - 1]))
+        .map(|(ca, cb)| w1 * w1 * ca + w2 * w2 * cb)
+        .collect();
+    let z2_sd = z2_null_sd(&cov, m_inf.len());
     let variance_extrapolated = w1 * a.single_variance + w2 * b.single_variance;
     let variance_extrapolated_se =
         ((w1 * a.single_variance_se).powi(2) + (w2 * b.single_variance_se).powi(2)).sqrt();
@@ -355,7 +370,7 @@ fn summarise(
         n_dev_ratio_se: sd(&boot_ratio),
         widths: rows,
         extrapolation_z2: z2,
-        extrapolation_z2_quadratic: z2_quadratic,
+        extrapolation_z2_sd: z2_sd,
         variance_extrapolated,
         variance_extrapolated_se,
     })
@@ -365,22 +380,64 @@ fn summarise(
 mod tests {
     use super::*;
 
-    /// The weights reproduce any quadratic in 1/n exactly at n = ∞ (so the extrapolation
-    /// removes the 1/n and 1/n² terms), and a cubic term leaves c₃·x₁x₂x₃ (Lagrange remainder).
+    /// The null SD of mean z²: √(2/M) for independent points, √2 for perfectly correlated ones
+    /// (then mean z² = z₁² ~ χ²₁), and from simulated correlated pairs within its Monte Carlo
+    /// error of the SD measured directly over repetitions.
     #[test]
-    fn lagrange_weights_remove_the_1_over_n_and_1_over_n2_terms() {
-        let x: Vec<f64> = [64.0, 128.0, 256.0].iter().map(|n| 1.0 / n).collect();
-        let w = lagrange_at_zero(&x);
-        for (a, b) in w.iter().zip([1.0 / 3.0, -2.0, 8.0 / 3.0]) {
-            assert!((a - b).abs() < 1e-12, "{w:?}");
+    fn z2_null_sd_accounts_for_correlated_points() {
+        let m = 8;
+        let eye: Vec<f64> = (0..m * m)
+            .map(|k| if k % (m + 1) == 0 { 2.0 } else { 0.0 })
+            .collect();
+        assert!((z2_null_sd(&eye, m) - (2.0 / m as f64).sqrt()).abs() < 1e-12);
+        let ones = vec![0.3; m * m];
+        assert!((z2_null_sd(&ones, m) - 2f64.sqrt()).abs() < 1e-12);
+        // Pairs whose pair means share a common factor: u_j = c·g + e_j (ρ = c²/(c² + 1)).
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        let mut gauss = || -> f64 {
+            let (u, v): (f64, f64) = (rng.random(), rng.random());
+            (-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        };
+        let (reps, p, c) = (400, 400, 1.0);
+        let mut z2s = vec![];
+        let mut sds = vec![];
+        for _ in 0..reps {
+            let pairs: Vec<[Vec<f64>; 2]> = (0..p)
+                .map(|_| {
+                    let g = gauss();
+                    let u: Vec<f64> = (0..m).map(|_| c * g + gauss()).collect();
+                    [u.clone(), u]
+                })
+                .collect();
+            let (mean, se, _) = stats(&pairs, &(0..p).collect::<Vec<_>>());
+            z2s.push(
+                mean.iter()
+                    .zip(&se)
+                    .map(|(u, s)| (u / s).powi(2))
+                    .sum::<f64>()
+                    / m as f64,
+            );
+            sds.push(z2_null_sd(&pair_mean_cov(&pairs), m));
         }
-        let f = |x: f64, c3: f64| 0.7 - 3.0 * x + 40.0 * x * x + c3 * x.powi(3);
-        let e: f64 = x.iter().zip(&w).map(|(x, w)| w * f(*x, 0.0)).sum();
-        assert!((e - 0.7).abs() < 1e-12, "{e}");
-        let e3: f64 = x.iter().zip(&w).map(|(x, w)| w * f(*x, 1e4)).sum();
-        assert!((e3 - 0.7 - 1e4 * x[0] * x[1] * x[2]).abs() < 1e-12, "{e3}");
-        // Two points: the linear extrapolation (n₂f₂ − n₁f₁)/(n₂ − n₁).
-        let w2 = lagrange_at_zero(&x[1..]);
-        assert!((w2[0] + 1.0).abs() < 1e-12 && (w2[1] - 2.0).abs() < 1e-12, "{w2:?}");
+        let mu = z2s.iter().sum::<f64>() / reps as f64;
+        let sd_direct =
+            (z2s.iter().map(|z| (z - mu).powi(2)).sum::<f64>() / (reps - 1) as f64).sqrt();
+        let sd_pred = sds.iter().sum::<f64>() / reps as f64;
+        // Exact for R with ρ = 1/2 off the diagonal: √(2(M + M(M−1)/4))/M = 0.829 for M = 8.
+        let exact = (2.0 * (m as f64 + (m * (m - 1)) as f64 * 0.25)).sqrt() / m as f64;
+        assert!(
+            (sd_pred - exact).abs() < 0.02 * exact,
+            "{sd_pred} vs {exact}"
+        );
+        // The SD of a sample SD over 400 repetitions of a skewed statistic: ≈ 10 % (χ²-like
+        // kurtosis), so 3 × 10 %.
+        assert!(
+            (sd_direct - exact).abs() < 0.3 * exact,
+            "{sd_direct} vs {exact}"
+        );
+        assert!(
+            (mu - 1.0).abs() < 4.0 * exact / (reps as f64).sqrt(),
+            "{mu}"
+        );
     }
 }
