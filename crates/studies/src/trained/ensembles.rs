@@ -72,6 +72,13 @@ pub struct WidthRow {
     pub pair_mean: Vec<f64>,
     /// Its standard error per test point.
     pub pair_mean_se: Vec<f64>,
+    /// Tails of the pair means (diagnostic for the Gaussian standard errors above): the
+    /// largest |u_pβ − ū_β|/sd_β over pairs p and test points β (≈ 4.5–5 for Gaussian
+    /// outputs at these sample sizes), and the excess kurtosis of u_β over pairs, averaged over β
+    /// (0 for Gaussian outputs, ± √(24/P)).
+    pub max_pair_z: f64,
+    /// See `max_pair_z`.
+    pub excess_kurtosis: f64,
 }
 
 /// Part 2's results.
@@ -174,6 +181,29 @@ fn z2_null_sd(cov: &[f64], m: usize) -> f64 {
         }
     }
     (2.0 * s).sqrt() / m as f64
+}
+
+/// (max over pairs and points of |u − ū|/sd, mean over points of the excess kurtosis of u) for
+/// the pair means u of one width (see [`WidthRow::max_pair_z`]).
+fn tails(pairs: &[[Vec<f64>; 2]], mean: &[f64]) -> (f64, f64) {
+    let m = mean.len();
+    let p = pairs.len() as f64;
+    let (mut m2, mut m4) = (vec![0.0; m], vec![0.0; m]);
+    for [a, b] in pairs {
+        for j in 0..m {
+            let d = 0.5 * (a[j] + b[j]) - mean[j];
+            m2[j] += d * d / p;
+            m4[j] += d.powi(4) / p;
+        }
+    }
+    let mut zmax: f64 = 0.0;
+    for [a, b] in pairs {
+        for j in 0..m {
+            zmax = zmax.max((0.5 * (a[j] + b[j]) - mean[j]).abs() / m2[j].sqrt());
+        }
+    }
+    let kurt = (0..m).map(|j| m4[j] / (m2[j] * m2[j]) - 3.0).sum::<f64>() / m as f64;
+    (zmax, kurt)
 }
 
 /// dev = √(mean (ū − m∞)² − mean SE²), clamped at 0.
@@ -324,6 +354,7 @@ fn summarise(
         let (mean, se, var) = stats(pairs, &(0..p).collect::<Vec<_>>());
         let dev = deviation(&mean, &se, &m_inf);
         let n = cfg.widths[k];
+        let (max_pair_z, excess_kurtosis) = tails(pairs, &mean);
         rows.push(WidthRow {
             width: n,
             pairs: p,
@@ -335,6 +366,8 @@ fn summarise(
             single_variance_se: sd(&boot_var[k]),
             pair_mean: mean,
             pair_mean_se: se,
+            max_pair_z,
+            excess_kurtosis,
         });
     }
     let devs: Vec<f64> = rows.iter().map(|r| r.dev).collect();
