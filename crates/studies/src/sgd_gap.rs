@@ -492,7 +492,10 @@ fn gap_growth(
     let growth: Vec<f64> = (0..cfg.redraws)
         .into_par_iter()
         .map(|r| -> Result<f64, StudyError> {
-            let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed.wrapping_add(1 + r as u64));
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(dlt_nn::stream_seed(
+                cfg.seed,
+                &[0x7ed2a, r as u64],
+            ));
             let (x, y) = teacher.draw(nn, &mut rng);
             let g = model.at(theta, Batch::values(&x, &y, 1))?.grad().to_vec();
             Ok(dot(&g, &g) - dot(&g, mu))
@@ -572,9 +575,12 @@ fn sgd_vs_gd(
         let samples: Vec<[f64; 4]> = (0..cfg.shuffles)
             .into_par_iter()
             .map(|r| -> Result<[f64; 4], StudyError> {
-                let mut rng = Xoshiro256PlusPlus::seed_from_u64(
-                    cfg.seed ^ (0x5eed_0000 + r as u64 + ((n as u64) << 40)),
-                );
+                // Independent streams per (n, shuffle) that differ between run seeds (with
+                // `seed ^ (r + …)` seeds 0 and 1 drew the same shuffles in another order).
+                let mut rng = Xoshiro256PlusPlus::seed_from_u64(dlt_nn::stream_seed(
+                    cfg.seed,
+                    &[0x5eed, n as u64, r as u64],
+                ));
                 let mut order: Vec<usize> = (0..nn).collect();
                 order.shuffle(&mut rng);
                 let mut th = theta.to_vec();
