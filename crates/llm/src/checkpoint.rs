@@ -243,13 +243,10 @@ fn refuse_unimplemented(
             }
         }
     }
-    if arch == "gemma3" {
-        if meta.get("gemma3.block_count").and_then(number) == Some(62.0) {
-            return refuse(
-                "Gemma 3 27B (62 blocks), whose query scale llama.cpp sets from the model size"
-                    .into(),
-            );
-        }
+    if arch == "gemma3" && meta.get("gemma3.block_count").and_then(number) == Some(62.0) {
+        return refuse(
+            "Gemma 3 27B (62 blocks), whose query scale llama.cpp sets from the model size".into(),
+        );
     }
     Ok(())
 }

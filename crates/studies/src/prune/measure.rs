@@ -98,18 +98,38 @@ type Healed = (
     Option<dlt_llm::Llama>,
 );
 
+/// Called with (rule, n, start, healed model) after each healing, e.g. to score its benchmarks.
+pub(super) type OnHealed<'a> =
+    &'a mut dyn FnMut(&str, usize, usize, &dlt_llm::Llama) -> Result<(), StudyError>;
+
+/// What part 3 heals and compares against: parts 1 and 2's measurements and the texts.
+pub(super) struct HealInputs<'a> {
+    pub distances: &'a Distances,
+    /// Held-out tokens the perplexities are measured on.
+    pub eval_tokens: &'a [u32],
+    /// The healing text.
+    pub train_text: &'a str,
+    /// The unpruned model's perplexity.
+    pub base: &'a Perplexity,
+    /// Part 2's pruned models before healing.
+    pub pruning: &'a [PruneRow],
+}
+
 /// Part 3: LoRA healing of the pruned models (docs/derivations/prune.md#healing), perplexity
 /// before and after.
 pub(super) fn heal_pruned(
     cfg: &Config,
     ckpt: &dlt_llm::Checkpoint,
-    distances: &Distances,
-    eval_tokens: &[u32],
-    train_text: &str,
-    base: &Perplexity,
-    pruning: &[PruneRow],
-    on_healed: &mut dyn FnMut(&str, usize, usize, &dlt_llm::Llama) -> Result<(), StudyError>,
+    inputs: HealInputs<'_>,
+    on_healed: OnHealed<'_>,
 ) -> Result<Healed, StudyError> {
+    let HealInputs {
+        distances,
+        eval_tokens,
+        train_text,
+        base,
+        pruning,
+    } = inputs;
     let sc = &cfg.scale;
     let model = &ckpt.model;
     let l_tot = model.blocks.len();

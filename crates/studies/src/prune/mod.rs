@@ -26,7 +26,9 @@ mod model;
 pub use accuracy::{Accuracy, AccuracyRow, CollapseRow, LossRow};
 use claims::{claims, comparisons};
 use figures::{accuracy_figure, figures, write_tables};
-use measure::{export_pruned, heal_pruned, load_inputs, probe_unpruned, prune_and_evaluate};
+use measure::{
+    export_pruned, heal_pruned, load_inputs, probe_unpruned, prune_and_evaluate, HealInputs,
+};
 pub use model::{distances_results, eval_results, prune_model, write_distances, PruneRun};
 
 use std::path::PathBuf;
@@ -396,11 +398,13 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let (healing, heal_curves, healed_export) = heal_pruned(
         cfg,
         &ckpt,
-        &distances,
-        eval_tokens,
-        &train_text,
-        &base,
-        &pruning,
+        HealInputs {
+            distances: &distances,
+            eval_tokens,
+            train_text: &train_text,
+            base: &base,
+            pruning: &pruning,
+        },
         &mut |rule, n, start, m| {
             if !sc.acc_healed.iter().any(|r| r == rule) {
                 return Ok(());
