@@ -221,8 +221,12 @@ fn detector(
 ) -> Result<DetectorRow, StudyError> {
     let dim = 3 * cfg.particles;
     let model = Mlp::autoencoder(dim, &study.hidden, latent, ActKind::Tanh)?;
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0xb0b0 ^ ((latent as u64) << 8));
-    let (theta, final_loss) = train(study, &model, x, cfg.steps, &mut rng, seed ^ latent as u64)?;
+    // Streams per (run seed, latent) that other seeds do not share (with `seed ^ latent`,
+    // seed 1's d = 4 autoencoder started where seed 0's d = 5 did).
+    let mut rng =
+        Xoshiro256PlusPlus::seed_from_u64(dlt_nn::stream_seed(seed, &[0xb0b0, latent as u64]));
+    let init = dlt_nn::stream_seed(seed, &[0xb0b1, latent as u64]);
+    let (theta, final_loss) = train(study, &model, x, cfg.steps, &mut rng, init)?;
     let eb = errors(&model, &theta, bkg)?;
     let es = errors(&model, &theta, sig)?;
     let flipped: Vec<f64> = bkg.iter().map(|v| -v).collect();
