@@ -791,7 +791,9 @@ fn keep_at<'o>(
 /// [`ModelScorer`] on each subset through the blocks; the output map then runs on the final
 /// rows of many items at once ([`HEAD_ROWS`]; a few rows at a time, packing its matrix costs
 /// more than the product), which changes the log-likelihoods only by float rounding (tested
-/// against [`ModelScorer`] to 1e-5 relative). Memory: boundaries × tokens × d floats.
+/// against [`ModelScorer`] to 1e-5 relative). Both the whole-model pass and every
+/// [`SharedItems::loglik`] share the items among the cores in contiguous chunks
+/// ([`over_chunks`]). Memory: boundaries × tokens × d floats.
 pub struct SharedItems<'a> {
     model: &'a Llama,
     items: &'a [EncodedItem],

@@ -144,25 +144,21 @@ fn stats(pairs: &[[Vec<f64>; 2]], idx: &[usize]) -> (Vec<f64>, Vec<f64>, f64) {
     (mean, se, var)
 }
 
-/// Covariance matrix (M × M, row-major) of one width's pair mean ū over its P pairs: the
-/// sample covariance of the pair-averaged outputs over pairs, divided by P (its diagonal is
-/// the squared SE of [`stats`]).
-fn pair_mean_cov(pairs: &[[Vec<f64>; 2]]) -> Vec<f64> {
-    let m = pairs[0][0].len();
+/// Covariance matrix (M × M, row-major) of one width's pair mean ū (`mean`, from [`stats`])
+/// over its P pairs: the sample covariance of the pair-averaged outputs over pairs, divided by
+/// P (its diagonal is the squared SE of [`stats`]).
+fn pair_mean_cov(pairs: &[[Vec<f64>; 2]], mean: &[f64]) -> Vec<f64> {
+    let m = mean.len();
     let p = pairs.len() as f64;
-    let us: Vec<Vec<f64>> = pairs
-        .iter()
-        .map(|[a, b]| a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect())
-        .collect();
-    let mean: Vec<f64> = (0..m)
-        .map(|j| us.iter().map(|u| u[j]).sum::<f64>() / p)
-        .collect();
     let mut cov = vec![0.0; m * m];
-    for u in &us {
+    let mut d = vec![0.0; m];
+    for [a, b] in pairs {
+        for j in 0..m {
+            d[j] = 0.5 * (a[j] + b[j]) - mean[j];
+        }
         for i in 0..m {
-            let di = u[i] - mean[i];
             for j in 0..m {
-                cov[i * m + j] += di * (u[j] - mean[j]);
+                cov[i * m + j] += d[i] * d[j];
             }
         }
     }
@@ -383,9 +379,9 @@ fn summarise(
         })
         .sum::<f64>()
         / m_inf.len() as f64;
-    let cov: Vec<f64> = pair_mean_cov(&all[all.len() - 2])
+    let cov: Vec<f64> = pair_mean_cov(&all[all.len() - 2], &a.pair_mean)
         .iter()
-        .zip(pair_mean_cov(&all[all.len() - 1]))
+        .zip(pair_mean_cov(&all[all.len() - 1], &b.pair_mean))
         .map(|(ca, cb)| w1 * w1 * ca + w2 * w2 * cb)
         .collect();
     let z2_sd = z2_null_sd(&cov, m_inf.len());
@@ -427,10 +423,7 @@ mod tests {
         assert!((z2_null_sd(&ones, m) - 2f64.sqrt()).abs() < 1e-12);
         // Pairs whose pair means share a common factor: u_j = c·g + e_j (ρ = c²/(c² + 1)).
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
-        let mut gauss = || -> f64 {
-            let (u, v): (f64, f64) = (rng.random(), rng.random());
-            (-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-        };
+        let mut gauss = || -> f64 { rng.sample(rand_distr::StandardNormal) };
         let (reps, p, c) = (400, 400, 1.0);
         let mut z2s = vec![];
         let mut sds = vec![];
@@ -450,7 +443,7 @@ mod tests {
                     .sum::<f64>()
                     / m as f64,
             );
-            sds.push(z2_null_sd(&pair_mean_cov(&pairs), m));
+            sds.push(z2_null_sd(&pair_mean_cov(&pairs, &mean), m));
         }
         let mu = z2s.iter().sum::<f64>() / reps as f64;
         let sd_direct =
