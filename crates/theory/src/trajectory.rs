@@ -29,6 +29,7 @@ use crate::profile::{profile, ProfileConfig};
 use crate::TheoryError;
 use serde::{Deserialize, Serialize};
 
+pub mod dataset;
 pub mod test_input;
 
 /// The output layer's statistics that the trajectory needs (single input; the notation of
