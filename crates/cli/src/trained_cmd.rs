@@ -65,6 +65,21 @@ pub struct TrainedArgs {
     /// Cosine between the training input and the test input the trajectories are read on.
     #[arg(long, allow_negative_numbers = true)]
     trajectory_test_cos: Option<f64>,
+    /// Real training images of part 4 (depth-2 networks; N_A + N_B ≤ 24).
+    #[arg(long)]
+    dataset_train: Option<usize>,
+    /// Real test images of part 4.
+    #[arg(long)]
+    dataset_test: Option<usize>,
+    /// Widths of part 4's networks, comma-separated (at least two, increasing).
+    #[arg(long, value_delimiter = ',')]
+    dataset_widths: Option<Vec<usize>>,
+    /// Antithetic pairs of part 4 at the smallest width (∝ n above it).
+    #[arg(long)]
+    dataset_pairs: Option<usize>,
+    /// GD steps of part 4.
+    #[arg(long)]
+    dataset_steps: Option<usize>,
 }
 
 pub fn run(a: TrainedArgs) -> Result<()> {
@@ -117,6 +132,22 @@ pub fn run(a: TrainedArgs) -> Result<()> {
     }
     if let Some(v) = a.trajectory_test_cos {
         t.test_cos = v;
+    }
+    let d = &mut cfg.dataset;
+    if let Some(v) = a.dataset_train {
+        d.n_train = v;
+    }
+    if let Some(v) = a.dataset_test {
+        d.n_test = v;
+    }
+    if let Some(v) = a.dataset_widths.clone() {
+        d.widths = v;
+    }
+    if let Some(v) = a.dataset_pairs {
+        d.pairs = v;
+    }
+    if let Some(v) = a.dataset_steps {
+        d.steps = v;
     }
     cfg.validate()?; // before any output is created
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;

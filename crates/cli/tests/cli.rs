@@ -1751,6 +1751,12 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
         "300",
         "--trajectory-steps",
         "4",
+        "--dataset-widths",
+        "8,16",
+        "--dataset-pairs",
+        "300",
+        "--dataset-steps",
+        "4",
         "--json",
         "--out",
         d,
@@ -1807,6 +1813,29 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
         assert!(row["n_dev"][0].as_f64().unwrap().abs() < 1e-9, "{row}");
         assert_eq!(row["n_dev"].as_array().unwrap().len(), 5);
     }
+    // Part 4: four real training and four real test images; the theory's infinite-width mean
+    // starts at 0 and moves the training outputs towards their ±1 targets; the pairs cancel
+    // z(0) on every image; and at n = 16 with 600 pairs the measured n·(mean − m∞) on the
+    // training images at t = 3 has the sign of the predicted C there (|C| ≈ 0.5–0.7 on each,
+    // n·SE ≈ 0.07: a wrong sign or a missing term would show).
+    let ds = &v["dataset"];
+    assert_eq!(ds["theory"].as_array().unwrap().len(), 5);
+    assert_eq!(ds["targets"].as_array().unwrap().len(), 4);
+    assert_eq!(ds["gram"].as_array().unwrap().len(), 64);
+    let t3 = &ds["theory"][3];
+    for (k, y) in ds["targets"].as_array().unwrap().iter().enumerate() {
+        let (m, y) = (t3["infinite"][k].as_f64().unwrap(), y.as_f64().unwrap());
+        assert!(m * y > 0.5, "m∞ = {m} should approach the target {y}");
+        let c = t3["coefficient"][k].as_f64().unwrap();
+        let d16 = ds["widths"][1]["n_dev"][3][k].as_f64().unwrap();
+        assert!(c.abs() > 0.3 && c * d16 > 0.0, "C = {c}, measured {d16}");
+    }
+    for row in ds["widths"].as_array().unwrap() {
+        for v0 in row["n_dev"][0].as_array().unwrap() {
+            assert!(v0.as_f64().unwrap().abs() < 1e-9, "{row}");
+        }
+    }
+    assert_eq!(ds["widths"][1]["pairs"], 600, "pairs scale with width");
     let ids: Vec<&str> = v["claims"]
         .as_array()
         .unwrap()
@@ -1814,6 +1843,8 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
         .map(|c| c["id"].as_str().unwrap())
         .collect();
     for id in [
+        "trained.dataset_training_coefficient",
+        "trained.dataset_not_frozen",
         "trained.infinite_width_limit",
         "trained.deviation_scaling",
         "trained.variance_limit",
@@ -1833,6 +1864,8 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
         "trajectory.svg",
         "test_input.csv",
         "test_input.svg",
+        "dataset.csv",
+        "dataset.svg",
         "accuracy_vs_depth.svg",
         "ensemble_deviation.svg",
         "results.json",
@@ -1849,6 +1882,14 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
     fails_with(
         &["trained", "--trajectory-test-cos", "1.5", "--out", d],
         "--trajectory-test-cos",
+    );
+    fails_with(
+        &["trained", "--dataset-widths", "64,32", "--out", d],
+        "--dataset-widths",
+    );
+    fails_with(
+        &["trained", "--dataset-train", "30", "--out", d],
+        "--dataset-train",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

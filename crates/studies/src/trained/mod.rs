@@ -11,10 +11,13 @@
 //! 3. [`trajectory`]: the O(1/n) coefficient itself — the mean GD trajectory of networks trained
 //!    on one input against the finite-width theory built from Θ¹, the NTK variance, the dNTK
 //!    and the ddNTKs ([`dlt_theory::trajectory`]).
+//! 4. [`dataset`]: the same coefficient for networks trained on a handful of real images and read
+//!    on real test images ([`dlt_theory::trajectory::dataset`], depth 2).
 //!
 //! Protocol and criteria: docs/derivations/trained.md.
 
 pub mod data;
+pub mod dataset;
 pub mod ensembles;
 pub mod networks;
 pub mod regression;
@@ -25,6 +28,7 @@ use crate::claim::{Claim, McBound};
 use crate::output::{cell, OutDir};
 use crate::plot::{Figure, Series};
 use crate::study::StudyError;
+use dataset::{DatasetConfig, DatasetResults};
 use ensembles::{EnsembleConfig, EnsembleResults};
 use regression::{Critical, DepthRow, RegressionConfig};
 use serde::Serialize;
@@ -55,6 +59,8 @@ pub struct Config {
     pub ensembles: EnsembleConfig,
     /// Part 3.
     pub trajectory: TrajectoryConfig,
+    /// Part 4.
+    pub dataset: DatasetConfig,
 }
 
 impl Config {
@@ -112,6 +118,21 @@ impl Config {
                 steps: 16,
                 y: 1.0,
                 test_cos: 0.5,
+            },
+            dataset: DatasetConfig {
+                act: "tanh".into(),
+                cw: 1.0,
+                n_train: 4,
+                n_test: 4,
+                widths: if quick {
+                    vec![32, 64]
+                } else {
+                    vec![32, 64, 128]
+                },
+                pairs: if quick { 20_000 } else { 40_000 },
+                c: 0.5,
+                steps: 40,
+                nodes: 32,
             },
         }
     }
@@ -198,6 +219,36 @@ impl Config {
                 "ηΘ must lie in (0, 2), the depth be ≥ 2 and the target finite",
             ));
         }
+        let ds = &self.dataset;
+        if ds.widths.len() < 2 || ds.widths[0] < 2 || ds.widths.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(invalid(
+                format!("--dataset-widths {}", list(&ds.widths)),
+                "give at least two increasing widths ≥ 2, e.g. 32,64",
+            ));
+        }
+        if ds.pairs < 2 {
+            return Err(invalid(
+                format!("--dataset-pairs {}", ds.pairs),
+                "need at least 2 pairs per width for a standard error",
+            ));
+        }
+        at_least("--dataset-steps", ds.steps, 1)?;
+        at_least("--dataset-train", ds.n_train, 1)?;
+        at_least("--dataset-test", ds.n_test, 1)?;
+        // The statistics hold O((N_A + N_B)⁴) entries, each a Gaussian integral of up to four
+        // dimensions: beyond a few dozen images that is hours.
+        at_most(
+            "--dataset-train",
+            ds.n_train + ds.n_test,
+            24,
+            "the data-set statistics grow as (N_A + N_B)⁴ four-dimensional integrals; keep N_A + N_B ≤ 24",
+        )?;
+        if !(ds.c > 0.0 && ds.c < 2.0) {
+            return Err(invalid(
+                format!("dataset ηλ_max = {}", ds.c),
+                "ηλ_max(Θ_AA) must lie in (0, 2)",
+            ));
+        }
         let acts = r.activations.len() as f64;
         let n = self.n_train + self.n_test;
         let (nf, nv) = if self.n_test > self.n_train {
@@ -263,6 +314,22 @@ impl Config {
                 w / n_min * (2.0 * w + (tr.depth - 2) as f64 * (w * w + w))
             })
             .sum();
+        let nd = (ds.n_train + ds.n_test) as f64;
+        let dn_min = ds.widths[0] as f64;
+        let d_per_pair: f64 = ds
+            .widths
+            .iter()
+            .map(|&w| w as f64 / dn_min * (nd + 2.0) * w as f64)
+            .sum();
+        check_work(
+            "the data-set networks",
+            6.0 * 2.0 * nd,
+            &[
+                ("--dataset-pairs", ds.pairs.to_string(), ds.pairs as f64),
+                ("--dataset-steps", ds.steps.to_string(), ds.steps as f64),
+                ("--dataset-widths", list(&ds.widths), d_per_pair),
+            ],
+        )?;
         check_work(
             "the trajectories",
             8.0 * 2.0,
@@ -290,6 +357,8 @@ pub struct Results {
     pub ensembles: EnsembleResults,
     /// Part 3: the finite-width trajectories against the 1/n theory.
     pub trajectory: TrajectoryResults,
+    /// Part 4: the same on a small real training set and real test images.
+    pub dataset: DatasetResults,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -307,7 +376,10 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let part2 = data::prepare(&fm, e.n_train, e.n_test, cfg.seed ^ 0xe25)?;
     let ensembles = ensembles::run(e, &part2, cfg.seed, cfg.quiet)?;
     let trajectory = trajectory::run(&cfg.trajectory, cfg.seed, cfg.quiet)?;
+    let part4 = dataset::images(&fm, &cfg.dataset, cfg.seed)?;
+    let dataset = dataset::run(&cfg.dataset, &part4, cfg.seed, cfg.quiet)?;
     write_tables(out, &regression, &ensembles)?;
+    dataset::write_table(out, &dataset)?;
     trajectory::write_table(out, &trajectory)?;
     let mut figures = figures(out, cfg, &regression, &ensembles)?;
     figures.push(trajectory::figure(out, &cfg.trajectory, &trajectory)?);
@@ -319,6 +391,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         let train_last = trajectory.theory.last().map_or(f64::NAN, |p| p.coefficient);
         claims.extend(test_input::claims(ti, train_last, PAPER));
     }
+    figures.push(dataset::figure(out, &cfg.dataset, &dataset)?);
+    claims.extend(dataset::claims(&cfg.dataset, &dataset, PAPER));
     let results = Results {
         study: "trained",
         config: cfg.clone(),
@@ -326,6 +400,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         regression,
         ensembles,
         trajectory,
+        dataset,
         claims,
         figures,
     };
