@@ -37,7 +37,7 @@ pub enum PruneCmd {
         /// The `dlt data fetch benchmarks` folder (default: the cache, fetched).
         #[arg(long)]
         bench_data: Option<PathBuf>,
-        /// Items per benchmark task in the accuracy sweep (default: 100 quick, 500 full).
+        /// Items per benchmark task in the accuracy sweep (default: 100 quick, 250 full).
         #[arg(long)]
         bench_items: Option<usize>,
         #[arg(long)]

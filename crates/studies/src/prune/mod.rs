@@ -14,8 +14,11 @@
 //!    docs/derivations/prune.md#accuracy-sweep).
 //!
 //! Block ranges are 0-based and end-exclusive everywhere (`start..end`).
-//! Cost (2 cores): quick ≈ 9 min (part 5 ≈ 4 of them); full ≈ 1.7 h estimated (perplexity windows and healing
-//! steps dominate: ≈ 330 tokens/s forward, ≈ 1.5 s per LoRA step of 128 tokens).
+//! Cost (2 cores): quick ≈ 8 min (part 5 ≈ 3 of them). Full ≈ 3 h estimated; measured on
+//! 2026-12-02 up to part 5's first task: probe 47 s, part 2 15.2 min, part 5's two texts 11.3 min
+//! (25 models × 2 × 8192 tokens), its ARC-Easy sweep 10.1 min (25 models × 250 items); the
+//! HellaSwag and PIQA sweeps (≈ 3.5× and 1.8× ARC-Easy's tokens) and healing and scoring seven
+//! models (150 LoRA steps of ≈ 1.5 s and ≈ 70 000 benchmark tokens each) are estimated.
 
 mod accuracy;
 mod claims;

@@ -131,7 +131,7 @@ impl Config {
                 },
                 pairs: if quick { 20_000 } else { 40_000 },
                 c: 0.5,
-                steps: 40,
+                steps: if quick { 12 } else { 100 },
                 nodes: 32,
             },
         }
