@@ -5,6 +5,7 @@ mod autoencode_cmd;
 mod bench;
 mod bench_nt;
 mod collapse_cmd;
+mod finite_width_cmd;
 mod hessian_cmd;
 mod jacobian_cmd;
 /// The size checks made before any work starts (shared with the Python package).

@@ -37,6 +37,9 @@ pub enum TheoryCmd {
     Kernels(KernelsArgs),
     /// Infinite-width predictions on test inputs: the NNGP posterior or the NTK-trained ensemble.
     Predict(PredictArgs),
+    /// The O(1/n) correction to the GD-trained mean on test inputs, one hidden layer of width n
+    /// (NTK fluctuation, dNTK, ddNTKs; docs/derivations/trained_dataset.md).
+    FiniteWidth(crate::finite_width_cmd::FiniteWidthArgs),
     /// Run the whole `theory` study (figures, CSV, results.json with claims).
     Study {
         #[arg(long, default_value = "out/theory")]
@@ -177,6 +180,7 @@ pub fn run(cmd: TheoryCmd) -> Result<()> {
         TheoryCmd::Profile(a) => run_profile(a),
         TheoryCmd::Kernels(a) => run_kernels(a),
         TheoryCmd::Predict(a) => run_predict(a),
+        TheoryCmd::FiniteWidth(a) => crate::finite_width_cmd::run(a),
         TheoryCmd::Mc(a) => run_mc(a),
         TheoryCmd::McMerge(a) => {
             let (cfg, secs, res) = crate::mc_shard::merge_files(&a.shards, 0)?;

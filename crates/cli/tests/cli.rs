@@ -3622,3 +3622,125 @@ fn prune_eval_runs_gemma3_by_name_like_llama_cpp() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn finite_width_matches_the_two_input_theory_and_refuses_bad_input() {
+    // One training input and one test input at cosine c (|x|²/d = 1): the CLI's data-set
+    // coefficient must equal the independent two-input closed form at depth 2
+    // (dlt_theory::trajectory::test_input, a different derivation and code path) at the same η.
+    use dlt_theory::trajectory::test_input::{
+        test_input_stats, test_input_trajectory, TestInputConfig, DEFAULT_NODES,
+    };
+    let dir = kdir("finite-width");
+    let c: f64 = 0.4;
+    let r2 = 2f64.sqrt();
+    let xa = put(&dir, "xa.npy", &[1, 2], &[r2, 0.0]);
+    let xb = put(
+        &dir,
+        "xb.npy",
+        &[1, 2],
+        &[r2 * c, r2 * (1.0 - c * c).sqrt()],
+    );
+    let y = put(&dir, "y.npy", &[1], &[0.7]);
+    let v = json(&[
+        "theory",
+        "finite-width",
+        "--train-x",
+        &xa,
+        "--train-y",
+        &y,
+        "--test-x",
+        &xb,
+        "--activation",
+        "tanh",
+        "--steps",
+        "9",
+        "--width",
+        "50",
+        "--json",
+    ]);
+    let s = test_input_stats(
+        &*dlt_theory::activation::parse("tanh").unwrap(),
+        &TestInputConfig {
+            depth: 2,
+            cw: 1.0,
+            lambda_w: 1.0,
+            gram: [1.0, c, 1.0],
+            nodes: DEFAULT_NODES,
+        },
+    )
+    .unwrap();
+    let eta = v["eta"].as_f64().unwrap();
+    assert!(
+        (eta * s.theta - 0.5).abs() < 1e-9,
+        "default η = 0.5/λ_max: {v}"
+    );
+    let want = test_input_trajectory(&s, eta, 0.7, 9).unwrap()[9];
+    let got = v["coefficient"][0].as_f64().unwrap();
+    assert!(
+        (got - want.coefficient).abs() < 1e-8 * want.coefficient.abs().max(1.0),
+        "{got} vs {want:?}"
+    );
+    let inf = v["infinite"][0].as_f64().unwrap();
+    assert!((inf - want.infinite).abs() < 1e-10);
+    let corrected = v["corrected"][0].as_f64().unwrap();
+    assert!((corrected - (inf + got / 50.0)).abs() < 1e-12);
+    // Bad input names its flag.
+    let x3 = put(&dir, "x3.npy", &[1, 3], &[1.0, 0.0, 0.0]);
+    let base = [
+        "theory",
+        "finite-width",
+        "--activation",
+        "tanh",
+        "--steps",
+        "5",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    for (extra, needle) in [
+        (
+            vec!["--train-x", &xa, "--train-y", &y, "--test-x", &x3],
+            "--test-x",
+        ),
+        (
+            vec!["--train-x", &xa, "--train-y", &y, "--test-x", &xa],
+            "singular",
+        ),
+        (
+            vec![
+                "--train-x",
+                &xa,
+                "--train-y",
+                &y,
+                "--test-x",
+                &xb,
+                "--lr",
+                "5",
+            ],
+            "--eta",
+        ),
+    ] {
+        let a = with(&extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        fails_with(&a, needle);
+    }
+    fails_with(
+        &[
+            "theory",
+            "finite-width",
+            "--train-x",
+            &xa,
+            "--train-y",
+            &y,
+            "--test-x",
+            &xb,
+            "--activation",
+            "relu",
+            "--steps",
+            "5",
+        ],
+        "--activation",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
