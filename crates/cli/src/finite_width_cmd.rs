@@ -6,8 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use dlt_nn::data::npy;
 use dlt_theory::activation::parse;
-use dlt_theory::trajectory::dataset::dataset_trajectory;
-use dlt_theory::trajectory::dataset::two_layer::{two_layer_stats, TwoLayerConfig};
+use dlt_theory::trajectory::dataset::two_layer::two_layer_prediction;
 use std::path::PathBuf;
 
 /// The largest N_A + N_B: the statistics are O((N_A + N_B)⁴) Gaussian integrals of up to four
@@ -109,44 +108,25 @@ pub fn run(a: FiniteWidthArgs) -> Result<()> {
         y.data.len()
     );
     let n = na + nb;
-    let rows: Vec<&[f64]> = x.chunks_exact(d).chain(t.chunks_exact(d)).collect();
-    let gram: Vec<f64> = (0..n * n)
-        .map(|i| {
-            let (p, q) = (rows[i / n], rows[i % n]);
-            p.iter().zip(q).map(|(u, v)| u * v).sum::<f64>() / d as f64
-        })
-        .collect();
     let t0 = std::time::Instant::now();
-    let stats = two_layer_stats(
+    let pred = two_layer_prediction(
         &*act,
-        &TwoLayerConfig {
-            cw: a.cw,
-            lambda_w,
-            gram,
-            n_train: na,
-            nodes: a.nodes,
-        },
+        (a.cw, lambda_w),
+        &x,
+        &y.data,
+        &t,
+        d,
+        a.steps,
+        a.lr,
+        a.nodes,
     )
-    .map_err(|e| anyhow::anyhow!("{e} (inputs: --train-x and --test-x; a repeated or zero input makes their kernel singular)"))?;
-    // λ_max(Θ_AA) by power iteration (Θ_AA is positive definite).
-    let th: Vec<f64> = (0..na * na)
-        .map(|i| stats.theta[(i / na) * n + i % na])
-        .collect();
-    let mut v = vec![1.0; na];
-    let mut lam = 0.0;
-    for _ in 0..500 {
-        let w: Vec<f64> = th
-            .chunks_exact(na)
-            .map(|r| r.iter().zip(&v).map(|(a, b)| a * b).sum())
-            .collect();
-        let norm = w.iter().map(|z| z * z).sum::<f64>().sqrt();
-        lam = v.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>()
-            / v.iter().map(|z| z * z).sum::<f64>();
-        v = w.into_iter().map(|z| z / norm).collect();
-    }
-    let eta = a.lr.unwrap_or(0.5 / lam);
-    let traj =
-        dataset_trajectory(&stats, eta, &y.data, a.steps).map_err(|e| anyhow::anyhow!("{e}"))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e} (inputs: --train-x and --test-x; a repeated or zero input makes their kernel singular)"
+        )
+    })?;
+    let (eta, lam) = (pred.eta, pred.lambda_max);
+    let traj = pred.trajectory;
     let secs = t0.elapsed().as_secs_f64();
     let last = traj.last().expect("steps ≥ 1");
     let test = |v: &[f64]| v[na..].to_vec();

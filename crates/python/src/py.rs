@@ -1326,6 +1326,94 @@ fn trajectory<'py>(
     Ok(d)
 }
 
+/// The O(1/n) correction of the GD-trained mean on test inputs for networks with one hidden
+/// layer (`dlt theory finite-width`; docs/derivations/trained_dataset.md): E[z_t] = infinite +
+/// coefficient/n at every step t, on the training and the test inputs.
+#[pyfunction]
+#[pyo3(signature = (x_train, y_train, x_test, activation, steps, cw=1.0, lambda_w=None, lr=None, nodes=32))]
+#[allow(clippy::too_many_arguments)]
+fn finite_width<'py>(
+    py: Python<'py>,
+    x_train: &Bound<'py, PyAny>,
+    y_train: &Bound<'py, PyAny>,
+    x_test: &Bound<'py, PyAny>,
+    activation: &str,
+    steps: i64,
+    cw: f64,
+    lambda_w: Option<f64>,
+    lr: Option<f64>,
+    nodes: i64,
+) -> PyResult<Bound<'py, PyDict>> {
+    use dlt_theory::trajectory::dataset::two_layer::two_layer_prediction;
+    let steps = at_least("--steps", steps, 1)?;
+    at_most(
+        "--steps",
+        steps,
+        1_000_000,
+        "the coefficient has converged long before",
+    )?;
+    let nodes = at_least("--nodes", nodes, 4)?;
+    let act = dlt_theory::activation::parse(activation).map_err(theory_err)?;
+    let xm = Matrix::new(x_train, "--train-x", &[2])?;
+    let (na, dim) = xm.dims2("--train-x")?;
+    let ym = Matrix::new(y_train, "--train-y", &[1])?;
+    if ym.shape[0] != na {
+        return Err(value_err(format!(
+            "--train-y: has {} targets but --train-x has {na} rows; give one target per training input (one output)",
+            ym.shape[0]
+        )));
+    }
+    let tm = Matrix::new(x_test, "--test-x", &[2])?;
+    let (nb, dt) = tm.dims2("--test-x")?;
+    if dt != dim {
+        return Err(value_err(format!("--test-x: has {dt} columns but --train-x has {dim}; test inputs must have the training inputs' dimension")));
+    }
+    if na + nb > 24 {
+        return Err(value_err(format!("--train-x/--test-x: {na} + {nb} inputs; the statistics grow as (N_A + N_B)⁴ four-dimensional integrals, so at most 24 together")));
+    }
+    let (xs, ys, ts) = (xm.data(), ym.data(), tm.data());
+    let pred = py
+        .allow_threads(|| {
+            two_layer_prediction(
+                &*act,
+                (cw, lambda_w.unwrap_or(cw)),
+                xs,
+                ys,
+                ts,
+                dim,
+                steps,
+                lr,
+                nodes,
+            )
+        })
+        .map_err(theory_err)?;
+    let traj = &pred.trajectory;
+    let rows = traj.len();
+    let d = PyDict::new(py);
+    let t: Vec<i64> = traj.iter().map(|p| p.t as i64).collect();
+    d.set_item("t", PyArray1::from_vec(py, t))?;
+    type Get = fn(&dlt_theory::trajectory::dataset::DatasetPoint) -> &Vec<f64>;
+    let cols: [(&str, Get); 6] = [
+        ("infinite", |p| &p.infinite),
+        ("coefficient", |p| &p.coefficient),
+        ("theta1_term", |p| &p.theta1_term),
+        ("variance_term", |p| &p.variance_term),
+        ("dntk_term", |p| &p.dntk_term),
+        ("ddntk_term", |p| &p.ddntk_term),
+    ];
+    for (name, g) in cols {
+        let test: Vec<f64> = traj.iter().flat_map(|p| g(p)[na..].to_vec()).collect();
+        d.set_item(name, arr2(py, &test, rows, nb))?;
+        if name == "infinite" || name == "coefficient" {
+            let train: Vec<f64> = traj.iter().flat_map(|p| g(p)[..na].to_vec()).collect();
+            d.set_item(format!("train_{name}"), arr2(py, &train, rows, na))?;
+        }
+    }
+    d.set_item("eta", pred.eta)?;
+    d.set_item("lambda_max", pred.lambda_max)?;
+    Ok(d)
+}
+
 // ---------------------------------------------------------------------------------------------
 // the module
 
@@ -1340,6 +1428,7 @@ fn _dltlab(m: &Bound<'_, PyModule>) -> PyResult<()> {
     theory.add_function(wrap_pyfunction!(kernels, &theory)?)?;
     theory.add_function(wrap_pyfunction!(predict, &theory)?)?;
     theory.add_function(wrap_pyfunction!(trajectory, &theory)?)?;
+    theory.add_function(wrap_pyfunction!(finite_width, &theory)?)?;
     theory.add_function(wrap_pyfunction!(profile_multi, &theory)?)?;
     m.add_submodule(&theory)?;
     let scaling = PyModule::new(py, "scaling")?;

@@ -118,3 +118,25 @@ def test_trajectory_on_a_test_input():
         theory.trajectory("tanh", 1.0, 4, test_cos=0.5)
     with pytest.raises(ValueError, match="--test-cos"):
         theory.trajectory("tanh", 1.0, 3, test_cos=0.5, cb=0.1)
+
+
+def test_finite_width_on_a_set_matches_the_test_input_theory():
+    # One training and one test input of unit norm at cosine 0.4: the data-set coefficient on
+    # the test input equals the one-training-input closed form (another derivation and code
+    # path) at the same η; the training input's coefficient vanishes at convergence.
+    c, y = 0.4, 0.7
+    r2 = math.sqrt(2.0)
+    xa = np.array([[r2, 0.0]])
+    xb = np.array([[r2 * c, r2 * math.sqrt(1 - c * c)]])
+    fw = theory.finite_width(xa, np.array([y]), xb, "tanh", 400)
+    assert fw["coefficient"].shape == (401, 1) and fw["train_coefficient"].shape == (401, 1)
+    tr = theory.trajectory("tanh", 1.0, 2, eta_theta=0.5, y=y, steps=400, test_cos=c)
+    np.testing.assert_allclose(fw["coefficient"][:, 0], tr["test_input"]["coefficient"], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(fw["train_coefficient"][:, 0], tr["coefficient"], rtol=1e-8, atol=1e-12)
+    parts = sum(fw[k] for k in ["theta1_term", "variance_term", "dntk_term", "ddntk_term"])
+    np.testing.assert_allclose(parts, fw["coefficient"], rtol=1e-12, atol=1e-14)
+    assert abs(fw["train_coefficient"][-1, 0]) < 1e-10
+    with pytest.raises(ValueError, match="--test-x"):
+        theory.finite_width(xa, np.array([y]), np.ones((1, 3)), "tanh", 5)
+    with pytest.raises(ValueError, match="--activation"):
+        theory.finite_width(xa, np.array([y]), xb, "relu", 5)

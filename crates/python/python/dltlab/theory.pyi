@@ -143,6 +143,27 @@ def predict(
     mean = Θ_{*X}Θ_XX⁻¹(I − e^{−τΘ_XX})Y (Lee et al. arXiv 1902.06720 eq. 16;
     docs/derivations/kernels.md). ``dlt theory predict``."""
 
+def finite_width(
+    x_train: Any,
+    y_train: Any,
+    x_test: Any,
+    activation: str,
+    steps: int,
+    cw: float = 1.0,
+    lambda_w: Optional[float] = None,
+    lr: Optional[float] = None,
+    nodes: int = 32,
+) -> dict[str, Any]:
+    """The O(1/n) correction of the mean output of networks with one hidden layer of width n,
+    trained by full-batch GD (step ``lr``, default 0.5/λ_max(Θ_AA)) on ``x_train`` (N_A×d) with
+    targets ``y_train`` (N_A), read on ``x_test`` (N_B×d); N_A + N_B ≤ 24, an activation with σ''
+    and σ''' (docs/derivations/trained_dataset.md; ``dlt theory finite-width``). E[z_t] =
+    ``infinite`` + ``coefficient``/n + O(1/n²). Returns ``t`` (int64, 0..steps), float64 arrays
+    of shape (steps + 1, N_B) ``infinite``, ``coefficient`` and its parts ``theta1_term`` (zero at
+    this depth), ``variance_term``, ``dntk_term``, ``ddntk_term``; (steps + 1, N_A) arrays
+    ``train_infinite`` and ``train_coefficient``; the floats ``eta`` and ``lambda_max``."""
+    ...
+
 def trajectory(
     activation: Union[str, Callable[[float], float]],
     cw: float,

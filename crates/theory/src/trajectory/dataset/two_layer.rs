@@ -265,3 +265,77 @@ pub fn two_layer_stats(
     let keys = &m.keys;
     Ok(build(&mut |fs: &[Factor]| keys[&Moments::key(fs)]))
 }
+
+/// The trained mean at every step for a depth-2 network on raw inputs: what
+/// `dlt theory finite-width` and `dltlab.theory.finite_width` report.
+#[derive(Debug, Clone)]
+pub struct TwoLayerPrediction {
+    /// The GD step η used.
+    pub eta: f64,
+    /// λ_max(Θ_AA).
+    pub lambda_max: f64,
+    /// The trajectory (training inputs first, then the test inputs).
+    pub trajectory: Vec<super::DatasetPoint>,
+}
+
+/// Statistics and trajectory for N_A training inputs `x_train` (row-major, dimension `dim`)
+/// with targets `y` and N_B test inputs `x_test`: the Gram matrix x_a·x_b/dim, the depth-2
+/// statistics ([`two_layer_stats`]) and [`super::dataset_trajectory`] for `steps` GD steps at
+/// η = `lr`, default 0.5/λ_max(Θ_AA).
+#[allow(clippy::too_many_arguments)]
+pub fn two_layer_prediction(
+    act: &dyn Activation,
+    (cw, lambda_w): (f64, f64),
+    x_train: &[f64],
+    y: &[f64],
+    x_test: &[f64],
+    dim: usize,
+    steps: usize,
+    lr: Option<f64>,
+    nodes: usize,
+) -> Result<TwoLayerPrediction, TheoryError> {
+    if dim == 0 || x_train.len() % dim != 0 || x_test.len() % dim != 0 {
+        return Err(TheoryError::Invalid {
+            flag: "--test-x",
+            msg: format!("inputs must be rows of dimension {dim}"),
+        });
+    }
+    let (na, nb) = (x_train.len() / dim, x_test.len() / dim);
+    let n = na + nb;
+    let rows: Vec<&[f64]> = x_train
+        .chunks_exact(dim)
+        .chain(x_test.chunks_exact(dim))
+        .collect();
+    let gram: Vec<f64> = (0..n * n)
+        .map(|i| {
+            let (p, q) = (rows[i / n], rows[i % n]);
+            p.iter().zip(q).map(|(u, v)| u * v).sum::<f64>() / dim as f64
+        })
+        .collect();
+    let stats = two_layer_stats(
+        act,
+        &TwoLayerConfig {
+            cw,
+            lambda_w,
+            gram,
+            n_train: na,
+            nodes,
+        },
+    )?;
+    let theta_aa = faer::Mat::<f64>::from_fn(na, na, |i, j| stats.theta[i * n + j]);
+    let lambda_max = *crate::scaling::sym_eigen_seq(&theta_aa, false)
+        .map_err(|e| TheoryError::Invalid {
+            flag: "--train-x",
+            msg: format!("eigenvalues of Θ_AA: {e:?}"),
+        })?
+        .0
+        .last()
+        .expect("N_A ≥ 1");
+    let eta = lr.unwrap_or(0.5 / lambda_max);
+    let trajectory = super::dataset_trajectory(&stats, eta, y, steps)?;
+    Ok(TwoLayerPrediction {
+        eta,
+        lambda_max,
+        trajectory,
+    })
+}
