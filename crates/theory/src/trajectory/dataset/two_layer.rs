@@ -294,7 +294,7 @@ pub fn two_layer_prediction(
     lr: Option<f64>,
     nodes: usize,
 ) -> Result<TwoLayerPrediction, TheoryError> {
-    if dim == 0 || x_train.len() % dim != 0 || x_test.len() % dim != 0 {
+    if dim == 0 || !x_train.len().is_multiple_of(dim) || !x_test.len().is_multiple_of(dim) {
         return Err(TheoryError::Invalid {
             flag: "--test-x",
             msg: format!("inputs must be rows of dimension {dim}"),
