@@ -58,6 +58,16 @@ pub(super) struct Fixed<'a, T> {
     pub ddii: Option<&'a [T]>,
 }
 
+impl<T> Fixed<'_, T> {
+    /// No ddNTKs.
+    pub fn none() -> Self {
+        Self {
+            ddi: None,
+            ddii: None,
+        }
+    }
+}
+
 /// Run `steps` GD steps from `net` with targets `y` (n_a entries) and step `eta`; returns z
 /// on every input at t = 0..=steps.
 pub(super) fn run<T: Scalar>(
