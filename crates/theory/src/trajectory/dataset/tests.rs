@@ -412,7 +412,7 @@ fn two_training_inputs_match_the_exact_average_of_the_dynamics() {
 #[ignore = "measurement: quadrature convergence of the 3- and 4-D moments"]
 fn quadrature_convergence_of_four_input_moments() {
     let act = std::env::var("DLT_ACT").unwrap_or("tanh".into());
-    let reference = two_layer(&act, gram4(), 3, 40);
+    let reference = two_layer(&act, gram4(), 3, 48);
     for nodes in [16, 24, 32] {
         let t0 = std::time::Instant::now();
         let s = two_layer(&act, gram4(), 3, nodes);
