@@ -170,7 +170,9 @@ pub fn run(
     let eta = cfg.c / lam_max;
     // One long run for C(∞): the slowest mode decays as (1 − ηλ_min)^t.
     let lam_min = theta_eigenvalues[0];
-    let long = ((30.0 / (eta * lam_min)).ceil() as usize).clamp(cfg.steps, 2000);
+    let long = ((30.0 / (eta * lam_min)).ceil() as usize)
+        .min(2000)
+        .max(cfg.steps);
     let mut theory = dataset_trajectory(&stats, eta, &targets, long)?;
     let converged = theory
         .last()
