@@ -2094,6 +2094,7 @@ fn every_subcommand_has_help_and_every_json_flag_prints_json() {
     )
     .unwrap();
     std::fs::write(dir.join("y.npy"), npy_bytes(&[3], &[1.0, -1.0, 0.5], false)).unwrap();
+    std::fs::write(dir.join("x2.npy"), npy_bytes(&[1, 2], &[0.3, 0.7], false)).unwrap();
     // A tiny configuration of every subcommand that documents --json (each a few seconds).
     let tiny: Vec<(&str, Vec<String>)> = [
         ("theory criticality", "--activation tanh"),
@@ -2102,6 +2103,7 @@ fn every_subcommand_has_help_and_every_json_flag_prints_json() {
         ("theory study", "--quick --out {theory}"),
         ("theory kernels", "--inputs {x} --activation tanh --cb 0 --cw 1 --depth 3"),
         ("theory predict", "--train-x {x} --train-y {y} --test-x {x} --kind nngp --activation relu --cb 0.1 --cw 2 --depth 2 --noise 0.01"),
+        ("theory finite-width", "--train-x {x} --train-y {y} --test-x {x2} --activation tanh --steps 5 --nodes 12"),
         ("orthogonal", "--quick --skip-training --fig3-networks 40 --fig3-width 16 --fig3-depth 4 --dntk-networks 40 --dntk-width 4 --dntk-depth 4 --out {orth}"),
         ("scaling theory", "--alpha 1 --m 200 --n 20 --p 50"),
         ("scaling simulate", "--alpha 1 --m 100 --n 10 --p 40 --seeds 2"),
@@ -2119,6 +2121,7 @@ fn every_subcommand_has_help_and_every_json_flag_prints_json() {
             .replace("{theory}", &out("theory"))
             .replace("{x}", &out("x.npy"))
             .replace("{y}", &out("y.npy"))
+            .replace("{x2}", &out("x2.npy"))
             .replace("{orth}", &out("orthogonal"))
             .replace("{collapse}", &out("collapse"));
         (cmd, args.split_whitespace().map(String::from).collect())
