@@ -1,13 +1,40 @@
 //! The linear maps of the CNN kernel and their adjoints (every one accumulates into its
 //! output): convolution by im2col + GEMM, dense layers, 2 × 2 average pooling. Images are
 //! channels-last, H × W × C per example (see the parent module's equations).
+//!
+//! Convolutions work in blocks of [`BLOCK`] examples, in parallel over blocks (rayon); each
+//! thread keeps one im2col scratch matrix between calls ([`with_scratch`]), so a training step
+//! does not allocate (and page-fault) megabytes per layer. Weight gradients are summed over
+//! blocks in block order, so results do not depend on the thread count.
 
 use crate::mlp::{gemm, rm, rm_mut};
 use crate::real::Real;
 use faer::{Accum, Par};
+use rayon::prelude::*;
+use std::any::Any;
+use std::cell::RefCell;
 
-/// Examples per im2col block: bounds the scratch matrix (rows = block · H_out · W_out).
-const BLOCK: usize = 32;
+/// Examples per im2col block: the unit of parallel work; bounds the scratch matrix
+/// (rows = block · H_out · W_out; 16 × 784 × 25 f64 = 2.5 MB for LeNet's first layer).
+const BLOCK: usize = 16;
+
+thread_local! {
+    /// This thread's im2col scratch (a `Vec<f32>` or `Vec<f64>`).
+    static SCRATCH: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's reusable scratch vector (taken out for the call, so a nested
+/// call would get a fresh one rather than alias it).
+fn with_scratch<T: Real, R>(f: impl FnOnce(&mut Vec<T>) -> R) -> R {
+    let mut v: Vec<T> = SCRATCH
+        .with(|s| s.borrow_mut().take())
+        .and_then(|b| b.downcast::<Vec<T>>().ok())
+        .map(|b| *b)
+        .unwrap_or_default();
+    let r = f(&mut v);
+    SCRATCH.with(|s| *s.borrow_mut() = Some(Box::new(v)));
+    r
+}
 
 /// A stride-1 convolution of an h × w × c_in input with c_out k × k filters, zero pad p.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,133 +76,142 @@ impl Conv {
         self.ho * self.wo * self.c_out
     }
 
-    /// The source pixel (row-major index, or None in the padding) of output pixel (i, j)
-    /// and filter offset (a, b).
+    /// The input row y = i + a − p read by output row i at filter row a (None in the padding).
     #[inline(always)]
-    fn src(&self, i: usize, j: usize, a: usize, b: usize) -> Option<usize> {
-        let (y, x) = (i + a, j + b);
-        if y < self.pad || x < self.pad || y - self.pad >= self.h || x - self.pad >= self.w {
-            None
-        } else {
-            Some((y - self.pad) * self.w + (x - self.pad))
+    fn src_row(&self, i: usize, a: usize) -> Option<usize> {
+        (i + a).checked_sub(self.pad).filter(|&y| y < self.h)
+    }
+
+    /// The output columns j whose input column j + b − p is inside the image, for filter
+    /// column b: j ∈ [p − b, w + p − b) ∩ [0, W_out).
+    #[inline(always)]
+    fn valid_cols(&self, b: usize) -> std::ops::Range<usize> {
+        self.pad.saturating_sub(b)..(self.w + self.pad).saturating_sub(b).min(self.wo)
+    }
+
+    /// Calls `f(column offset in X̂, offset in x)` for every entry of X̂ that reads a pixel
+    /// (padding entries are skipped): the one index map behind im2col and its adjoint.
+    #[inline(always)]
+    fn for_each_tap(&self, m: usize, mut f: impl FnMut(usize, usize)) {
+        let (k, c, kk) = (self.k, self.c_in, self.kk());
+        for e in 0..m {
+            for i in 0..self.ho {
+                for a in 0..k {
+                    let Some(y) = self.src_row(i, a) else {
+                        continue;
+                    };
+                    for b in 0..k {
+                        let base_dst = ((e * self.ho + i) * self.wo) * kk + (a * k + b) * c;
+                        let row_src = e * self.in_len() + y * self.w * c;
+                        for j in self.valid_cols(b) {
+                            // the input column j + b − p is in [0, w) on this range
+                            f(base_dst + j * kk, row_src + (j + b - self.pad) * c);
+                        }
+                    }
+                }
+            }
         }
     }
 
     /// X̂ for `m` examples: (m·H_out·W_out) × k²C_in.
     fn im2col<T: Real>(&self, x: &[T], m: usize, cols: &mut Vec<T>) {
-        let (kk, c) = (self.kk(), self.c_in);
+        let c = self.c_in;
         cols.clear();
-        cols.resize(m * self.ho * self.wo * kk, T::ZERO);
-        for e in 0..m {
-            let xe = &x[e * self.in_len()..(e + 1) * self.in_len()];
-            for i in 0..self.ho {
-                for j in 0..self.wo {
-                    let row = ((e * self.ho + i) * self.wo + j) * kk;
-                    for a in 0..self.k {
-                        for b in 0..self.k {
-                            if let Some(s) = self.src(i, j, a, b) {
-                                let col = row + (a * self.k + b) * c;
-                                cols[col..col + c].copy_from_slice(&xe[s * c..(s + 1) * c]);
-                            }
-                        }
-                    }
-                }
+        cols.resize(m * self.ho * self.wo * self.kk(), T::ZERO);
+        // One channel (the first layer): a plain element copy — a c-element slice copy would
+        // compile to a memmove call per element.
+        self.for_each_tap(m, |d, s| {
+            if c == 1 {
+                cols[d] = x[s];
+            } else {
+                cols[d..d + c].copy_from_slice(&x[s..s + c]);
             }
-        }
+        });
     }
 
     /// gx += col2im(cols): each column added back to the pixel im2col read it from.
     fn col2im_add<T: Real>(&self, cols: &[T], m: usize, gx: &mut [T]) {
-        let (kk, c) = (self.kk(), self.c_in);
-        for e in 0..m {
-            let ge = &mut gx[e * self.in_len()..(e + 1) * self.in_len()];
-            for i in 0..self.ho {
-                for j in 0..self.wo {
-                    let row = ((e * self.ho + i) * self.wo + j) * kk;
-                    for a in 0..self.k {
-                        for b in 0..self.k {
-                            if let Some(s) = self.src(i, j, a, b) {
-                                let col = row + (a * self.k + b) * c;
-                                ge[s * c..(s + 1) * c]
-                                    .iter_mut()
-                                    .zip(&cols[col..col + c])
-                                    .for_each(|(g, &v)| *g += v);
-                            }
-                        }
-                    }
+        let c = self.c_in;
+        self.for_each_tap(m, |d, s| {
+            if c == 1 {
+                gx[s] += cols[d];
+            } else {
+                for (g, &v) in gx[s..s + c].iter_mut().zip(&cols[d..d + c]) {
+                    *g += v;
                 }
             }
-        }
+        });
     }
 
     /// y += X̂ Wᵀ (no bias), y: n × H_out·W_out·C_out.
     pub fn forward<T: Real>(&self, x: &[T], n: usize, wt: &[T], y: &mut [T]) {
-        let (kk, px) = (self.kk(), self.ho * self.wo);
-        let mut cols = Vec::new();
-        for s in (0..n).step_by(BLOCK) {
-            let m = BLOCK.min(n - s);
-            self.im2col(&x[s * self.in_len()..(s + m) * self.in_len()], m, &mut cols);
-            gemm(
-                rm_mut(
-                    &mut y[s * self.out_len()..(s + m) * self.out_len()],
-                    m * px,
-                    self.c_out,
-                ),
-                Accum::Add,
-                rm(&cols, m * px, kk),
-                rm(wt, self.c_out, kk).transpose(),
-                Par::Seq,
-            );
-        }
+        let (kk, px, il, ol) = (self.kk(), self.ho * self.wo, self.in_len(), self.out_len());
+        y[..n * ol]
+            .par_chunks_mut(BLOCK * ol)
+            .zip(x[..n * il].par_chunks(BLOCK * il))
+            .for_each(|(yb, xb)| {
+                let m = xb.len() / il;
+                with_scratch(|cols| {
+                    self.im2col(xb, m, cols);
+                    gemm(
+                        rm_mut(yb, m * px, self.c_out),
+                        Accum::Add,
+                        rm(cols, m * px, kk),
+                        rm(wt, self.c_out, kk).transpose(),
+                        Par::Seq,
+                    );
+                });
+            });
     }
 
-    /// gw += gyᵀ X̂ (C_out × k²C_in).
+    /// gw += gyᵀ X̂ (C_out × k²C_in), summed over blocks in block order.
     pub fn weight_grad<T: Real>(&self, x: &[T], gy: &[T], n: usize, gw: &mut [T]) {
-        let (kk, px) = (self.kk(), self.ho * self.wo);
-        let mut cols = Vec::new();
-        for s in (0..n).step_by(BLOCK) {
-            let m = BLOCK.min(n - s);
-            self.im2col(&x[s * self.in_len()..(s + m) * self.in_len()], m, &mut cols);
-            gemm(
-                rm_mut(gw, self.c_out, kk),
-                Accum::Add,
-                rm(
-                    &gy[s * self.out_len()..(s + m) * self.out_len()],
-                    m * px,
-                    self.c_out,
-                )
-                .transpose(),
-                rm(&cols, m * px, kk),
-                Par::Seq,
-            );
+        let (kk, px, il, ol) = (self.kk(), self.ho * self.wo, self.in_len(), self.out_len());
+        let parts: Vec<Vec<T>> = x[..n * il]
+            .par_chunks(BLOCK * il)
+            .zip(gy[..n * ol].par_chunks(BLOCK * ol))
+            .map(|(xb, gb)| {
+                let m = xb.len() / il;
+                let mut part = vec![T::ZERO; self.c_out * kk];
+                with_scratch(|cols| {
+                    self.im2col(xb, m, cols);
+                    gemm(
+                        rm_mut(&mut part, self.c_out, kk),
+                        Accum::Replace,
+                        rm(gb, m * px, self.c_out).transpose(),
+                        rm(cols, m * px, kk),
+                        Par::Seq,
+                    );
+                });
+                part
+            })
+            .collect();
+        for part in parts {
+            gw.iter_mut().zip(&part).for_each(|(g, &p)| *g += p);
         }
     }
 
     /// gx += col2im(gy W).
     pub fn input_grad<T: Real>(&self, gy: &[T], wt: &[T], n: usize, gx: &mut [T]) {
-        let (kk, px) = (self.kk(), self.ho * self.wo);
-        let mut cols = Vec::new();
-        for s in (0..n).step_by(BLOCK) {
-            let m = BLOCK.min(n - s);
-            cols.clear();
-            cols.resize(m * px * kk, T::ZERO);
-            gemm(
-                rm_mut(&mut cols, m * px, kk),
-                Accum::Replace,
-                rm(
-                    &gy[s * self.out_len()..(s + m) * self.out_len()],
-                    m * px,
-                    self.c_out,
-                ),
-                rm(wt, self.c_out, kk),
-                Par::Seq,
-            );
-            self.col2im_add(
-                &cols,
-                m,
-                &mut gx[s * self.in_len()..(s + m) * self.in_len()],
-            );
-        }
+        let (kk, px, il, ol) = (self.kk(), self.ho * self.wo, self.in_len(), self.out_len());
+        gx[..n * il]
+            .par_chunks_mut(BLOCK * il)
+            .zip(gy[..n * ol].par_chunks(BLOCK * ol))
+            .for_each(|(xb, gb)| {
+                let m = xb.len() / il;
+                with_scratch(|cols| {
+                    cols.clear();
+                    cols.resize(m * px * kk, T::ZERO);
+                    gemm(
+                        rm_mut(cols, m * px, kk),
+                        Accum::Replace,
+                        rm(gb, m * px, self.c_out),
+                        rm(wt, self.c_out, kk),
+                        Par::Seq,
+                    );
+                    self.col2im_add(cols, m, xb);
+                });
+            });
     }
 }
 

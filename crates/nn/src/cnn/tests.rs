@@ -81,11 +81,11 @@ fn shapes_and_parameter_count_match_lenet5() {
 
 #[test]
 fn im2col_convolution_equals_the_defining_sum_and_adjoints_are_exact() {
-    // y[i,j,o] = Σ_{a,b,c} W[o,a,b,c] x[i+a−p, j+b−p, c] summed directly, on two examples
-    // (one im2col block), for pad 0 and 2 and a non-square input.
-    for pad in [0, 2] {
+    // y[i,j,o] = Σ_{a,b,c} W[o,a,b,c] x[i+a−p, j+b−p, c] summed directly, for pad 0, 1, 2
+    // and a non-square input, on 2 examples (one im2col block) and on 37 (two full blocks of
+    // 16 and a partial one, run in parallel).
+    for (pad, n) in [(0, 2), (2, 2), (1, 37), (2, 37)] {
         let cv = Conv::new(6, 7, 2, 3, 3, pad);
-        let n = 2;
         let x = normal(n * 6 * 7 * 2, 1);
         let w = normal(3 * 3 * 3 * 2, 2);
         let mut y = vec![0.0; n * cv.ho * cv.wo * 3];

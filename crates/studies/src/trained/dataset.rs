@@ -161,10 +161,15 @@ pub fn run(
             nodes: cfg.nodes,
         },
     )?;
-    let theta_aa: Vec<f64> = (0..na * na)
-        .map(|i| stats.theta[(i / na) * n + i % na])
-        .collect();
-    let mut theta_eigenvalues = symmetric_eigenvalues(&theta_aa, na);
+    // The frozen NTK's spectrum on the training inputs (faer's symmetric eigensolver).
+    let mut theta_eigenvalues = faer::Mat::<f64>::from_fn(na, na, |i, j| stats.theta[i * n + j])
+        .self_adjoint_eigenvalues(faer::Side::Lower)
+        .map_err(|e| {
+            StudyError::Nn(dlt_nn::NnError::Invalid {
+                what: format!("the NTK of the {na} training images ({e:?})"),
+                fix: "use distinct, non-degenerate training images (--dataset-train)".into(),
+            })
+        })?;
     theta_eigenvalues.sort_by(f64::total_cmp);
     let lam_max = *theta_eigenvalues.last().expect("N_A ≥ 1");
     let eta = cfg.c / lam_max;
@@ -248,43 +253,6 @@ pub fn run(
         extrapolated_se,
         peak_step,
     })
-}
-
-/// Eigenvalues of a small symmetric matrix (Jacobi rotations; N_A is a handful).
-fn symmetric_eigenvalues(a: &[f64], n: usize) -> Vec<f64> {
-    let mut m = a.to_vec();
-    for _ in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| m[i * n + j].powi(2))
-            .sum();
-        if off < 1e-30 {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = m[p * n + q];
-                if apq.abs() < 1e-300 {
-                    continue;
-                }
-                let theta = (m[q * n + q] - m[p * n + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let (c, s) = (1.0 / (t * t + 1.0).sqrt(), t / (t * t + 1.0).sqrt());
-                for k in 0..n {
-                    let (mkp, mkq) = (m[k * n + p], m[k * n + q]);
-                    m[k * n + p] = c * mkp - s * mkq;
-                    m[k * n + q] = s * mkp + c * mkq;
-                }
-                for k in 0..n {
-                    let (mpk, mqk) = (m[p * n + k], m[q * n + k]);
-                    m[p * n + k] = c * mpk - s * mqk;
-                    m[q * n + k] = s * mpk + c * mqk;
-                }
-            }
-        }
-    }
-    (0..n).map(|i| m[i * n + i]).collect()
 }
 
 /// Mean and SE over pairs of n(ū − m∞) per step and input; `pairs[p]` holds the pair means
