@@ -67,7 +67,7 @@ pub struct JacobianArgs {
     #[arg(long)]
     cell_grid: Option<usize>,
     /// Adam steps of the LeNet-like CNN trained with and without the penalty (0: skip; quick
-    /// skips it, full 300).
+    /// skips it, full 3000).
     #[arg(long)]
     cnn_steps: Option<usize>,
     /// The CNN's penalty strength λ (compared with λ = 0; default 0.01).

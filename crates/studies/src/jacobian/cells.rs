@@ -6,7 +6,7 @@
 
 use crate::output::{write_atomic, OutputError};
 use crate::study::StudyError;
-use dlt_nn::mlp::Mlp;
+use dlt_nn::attack::Classifier;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -51,7 +51,7 @@ pub fn plane(d: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
 /// The predicted class on a `grid` × `grid` lattice of [−R, R]² (row j = t from +R down to −R,
 /// column i = s from −R to R) through `x0` along (e₁, e₂).
 pub fn section(
-    model: &Mlp,
+    model: &impl Classifier,
     theta: &[f64],
     x0: &[f64],
     dirs: &(Vec<f64>, Vec<f64>),
@@ -69,7 +69,7 @@ pub fn section(
         }
     }
     let z = model.logits(theta, &xs)?;
-    let c = *model.widths.last().unwrap_or(&1);
+    let c = model.classes().max(1);
     Ok(z.chunks_exact(c)
         .map(|r| dlt_nn::mlp::argmax(r).0 as u8)
         .collect())

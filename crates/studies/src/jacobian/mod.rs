@@ -681,13 +681,13 @@ pub fn paired_median(a: &[f64], b: &[f64]) -> (f64, f64) {
 
 /// The decision-cell cross-sections of one model through the first `cfg.cells` evaluation
 /// points, on planes seeded by the study seed (shared by all models).
-fn cell_maps(
-    model: &Mlp,
+pub(super) fn cell_maps(
+    model: &impl dlt_nn::attack::Classifier,
     theta: &[f64],
     xe: &[f64],
     cfg: &Config,
 ) -> Result<Vec<Vec<u8>>, StudyError> {
-    let d = model.widths[0];
+    let d = model.input_dim();
     (0..cfg.cells)
         .map(|k| {
             let dirs = cells::plane(d, cfg.seed ^ (0xce11 + k as u64));
@@ -1084,7 +1084,26 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
 
     write_robustness_csv(out, &runs, cfg)?;
 
-    let figures = figures(out, &runs, &maps, cfg)?;
+    let mut figures = figures(out, &runs, &maps, cfg)?;
+    if let Some(p) = cnn.as_ref().filter(|_| cfg.cells > 0) {
+        let rows: Vec<(String, Vec<Vec<u8>>)> = p
+            .models
+            .iter()
+            .map(|m| (format!("CNN λ = {}", m.lambda), m.cell_maps.clone()))
+            .collect();
+        let cols: Vec<String> = (0..cfg.cells)
+            .map(|k| format!("test input {}", k + 1))
+            .collect();
+        cells::save_svg(
+            &out.path("cnn_cells.svg"),
+            "CNN decision cells: predicted class on the MLP's random planes",
+            &rows,
+            &cols,
+            cfg.cell_grid,
+            cfg.cell_radius,
+        )?;
+        figures.push("cnn_cells.svg".to_string());
+    }
 
     let mut claims = claims(&runs, cfg);
     if let Some(p) = &cnn {
