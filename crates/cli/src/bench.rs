@@ -117,7 +117,9 @@ pub struct NtPeer {
 }
 
 /// The row names `--only` accepts.
-const ROWS: [&str; 8] = ["profile", "mc", "gram", "mlp", "lm", "scaling", "llm", "nt"];
+const ROWS: [&str; 9] = [
+    "profile", "mc", "gram", "mlp", "cnn", "lm", "scaling", "llm", "nt",
+];
 
 pub fn run(
     write: Option<PathBuf>,
@@ -158,6 +160,7 @@ pub fn run(
         ("mc", Box::new(|| ntk_mc_rows(quick, threads))),
         ("gram", Box::new(|| gram_row(quick, threads))),
         ("mlp", Box::new(|| mlp_row(quick, threads, &python))),
+        ("cnn", Box::new(|| cnn_row(quick, threads, &python))),
         ("lm", Box::new(|| lm_row(quick, threads, &python))),
         ("scaling", Box::new(|| scaling_row(threads, &python))),
     ];
@@ -334,6 +337,70 @@ fn mlp_row(quick: bool, threads: usize, python: &str) -> Result<Vec<String>> {
         None => rows.push(format!("| MLP 784-512-512-10 tanh, SGD, batch 128 | {ours:.0} samples/s | baseline not run ({python} {} failed) | – |", script.display())),
     }
     Ok(rows)
+}
+
+/// Row 4b: the CNN kernel's loss gradient (forward + backward, f64, as the hessian and jacobian
+/// studies use it) beside PyTorch (or numpy's im2col + GEMM), same run.
+fn cnn_row(quick: bool, threads: usize, python: &str) -> Result<Vec<String>> {
+    use dlt_nn::cnn::Cnn;
+    use dlt_nn::mlp::Batch;
+    use rand::{Rng, SeedableRng};
+    let (channels, hidden) = ([4usize, 8usize], 32usize);
+    let steps = if quick { 10 } else { 40 };
+    let model = Cnn::lenet(channels, &[hidden], 10, dlt_nn::model::ActKind::Relu)?;
+    let theta = model.init(0);
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(0);
+    let batch = 128;
+    let x: Vec<f64> = (0..4 * batch * 784).map(|_| rng.random::<f64>()).collect();
+    let y: Vec<u32> = (0..4 * batch).map(|_| rng.random_range(0..10)).collect();
+    let step = |i: usize| -> Result<f64> {
+        let k = i % 4;
+        let pt = model.at(
+            &theta,
+            Batch::labels(
+                &x[k * batch * 784..(k + 1) * batch * 784],
+                &y[k * batch..(k + 1) * batch],
+            ),
+        )?;
+        Ok(pt.grad()[0])
+    };
+    for i in 0..3 {
+        step(i)?;
+    }
+    let t = Instant::now();
+    for i in 0..steps {
+        step(i)?;
+    }
+    let ours = (steps * batch) as f64 / t.elapsed().as_secs_f64();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_cnn.py");
+    let base = std::process::Command::new(python)
+        .arg(&script)
+        .args([threads, steps, channels[0], channels[1], hidden].map(|v| v.to_string()))
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    let what = format!(
+        "CNN loss gradient ({}, P = {}), f64, batch 128, {threads} threads (dlt-nn CNN kernel: im2col + faer GEMM)",
+        model.describe(),
+        model.num_params()
+    );
+    Ok(vec![match base {
+        Some(v) => {
+            let rate = v["samples_per_s"].as_f64().unwrap_or(f64::NAN);
+            format!(
+                "| {what} | {ours:.0} samples/s | {}: {rate:.0} samples/s | {:.2}× |",
+                v["framework"].as_str().unwrap_or("?"),
+                ours / rate
+            )
+        }
+        None => format!(
+            "| {what} | {ours:.0} samples/s | baseline not run ({python} {} failed) | – |",
+            script.display()
+        ),
+    }])
 }
 
 /// Row 5: the collapse study's character transformer, training tokens/s beside PyTorch.

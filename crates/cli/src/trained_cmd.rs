@@ -12,7 +12,7 @@ pub struct TrainedArgs {
     out: PathBuf,
     /// CI scale: 1000 train / 1000 test images, 2 pairs of width-256 networks, 128 pairs per
     /// ensemble width, trajectories at widths 32, 64 from 20000 pairs (full: 4000 / 2000, 4
-    /// pairs of width 512, 512 pairs, trajectories at 32, 64, 128 from 40000 pairs).
+    /// pairs of width 512, 512 pairs, trajectories at 32, 64, 128 from 60000 pairs).
     #[arg(long)]
     quick: bool,
     #[arg(long, default_value_t = 0)]

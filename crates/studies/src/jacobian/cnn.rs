@@ -61,6 +61,9 @@ pub struct CnnModel {
     pub jacobian_norm: f64,
     /// (σ, accuracy on the whole test set) under additive Gaussian noise.
     pub noise_accuracy: Vec<(f64, f64)>,
+    /// (σ, the class predicted most often on the noisy test set, its share of the predictions):
+    /// where noise pushes the predictions (the test set is balanced, 0.1 per class).
+    pub noise_top_class: Vec<(f64, u32, f64)>,
     /// (ε, accuracy on the evaluation points) under FGSM.
     pub fgsm_accuracy: Vec<(f64, f64)>,
     /// (ε, accuracy on the evaluation points) under PGD-L∞ (10 steps of ε/4).
@@ -167,13 +170,26 @@ fn evaluate(
     let xt = rows_f64(&test.x, d, &all);
     let clean_accuracy = accuracy(model, theta, &xt, &test.y)?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0xe7a1);
-    let mut noise_accuracy = vec![];
+    let (mut noise_accuracy, mut noise_top_class) = (vec![], vec![]);
     for &s in &cfg.noise {
         let xn: Vec<f64> = xt
             .iter()
             .map(|v| v + s * rng.sample::<f64, _>(StandardNormal))
             .collect();
-        noise_accuracy.push((s, accuracy(model, theta, &xn, &test.y)?));
+        let mut counts = [0usize; 10];
+        let mut right = 0usize;
+        // In chunks of 500 images (bounds the activations' memory).
+        for (xs, ys) in xn.chunks(500 * d).zip(test.y.chunks(500)) {
+            for (z, &y) in model.logits(theta, xs)?.chunks_exact(c).zip(ys) {
+                let k = dlt_nn::mlp::argmax(z).0;
+                counts[k] += 1;
+                right += usize::from(k == y as usize);
+            }
+        }
+        let n_t = test.len() as f64;
+        let top = (0..c).max_by_key(|&k| counts[k]).unwrap_or(0);
+        noise_accuracy.push((s, right as f64 / n_t));
+        noise_top_class.push((s, top as u32, counts[top] as f64 / n_t));
     }
     // The MLP's evaluation subset (the same seeded shuffle).
     let mut idx = all;
@@ -241,6 +257,7 @@ fn evaluate(
         clean_accuracy,
         jacobian_norm,
         noise_accuracy,
+        noise_top_class,
         fgsm_accuracy,
         pgd_accuracy,
         cw_median,

@@ -129,7 +129,7 @@ impl Config {
                 } else {
                     vec![32, 64, 128]
                 },
-                pairs: if quick { 20_000 } else { 40_000 },
+                pairs: if quick { 20_000 } else { 60_000 },
                 c: 0.5,
                 steps: if quick { 12 } else { 100 },
                 nodes: 32,
