@@ -1595,8 +1595,21 @@ fn jacobian_json_contract_and_bad_input_on_real_fashion_mnist() {
     for m in ms {
         assert!(m["jacobian_norm"].as_f64().unwrap() > 0.0, "{m}");
         assert_eq!(m["pgd_accuracy"].as_array().unwrap().len(), 3);
+        // CW on the quick scale's 100 points (this 20-step CNN misclassifies most of them, so
+        // its median may be 0), cells on its 3 planes, the noise's top class per σ (a share
+        // of at least 1/10: some class is predicted at least that often).
+        assert_eq!(m["cw_distances"].as_array().unwrap().len(), 100);
+        assert!(m["cw_median"].as_f64().unwrap() >= 0.0, "{m}");
+        assert_eq!(m["cell_area"].as_array().unwrap().len(), 3);
+        for t in m["noise_top_class"].as_array().unwrap() {
+            assert!(
+                t[1].as_u64().unwrap() < 10 && t[2].as_f64().unwrap() >= 0.1,
+                "{t}"
+            );
+        }
     }
     assert!(ms[1]["final_penalty"].as_f64().unwrap() > 0.0);
+    assert!(dir.join("cnn_cells.svg").exists());
     let ids: Vec<&str> = v["claims"]
         .as_array()
         .unwrap()
@@ -1604,6 +1617,7 @@ fn jacobian_json_contract_and_bad_input_on_real_fashion_mnist() {
         .map(|c| c["id"].as_str().unwrap())
         .collect();
     assert!(ids.contains(&"jacobian.cnn.norm_reduction"), "{ids:?}");
+    assert!(ids.contains(&"jacobian.cnn.cw_distance"), "{ids:?}");
     assert_eq!(
         v["params"],
         784 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10
@@ -3506,6 +3520,50 @@ fn bench_nt_flags_and_absent_peer() {
         "{out}"
     );
     assert!(rows[0].contains("/nonexistent/python"), "{}", rows[0]);
+}
+
+/// `dlt bench --only cnn`: the CNN kernel's row is timed (a positive rate) and, when its peer's
+/// interpreter is missing, the baseline column says so instead of failing; with the interpreter
+/// that has numpy (the Python suite's venv, when present) the row carries a ratio.
+#[test]
+fn bench_cnn_row_with_and_without_its_peer() {
+    let row = |python: &str| {
+        let o = dlt(&["bench", "--quick", "--only", "cnn", "--python", python]);
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(
+            o.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let r = out
+            .lines()
+            .find(|l| l.starts_with("| CNN loss gradient"))
+            .unwrap_or_else(|| panic!("no CNN row: {out}"))
+            .to_string();
+        let ours: f64 = r
+            .split(" | ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(ours > 0.0, "{r}");
+        r
+    };
+    let r = row("/nonexistent/python3");
+    assert!(
+        r.contains("baseline not run") && r.ends_with("| – |"),
+        "{r}"
+    );
+    let venv = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/dlt/py-venv/bin/python");
+    if venv.exists() {
+        let r = row(venv.to_str().unwrap());
+        assert!(r.contains("numpy") || r.contains("pytorch"), "{r}");
+        assert!(r.trim_end().ends_with("× |"), "{r}");
+    }
 }
 
 /// `dlt prune bench` on the real SmolLM2-135M-Instruct and the real ARC-Easy test set (50
