@@ -807,20 +807,38 @@ fn figures(
             .filter(|(r, _)| r.seed == cfg.seed)
             .map(|(r, m)| (r.method.label(r.strength), m.clone()))
             .collect();
-        let cols: Vec<String> = (0..cfg.cells)
-            .map(|k| format!("test input {}", k + 1))
-            .collect();
-        cells::save_svg(
-            &out.path("cells.svg"),
+        figures.push(cells_figure(
+            out,
+            "cells.svg",
             "decision cells: predicted class on a random plane through a test input",
             &rows,
-            &cols,
-            cfg.cell_grid,
-            cfg.cell_radius,
-        )?;
-        figures.push("cells.svg".to_string());
+            cfg,
+        )?);
     }
     Ok(figures)
+}
+
+/// One cross-section figure: a row of panels per (label, maps), a column per test input; its
+/// file name.
+fn cells_figure(
+    out: &OutDir,
+    name: &str,
+    title: &str,
+    rows: &[(String, Vec<Vec<u8>>)],
+    cfg: &Config,
+) -> Result<String, StudyError> {
+    let cols: Vec<String> = (0..cfg.cells)
+        .map(|k| format!("test input {}", k + 1))
+        .collect();
+    cells::save_svg(
+        &out.path(name),
+        title,
+        rows,
+        &cols,
+        cfg.cell_grid,
+        cfg.cell_radius,
+    )?;
+    Ok(name.to_string())
 }
 
 /// The paper's statements, λ = 0.01 against λ = 0, worst seed.
@@ -1091,18 +1109,13 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             .iter()
             .map(|m| (format!("CNN λ = {}", m.lambda), m.cell_maps.clone()))
             .collect();
-        let cols: Vec<String> = (0..cfg.cells)
-            .map(|k| format!("test input {}", k + 1))
-            .collect();
-        cells::save_svg(
-            &out.path("cnn_cells.svg"),
+        figures.push(cells_figure(
+            out,
+            "cnn_cells.svg",
             "CNN decision cells: predicted class on the MLP's random planes",
             &rows,
-            &cols,
-            cfg.cell_grid,
-            cfg.cell_radius,
-        )?;
-        figures.push("cnn_cells.svg".to_string());
+            cfg,
+        )?);
     }
 
     let mut claims = claims(&runs, cfg);
