@@ -100,9 +100,9 @@ impl Conv {
                     let Some(y) = self.src_row(i, a) else {
                         continue;
                     };
+                    let row_src = e * self.in_len() + y * self.w * c;
                     for b in 0..k {
                         let base_dst = ((e * self.ho + i) * self.wo) * kk + (a * k + b) * c;
-                        let row_src = e * self.in_len() + y * self.w * c;
                         for j in self.valid_cols(b) {
                             // the input column j + b − p is in [0, w) on this range
                             f(base_dst + j * kk, row_src + (j + b - self.pad) * c);

@@ -176,7 +176,7 @@ fn evaluate(
             .iter()
             .map(|v| v + s * rng.sample::<f64, _>(StandardNormal))
             .collect();
-        let mut counts = [0usize; 10];
+        let mut counts = vec![0usize; c];
         let mut right = 0usize;
         // In chunks of 500 images (bounds the activations' memory).
         for (xs, ys) in xn.chunks(500 * d).zip(test.y.chunks(500)) {
