@@ -44,6 +44,11 @@ pub enum PruneCmd {
         quick: bool,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Read back the stages an earlier run of the same configuration left in
+        /// OUT/checkpoints/ (each written as soon as it is done) instead of recomputing them:
+        /// an interrupted run continues where it stopped.
+        #[arg(long)]
+        resume: bool,
         #[arg(long)]
         json: bool,
     },
@@ -333,6 +338,7 @@ pub fn run(cmd: PruneCmd) -> Result<()> {
             bench_items,
             quick,
             seed,
+            resume,
             json,
         } => {
             anyhow::ensure!(
@@ -352,6 +358,7 @@ pub fn run(cmd: PruneCmd) -> Result<()> {
                 text,
                 bench_data,
                 scale,
+                resume,
             };
             let r = dlt_studies::prune::run(&cfg, &dir)?;
             crate::print_study(&r, &r.claims, json, &dir)

@@ -3,13 +3,13 @@
 //! scores the second half of each window: `score_from = ctx / 2`).
 
 use candle_core::Tensor;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::Llama;
 use crate::{LlmError, Result};
 
 /// Result of [`perplexity`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Perplexity {
     /// exp(mean NLL).
     pub perplexity: f64,
@@ -23,9 +23,10 @@ pub struct Perplexity {
     pub windows: usize,
     /// Window length in tokens.
     pub ctx: usize,
-    /// Per scored token, in text order: −log p of the next token (nats). Not serialised; kept
-    /// for paired comparisons of two models on the same tokens ([`paired_difference`]).
-    #[serde(skip)]
+    /// Per scored token, in text order: −log p of the next token (nats). Serialised only in
+    /// checkpoints ([`crate::detail`]); kept for paired comparisons of two models on the same
+    /// tokens ([`paired_difference`]).
+    #[serde(default, skip_serializing_if = "crate::detail::hidden")]
     pub token_nll: Vec<f64>,
 }
 

@@ -10,6 +10,7 @@
 //! - [`probe`]: residual-stream angular distances and the optimal block to drop;
 //! - [`lora`]: LoRA healing of a pruned model;
 //! - [`export`]: the pruned model written back as GGUF and as safetensors.
+//! - [`detail`]: per-token vectors kept out of `results.json` but in stage checkpoints.
 //! - [`bench`]: multiple-choice benchmarks (ARC-Easy, HellaSwag, PIQA, BoolQ, MMLU) scored
 //!   with lm-evaluation-harness's conventions on a KV-cached forward.
 //!
@@ -19,6 +20,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod detail;
 pub mod eval;
 pub mod export;
 mod gguf_check;

@@ -6,13 +6,13 @@
 
 use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::Llama;
 use crate::{LlmError, Result};
 
 /// Which positions of a sequence enter the distance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Position {
     /// The last token only (the paper's choice).
@@ -22,7 +22,7 @@ pub enum Position {
 }
 
 /// The (n, l) table of mean angular distances.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Distances {
     /// Number of blocks L of the model.
     pub n_layers: usize,

@@ -10,9 +10,10 @@
 //! (`dlt_llm::eval::SharedPrefix`). Healed models are scored whole (their LoRA changes every
 //! block). Scoring follows lm-evaluation-harness (docs/derivations/prune.md#benchmarks).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::measure::{sweep_plan, Planned};
+use super::stages::Stages;
 use super::Config;
 use crate::progress::bar;
 use crate::study::StudyError;
@@ -22,7 +23,7 @@ use dlt_llm::probe::{kept_blocks, Distances, Rule};
 use dlt_llm::Llama;
 
 /// Accuracy of one model on one task.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccuracyRow {
     /// lm-eval's task name.
     pub task: String,
@@ -49,14 +50,14 @@ pub struct AccuracyRow {
     pub se: f64,
     /// Accuracy of guessing (mean of 1/choices over the items).
     pub chance: f64,
-    /// Per-item right/wrong by `metric` (not serialised; paired comparisons).
-    #[serde(skip)]
+    /// Per-item right/wrong by `metric` (only in checkpoints; paired comparisons).
+    #[serde(default, skip_serializing_if = "dlt_llm::detail::hidden")]
     pub correct: Vec<bool>,
 }
 
 /// Mean next-token loss of one model on one text, normalised by ln V (1 = a uniform guess over
 /// the V tokens of the vocabulary).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LossRow {
     /// `shakespeare` (the study's held-out text) or `boolq_passages`.
     pub text: String,
@@ -81,7 +82,7 @@ pub struct LossRow {
 }
 
 /// Where a task's accuracy reaches chance under one rule.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CollapseRow {
     /// lm-eval's task name.
     pub task: String,
@@ -100,7 +101,7 @@ pub struct CollapseRow {
 }
 
 /// What part 5 measured.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Accuracy {
     /// Accuracy per task, model (rule, n, draw) and healing.
     pub rows: Vec<AccuracyRow>,
@@ -204,14 +205,15 @@ pub(super) fn load_bench(
     })
 }
 
-/// The sweep: every planned pruned model scored on every task and text.
+/// The sweep: every planned pruned model scored on every task and text, each text's and each
+/// task's scores a stage of their own (`accuracy-texts`, `accuracy-<task>`; [`Stages`]).
 pub(super) fn sweep(
     cfg: &Config,
     model: &Llama,
     distances: &Distances,
     bench: &Bench,
+    stages: &mut Stages,
 ) -> Result<Accuracy, StudyError> {
-    let t0 = std::time::Instant::now();
     let l_tot = model.blocks.len();
     let plan = plan(cfg, l_tot, distances)?;
     let starts: Vec<usize> = plan.iter().map(|p| p.3).collect();
@@ -220,70 +222,96 @@ pub(super) fn sweep(
         ..Default::default()
     };
     let ln_v = (bench.vocab as f64).ln();
-    let pb = bar(bench.texts.len() as u64, "prune: accuracy texts", cfg.quiet);
-    for (name, tokens) in &bench.texts {
-        pb.inc(1);
-        let shared = SharedPrefix::new(model, tokens, bench.ctx, 0, &starts)?;
-        for &(rule, n, draw, start) in &plan {
-            let r = shared.perplexity(&kept_blocks(l_tot, start, n))?;
-            acc.loss.push(LossRow {
-                text: name.clone(),
-                rule: rule_name(rule, n),
-                n,
-                start,
-                fraction: n as f64 / l_tot as f64,
-                draw,
-                healed: false,
-                nll: r.nll,
-                nll_se: r.nll_se,
-                normalised: r.nll / ln_v,
-            });
-        }
-    }
-    pb.finish_and_clear();
-    drop(pb);
-    for (task, items, enc) in &bench.tasks {
-        let pb = bar(
-            (items.len() + plan.len()) as u64,
-            &format!("prune: accuracy {}", task.name()),
-            cfg.quiet,
-        );
-        let shared = SharedItems::new(model, enc, &starts, |i, _| pb.set_position(i as u64))?;
-        for &(rule, n, draw, start) in &plan {
-            let lls = shared.loglik(&kept_blocks(l_tot, start, n))?;
-            acc.rows.push(row(
-                *task,
-                items,
-                &lls,
-                rule_name(rule, n),
-                n,
-                start,
-                draw,
-                false,
-                l_tot,
-            )?);
+    let (loss, seconds) = stages.run("accuracy-texts", || {
+        let t0 = std::time::Instant::now();
+        let mut loss = Vec::new();
+        let pb = bar(bench.texts.len() as u64, "prune: accuracy texts", cfg.quiet);
+        for (name, tokens) in &bench.texts {
             pb.inc(1);
+            let shared = SharedPrefix::new(model, tokens, bench.ctx, 0, &starts)?;
+            for &(rule, n, draw, start) in &plan {
+                let r = shared.perplexity(&kept_blocks(l_tot, start, n))?;
+                loss.push(LossRow {
+                    text: name.clone(),
+                    rule: rule_name(rule, n),
+                    n,
+                    start,
+                    fraction: n as f64 / l_tot as f64,
+                    draw,
+                    healed: false,
+                    nll: r.nll,
+                    nll_se: r.nll_se,
+                    normalised: r.nll / ln_v,
+                });
+            }
         }
         pb.finish_and_clear();
+        Ok((loss, t0.elapsed().as_secs_f64()))
+    })?;
+    acc.loss = loss;
+    acc.seconds = seconds;
+    for (task, items, enc) in &bench.tasks {
+        let (rows, seconds) = stages.run(&format!("accuracy-{}", task.name()), || {
+            let t0 = std::time::Instant::now();
+            let pb = bar(
+                (items.len() + plan.len()) as u64,
+                &format!("prune: accuracy {}", task.name()),
+                cfg.quiet,
+            );
+            let shared = SharedItems::new(model, enc, &starts, |i, _| pb.set_position(i as u64))?;
+            let mut rows = Vec::new();
+            for &(rule, n, draw, start) in &plan {
+                let lls = shared.loglik(&kept_blocks(l_tot, start, n))?;
+                rows.push(row(
+                    *task,
+                    items,
+                    &lls,
+                    rule_name(rule, n),
+                    n,
+                    start,
+                    draw,
+                    false,
+                    l_tot,
+                )?);
+                pb.inc(1);
+            }
+            pb.finish_and_clear();
+            Ok((rows, t0.elapsed().as_secs_f64()))
+        })?;
+        acc.rows.extend(rows);
+        acc.seconds += seconds;
     }
     acc.collapse = collapse_points(&acc.rows);
-    acc.seconds = t0.elapsed().as_secs_f64();
     Ok(acc)
 }
 
-/// Score a healed model (all its blocks) on every task and text and add its rows.
-#[allow(clippy::too_many_arguments)]
+/// A healed model's scores on every task and text ([`score_healed`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct Scored {
+    rows: Vec<AccuracyRow>,
+    loss: Vec<LossRow>,
+    seconds: f64,
+}
+
+impl Accuracy {
+    /// Add a healed model's scores.
+    pub(super) fn add(&mut self, s: Scored) {
+        self.rows.extend(s.rows);
+        self.loss.extend(s.loss);
+        self.seconds += s.seconds;
+    }
+}
+
+/// Score a healed model (all its blocks) on every task and text.
 pub(super) fn score_healed(
-    acc: &mut Accuracy,
     bench: &Bench,
     healed: &Llama,
-    rule: &str,
-    n: usize,
-    start: usize,
+    (rule, n, start): (&str, usize, usize),
     l_tot: usize,
     quiet: bool,
-) -> Result<(), StudyError> {
+) -> Result<Scored, StudyError> {
     let t0 = std::time::Instant::now();
+    let mut out = Scored::default();
     let pb = bar(
         (bench.texts.len() + bench.tasks.len()) as u64,
         &format!("prune: accuracy {rule} n={n} healed"),
@@ -293,7 +321,7 @@ pub(super) fn score_healed(
     let ln_v = (bench.vocab as f64).ln();
     for (name, tokens) in &bench.texts {
         let r = perplexity(healed, &blocks, tokens, bench.ctx, 0, |_, _| {})?;
-        acc.loss.push(LossRow {
+        out.loss.push(LossRow {
             text: name.clone(),
             rule: rule.into(),
             n,
@@ -310,7 +338,7 @@ pub(super) fn score_healed(
     for (task, items, enc) in &bench.tasks {
         // No shared prefix (boundary 0 only): SharedItems for its batched output map.
         let lls = SharedItems::new(healed, enc, &[], |_, _| {})?.loglik(&blocks)?;
-        acc.rows.push(row(
+        out.rows.push(row(
             *task,
             items,
             &lls,
@@ -324,8 +352,8 @@ pub(super) fn score_healed(
         pb.inc(1);
     }
     pb.finish_and_clear();
-    acc.seconds += t0.elapsed().as_secs_f64();
-    Ok(())
+    out.seconds = t0.elapsed().as_secs_f64();
+    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]

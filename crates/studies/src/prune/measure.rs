@@ -1,6 +1,8 @@
 //! The heavy measurements of `prune`: loading the model and texts, the angular-distance probe,
 //! perplexity after pruning, LoRA healing and the GGUF export.
 
+use super::accuracy::Scored;
+use super::stages::Stages;
 use super::{head_chars, split_text, Best, Config, ExportRow, HealRow, Inputs, PruneRow};
 use crate::output::OutDir;
 use crate::progress::bar;
@@ -91,16 +93,19 @@ pub(super) fn prune_and_evaluate(
     Ok(pruning)
 }
 
-/// Healed rows, loss curves, and the merged healed model to export (when asked).
+/// Healed rows, loss curves, the healed models' benchmark scores, and the merged healed model
+/// to export (when asked).
 type Healed = (
     Vec<HealRow>,
     Vec<(String, Vec<f64>)>,
+    Vec<Scored>,
     Option<dlt_llm::Llama>,
 );
 
-/// Called with (rule, n, start, healed model) after each healing, e.g. to score its benchmarks.
+/// Called with (rule, n, start) and the healed model after each healing, e.g. to score its
+/// benchmarks.
 pub(super) type OnHealed<'a> =
-    &'a mut dyn FnMut(&str, usize, usize, &dlt_llm::Llama) -> Result<(), StudyError>;
+    &'a mut dyn FnMut((&str, usize, usize), &dlt_llm::Llama) -> Result<Scored, StudyError>;
 
 /// What part 3 heals and compares against: parts 1 and 2's measurements and the texts.
 pub(super) struct HealInputs<'a> {
@@ -115,12 +120,16 @@ pub(super) struct HealInputs<'a> {
     pub pruning: &'a [PruneRow],
 }
 
+/// One healed model's measurements: a stage of its own (`heal-<rule>-<n>`).
+type HealUnit = (HealRow, (String, Vec<f64>), Scored);
+
 /// Part 3: LoRA healing of the pruned models (docs/derivations/prune.md#healing), perplexity
 /// before and after.
 pub(super) fn heal_pruned(
     cfg: &Config,
     ckpt: &dlt_llm::Checkpoint,
     inputs: HealInputs<'_>,
+    stages: &mut Stages,
     on_healed: OnHealed<'_>,
 ) -> Result<Healed, StudyError> {
     let HealInputs {
@@ -144,15 +153,18 @@ pub(super) fn heal_pruned(
             .find(|r| r.rule == rule.name() && r.n == n && r.start == start)
             .map(|r| (r.perplexity, r.token_nll.clone()))
     };
-    // 3. LoRA healing.
+    // 3. LoRA healing; the healing text is tokenized once, when the first healing runs.
     let heal_text = head_chars(train_text, sc.heal_chars);
-    let train_tokens = if sc.heal_drops.is_empty() {
-        vec![]
-    } else {
-        ckpt.tokenizer.encode(heal_text)?
-    };
+    let train_tokens = std::cell::OnceCell::new();
     // Heal `m` with the study's recipe (seeded), then score it on the held-out tokens.
     let heal_and_score = |m: &mut dlt_llm::Llama, label: &str, seed: u64| {
+        let tokens = match train_tokens.get() {
+            Some(t) => t,
+            None => {
+                let t = ckpt.tokenizer.encode(heal_text)?;
+                train_tokens.get_or_init(|| t)
+            }
+        };
         let pb = bar(
             sc.heal.steps as u64,
             &format!("prune: heal {label}"),
@@ -162,55 +174,79 @@ pub(super) fn heal_pruned(
             seed,
             ..sc.heal.clone()
         };
-        let (rep, _) = heal(m, &train_tokens, &hc, |s, _, _| pb.set_position(s as u64))?;
+        let (rep, _) = heal(m, tokens, &hc, |s, _, _| pb.set_position(s as u64))?;
         pb.finish_and_clear();
         let after = ppl(&m.all_blocks(), m)?;
         Ok::<_, StudyError>((rep, after))
     };
     let mut healing = Vec::new();
     let mut heal_curves: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut healed_scores = Vec::new();
     let mut healed_export: Option<dlt_llm::Llama> = None;
+    let mut keep = |(row, curve, s): HealUnit| {
+        healing.push(row);
+        heal_curves.push(curve);
+        healed_scores.push(s);
+    };
     // The control: the unpruned model healed the same way (the windows of the first healed n),
     // so that what fine-tuning on the healing text gains anyway is separated from the repair
     // of the cut (docs/derivations/prune.md#healing-recipe).
     if let Some(&n0) = sc.heal_drops.first() {
-        let mut full = model.clone();
-        let before = (base.perplexity, base.token_nll.clone());
-        let (rep, after) = heal_and_score(&mut full, "control (unpruned)", cfg.seed + n0 as u64)?;
-        on_healed("control", 0, 0, &full)?;
-        healing.push(heal_row("control", 0, 0, before, after, &rep));
-        heal_curves.push(("control (unpruned)".into(), rep.losses));
+        keep(stages.run("heal-control", || {
+            let mut full = model.clone();
+            let before = (base.perplexity, base.token_nll.clone());
+            let (rep, after) =
+                heal_and_score(&mut full, "control (unpruned)", cfg.seed + n0 as u64)?;
+            let s = on_healed(("control", 0, 0), &full)?;
+            Ok((
+                heal_row("control", 0, 0, before, after, &rep),
+                ("control (unpruned)".to_string(), rep.losses),
+                s,
+            ))
+        })?);
     }
     for &n in &sc.heal_drops {
         for rule in [Rule::Angular, Rule::Last] {
             let start = choose_start(rule, l_tot, n, Some(distances), 0)?;
-            let kept = kept_blocks(l_tot, start, n);
-            let mut pruned = model.with_blocks(&kept)?;
-            let before = match scored(rule, n, start) {
-                Some(b) => b,
-                None => {
-                    let p = ppl(&pruned.all_blocks(), &pruned)?;
-                    (p.perplexity, p.token_nll)
+            // The healed model exported in part 4 is needed in memory: never read back.
+            let export = rule == Rule::Angular && Some(n) == sc.export_drop;
+            let mut healed = None;
+            let unit = stages.run_if(&format!("heal-{}-{n}", rule.name()), !export, || {
+                let kept = kept_blocks(l_tot, start, n);
+                let mut pruned = model.with_blocks(&kept)?;
+                let before = match scored(rule, n, start) {
+                    Some(b) => b,
+                    None => {
+                        let p = ppl(&pruned.all_blocks(), &pruned)?;
+                        (p.perplexity, p.token_nll)
+                    }
+                };
+                let (rep, after) = heal_and_score(
+                    &mut pruned,
+                    &format!("{} n={n}", rule.name()),
+                    cfg.seed + n as u64,
+                )?;
+                let s = on_healed((rule.name(), n, start), &pruned)?;
+                if export {
+                    pruned.merge_lora()?;
+                    healed = Some(pruned);
                 }
-            };
-            let (rep, after) = heal_and_score(
-                &mut pruned,
-                &format!("{} n={n}", rule.name()),
-                cfg.seed + n as u64,
-            )?;
-            on_healed(rule.name(), n, start, &pruned)?;
-            healing.push(heal_row(rule.name(), n, start, before, after, &rep));
-            heal_curves.push((
-                format!("{} n={n} ({start}..{})", rule.name(), start + n),
-                rep.losses,
-            ));
-            if rule == Rule::Angular && Some(n) == sc.export_drop {
-                pruned.merge_lora()?;
-                healed_export = Some(pruned);
+                Ok((
+                    heal_row(rule.name(), n, start, before, after, &rep),
+                    (
+                        format!("{} n={n} ({start}..{})", rule.name(), start + n),
+                        rep.losses,
+                    ),
+                    s,
+                ))
+            })?;
+            keep(unit);
+            if healed.is_some() {
+                healed_export = healed;
             }
         }
     }
-    Ok((healing, heal_curves, healed_export))
+    Ok((healing, heal_curves, healed_scores, healed_export))
 }
 
 /// Part 0: locate (or fetch) and load the model and the text, split the text 90/10 and check

@@ -25,6 +25,7 @@ mod claims;
 mod figures;
 mod measure;
 mod model;
+mod stages;
 
 pub use accuracy::{Accuracy, AccuracyRow, CollapseRow, LossRow};
 use claims::{claims, comparisons};
@@ -40,7 +41,7 @@ use std::time::Instant;
 use dlt_llm::eval::Perplexity;
 use dlt_llm::lora::HealConfig;
 use dlt_llm::probe::{Distances, Position};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::claim::Claim;
 use crate::output::OutDir;
@@ -157,6 +158,11 @@ pub struct Config {
     pub bench_data: Option<PathBuf>,
     /// The sizes.
     pub scale: Scale,
+    /// Read back the stages of an earlier run of the same configuration from
+    /// `OUT/checkpoints/` instead of recomputing them (`--resume`; the numbers do not depend on
+    /// it).
+    #[serde(skip)]
+    pub resume: bool,
 }
 
 /// The model that was studied.
@@ -177,7 +183,7 @@ pub struct ModelInfo {
 }
 
 /// l*(n) for one n.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Best {
     /// Number of blocks n to drop.
     pub n: usize,
@@ -192,7 +198,7 @@ pub struct Best {
 }
 
 /// Perplexity after dropping blocks `start..end`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PruneRow {
     /// Block-choice rule: `angular`, `last` or `random`.
     pub rule: String,
@@ -210,14 +216,14 @@ pub struct PruneRow {
     pub perplexity: f64,
     /// Mean next-token cross-entropy, nats per token.
     pub nll: f64,
-    /// Per-token cross-entropies on the held-out tokens (not serialised), for the claims'
-    /// paired comparisons.
-    #[serde(skip)]
+    /// Per-token cross-entropies on the held-out tokens (only in checkpoints, `dlt_llm::detail`),
+    /// for the claims' paired comparisons.
+    #[serde(default, skip_serializing_if = "dlt_llm::detail::hidden")]
     pub token_nll: Vec<f64>,
 }
 
 /// One healed model.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HealRow {
     /// Block-choice rule: `angular` or `last`; `control` is the unpruned model healed the same
     /// way (n = 0).
@@ -232,11 +238,11 @@ pub struct HealRow {
     pub before: f64,
     /// Perplexity after healing.
     pub after: f64,
-    /// Per-token cross-entropies before healing (not serialised; paired comparisons).
-    #[serde(skip)]
+    /// Per-token cross-entropies before healing (only in checkpoints; paired comparisons).
+    #[serde(default, skip_serializing_if = "dlt_llm::detail::hidden")]
     pub before_tokens: Vec<f64>,
-    /// Per-token cross-entropies after healing (not serialised).
-    #[serde(skip)]
+    /// Per-token cross-entropies after healing (only in checkpoints).
+    #[serde(default, skip_serializing_if = "dlt_llm::detail::hidden")]
     pub after_tokens: Vec<f64>,
     /// LoRA training steps.
     pub steps: usize,
@@ -301,8 +307,11 @@ pub struct Results {
     pub comparisons: Vec<Comparison>,
     /// Forward-pass throughput of the unpruned model on the perplexity windows.
     pub forward_tokens_per_second: f64,
-    /// Wall-clock seconds of the run.
+    /// Wall-clock seconds of the run (this invocation's: stages read back cost ≈ 0).
     pub seconds: f64,
+    /// Stages read back from `checkpoints/` (`--resume`) instead of computed in this run:
+    /// `probe`, `pruning`, `accuracy-texts`, `accuracy-<task>`, `heal-<rule>-<n>`.
+    pub resumed: Vec<String>,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -385,20 +394,35 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     } = load_inputs(cfg)?;
     let model = &ckpt.model;
     let l_tot = model.blocks.len();
+    let mut stages = stages::Stages::new(
+        out.path("checkpoints"),
+        serde_json::json!({
+            "quick": cfg.quick,
+            "seed": cfg.seed,
+            "scale": sc,
+            "model": stages::file_stamp(&model_path),
+            "text": stages::file_stamp(&text_path),
+            "bench_data": cfg.bench_data,
+        }),
+        cfg.resume,
+    );
     let eval_tokens = &heldout[..sc.eval_tokens];
-    let (base, forward_tokens_per_second, distances, best) =
-        probe_unpruned(cfg, model, eval_tokens, &heldout[sc.eval_tokens..])?;
+    let (base, forward_tokens_per_second, distances, best) = stages.run("probe", || {
+        probe_unpruned(cfg, model, eval_tokens, &heldout[sc.eval_tokens..])
+    })?;
 
-    let pruning = prune_and_evaluate(cfg, model, &distances, eval_tokens)?;
+    let pruning = stages.run("pruning", || {
+        prune_and_evaluate(cfg, model, &distances, eval_tokens)
+    })?;
 
     let bench = accuracy::load_bench(
         cfg,
         &ckpt,
         &eval_tokens[..sc.acc_text_tokens.min(eval_tokens.len())],
     )?;
-    let mut accuracy = accuracy::sweep(cfg, model, &distances, &bench)?;
+    let mut accuracy = accuracy::sweep(cfg, model, &distances, &bench, &mut stages)?;
 
-    let (healing, heal_curves, healed_export) = heal_pruned(
+    let (healing, heal_curves, healed_scores, healed_export) = heal_pruned(
         cfg,
         &ckpt,
         HealInputs {
@@ -408,13 +432,17 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
             base: &base,
             pruning: &pruning,
         },
-        &mut |rule, n, start, m| {
+        &mut stages,
+        &mut |(rule, n, start), m| {
             if !sc.acc_healed.iter().any(|r| r == rule) {
-                return Ok(());
+                return Ok(accuracy::Scored::default());
             }
-            accuracy::score_healed(&mut accuracy, &bench, m, rule, n, start, l_tot, cfg.quiet)
+            accuracy::score_healed(&bench, m, (rule, n, start), l_tot, cfg.quiet)
         },
     )?;
+    for s in healed_scores {
+        accuracy.add(s);
+    }
 
     let export = export_pruned(cfg, out, &ckpt, &distances, eval_tokens, healed_export)?;
 
@@ -461,6 +489,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         comparisons,
         forward_tokens_per_second,
         seconds: t0.elapsed().as_secs_f64(),
+        resumed: stages.resumed(),
         claims,
         figures,
     };
@@ -488,6 +517,7 @@ impl crate::study::Study for Prune {
             text: None,
             bench_data: None,
             scale: Scale::for_mode(quick),
+            resume: false,
         }
     }
     fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
