@@ -252,7 +252,6 @@ pub(super) fn heal_pruned(
 /// Part 0: locate (or fetch) and load the model and the text, split the text 90/10 and check
 /// the sizes against the model and the held-out tokens.
 pub(super) fn load_inputs(cfg: &Config) -> Result<Inputs, StudyError> {
-    let sc = &cfg.scale;
     use dlt_nn::data::fetch::{locate, Dataset};
     let model_path = dlt_nn::data::fetch::resolve_model(cfg.model.as_deref())?;
     let text_path = match &cfg.text {
@@ -263,11 +262,25 @@ pub(super) fn load_inputs(cfg: &Config) -> Result<Inputs, StudyError> {
     let ckpt = dlt_llm::load(&model_path)?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let l_tot = ckpt.model.blocks.len();
+    let scale = cfg.scale.for_depth(l_tot);
+    if l_tot != super::REFERENCE_DEPTH {
+        eprintln!(
+            "prune: {} has {l_tot} blocks; block sizes scaled from {} blocks: drops {:?}, \
+             accuracy sweep {:?}, healed {:?}",
+            model_path.display(),
+            super::REFERENCE_DEPTH,
+            scale.drops,
+            scale.acc_drops,
+            scale.heal_drops
+        );
+    }
+    let sc = &scale;
     for &n in sc
         .drops
         .iter()
         .chain(&sc.heal_drops)
         .chain(sc.export_drop.iter())
+        .chain(&sc.acc_drops)
     {
         dlt_llm::probe::check_drop(l_tot, n)?;
     }
@@ -291,6 +304,7 @@ pub(super) fn load_inputs(cfg: &Config) -> Result<Inputs, StudyError> {
     dlt_llm::eval::set_bos_every(eval, sc.ctx, bos);
     dlt_llm::eval::set_bos_every(probe, sc.probe_len, bos);
     Ok(Inputs {
+        scale,
         model_path,
         text_path,
         ckpt,

@@ -19,6 +19,8 @@
 //! (25 models × 2 × 8192 tokens), its ARC-Easy sweep 10.1 min (25 models × 250 items); the
 //! HellaSwag and PIQA sweeps (≈ 3.5× and 1.8× ARC-Easy's tokens) and healing and scoring seven
 //! models (150 LoRA steps of ≈ 1.5 s and ≈ 70 000 benchmark tokens each) are estimated.
+//! Each heavy stage is checkpointed as it finishes, and `Config::resume` reads matching
+//! checkpoints back (`stages.rs`), so the full run can be done in pieces.
 
 mod accuracy;
 mod claims;
@@ -91,7 +93,40 @@ pub struct Scale {
     pub acc_text_tokens: usize,
 }
 
+/// The depth the block sizes of [`Scale::for_mode`] are written for: SmolLM2-135M's 30 blocks.
+pub const REFERENCE_DEPTH: usize = 30;
+
 impl Scale {
+    /// The sizes for a model of `depth` blocks: every block size n (written for
+    /// [`REFERENCE_DEPTH`] blocks) becomes round(n·depth/30), kept within 1..depth−1 and without
+    /// repeats, so the fractions dropped stay what they were (Gemma 3's 18 blocks: the quick
+    /// sweep's n = 3…24 become 2…14). The identity at depth 30.
+    pub fn for_depth(&self, depth: usize) -> Scale {
+        if depth == REFERENCE_DEPTH || depth < 2 {
+            return self.clone();
+        }
+        let map = |n: usize| {
+            ((n as f64 * depth as f64 / REFERENCE_DEPTH as f64).round() as usize)
+                .clamp(1, depth - 1)
+        };
+        let list = |v: &[usize]| {
+            let mut out: Vec<usize> = Vec::with_capacity(v.len());
+            for n in v.iter().map(|&n| map(n)) {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+            out
+        };
+        Scale {
+            drops: list(&self.drops),
+            heal_drops: list(&self.heal_drops),
+            export_drop: self.export_drop.map(map),
+            acc_drops: list(&self.acc_drops),
+            ..self.clone()
+        }
+    }
+
     /// The sizes for quick or full mode.
     pub fn for_mode(quick: bool) -> Self {
         Scale {
@@ -372,6 +407,8 @@ struct Measured<'a> {
 /// The model and text of a run, loaded and checked: every drop fits the model and the held-out
 /// text holds the evaluation and probe tokens.
 struct Inputs {
+    /// The sizes fitted to the model's depth ([`Scale::for_depth`]).
+    scale: Scale,
     model_path: PathBuf,
     text_path: PathBuf,
     ckpt: dlt_llm::Checkpoint,
@@ -383,8 +420,8 @@ struct Inputs {
 /// Run the study into `out`, writing `results.json` last.
 pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let t0 = Instant::now();
-    let sc = &cfg.scale;
     let Inputs {
+        scale,
         model_path,
         text_path,
         ckpt,
@@ -392,6 +429,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         train_text,
         heldout,
     } = load_inputs(cfg)?;
+    let cfg = &Config {
+        scale,
+        ..cfg.clone()
+    };
+    let sc = &cfg.scale;
     let model = &ckpt.model;
     let l_tot = model.blocks.len();
     let mut stages = stages::Stages::new(
@@ -522,5 +564,54 @@ impl crate::study::Study for Prune {
     }
     fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         run(cfg, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_sizes_scale_with_the_models_depth() {
+        for quick in [true, false] {
+            let sc = Scale::for_mode(quick);
+            // The identity at the reference depth (SmolLM2-135M).
+            let same = sc.for_depth(REFERENCE_DEPTH);
+            assert_eq!(
+                (
+                    &same.drops,
+                    &same.heal_drops,
+                    same.export_drop,
+                    &same.acc_drops
+                ),
+                (&sc.drops, &sc.heal_drops, sc.export_drop, &sc.acc_drops)
+            );
+            // Every size fits any depth and keeps its fraction to within half a block.
+            for depth in [2, 4, 18, 26, 40] {
+                let d = sc.for_depth(depth);
+                for (from, to) in [(&sc.drops, &d.drops), (&sc.acc_drops, &d.acc_drops)] {
+                    assert!(
+                        to.iter().all(|&n| (1..depth).contains(&n)),
+                        "{depth}: {to:?}"
+                    );
+                    let mut u = to.clone();
+                    u.dedup();
+                    assert_eq!(&u, to, "repeats at depth {depth}");
+                    for &n in from.iter() {
+                        let want = n as f64 * depth as f64 / REFERENCE_DEPTH as f64;
+                        if want >= 1.0 && want <= (depth - 1) as f64 {
+                            assert!(
+                                to.iter().any(|&m| (m as f64 - want).abs() <= 0.5),
+                                "{depth}: {n} → {to:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Gemma 3 270M (18 blocks), quick: the accuracy sweep's 3…24 of 30 become 2…14 of 18.
+        let g = Scale::for_mode(true).for_depth(18);
+        assert_eq!(g.acc_drops, vec![2, 4, 5, 7, 11, 14]);
+        assert_eq!((g.heal_drops.clone(), g.export_drop), (vec![4], Some(4)));
     }
 }
