@@ -187,7 +187,11 @@ impl<S: Study> Entry for Registered<S> {
         let cfg = S::config(opts.quick, opts.seed, opts.quiet);
         let hash = hash_config(S::NAME, &cfg);
         let results = root.path(S::NAME).join("results.json");
-        if !opts.force {
+        if opts.force {
+            // Stage checkpoints a study keeps in OUT/<study>/checkpoints/ (keyed by its
+            // configuration, e.g. prune's) go too: --force reruns everything.
+            let _ = std::fs::remove_dir_all(root.path(S::NAME).join("checkpoints"));
+        } else {
             let reused = read_json(&results)
                 .filter(|v| v.get("config_hash").and_then(|h| h.as_str()) == Some(hash.as_str()))
                 .and_then(|v| section_from_results(&v, S::NAME, S::TITLE, S::PAPER, S::ABOUT));

@@ -559,7 +559,9 @@ impl crate::study::Study for Prune {
             text: None,
             bench_data: None,
             scale: Scale::for_mode(quick),
-            resume: false,
+            // `dlt reproduce` reuses a finished study of the same configuration; likewise the
+            // finished stages of an interrupted one (their key is the configuration).
+            resume: true,
         }
     }
     fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
