@@ -93,7 +93,7 @@ pub(super) fn figures(out: &OutDir, sc: &Scale, m: &Measured) -> Result<Vec<Stri
             ),
         ],
     ));
-    for rule in ["angular", "last", "random"] {
+    for (k, rule) in [(1, "angular"), (2, "last"), (3, "random")] {
         let mut pts: Vec<(f64, f64)> = Vec::new();
         for &n in &sc.drops {
             let v: Vec<f64> = pruning
@@ -110,33 +110,37 @@ pub(super) fn figures(out: &OutDir, sc: &Scale, m: &Measured) -> Result<Vec<Stri
         } else {
             format!("{rule} rule")
         };
-        fig = fig.with(Series::line(label, pts));
+        // Markers on the measured models, joined by an unnamed line of the same colour.
+        fig = fig
+            .with(Series::points(label, pts.clone(), None).in_colour(k))
+            .with(Series::line("", pts).in_colour(k));
     }
-    for rule in ["angular", "last"] {
+    for (k, rule) in [(4, "angular"), (5, "last")] {
         let pts: Vec<(f64, f64)> = healing
             .iter()
             .filter(|h| h.rule == rule)
             .map(|h| (h.n as f64 / l_tot as f64, h.after))
             .collect();
         if !pts.is_empty() {
-            fig = fig.with(Series::points(
-                format!("{rule} rule + LoRA healing"),
-                pts,
-                None,
-            ));
+            fig = fig.with(
+                Series::points(format!("{rule} rule + LoRA healing"), pts, None).in_colour(k),
+            );
         }
     }
     if let Some(c) = healing.iter().find(|h| h.rule == "control") {
-        fig = fig.with(Series::dashed(
-            "unpruned + the same healing (control)",
-            vec![
-                (0.0, c.after),
-                (
-                    sc.drops.iter().max().copied().unwrap_or(1) as f64 / l_tot as f64,
-                    c.after,
-                ),
-            ],
-        ));
+        fig = fig.with(
+            Series::dotted(
+                "unpruned + the same healing (control)",
+                vec![
+                    (0.0, c.after),
+                    (
+                        sc.drops.iter().max().copied().unwrap_or(1) as f64 / l_tot as f64,
+                        c.after,
+                    ),
+                ],
+            )
+            .in_colour(0),
+        );
     }
     fig.save_svg(&out.path("perplexity.svg"))?;
     figures.push("perplexity.svg".to_string());
