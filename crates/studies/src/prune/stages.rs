@@ -5,7 +5,7 @@
 //! a stage whose file carries the same key is read back instead of recomputed, so an
 //! interrupted run continues where it stopped, and a finished one can be re-reported (tables,
 //! figures, claims) without its hours of forward passes. A file with another key (other
-//! sizes, seed, model or text, or another dlt version) or one that does not parse is
+//! sizes or seed, a model or text of other content, or another dlt version) or one that does not parse is
 //! recomputed and overwritten, with a line saying why.
 //!
 //! The checkpoints stay after the run (tens of MB at full scale); `results.json` lists the
@@ -39,20 +39,37 @@ struct Stored<T> {
     value: T,
 }
 
-/// Size and modification time of a file, for the key: a replaced model or text gives another
-/// key even at the same path.
+/// The content of a file (or of a directory's files) for the key: SHA-256 and size, so that a
+/// replaced model or text gives another key even at the same path, and a re-fetched identical
+/// one (a new cache, another path) the same key.
 pub(super) fn file_stamp(path: &Path) -> serde_json::Value {
-    match std::fs::metadata(path) {
-        Ok(m) => serde_json::json!({
-            "path": path.display().to_string(),
-            "bytes": m.len(),
-            "modified": m
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs()),
-        }),
-        Err(_) => serde_json::json!({ "path": path.display().to_string() }),
+    let one = |p: &Path| -> serde_json::Value {
+        match (std::fs::metadata(p), dlt_nn::data::fetch::sha256_file(p)) {
+            (Ok(m), Ok(sha)) => serde_json::json!({ "bytes": m.len(), "sha256": sha }),
+            _ => serde_json::json!({ "path": p.display().to_string() }),
+        }
+    };
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        serde_json::Value::Array(
+            files
+                .iter()
+                .map(|f| {
+                    let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+                    serde_json::json!({ "file": name, "content": one(f) })
+                })
+                .collect(),
+        )
+    } else {
+        one(path)
     }
 }
 
@@ -153,6 +170,26 @@ mod tests {
         x: f64,
         #[serde(default, skip_serializing_if = "dlt_llm::detail::hidden")]
         tokens: Vec<f64>,
+    }
+
+    #[test]
+    fn the_key_follows_file_content_not_path() {
+        let dir = std::env::temp_dir().join(format!("dlt-stamp-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let (a, b) = (dir.join("a.txt"), dir.join("sub").join("b.txt"));
+        std::fs::write(&a, "the same text").unwrap();
+        std::fs::write(&b, "the same text").unwrap();
+        assert_eq!(file_stamp(&a), file_stamp(&b));
+        std::fs::write(&b, "the same text!").unwrap();
+        assert_ne!(file_stamp(&a), file_stamp(&b));
+        // A directory (a Hugging Face model): its files' names and contents.
+        let before = file_stamp(&dir.join("sub"));
+        assert!(before.is_array());
+        std::fs::write(&b, "other").unwrap();
+        assert_ne!(file_stamp(&dir.join("sub")), before);
+        // A missing file is keyed by its path (and then fails to load elsewhere).
+        assert!(file_stamp(&dir.join("missing")).get("path").is_some());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
