@@ -98,6 +98,19 @@ fn a_resumed_run_reports_what_the_interrupted_one_would_have() {
         .map(|s| s.to_string())
         .collect();
     assert_eq!(second.resumed, expected);
+    // A stage read back carries the time it took when it was computed.
+    for t in &second.stage_seconds {
+        let first_t = first
+            .stage_seconds
+            .iter()
+            .find(|f| f.stage == t.stage)
+            .expect("same stages");
+        assert_eq!(t.resumed, expected.contains(&t.stage), "{}", t.stage);
+        if t.resumed {
+            assert_eq!(t.seconds, first_t.seconds, "{}", t.stage);
+        }
+    }
+    assert_eq!(second.stage_seconds.len(), stages.len());
     assert_eq!(numbers(&json(&second)), numbers(&json(&first)));
 
     // A truncated checkpoint is recomputed, with the same numbers.

@@ -27,7 +27,7 @@ mod claims;
 mod figures;
 mod measure;
 mod model;
-mod stages;
+pub mod stages;
 
 pub use accuracy::{Accuracy, AccuracyRow, CollapseRow, LossRow};
 use claims::{claims, comparisons};
@@ -347,6 +347,9 @@ pub struct Results {
     /// Stages read back from `checkpoints/` (`--resume`) instead of computed in this run:
     /// `probe`, `pruning`, `accuracy-texts`, `accuracy-<task>`, `heal-<rule>-<n>`.
     pub resumed: Vec<String>,
+    /// Each stage's wall time when it was computed (in this run or the one whose checkpoint
+    /// was read back): the cost of a run done in pieces.
+    pub stage_seconds: Vec<stages::StageTime>,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -532,6 +535,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         forward_tokens_per_second,
         seconds: t0.elapsed().as_secs_f64(),
         resumed: stages.resumed(),
+        stage_seconds: stages.seconds(),
         claims,
         figures,
     };

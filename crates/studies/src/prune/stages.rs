@@ -25,17 +25,33 @@ pub(super) struct Stages {
     key: serde_json::Value,
     resume: bool,
     resumed: Vec<String>,
+    seconds: Vec<StageTime>,
+}
+
+/// The wall time a stage took when it was computed (in this run, or in the run that wrote the
+/// checkpoint it was read back from): the cost of a run done in pieces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageTime {
+    /// Stage name.
+    pub stage: String,
+    /// Wall-clock seconds of its computation; null for a checkpoint that did not record it.
+    pub seconds: Option<f64>,
+    /// Read back from a checkpoint rather than computed in this run.
+    pub resumed: bool,
 }
 
 #[derive(Serialize)]
 struct StoredRef<'a, T> {
     key: &'a serde_json::Value,
+    seconds: f64,
     value: &'a T,
 }
 
 #[derive(Deserialize)]
 struct Stored<T> {
     key: serde_json::Value,
+    #[serde(default)]
+    seconds: Option<f64>,
     value: T,
 }
 
@@ -82,6 +98,7 @@ impl Stages {
             key,
             resume,
             resumed: Vec::new(),
+            seconds: Vec::new(),
         }
     }
 
@@ -109,15 +126,28 @@ impl Stages {
     ) -> Result<T, StudyError> {
         let path = self.path(name);
         if self.resume && reuse {
-            if let Some(v) = self.load::<T>(name, &path) {
+            if let Some((v, seconds)) = self.load::<T>(name, &path) {
                 self.resumed.push(name.to_string());
+                self.seconds.push(StageTime {
+                    stage: name.to_string(),
+                    seconds,
+                    resumed: true,
+                });
                 return Ok(v);
             }
         }
+        let t0 = std::time::Instant::now();
         let value = compute()?;
+        let seconds = t0.elapsed().as_secs_f64();
+        self.seconds.push(StageTime {
+            stage: name.to_string(),
+            seconds: Some(seconds),
+            resumed: false,
+        });
         let bytes = dlt_llm::detail::with_detail(|| {
             serde_json::to_vec(&StoredRef {
                 key: &self.key,
+                seconds,
                 value: &value,
             })
         })
@@ -129,12 +159,12 @@ impl Stages {
         Ok(value)
     }
 
-    fn load<T: DeserializeOwned>(&self, name: &str, path: &Path) -> Option<T> {
+    fn load<T: DeserializeOwned>(&self, name: &str, path: &Path) -> Option<(T, Option<f64>)> {
         let bytes = std::fs::read(path).ok()?;
         match serde_json::from_slice::<Stored<T>>(&bytes) {
             Ok(s) if s.key == self.key => {
                 eprintln!("prune: stage {name} read back from {}", path.display());
-                Some(s.value)
+                Some((s.value, s.seconds))
             }
             Ok(_) => {
                 eprintln!(
@@ -157,6 +187,11 @@ impl Stages {
     /// The stages read back from checkpoints, in the order the run asked for them.
     pub(super) fn resumed(&self) -> Vec<String> {
         self.resumed.clone()
+    }
+
+    /// Every stage's computation time, in the order the run asked for them.
+    pub(super) fn seconds(&self) -> Vec<StageTime> {
+        self.seconds.clone()
     }
 }
 
@@ -220,6 +255,10 @@ mod tests {
         assert_eq!(s.run_if("a", false, compute).unwrap(), row());
         assert_eq!(calls.get(), 2);
         assert_eq!(s.resumed(), vec!["a".to_string()]);
+        // The stage's time is the one recorded when it was computed.
+        let t = s.seconds();
+        assert_eq!((t.len(), t[0].resumed, t[1].resumed), (2, true, false));
+        assert!(t[0].seconds.is_some_and(|x| x >= 0.0));
         // Another key: recomputed and overwritten; then the new key reads it back.
         let mut s = Stages::new(dir.clone(), serde_json::json!({"seed": 1}), true);
         s.run("a", compute).unwrap();
