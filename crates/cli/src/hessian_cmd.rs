@@ -74,6 +74,28 @@ pub struct HessianArgs {
     /// SGD learning rate of the CNN.
     #[arg(long, default_value_t = 0.05)]
     cnn_lr: f64,
+    /// Class counts k of the paper's Gaussian-mixture toy model (§3; docs/derivations/hessian.md#toy-model).
+    #[arg(long, value_delimiter = ',', default_value = "2,5,10")]
+    toy_classes: Vec<usize>,
+    /// Within-class noise levels σ of the toy model (E|x − μ|² = σ²); the smallest is where
+    /// the spectrum is compared with the σ² → 0 solution, all of them give the bulk's exponent.
+    #[arg(long, value_delimiter = ',', default_value = "0.2,0.1,0.05")]
+    toy_sigmas: Vec<f64>,
+    /// Input dimension of the toy model.
+    #[arg(long, default_value_t = 64)]
+    toy_dim: usize,
+    /// Inputs per class of the toy model.
+    #[arg(long, default_value_t = 64)]
+    toy_per_class: usize,
+    /// Full-batch GD learning rate of the toy model.
+    #[arg(long, default_value_t = 1.0)]
+    toy_lr: f64,
+    /// GD steps of the toy model (Hessians at 0, 10, 30, 100, 300, 1000 and the last step).
+    #[arg(long, default_value_t = 2000)]
+    toy_steps: usize,
+    /// Skip the toy model.
+    #[arg(long)]
+    no_toy: bool,
 }
 
 pub fn run(a: HessianArgs) -> Result<()> {
@@ -150,6 +172,35 @@ pub fn run(a: HessianArgs) -> Result<()> {
         "--cnn-lr: must be a positive number"
     );
     cfg.cnn.lr = a.cnn_lr;
+    for &k in &a.toy_classes {
+        anyhow::ensure!(
+            k >= 2 && k <= a.toy_dim,
+            "--toy-classes {k}: need 2 ≤ k ≤ --toy-dim ({}) (orthonormal class means)",
+            a.toy_dim
+        );
+    }
+    anyhow::ensure!(
+        !a.toy_sigmas.is_empty() && a.toy_sigmas.iter().all(|s| s.is_finite() && *s >= 0.0),
+        "--toy-sigmas {:?}: give noise levels ≥ 0, e.g. 0.2,0.1,0.05",
+        a.toy_sigmas
+    );
+    anyhow::ensure!(
+        a.toy_per_class >= 1 && a.toy_lr > 0.0 && a.toy_lr.is_finite() && a.toy_steps >= 1,
+        "--toy-per-class / --toy-lr / --toy-steps: need ≥ 1 input per class, a positive learning rate and ≥ 1 step"
+    );
+    let mut toy_steps: Vec<usize> = [0, 10, 30, 100, 300, 1000]
+        .into_iter()
+        .filter(|&t| t < a.toy_steps)
+        .collect();
+    toy_steps.push(a.toy_steps);
+    cfg.toy = dlt_studies::hessian::ToyScale {
+        class_counts: if a.no_toy { vec![] } else { a.toy_classes },
+        dim: a.toy_dim,
+        per_class: a.toy_per_class,
+        sigmas: a.toy_sigmas,
+        lr: a.toy_lr,
+        checkpoints: toy_steps,
+    };
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let r = run(&cfg, &dir)?;
     crate::print_study(&r, &r.claims, a.json, &dir)

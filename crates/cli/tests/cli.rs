@@ -1339,11 +1339,51 @@ fn hessian_json_contract_and_bad_input_on_real_fashion_mnist() {
         "2,4",
         "--cnn-hidden",
         "16",
+        "--toy-classes",
+        "2,4",
+        "--toy-dim",
+        "16",
+        "--toy-per-class",
+        "8",
+        "--toy-steps",
+        "200",
         "--json",
         "--out",
         dir.to_str().unwrap(),
     ]);
     assert_eq!(v["study"], "hessian");
+    // The toy model: one run per (k, σ), the spectrum sorted, k(k−1) + 4 eigenvalues, f_top of
+    // nested subspaces in [0, 1], the σ² → 0 theory beside every checkpoint.
+    let toy = v["toy"].as_array().unwrap();
+    assert_eq!(toy.len(), 2 * 3);
+    for r in toy {
+        let k = r["classes"].as_u64().unwrap() as usize;
+        assert_eq!(r["params"].as_u64().unwrap() as usize, 16 * k);
+        let cps = r["checkpoints"].as_array().unwrap();
+        let steps: Vec<u64> = cps.iter().map(|c| c["step"].as_u64().unwrap()).collect();
+        assert_eq!(steps, vec![0, 10, 30, 100, 200]);
+        for c in cps {
+            let ev: Vec<f64> = c["eigenvalues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert_eq!(ev.len(), k * (k - 1) + 4);
+            assert!(ev.windows(2).all(|w| w[0] >= w[1]), "{ev:?}");
+            let f: Vec<f64> = c["ftop"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert!(f.windows(2).all(|w| w[0] <= w[1] + 1e-12), "{f:?}");
+            assert!(f.iter().all(|x| (0.0..=1.0 + 1e-9).contains(x)), "{f:?}");
+            assert!(c["theory"]["top"].as_f64().unwrap() > 0.0);
+        }
+        // The spectrum follows the solved model within a few per cent at these σ.
+        assert!(r["top_rel_error"].as_f64().unwrap() < 0.1, "{r}");
+    }
     // The CNN beside the MLP: its size from the flags, a sorted top-20 spectrum, f_top in
     // [0, 1], its claims and figures.
     let cnn = &v["cnn"];
@@ -1406,6 +1446,10 @@ fn hessian_json_contract_and_bad_input_on_real_fashion_mnist() {
         "hessian.cnn.outliers",
         "hessian.cnn.gap",
         "hessian.cnn.ftop",
+        "hessian.toy.k_outliers",
+        "hessian.toy.middle_eigenvalues",
+        "hessian.toy.gradient_in_top_k",
+        "hessian.toy.bulk_suppressed_by_sigma2",
     ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
@@ -1448,6 +1492,9 @@ fn hessian_json_contract_and_bad_input_on_real_fashion_mnist() {
         "subsets_ftop.svg",
         "cnn_spectrum.svg",
         "cnn_ftop.svg",
+        "toy.csv",
+        "toy_spectrum.svg",
+        "toy_top.svg",
         "results.json",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
@@ -1493,6 +1540,25 @@ fn hessian_json_contract_and_bad_input_on_real_fashion_mnist() {
             dir.to_str().unwrap(),
         ],
         "--class-counts 11",
+    );
+    fails_with(
+        &[
+            "hessian",
+            "--toy-classes",
+            "1",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        "--toy-classes 1",
+    );
+    fails_with(
+        &[
+            "hessian",
+            "--toy-sigmas=-0.1",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        "--toy-sigmas",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

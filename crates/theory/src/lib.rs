@@ -13,6 +13,7 @@
 //! * [`criticality`]: critical (C_b, C_W), universality classes, ν and the optimal aspect ratio;
 //! * [`mc`]: a multi-threaded Monte Carlo validator over ensembles of real networks;
 //! * [`kernels`]: dataset-scale NNGP/NTK kernels and infinite-width predictions;
+//! * [`gmm_softmax`]: the solvable Gaussian-mixture toy model of Gur-Ari, Roberts & Dyer;
 //! * [`trajectory`]: the O(1/n) correction to the mean GD trajectory of one trained input.
 #![warn(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod collapse;
 pub mod criticality;
 pub mod dntk;
 pub mod gauss;
+pub mod gmm_softmax;
 pub mod kernels;
 pub mod mc;
 pub mod moments;

@@ -1,7 +1,9 @@
 //! The claims of `hessian`: top-subspace gradient fraction, subspace overlaps, Lanczos check and
 //! the ablation.
 
-use super::{Ablation, Checkpoint, CnnRun, Config, RunResult, Scale, SubsetRun, PAPER, SONG};
+use super::{
+    Ablation, Checkpoint, CnnRun, Config, RunResult, Scale, SubsetRun, ToyRun, PAPER, SONG,
+};
 use crate::claim::{Claim, NanFold};
 use crate::output::fmt_num;
 
@@ -357,6 +359,70 @@ pub(super) fn cnn_claims(cnn: &CnnRun) -> Vec<Claim> {
             },
             0.75,
             &format!("0.75 as for the MLP (observed 0.77–0.97 there); {carried}"),
+        )
+        .calibrated(),
+    ]
+}
+
+/// The toy model's statements (§3), read at the last step of the runs with the smallest σ
+/// (the spectrum) or every σ (the gradient, the bulk's scaling).
+pub(super) fn toy_claims(runs: &[ToyRun]) -> Vec<Claim> {
+    if runs.is_empty() {
+        return vec![];
+    }
+    let s_min = runs.iter().map(|r| r.sigma).fold(f64::INFINITY, f64::min);
+    let smallest: Vec<&ToyRun> = runs.iter().filter(|r| r.sigma == s_min).collect();
+    let ks: Vec<usize> = smallest.iter().map(|r| r.classes).collect();
+    let top_err = smallest.iter().map(|r| r.top_rel_error).nan_max();
+    let mid_err = smallest
+        .iter()
+        .filter(|r| r.classes >= 3)
+        .map(|r| r.middle_rel_error)
+        .nan_max();
+    let ftop_min = runs
+        .iter()
+        .map(|r| r.checkpoints.last().map_or(f64::NAN, |c| c.ftop[1]))
+        .nan_min();
+    let exp_err = ks
+        .iter()
+        .map(|&k| (super::toy::bulk_exponent(runs, k) - 2.0).abs())
+        .nan_max();
+    let s = fmt_num(s_min);
+    vec![
+        Claim::at_most(
+            "hessian.toy.k_outliers",
+            &format!("{PAPER} §3"),
+            &format!("softmax regression on a k-class Gaussian mixture (k = {ks:?}, σ = {s}): at every checkpoint the top k Hessian eigenvalues equal the solved σ² → 0 model's ε_t(1 − (k−1)ε_t); worst relative deviation"),
+            top_err,
+            0.02,
+            "our threshold, 2.5× the largest of seeds 0–2 (0.0055, 0.0081, 0.0078); the σ = 0 simulation equals the theory to 1e-9 (test), the σ corrections are O(σ²) and O(σ/√n_c), and the paper's late-time 1/(ηt) is off by up to 4.2 on the same spectra",
+        )
+        .calibrated(),
+        Claim::at_most(
+            "hessian.toy.middle_eigenvalues",
+            &format!("{PAPER} §3 (k-class case stated from experiment; solved here)"),
+            &format!("below the k outliers sit k(k−2) eigenvalues ε_t/k, a factor k(1 − (k−1)ε_t) lower (k ≥ 3, σ = {s}, every checkpoint); worst relative deviation"),
+            mid_err,
+            0.05,
+            "our threshold, 3× the largest of seeds 0–2 (0.016, 0.015, 0.012)",
+        )
+        .calibrated(),
+        Claim::at_least(
+            "hessian.toy.gradient_in_top_k",
+            &format!("{PAPER} §3"),
+            "with sample noise the gradient still lies in the top-k subspace: smallest f_top(k) at the last step over every k and σ",
+            ftop_min,
+            0.99,
+            "our threshold: the theory gives 1 at σ = 0, less by O(σ²)",
+        )
+        .calibrated(),
+        Claim::at_most(
+            "hessian.toy.bulk_suppressed_by_sigma2",
+            &format!("{PAPER} §3"),
+            "the bulk (the eigenvalues that vanish at σ = 0) is suppressed by σ²: worst |p − 2| over k of the fitted exponent of λ_bulk/λ_top ∝ σ^p",
+            exp_err,
+            0.3,
+            "our threshold for the corrections to the leading σ² over σ = 0.05…0.2; seeds 0–2 gave 0.07, 0.06, 0.04",
         )
         .calibrated(),
     ]

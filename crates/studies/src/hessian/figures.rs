@@ -1,7 +1,7 @@
 //! Figures and CSV tables of `hessian`.
 
 use super::claims::random_baseline;
-use super::{Ablation, Checkpoint, CnnRun, RunOut, RunResult, SubsetRun};
+use super::{Ablation, Checkpoint, CnnRun, RunOut, RunResult, SubsetRun, ToyRun};
 use crate::output::OutDir;
 use crate::plot::{Figure, Heatmap, Series};
 use crate::study::StudyError;
@@ -358,4 +358,140 @@ pub(super) fn cnn_figures(
     spec.save_svg(&out.path("cnn_spectrum.svg"))?;
     ft.save_svg(&out.path("cnn_ftop.svg"))?;
     Ok(vec!["cnn_spectrum.svg".into(), "cnn_ftop.svg".into()])
+}
+
+/// The toy model (§3) beside its simulation: `toy_spectrum.svg` (the top eigenvalues over
+/// λ_top at the last step, smallest σ, with the solved model's levels 1 and 1/(k(1 − (k−1)ε))
+/// dashed) and `toy_top.svg` (λ₁ against the step with ε(1 − (k−1)ε) and the late-time 1/(ηt)),
+/// and `toy.csv`.
+pub(super) fn toy_figures(
+    out: &OutDir,
+    runs: &[ToyRun],
+    lr: f64,
+) -> Result<Vec<String>, StudyError> {
+    let Some(s_min) = runs.iter().map(|r| r.sigma).reduce(f64::min) else {
+        return Ok(vec![]);
+    };
+    let mut spec = Figure::new(
+        format!("toy model: Hessian spectrum at the last step (σ = {s_min}), simulation vs solved model"),
+        "index i",
+        "λ_i / λ_top(theory)",
+    );
+    let mut top = Figure::new(
+        format!("toy model: top eigenvalue during training (σ = {s_min})"),
+        "GD step t",
+        "λ₁",
+    );
+    // Largest k first, so that the smaller k's markers are drawn on top where levels coincide.
+    let mut shown: Vec<(usize, &ToyRun)> = runs
+        .iter()
+        .filter(|r| r.sigma == s_min)
+        .enumerate()
+        .collect();
+    shown.reverse();
+    for (i, r) in shown {
+        let k = r.classes;
+        let Some(end) = r.checkpoints.last() else {
+            continue;
+        };
+        let t = end.theory;
+        let pts: Vec<(f64, f64)> = end
+            .eigenvalues
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l > 0.0)
+            .map(|(j, l)| ((j + 1) as f64, l / t.top))
+            .collect();
+        spec = spec
+            .with(Series::points(format!("k = {k}, simulated"), pts, None).in_colour(i))
+            .with(
+                Series::dashed(
+                    format!("k = {k}, solved model"),
+                    if k >= 3 {
+                        vec![
+                            (1.0, 1.0),
+                            (k as f64, 1.0),
+                            (k as f64, t.middle / t.top),
+                            ((k * (k - 1)) as f64, t.middle / t.top),
+                        ]
+                    } else {
+                        vec![(1.0, 1.0), (2.0, 1.0)]
+                    },
+                )
+                .in_colour(i),
+            );
+        let meas: Vec<(f64, f64)> = r
+            .checkpoints
+            .iter()
+            .filter(|c| c.step > 0)
+            .map(|c| (c.step as f64, c.eigenvalues[0]))
+            .collect();
+        // The solved model on a dense grid of steps (a smooth curve, not the checkpoints joined).
+        let last = r.checkpoints.last().map_or(1, |c| c.step.max(1));
+        let mut grid: Vec<usize> = (0..=120)
+            .map(|j| (10f64.powf(f64::from(j) / 120.0 * (last as f64).log10())).round() as usize)
+            .collect();
+        grid.dedup();
+        let theory: Vec<(f64, f64)> = dlt_theory::gmm_softmax::trajectory(k, lr, &grid)?
+            .iter()
+            .map(|p| (p.step as f64, p.top))
+            .collect();
+        top = top
+            .with(Series::points(format!("k = {k}, simulated λ₁"), meas, None).in_colour(i))
+            .with(Series::dashed(format!("k = {k}, ε(1 − (k−1)ε)"), theory).in_colour(i));
+    }
+    let steps: Vec<f64> = runs
+        .first()
+        .map(|r| {
+            r.checkpoints
+                .iter()
+                .filter(|c| c.step > 0)
+                .map(|c| c.step as f64)
+                .collect()
+        })
+        .unwrap_or_default();
+    if let (Some(&a), Some(&b)) = (steps.first(), steps.last()) {
+        top = top.with(Series::dotted(
+            format!("late times: 1/(ηt), η = {lr}"),
+            vec![(a, 1.0 / (lr * a)), (b, 1.0 / (lr * b))],
+        ));
+    }
+    spec.log_log().save_svg(&out.path("toy_spectrum.svg"))?;
+    top.log_log().save_svg(&out.path("toy_top.svg"))?;
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .flat_map(|r| {
+            r.checkpoints.iter().flat_map(move |c| {
+                c.eigenvalues.iter().enumerate().map(move |(j, l)| {
+                    vec![
+                        r.classes.to_string(),
+                        r.sigma.to_string(),
+                        c.step.to_string(),
+                        c.loss.to_string(),
+                        (j + 1).to_string(),
+                        l.to_string(),
+                        c.theory.top.to_string(),
+                        c.theory.middle.to_string(),
+                        c.ftop[1].to_string(),
+                    ]
+                })
+            })
+        })
+        .collect();
+    out.write_csv(
+        "toy.csv",
+        &[
+            "classes",
+            "sigma",
+            "step",
+            "loss",
+            "i",
+            "lambda_i",
+            "theory_top",
+            "theory_middle",
+            "ftop_k",
+        ],
+        &rows,
+    )?;
+    Ok(vec!["toy_spectrum.svg".into(), "toy_top.svg".into()])
 }

@@ -22,6 +22,10 @@
 //! MLP, exact HVPs through convolution and pooling ([`dlt_nn::cnn`]), the same statistics as
 //! the class subsets at C = 10 ([`cnn`]).
 //!
+//! The paper's solvable toy model (§3): softmax regression on a k-class Gaussian mixture, its
+//! Hessian and gradient solved at σ² → 0 ([`dlt_theory::gmm_softmax`]) beside exact dense
+//! Hessians of simulated runs at small σ ([`toy`], docs/derivations/hessian.md#toy-model).
+//!
 //! Cost (2 cores): quick ≈ 1 min (three runs; the class subsets 4–7 s of it; the CNN 22 s of
 //! CPU, run beside the MLP runs), full ≈ 3 min (five runs, longer ablation; class subsets 26 s)
 //! plus the full-scale LeNet-5 CNN (800 s wall, 292 s CPU on 2 busy cores; README).
@@ -30,10 +34,12 @@ mod claims;
 mod cnn;
 mod figures;
 mod subsets;
+mod toy;
 mod training;
 
 pub use cnn::{CnnRun, CnnScale};
 pub use subsets::{SubsetRun, SubsetScale};
+pub use toy::{ToyCheckpoint, ToyRun, ToyScale};
 
 use claims::{claims, random_baseline};
 use figures::{figures, write_tables};
@@ -148,6 +154,8 @@ pub struct Config {
     pub subsets: SubsetScale,
     /// The LeNet-like CNN beside the MLP (`steps` 0 skips it).
     pub cnn: CnnScale,
+    /// The solvable Gaussian-mixture toy model beside its simulation (no class counts: skip).
+    pub toy: ToyScale,
 }
 
 impl Config {
@@ -168,6 +176,7 @@ impl Config {
             scale: Scale::for_mode(quick, seed, (0.1, 0.01, 1e-3)),
             subsets: SubsetScale::for_mode(quick),
             cnn: CnnScale::for_mode(quick),
+            toy: ToyScale::default_scale(),
         }
     }
 }
@@ -276,6 +285,10 @@ pub struct Results {
     pub subset_seconds: f64,
     /// The CNN beside the MLP: its spectrum and f_top on all 10 classes (None when skipped).
     pub cnn: Option<CnnRun>,
+    /// The toy model's simulated runs, one per (k, σ), with the σ² → 0 theory at each step.
+    pub toy: Vec<ToyRun>,
+    /// Wall-clock seconds of the toy-model part.
+    pub toy_seconds: f64,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -375,6 +388,9 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         subsets::class_subsets(cfg, &data, sc.runs[0].lr)?
     };
     let subset_seconds = t_sub.elapsed().as_secs_f64();
+    let t_toy = Instant::now();
+    let toy = toy::toy_runs(cfg)?;
+    let toy_seconds = t_toy.elapsed().as_secs_f64();
     let random_baseline = random_baseline(p);
 
     write_tables(out, &outs)?;
@@ -384,6 +400,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     if let Some(c) = &cnn {
         figures.extend(figures::cnn_figures(out, c, &subsets)?);
     }
+    figures.extend(figures::toy_figures(out, &toy, cfg.toy.lr)?);
 
     let runs: Vec<&RunResult> = outs.iter().map(|o| &o.result).collect();
     let mut claims = claims(cfg, &runs, abl.as_ref());
@@ -391,6 +408,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     if let Some(c) = &cnn {
         claims.extend(claims::cnn_claims(c));
     }
+    claims.extend(claims::toy_claims(&toy));
     let results = Results {
         study: "hessian",
         config: cfg.clone(),
@@ -403,6 +421,8 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         subsets,
         subset_seconds,
         cnn,
+        toy,
+        toy_seconds,
         claims,
         figures,
     };
@@ -417,7 +437,7 @@ impl crate::study::Study for Hessian {
     const NAME: &'static str = "hessian";
     const TITLE: &'static str = "Gradient descent happens in a tiny subspace";
     const PAPER: &'static str = "Gur-Ari, Roberts, Dyer (arXiv 1812.04754)";
-    const ABOUT: &'static str = "During training the gradient lies mostly in the span of the Hessian's top eigenvectors (about as many as classes), a subspace that settles early; measured with exact Hessian-vector products and Lanczos on Fashion-MNIST for SGD, momentum and Adam, with the Dom-/Bulk-SGD ablation, and the outlier count on 2, 5 and 10 classes.";
+    const ABOUT: &'static str = "During training the gradient lies mostly in the span of the Hessian's top eigenvectors (about as many as classes), a subspace that settles early; measured with exact Hessian-vector products and Lanczos on Fashion-MNIST for SGD, momentum and Adam, with the Dom-/Bulk-SGD ablation, the outlier count on 2, 5 and 10 classes, a CNN beside the MLP, and the paper's solvable Gaussian-mixture model beside its simulation.";
     type Config = Config;
     type Results = Results;
     fn config(quick: bool, seed: u64, quiet: bool) -> Config {
