@@ -179,6 +179,13 @@ pub fn run(a: HessianArgs) -> Result<()> {
             a.toy_dim
         );
     }
+    if let Some(&k) = a.toy_classes.iter().max() {
+        anyhow::ensure!(
+            k * a.toy_dim <= 2048,
+            "--toy-classes {k} × --toy-dim {}: the toy model's dense Hessian has (k·d)² entries and is diagonalised whole; keep k·d ≤ 2048",
+            a.toy_dim
+        );
+    }
     anyhow::ensure!(
         !a.toy_sigmas.is_empty() && a.toy_sigmas.iter().all(|s| s.is_finite() && *s >= 0.0),
         "--toy-sigmas {:?}: give noise levels ≥ 0, e.g. 0.2,0.1,0.05",

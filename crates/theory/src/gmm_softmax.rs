@@ -35,7 +35,7 @@ pub struct ToyPoint {
     pub loss: f64,
     /// The k-fold top eigenvalue ε(1 − (k−1)ε).
     pub top: f64,
-    /// The k(k−2)-fold next eigenvalue ε/k (absent for k = 2).
+    /// The k(k−2)-fold next eigenvalue ε/k (multiplicity 0 for k = 2).
     pub middle: f64,
     /// |g|² = (k−1)ε².
     pub grad_norm_sq: f64,
