@@ -181,8 +181,65 @@ pub struct BenchArgs {
     /// The benchmarks folder (default: `dlt data fetch benchmarks`, fetched if missing).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Also score the model with K·d²/12 of noise added to every quantised weight, d its block's
+    /// step (comma-separated K ≥ 0, e.g. 1,2; Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 files): K = 1 repeats
+    /// the file's own rounding (30/32 of it for Q4_1, whose block min and max are exact), so the
+    /// change estimates what the quantisation cost (docs/derivations/prune.md#quantisation-noise).
+    /// Each row is paired with the stored model; draws are averaged per K.
+    #[arg(long, value_delimiter = ',')]
+    rounding_noise: Vec<f64>,
+    /// Noise draws per K (default 1). Draw r uses noise seed r at every K, so K = 2's noise is
+    /// √2 times K = 1's (common random numbers: the comparison across K is sharper).
+    #[arg(long)]
+    noise_draws: Option<u64>,
     #[arg(long)]
     json: bool,
+}
+
+/// The paired change of `new` against `base` on the same items: mean of the per-item
+/// difference in right (1) / wrong (0), and its standard error sd/√n (McNemar's comparison:
+/// only the items on which the two disagree contribute).
+fn paired_change(base: &[(bool, bool)], new: &[(bool, bool)], norm: bool) -> (f64, f64) {
+    let d: Vec<f64> = base
+        .iter()
+        .zip(new)
+        .map(|(a, b)| {
+            let (x, y) = if norm { (a.1, b.1) } else { (a.0, b.0) };
+            f64::from(u8::from(y)) - f64::from(u8::from(x))
+        })
+        .collect();
+    let n = d.len() as f64;
+    let mean = d.iter().sum::<f64>() / n;
+    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, (var / n).sqrt())
+}
+
+/// The change averaged over noise draws, with its standard error: items and draws both vary,
+/// so SE² = SE²_items + s²_draws/R — the first from the per-item changes averaged over the R
+/// draws (sd/√n), the second from the spread of the R draws' mean changes (0 for one draw).
+/// `draws[r][i]` is item i's change in draw r; `pick` chooses acc or acc_norm.
+fn draws_mean(draws: &[Vec<(f64, f64)>], pick: impl Fn(&(f64, f64)) -> f64) -> (f64, f64) {
+    let r = draws.len() as f64;
+    let n = draws.first().map_or(0, Vec::len);
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let item_means: Vec<f64> = (0..n)
+        .map(|i| draws.iter().map(|d| pick(&d[i])).sum::<f64>() / r)
+        .collect();
+    let mean = item_means.iter().sum::<f64>() / n as f64;
+    let var_items =
+        item_means.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0).max(1.0);
+    let draw_means: Vec<f64> = draws
+        .iter()
+        .map(|d| d.iter().map(&pick).sum::<f64>() / n as f64)
+        .collect();
+    let var_draws = if draws.len() > 1 {
+        draw_means.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (r - 1.0)
+    } else {
+        0.0
+    };
+    (mean, (var_items / n as f64 + var_draws / r).sqrt())
 }
 
 /// The kept blocks when `spec` = "START..END" of `l` blocks is dropped.
@@ -222,6 +279,20 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         a.limit > 0,
         "--limit 0: no items would be scored; use --limit ≥ 1 (e.g. 100)"
     );
+    anyhow::ensure!(
+        a.rounding_noise.iter().all(|k| k.is_finite() && *k >= 0.0),
+        "--rounding-noise {:?}: each K must be a variance multiple ≥ 0 (e.g. 1,2)",
+        a.rounding_noise
+    );
+    anyhow::ensure!(
+        a.noise_draws.is_none() || !a.rounding_noise.is_empty(),
+        "--noise-draws without --rounding-noise: no noisy model would be scored; add e.g. --rounding-noise 1,2"
+    );
+    let noise_draws = a.noise_draws.unwrap_or(1);
+    anyhow::ensure!(
+        noise_draws >= 1,
+        "--noise-draws 0: no noisy model would be scored; use ≥ 1"
+    );
     let dir = match &a.data {
         Some(d) => d.clone(),
         None => {
@@ -232,46 +303,144 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         .iter()
         .map(|t| load_task(*t, &dir))
         .collect::<std::result::Result<_, _>>()?;
-    let ck = load(a.model)?;
+    let model_file = model_path(a.model.clone())?;
+    let ck = dlt_llm::load(&model_file)?;
+    if !a.rounding_noise.is_empty() {
+        // Refuse a model without a rounding to repeat before its scoring, not after.
+        dlt_llm::quant_noise::check_supported(&ck)?;
+    }
     let blocks = kept_blocks(a.drop.as_deref(), ck.model.blocks.len())?;
-    // A model that asks for BOS (Gemma 3) gets it before every context, as its Hugging Face
-    // tokenizer gives lm-eval; context and context + continuation both carry it.
-    let bos = ck.tokenizer.wanted_bos();
-    let encode = |s: &str| -> dlt_llm::Result<Vec<u32>> {
-        let ids = ck.tokenizer.encode(s)?;
-        Ok(bos.into_iter().chain(ids).collect())
-    };
-    let mut rows = Vec::new();
-    for (t, all) in tasks.iter().zip(&items) {
-        let idx = subset(all.len(), a.limit, a.seed)?;
-        let sel: Vec<_> = idx.iter().map(|&i| all[i].clone()).collect();
-        let pb = dlt_studies::progress::bar(sel.len() as u64, t.name(), a.json);
-        let r = score_task(
-            &ck.model,
-            &blocks,
-            t.name(),
-            t.primary(),
-            &sel,
-            &encode,
-            |i, _| pb.set_position(i as u64),
-        )?;
-        pb.finish_and_clear();
-        if !a.json {
-            println!(
-                "{:<10} n {:>5}  acc {:5.1} ± {:4.1} %  acc_norm {:5.1} ± {:4.1} %  (chance {:.1} %, majority {:.1} %; {} tokens, {:.0} tokens/s)",
-                r.task,
-                r.n,
-                100.0 * r.acc,
-                100.0 * r.acc_se,
-                100.0 * r.acc_norm,
-                100.0 * r.acc_norm_se,
-                100.0 * r.chance,
-                100.0 * r.majority,
-                r.tokens,
-                r.tokens as f64 / r.seconds
-            );
+    let subsets: Vec<Vec<dlt_llm::bench::Item>> = tasks
+        .iter()
+        .zip(&items)
+        .map(|(_, all)| {
+            let idx = subset(all.len(), a.limit, a.seed)?;
+            Ok(idx.iter().map(|&i| all[i].clone()).collect())
+        })
+        .collect::<Result<_>>()?;
+    // Every task's subset scored on one model, a line per task off --json.
+    let score_all = |ck: &dlt_llm::Checkpoint,
+                     label: &str|
+     -> Result<Vec<dlt_llm::bench::TaskScore>> {
+        // A model that asks for BOS (Gemma 3) gets it before every context, as its Hugging Face
+        // tokenizer gives lm-eval; context and context + continuation both carry it.
+        let bos = ck.tokenizer.wanted_bos();
+        let encode = |s: &str| -> dlt_llm::Result<Vec<u32>> {
+            let ids = ck.tokenizer.encode(s)?;
+            Ok(bos.into_iter().chain(ids).collect())
+        };
+        let mut rows = Vec::new();
+        for (t, sel) in tasks.iter().zip(&subsets) {
+            let pb = dlt_studies::progress::bar(sel.len() as u64, t.name(), a.json);
+            let r = score_task(
+                &ck.model,
+                &blocks,
+                t.name(),
+                t.primary(),
+                sel,
+                &encode,
+                |i, _| pb.set_position(i as u64),
+            )?;
+            pb.finish_and_clear();
+            if !a.json {
+                println!(
+                    "{label}{:<10} n {:>5}  acc {:5.1} ± {:4.1} %  acc_norm {:5.1} ± {:4.1} %  (chance {:.1} %, majority {:.1} %; {} tokens, {:.0} tokens/s)",
+                    r.task,
+                    r.n,
+                    100.0 * r.acc,
+                    100.0 * r.acc_se,
+                    100.0 * r.acc_norm,
+                    100.0 * r.acc_norm_se,
+                    100.0 * r.chance,
+                    100.0 * r.majority,
+                    r.tokens,
+                    r.tokens as f64 / r.seconds
+                );
+            }
+            rows.push(r);
         }
-        rows.push(r);
+        Ok(rows)
+    };
+    let rows = score_all(&ck, "")?;
+    // The same items on the model with its rounding error added again (quant_noise).
+    let mut noisy = Vec::new();
+    let mut means = Vec::new();
+    for &k in &a.rounding_noise {
+        // Per task and draw: each item's (acc, acc_norm) change against the stored model.
+        let mut per_item: Vec<Vec<Vec<(f64, f64)>>> = vec![vec![]; rows.len()];
+        for draw in 0..noise_draws {
+            let mut ckn = dlt_llm::load(&model_file)?;
+            let info = dlt_llm::quant_noise::add_rounding_noise(&mut ckn, k, draw)?;
+            let label = format!("K = {k}, draw {draw}: ");
+            if !a.json {
+                println!(
+                    "{label}noise added to {} weights ({:?}), rms {:.3e} against their rms {:.3e}; Q4_1 blocks on the reference grid: {}",
+                    info.weights,
+                    info.perturbed,
+                    info.rms_noise,
+                    info.rms_weight,
+                    info.reference_grid_share
+                        .map_or("none".into(), |x| format!("{:.4}", x))
+                );
+            }
+            let scores = score_all(&ckn, &label)?;
+            let mut per_task = Vec::new();
+            for (ti, (b, s)) in rows.iter().zip(&scores).enumerate() {
+                let (d_acc, d_acc_se) = paired_change(&b.correct, &s.correct, false);
+                let (d_norm, d_norm_se) = paired_change(&b.correct, &s.correct, true);
+                per_item[ti].push(
+                    b.correct
+                        .iter()
+                        .zip(&s.correct)
+                        .map(|(x, y)| {
+                            let d =
+                                |p: bool, q: bool| f64::from(u8::from(q)) - f64::from(u8::from(p));
+                            (d(x.0, y.0), d(x.1, y.1))
+                        })
+                        .collect(),
+                );
+                if !a.json {
+                    println!(
+                        "{label}{:<10} change against the stored model: acc {:+.1} ± {:.1} pts, acc_norm {:+.1} ± {:.1} pts (paired)",
+                        s.task,
+                        100.0 * d_acc,
+                        100.0 * d_acc_se,
+                        100.0 * d_norm,
+                        100.0 * d_norm_se
+                    );
+                }
+                per_task.push(serde_json::json!({
+                    "score": s,
+                    "acc_change": d_acc,
+                    "acc_change_se": d_acc_se,
+                    "acc_norm_change": d_norm,
+                    "acc_norm_change_se": d_norm_se,
+                }));
+            }
+            noisy.push(serde_json::json!({"noise": info, "tasks": per_task}));
+        }
+        for (b, draws) in rows.iter().zip(&per_item) {
+            let (acc, norm) = (draws_mean(draws, |d| d.0), draws_mean(draws, |d| d.1));
+            if !a.json && noise_draws > 1 {
+                println!(
+                    "K = {k}, mean of {noise_draws} draws: {:<10} acc {:+.1} ± {:.1} pts, acc_norm {:+.1} ± {:.1} pts",
+                    b.task,
+                    100.0 * acc.0,
+                    100.0 * acc.1,
+                    100.0 * norm.0,
+                    100.0 * norm.1
+                );
+            }
+            means.push(serde_json::json!({
+                "multiple": k,
+                "draws": noise_draws,
+                "task": b.task,
+                "acc_change": acc.0,
+                "acc_change_se": acc.1,
+                "acc_norm_change": norm.0,
+                "acc_norm_change_se": norm.1,
+            }));
+        }
     }
     let dropped: Vec<usize> = (0..ck.model.blocks.len())
         .filter(|i| !blocks.contains(i))
@@ -284,6 +453,8 @@ fn run_bench(a: BenchArgs) -> Result<()> {
                 "limit": a.limit,
                 "dropped_blocks": dropped,
                 "tasks": rows,
+                "rounding_noise": noisy,
+                "rounding_noise_mean": means,
             }))?
         );
     } else if !dropped.is_empty() {

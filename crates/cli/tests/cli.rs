@@ -3641,9 +3641,50 @@ fn bench_cnn_row_with_and_without_its_peer() {
 #[test]
 fn prune_bench_scores_smollm2_above_chance_and_refuses_bad_input() {
     let v = json(&[
-        "prune", "bench", "--tasks", "arc_easy", "--limit", "50", "--seed", "3", "--json",
+        "prune",
+        "bench",
+        "--tasks",
+        "arc_easy",
+        "--limit",
+        "50",
+        "--seed",
+        "3",
+        "--rounding-noise",
+        "0,1",
+        "--json",
     ]);
     let r = &v["tasks"][0];
+    // K = 0 is the null check: the same weights, the same answers, a change of exactly 0.
+    let null = &v["rounding_noise"][0];
+    assert_eq!(null["noise"]["rms_noise"], 0.0);
+    assert_eq!(null["tasks"][0]["acc_change"], 0.0);
+    assert_eq!(null["tasks"][0]["score"]["acc"], r["acc"]);
+    // SmolLM2's Q4_1 file was made by the reference rule: every block uses q = 0 and 15.
+    assert_eq!(null["noise"]["reference_grid_share"], 1.0);
+    assert_eq!(v["rounding_noise_mean"].as_array().unwrap().len(), 2);
+    // The same items with the Q4_1 rounding variance added once more: every quantised tensor
+    // perturbed (210 Q4_1 block matrices, the Q8_0 embedding), the noise smaller than the
+    // weights, and the paired change equal to the difference of the two accuracies (the mean
+    // of per-item differences is the difference of means).
+    let noisy = &v["rounding_noise"][1];
+    assert_eq!(noisy["noise"]["multiple"], 1.0);
+    assert_eq!(noisy["noise"]["perturbed"]["Q4_1"], 210);
+    let (rn, rw) = (
+        noisy["noise"]["rms_noise"].as_f64().unwrap(),
+        noisy["noise"]["rms_weight"].as_f64().unwrap(),
+    );
+    assert!(
+        rn > 0.0 && rn < 0.5 * rw,
+        "rms noise {rn} against weights {rw}"
+    );
+    let t = &noisy["tasks"][0];
+    assert_eq!(t["score"]["n"], 50);
+    let change = t["score"]["acc"].as_f64().unwrap() - r["acc"].as_f64().unwrap();
+    assert!(
+        (t["acc_change"].as_f64().unwrap() - change).abs() < 1e-12,
+        "{t}"
+    );
+    assert!(t["acc_change_se"].as_f64().unwrap() >= 0.0);
     for k in [
         "n",
         "acc",
@@ -3685,6 +3726,41 @@ fn prune_bench_scores_smollm2_above_chance_and_refuses_bad_input() {
         "unknown task \"winogrande\"",
     );
     fails_with(&["prune", "bench", "--limit", "0"], "--limit 0");
+    fails_with(
+        &["prune", "bench", "--rounding-noise=-1", "--limit", "1"],
+        "--rounding-noise",
+    );
+    fails_with(
+        &["prune", "bench", "--noise-draws", "2", "--limit", "1"],
+        "--noise-draws without --rounding-noise",
+    );
+    fails_with(
+        &[
+            "prune",
+            "bench",
+            "--rounding-noise",
+            "1",
+            "--noise-draws",
+            "0",
+        ],
+        "--noise-draws 0",
+    );
+    // Gemma 3's file is Q4_K_M: its steps are coded per sub-block, refused rather than guessed.
+    fails_with(
+        &[
+            "prune",
+            "bench",
+            "--model",
+            "gemma3",
+            "--tasks",
+            "arc_easy",
+            "--limit",
+            "1",
+            "--rounding-noise",
+            "1",
+        ],
+        "not K-quants",
+    );
     fails_with(
         &["prune", "bench", "--drop", "3..3", "--limit", "1"],
         "--drop",

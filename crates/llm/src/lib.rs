@@ -27,6 +27,7 @@ mod gguf_check;
 pub mod lora;
 pub mod model;
 pub mod probe;
+pub mod quant_noise;
 pub mod tokenizer;
 
 /// Errors of this crate; each names the input, the problem and the fix.

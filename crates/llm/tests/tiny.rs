@@ -286,6 +286,17 @@ fn bad_checkpoints_give_clear_errors() {
         &gguf,
     )
     .unwrap();
+    // --rounding-noise needs a rounding to repeat: refused for safetensors and all-f32 GGUF.
+    let mut hf_ck = dlt_llm::load(&hf).unwrap();
+    let e = dlt_llm::quant_noise::add_rounding_noise(&mut hf_ck, 1.0, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not loaded from a quantised GGUF"), "{e}");
+    let mut f32_ck = dlt_llm::load(&gguf).unwrap();
+    let e = dlt_llm::quant_noise::add_rounding_noise(&mut f32_ck, 1.0, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no tensor of the model is quantised"), "{e}");
     let bytes = std::fs::read(&gguf).unwrap();
 
     // Truncated GGUF.
