@@ -1363,20 +1363,10 @@ fn hessian_json_contract_and_bad_input_on_real_fashion_mnist() {
         let steps: Vec<u64> = cps.iter().map(|c| c["step"].as_u64().unwrap()).collect();
         assert_eq!(steps, vec![0, 10, 30, 100, 200]);
         for c in cps {
-            let ev: Vec<f64> = c["eigenvalues"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
+            let ev = floats(&c["eigenvalues"]);
             assert_eq!(ev.len(), k * (k - 1) + 4);
             assert!(ev.windows(2).all(|w| w[0] >= w[1]), "{ev:?}");
-            let f: Vec<f64> = c["ftop"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
+            let f = floats(&c["ftop"]);
             assert!(f.windows(2).all(|w| w[0] <= w[1] + 1e-12), "{f:?}");
             assert!(f.iter().all(|x| (0.0..=1.0 + 1e-9).contains(x)), "{f:?}");
             assert!(c["theory"]["top"].as_f64().unwrap() > 0.0);
@@ -2374,6 +2364,15 @@ fn put(dir: &std::path::Path, name: &str, shape: &[usize], data: &[f64]) -> Stri
     let p = dir.join(name);
     std::fs::write(&p, npy_bytes(shape, data, false)).unwrap();
     p.display().to_string()
+}
+
+/// A JSON array of numbers.
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn mat(v: &Value) -> Vec<Vec<f64>> {
