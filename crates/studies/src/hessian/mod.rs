@@ -26,9 +26,10 @@
 //! Hessian and gradient solved at σ² → 0 ([`dlt_theory::gmm_softmax`]) beside exact dense
 //! Hessians of simulated runs at small σ ([`toy`], docs/derivations/hessian.md#toy-model).
 //!
-//! Cost (2 cores): quick ≈ 1 min (three runs; the class subsets 4–7 s of it; the CNN 22 s of
-//! CPU, run beside the MLP runs), full ≈ 3 min (five runs, longer ablation; class subsets 26 s)
-//! plus the full-scale LeNet-5 CNN (800 s wall, 292 s CPU on 2 busy cores; README).
+//! Cost (2 cores): quick ≈ 36 s wall, 63 s CPU (three runs; the class subsets 1–7 s of it; the
+//! CNN 22 s of CPU, run beside the MLP runs; the toy model 13 s), full ≈ 3 min (five runs,
+//! longer ablation; class subsets 26 s) plus the toy model (13 s) and the full-scale LeNet-5
+//! CNN (800 s wall, 292 s CPU on 2 busy cores; README).
 
 mod claims;
 mod cnn;
