@@ -196,26 +196,9 @@ pub struct BenchArgs {
     json: bool,
 }
 
-/// The paired change of `new` against `base` on the same items: mean of the per-item
-/// difference in right (1) / wrong (0), and its standard error sd/√n (McNemar's comparison:
-/// only the items on which the two disagree contribute).
-fn paired_change(base: &[(bool, bool)], new: &[(bool, bool)], norm: bool) -> (f64, f64) {
-    let d: Vec<f64> = base
-        .iter()
-        .zip(new)
-        .map(|(a, b)| {
-            let (x, y) = if norm { (a.1, b.1) } else { (a.0, b.0) };
-            f64::from(u8::from(y)) - f64::from(u8::from(x))
-        })
-        .collect();
-    let n = d.len() as f64;
-    let mean = d.iter().sum::<f64>() / n;
-    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, (var / n).sqrt())
-}
-
 /// The change averaged over noise draws, with its standard error: items and draws both vary,
-/// so SE² = SE²_items + s²_draws/R — the first from the per-item changes averaged over the R
+/// so SE² = SE²_items + s²_draws/R (one draw: the paired change of McNemar's comparison, mean of
+/// per-item differences and sd/√n, to which only the items the two models disagree on contribute) — the first from the per-item changes averaged over the R
 /// draws (sd/√n), the second from the spread of the R draws' mean changes (0 for one draw).
 /// `draws[r][i]` is item i's change in draw r; `pick` chooses acc or acc_norm.
 fn draws_mean(draws: &[Vec<(f64, f64)>], pick: impl Fn(&(f64, f64)) -> f64) -> (f64, f64) {
@@ -310,10 +293,9 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         dlt_llm::quant_noise::check_supported(&ck)?;
     }
     let blocks = kept_blocks(a.drop.as_deref(), ck.model.blocks.len())?;
-    let subsets: Vec<Vec<dlt_llm::bench::Item>> = tasks
+    let subsets: Vec<Vec<dlt_llm::bench::Item>> = items
         .iter()
-        .zip(&items)
-        .map(|(_, all)| {
+        .map(|all| {
             let idx = subset(all.len(), a.limit, a.seed)?;
             Ok(idx.iter().map(|&i| all[i].clone()).collect())
         })
@@ -386,19 +368,18 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             let scores = score_all(&ckn, &label)?;
             let mut per_task = Vec::new();
             for (ti, (b, s)) in rows.iter().zip(&scores).enumerate() {
-                let (d_acc, d_acc_se) = paired_change(&b.correct, &s.correct, false);
-                let (d_norm, d_norm_se) = paired_change(&b.correct, &s.correct, true);
-                per_item[ti].push(
-                    b.correct
-                        .iter()
-                        .zip(&s.correct)
-                        .map(|(x, y)| {
-                            let d =
-                                |p: bool, q: bool| f64::from(u8::from(q)) - f64::from(u8::from(p));
-                            (d(x.0, y.0), d(x.1, y.1))
-                        })
-                        .collect(),
-                );
+                // Each item's (acc, acc_norm) change, right = 1, wrong = 0.
+                let d = |p: bool, q: bool| f64::from(u8::from(q)) - f64::from(u8::from(p));
+                let diffs: Vec<(f64, f64)> = b
+                    .correct
+                    .iter()
+                    .zip(&s.correct)
+                    .map(|(x, y)| (d(x.0, y.0), d(x.1, y.1)))
+                    .collect();
+                let one = std::slice::from_ref(&diffs);
+                let (d_acc, d_acc_se) = draws_mean(one, |d| d.0);
+                let (d_norm, d_norm_se) = draws_mean(one, |d| d.1);
+                per_item[ti].push(diffs);
                 if !a.json {
                     println!(
                         "{label}{:<10} change against the stored model: acc {:+.1} ± {:.1} pts, acc_norm {:+.1} ± {:.1} pts (paired)",

@@ -14,8 +14,9 @@
 //! largest magnitude, 31 of 32): [`rounded_share`] gives the factor, so the rounding's variance
 //! is K = 30/32 (Q4_1) of what K = 1 adds. A score that is smooth in the
 //! weights changes under zero-mean noise at second order, in proportion to the noise variance
-//! (the first-order term averages out), so the drop at K = 1 estimates what the original
-//! rounding cost: the full-precision model's score is about the quantised one plus that drop.
+//! (the first-order term averages out), so the drop at K = 1, times [`rounded_share`],
+//! estimates what the original rounding cost: the full-precision model's score is about the
+//! quantised one plus that.
 //! Scoring K = 1 and K = 2 checks the proportionality. Derivation:
 //! `docs/derivations/prune.md#quantisation-noise`.
 //!

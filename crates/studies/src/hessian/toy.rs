@@ -13,6 +13,7 @@ use super::Config;
 use crate::claim::NanFold;
 use crate::study::StudyError;
 use dlt_theory::gmm_softmax::{multiplicities, trajectory, ToyPoint};
+use dlt_theory::scaling::fit_exponent;
 use faer::{Mat, Side};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -276,7 +277,8 @@ pub fn simulate(k: usize, sigma: f64, sc: &ToyScale, seed: u64) -> Result<ToyRun
         .filter(|c| c.step >= 10)
         .map(|c| (1.0 / (c.eigenvalues[0] * sc.lr * c.step as f64) - 1.0).abs())
         .nan_max();
-    let nonzero = multiplicities(k, d).0 + multiplicities(k, d).1;
+    let (n_top, n_mid, _) = multiplicities(k, d);
+    let nonzero = n_top + n_mid;
     let gap = end.eigenvalues[k - 1] / end.eigenvalues[k];
     let gap_theory = if k >= 3 {
         top / end.theory.middle
@@ -313,22 +315,15 @@ pub fn toy_runs(cfg: &Config) -> Result<Vec<ToyRun>, StudyError> {
 /// Fitted exponent p of bulk_ratio ∝ σ^p over the σ of one class count (least squares in
 /// log–log), NaN with fewer than two positive points.
 pub fn bulk_exponent(runs: &[ToyRun], k: usize) -> f64 {
-    let pts: Vec<(f64, f64)> = runs
+    let (sigmas, ratios): (Vec<f64>, Vec<f64>) = runs
         .iter()
         .filter(|r| r.classes == k && r.sigma > 0.0 && r.bulk_ratio > 0.0)
-        .map(|r| (r.sigma.ln(), r.bulk_ratio.ln()))
-        .collect();
-    if pts.len() < 2 {
+        .map(|r| (r.sigma, r.bulk_ratio))
+        .unzip();
+    if sigmas.len() < 2 {
         return f64::NAN;
     }
-    let n = pts.len() as f64;
-    let (mx, my) = (
-        pts.iter().map(|p| p.0).sum::<f64>() / n,
-        pts.iter().map(|p| p.1).sum::<f64>() / n,
-    );
-    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    sxy / sxx
+    fit_exponent(&sigmas, &ratios, &vec![0.0; sigmas.len()]).0
 }
 
 #[cfg(test)]
