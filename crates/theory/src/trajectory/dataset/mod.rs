@@ -27,6 +27,8 @@
 
 mod dual;
 mod dynamics;
+pub mod moments;
+pub mod three_layer;
 pub mod two_layer;
 
 use crate::TheoryError;

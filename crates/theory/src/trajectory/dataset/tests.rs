@@ -2,6 +2,7 @@
 //! without a test input), against exact averages of the per-network dynamics for two training
 //! inputs, and of the depth-2 statistics against the recursions.
 
+use super::three_layer::three_layer_stats;
 use super::two_layer::{two_layer_stats, TwoLayerConfig};
 use super::*;
 use crate::activation::parse;
@@ -187,6 +188,119 @@ fn two_layer_statistics_equal_the_two_input_recursions() {
         }
         let _ = ix;
     }
+}
+
+fn three_layer(act: &str, gram: Vec<f64>, n_train: usize, nodes: usize) -> DatasetStats {
+    three_layer_stats(
+        &*parse(act).unwrap(),
+        &TwoLayerConfig {
+            cw: 1.0,
+            lambda_w: 1.0,
+            gram,
+            n_train,
+            nodes,
+        },
+    )
+    .unwrap()
+}
+
+/// The finite entries of every tensor of `got` beside `exp`'s (where `exp` is finite).
+fn paired(got: &DatasetStats, exp: &DatasetStats) -> Vec<(f64, f64)> {
+    let mut pairs: Vec<(f64, f64)> = got.k.iter().copied().zip(exp.k.iter().copied()).collect();
+    for (g, e) in [
+        (&got.theta, &exp.theta),
+        (&got.theta1, &exp.theta1),
+        (&got.ntk_cov, &exp.ntk_cov),
+        (&got.ddi, &exp.ddi),
+        (&got.ddii, &exp.ddii),
+        (&got.dntk_z, &exp.dntk_z),
+    ] {
+        for (a, b) in g.iter().zip(e.iter()) {
+            if b.is_finite() {
+                pairs.push((*a, *b));
+            }
+        }
+    }
+    pairs
+}
+
+#[test]
+fn three_layer_statistics_equal_the_two_input_recursions() {
+    // The N-input depth-3 tensors (moment tables over layers 1 and 2) at one training and one
+    // test input against the two-input module (its own 2-D rule, 256 nodes, and its own
+    // bookkeeping of inputs and coordinates). Only 1- and 2-D moments occur (a 200-node rule
+    // here, converged to ~1e-10 for tanh at depth 3, trained_dataset.md §5): 1e-8 relative.
+    for (act, cos) in [("tanh", 0.5), ("sin", -0.3)] {
+        let want = test_input_stats(&*parse(act).unwrap(), &two_input_cfg(3, cos)).unwrap();
+        let got = three_layer(act, vec![1.0, cos, cos, 1.0], 1, 24);
+        let pairs = paired(&got, &from_test_input(&want));
+        assert_eq!(pairs.len(), 1 + 3 + 3 + 3 + 5 + 5 + 4, "{act}");
+        for (a, b) in pairs {
+            assert!(close(a, b, 1e-8, 1e-11), "{act}: {a} vs {b}");
+        }
+        assert!(
+            want.theta1.abs() > 1e-3,
+            "{act}: Θ¹ must be non-zero at depth 3"
+        );
+    }
+}
+
+#[test]
+fn three_layer_tensors_have_the_symmetries_of_their_definitions() {
+    // On four inputs (three training, one test; 3- and 4-D moments): dH_abc is symmetric in
+    // its legs b, c, ddI_abcd in b, c, d, ddII_abcd = ddII_badc, V_(ab)(cd) in a ↔ b, c ↔ d
+    // and (ab) ↔ (cd), Θ¹ symmetric. The formulas build each entry from its own slots, so the
+    // symmetries are not built in; a moment is one table entry whichever slot asks for it, so
+    // they hold to rounding.
+    let s = three_layer("tanh", gram4(), 3, 12);
+    let (n, na) = (4, 3);
+    let ix = Idx { n, na };
+    let tol = |a: f64, b: f64| close(a, b, 1e-10, 1e-13);
+    let mut checked = 0;
+    for a in 0..n {
+        for b in 0..n {
+            if ix.tests(&[a, b]) <= 1 {
+                assert!(tol(s.theta1[ix.i2(a, b)], s.theta1[ix.i2(b, a)]));
+            }
+            for c in 0..n {
+                for mu in 0..na {
+                    if ix.tests(&[a, b, c]) <= 1 {
+                        let (x, y) = (
+                            s.dntk_z[ix.i3(a, b, c) * na + mu],
+                            s.dntk_z[ix.i3(a, c, b) * na + mu],
+                        );
+                        assert!(tol(x, y), "dH {a}{b}{c};{mu}: {x} vs {y}");
+                    }
+                }
+                for d in 0..n {
+                    if ix.tests(&[a, b, c, d]) > 1 {
+                        continue;
+                    }
+                    let i = ix.i4(a, b, c, d);
+                    for j in [ix.i4(a, c, b, d), ix.i4(a, d, c, b), ix.i4(a, b, d, c)] {
+                        assert!(tol(s.ddi[i], s.ddi[j]), "ddI {a}{b}{c}{d}");
+                    }
+                    assert!(
+                        tol(s.ddii[i], s.ddii[ix.i4(b, a, d, c)]),
+                        "ddII {a}{b}{c}{d}"
+                    );
+                    if a < na && b < na && c < na && d < na {
+                        for j in [ix.i4(b, a, c, d), ix.i4(a, b, d, c), ix.i4(c, d, a, b)] {
+                            assert!(tol(s.ntk_cov[i], s.ntk_cov[j]), "V {a}{b}{c}{d}");
+                        }
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 100);
+    // Θ¹ is O(1) on every entry: the depth-3 mean shift is really computed.
+    assert!(s
+        .theta1
+        .iter()
+        .filter(|v| v.is_finite())
+        .all(|v| v.abs() > 1e-4));
 }
 
 #[test]

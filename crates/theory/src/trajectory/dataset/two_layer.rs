@@ -20,12 +20,12 @@
 //! Gauss–Hermite ([`crate::gauss::expect_nd`], `nodes` per dimension in 3-D and 4-D).
 
 use super::dynamics::Idx;
+use super::moments::MomentTable;
 use super::DatasetStats;
 use crate::activation::Activation;
-use crate::gauss::{expect_nd, QuadConfig};
+use crate::gauss::QuadConfig;
 use crate::trajectory::test_input::check_activation;
 use crate::TheoryError;
-use std::collections::HashMap;
 
 /// The network and inputs of [`two_layer_stats`].
 #[derive(Debug, Clone, PartialEq)]
@@ -45,89 +45,9 @@ pub struct TwoLayerConfig {
 /// One factor σ^(m)(u_a) of a moment: (input a, derivative order m).
 type Factor = (usize, u8);
 
-/// Moments ⟨Π σ^(m_i)(u_{a_i})⟩ requested by key, then computed together per set of distinct
-/// inputs (one quadrature pass per set).
-struct Moments {
-    keys: HashMap<Vec<Factor>, f64>,
-}
-
-impl Moments {
-    fn key(fs: &[Factor]) -> Vec<Factor> {
-        let mut k = fs.to_vec();
-        k.sort_unstable();
-        k
-    }
-
-    fn compute(
-        &mut self,
-        act: &dyn Activation,
-        k1: &[f64],
-        n: usize,
-        cfg: &QuadConfig,
-    ) -> Result<(), TheoryError> {
-        let mut by_set: HashMap<Vec<usize>, Vec<Vec<Factor>>> = HashMap::new();
-        for k in self.keys.keys() {
-            let mut set: Vec<usize> = k.iter().map(|f| f.0).collect();
-            set.dedup();
-            by_set.entry(set).or_default().push(k.clone());
-        }
-        for (set, keys) in by_set {
-            let d = set.len();
-            let cov: Vec<f64> = (0..d * d)
-                .map(|i| k1[set[i / d] * n + set[i % d]])
-                .collect();
-            let pos: Vec<Vec<(usize, u8)>> = keys
-                .iter()
-                .map(|k| {
-                    k.iter()
-                        .map(|&(a, m)| (set.iter().position(|&s| s == a).unwrap_or(0), m))
-                        .collect()
-                })
-                .collect();
-            let mut out = vec![0.0; keys.len()];
-            let mut vals = vec![[0.0f64; 4]; d];
-            let ok = expect_nd(&cov, d, false, cfg, &mut out, |z, w, acc| {
-                for (v, &zi) in vals.iter_mut().zip(z) {
-                    let (f, d1) = act.f_d1(zi);
-                    *v = [
-                        f,
-                        d1,
-                        act.d2(zi).unwrap_or(f64::NAN),
-                        act.d3(zi).unwrap_or(f64::NAN),
-                    ];
-                }
-                for (slot, p) in acc.iter_mut().zip(&pos) {
-                    let mut prod = w;
-                    for &(i, m) in p {
-                        prod *= vals[i][m as usize];
-                    }
-                    *slot += prod;
-                }
-            });
-            if !ok {
-                return Err(TheoryError::Invalid {
-                    flag: "--train-x",
-                    msg: format!(
-                        "the first layer's kernel on inputs {set:?} is not positive definite (two \
-                         identical or collinear inputs?); drop duplicates"
-                    ),
-                });
-            }
-            for (k, v) in keys.into_iter().zip(out) {
-                self.keys.insert(k, v);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The statistics of a depth-2 network on the inputs of `cfg` (module docs). Entries the
-/// trajectory never reads (two or more test indices) are NaN.
-pub fn two_layer_stats(
-    act: &dyn Activation,
-    cfg: &TwoLayerConfig,
-) -> Result<DatasetStats, TheoryError> {
-    check_activation(act)?;
+/// Validate `cfg`: an N×N Gram matrix of N ≥ N_A ≥ 1 inputs, C_W, λ_W > 0, ≥ 4 nodes.
+/// Returns (N, N_A).
+pub(super) fn check_config(cfg: &TwoLayerConfig) -> Result<(usize, usize), TheoryError> {
     let na = cfg.n_train;
     let n = (cfg.gram.len() as f64).sqrt().round() as usize;
     if n * n != cfg.gram.len() || n == 0 || na == 0 || na > n {
@@ -149,6 +69,17 @@ pub fn two_layer_stats(
             ),
         });
     }
+    Ok((n, na))
+}
+
+/// The statistics of a depth-2 network on the inputs of `cfg` (module docs). Entries the
+/// trajectory never reads (two or more test indices) are NaN.
+pub fn two_layer_stats(
+    act: &dyn Activation,
+    cfg: &TwoLayerConfig,
+) -> Result<DatasetStats, TheoryError> {
+    check_activation(act)?;
+    let (n, na) = check_config(cfg)?;
     let (c, l) = (cfg.cw, cfg.lambda_w);
     let k1: Vec<f64> = cfg.gram.iter().map(|g| c * g).collect();
     let h1 = |a: usize, b: usize| l * cfg.gram[a * n + b];
@@ -159,10 +90,7 @@ pub fn two_layer_stats(
         ..QuadConfig::default()
     };
 
-    let mut m = Moments {
-        keys: HashMap::new(),
-    };
-    // Pass 1 records every moment the formulas ask for; pass 2 reads them back.
+    let m = MomentTable::new(k1, n);
     let build = |get: &mut dyn FnMut(&[Factor]) -> f64| -> DatasetStats {
         let nan = f64::NAN;
         let mut s = DatasetStats {
@@ -257,13 +185,11 @@ pub fn two_layer_stats(
         }
         s
     };
-    build(&mut |fs: &[Factor]| {
-        m.keys.entry(Moments::key(fs)).or_insert(0.0);
-        0.0
-    });
-    m.compute(act, &k1, n, &quad)?;
-    let keys = &m.keys;
-    Ok(build(&mut |fs: &[Factor]| keys[&Moments::key(fs)]))
+    // Pass 1 records, pass 2 reads (moments.rs); the table keys factors as (order, input).
+    let mut get = |fs: &[Factor]| m.e(&fs.iter().map(|&(a, k)| (k, a)).collect::<Vec<_>>());
+    build(&mut get);
+    m.integrate(act, &quad, "--train-x")?;
+    Ok(build(&mut get))
 }
 
 /// The trained mean at every step for a depth-2 network on raw inputs: what
