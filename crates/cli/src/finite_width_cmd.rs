@@ -1,12 +1,12 @@
-//! `dlt theory finite-width`: the O(1/n) correction to the mean output of networks with one
-//! hidden layer of width n, trained by full-batch GD on the user's inputs and read on their test
+//! `dlt theory finite-width`: the O(1/n) correction to the mean output of networks with one or
+//! two hidden layers of width n, trained by full-batch GD on the user's inputs and read on their test
 //! inputs (`dlt_theory::trajectory::dataset`; derivation: docs/derivations/trained_dataset.md).
 
 use anyhow::Result;
 use clap::Args;
 use dlt_nn::data::npy;
 use dlt_theory::activation::parse;
-use dlt_theory::trajectory::dataset::two_layer::two_layer_prediction;
+use dlt_theory::trajectory::dataset::finite_width_prediction;
 use std::path::PathBuf;
 
 /// The largest N_A + N_B: the statistics are O((N_A + N_B)⁴) Gaussian integrals of up to four
@@ -27,10 +27,13 @@ pub struct FiniteWidthArgs {
     /// Activation with σ'' and σ''' (tanh, sin, gelu, erf, …).
     #[arg(long)]
     activation: String,
-    /// Weight variance C_W of both layers (C_b = 0).
+    /// Depth L: 2 (one hidden layer) or 3 (two hidden layers of the same width).
+    #[arg(long, default_value_t = 2)]
+    depth: usize,
+    /// Weight variance C_W of every layer (C_b = 0).
     #[arg(long, default_value_t = 1.0)]
     cw: f64,
-    /// λ_W of both layers (default C_W; λ_b = 0).
+    /// λ_W of every layer (default C_W; λ_b = 0).
     #[arg(long)]
     lambda_w: Option<f64>,
     /// Full-batch GD steps T on ½ Σ (z − y)².
@@ -109,9 +112,15 @@ pub fn run(a: FiniteWidthArgs) -> Result<()> {
     );
     let n = na + nb;
     let t0 = std::time::Instant::now();
-    let pred = two_layer_prediction(
+    anyhow::ensure!(
+        (2..=3).contains(&a.depth),
+        "--depth: the finite-width statistics on a data set are derived for depth 2 and 3 (one or two hidden layers), got {}",
+        a.depth
+    );
+    let pred = finite_width_prediction(
         &*act,
         (a.cw, lambda_w),
+        a.depth,
         &x,
         &y.data,
         &t,

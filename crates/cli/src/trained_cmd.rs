@@ -65,7 +65,7 @@ pub struct TrainedArgs {
     /// Cosine between the training input and the test input the trajectories are read on.
     #[arg(long, allow_negative_numbers = true)]
     trajectory_test_cos: Option<f64>,
-    /// Real training images of part 4 (depth-2 networks; N_A + N_B ≤ 24).
+    /// Real training images of part 4 (N_A + N_B ≤ 24).
     #[arg(long)]
     dataset_train: Option<usize>,
     /// Real test images of part 4.
@@ -80,6 +80,9 @@ pub struct TrainedArgs {
     /// GD steps of part 4.
     #[arg(long)]
     dataset_steps: Option<usize>,
+    /// Skip part 4's networks with two hidden layers (run only those with one).
+    #[arg(long)]
+    no_dataset_depth3: bool,
 }
 
 pub fn run(a: TrainedArgs) -> Result<()> {
@@ -133,21 +136,26 @@ pub fn run(a: TrainedArgs) -> Result<()> {
     if let Some(v) = a.trajectory_test_cos {
         t.test_cos = v;
     }
-    let d = &mut cfg.dataset;
-    if let Some(v) = a.dataset_train {
-        d.n_train = v;
+    if a.no_dataset_depth3 {
+        cfg.dataset_depth3 = None;
     }
-    if let Some(v) = a.dataset_test {
-        d.n_test = v;
-    }
-    if let Some(v) = a.dataset_widths.clone() {
-        d.widths = v;
-    }
-    if let Some(v) = a.dataset_pairs {
-        d.pairs = v;
-    }
-    if let Some(v) = a.dataset_steps {
-        d.steps = v;
+    // The --dataset-* flags set both depths of part 4.
+    for d in std::iter::once(&mut cfg.dataset).chain(cfg.dataset_depth3.as_mut()) {
+        if let Some(v) = a.dataset_train {
+            d.n_train = v;
+        }
+        if let Some(v) = a.dataset_test {
+            d.n_test = v;
+        }
+        if let Some(v) = a.dataset_widths.clone() {
+            d.widths = v;
+        }
+        if let Some(v) = a.dataset_pairs {
+            d.pairs = v;
+        }
+        if let Some(v) = a.dataset_steps {
+            d.steps = v;
+        }
     }
     cfg.validate()?; // before any output is created
     let dir = OutDir::create(&a.out).with_context(|| format!("--out {}", a.out.display()))?;

@@ -1906,6 +1906,36 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
         }
     }
     assert_eq!(ds["widths"][1]["pairs"], 600, "pairs scale with width");
+    // The same images through two hidden layers: the NTK's mean shift Θ¹ (zero with one hidden
+    // layer) enters, and the measured deviation at t = 3 again has the predicted sign on every
+    // training image (|C| ≈ 0.7–1.2 there).
+    let d3 = &v["dataset_depth3"];
+    assert_eq!(d3["gram"], ds["gram"], "the same images at both depths");
+    assert_eq!(v["config"]["dataset_depth3"]["depth"], 3);
+    let t3 = &d3["theory"][3];
+    assert!(t3["theta1_term"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x.as_f64().unwrap().abs() > 1e-3));
+    assert!(ds["theory"][3]["theta1_term"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|x| x.as_f64().unwrap() == 0.0));
+    for k in 0..4 {
+        let c = t3["coefficient"][k].as_f64().unwrap();
+        let d16 = d3["widths"][1]["n_dev"][3][k].as_f64().unwrap();
+        assert!(
+            c.abs() > 0.3 && c * d16 > 0.0,
+            "depth 3: C = {c}, measured {d16}"
+        );
+    }
+    for row in d3["widths"].as_array().unwrap() {
+        for v0 in row["n_dev"][0].as_array().unwrap() {
+            assert!(v0.as_f64().unwrap().abs() < 1e-9, "{row}");
+        }
+    }
     let ids: Vec<&str> = v["claims"]
         .as_array()
         .unwrap()
@@ -1915,6 +1945,8 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
     for id in [
         "trained.dataset_training_coefficient",
         "trained.dataset_not_frozen",
+        "trained.dataset_depth3_training_coefficient",
+        "trained.dataset_depth3_not_frozen",
         "trained.infinite_width_limit",
         "trained.deviation_scaling",
         "trained.variance_limit",
@@ -1936,6 +1968,8 @@ fn trained_json_contract_and_bad_input_on_real_fashion_mnist() {
         "test_input.svg",
         "dataset.csv",
         "dataset.svg",
+        "dataset_depth3.csv",
+        "dataset_depth3.svg",
         "accuracy_vs_depth.svg",
         "ensemble_deviation.svg",
         "results.json",

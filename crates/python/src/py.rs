@@ -1326,11 +1326,11 @@ fn trajectory<'py>(
     Ok(d)
 }
 
-/// The O(1/n) correction of the GD-trained mean on test inputs for networks with one hidden
-/// layer (`dlt theory finite-width`; docs/derivations/trained_dataset.md): E[z_t] = infinite +
-/// coefficient/n at every step t, on the training and the test inputs.
+/// The O(1/n) correction of the GD-trained mean on test inputs for networks with one or two
+/// hidden layers (`depth` 2 or 3; `dlt theory finite-width`; docs/derivations/trained_dataset.md):
+/// E[z_t] = infinite + coefficient/n at every step t, on the training and the test inputs.
 #[pyfunction]
-#[pyo3(signature = (x_train, y_train, x_test, activation, steps, cw=1.0, lambda_w=None, lr=None, nodes=32))]
+#[pyo3(signature = (x_train, y_train, x_test, activation, steps, cw=1.0, lambda_w=None, lr=None, nodes=32, depth=2))]
 #[allow(clippy::too_many_arguments)]
 fn finite_width<'py>(
     py: Python<'py>,
@@ -1343,8 +1343,16 @@ fn finite_width<'py>(
     lambda_w: Option<f64>,
     lr: Option<f64>,
     nodes: i64,
+    depth: i64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    use dlt_theory::trajectory::dataset::two_layer::two_layer_prediction;
+    use dlt_theory::trajectory::dataset::finite_width_prediction;
+    let depth = at_least("--depth", depth, 2)?;
+    at_most(
+        "--depth",
+        depth,
+        3,
+        "the finite-width statistics on a data set are derived for one or two hidden layers",
+    )?;
     let steps = at_least("--steps", steps, 1)?;
     at_most(
         "--steps",
@@ -1374,9 +1382,10 @@ fn finite_width<'py>(
     let (xs, ys, ts) = (xm.data(), ym.data(), tm.data());
     let pred = py
         .allow_threads(|| {
-            two_layer_prediction(
+            finite_width_prediction(
                 &*act,
                 (cw, lambda_w.unwrap_or(cw)),
+                depth,
                 xs,
                 ys,
                 ts,

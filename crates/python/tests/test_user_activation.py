@@ -140,3 +140,11 @@ def test_finite_width_on_a_set_matches_the_test_input_theory():
         theory.finite_width(xa, np.array([y]), np.ones((1, 3)), "tanh", 5)
     with pytest.raises(ValueError, match="--activation"):
         theory.finite_width(xa, np.array([y]), xb, "relu", 5)
+    # Two hidden layers: the N-input depth-3 statistics against the two-input ones (another
+    # code path); Θ¹ no longer vanishes.
+    fw3 = theory.finite_width(xa, np.array([y]), xb, "tanh", 60, depth=3)
+    tr3 = theory.trajectory("tanh", 1.0, 3, eta_theta=0.5, y=y, steps=60, test_cos=c)
+    np.testing.assert_allclose(fw3["coefficient"][:, 0], tr3["test_input"]["coefficient"], rtol=1e-7, atol=1e-10)
+    assert np.abs(fw3["theta1_term"]).max() > 1e-3
+    with pytest.raises(ValueError, match="--depth"):
+        theory.finite_width(xa, np.array([y]), xb, "tanh", 5, depth=4)

@@ -153,14 +153,16 @@ def finite_width(
     lambda_w: Optional[float] = None,
     lr: Optional[float] = None,
     nodes: int = 32,
+    depth: int = 2,
 ) -> dict[str, Any]:
-    """The O(1/n) correction of the mean output of networks with one hidden layer of width n,
+    """The O(1/n) correction of the mean output of networks with one (``depth`` 2) or two
+    (``depth`` 3) hidden layers of width n,
     trained by full-batch GD (step ``lr``, default 0.5/λ_max(Θ_AA)) on ``x_train`` (N_A×d) with
     targets ``y_train`` (N_A), read on ``x_test`` (N_B×d); N_A + N_B ≤ 24, an activation with σ''
     and σ''' (docs/derivations/trained_dataset.md; ``dlt theory finite-width``). E[z_t] =
     ``infinite`` + ``coefficient``/n + O(1/n²). Returns ``t`` (int64, 0..steps), float64 arrays
     of shape (steps + 1, N_B) ``infinite``, ``coefficient`` and its parts ``theta1_term`` (zero at
-    this depth), ``variance_term``, ``dntk_term``, ``ddntk_term``; (steps + 1, N_A) arrays
+    depth 2), ``variance_term``, ``dntk_term``, ``ddntk_term``; (steps + 1, N_A) arrays
     ``train_infinite`` and ``train_coefficient``; the floats ``eta`` and ``lambda_max``."""
     ...
 

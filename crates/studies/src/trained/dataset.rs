@@ -25,8 +25,8 @@ use crate::study::StudyError;
 use dlt_nn::data::TrainTest;
 use dlt_nn::model::ActKind;
 use dlt_theory::activation::parse;
-use dlt_theory::trajectory::dataset::two_layer::{two_layer_stats, TwoLayerConfig};
-use dlt_theory::trajectory::dataset::{dataset_trajectory, DatasetPoint};
+use dlt_theory::trajectory::dataset::two_layer::TwoLayerConfig;
+use dlt_theory::trajectory::dataset::{dataset_trajectory, network_stats, DatasetPoint};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -51,6 +51,20 @@ pub struct DatasetConfig {
     pub steps: usize,
     /// Gauss–Hermite nodes per dimension of the 3- and 4-D moments.
     pub nodes: usize,
+    /// Depth L of the networks: 2 (one hidden layer) or 3 (two hidden layers of width n).
+    pub depth: usize,
+}
+
+impl DatasetConfig {
+    /// The name of this part's files and claims: `dataset` at depth 2, `dataset_depth3` at
+    /// depth 3 (`dataset.csv`, `trained.dataset_*`; `dataset_depth3.csv`, …).
+    pub fn tag(&self) -> String {
+        if self.depth == 2 {
+            "dataset".into()
+        } else {
+            format!("dataset_depth{}", self.depth)
+        }
+    }
 }
 
 /// One width's measurement: n(ū − m∞) and its SE per step and input (training inputs first).
@@ -151,16 +165,14 @@ pub fn run(
 
     let t0 = std::time::Instant::now();
     let act = parse(&cfg.act)?;
-    let stats = two_layer_stats(
-        &*act,
-        &TwoLayerConfig {
-            cw: cfg.cw,
-            lambda_w: cfg.cw,
-            gram: gram.clone(),
-            n_train: na,
-            nodes: cfg.nodes,
-        },
-    )?;
+    let net = TwoLayerConfig {
+        cw: cfg.cw,
+        lambda_w: cfg.cw,
+        gram: gram.clone(),
+        n_train: na,
+        nodes: cfg.nodes,
+    };
+    let stats = network_stats(&*act, &net, cfg.depth)?;
     // The frozen NTK's spectrum on the training inputs (faer's symmetric eigensolver).
     let mut theta_eigenvalues = faer::Mat::<f64>::from_fn(na, na, |i, j| stats.theta[i * n + j])
         .self_adjoint_eigenvalues(faer::Side::Lower)
@@ -210,7 +222,15 @@ pub fn run(
     );
     let mut widths = vec![];
     for (&w, &count) in cfg.widths.iter().zip(&counts) {
-        let setup = GdSetup::new(act_kind, n, w, 2, 1, (cfg.cw, cfg.cw), (eta, cfg.steps))?;
+        let setup = GdSetup::new(
+            act_kind,
+            n,
+            w,
+            cfg.depth,
+            1,
+            (cfg.cw, cfg.cw),
+            (eta, cfg.steps),
+        )?;
         let pair_means: Vec<Vec<f64>> = (0..count as u64)
             .into_par_iter()
             .map(|p| {
@@ -310,7 +330,11 @@ fn extrapolate(widths: &[DatasetWidth]) -> (StepMatrix, StepMatrix) {
 
 /// `dataset.csv`: one row per (step, input): the prediction and its parts, the frozen-NTK
 /// alternative, the extrapolation and every width's n·(mean − m∞) with its SE.
-pub fn write_table(out: &OutDir, r: &DatasetResults) -> Result<(), StudyError> {
+pub fn write_table(
+    out: &OutDir,
+    cfg: &DatasetConfig,
+    r: &DatasetResults,
+) -> Result<(), StudyError> {
     let na = r.targets.len();
     let mut header: Vec<String> = [
         "t",
@@ -357,7 +381,7 @@ pub fn write_table(out: &OutDir, r: &DatasetResults) -> Result<(), StudyError> {
         }
     }
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    out.write_csv("dataset.csv", &header, &rows)?;
+    out.write_csv(&format!("{}.csv", cfg.tag()), &header, &rows)?;
     Ok(())
 }
 
@@ -419,8 +443,9 @@ pub fn figure(out: &OutDir, cfg: &DatasetConfig, r: &DatasetResults) -> Result<S
         );
         panels.push(f);
     }
-    save_panels_svg(&panels, 2, &out.path("dataset.svg"))?;
-    Ok("dataset.svg".into())
+    let file = format!("{}.svg", cfg.tag());
+    save_panels_svg(&panels, 2, &out.path(&file))?;
+    Ok(file)
 }
 
 /// The claims of part 4 (docs/derivations/trained.md#dataset).
@@ -464,13 +489,19 @@ pub fn claims(cfg: &DatasetConfig, r: &DatasetResults, paper: &str) -> Vec<Claim
     let zf = (0..n)
         .map(|k| (r.extrapolated[tf][k] - r.frozen_kernel[tf][k]).abs() / r.extrapolated_se[tf][k])
         .fold(0.0f64, f64::max);
+    let tag = cfg.tag();
+    let deep = if cfg.depth == 2 {
+        "one hidden layer".to_string()
+    } else {
+        format!("{} hidden layers", cfg.depth - 1)
+    };
     let why = "3 SE over antithetic pairs per image (Bonferroni: a chance failure ≤ 0.27 % per image), plus 5 % for the O(1/n²) remainder of the two-width extrapolation, as in part 3 (calibration, docs/derivations/trained.md#finite-width-trajectory)";
     let mut out = vec![
         Claim::at_most(
-            "trained.dataset_training_coefficient",
+            &format!("trained.{tag}_training_coefficient"),
             &format!("{paper} ch. ∞"),
             &format!(
-                "on {na} real training images the O(1/n) correction of the trained mean matches the data-set theory (docs/derivations/trained_dataset.md) on every training image: largest |D(∞) − C|/(3 SE + 5 % |C|) at step t = {}, where the training images' rms |C| peaks",
+                "on {na} real training images ({deep}) the O(1/n) correction of the trained mean matches the data-set theory (docs/derivations/trained_dataset.md) on every training image: largest |D(∞) − C|/(3 SE + 5 % |C|) at step t = {}, where the training images' rms |C| peaks",
                 r.peak_step
             ),
             wp,
@@ -480,10 +511,10 @@ pub fn claims(cfg: &DatasetConfig, r: &DatasetResults, paper: &str) -> Vec<Claim
         .calibrated()
         .require(sp >= 4.0, "the largest |C|/SE among the training images ≥ 4 (the correction is resolved)"),
         Claim::at_most(
-            "trained.dataset_test_coefficient",
+            &format!("trained.{tag}_test_coefficient"),
             &format!("{paper} ch. ∞"),
             &format!(
-                "on {} real test images the networks never saw, the O(1/n) correction matches the data-set theory on every one: largest |D(∞) − C|/(3 SE + 5 % |C|) at step t = {}",
+                "on {} real test images the networks ({deep}) never saw, the O(1/n) correction matches the data-set theory on every one: largest |D(∞) − C|/(3 SE + 5 % |C|) at step t = {}",
                 cfg.n_test, r.peak_step
             ),
             wq,
@@ -493,10 +524,10 @@ pub fn claims(cfg: &DatasetConfig, r: &DatasetResults, paper: &str) -> Vec<Claim
         .calibrated()
         .require(sq >= 4.0, "the largest |C|/SE among the test images ≥ 4 (the correction is resolved)"),
         Claim::at_least(
-            "trained.dataset_not_frozen",
+            &format!("trained.{tag}_not_frozen"),
             &format!("{paper} ch. 11, ∞"),
             &format!(
-                "on real images the trained networks resolve the dNTK and ddNTKs: largest |D(∞) − frozen-NTK prediction|/SE over the images at step t = {tf}, where the two predictions differ most"
+                "on real images the trained networks ({deep}) resolve the dNTK and ddNTKs: largest |D(∞) − frozen-NTK prediction|/SE over the images at step t = {tf}, where the two predictions differ most"
             ),
             zf,
             3.0,
@@ -510,10 +541,10 @@ pub fn claims(cfg: &DatasetConfig, r: &DatasetResults, paper: &str) -> Vec<Claim
     if converged && st >= 4.0 {
         out.push(
             Claim::at_most(
-                "trained.dataset_test_offset",
+                &format!("trained.{tag}_test_offset"),
                 &format!("{paper} ch. ∞"),
                 &format!(
-                    "after GD has converged on {na} real images (step {t_last}), the O(1/n) offset the trained mean keeps on {} real test images matches C(∞) on every one: largest |D(∞) − C|/(3 SE + 5 % |C|)",
+                    "after GD has converged on {na} real images (step {t_last}, {deep}), the O(1/n) offset the trained mean keeps on {} real test images matches C(∞) on every one: largest |D(∞) − C|/(3 SE + 5 % |C|)",
                     cfg.n_test
                 ),
                 wt,
@@ -533,7 +564,7 @@ mod tests {
     /// Part 4 alone at the quick or full scale on the cached Fashion-MNIST, printing what the
     /// claims read (a measurement helper, not a check: `cargo test --release -p dlt-studies
     /// part4_measurement -- --ignored --nocapture`, `DLT_PART4_FULL=1` for the full scale,
-    /// `DLT_SEED` for the seed).
+    /// `DLT_SEED` for the seed, `DLT_PART4_DEPTH=3` for two hidden layers).
     #[test]
     #[ignore = "measurement on real data (about a minute at the quick scale)"]
     fn part4_measurement() {
@@ -542,7 +573,11 @@ mod tests {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let cfg = crate::trained::Config::for_mode(!full, seed, true).dataset;
+        let all = crate::trained::Config::for_mode(!full, seed, true);
+        let cfg = match std::env::var("DLT_PART4_DEPTH").as_deref() {
+            Ok("3") => all.dataset_depth3.expect("depth 3 is configured"),
+            _ => all.dataset,
+        };
         let fm = dlt_nn::data::fashion_mnist(None).unwrap();
         let img = images(&fm, &cfg, seed).unwrap();
         let t0 = std::time::Instant::now();

@@ -59,8 +59,10 @@ pub struct Config {
     pub ensembles: EnsembleConfig,
     /// Part 3.
     pub trajectory: TrajectoryConfig,
-    /// Part 4.
+    /// Part 4 (networks with one hidden layer).
     pub dataset: DatasetConfig,
+    /// Part 4 with two hidden layers (None: not run).
+    pub dataset_depth3: Option<DatasetConfig>,
 }
 
 impl Config {
@@ -133,7 +135,22 @@ impl Config {
                 c: 0.5,
                 steps: if quick { 12 } else { 100 },
                 nodes: 32,
+                depth: 2,
             },
+            // Two hidden layers: an n×n layer makes each network ≈ n/(N + 2) times dearer, so
+            // the full scale stops at n = 64 (the two widths the extrapolation uses).
+            dataset_depth3: Some(DatasetConfig {
+                act: "tanh".into(),
+                cw: 1.0,
+                n_train: 4,
+                n_test: 4,
+                widths: vec![32, 64],
+                pairs: if quick { 20_000 } else { 60_000 },
+                c: 0.5,
+                steps: if quick { 12 } else { 100 },
+                nodes: 32,
+                depth: 3,
+            }),
         }
     }
 }
@@ -219,35 +236,44 @@ impl Config {
                 "ηΘ must lie in (0, 2), the depth be ≥ 2 and the target finite",
             ));
         }
-        let ds = &self.dataset;
-        if ds.widths.len() < 2 || ds.widths[0] < 2 || ds.widths.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(invalid(
-                format!("--dataset-widths {}", list(&ds.widths)),
-                "give at least two increasing widths ≥ 2, e.g. 32,64",
-            ));
-        }
-        if ds.pairs < 2 {
-            return Err(invalid(
-                format!("--dataset-pairs {}", ds.pairs),
-                "need at least 2 pairs per width for a standard error",
-            ));
-        }
-        at_least("--dataset-steps", ds.steps, 1)?;
-        at_least("--dataset-train", ds.n_train, 1)?;
-        at_least("--dataset-test", ds.n_test, 1)?;
-        // The statistics hold O((N_A + N_B)⁴) entries, each a Gaussian integral of up to four
-        // dimensions: beyond a few dozen images that is hours.
-        at_most(
-            "--dataset-train",
-            ds.n_train + ds.n_test,
-            24,
-            "the data-set statistics grow as (N_A + N_B)⁴ four-dimensional integrals; keep N_A + N_B ≤ 24",
-        )?;
-        if !(ds.c > 0.0 && ds.c < 2.0) {
-            return Err(invalid(
-                format!("dataset ηλ_max = {}", ds.c),
-                "ηλ_max(Θ_AA) must lie in (0, 2)",
-            ));
+        for ds in std::iter::once(&self.dataset).chain(&self.dataset_depth3) {
+            if ds.widths.len() < 2 || ds.widths[0] < 2 || ds.widths.windows(2).any(|w| w[0] >= w[1])
+            {
+                return Err(invalid(
+                    format!("--dataset-widths {}", list(&ds.widths)),
+                    "give at least two increasing widths ≥ 2, e.g. 32,64",
+                ));
+            }
+            if ds.pairs < 2 {
+                return Err(invalid(
+                    format!("--dataset-pairs {}", ds.pairs),
+                    "need at least 2 pairs per width for a standard error",
+                ));
+            }
+            at_least("--dataset-steps", ds.steps, 1)?;
+            if !(2..=3).contains(&ds.depth) {
+                return Err(invalid(
+                    format!("part 4 at depth {}", ds.depth),
+                    "the data-set statistics are derived for depth 2 and 3 (one or two hidden layers); \
+                     depth ≥ 4 needs the pair tensors' propagation (docs/derivations/trained_test_input.md#recursions)",
+                ));
+            }
+            at_least("--dataset-train", ds.n_train, 1)?;
+            at_least("--dataset-test", ds.n_test, 1)?;
+            // The statistics hold O((N_A + N_B)⁴) entries, each a Gaussian integral of up to four
+            // dimensions: beyond a few dozen images that is hours.
+            at_most(
+                "--dataset-train",
+                ds.n_train + ds.n_test,
+                24,
+                "the data-set statistics grow as (N_A + N_B)⁴ four-dimensional integrals; keep N_A + N_B ≤ 24",
+            )?;
+            if !(ds.c > 0.0 && ds.c < 2.0) {
+                return Err(invalid(
+                    format!("dataset ηλ_max = {}", ds.c),
+                    "ηλ_max(Θ_AA) must lie in (0, 2)",
+                ));
+            }
         }
         let acts = r.activations.len() as f64;
         let n = self.n_train + self.n_test;
@@ -314,22 +340,26 @@ impl Config {
                 w / n_min * (2.0 * w + (tr.depth - 2) as f64 * (w * w + w))
             })
             .sum();
-        let nd = (ds.n_train + ds.n_test) as f64;
-        let dn_min = ds.widths[0] as f64;
-        let d_per_pair: f64 = ds
-            .widths
-            .iter()
-            .map(|&w| w as f64 / dn_min * (nd + 2.0) * w as f64)
-            .sum();
-        check_work(
-            "the data-set networks",
-            6.0 * 2.0 * nd,
-            &[
-                ("--dataset-pairs", ds.pairs.to_string(), ds.pairs as f64),
-                ("--dataset-steps", ds.steps.to_string(), ds.steps as f64),
-                ("--dataset-widths", list(&ds.widths), d_per_pair),
-            ],
-        )?;
+        for ds in std::iter::once(&self.dataset).chain(&self.dataset_depth3) {
+            let nd = (ds.n_train + ds.n_test) as f64;
+            let dn_min = ds.widths[0] as f64;
+            let d_per_pair: f64 = ds
+                .widths
+                .iter()
+                .map(|&w| {
+                    w as f64 / dn_min * (nd + 2.0 + (ds.depth as f64 - 2.0) * w as f64) * w as f64
+                })
+                .sum();
+            check_work(
+                "the data-set networks",
+                6.0 * 2.0 * nd,
+                &[
+                    ("--dataset-pairs", ds.pairs.to_string(), ds.pairs as f64),
+                    ("--dataset-steps", ds.steps.to_string(), ds.steps as f64),
+                    ("--dataset-widths", list(&ds.widths), d_per_pair),
+                ],
+            )?;
+        }
         check_work(
             "the trajectories",
             8.0 * 2.0,
@@ -359,6 +389,8 @@ pub struct Results {
     pub trajectory: TrajectoryResults,
     /// Part 4: the same on a small real training set and real test images.
     pub dataset: DatasetResults,
+    /// Part 4 with two hidden layers (null when not run).
+    pub dataset_depth3: Option<DatasetResults>,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -378,8 +410,17 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let trajectory = trajectory::run(&cfg.trajectory, cfg.seed, cfg.quiet)?;
     let part4 = dataset::images(&fm, &cfg.dataset, cfg.seed)?;
     let dataset = dataset::run(&cfg.dataset, &part4, cfg.seed, cfg.quiet)?;
+    // The same images (the seeded pool depends on the image counts only) through two hidden
+    // layers.
+    let dataset_depth3 = match &cfg.dataset_depth3 {
+        Some(d3) => {
+            let img = dataset::images(&fm, d3, cfg.seed)?;
+            Some(dataset::run(d3, &img, cfg.seed, cfg.quiet)?)
+        }
+        None => None,
+    };
     write_tables(out, &regression, &ensembles)?;
-    dataset::write_table(out, &dataset)?;
+    dataset::write_table(out, &cfg.dataset, &dataset)?;
     trajectory::write_table(out, &trajectory)?;
     let mut figures = figures(out, cfg, &regression, &ensembles)?;
     figures.push(trajectory::figure(out, &cfg.trajectory, &trajectory)?);
@@ -393,6 +434,11 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     }
     figures.push(dataset::figure(out, &cfg.dataset, &dataset)?);
     claims.extend(dataset::claims(&cfg.dataset, &dataset, PAPER));
+    if let (Some(d3), Some(r3)) = (&cfg.dataset_depth3, &dataset_depth3) {
+        dataset::write_table(out, d3, r3)?;
+        figures.push(dataset::figure(out, d3, r3)?);
+        claims.extend(dataset::claims(d3, r3, PAPER));
+    }
     let results = Results {
         study: "trained",
         config: cfg.clone(),
@@ -401,6 +447,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         ensembles,
         trajectory,
         dataset,
+        dataset_depth3,
         claims,
         figures,
     };

@@ -401,5 +401,103 @@ fn fluctuation(
     out
 }
 
+/// The trained mean at every step for a depth-2 or depth-3 network on raw inputs: what
+/// `dlt theory finite-width` and `dltlab.theory.finite_width` report.
+#[derive(Debug, Clone)]
+pub struct FiniteWidthPrediction {
+    /// The GD step η used.
+    pub eta: f64,
+    /// λ_max(Θ_AA).
+    pub lambda_max: f64,
+    /// The trajectory (training inputs first, then the test inputs).
+    pub trajectory: Vec<DatasetPoint>,
+}
+
+/// The statistics of a network of `depth` 2 ([`two_layer::two_layer_stats`]) or 3
+/// ([`three_layer::three_layer_stats`]); other depths are refused (the pair tensors'
+/// propagation to deeper layers is not derived, docs/derivations/trained_test_input.md#recursions).
+pub fn network_stats(
+    act: &dyn crate::activation::Activation,
+    cfg: &two_layer::TwoLayerConfig,
+    depth: usize,
+) -> Result<DatasetStats, TheoryError> {
+    match depth {
+        2 => two_layer::two_layer_stats(act, cfg),
+        3 => three_layer::three_layer_stats(act, cfg),
+        d => Err(TheoryError::Invalid {
+            flag: "--depth",
+            msg: format!(
+                "the finite-width statistics on a data set are derived for depth 2 and 3 (one or \
+                 two hidden layers), not {d}: deeper networks need the propagation of the pair \
+                 tensors through further layers, which is not derived yet"
+            ),
+        }),
+    }
+}
+
+/// Statistics and trajectory for N_A training inputs `x_train` (row-major, dimension `dim`)
+/// with targets `y` and N_B test inputs `x_test`: the Gram matrix x_a·x_b/dim, the
+/// statistics of a network of `depth` 2 or 3 ([`network_stats`]) and [`dataset_trajectory`] for
+/// `steps` GD steps at η = `lr`, default 0.5/λ_max(Θ_AA).
+#[allow(clippy::too_many_arguments)]
+pub fn finite_width_prediction(
+    act: &dyn crate::activation::Activation,
+    (cw, lambda_w): (f64, f64),
+    depth: usize,
+    x_train: &[f64],
+    y: &[f64],
+    x_test: &[f64],
+    dim: usize,
+    steps: usize,
+    lr: Option<f64>,
+    nodes: usize,
+) -> Result<FiniteWidthPrediction, TheoryError> {
+    if dim == 0 || !x_train.len().is_multiple_of(dim) || !x_test.len().is_multiple_of(dim) {
+        return Err(TheoryError::Invalid {
+            flag: "--test-x",
+            msg: format!("inputs must be rows of dimension {dim}"),
+        });
+    }
+    let (na, nb) = (x_train.len() / dim, x_test.len() / dim);
+    let n = na + nb;
+    let rows: Vec<&[f64]> = x_train
+        .chunks_exact(dim)
+        .chain(x_test.chunks_exact(dim))
+        .collect();
+    let gram: Vec<f64> = (0..n * n)
+        .map(|i| {
+            let (p, q) = (rows[i / n], rows[i % n]);
+            p.iter().zip(q).map(|(u, v)| u * v).sum::<f64>() / dim as f64
+        })
+        .collect();
+    let stats = network_stats(
+        act,
+        &two_layer::TwoLayerConfig {
+            cw,
+            lambda_w,
+            gram,
+            n_train: na,
+            nodes,
+        },
+        depth,
+    )?;
+    let theta_aa = faer::Mat::<f64>::from_fn(na, na, |i, j| stats.theta[i * n + j]);
+    let lambda_max = *crate::scaling::sym_eigen_seq(&theta_aa, false)
+        .map_err(|e| TheoryError::Invalid {
+            flag: "--train-x",
+            msg: format!("eigenvalues of Θ_AA: {e:?}"),
+        })?
+        .0
+        .last()
+        .expect("N_A ≥ 1");
+    let eta = lr.unwrap_or(0.5 / lambda_max);
+    let trajectory = dataset_trajectory(&stats, eta, y, steps)?;
+    Ok(FiniteWidthPrediction {
+        eta,
+        lambda_max,
+        trajectory,
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -551,3 +551,26 @@ fn quadrature_convergence_of_four_input_moments() {
         eprintln!("nodes {nodes}: max |Δ| / max|entry| = {worst:.2e}");
     }
 }
+
+#[test]
+#[ignore = "measurement: the depth-3 four-input entries that docs/derivations/trained_dataset/mc_depth3.py measures"]
+fn three_layer_four_input_values() {
+    // `cargo test --release -p dlt-theory three_layer_four_input_values -- --ignored --nocapture`;
+    // the table of docs/derivations/trained_dataset.md#three-layer compares these with the
+    // Monte Carlo of sampled networks.
+    let s = three_layer("tanh", gram4(), 4, 32);
+    let ix = Idx { n: 4, na: 4 };
+    let g = |a, b, c, mu| s.dntk_z[ix.i3(a, b, c) * 4 + mu];
+    for (name, v) in [
+        ("G0123", g(0, 1, 2, 3)),
+        ("G0112", g(0, 1, 1, 2)),
+        ("G1203", g(1, 2, 0, 3)),
+        ("I0123", s.ddi[ix.i4(0, 1, 2, 3)]),
+        ("J0123", s.ddii[ix.i4(0, 1, 2, 3)]),
+        ("J0213", s.ddii[ix.i4(0, 2, 1, 3)]),
+        ("V0123", s.ntk_cov[ix.i4(0, 1, 2, 3)]),
+        ("V0102", s.ntk_cov[ix.i4(0, 1, 0, 2)]),
+    ] {
+        eprintln!("{name} {v:+.5}");
+    }
+}
