@@ -1,6 +1,8 @@
 //! Tests of the data-set trajectory: against the closed forms for one training input (with and
 //! without a test input), against exact averages of the per-network dynamics for two training
-//! inputs, and of the depth-2 statistics against the recursions.
+//! inputs, and of the depth-3 tensors' symmetries. (The statistics at two inputs are those of
+//! `trajectory::test_input`, whose tests compare them with the numpy prototype and the
+//! single-input recursions.)
 
 use super::three_layer::three_layer_stats;
 use super::two_layer::{two_layer_stats, TwoLayerConfig};
@@ -154,42 +156,6 @@ fn two_layer(act: &str, gram: Vec<f64>, n_train: usize, nodes: usize) -> Dataset
     .unwrap()
 }
 
-#[test]
-fn two_layer_statistics_equal_the_two_input_recursions() {
-    // The definitions-based tensors at one training and one test input against the depth-2
-    // recursions of the test-input module (an independent derivation through the layer-to-layer
-    // forward equations). Only 1- and 2-D moments occur: 1e-9 relative covers both rules.
-    for (act, cos) in [("tanh", 0.5), ("sin", -0.3)] {
-        let want = test_input_stats(&*parse(act).unwrap(), &two_input_cfg(2, cos)).unwrap();
-        let got = two_layer(act, vec![1.0, cos, cos, 1.0], 1, 24);
-        let exp = from_test_input(&want);
-        let ix = Idx { n: 2, na: 1 };
-        let named = [
-            (got.k[0], exp.k[0]),
-            (got.theta[1], exp.theta[1]),
-            (got.theta1[1], exp.theta1[1]),
-        ];
-        let mut pairs: Vec<(f64, f64)> = named.to_vec();
-        for (g, e) in [
-            (&got.ntk_cov, &exp.ntk_cov),
-            (&got.ddi, &exp.ddi),
-            (&got.ddii, &exp.ddii),
-            (&got.dntk_z, &exp.dntk_z),
-        ] {
-            for (a, b) in g.iter().zip(e.iter()) {
-                if b.is_finite() {
-                    pairs.push((*a, *b));
-                }
-            }
-        }
-        assert_eq!(pairs.len(), 3 + 3 + 5 + 5 + 4, "{act}");
-        for (a, b) in pairs {
-            assert!(close(a, b, 1e-9, 1e-12), "{act}: {a} vs {b}");
-        }
-        let _ = ix;
-    }
-}
-
 fn three_layer(act: &str, gram: Vec<f64>, n_train: usize, nodes: usize) -> DatasetStats {
     three_layer_stats(
         &*parse(act).unwrap(),
@@ -202,47 +168,6 @@ fn three_layer(act: &str, gram: Vec<f64>, n_train: usize, nodes: usize) -> Datas
         },
     )
     .unwrap()
-}
-
-/// The finite entries of every tensor of `got` beside `exp`'s (where `exp` is finite).
-fn paired(got: &DatasetStats, exp: &DatasetStats) -> Vec<(f64, f64)> {
-    let mut pairs: Vec<(f64, f64)> = got.k.iter().copied().zip(exp.k.iter().copied()).collect();
-    for (g, e) in [
-        (&got.theta, &exp.theta),
-        (&got.theta1, &exp.theta1),
-        (&got.ntk_cov, &exp.ntk_cov),
-        (&got.ddi, &exp.ddi),
-        (&got.ddii, &exp.ddii),
-        (&got.dntk_z, &exp.dntk_z),
-    ] {
-        for (a, b) in g.iter().zip(e.iter()) {
-            if b.is_finite() {
-                pairs.push((*a, *b));
-            }
-        }
-    }
-    pairs
-}
-
-#[test]
-fn three_layer_statistics_equal_the_two_input_recursions() {
-    // The N-input depth-3 tensors (moment tables over layers 1 and 2) at one training and one
-    // test input against the two-input module (its own 2-D rule, 256 nodes, and its own
-    // bookkeeping of inputs and coordinates). Only 1- and 2-D moments occur (a 200-node rule
-    // here, converged to ~1e-10 for tanh at depth 3, trained_dataset.md §5): 1e-8 relative.
-    for (act, cos) in [("tanh", 0.5), ("sin", -0.3)] {
-        let want = test_input_stats(&*parse(act).unwrap(), &two_input_cfg(3, cos)).unwrap();
-        let got = three_layer(act, vec![1.0, cos, cos, 1.0], 1, 24);
-        let pairs = paired(&got, &from_test_input(&want));
-        assert_eq!(pairs.len(), 1 + 3 + 3 + 3 + 5 + 5 + 4, "{act}");
-        for (a, b) in pairs {
-            assert!(close(a, b, 1e-8, 1e-11), "{act}: {a} vs {b}");
-        }
-        assert!(
-            want.theta1.abs() > 1e-3,
-            "{act}: Θ¹ must be non-zero at depth 3"
-        );
-    }
 }
 
 #[test]

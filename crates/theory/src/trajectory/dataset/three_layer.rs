@@ -498,14 +498,24 @@ pub fn three_layer_stats(
     act: &dyn Activation,
     cfg: &TwoLayerConfig,
 ) -> Result<DatasetStats, TheoryError> {
-    check_activation(act)?;
-    let (n, na) = super::two_layer::check_config(cfg)?;
-    let (c, l) = (cfg.cw, cfg.lambda_w);
     let quad = QuadConfig {
         ghn: cfg.nodes,
         gh2: 200,
         ..QuadConfig::default()
     };
+    three_layer_stats_with(act, cfg, &quad)
+}
+
+/// [`three_layer_stats`] with every rule given (`cfg.nodes` is ignored): the two-input statistics of
+/// [`crate::trajectory::test_input`] use it with finer 1- and 2-D rules.
+pub fn three_layer_stats_with(
+    act: &dyn Activation,
+    cfg: &TwoLayerConfig,
+    quad: &QuadConfig,
+) -> Result<DatasetStats, TheoryError> {
+    check_activation(act)?;
+    let (n, na) = super::two_layer::check_config(cfg)?;
+    let (c, l) = (cfg.cw, cfg.lambda_w);
     let k1: Vec<f64> = cfg.gram.iter().map(|g| c * g).collect();
     let th1: Vec<f64> = cfg.gram.iter().map(|g| l * g).collect();
     // Layer 2's kernel and NTK: 2-D moments over layer 1, integrated first.
@@ -516,7 +526,7 @@ pub fn three_layer_stats(
             m1.e(&[(1, a), (1, b)]);
         }
     }
-    m1.integrate(act, &quad, "--train-x")?;
+    m1.integrate(act, quad, "--train-x")?;
     let mut k2 = vec![0.0; n * n];
     let mut th2 = vec![0.0; n * n];
     for a in 0..n {
@@ -541,7 +551,7 @@ pub fn three_layer_stats(
         lw: l,
     };
     net.stats(na);
-    m1.integrate(act, &quad, "--train-x")?;
-    m2.integrate(act, &quad, "--train-x")?;
+    m1.integrate(act, quad, "--train-x")?;
+    m2.integrate(act, quad, "--train-x")?;
     Ok(net.stats(na))
 }

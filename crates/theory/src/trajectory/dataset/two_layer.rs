@@ -78,17 +78,27 @@ pub fn two_layer_stats(
     act: &dyn Activation,
     cfg: &TwoLayerConfig,
 ) -> Result<DatasetStats, TheoryError> {
+    let quad = QuadConfig {
+        ghn: cfg.nodes,
+        gh2: 200,
+        ..QuadConfig::default()
+    };
+    two_layer_stats_with(act, cfg, &quad)
+}
+
+/// [`two_layer_stats`] with every rule given (`cfg.nodes` is ignored): the two-input statistics of
+/// [`crate::trajectory::test_input`] use it with finer 1- and 2-D rules.
+pub fn two_layer_stats_with(
+    act: &dyn Activation,
+    cfg: &TwoLayerConfig,
+    quad: &QuadConfig,
+) -> Result<DatasetStats, TheoryError> {
     check_activation(act)?;
     let (n, na) = check_config(cfg)?;
     let (c, l) = (cfg.cw, cfg.lambda_w);
     let k1: Vec<f64> = cfg.gram.iter().map(|g| c * g).collect();
     let h1 = |a: usize, b: usize| l * cfg.gram[a * n + b];
     let ix = Idx { n, na };
-    let quad = QuadConfig {
-        ghn: cfg.nodes,
-        gh2: 200,
-        ..QuadConfig::default()
-    };
 
     let m = MomentTable::new(k1, n);
     let build = |get: &mut dyn FnMut(&[Factor]) -> f64| -> DatasetStats {
@@ -188,6 +198,6 @@ pub fn two_layer_stats(
     // Pass 1 records, pass 2 reads (moments.rs); the table keys factors as (order, input).
     let mut get = |fs: &[Factor]| m.e(&fs.iter().map(|&(a, k)| (k, a)).collect::<Vec<_>>());
     build(&mut get);
-    m.integrate(act, &quad, "--train-x")?;
+    m.integrate(act, quad, "--train-x")?;
     Ok(build(&mut get))
 }

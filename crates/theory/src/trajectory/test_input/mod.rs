@@ -17,18 +17,14 @@
 //! every width) and depth 3 (one propagation step); depth ≥ 4 needs the propagation of the
 //! two-input pair tensors, which is not derived (docs/derivations/trained_test_input.md#unverified).
 
-pub mod gauss2;
-pub mod output_step;
-pub mod sources;
-
+use super::dataset::moments::MomentTable;
+use super::dataset::three_layer::three_layer_stats_with;
+use super::dataset::two_layer::{two_layer_stats_with, TwoLayerConfig};
 use super::{responses, OutputStats};
 use crate::activation::Activation;
+use crate::gauss::QuadConfig;
 use crate::TheoryError;
-use gauss2::{Gauss2, Inp, Mat2, COORDS};
-use output_step::OutputStep;
 use serde::{Deserialize, Serialize};
-use sources::Sources;
-use Inp::{A, B};
 
 /// The output statistics C_β(t) needs (one output neuron; n = width of the last hidden layer;
 /// docs/derivations/trained_test_input.md#expansion, table "The statistics").
@@ -122,7 +118,7 @@ pub struct TestInputConfig {
     pub lambda_w: f64,
     /// The inputs' Gram matrix x_a·x_b/n₀: [G_AA, G_Aβ, G_ββ].
     pub gram: [f64; 3],
-    /// Gauss–Hermite nodes per dimension of the 2-D rule ([`DEFAULT_NODES`]).
+    /// Gauss–Hermite nodes of the 1-D rule and per dimension of the 2-D rule ([`DEFAULT_NODES`]).
     pub nodes: usize,
 }
 
@@ -150,23 +146,35 @@ pub fn check_activation(act: &dyn Activation) -> Result<(), TheoryError> {
     Ok(())
 }
 
-/// K and Θ one layer up: K'_ab = C_W⟨σ_aσ_b⟩, Θ'_ab = λ_W⟨σ_aσ_b⟩ + C_W⟨σ'_aσ'_b⟩Θ_ab.
-fn next_k_theta(g: &Gauss2, th: &Mat2, cw: f64, lw: f64) -> (Mat2, Mat2) {
-    let (mut k, mut t) = ([[0.0; 2]; 2], [[0.0; 2]; 2]);
-    // Each coordinate integrated once and mirrored, so that K and Θ are exactly symmetric.
-    for (a, b) in COORDS {
-        let (i, j) = (a as usize, b as usize);
-        let ss = g.e(&[(0, a), (0, b)]);
-        k[i][j] = cw * ss;
-        t[i][j] = lw * ss + cw * g.e(&[(1, a), (1, b)]) * th[i][j];
-        k[j][i] = k[i][j];
-        t[j][i] = t[i][j];
+/// The output kernel on both inputs, K^(L) (2 × 2 row-major): K^(l+1)_ab = C_W⟨σ_aσ_b⟩ over
+/// K^(l), from K^(1) = C_W G.
+fn output_kernel(
+    act: &dyn Activation,
+    gram: &[f64],
+    depth: usize,
+    cw: f64,
+    quad: &QuadConfig,
+) -> Result<Vec<f64>, TheoryError> {
+    let mut k: Vec<f64> = gram.iter().map(|g| cw * g).collect();
+    for _ in 1..depth {
+        let m = MomentTable::new(k.clone(), 2);
+        let pairs = [(0, 0), (0, 1), (1, 1)];
+        for &(a, b) in &pairs {
+            m.e(&[(0, a), (0, b)]);
+        }
+        m.integrate(act, quad, "--test-input")?;
+        for &(a, b) in &pairs {
+            k[a * 2 + b] = cw * m.e(&[(0, a), (0, b)]);
+            k[b * 2 + a] = k[a * 2 + b];
+        }
     }
-    (k, t)
+    Ok(k)
 }
 
 /// The fifteen output statistics for a depth-2 or depth-3 MLP and the inputs of `cfg`
-/// (docs/derivations/trained_test_input.md#sources for depth 2, #output-step for depth 3).
+/// (docs/derivations/trained_test_input.md#sources for depth 2, #output-step for depth 3):
+/// the N-input statistics of [`super::dataset`] at N = 2 (training input 0, test input 1), with
+/// `cfg.nodes` Gauss–Hermite nodes in the 1- and 2-D rules.
 pub fn test_input_stats(
     act: &dyn Activation,
     cfg: &TestInputConfig,
@@ -191,76 +199,70 @@ pub fn test_input_stats(
             ),
         });
     }
-    let (cw, lw) = (cfg.cw, cfg.lambda_w);
-    let k1 = [[cw * gaa, cw * gab], [cw * gab, cw * gbb]];
-    let t1 = [[lw * gaa, lw * gab], [lw * gab, lw * gbb]];
-    let g1 = Gauss2::new(act, k1, cfg.nodes)?;
-    let src = Sources {
-        g: &g1,
-        th: t1,
-        cw,
-        lw,
-    };
-    let (k2, t2) = next_k_theta(&g1, &t1, cw, lw);
-    match cfg.depth {
-        2 => Ok(TestInputStats {
-            k: k2[0][0],
-            k_test: k2[1][0],
-            theta: t2[0][0],
-            theta_test: t2[1][0],
-            theta1: 0.0,
-            theta1_test: 0.0,
-            ntk_variance: src.out_ntk_cov(A, A, A, A),
-            ntk_covariance: src.out_ntk_cov(B, A, A, A),
-            dntk: src.out_dntk(A, A, A, A),
-            dntk_test1: src.out_dntk(B, A, A, A),
-            dntk_test2: src.out_dntk(A, B, A, A),
-            ddntk_i: src.out_ddi(A, A, A, A),
-            ddntk_i_test1: src.out_ddi(B, A, A, A),
-            ddntk_i_test2: src.out_ddi(A, B, A, A),
-            ddntk_ii: src.out_ddii(A, A, A, A),
-            ddntk_ii_test1: src.out_ddii(B, A, A, A),
-            ddntk_ii_test3: src.out_ddii(A, A, B, A),
-        }),
-        3 => {
-            let g2 = Gauss2::new(act, k2, cfg.nodes)?;
-            let (k3, t3) = next_k_theta(&g2, &t2, cw, lw);
-            let out = OutputStep {
-                g: &g2,
-                th: t2,
-                st: &src,
-                cw,
-                lw,
-            };
-            Ok(TestInputStats {
-                k: k3[0][0],
-                k_test: k3[1][0],
-                theta: t3[0][0],
-                theta_test: t3[1][0],
-                theta1: out.theta1(A, A)?,
-                theta1_test: out.theta1(B, A)?,
-                ntk_variance: out.ntk_cov(A, A, A, A),
-                ntk_covariance: out.ntk_cov(B, A, A, A),
-                dntk: out.dntk(A, A, A, A),
-                dntk_test1: out.dntk(B, A, A, A),
-                dntk_test2: out.dntk(A, B, A, A),
-                ddntk_i: out.ddi(A, A, A, A),
-                ddntk_i_test1: out.ddi(B, A, A, A),
-                ddntk_i_test2: out.ddi(A, B, A, A),
-                ddntk_ii: out.ddii(A, A, A, A),
-                ddntk_ii_test1: out.ddii(B, A, A, A),
-                ddntk_ii_test3: out.ddii(A, A, B, A),
-            })
-        }
-        d => Err(TheoryError::Invalid {
+    if !(2..=3).contains(&cfg.depth) {
+        let why = if cfg.depth > 3 {
+            "depth ≥ 4 needs the two-input pair-tensor propagation, which is not derived yet \
+             (docs/derivations/trained_test_input.md#unverified)"
+        } else {
+            "a network of depth 1 has no hidden layer"
+        };
+        return Err(TheoryError::Invalid {
             flag: "--depth",
             msg: format!(
-                "the test-input statistics are derived for depth 2 and 3 only (got {d}); depth ≥ 4 \
-                 needs the two-input pair-tensor propagation, which is not derived yet \
-                 (docs/derivations/trained_test_input.md#unverified)"
+                "the test-input statistics are derived for depth 2 and 3 only (got {}); {why}",
+                cfg.depth
             ),
-        }),
+        });
     }
+    let det = gaa * gbb - gab * gab;
+    if det <= 1e-12 * gaa * gbb {
+        return Err(TheoryError::Invalid {
+            flag: "--test-input",
+            msg: format!(
+                "the test input is (numerically) parallel to the training input (det G = {det:e}); \
+                 the statistics need two distinct inputs (for the training input itself use its \
+                 single-input statistics)"
+            ),
+        });
+    }
+    let gram = vec![gaa, gab, gab, gbb];
+    let quad = QuadConfig {
+        gh1: cfg.nodes,
+        gh2: cfg.nodes,
+        ..QuadConfig::default()
+    };
+    let net = TwoLayerConfig {
+        cw: cfg.cw,
+        lambda_w: cfg.lambda_w,
+        gram: gram.clone(),
+        n_train: 1,
+        nodes: QuadConfig::default().ghn,
+    };
+    let s = match cfg.depth {
+        2 => two_layer_stats_with(act, &net, &quad)?,
+        _ => three_layer_stats_with(act, &net, &quad)?,
+    };
+    let k = output_kernel(act, &gram, cfg.depth, cfg.cw, &quad)?;
+    let ix = |a: &[usize]| a.iter().fold(0, |acc, &i| acc * 2 + i);
+    Ok(TestInputStats {
+        k: s.k[0],
+        k_test: k[2],
+        theta: s.theta[0],
+        theta_test: s.theta[ix(&[1, 0])],
+        theta1: s.theta1[0],
+        theta1_test: s.theta1[ix(&[1, 0])],
+        ntk_variance: s.ntk_cov[0],
+        ntk_covariance: s.ntk_cov[ix(&[1, 0, 0, 0])],
+        dntk: s.dntk_z[0],
+        dntk_test1: s.dntk_z[ix(&[1, 0, 0])],
+        dntk_test2: s.dntk_z[ix(&[0, 1, 0])],
+        ddntk_i: s.ddi[0],
+        ddntk_i_test1: s.ddi[ix(&[1, 0, 0, 0])],
+        ddntk_i_test2: s.ddi[ix(&[0, 1, 0, 0])],
+        ddntk_ii: s.ddii[0],
+        ddntk_ii_test1: s.ddii[ix(&[1, 0, 0, 0])],
+        ddntk_ii_test3: s.ddii[ix(&[0, 0, 1, 0])],
+    })
 }
 
 /// One step of the test input's mean trajectory; the four parts add up to `coefficient`.
