@@ -564,7 +564,8 @@ mod tests {
     /// Part 4 alone at the quick or full scale on the cached Fashion-MNIST, printing what the
     /// claims read (a measurement helper, not a check: `cargo test --release -p dlt-studies
     /// part4_measurement -- --ignored --nocapture`, `DLT_PART4_FULL=1` for the full scale,
-    /// `DLT_SEED` for the seed, `DLT_PART4_DEPTH=3` for two hidden layers).
+    /// `DLT_SEED` for the seed, `DLT_PART4_DEPTH=3` for two hidden layers, `DLT_PART4_WIDTHS=32,64,128`
+    /// for other widths).
     #[test]
     #[ignore = "measurement on real data (about a minute at the quick scale)"]
     fn part4_measurement() {
@@ -574,10 +575,13 @@ mod tests {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let all = crate::trained::Config::for_mode(!full, seed, true);
-        let cfg = match std::env::var("DLT_PART4_DEPTH").as_deref() {
+        let mut cfg = match std::env::var("DLT_PART4_DEPTH").as_deref() {
             Ok("3") => all.dataset_depth3.expect("depth 3 is configured"),
             _ => all.dataset,
         };
+        if let Ok(w) = std::env::var("DLT_PART4_WIDTHS") {
+            cfg.widths = w.split(',').map(|v| v.parse().unwrap()).collect();
+        }
         let fm = dlt_nn::data::fashion_mnist(None).unwrap();
         let img = images(&fm, &cfg, seed).unwrap();
         let t0 = std::time::Instant::now();
