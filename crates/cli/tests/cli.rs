@@ -3862,8 +3862,9 @@ fn prune_eval_runs_gemma3_by_name_like_llama_cpp() {
 #[test]
 fn finite_width_matches_the_two_input_theory_and_refuses_bad_input() {
     // One training input and one test input at cosine c (|x|²/d = 1): the CLI's data-set
-    // coefficient must equal the independent two-input closed form at depth 2
-    // (dlt_theory::trajectory::test_input, a different derivation and code path) at the same η.
+    // coefficient (dual-number runs of the per-network dynamics) must equal the two-input closed
+    // form of dlt_theory::trajectory::test_input (another derivation of the trajectory, from the
+    // same statistics) at the same η, at depth 2 and 3.
     use dlt_theory::trajectory::test_input::{
         test_input_stats, test_input_trajectory, TestInputConfig, DEFAULT_NODES,
     };
@@ -3921,6 +3922,44 @@ fn finite_width_matches_the_two_input_theory_and_refuses_bad_input() {
     assert!((inf - want.infinite).abs() < 1e-10);
     let corrected = v["corrected"][0].as_f64().unwrap();
     assert!((corrected - (inf + got / 50.0)).abs() < 1e-12);
+    // Two hidden layers: Θ¹ enters, and the coefficient again equals the closed form.
+    let v3 = json(&[
+        "theory",
+        "finite-width",
+        "--train-x",
+        &xa,
+        "--train-y",
+        &y,
+        "--test-x",
+        &xb,
+        "--activation",
+        "tanh",
+        "--steps",
+        "9",
+        "--depth",
+        "3",
+        "--json",
+    ]);
+    let s3 = test_input_stats(
+        &*dlt_theory::activation::parse("tanh").unwrap(),
+        &TestInputConfig {
+            depth: 3,
+            cw: 1.0,
+            lambda_w: 1.0,
+            gram: [1.0, c, 1.0],
+            nodes: DEFAULT_NODES,
+        },
+    )
+    .unwrap();
+    let eta3 = v3["eta"].as_f64().unwrap();
+    let want3 = test_input_trajectory(&s3, eta3, 0.7, 9).unwrap()[9];
+    let got3 = v3["coefficient"][0].as_f64().unwrap();
+    assert!(
+        (got3 - want3.coefficient).abs() < 1e-7 * want3.coefficient.abs().max(1.0),
+        "depth 3: {got3} vs {want3:?}"
+    );
+    assert!(v3["theta1_term"][0].as_f64().unwrap().abs() > 1e-4, "{v3}");
+    assert!((got3 - got).abs() > 1e-3, "depth 3 differs from depth 2");
     // Bad input names its flag.
     let x3 = put(&dir, "x3.npy", &[1, 3], &[1.0, 0.0, 0.0]);
     let base = [
@@ -3955,6 +3994,19 @@ fn finite_width_matches_the_two_input_theory_and_refuses_bad_input() {
                 "5",
             ],
             "--eta",
+        ),
+        (
+            vec![
+                "--train-x",
+                &xa,
+                "--train-y",
+                &y,
+                "--test-x",
+                &xb,
+                "--depth",
+                "4",
+            ],
+            "--depth",
         ),
     ] {
         let a = with(&extra);
