@@ -141,6 +141,7 @@ pub fn run(a: FiniteWidthArgs) -> Result<()> {
     let test = |v: &[f64]| v[na..].to_vec();
     let mut out = serde_json::json!({
         "steps": a.steps,
+        "depth": a.depth,
         "eta": eta,
         "lambda_max": lam,
         "infinite": test(&last.infinite),
@@ -164,7 +165,9 @@ pub fn run(a: FiniteWidthArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&out)?);
     } else {
         println!(
-            "{na} training and {nb} test inputs, one hidden layer of {}, {} GD steps at η = {eta:.6} (λ_max(Θ_AA) = {lam:.6}), in {secs:.2} s",
+            "{na} training and {nb} test inputs, {} hidden layer{} of {}, {} GD steps at η = {eta:.6} (λ_max(Θ_AA) = {lam:.6}), in {secs:.2} s",
+            a.depth - 1,
+            if a.depth == 2 { "" } else { "s" },
             act.name(),
             a.steps
         );

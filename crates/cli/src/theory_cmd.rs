@@ -37,7 +37,7 @@ pub enum TheoryCmd {
     Kernels(KernelsArgs),
     /// Infinite-width predictions on test inputs: the NNGP posterior or the NTK-trained ensemble.
     Predict(PredictArgs),
-    /// The O(1/n) correction to the GD-trained mean on test inputs, one hidden layer of width n
+    /// The O(1/n) correction to the GD-trained mean on test inputs, one or two hidden layers of width n
     /// (NTK fluctuation, dNTK, ddNTKs; docs/derivations/trained_dataset.md).
     FiniteWidth(crate::finite_width_cmd::FiniteWidthArgs),
     /// Run the whole `theory` study (figures, CSV, results.json with claims).

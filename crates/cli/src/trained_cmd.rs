@@ -65,7 +65,8 @@ pub struct TrainedArgs {
     /// Cosine between the training input and the test input the trajectories are read on.
     #[arg(long, allow_negative_numbers = true)]
     trajectory_test_cos: Option<f64>,
-    /// Real training images of part 4 (N_A + N_B ≤ 24).
+    /// Real training images of part 4 (N_A + N_B ≤ 24; this and the other --dataset-* flags set
+    /// both depths of part 4).
     #[arg(long)]
     dataset_train: Option<usize>,
     /// Real test images of part 4.

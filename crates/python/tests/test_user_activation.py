@@ -122,8 +122,9 @@ def test_trajectory_on_a_test_input():
 
 def test_finite_width_on_a_set_matches_the_test_input_theory():
     # One training and one test input of unit norm at cosine 0.4: the data-set coefficient on
-    # the test input equals the one-training-input closed form (another derivation and code
-    # path) at the same η; the training input's coefficient vanishes at convergence.
+    # the test input equals the one-training-input closed form (another derivation of the
+    # trajectory from the same statistics) at the same η; the training input's coefficient
+    # vanishes at convergence.
     c, y = 0.4, 0.7
     r2 = math.sqrt(2.0)
     xa = np.array([[r2, 0.0]])
@@ -140,8 +141,8 @@ def test_finite_width_on_a_set_matches_the_test_input_theory():
         theory.finite_width(xa, np.array([y]), np.ones((1, 3)), "tanh", 5)
     with pytest.raises(ValueError, match="--activation"):
         theory.finite_width(xa, np.array([y]), xb, "relu", 5)
-    # Two hidden layers: the N-input depth-3 statistics against the two-input ones (another
-    # code path); Θ¹ no longer vanishes.
+    # Two hidden layers: the data-set trajectory (dual-number runs) against the two-input
+    # closed form of `trajectory` on the same statistics; Θ¹ no longer vanishes.
     fw3 = theory.finite_width(xa, np.array([y]), xb, "tanh", 60, depth=3)
     tr3 = theory.trajectory("tanh", 1.0, 3, eta_theta=0.5, y=y, steps=60, test_cos=c)
     np.testing.assert_allclose(fw3["coefficient"][:, 0], tr3["test_input"]["coefficient"], rtol=1e-7, atol=1e-10)

@@ -3,13 +3,18 @@
 //! checks: docs/derivations/trained_dataset.md; protocol: docs/derivations/trained.md#dataset).
 //!
 //! N_A Fashion-MNIST training images with targets ±1 and N_B test images, prepared as in part 1
-//! (standardised with a 1000-image pool, |x|²/d = 1). Networks of depth 2 (one hidden layer of
-//! width n; the statistics are derived for that depth) trained by full-batch GD with
+//! (standardised with a 1000-image pool, |x|²/d = 1). Networks of depth 2 or 3 (one or two hidden
+//! layers of width n; the statistics are derived for those depths) trained by full-batch GD with
 //! η = c/λ_max(Θ_AA); per width, P·n/n_min antithetic pairs, the pair-mean output on every image at
 //! every step. The images reach the network only through W^(1)x, whose law depends on them
 //! only through their Gram matrix G_ab = x_a·x_b/d, and GD moves W^(1) only within their span:
 //! the networks therefore take x'_a = √N·L_a (L the Cholesky factor of G, N = N_A + N_B inputs
 //! of dimension N), exactly equivalent to the 784-pixel images and N/784 of the cost.
+//!
+//! Network p of width n draws its weights from `stream_seed(seed, [0xda7a, n, p])` at both depths,
+//! layer by layer, so the depth-2 and depth-3 ensembles share their first layer's draws (common
+//! random numbers): their fluctuations are correlated, and their claims are two tests of two
+//! theories on correlated draws, not independent repetitions.
 //!
 //! Measured: D_δ,t(n) = n(ū_δ,t − m∞_δ(t)) with its SE over pairs, extrapolated linearly in 1/n
 //! from the two largest widths, against C_δ(t); beside it the frozen random NTK (Θ¹ and

@@ -12,9 +12,12 @@
 //! off-diagonal counted once, by integration by parts (⟨∂_c∂_d h⟩ = ⟨h(y_c y_d − P_cd)⟩ for any
 //! Gaussian vector containing z_c, z_d and h's inputs), so no integrand needs σ beyond σ'''.
 //!
-//! Rules: tensor Gauss–Hermite on the Cholesky factor of the set's covariance
-//! ([`crate::gauss::expect_nd`]): `gh2` nodes per dimension in 2-D, `ghn` in 3- and 4-D, `gh1`
-//! in 1-D (accuracy: docs/derivations/trained_dataset.md#two-layer).
+//! Rules ([`crate::gauss::expect_nd`]): tensor Gauss–Hermite on the Cholesky factor of the set's
+//! covariance, `ghn` nodes per dimension in 3- and 4-D, `gh2` in 2-D and `gh1` in 1-D while every
+//! variance is ≤ 1; a larger variance switches 1- and 2-D moments to expect_nd's split and polar
+//! rules, whose orders do not depend on `gh1`, `gh2` (accuracy:
+//! docs/derivations/trained_dataset.md#two-layer). Weighted moments divide by det K of their
+//! inputs; a set with det K ≤ 1e-12·Π K_aa is refused rather than integrated to noise.
 
 use crate::activation::Activation;
 use crate::gauss::{cholesky, expect_nd, QuadConfig};
@@ -158,6 +161,20 @@ impl MomentTable {
                 };
                 let pos = |a: usize| set.iter().position(|&s| s == a).unwrap_or(0);
                 let prec = if keys.iter().any(|k| k.1.is_some()) {
+                    // The weight's P = K⁻¹ amplifies rounding by cond K: refuse (nearly)
+                    // collinear inputs, as the two-input code did.
+                    let l = cholesky(&cov, d).ok_or_else(bad)?;
+                    let det: f64 = (0..d).map(|i| l[i * d + i].powi(2)).product();
+                    let diag: f64 = (0..d).map(|i| cov[i * d + i]).product();
+                    if det <= 1e-12 * diag {
+                        return Err(TheoryError::Invalid {
+                            flag,
+                            msg: format!(
+                                "inputs {set:?} are (numerically) collinear at this layer (det K = \
+                                 {det:e}); the NTK's mean shift needs them distinct — drop one"
+                            ),
+                        });
+                    }
                     Some(inverse_spd(&cov, d).ok_or_else(bad)?)
                 } else {
                     None

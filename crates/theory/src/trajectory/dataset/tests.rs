@@ -499,3 +499,54 @@ fn three_layer_four_input_values() {
         eprintln!("{name} {v:+.5}");
     }
 }
+
+#[test]
+fn three_layer_four_input_entries_match_the_monte_carlo() {
+    // Reference data from an independent computation: sampled depth-3 tanh networks on the
+    // inputs of `gram4` (all four as training inputs), differentiated from the definitions
+    // (gradients, Hessian–vector products, third-order jets; no forward equations, no
+    // recursion), n = 32, 64, 128 with 100 000, 50 000, 25 000 networks, fit a + b/n
+    // (docs/derivations/trained_dataset/mc_depth3.py, fit_depth3.py; table in
+    // trained_dataset.md §5b). Each entry has three or four different inputs, which no other test
+    // reaches. Tolerance: 3 SE of the fitted intercept plus 0.3 % for the 32-node rule on tanh's
+    // 3- and 4-D moments (3e-4 of the largest entry, §5) — a wrong slot or coefficient moves these
+    // entries by far more (each term is 10–50 % of its entry).
+    let s = three_layer("tanh", gram4(), 4, 32);
+    let ix = Idx { n: 4, na: 4 };
+    let g = |a, b, c, mu| s.dntk_z[ix.i3(a, b, c) * 4 + mu];
+    for (name, got, mc, se) in [
+        ("n E[dH_012 z_3]", g(0, 1, 2, 3), 0.03380, 0.00066),
+        ("n E[dH_011 z_2]", g(0, 1, 1, 2), 0.01973, 0.00067),
+        ("n E[dH_120 z_3]", g(1, 2, 0, 3), 0.04849, 0.00071),
+        ("n E[ddI_0123]", s.ddi[ix.i4(0, 1, 2, 3)], 0.02076, 0.00009),
+        (
+            "n E[ddII_0123]",
+            s.ddii[ix.i4(0, 1, 2, 3)],
+            0.03840,
+            0.00011,
+        ),
+        (
+            "n E[ddII_0213]",
+            s.ddii[ix.i4(0, 2, 1, 3)],
+            0.04449,
+            0.00009,
+        ),
+        (
+            "n Cov(H_01, H_23)",
+            s.ntk_cov[ix.i4(0, 1, 2, 3)],
+            0.09638,
+            0.00157,
+        ),
+        (
+            "n Cov(H_01, H_02)",
+            s.ntk_cov[ix.i4(0, 1, 0, 2)],
+            0.03478,
+            0.00170,
+        ),
+    ] {
+        assert!(
+            (got - mc).abs() <= 3.0 * se + 3e-3 * mc.abs(),
+            "{name}: theory {got} vs Monte Carlo {mc} ± {se}"
+        );
+    }
+}

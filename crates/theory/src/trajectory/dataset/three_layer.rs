@@ -498,12 +498,7 @@ pub fn three_layer_stats(
     act: &dyn Activation,
     cfg: &TwoLayerConfig,
 ) -> Result<DatasetStats, TheoryError> {
-    let quad = QuadConfig {
-        ghn: cfg.nodes,
-        gh2: 200,
-        ..QuadConfig::default()
-    };
-    three_layer_stats_with(act, cfg, &quad)
+    three_layer_stats_with(act, cfg, &cfg.quad())
 }
 
 /// [`three_layer_stats`] with every rule given (`cfg.nodes` is ignored): the two-input statistics of

@@ -42,6 +42,18 @@ pub struct TwoLayerConfig {
     pub nodes: usize,
 }
 
+impl TwoLayerConfig {
+    /// The rules the statistics use: `nodes` per dimension in 3- and 4-D, 200 in 2-D (converged
+    /// to ~1e-10 for tanh, docs/derivations/trained_dataset.md#two-layer), 192 in 1-D.
+    pub fn quad(&self) -> QuadConfig {
+        QuadConfig {
+            ghn: self.nodes,
+            gh2: 200,
+            ..QuadConfig::default()
+        }
+    }
+}
+
 /// One factor σ^(m)(u_a) of a moment: (input a, derivative order m).
 type Factor = (usize, u8);
 
@@ -78,12 +90,7 @@ pub fn two_layer_stats(
     act: &dyn Activation,
     cfg: &TwoLayerConfig,
 ) -> Result<DatasetStats, TheoryError> {
-    let quad = QuadConfig {
-        ghn: cfg.nodes,
-        gh2: 200,
-        ..QuadConfig::default()
-    };
-    two_layer_stats_with(act, cfg, &quad)
+    two_layer_stats_with(act, cfg, &cfg.quad())
 }
 
 /// [`two_layer_stats`] with every rule given (`cfg.nodes` is ignored): the two-input statistics of

@@ -118,7 +118,9 @@ pub struct TestInputConfig {
     pub lambda_w: f64,
     /// The inputs' Gram matrix x_a·x_b/n₀: [G_AA, G_Aβ, G_ββ].
     pub gram: [f64; 3],
-    /// Gauss–Hermite nodes of the 1-D rule and per dimension of the 2-D rule ([`DEFAULT_NODES`]).
+    /// Gauss–Hermite nodes of the 1-D rule and per dimension of the 2-D rule ([`DEFAULT_NODES`];
+    /// for kernels ≤ 1 — above that the moments use the split and polar rules of
+    /// [`crate::gauss::expect_nd`], whose orders are fixed).
     pub nodes: usize,
 }
 
