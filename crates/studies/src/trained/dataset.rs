@@ -30,8 +30,10 @@ use crate::study::StudyError;
 use dlt_nn::data::TrainTest;
 use dlt_nn::model::ActKind;
 use dlt_theory::activation::parse;
-use dlt_theory::trajectory::dataset::two_layer::TwoLayerConfig;
-use dlt_theory::trajectory::dataset::{dataset_trajectory, network_stats, DatasetPoint};
+use dlt_theory::trajectory::dataset::two_layer::StatsConfig;
+use dlt_theory::trajectory::dataset::{
+    dataset_trajectory, gram_matrix, network_stats, DatasetPoint,
+};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -160,17 +162,12 @@ pub fn run(
         .chunks_exact(d)
         .chain(img.test_x.chunks_exact(d))
         .collect();
-    let gram: Vec<f64> = (0..n * n)
-        .map(|i| {
-            let (a, b) = (rows[i / n], rows[i % n]);
-            a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / d as f64
-        })
-        .collect();
+    let gram = gram_matrix(&rows);
     let targets = Prepared::binary_targets(&img.train_labels);
 
     let t0 = std::time::Instant::now();
     let act = parse(&cfg.act)?;
-    let net = TwoLayerConfig {
+    let net = StatsConfig {
         cw: cfg.cw,
         lambda_w: cfg.cw,
         gram: gram.clone(),

@@ -410,9 +410,12 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let trajectory = trajectory::run(&cfg.trajectory, cfg.seed, cfg.quiet)?;
     let part4 = dataset::images(&fm, &cfg.dataset, cfg.seed)?;
     let dataset = dataset::run(&cfg.dataset, &part4, cfg.seed, cfg.quiet)?;
-    // The same images (the seeded pool depends on the image counts only) through two hidden
-    // layers.
+    // The same images through two hidden layers (the seeded pool depends on the image counts
+    // only, so it is prepared again only if they differ).
     let dataset_depth3 = match &cfg.dataset_depth3 {
+        Some(d3) if (d3.n_train, d3.n_test) == (cfg.dataset.n_train, cfg.dataset.n_test) => {
+            Some(dataset::run(d3, &part4, cfg.seed, cfg.quiet)?)
+        }
         Some(d3) => {
             let img = dataset::images(&fm, d3, cfg.seed)?;
             Some(dataset::run(d3, &img, cfg.seed, cfg.quiet)?)

@@ -418,7 +418,7 @@ pub struct FiniteWidthPrediction {
 /// propagation to deeper layers is not derived, docs/derivations/trained_test_input.md#recursions).
 pub fn network_stats(
     act: &dyn crate::activation::Activation,
-    cfg: &two_layer::TwoLayerConfig,
+    cfg: &two_layer::StatsConfig,
     depth: usize,
 ) -> Result<DatasetStats, TheoryError> {
     match depth {
@@ -433,6 +433,18 @@ pub fn network_stats(
             ),
         }),
     }
+}
+
+/// The Gram matrix x_a·x_b/d of `rows` (each of dimension d), N × N row-major: the only way the
+/// inputs enter the statistics.
+pub fn gram_matrix(rows: &[&[f64]]) -> Vec<f64> {
+    let n = rows.len();
+    (0..n * n)
+        .map(|i| {
+            let (p, q) = (rows[i / n], rows[i % n]);
+            p.iter().zip(q).map(|(u, v)| u * v).sum::<f64>() / p.len().max(1) as f64
+        })
+        .collect()
 }
 
 /// Statistics and trajectory for N_A training inputs `x_train` (row-major, dimension `dim`)
@@ -464,15 +476,10 @@ pub fn finite_width_prediction(
         .chunks_exact(dim)
         .chain(x_test.chunks_exact(dim))
         .collect();
-    let gram: Vec<f64> = (0..n * n)
-        .map(|i| {
-            let (p, q) = (rows[i / n], rows[i % n]);
-            p.iter().zip(q).map(|(u, v)| u * v).sum::<f64>() / dim as f64
-        })
-        .collect();
+    let gram = gram_matrix(&rows);
     let stats = network_stats(
         act,
-        &two_layer::TwoLayerConfig {
+        &two_layer::StatsConfig {
             cw,
             lambda_w,
             gram,

@@ -115,16 +115,6 @@ impl MomentTable {
         self.k
     }
 
-    /// Number of distinct moments recorded.
-    pub fn len(&self) -> usize {
-        self.values.borrow().len()
-    }
-
-    /// Whether nothing has been recorded.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Integrate every recorded moment and switch to reading. `flag` names the input an
     /// error is about (a set of inputs whose covariance is not positive definite).
     pub fn integrate(

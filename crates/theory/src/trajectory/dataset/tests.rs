@@ -5,7 +5,7 @@
 //! single-input recursions.)
 
 use super::three_layer::three_layer_stats;
-use super::two_layer::{two_layer_stats, TwoLayerConfig};
+use super::two_layer::{two_layer_stats, StatsConfig};
 use super::*;
 use crate::activation::parse;
 use crate::gauss::hermite;
@@ -145,7 +145,7 @@ fn gram4() -> Vec<f64> {
 fn two_layer(act: &str, gram: Vec<f64>, n_train: usize, nodes: usize) -> DatasetStats {
     two_layer_stats(
         &*parse(act).unwrap(),
-        &TwoLayerConfig {
+        &StatsConfig {
             cw: 1.0,
             lambda_w: 1.0,
             gram,
@@ -159,7 +159,7 @@ fn two_layer(act: &str, gram: Vec<f64>, n_train: usize, nodes: usize) -> Dataset
 fn three_layer(act: &str, gram: Vec<f64>, n_train: usize, nodes: usize) -> DatasetStats {
     three_layer_stats(
         &*parse(act).unwrap(),
-        &TwoLayerConfig {
+        &StatsConfig {
             cw: 1.0,
             lambda_w: 1.0,
             gram,

@@ -17,7 +17,7 @@
 
 use super::dynamics::Idx;
 use super::moments::{coords, d_coord, deriv, inputs, prod, Fac, MomentTable, Term};
-use super::two_layer::TwoLayerConfig;
+use super::two_layer::StatsConfig;
 use super::DatasetStats;
 use crate::activation::Activation;
 use crate::gauss::QuadConfig;
@@ -496,7 +496,7 @@ impl Net3<'_> {
 /// reads (two or more test indices) are NaN.
 pub fn three_layer_stats(
     act: &dyn Activation,
-    cfg: &TwoLayerConfig,
+    cfg: &StatsConfig,
 ) -> Result<DatasetStats, TheoryError> {
     three_layer_stats_with(act, cfg, &cfg.quad())
 }
@@ -505,7 +505,7 @@ pub fn three_layer_stats(
 /// [`crate::trajectory::test_input`] use it with finer 1- and 2-D rules.
 pub fn three_layer_stats_with(
     act: &dyn Activation,
-    cfg: &TwoLayerConfig,
+    cfg: &StatsConfig,
     quad: &QuadConfig,
 ) -> Result<DatasetStats, TheoryError> {
     check_activation(act)?;

@@ -29,7 +29,7 @@ use crate::TheoryError;
 
 /// The network and inputs of [`two_layer_stats`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct TwoLayerConfig {
+pub struct StatsConfig {
     /// C_W of both layers (C_b = 0).
     pub cw: f64,
     /// λ_W of both layers (λ_b = 0).
@@ -42,7 +42,7 @@ pub struct TwoLayerConfig {
     pub nodes: usize,
 }
 
-impl TwoLayerConfig {
+impl StatsConfig {
     /// The rules the statistics use: `nodes` per dimension in 3- and 4-D, 200 in 2-D (converged
     /// to ~1e-10 for tanh, docs/derivations/trained_dataset.md#two-layer), 192 in 1-D.
     pub fn quad(&self) -> QuadConfig {
@@ -59,7 +59,7 @@ type Factor = (usize, u8);
 
 /// Validate `cfg`: an N×N Gram matrix of N ≥ N_A ≥ 1 inputs, C_W, λ_W > 0, ≥ 4 nodes.
 /// Returns (N, N_A).
-pub(super) fn check_config(cfg: &TwoLayerConfig) -> Result<(usize, usize), TheoryError> {
+pub(super) fn check_config(cfg: &StatsConfig) -> Result<(usize, usize), TheoryError> {
     let na = cfg.n_train;
     let n = (cfg.gram.len() as f64).sqrt().round() as usize;
     if n * n != cfg.gram.len() || n == 0 || na == 0 || na > n {
@@ -88,7 +88,7 @@ pub(super) fn check_config(cfg: &TwoLayerConfig) -> Result<(usize, usize), Theor
 /// trajectory never reads (two or more test indices) are NaN.
 pub fn two_layer_stats(
     act: &dyn Activation,
-    cfg: &TwoLayerConfig,
+    cfg: &StatsConfig,
 ) -> Result<DatasetStats, TheoryError> {
     two_layer_stats_with(act, cfg, &cfg.quad())
 }
@@ -97,7 +97,7 @@ pub fn two_layer_stats(
 /// [`crate::trajectory::test_input`] use it with finer 1- and 2-D rules.
 pub fn two_layer_stats_with(
     act: &dyn Activation,
-    cfg: &TwoLayerConfig,
+    cfg: &StatsConfig,
     quad: &QuadConfig,
 ) -> Result<DatasetStats, TheoryError> {
     check_activation(act)?;

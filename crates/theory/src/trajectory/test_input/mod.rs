@@ -19,7 +19,7 @@
 
 use super::dataset::moments::MomentTable;
 use super::dataset::three_layer::three_layer_stats_with;
-use super::dataset::two_layer::{two_layer_stats_with, TwoLayerConfig};
+use super::dataset::two_layer::{two_layer_stats_with, StatsConfig};
 use super::{responses, OutputStats};
 use crate::activation::Activation;
 use crate::gauss::QuadConfig;
@@ -233,7 +233,7 @@ pub fn test_input_stats(
         gh2: cfg.nodes,
         ..QuadConfig::default()
     };
-    let net = TwoLayerConfig {
+    let net = StatsConfig {
         cw: cfg.cw,
         lambda_w: cfg.lambda_w,
         gram: gram.clone(),
