@@ -27,7 +27,8 @@ pub struct FiniteWidthArgs {
     /// Activation with σ'' and σ''' (tanh, sin, gelu, erf, …).
     #[arg(long)]
     activation: String,
-    /// Depth L: 2 (one hidden layer) or 3 (two hidden layers of the same width).
+    /// Depth L ≥ 2: L − 1 hidden layers of the same width (each layer adds one (N_A + N_B)⁴ pass
+    /// of 4-D integrals).
     #[arg(long, default_value_t = 2)]
     depth: usize,
     /// Weight variance C_W of every layer (C_b = 0).
@@ -113,8 +114,8 @@ pub fn run(a: FiniteWidthArgs) -> Result<()> {
     let n = na + nb;
     let t0 = std::time::Instant::now();
     anyhow::ensure!(
-        (2..=3).contains(&a.depth),
-        "--depth: the finite-width statistics on a data set are derived for depth 2 and 3 (one or two hidden layers), got {}",
+        a.depth >= 2,
+        "--depth: a network of depth {} has no hidden layer; give --depth 2 or more",
         a.depth
     );
     let pred = finite_width_prediction(

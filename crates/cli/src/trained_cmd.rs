@@ -81,9 +81,12 @@ pub struct TrainedArgs {
     /// GD steps of part 4.
     #[arg(long)]
     dataset_steps: Option<usize>,
-    /// Skip part 4's networks with two hidden layers (run only those with one).
+    /// Skip part 4's networks with two hidden layers.
     #[arg(long)]
     no_dataset_depth3: bool,
+    /// Skip part 4's networks with three hidden layers.
+    #[arg(long)]
+    no_dataset_depth4: bool,
 }
 
 pub fn run(a: TrainedArgs) -> Result<()> {
@@ -140,8 +143,14 @@ pub fn run(a: TrainedArgs) -> Result<()> {
     if a.no_dataset_depth3 {
         cfg.dataset_depth3 = None;
     }
-    // The --dataset-* flags set both depths of part 4.
-    for d in std::iter::once(&mut cfg.dataset).chain(cfg.dataset_depth3.as_mut()) {
+    if a.no_dataset_depth4 {
+        cfg.dataset_depth4 = None;
+    }
+    // The --dataset-* flags set every depth of part 4.
+    for d in std::iter::once(&mut cfg.dataset)
+        .chain(cfg.dataset_depth3.as_mut())
+        .chain(cfg.dataset_depth4.as_mut())
+    {
         if let Some(v) = a.dataset_train {
             d.n_train = v;
         }

@@ -1214,7 +1214,7 @@ fn results(py: Python<'_>, path: PathBuf) -> PyResult<PyObject> {
 /// from the recursions' output statistics at `depth` (C_b = `cb`, λ_b, λ_W as given; K^(1) =
 /// `k1`, default C_b + C_W, i.e. |x|²/n₀ = 1), for GD with η = eta_theta/Θ towards target `y`.
 /// With `test_cos`, also C_β(t) on a test input of the same norm at that cosine to the training
-/// input (docs/derivations/trained_test_input.md; depth 2 or 3, C_b = λ_b = 0).
+/// input (docs/derivations/trained_test_input.md; C_b = λ_b = 0).
 #[pyfunction]
 #[pyo3(signature = (activation, cw, depth, eta_theta=0.5, y=1.0, steps=8, cb=0.0, k1=None, lambda_b=0.0, lambda_w=None, test_cos=None))]
 #[allow(clippy::too_many_arguments)]
@@ -1326,8 +1326,8 @@ fn trajectory<'py>(
     Ok(d)
 }
 
-/// The O(1/n) correction of the GD-trained mean on test inputs for networks with one or two
-/// hidden layers (`depth` 2 or 3; `dlt theory finite-width`; docs/derivations/trained_dataset.md):
+/// The O(1/n) correction of the GD-trained mean on test inputs for networks with `depth` − 1 ≥ 1
+/// hidden layers (`dlt theory finite-width`; docs/derivations/trained_dataset.md):
 /// E[z_t] = infinite + coefficient/n at every step t, on the training and the test inputs.
 #[pyfunction]
 #[pyo3(signature = (x_train, y_train, x_test, activation, steps, cw=1.0, lambda_w=None, lr=None, nodes=32, depth=2))]
@@ -1347,12 +1347,6 @@ fn finite_width<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     use dlt_theory::trajectory::dataset::finite_width_prediction;
     let depth = at_least("--depth", depth, 2)?;
-    at_most(
-        "--depth",
-        depth,
-        3,
-        "the finite-width statistics on a data set are derived for one or two hidden layers",
-    )?;
     let steps = at_least("--steps", steps, 1)?;
     at_most(
         "--steps",

@@ -143,9 +143,11 @@ def test_finite_width_on_a_set_matches_the_test_input_theory():
         theory.finite_width(xa, np.array([y]), xb, "relu", 5)
     # Two hidden layers: the data-set trajectory (dual-number runs) against the two-input
     # closed form of `trajectory` on the same statistics; Θ¹ no longer vanishes.
-    fw3 = theory.finite_width(xa, np.array([y]), xb, "tanh", 60, depth=3)
-    tr3 = theory.trajectory("tanh", 1.0, 3, eta_theta=0.5, y=y, steps=60, test_cos=c)
-    np.testing.assert_allclose(fw3["coefficient"][:, 0], tr3["test_input"]["coefficient"], rtol=1e-7, atol=1e-10)
-    assert np.abs(fw3["theta1_term"]).max() > 1e-3
+    # Three hidden layers: the same through two propagation steps of the pair tensors.
+    for depth in (3, 4):
+        fw3 = theory.finite_width(xa, np.array([y]), xb, "tanh", 60, depth=depth)
+        tr3 = theory.trajectory("tanh", 1.0, depth, eta_theta=0.5, y=y, steps=60, test_cos=c)
+        np.testing.assert_allclose(fw3["coefficient"][:, 0], tr3["test_input"]["coefficient"], rtol=1e-7, atol=1e-10)
+        assert np.abs(fw3["theta1_term"]).max() > 1e-3
     with pytest.raises(ValueError, match="--depth"):
-        theory.finite_width(xa, np.array([y]), xb, "tanh", 5, depth=4)
+        theory.finite_width(xa, np.array([y]), xb, "tanh", 5, depth=1)

@@ -155,15 +155,16 @@ def finite_width(
     nodes: int = 32,
     depth: int = 2,
 ) -> dict[str, Any]:
-    """The O(1/n) correction of the mean output of networks with one (``depth`` 2) or two
-    (``depth`` 3) hidden layers of width n,
+    """The O(1/n) correction of the mean output of networks with ``depth`` − 1 ≥ 1 hidden layers
+    of width n,
     trained by full-batch GD (step ``lr``, default 0.5/λ_max(Θ_AA)) on ``x_train`` (N_A×d) with
     targets ``y_train`` (N_A), read on ``x_test`` (N_B×d); N_A + N_B ≤ 24, an activation with σ''
     and σ''' (docs/derivations/trained_dataset.md; ``dlt theory finite-width``). E[z_t] =
     ``infinite`` + ``coefficient``/n + O(1/n²). Returns ``t`` (int64, 0..steps), float64 arrays
     of shape (steps + 1, N_B) ``infinite``, ``coefficient`` and its parts ``theta1_term`` (zero at
     depth 2), ``variance_term``, ``dntk_term``, ``ddntk_term``; (steps + 1, N_A) arrays
-    ``train_infinite`` and ``train_coefficient``; the floats ``eta`` and ``lambda_max``."""
+    ``train_infinite`` and ``train_coefficient``; the floats ``eta`` and ``lambda_max``. Each
+    hidden layer beyond the first is one more pass of (N_A + N_B)⁴ four-dimensional integrals."""
     ...
 
 def trajectory(
@@ -188,7 +189,7 @@ def trajectory(
     ``infinite``, ``coefficient``, ``theta1_term``, ``variance_term``, ``dntk_term``,
     ``ddntk_term`` (the four terms add up to the coefficient), the float ``eta`` and the dict
     ``stats`` (K, theta, theta1, ntk_variance = A + 2B, dntk = P + 2Q, ddntk_i = 3R,
-    ddntk_ii = S + T + U). With ``test_cos`` (depth 2 or 3, ``cb`` = ``lambda_b`` = 0) the dict
+    ddntk_ii = S + T + U). With ``test_cos`` (``cb`` = ``lambda_b`` = 0) the dict
     ``test_input`` adds the same on a test input of equal norm at that cosine to the training
     input, which GD never sees (docs/derivations/trained_test_input.md): ``t``, ``infinite`` =
     (Θ_βA/Θ_AA)y(1 − a^t), ``coefficient`` C_β(t) and its parts ``theta1_term``,

@@ -3,17 +3,17 @@
 //! checks: docs/derivations/trained_dataset.md; protocol: docs/derivations/trained.md#dataset).
 //!
 //! N_A Fashion-MNIST training images with targets ±1 and N_B test images, prepared as in part 1
-//! (standardised with a 1000-image pool, |x|²/d = 1). Networks of depth 2 or 3 (one or two hidden
-//! layers of width n; the statistics are derived for those depths) trained by full-batch GD with
+//! (standardised with a 1000-image pool, |x|²/d = 1). Networks of depth L ≥ 2 (L − 1 hidden
+//! layers of width n; the study runs L = 2 and 3) trained by full-batch GD with
 //! η = c/λ_max(Θ_AA); per width, P·n/n_min antithetic pairs, the pair-mean output on every image at
 //! every step. The images reach the network only through W^(1)x, whose law depends on them
 //! only through their Gram matrix G_ab = x_a·x_b/d, and GD moves W^(1) only within their span:
 //! the networks therefore take x'_a = √N·L_a (L the Cholesky factor of G, N = N_A + N_B inputs
 //! of dimension N), exactly equivalent to the 784-pixel images and N/784 of the cost.
 //!
-//! Network p of width n draws its weights from `stream_seed(seed, [0xda7a, n, p])` at both depths,
-//! layer by layer, so the depth-2 and depth-3 ensembles share their first layer's draws (common
-//! random numbers): their fluctuations are correlated, and their claims are two tests of two
+//! Network p of width n draws its weights from `stream_seed(seed, [0xda7a, n, p])` at every depth,
+//! layer by layer, so the depth-2, 3 and 4 ensembles share their first layer's draws (common
+//! random numbers): their fluctuations are correlated, and their claims are tests of three
 //! theories on correlated draws, not independent repetitions.
 //!
 //! Measured: D_δ,t(n) = n(ū_δ,t − m∞_δ(t)) with its SE over pairs, extrapolated linearly in 1/n
@@ -58,13 +58,13 @@ pub struct DatasetConfig {
     pub steps: usize,
     /// Gauss–Hermite nodes per dimension of the 3- and 4-D moments.
     pub nodes: usize,
-    /// Depth L of the networks: 2 (one hidden layer) or 3 (two hidden layers of width n).
+    /// Depth L ≥ 2 of the networks (L − 1 hidden layers of width n).
     pub depth: usize,
 }
 
 impl DatasetConfig {
-    /// The name of this part's files and claims: `dataset` at depth 2, `dataset_depth3` at
-    /// depth 3 (`dataset.csv`, `trained.dataset_*`; `dataset_depth3.csv`, …).
+    /// The name of this part's files and claims: `dataset` at depth 2, `dataset_depthL` at
+    /// depth L ≥ 3 (`dataset.csv`, `trained.dataset_*`; `dataset_depth3.csv`, …).
     pub fn tag(&self) -> String {
         if self.depth == 2 {
             "dataset".into()
@@ -566,7 +566,7 @@ mod tests {
     /// Part 4 alone at the quick or full scale on the cached Fashion-MNIST, printing what the
     /// claims read (a measurement helper, not a check: `cargo test --release -p dlt-studies
     /// part4_measurement -- --ignored --nocapture`, `DLT_PART4_FULL=1` for the full scale,
-    /// `DLT_SEED` for the seed, `DLT_PART4_DEPTH=3` for two hidden layers, `DLT_PART4_WIDTHS=32,64,128`
+    /// `DLT_SEED` for the seed, `DLT_PART4_DEPTH=L` for L − 1 hidden layers (L ≥ 3 with the depth-3 widths and pairs), `DLT_PART4_WIDTHS=32,64,128`
     /// for other widths).
     #[test]
     #[ignore = "measurement on real data (about a minute at the quick scale)"]
@@ -577,8 +577,15 @@ mod tests {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let all = crate::trained::Config::for_mode(!full, seed, true);
-        let mut cfg = match std::env::var("DLT_PART4_DEPTH").as_deref() {
-            Ok("3") => all.dataset_depth3.expect("depth 3 is configured"),
+        let depth = std::env::var("DLT_PART4_DEPTH")
+            .ok()
+            .and_then(|s| s.parse().ok());
+        let mut cfg = match depth {
+            // Deeper networks take the depth-3 configuration (widths, pairs, images).
+            Some(d) if d >= 3 => DatasetConfig {
+                depth: d,
+                ..all.dataset_depth3.expect("depth 3 is configured")
+            },
             _ => all.dataset,
         };
         if let Ok(w) = std::env::var("DLT_PART4_WIDTHS") {

@@ -63,6 +63,8 @@ pub struct Config {
     pub dataset: DatasetConfig,
     /// Part 4 with two hidden layers (None: not run).
     pub dataset_depth3: Option<DatasetConfig>,
+    /// Part 4 with three hidden layers (None: not run).
+    pub dataset_depth4: Option<DatasetConfig>,
 }
 
 impl Config {
@@ -151,7 +153,28 @@ impl Config {
                 nodes: 32,
                 depth: 3,
             }),
+            // Three hidden layers (the first depth whose hidden layers carry a mean shift K¹,
+            // Θ¹ into the next step), the same widths and pairs.
+            dataset_depth4: Some(DatasetConfig {
+                act: "tanh".into(),
+                cw: 1.0,
+                n_train: 4,
+                n_test: 4,
+                widths: vec![32, 64],
+                pairs: if quick { 20_000 } else { 60_000 },
+                c: 0.5,
+                steps: if quick { 12 } else { 100 },
+                nodes: 32,
+                depth: 4,
+            }),
         }
+    }
+
+    /// Part 4's configurations, shallowest first.
+    pub fn datasets(&self) -> impl Iterator<Item = &DatasetConfig> {
+        std::iter::once(&self.dataset)
+            .chain(&self.dataset_depth3)
+            .chain(&self.dataset_depth4)
     }
 }
 
@@ -236,7 +259,7 @@ impl Config {
                 "ηΘ must lie in (0, 2), the depth be ≥ 2 and the target finite",
             ));
         }
-        for ds in std::iter::once(&self.dataset).chain(&self.dataset_depth3) {
+        for ds in self.datasets() {
             if ds.widths.len() < 2 || ds.widths[0] < 2 || ds.widths.windows(2).any(|w| w[0] >= w[1])
             {
                 return Err(invalid(
@@ -251,11 +274,10 @@ impl Config {
                 ));
             }
             at_least("--dataset-steps", ds.steps, 1)?;
-            if !(2..=3).contains(&ds.depth) {
+            if ds.depth < 2 {
                 return Err(invalid(
                     format!("part 4 at depth {}", ds.depth),
-                    "the data-set statistics are derived for depth 2 and 3 (one or two hidden layers); \
-                     depth ≥ 4 needs the pair tensors' propagation (docs/derivations/trained_test_input.md#recursions)",
+                    "a network needs at least one hidden layer (depth ≥ 2)",
                 ));
             }
             at_least("--dataset-train", ds.n_train, 1)?;
@@ -340,7 +362,7 @@ impl Config {
                 w / n_min * (2.0 * w + (tr.depth - 2) as f64 * (w * w + w))
             })
             .sum();
-        for ds in std::iter::once(&self.dataset).chain(&self.dataset_depth3) {
+        for ds in self.datasets() {
             let nd = (ds.n_train + ds.n_test) as f64;
             let dn_min = ds.widths[0] as f64;
             let d_per_pair: f64 = ds
@@ -391,6 +413,8 @@ pub struct Results {
     pub dataset: DatasetResults,
     /// Part 4 with two hidden layers (null when not run).
     pub dataset_depth3: Option<DatasetResults>,
+    /// Part 4 with three hidden layers (null when not run).
+    pub dataset_depth4: Option<DatasetResults>,
     /// The paper's claims with this run's measurements.
     pub claims: Vec<Claim>,
     /// SVG files written beside `results.json`.
@@ -410,18 +434,22 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     let trajectory = trajectory::run(&cfg.trajectory, cfg.seed, cfg.quiet)?;
     let part4 = dataset::images(&fm, &cfg.dataset, cfg.seed)?;
     let dataset = dataset::run(&cfg.dataset, &part4, cfg.seed, cfg.quiet)?;
-    // The same images through two hidden layers (the seeded pool depends on the image counts
-    // only, so it is prepared again only if they differ).
-    let dataset_depth3 = match &cfg.dataset_depth3 {
-        Some(d3) if (d3.n_train, d3.n_test) == (cfg.dataset.n_train, cfg.dataset.n_test) => {
-            Some(dataset::run(d3, &part4, cfg.seed, cfg.quiet)?)
-        }
-        Some(d3) => {
-            let img = dataset::images(&fm, d3, cfg.seed)?;
-            Some(dataset::run(d3, &img, cfg.seed, cfg.quiet)?)
-        }
-        None => None,
+    // The same images through two and three hidden layers (the seeded pool depends on the
+    // image counts only, so it is prepared again only if they differ).
+    let deeper = |d: &Option<DatasetConfig>| -> Result<Option<DatasetResults>, StudyError> {
+        Ok(match d {
+            Some(d) if (d.n_train, d.n_test) == (cfg.dataset.n_train, cfg.dataset.n_test) => {
+                Some(dataset::run(d, &part4, cfg.seed, cfg.quiet)?)
+            }
+            Some(d) => {
+                let img = dataset::images(&fm, d, cfg.seed)?;
+                Some(dataset::run(d, &img, cfg.seed, cfg.quiet)?)
+            }
+            None => None,
+        })
     };
+    let dataset_depth3 = deeper(&cfg.dataset_depth3)?;
+    let dataset_depth4 = deeper(&cfg.dataset_depth4)?;
     write_tables(out, &regression, &ensembles)?;
     dataset::write_table(out, &cfg.dataset, &dataset)?;
     trajectory::write_table(out, &trajectory)?;
@@ -437,10 +465,15 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
     }
     figures.push(dataset::figure(out, &cfg.dataset, &dataset)?);
     claims.extend(dataset::claims(&cfg.dataset, &dataset, PAPER));
-    if let (Some(d3), Some(r3)) = (&cfg.dataset_depth3, &dataset_depth3) {
-        dataset::write_table(out, d3, r3)?;
-        figures.push(dataset::figure(out, d3, r3)?);
-        claims.extend(dataset::claims(d3, r3, PAPER));
+    for (d, r) in [
+        (&cfg.dataset_depth3, &dataset_depth3),
+        (&cfg.dataset_depth4, &dataset_depth4),
+    ] {
+        if let (Some(d), Some(r)) = (d, r) {
+            dataset::write_table(out, d, r)?;
+            figures.push(dataset::figure(out, d, r)?);
+            claims.extend(dataset::claims(d, r, PAPER));
+        }
     }
     let results = Results {
         study: "trained",
@@ -451,6 +484,7 @@ pub fn run(cfg: &Config, out: &OutDir) -> Result<Results, StudyError> {
         trajectory,
         dataset,
         dataset_depth3,
+        dataset_depth4,
         claims,
         figures,
     };

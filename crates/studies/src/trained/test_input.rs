@@ -54,8 +54,8 @@ pub struct TestInputResults {
     pub converged: f64,
 }
 
-/// The theory for the test input of `cfg`, or None where it is not derived (depth ∉ {2, 3}, or
-/// an activation without σ'', σ'''). `train` is the training input's prediction at the same η
+/// The theory for the test input of `cfg`, or None where it is not derived (an activation
+/// without σ'', σ'''). `train` is the training input's prediction at the same η
 /// and `peak_step` its step of largest |C(t)|.
 pub fn theory(
     cfg: &TrajectoryConfig,
@@ -64,7 +64,7 @@ pub fn theory(
     peak_step: usize,
 ) -> Result<Option<TestInputResults>, StudyError> {
     let act = parse(&cfg.act)?;
-    if !(2..=3).contains(&cfg.depth) || check_activation(&*act).is_err() {
+    if check_activation(&*act).is_err() {
         return Ok(None);
     }
     let stats = test_input_stats(

@@ -90,8 +90,8 @@ pub struct TrajectoryResults {
     pub extrapolated_se: Vec<f64>,
     /// The step t* with the largest |C(t)|, where the claims compare.
     pub peak_step: usize,
-    /// The same networks on the test input (absent where its theory is not derived: depth ≥ 4
-    /// or an activation without σ'', σ''').
+    /// The same networks on the test input (absent where its theory is not derived: an
+    /// activation without σ'', σ''').
     pub test_input: Option<TestInputResults>,
 }
 

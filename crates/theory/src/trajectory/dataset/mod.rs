@@ -25,10 +25,10 @@
 //! For one training input and no test input this is [`super::mean_trajectory`] term by term, and
 //! with one test input [`super::test_input::test_input_trajectory`] (tests).
 
+pub mod deep;
 mod dual;
 mod dynamics;
 pub mod moments;
-pub mod three_layer;
 pub mod two_layer;
 
 use crate::TheoryError;
@@ -413,9 +413,9 @@ pub struct FiniteWidthPrediction {
     pub trajectory: Vec<DatasetPoint>,
 }
 
-/// The statistics of a network of `depth` 2 ([`two_layer::two_layer_stats`]) or 3
-/// ([`three_layer::three_layer_stats`]); other depths are refused (the pair tensors'
-/// propagation to deeper layers is not derived, docs/derivations/trained_test_input.md#recursions).
+/// The statistics of a network of `depth` 2 ([`two_layer::two_layer_stats`], from the
+/// definitions, exact at every width) or ≥ 3 ([`deep::deep_stats`], the pair tensors propagated
+/// layer by layer); depth < 2 is refused.
 pub fn network_stats(
     act: &dyn crate::activation::Activation,
     cfg: &two_layer::StatsConfig,
@@ -423,15 +423,7 @@ pub fn network_stats(
 ) -> Result<DatasetStats, TheoryError> {
     match depth {
         2 => two_layer::two_layer_stats(act, cfg),
-        3 => three_layer::three_layer_stats(act, cfg),
-        d => Err(TheoryError::Invalid {
-            flag: "--depth",
-            msg: format!(
-                "the finite-width statistics on a data set are derived for depth 2 and 3 (one or \
-                 two hidden layers), not {d}: deeper networks need the propagation of the pair \
-                 tensors through further layers, which is not derived yet"
-            ),
-        }),
+        d => deep::deep_stats(act, cfg, d),
     }
 }
 

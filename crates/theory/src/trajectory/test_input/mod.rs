@@ -13,12 +13,12 @@
 //! built from fifteen output statistics ([`TestInputStats`]). Unlike the training input's C(t),
 //! C_β(t) does not vanish as t → ∞: the trained function keeps an O(1/n) offset off the data.
 //!
-//! The statistics come from two-input recursions ([`test_input_stats`]) for depth 2 (exact at
-//! every width) and depth 3 (one propagation step); depth ≥ 4 needs the propagation of the
-//! two-input pair tensors, which is not derived (docs/derivations/trained_test_input.md#unverified).
+//! The statistics are the N-input ones of [`super::dataset`] at N = 2 ([`test_input_stats`]):
+//! for depth 2 from the definitions (exact at every width), for depth ≥ 3 by propagating the
+//! pair tensors layer by layer (docs/derivations/trained_dataset.md#deep).
 
+use super::dataset::deep::deep_stats_with;
 use super::dataset::moments::MomentTable;
-use super::dataset::three_layer::three_layer_stats_with;
 use super::dataset::two_layer::{two_layer_stats_with, StatsConfig};
 use super::{responses, OutputStats};
 use crate::activation::Activation;
@@ -110,7 +110,7 @@ impl TestInputStats {
 /// The network and inputs of [`test_input_stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TestInputConfig {
-    /// Depth L (Dense layers; L − 1 hidden layers of width n): 2 or 3.
+    /// Depth L ≥ 2 (Dense layers; L − 1 hidden layers of width n).
     pub depth: usize,
     /// C_W of every layer (C_b = 0).
     pub cw: f64,
@@ -201,17 +201,11 @@ pub fn test_input_stats(
             ),
         });
     }
-    if !(2..=3).contains(&cfg.depth) {
-        let why = if cfg.depth > 3 {
-            "depth ≥ 4 needs the two-input pair-tensor propagation, which is not derived yet \
-             (docs/derivations/trained_test_input.md#unverified)"
-        } else {
-            "a network of depth 1 has no hidden layer"
-        };
+    if cfg.depth < 2 {
         return Err(TheoryError::Invalid {
             flag: "--depth",
             msg: format!(
-                "the test-input statistics are derived for depth 2 and 3 only (got {}); {why}",
+                "a network of depth {} has no hidden layer; use depth ≥ 2",
                 cfg.depth
             ),
         });
@@ -242,7 +236,7 @@ pub fn test_input_stats(
     };
     let s = match cfg.depth {
         2 => two_layer_stats_with(act, &net, &quad)?,
-        _ => three_layer_stats_with(act, &net, &quad)?,
+        d => deep_stats_with(act, &net, d, &quad)?,
     };
     let k = output_kernel(act, &gram, cfg.depth, cfg.cw, &quad)?;
     let ix = |a: &[usize]| a.iter().fold(0, |acc, &i| acc * 2 + i);

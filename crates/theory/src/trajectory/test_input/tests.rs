@@ -212,7 +212,7 @@ fn a_test_input_at_the_training_input_has_the_single_input_statistics() {
     // (~1e-10; Θ¹'s integration by parts loses ~6 digits of 1e-16 at this near-singular K).
     // 1e-5 relative (of the largest statistic, 1) bounds both.
     for act in ["tanh", "sin"] {
-        for depth in [2, 3] {
+        for depth in [2, 3, 4, 5, 6] {
             let s = stats(act, depth, 1.0 - 1e-6);
             let one = single_input(act, depth);
             let close = |x: f64, y: f64, what: &str| {
@@ -405,8 +405,7 @@ fn refuses_what_it_cannot_compute() {
     let relu = parse("relu").unwrap();
     let msg = |r: Result<TestInputStats, TheoryError>| r.unwrap_err().to_string();
     assert!(msg(test_input_stats(&*relu, &cfg(2, 0.5))).contains("--activation"));
-    assert!(msg(test_input_stats(&*tanh, &cfg(4, 0.5))).contains("not derived"));
-    assert!(msg(test_input_stats(&*tanh, &cfg(1, 0.5))).contains("depth 2 and 3"));
+    assert!(msg(test_input_stats(&*tanh, &cfg(1, 0.5))).contains("no hidden layer"));
     assert!(msg(test_input_stats(&*tanh, &cfg(3, 1.0))).contains("parallel"));
     assert!(msg(test_input_stats(&*tanh, &cfg(2, 1.5))).contains("Gram"));
     let s = arbitrary();
@@ -414,4 +413,13 @@ fn refuses_what_it_cannot_compute() {
         .unwrap_err()
         .to_string()
         .contains("--eta"));
+}
+
+#[test]
+#[ignore]
+fn print_depth4_tmp() {
+    for act in ["tanh", "sin"] {
+        let s = stats(act, 4, 0.5);
+        eprintln!("{act} {:?}", s);
+    }
 }
