@@ -59,14 +59,14 @@ pub struct TrainedArgs {
     /// GD steps of the trajectories.
     #[arg(long)]
     trajectory_steps: Option<usize>,
-    /// Depth L of the trajectory networks (≥ 2; the test-input theory exists for 2 and 3).
+    /// Depth L ≥ 2 of the trajectory networks (part 3, the training and the test input).
     #[arg(long)]
     trajectory_depth: Option<usize>,
     /// Cosine between the training input and the test input the trajectories are read on.
     #[arg(long, allow_negative_numbers = true)]
     trajectory_test_cos: Option<f64>,
     /// Real training images of part 4 (N_A + N_B ≤ 24; this and the other --dataset-* flags set
-    /// both depths of part 4).
+    /// every depth of part 4).
     #[arg(long)]
     dataset_train: Option<usize>,
     /// Real test images of part 4.
