@@ -70,6 +70,18 @@ pub struct Config {
 impl Config {
     /// The configuration for quick or full mode.
     pub fn for_mode(quick: bool, seed: u64, quiet: bool) -> Self {
+        let deeper = |depth: usize| DatasetConfig {
+            act: "tanh".into(),
+            cw: 1.0,
+            n_train: 4,
+            n_test: 4,
+            widths: vec![32, 64],
+            pairs: if quick { 20_000 } else { 60_000 },
+            c: 0.5,
+            steps: if quick { 12 } else { 100 },
+            nodes: 32,
+            depth,
+        };
         Self {
             quick,
             seed,
@@ -140,33 +152,11 @@ impl Config {
                 depth: 2,
             },
             // Two hidden layers: an n×n layer makes each network ≈ n/(N + 2) times dearer, so
-            // the full scale stops at n = 64 (the two widths the extrapolation uses).
-            dataset_depth3: Some(DatasetConfig {
-                act: "tanh".into(),
-                cw: 1.0,
-                n_train: 4,
-                n_test: 4,
-                widths: vec![32, 64],
-                pairs: if quick { 20_000 } else { 60_000 },
-                c: 0.5,
-                steps: if quick { 12 } else { 100 },
-                nodes: 32,
-                depth: 3,
-            }),
-            // Three hidden layers (the first depth whose hidden layers carry a mean shift K¹,
-            // Θ¹ into the next step), the same widths and pairs.
-            dataset_depth4: Some(DatasetConfig {
-                act: "tanh".into(),
-                cw: 1.0,
-                n_train: 4,
-                n_test: 4,
-                widths: vec![32, 64],
-                pairs: if quick { 20_000 } else { 60_000 },
-                c: 0.5,
-                steps: if quick { 12 } else { 100 },
-                nodes: 32,
-                depth: 4,
-            }),
+            // the full scale stops at n = 64 (the two widths the extrapolation uses). Three
+            // hidden layers (the first depth whose hidden layers carry a mean shift K¹, Θ¹ into
+            // the next step): the same widths and pairs.
+            dataset_depth3: Some(deeper(3)),
+            dataset_depth4: Some(deeper(4)),
         }
     }
 
