@@ -427,7 +427,8 @@ fn depth_four_statistics_match_the_monte_carlo() {
     // output through two propagation steps. Tolerance: 3 SE of the fitted intercept plus 0.5 %
     // for the fit's O(1/n²) remainder (measured 0.2–0.5 % on the ddNTK entries at depth 3,
     // trained_test_input.md §5); Θ¹: 3 SE.
-    type Row = (&'static str, fn(&TestInputStats) -> f64, f64, f64);
+    type Getter = fn(&TestInputStats) -> f64;
+    type Row = (&'static str, Getter, f64, f64);
     let rows = |act: &str| -> Vec<Row> {
         let tanh = act == "tanh";
         let pick = |t: (f64, f64), s: (f64, f64)| if tanh { t } else { s };
@@ -446,7 +447,7 @@ fn depth_four_statistics_match_the_monte_carlo() {
             pick((0.37783, 0.00040), (0.66529, 0.00068)),
             pick((0.56053, 0.00089), (0.87461, 0.00135)),
         ];
-        let f: [(&'static str, fn(&TestInputStats) -> f64); 13] = [
+        let f: [(&'static str, Getter); 13] = [
             ("Θ_AA", |s| s.theta),
             ("Θ_βA", |s| s.theta_test),
             ("A + 2B", |s| s.ntk_variance),
