@@ -487,17 +487,10 @@ impl Layer {
     fn output(&self, na: usize) -> DatasetStats {
         let n = self.n;
         let ix = Idx { n, na };
-        let nan = f64::NAN;
         let mut s = DatasetStats {
-            n_train: na,
-            n,
-            k: vec![0.0; na * na],
             theta: self.th.clone(),
             theta1: self.th1.clone(),
-            ntk_cov: vec![nan; n.pow(4)],
-            dntk_z: vec![nan; n.pow(3) * na],
-            ddi: vec![nan; n.pow(4)],
-            ddii: vec![nan; n.pow(4)],
+            ..DatasetStats::unset(n, na)
         };
         for a in 0..na {
             for b in 0..na {

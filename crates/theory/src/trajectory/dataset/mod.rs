@@ -63,6 +63,25 @@ pub struct DatasetStats {
     pub ddii: Vec<f64>,
 }
 
+impl DatasetStats {
+    /// Statistics for N = `n` inputs (the first `na` trained on) with every tensor NaN — the
+    /// entries a builder leaves unset are those the trajectory never reads — and K zero.
+    pub(super) fn unset(n: usize, na: usize) -> Self {
+        let nan = f64::NAN;
+        Self {
+            n_train: na,
+            n,
+            k: vec![0.0; na * na],
+            theta: vec![nan; n * n],
+            theta1: vec![nan; n * n],
+            ntk_cov: vec![nan; n.pow(4)],
+            dntk_z: vec![nan; n.pow(3) * na],
+            ddi: vec![nan; n.pow(4)],
+            ddii: vec![nan; n.pow(4)],
+        }
+    }
+}
+
 /// One step of the mean trajectory on every input (training inputs first); the four parts add
 /// up to `coefficient`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

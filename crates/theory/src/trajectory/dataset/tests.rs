@@ -141,22 +141,28 @@ fn gram4() -> Vec<f64> {
     c.iter().flatten().copied().collect()
 }
 
-fn two_layer(act: &str, gram: Vec<f64>, n_train: usize, nodes: usize) -> DatasetStats {
-    two_layer_stats(
-        &*parse(act).unwrap(),
-        &StatsConfig {
-            cw: 1.0,
-            lambda_w: 1.0,
-            gram,
-            n_train,
-            nodes,
-        },
-    )
-    .unwrap()
+/// C_W = λ_W = 1 on the inputs of `gram`, the first `n_train` trained on.
+fn stats_cfg(gram: Vec<f64>, n_train: usize, nodes: usize) -> StatsConfig {
+    StatsConfig {
+        cw: 1.0,
+        lambda_w: 1.0,
+        gram,
+        n_train,
+        nodes,
+    }
 }
 
-fn three_layer(act: &str, gram: Vec<f64>, n_train: usize, nodes: usize) -> DatasetStats {
-    deep(act, gram, n_train, nodes, 3)
+fn two_layer(act: &str, gram: Vec<f64>, n_train: usize, nodes: usize) -> DatasetStats {
+    two_layer_stats(&*parse(act).unwrap(), &stats_cfg(gram, n_train, nodes)).unwrap()
+}
+
+fn deep(act: &str, gram: Vec<f64>, n_train: usize, nodes: usize, depth: usize) -> DatasetStats {
+    super::deep::deep_stats(
+        &*parse(act).unwrap(),
+        &stats_cfg(gram, n_train, nodes),
+        depth,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -166,8 +172,8 @@ fn deep_tensors_have_the_symmetries_of_their_definitions() {
     // and (ab) ↔ (cd), Θ¹ symmetric. The formulas build each entry from its own slots, so the
     // symmetries are not built in; a moment is one table entry whichever slot asks for it, so
     // they hold to rounding. At depth 4 the output's tensors are sums over index splittings of
-    // layer-3 pair tensors that each have fewer symmetries, so a term put on the wrong splitting
-    // breaks them.
+    // layer-3 pair tensors that each have fewer symmetries, so some wrong splittings break them
+    // (not all: a propagation factor moved between Q¹ and Q² keeps them, trained_dataset.md §5c).
     for depth in [3, 4] {
         let s = deep("tanh", gram4(), 3, 12, depth);
         let (n, na) = (4, 3);
@@ -476,7 +482,7 @@ fn three_layer_four_input_values() {
     // `cargo test --release -p dlt-theory three_layer_four_input_values -- --ignored --nocapture`;
     // the table of docs/derivations/trained_dataset.md#three-layer compares these with the
     // Monte Carlo of sampled networks.
-    let s = three_layer("tanh", gram4(), 4, 32);
+    let s = deep("tanh", gram4(), 4, 32, 3);
     let ix = Idx { n: 4, na: 4 };
     let g = |a, b, c, mu| s.dntk_z[ix.i3(a, b, c) * 4 + mu];
     for (name, v) in [
@@ -504,7 +510,7 @@ fn three_layer_four_input_entries_match_the_monte_carlo() {
     // reaches. Tolerance: 3 SE of the fitted intercept plus 0.3 % for the 32-node rule on tanh's
     // 3- and 4-D moments (3e-4 of the largest entry, §5) — a wrong slot or coefficient moves these
     // entries by far more (each term is 10–50 % of its entry).
-    let s = three_layer("tanh", gram4(), 4, 32);
+    let s = deep("tanh", gram4(), 4, 32, 3);
     let ix = Idx { n: 4, na: 4 };
     let g = |a, b, c, mu| s.dntk_z[ix.i3(a, b, c) * 4 + mu];
     for (name, got, mc, se) in [
@@ -542,21 +548,6 @@ fn three_layer_four_input_entries_match_the_monte_carlo() {
             "{name}: theory {got} vs Monte Carlo {mc} ± {se}"
         );
     }
-}
-
-fn deep(act: &str, gram: Vec<f64>, n_train: usize, nodes: usize, depth: usize) -> DatasetStats {
-    super::deep::deep_stats(
-        &*parse(act).unwrap(),
-        &StatsConfig {
-            cw: 1.0,
-            lambda_w: 1.0,
-            gram,
-            n_train,
-            nodes,
-        },
-        depth,
-    )
-    .unwrap()
 }
 
 /// Largest |x − y| / (|y| + floor) over entries both define (NaN in either skipped).

@@ -109,17 +109,9 @@ pub fn two_layer_stats_with(
 
     let m = MomentTable::new(k1, n);
     let build = |get: &mut dyn FnMut(&[Factor]) -> f64| -> DatasetStats {
-        let nan = f64::NAN;
         let mut s = DatasetStats {
-            n_train: na,
-            n,
-            k: vec![0.0; na * na],
-            theta: vec![nan; n * n],
             theta1: vec![0.0; n * n],
-            ntk_cov: vec![nan; n.pow(4)],
-            dntk_z: vec![nan; n.pow(3) * na],
-            ddi: vec![nan; n.pow(4)],
-            ddii: vec![nan; n.pow(4)],
+            ..DatasetStats::unset(n, na)
         };
         for a in 0..na {
             for b in 0..na {
