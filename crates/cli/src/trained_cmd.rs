@@ -11,10 +11,10 @@ pub struct TrainedArgs {
     #[arg(long, default_value = "out/trained")]
     out: PathBuf,
     /// CI scale: 1000 train / 1000 test images, 2 pairs of width-256 networks beside the
-    /// kernels, 512·n/32 pairs per ensemble width, trajectories at widths 32, 64 from 80000
-    /// pairs, part 4 from 20000 pairs and 12 steps (full: 4000 / 2000 images, 4 pairs of width
-    /// 512, 1024·n/32 pairs, trajectories at 32, 64, 128 from 160000 pairs, part 4 from 60000
-    /// pairs and 100 steps).
+    /// kernels, ensembles at widths 32–256 from 512·n/32 pairs, trajectories at widths 32, 64
+    /// from 80000 pairs, part 4 from 20000 pairs and 12 steps (full: 4000 / 2000 images, 4
+    /// pairs of width 512, ensembles at 32–512 from 1024·n/32 pairs, trajectories at 32, 64, 128
+    /// from 160000 pairs, part 4 from 60000 pairs and 100 steps).
     #[arg(long)]
     quick: bool,
     #[arg(long, default_value_t = 0)]
