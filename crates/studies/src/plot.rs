@@ -4,6 +4,8 @@
 //! labelled as powers of ten (10ᵏ, or m×10ᵏ between them).
 
 use crate::output::{write_atomic, OutputError};
+use plotters::coord::combinators::{LogCoord, WithKeyPoints};
+use plotters::coord::ranged1d::{BoldPoints, LightPoints, Ranged};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -287,9 +289,9 @@ impl Figure {
             }
             match (self.log_x, self.log_y) {
                 (false, false) => draw!(x0..x1, y0..y1),
-                (true, false) => draw!((x0..x1).log_scale(), y0..y1),
-                (false, true) => draw!(x0..x1, (y0..y1).log_scale()),
-                (true, true) => draw!((x0..x1).log_scale(), (y0..y1).log_scale()),
+                (true, false) => draw!(log_axis(x0, x1), y0..y1),
+                (false, true) => draw!(x0..x1, log_axis(y0, y1)),
+                (true, true) => draw!(log_axis(x0, x1), log_axis(y0, y1)),
             }
             self.draw_legend(&legend).map_err(|e| e.to_string())?;
             root.present().map_err(|e| e.to_string())?;
@@ -392,6 +394,63 @@ fn colour(k: usize) -> RGBAColor {
     ];
     let (r, g, b) = OKABE_ITO[k % OKABE_ITO.len()];
     RGBColor(r, g, b).to_rgba()
+}
+
+/// Labels per axis that plotters' mesh asks for by default, and light lines per label (as set
+/// by `max_light_lines` above).
+const MESH_LABELS: usize = 11;
+const MESH_LIGHT_PER_LABEL: usize = 4;
+
+/// A log axis over [lo, hi]. Plotters places log ticks only from the first power of ten upward,
+/// so a range holding fewer than two powers of ten (e.g. widths 256 and 512 padded to
+/// 197…666) got no labelled tick at all, or only one; there the ticks are m×10ᵏ at a step in m
+/// that gives at least three ([`narrow_log_ticks`]). Wider ranges keep plotters' own.
+fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+    let inner: LogCoord<f64> = (lo..hi).log_scale().into();
+    let (bold, light) = match narrow_log_ticks(lo, hi) {
+        Some(ticks) => (ticks, vec![]),
+        None => (
+            inner.key_points(BoldPoints(MESH_LABELS)),
+            inner.key_points(LightPoints::new(
+                MESH_LABELS,
+                MESH_LABELS * MESH_LIGHT_PER_LABEL,
+            )),
+        ),
+    };
+    (lo..hi)
+        .log_scale()
+        .with_key_points(bold)
+        .with_light_points(light)
+}
+
+/// The ticks of a log axis over [lo, hi] that holds fewer than two powers of ten: m×10ᵏ inside
+/// it at the coarsest step in m (1, 0.5, 0.2, 0.1) that gives at least three; `None` for wider
+/// axes.
+fn narrow_log_ticks(lo: f64, hi: f64) -> Option<Vec<f64>> {
+    if !(lo > 0.0 && hi > lo && hi.is_finite()) {
+        return None;
+    }
+    let (k0, k1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let inside = |v: f64| v >= lo * (1.0 - 1e-12) && v <= hi * (1.0 + 1e-12);
+    let powers = (k0..=k1).filter(|&k| inside(10f64.powi(k))).count();
+    if powers >= 2 {
+        return None;
+    }
+    let mut ticks = vec![];
+    for per_unit in [1u32, 2, 5, 10] {
+        // m = j / per_unit for j = per_unit … 10·per_unit − 1, i.e. 1 ≤ m < 10.
+        ticks = (k0..=k1)
+            .flat_map(|k| {
+                (per_unit..10 * per_unit)
+                    .map(move |j| f64::from(j) / f64::from(per_unit) * 10f64.powi(k))
+            })
+            .filter(|&v| inside(v))
+            .collect();
+        if ticks.len() >= 3 {
+            break;
+        }
+    }
+    Some(ticks)
 }
 
 /// A tick label: plain numbers on a linear axis; on a log axis 10ᵏ at powers of ten and m×10ᵏ
@@ -602,6 +661,36 @@ mod tests {
         let mut g = f.clone().log_log();
         g.series.push(Series::dashed("neg", vec![(1.0, -1.0)]));
         assert!(g.to_svg().unwrap().contains("polyline"));
+    }
+
+    #[test]
+    fn narrow_log_axes_get_ticks_inside_them() {
+        // Widths 256 and 512 padded by 1.3: no power of ten inside, plotters placed no tick.
+        let t = narrow_log_ticks(256.0 / 1.3, 512.0 * 1.3).unwrap();
+        assert_eq!(t, vec![200.0, 300.0, 400.0, 500.0, 600.0]);
+        // One power of ten inside: the ticks below it are kept too.
+        let t = narrow_log_ticks(2.0, 90.0).unwrap();
+        assert_eq!(t.first(), Some(&2.0));
+        assert!(t.contains(&10.0) && t.contains(&90.0) && t.len() == 17);
+        // Fewer than three whole steps of m: halves (0.015, 0.02, 0.025, 0.03), then tenths.
+        let t = narrow_log_ticks(0.0105, 0.03).unwrap();
+        assert_eq!(t.len(), 4, "{t:?}");
+        assert!((t[0] - 0.015).abs() < 1e-15 && (t[3] - 0.03).abs() < 1e-15);
+        let t = narrow_log_ticks(1.05, 1.32).unwrap();
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert!((t[0] - 1.1).abs() < 1e-12 && (t[2] - 1.3).abs() < 1e-12);
+        // Two powers of ten or more: plotters' own ticks.
+        assert!(narrow_log_ticks(5.0, 500.0).is_none());
+        assert!(narrow_log_ticks(10.0, 100.0).is_none());
+        // The drawn figure labels its narrow x axis.
+        let svg = Figure::new("t", "width n", "y")
+            .with(Series::points("mc", vec![(256.0, 1.0), (512.0, 2.0)], None))
+            .log_log()
+            .to_svg()
+            .unwrap();
+        for label in ["3×10²", "5×10²"] {
+            assert!(svg.contains(label), "no tick {label} on the x axis");
+        }
     }
 
     #[test]
