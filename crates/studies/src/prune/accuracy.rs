@@ -250,7 +250,19 @@ pub(super) fn sweep(
     })?;
     acc.loss = loss;
     acc.seconds = seconds;
-    for (task, items, enc) in &bench.tasks {
+    // The tasks' stages run cheapest first (fewest tokens to score), so a full run done in
+    // pieces measures as many stages as it can before it is cut; rows are kept in the listed
+    // order, and the order changes no number (each stage is computed on its own).
+    let work = |enc: &[EncodedItem]| -> usize {
+        enc.iter()
+            .map(|e| e.ctx.len() + e.conts.iter().map(Vec::len).sum::<usize>())
+            .sum()
+    };
+    let mut order: Vec<usize> = (0..bench.tasks.len()).collect();
+    order.sort_by_key(|&i| work(&bench.tasks[i].2));
+    let mut per_task: Vec<Vec<AccuracyRow>> = bench.tasks.iter().map(|_| Vec::new()).collect();
+    for i in order {
+        let (task, items, enc) = &bench.tasks[i];
         let (rows, seconds) = stages.run(&format!("accuracy-{}", task.name()), || {
             let t0 = std::time::Instant::now();
             let pb = bar(
@@ -278,9 +290,10 @@ pub(super) fn sweep(
             pb.finish_and_clear();
             Ok((rows, t0.elapsed().as_secs_f64()))
         })?;
-        acc.rows.extend(rows);
+        per_task[i] = rows;
         acc.seconds += seconds;
     }
+    acc.rows.extend(per_task.into_iter().flatten());
     acc.collapse = collapse_points(&acc.rows);
     Ok(acc)
 }
