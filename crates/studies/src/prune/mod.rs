@@ -14,11 +14,12 @@
 //!    docs/derivations/prune.md#accuracy-sweep).
 //!
 //! Block ranges are 0-based and end-exclusive everywhere (`start..end`).
-//! Cost (2 cores): quick ≈ 8 min (part 5 ≈ 3 of them). Full ≈ 3 h estimated; measured on
-//! 2026-12-02 up to part 5's first task: probe 47 s, part 2 15.2 min, part 5's two texts 11.3 min
-//! (25 models × 2 × 8192 tokens), its ARC-Easy sweep 10.1 min (25 models × 250 items); the
-//! HellaSwag and PIQA sweeps (≈ 3.5× and 1.8× ARC-Easy's tokens) and healing and scoring seven
-//! models (150 LoRA steps of ≈ 1.5 s and ≈ 70 000 benchmark tokens each) are estimated.
+//! Cost (2 cores): quick ≈ 8 min (part 5 ≈ 3 of them). Full 145 min (8710 s), measured whole on
+//! 2026-12-04 from a fresh cache (`stage_seconds`): probe 4.4 min (beside a test build; 42 s
+//! alone), part 2 12.8 min (61 pruned models), the seven healed models 75.8 min (150 LoRA steps
+//! and scoring each: 13.7 min for the unpruned control down to 8.7 min at n = 12), part 5's two
+//! texts 7.4 min (25 models × 2 × 8192 tokens), ARC-Easy 6.9 min, PIQA 10.8 min and HellaSwag
+//! 26.4 min (25 models × 250 items each).
 //! Each heavy stage is checkpointed as it finishes, and `Config::resume` reads matching
 //! checkpoints back (`stages.rs`), so the full run can be done in pieces.
 
