@@ -380,8 +380,9 @@ fn accuracy_claims(sc: &Scale, m: &Measured) -> Vec<Claim> {
             ),
         );
     }
-    // Healing a collapsed model: the drop-last model at the first healed n.
-    let Some(&n) = sc.heal_drops.first() else {
+    // Healing a collapsed model: the drop-last model at the first healed n that the sweep also
+    // scored unhealed (the full scale heals n = 4, 8, 12 and sweeps n = 3, 6, …: n = 12).
+    let Some(&n) = sc.heal_drops.iter().find(|n| sc.acc_drops.contains(n)) else {
         return out;
     };
     let text = "boolq_passages";
