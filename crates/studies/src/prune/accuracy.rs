@@ -424,8 +424,14 @@ pub fn paired_se(a: &[bool], b: &[bool]) -> f64 {
 /// Collapse and flat points of each task under the angular and last rules (unhealed).
 fn collapse_points(rows: &[AccuracyRow]) -> Vec<CollapseRow> {
     let mut out = Vec::new();
-    let mut tasks: Vec<&str> = rows.iter().map(|r| r.task.as_str()).collect();
-    tasks.dedup();
+    // Each task once, in first-seen order (healed models' rows follow the sweep's, so a
+    // consecutive dedup would repeat the tasks).
+    let mut tasks: Vec<&str> = Vec::new();
+    for r in rows.iter() {
+        if !tasks.contains(&r.task.as_str()) {
+            tasks.push(&r.task);
+        }
+    }
     for task in tasks {
         let Some(base) = rows
             .iter()
