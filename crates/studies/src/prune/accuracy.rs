@@ -421,18 +421,22 @@ pub fn paired_se(a: &[bool], b: &[bool]) -> f64 {
     (d.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt()
 }
 
-/// Collapse and flat points of each task under the angular and last rules (unhealed).
-fn collapse_points(rows: &[AccuracyRow]) -> Vec<CollapseRow> {
-    let mut out = Vec::new();
-    // Each task once, in first-seen order (healed models' rows follow the sweep's, so a
-    // consecutive dedup would repeat the tasks).
+/// Each task of `rows` once, in first-seen order (healed models' rows follow the sweep's, so a
+/// consecutive dedup would repeat the tasks).
+pub(super) fn task_names(rows: &[AccuracyRow]) -> Vec<&str> {
     let mut tasks: Vec<&str> = Vec::new();
-    for r in rows.iter() {
+    for r in rows {
         if !tasks.contains(&r.task.as_str()) {
             tasks.push(&r.task);
         }
     }
-    for task in tasks {
+    tasks
+}
+
+/// Collapse and flat points of each task under the angular and last rules (unhealed).
+fn collapse_points(rows: &[AccuracyRow]) -> Vec<CollapseRow> {
+    let mut out = Vec::new();
+    for task in task_names(rows) {
         let Some(base) = rows
             .iter()
             .find(|r| r.task == task && r.n == 0 && !r.healed)
@@ -469,4 +473,35 @@ fn collapse_points(rows: &[AccuracyRow]) -> Vec<CollapseRow> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_names_lists_each_task_once_when_healed_rows_interleave() {
+        let row = |task: &str, healed: bool| AccuracyRow {
+            task: task.into(),
+            rule: "last".into(),
+            n: 4,
+            start: 0,
+            fraction: 0.1,
+            draw: 0,
+            healed,
+            items: 1,
+            metric: "acc".into(),
+            accuracy: 0.5,
+            se: 0.5,
+            chance: 0.25,
+            correct: Vec::new(),
+        };
+        // The sweep's rows (task by task), then two healed models' rows (every task each).
+        let rows: Vec<AccuracyRow> = [("a", false), ("b", false)]
+            .into_iter()
+            .chain([("a", true), ("b", true), ("a", true), ("b", true)])
+            .map(|(t, h)| row(t, h))
+            .collect();
+        assert_eq!(task_names(&rows), vec!["a", "b"]);
+    }
 }

@@ -194,14 +194,7 @@ pub(super) fn accuracy_figure(out: &OutDir, m: &Measured) -> Result<Option<Strin
     out.write_records("accuracy.csv", &acc.rows)?;
     out.write_records("loss.csv", &acc.loss)?;
     out.write_records("collapse.csv", &acc.collapse)?;
-    // Each task once, in first-seen order (healed models' rows follow the sweep's, so a
-    // consecutive dedup would repeat the tasks).
-    let mut tasks: Vec<&str> = Vec::new();
-    for r in acc.rows.iter() {
-        if !tasks.contains(&r.task.as_str()) {
-            tasks.push(&r.task);
-        }
-    }
+    let tasks = super::accuracy::task_names(&acc.rows);
     let max_f = acc.rows.iter().map(|r| r.fraction).fold(0.0, f64::max);
     let mut panels = Vec::new();
     for task in tasks {
